@@ -1,0 +1,490 @@
+#!/usr/bin/env python3
+"""podtui pod agent: runs inside the pod with the Python standard library only (any image has it).
+
+    python3 agent.py run -- bash start.sh
+
+It runs the command, streams its stdout/stderr as numbered log lines, extracts metrics from what the command
+prints (JSON lines, `key=value` lines with a step, Hugging Face Trainer dicts) and from an optional metrics file,
+and posts them with a heartbeat to the control plane about once a second. When the control plane does not
+answer it keeps everything (memory, then a spill file) and resends in order with backoff; the control plane
+de-duplicates. When the command ends it reports `succeeded` or `failed` and ends the pod (after the keep-alive
+window on success), so a failed run stops billing at once.
+
+Environment: PODTUI_URL, PODTUI_RUN_ID, PODTUI_TOKEN (the run's ingest token), PODTUI_HOME (its folder),
+PODTUI_KEEP_ALIVE_S, PODTUI_TERMINATE_CMD (how the pod ends itself; empty = just exit),
+PODTUI_UNREACHABLE_LIMIT_S (default 1800), PODTUI_METRICS_FILE, PODTUI_REPORT_INTERVAL_S, PODTUI_GRACE_S.
+"""
+
+from __future__ import annotations
+
+import ast
+import collections
+import json
+import math
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+MAX_LINE = 16 * 1024
+MAX_BATCH_ITEMS = 5000
+MAX_BATCH_BYTES = 900 * 1024
+MEMORY_ITEMS = 20000
+SPILL_CHUNK = 5000
+TAIL_LINES = 50
+STEP_KEYS = ("step", "global_step", "iteration", "iter", "it")
+MARKER = "##podtui "
+
+# -- metric extraction (pure functions) -----------------------------------------------------------------
+
+_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf|infinity)"
+_PAIR = re.compile(r"(?<![\w./-])([A-Za-z_][\w./-]{0,120})\s*(?:=|:)\s*(" + _NUMBER + r")(?=$|[\s,;|)\]}])",
+                   re.IGNORECASE)
+_HF_PAIR = re.compile(r"'([^'\\]{1,250})'\s*:\s*(" + _NUMBER + r")(?=\s*[,}])", re.IGNORECASE)
+
+
+def _to_float(text: str) -> float:
+    return float(text)  # float() accepts nan, inf, infinity in any case
+
+
+def _numeric_fields(obj: dict) -> dict:
+    out = {}
+    for key, value in obj.items():
+        if not isinstance(key, str) or not key or len(key) > 250 or isinstance(value, bool):
+            continue
+        if isinstance(value, (int, float)):
+            out[key] = float(value)
+    return out
+
+
+def _split_step(values: dict, state: dict) -> tuple:
+    step = None
+    for key in STEP_KEYS:
+        if key in values and float(values[key]).is_integer() and 0 <= values[key] < 2**63:
+            step = int(values.pop(key))
+            break
+    for key in STEP_KEYS:
+        values.pop(key, None)
+    if step is None:
+        state["auto_step"] = state.get("auto_step", 0) + 1
+        step = state["auto_step"]
+    return step, values
+
+
+def parse_metrics(line: str, state: dict) -> list:
+    """Metrics in one printed line, as [(name, step, value)]; [] for lines that carry none.
+
+    Understands JSON objects with numeric fields, Hugging Face Trainer's printed dicts, and `key=value` /
+    `key: value` pairs on a line that has a step. `state` carries the step counter for lines without a step.
+    """
+    text = line.strip()
+    if not text or len(text) > MAX_LINE:
+        return []
+    if text.startswith("{") and text.endswith("}"):
+        values = None
+        try:
+            obj = json.loads(text)
+            if isinstance(obj, dict):
+                values = _numeric_fields(obj)
+        except ValueError:
+            if text.startswith("{'"):
+                try:
+                    obj = ast.literal_eval(text)
+                    values = _numeric_fields(obj) if isinstance(obj, dict) else None
+                except (ValueError, SyntaxError, MemoryError, RecursionError):
+                    # HF prints nan/inf bare, which literal_eval refuses: read the pairs one by one.
+                    values = {k: _to_float(v) for k, v in _HF_PAIR.findall(text)} or None
+        if not values:
+            return []
+        step, values = _split_step(values, state)
+        return [(name, step, value) for name, value in values.items()]
+    pairs = _PAIR.findall(text)
+    if len(pairs) < 2:
+        return []
+    values = {}
+    step = None
+    for key, raw in pairs:
+        if key.lower() in STEP_KEYS and step is None:
+            try:
+                number = float(raw)
+            except ValueError:
+                return []
+            if not number.is_integer() or not 0 <= number < 2**63:
+                return []
+            step = int(number)
+        elif key not in values:
+            values[key] = _to_float(raw)
+    if step is None or not values:
+        return []
+    return [(name, step, value) for name, value in values.items()]
+
+
+def json_value(value: float):
+    """JSON has no NaN or infinity: send them as the strings the control plane reads."""
+    if math.isfinite(value):
+        return value
+    return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+
+
+# -- the outbox: ordered, bounded in memory, spilling to a file ---------------------------------------
+
+class Outbox:
+    """Metric points and log lines waiting to be sent, oldest first. Past MEMORY_ITEMS in memory, the oldest
+    go to a spill file (JSON lines), which is always sent before what is in memory."""
+
+    def __init__(self, spill_path: str) -> None:
+        self.lock = threading.Lock()
+        self.memory = collections.deque()
+        self.spill_path = spill_path
+        self.spill_offset = 0
+        self.spilled = 0
+
+    def add(self, kind: str, item: dict) -> None:
+        with self.lock:
+            self.memory.append((kind, item))
+            if len(self.memory) > MEMORY_ITEMS:
+                with open(self.spill_path, "a", encoding="utf-8") as f:
+                    for _ in range(SPILL_CHUNK):
+                        f.write(json.dumps(self.memory.popleft()) + "\n")
+                self.spilled += SPILL_CHUNK
+
+    def __len__(self) -> int:
+        with self.lock:
+            return len(self.memory) + self.spilled
+
+    def peek(self) -> tuple:
+        """The next batch (within the control plane's limits) and a token to commit it with."""
+        with self.lock:
+            items, size = [], 0
+            offset = self.spill_offset
+            if self.spilled:
+                with open(self.spill_path, encoding="utf-8") as f:
+                    f.seek(offset)
+                    while len(items) < MAX_BATCH_ITEMS and size < MAX_BATCH_BYTES:
+                        raw = f.readline()
+                        if not raw:
+                            break
+                        kind, item = json.loads(raw)
+                        items.append((kind, item))
+                        size += len(raw)
+                        offset = f.tell()
+                return items, ("spill", offset, len(items))
+            for kind, item in self.memory:
+                if len(items) >= MAX_BATCH_ITEMS or size >= MAX_BATCH_BYTES:
+                    break
+                items.append((kind, item))
+                size += len(item.get("text", "")) + 64
+            return items, ("memory", 0, len(items))
+
+    def commit(self, token: tuple) -> None:
+        where, offset, count = token
+        with self.lock:
+            if where == "spill":
+                self.spill_offset = offset
+                self.spilled -= count
+                if self.spilled <= 0:
+                    self.spilled, self.spill_offset = 0, 0
+                    open(self.spill_path, "w").close()
+            else:
+                for _ in range(count):
+                    self.memory.popleft()
+
+
+# -- talking to the control plane ---------------------------------------------------------------------
+
+class Gone(Exception):
+    """The control plane says this run is over (or this token is no longer valid): stop."""
+
+
+class ControlPlane:
+    def __init__(self, url: str, run_id: str, token: str) -> None:
+        self.url = url.rstrip("/") + "/api/v1/runs/" + run_id + "/report"
+        self.token = token
+
+    def post(self, payload: dict) -> dict:
+        body = json.dumps(payload, allow_nan=False).encode()
+        req = urllib.request.Request(self.url, data=body, method="POST", headers={
+            "Authorization": "Bearer " + self.token, "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=20) as resp:
+                return json.loads(resp.read() or b"{}")
+        except urllib.error.HTTPError as exc:
+            if exc.code in (401, 403, 404, 410):
+                raise Gone(f"control plane answered {exc.code}") from None
+            raise
+
+
+class Reporter(threading.Thread):
+    """Sends the outbox about once a second (sooner when it fills), with a heartbeat, in order."""
+
+    def __init__(self, agent: Agent, interval: float) -> None:
+        super().__init__(daemon=True, name="reporter")
+        self.agent = agent
+        self.interval = interval
+        self.wake = threading.Event()
+        self.stopping = threading.Event()
+        self.last_ok = time.time()
+        self.failures = 0
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            self.wake.wait(self.interval if self.failures == 0 else self.backoff())
+            self.wake.clear()
+            self.flush_once()
+
+    def backoff(self) -> float:
+        return min(60.0, 2 ** min(self.failures, 6)) * (0.5 + random.random())
+
+    def flush_once(self, final: dict | None = None) -> bool:
+        """Send one batch (the final status rides on the last batch). True when the control plane took it."""
+        agent = self.agent
+        items, token = agent.outbox.peek()
+        payload = {
+            "metrics": [i for k, i in items if k == "m"],
+            "logs": [i for k, i in items if k == "l"],
+            "heartbeat_ts": time.time(),
+        }
+        if agent.progress is not None:
+            payload["progress"] = {"bytes_done": agent.progress[0], "bytes_total": agent.progress[1]}
+        if agent.status:
+            payload["status"] = agent.status
+        drained = len(items) >= len(agent.outbox)
+        if final and drained:
+            payload.update(final)
+        try:
+            reply = agent.control_plane.post(payload)
+        except Gone as exc:
+            agent.gone(str(exc))
+            return False
+        except Exception as exc:
+            self.failures += 1
+            if self.failures in (1, 5) or self.failures % 20 == 0:
+                agent.note(f"control plane unreachable ({exc}); keeping {len(agent.outbox)} items to resend")
+            if time.time() - self.last_ok > agent.unreachable_limit:
+                agent.gone(f"control plane unreachable for {int(time.time() - self.last_ok)} s")
+            return False
+        self.failures = 0
+        self.last_ok = time.time()
+        agent.outbox.commit(token)
+        if reply.get("stop"):
+            agent.gone("the control plane ended this run")
+        return bool(final) and drained
+
+    def drain(self, final: dict, deadline: float) -> bool:
+        """Send everything, then the final status; give up at the deadline."""
+        while time.time() < deadline:
+            if self.flush_once(final):
+                return True
+            if self.failures:
+                time.sleep(min(self.backoff(), max(0.0, deadline - time.time())))
+            if self.agent.stopped_by_control_plane:
+                return False
+        return False
+
+
+# -- the agent ----------------------------------------------------------------------------------------
+
+class Agent:
+    def __init__(self, command: list) -> None:
+        env = os.environ
+        self.command = command
+        self.home = env.get("PODTUI_HOME") or os.path.join(os.path.expanduser("~"), "podtui")
+        os.makedirs(self.home, exist_ok=True)
+        self.control_plane = ControlPlane(env["PODTUI_URL"], env["PODTUI_RUN_ID"], env["PODTUI_TOKEN"])
+        self.keep_alive = float(env.get("PODTUI_KEEP_ALIVE_S") or 0)
+        self.terminate_cmd = env.get("PODTUI_TERMINATE_CMD", "")
+        self.unreachable_limit = float(env.get("PODTUI_UNREACHABLE_LIMIT_S") or 1800)
+        self.grace = float(env.get("PODTUI_GRACE_S") or 20)
+        self.metrics_file = env.get("PODTUI_METRICS_FILE") or os.path.join(self.home, "metrics.jsonl")
+        self.outbox = Outbox(os.path.join(self.home, "outbox.spill"))
+        self.reporter = Reporter(self, float(env.get("PODTUI_REPORT_INTERVAL_S") or 1.0))
+        self.seq_lock = threading.Lock()
+        self.seq = 0
+        self.tail = collections.deque(maxlen=TAIL_LINES)
+        self.parse_state = {}
+        self.file_state = {}
+        self.status = None
+        self.progress = None
+        self.child = None
+        self.stopped_by_control_plane = False
+        self.stop_reason = ""
+
+    # lines and metrics
+    def line(self, stream: str, text: str) -> None:
+        text = text.rstrip("\r\n")
+        if text.startswith(MARKER):
+            self.marker(text[len(MARKER):])
+            return
+        if len(text) > MAX_LINE:
+            text = text[:MAX_LINE] + " …[truncated by podtui: line over 16 KiB]"
+        now = time.time()
+        with self.seq_lock:
+            seq = self.seq
+            self.seq += 1
+            self.tail.append(text)
+            self.outbox.add("l", {"seq": seq, "ts": now, "stream": stream, "text": text})
+            if stream == "stdout":
+                for name, step, value in parse_metrics(text, self.parse_state):
+                    self.outbox.add("m", {"name": name, "step": step, "value": json_value(value), "ts": now})
+        if len(self.outbox) >= MAX_BATCH_ITEMS:
+            self.reporter.wake.set()
+
+    def note(self, text: str) -> None:
+        """A line of the agent's own, in the run's log."""
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        self.line("system", f"{stamp} [podtui-agent] {text}")
+
+    def marker(self, text: str) -> None:
+        parts = text.split()
+        if len(parts) == 2 and parts[0] == "status" and parts[1] in ("downloading", "training"):
+            self.status = parts[1]
+            self.reporter.wake.set()
+        elif len(parts) == 3 and parts[0] == "progress" and parts[1].isdigit() and parts[2].isdigit():
+            self.progress = (int(parts[1]), int(parts[2]))
+
+    def pump(self, pipe, stream: str) -> None:
+        for raw in iter(pipe.readline, b""):
+            self.line(stream, raw.decode("utf-8", "replace"))
+        pipe.close()
+
+    def tail_metrics_file(self, done: threading.Event) -> None:
+        offset, partial = 0, b""
+        while True:
+            finished = done.is_set()
+            try:
+                with open(self.metrics_file, "rb") as f:
+                    f.seek(offset)
+                    data = f.read()
+                    offset = f.tell()
+            except OSError:
+                data = b""
+            partial += data
+            *lines, partial = partial.split(b"\n")
+            now = time.time()
+            for raw in lines:
+                text = raw.decode("utf-8", "replace").strip()
+                if not text.startswith("{"):
+                    continue
+                for name, step, value in parse_metrics(text, self.file_state):
+                    self.outbox.add("m", {"name": name, "step": step, "value": json_value(value), "ts": now})
+            if finished:
+                return
+            done.wait(0.5)
+
+    # life and death
+    def gone(self, reason: str) -> None:
+        """The control plane ended the run, or cannot be reached for too long: stop the command."""
+        if self.stopped_by_control_plane:
+            return
+        self.stopped_by_control_plane = True
+        self.stop_reason = reason
+        self.stop_child()
+
+    def stop_child(self) -> None:
+        child = self.child
+        if child is None or child.poll() is not None:
+            return
+        try:
+            os.killpg(child.pid, signal.SIGTERM)
+        except OSError:
+            pass
+
+        def kill_later() -> None:
+            try:
+                child.wait(self.grace)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(child.pid, signal.SIGKILL)
+                except OSError:
+                    pass
+
+        threading.Thread(target=kill_later, daemon=True).start()
+
+    def on_signal(self, signum, frame) -> None:
+        self.note(f"received signal {signum}; stopping the command (grace {self.grace:.0f} s)")
+        self.stop_child()
+
+    def terminate_pod(self) -> None:
+        if not self.terminate_cmd:
+            return
+        for attempt in range(5):
+            result = subprocess.run(["bash", "-c", self.terminate_cmd], capture_output=True, text=True)
+            if result.returncode == 0:
+                return
+            print(f"podtui agent: ending the pod failed ({result.stderr.strip()}); retrying", file=sys.stderr)
+            time.sleep(5 * (attempt + 1))
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self.on_signal)
+        signal.signal(signal.SIGINT, self.on_signal)
+        self.reporter.start()
+        env = dict(os.environ, PYTHONUNBUFFERED="1", PODTUI_METRICS_FILE=self.metrics_file)
+        try:
+            self.child = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                          stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+        except OSError as exc:
+            self.note(f"cannot start {self.command!r}: {exc}")
+            return self.finish(127)
+        with open(os.path.join(self.home, "agent.json"), "w") as f:
+            json.dump({"agent_pid": os.getpid(), "child_pgid": self.child.pid}, f)
+        done = threading.Event()
+        pumps = [threading.Thread(target=self.pump, args=(self.child.stdout, "stdout"), daemon=True),
+                 threading.Thread(target=self.pump, args=(self.child.stderr, "stderr"), daemon=True),
+                 threading.Thread(target=self.tail_metrics_file, args=(done,), daemon=True)]
+        for t in pumps:
+            t.start()
+        code = self.child.wait()
+        for t in pumps[:2]:
+            t.join(10)
+        done.set()
+        pumps[2].join(5)
+        return self.finish(code)
+
+    def finish(self, code: int) -> int:
+        self.reporter.stopping.set()
+        self.reporter.wake.set()
+        self.reporter.join(30)
+        if self.stopped_by_control_plane:
+            self.note(f"stopped: {self.stop_reason}")
+            self.reporter.drain({}, time.time() + 10)
+            self.terminate_pod()
+            return code or 1
+        if code == 0:
+            final = {"status": "succeeded", "exit_code": 0}
+            self.note("command succeeded")
+        else:
+            final = {"status": "failed", "exit_code": code if -255 <= code <= 255 else 1,
+                     "error": f"exit code {code}; last lines:\n" + "\n".join(self.tail)}
+            self.note(f"command failed with exit code {code}")
+        self.status = None
+        self.reporter.drain(final, time.time() + min(self.unreachable_limit, 600))
+        if code == 0 and self.keep_alive > 0 and not self.stopped_by_control_plane:
+            self.note(f"keeping the pod {self.keep_alive:.0f} s as asked (keep-alive)")
+            until = time.time() + self.keep_alive
+            while time.time() < until and not self.stopped_by_control_plane:
+                time.sleep(min(5.0, max(0.0, until - time.time())))
+                try:
+                    reply = self.control_plane.post({"heartbeat_ts": time.time()})
+                    if reply.get("stop"):
+                        break
+                except Exception:
+                    pass
+        self.terminate_pod()
+        return code
+
+
+def main(argv: list) -> int:
+    if len(argv) < 3 or argv[0] != "run" or argv[1] != "--":
+        print("usage: agent.py run -- COMMAND [ARG ...]", file=sys.stderr)
+        return 2
+    return Agent(argv[2:]).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

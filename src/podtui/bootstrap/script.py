@@ -1,0 +1,179 @@
+"""Renders the pod's boot command and its start script.
+
+The boot command is what the provider starts: `bash -c echo${IFS}$PODTUI_BOOT|base64${IFS}-d|bash`. It holds no
+quote, backslash or newline (the runpod SDK inlines it into GraphQL unescaped); the boot snippet travels
+base64-encoded in the env var PODTUI_BOOT. The snippet fetches the agent and the start script from the control
+plane with the run's ingest token, then runs the start script under the agent.
+"""
+
+from __future__ import annotations
+
+import base64
+import shlex
+from pathlib import Path
+
+from ..models import Dataset
+
+BOOT_COMMAND = "bash -c echo${IFS}$PODTUI_BOOT|base64${IFS}-d|bash"
+
+BOOT_SNIPPET = r"""set -u
+d="${PODTUI_HOME:-$HOME/podtui}"
+mkdir -p "$d" && cd "$d"
+if ! python3 - "$d" <<'PY'
+import os, sys, time, urllib.request
+base = os.environ["PODTUI_URL"].rstrip("/") + "/api/v1/boot/" + os.environ["PODTUI_RUN_ID"] + "/"
+for name, out in (("agent", "agent.py"), ("script", "start.sh")):
+    for attempt in range(8):
+        try:
+            req = urllib.request.Request(base + name, headers={"Authorization": "Bearer " + os.environ["PODTUI_TOKEN"]})
+            with urllib.request.urlopen(req, timeout=30) as r:
+                data = r.read()
+            break
+        except Exception as e:
+            print("podtui boot: fetching %s failed (%s); retrying" % (name, e), file=sys.stderr, flush=True)
+            time.sleep(min(2 ** attempt, 30))
+    else:
+        sys.exit("podtui boot: cannot reach the control plane at %s" % os.environ["PODTUI_URL"])
+    with open(os.path.join(sys.argv[1], out), "wb") as f:
+        f.write(data)
+PY
+then
+  echo "podtui boot: giving up; ending the pod so it does not bill" >&2
+  eval "${PODTUI_TERMINATE_CMD:-true}"
+  exit 1
+fi
+exec python3 "$d/agent.py" run -- bash "$d/start.sh"
+"""
+
+
+def boot_env_value() -> str:
+    """The base64 boot snippet (A-Z a-z 0-9 + / =: safe in an env var sent through GraphQL)."""
+    return base64.b64encode(BOOT_SNIPPET.encode()).decode()
+
+
+START_SCRIPT = r"""#!/usr/bin/env bash
+# podtui start script for run __RUN_ID__, rendered by the control plane. Fails fast: any failing command
+# ends the script with its line number, and the agent then reports the run failed and ends the pod.
+set -euo pipefail
+log() { printf '%s [podtui] %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*"; }
+trap 'rc=$?; log "FAILED at line $LINENO (exit $rc): $BASH_COMMAND"; exit $rc' ERR
+
+__VARIABLES__
+DIR="${PODTUI_HOME:-$HOME/podtui}"
+DATA="$DIR/data"
+WORK="$DIR/work"
+mkdir -p "$DATA" "$WORK"
+umask 077
+# The credentials go to config files, never onto a command line (`ps` shows those).
+printf 'header = "Authorization: Bearer %s"\n' "$DL_TOKEN" > "$DIR/.curl-dl"
+printf 'header = "Authorization: Bearer %s"\n' "$PODTUI_TOKEN" > "$DIR/.curl-pod"
+printf 'header = Authorization: Bearer %s\n' "$DL_TOKEN" > "$DIR/.wget-dl"
+printf 'header = Authorization: Bearer %s\n' "$PODTUI_TOKEN" > "$DIR/.wget-pod"
+umask 022
+
+# RunPod images start sshd, nginx and jupyter from /start.sh, which our start command replaced.
+if [ -z "${PODTUI_LOCAL:-}" ] && [ -n "${RUNPOD_POD_ID:-}" ] && [ -x /start.sh ]; then
+  log "starting the image's own services (/start.sh) in the background"
+  nohup /start.sh > /tmp/runpod-start.log 2>&1 &
+fi
+
+sha256_of() {
+  if command -v sha256sum > /dev/null; then sha256sum "$1" | cut -d' ' -f1
+  else python3 -c 'import hashlib,sys;h=hashlib.sha256();f=open(sys.argv[1],"rb");[h.update(b) for b in iter(lambda:f.read(1<<20),b"")];print(h.hexdigest())' "$1"; fi
+}
+
+# fetch URL OUT CREDENTIAL: resumable download with curl -C - or wget -c, whichever the image has.
+fetch() {
+  if command -v curl > /dev/null; then
+    curl -fsS --retry 3 --retry-delay 2 --connect-timeout 20 -C - -K "$DIR/.curl-$3" -o "$2" "$1"
+  elif command -v wget > /dev/null; then
+    WGETRC="$DIR/.wget-$3" wget -q -c --tries=3 --waitretry=2 --timeout=60 -O "$2" "$1"
+  else
+    log "neither curl nor wget is installed in this image"; return 1
+  fi
+}
+
+progress() {  # prints download progress for the agent every second while a file grows
+  local out=$1 base=$2
+  while sleep 1; do
+    local n=0
+    [ -f "$out" ] && n=$(wc -c < "$out" | tr -d ' ')
+    echo "##podtui progress $((base + n)) $DATASET_SIZE"
+  done
+}
+
+download() {  # download URL OUT SHA SIZE_BEFORE: retries with resume, checks the sha256
+  local url=$1 out=$2 sha=$3 base=$4 attempt
+  mkdir -p "$(dirname "$out")"
+  for attempt in 1 2 3 4 5; do
+    progress "$out" "$base" & local ticker=$!
+    if fetch "$url" "$out" dl; then
+      kill "$ticker" 2> /dev/null || true
+      if [ "$(sha256_of "$out")" = "$sha" ]; then return 0; fi
+      log "sha256 of $out does not match; downloading it again"
+      rm -f "$out"
+    else
+      kill "$ticker" 2> /dev/null || true
+      log "download attempt $attempt of $out failed; resuming"
+    fi
+    sleep $((attempt * 2))
+  done
+  log "could not download $out after 5 attempts"
+  return 1
+}
+
+echo "##podtui status downloading"
+log "downloading dataset $DATASET_NAME ($DATASET_SIZE bytes) from $PODTUI_URL"
+if [ "$DATASET_KIND" = file ]; then
+  PODTUI_DATASET_PATH="$DATA/$DATASET_FILE"
+  download "$DL_URL" "$PODTUI_DATASET_PATH" "$DATASET_SHA256" 0
+else
+  PODTUI_DATASET_PATH="$DATA/$DATASET_NAME"
+  fetch "$DL_URL" "$DIR/manifest.txt" dl
+  done_bytes=0
+  while read -r sha size rel; do
+    enc=$(python3 -c 'import sys,urllib.parse;print(urllib.parse.quote(sys.argv[1]))' "$rel")
+    download "$DL_URL?path=$enc" "$PODTUI_DATASET_PATH/$rel" "$sha" "$done_bytes"
+    done_bytes=$((done_bytes + size))
+  done < "$DIR/manifest.txt"
+fi
+echo "##podtui progress $DATASET_SIZE $DATASET_SIZE"
+log "dataset ready at $PODTUI_DATASET_PATH (sha256 checked)"
+
+if [ "$HAS_BUNDLE" = 1 ]; then
+  log "fetching the code bundle"
+  fetch "$PODTUI_URL/api/v1/boot/$PODTUI_RUN_ID/bundle" "$DIR/bundle.tar.gz" pod
+  tar -xzf "$DIR/bundle.tar.gz" -C "$WORK"
+fi
+rm -f "$DIR/.curl-dl" "$DIR/.wget-dl"
+
+cd "$WORK"
+export PODTUI_DATASET_PATH PODTUI_RUN_ID
+echo "##podtui status training"
+log "training: $TRAIN_COMMAND"
+bash -c "$TRAIN_COMMAND"
+log "training command finished"
+"""
+
+
+def render_start_script(*, run_id: str, dataset: Dataset, dataset_file: str, download_token: str,
+                        pod_url: str, command: str, has_bundle: bool) -> str:
+    """The start script for one run (served to its pod only, over its ingest token)."""
+    variables = {
+        "DL_TOKEN": download_token,
+        "DL_URL": f"{pod_url}/api/datasets/download",
+        "DATASET_NAME": dataset.name,
+        "DATASET_KIND": dataset.kind,
+        "DATASET_FILE": dataset_file,
+        "DATASET_SHA256": dataset.sha256,
+        "DATASET_SIZE": str(dataset.size_bytes),
+        "HAS_BUNDLE": "1" if has_bundle else "0",
+        "TRAIN_COMMAND": command,
+    }
+    lines = "\n".join(f"{key}={shlex.quote(value)}" for key, value in variables.items())
+    return START_SCRIPT.replace("__RUN_ID__", run_id).replace("__VARIABLES__", lines)
+
+
+def agent_source() -> bytes:
+    """The pod agent's source, served to pods as one file."""
+    return (Path(__file__).parent / "agent.py").read_bytes()

@@ -1,0 +1,179 @@
+"""Settings: environment variables `PODTUI_*`, then the TOML file `config.toml` in the user config dir.
+
+The environment wins over the file. `PODTUI_CONFIG_FILE` points at another file.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import platformdirs
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+GiB = 1024**3
+MiB = 1024**2
+ADMIN_TOKEN_FILE = "admin_token"
+
+
+def default_config_file() -> Path:
+    """The TOML file read when `PODTUI_CONFIG_FILE` is not set."""
+    return Path(platformdirs.user_config_dir("podtui")) / "config.toml"
+
+
+def default_data_dir() -> Path:
+    """Where the store, the admin token and local pods live by default."""
+    return Path(platformdirs.user_data_dir("podtui"))
+
+
+class Settings(BaseSettings):
+    """Everything podtui can be told; see DESIGN.md (Interfaces) for the names users rely on."""
+
+    model_config = SettingsConfigDict(env_prefix="PODTUI_", extra="ignore", validate_default=True)
+
+    public_url: str | None = None
+    """The URL pods use to reach this control plane (https, reachable from the internet for RunPod)."""
+
+    host: str = "127.0.0.1"
+    """Address the control plane binds; 127.0.0.1 unless pods must reach it directly."""
+
+    port: int = Field(8765, ge=0, le=65535)
+    """TCP port of the control plane (0 picks a free one)."""
+
+    data_dir: Path = Field(default_factory=default_data_dir)
+    """Holds the SQLite store, the admin token, local pods' folders and code bundles."""
+
+    config_file: Path | None = None
+    """The TOML settings file; defaults to config.toml in the user config dir."""
+
+    admin_token: str | None = None
+    """The admin API token; generated into the data dir (mode 0600) on first start when unset."""
+
+    provider: str | None = None
+    """Default provider: `local` or `runpod`; `runpod` when a RunPod key is set, else `local`."""
+
+    runpod_api_key: str | None = Field(
+        None, validation_alias=AliasChoices("RUNPOD_API_KEY", "PODTUI_RUNPOD_API_KEY", "runpod_api_key")
+    )
+    """RunPod API key (env `RUNPOD_API_KEY`); the runpod SDK does not read the env var itself."""
+
+    download_token_ttl_s: int = Field(7200, ge=60, le=7 * 24 * 3600)
+    """Lifetime of a dataset download token in seconds (default 2 h, at most 7 days)."""
+
+    dataset_size_limit: int = Field(20 * GiB, ge=1)
+    """Largest dataset (file, or all files of a directory) that can be registered, in bytes."""
+
+    bundle_size_limit: int = Field(200 * MiB, ge=1)
+    """Largest code bundle (the launch's workdir, .gitignore honoured) in bytes."""
+
+    dataset_roots: list[Path] = Field(default_factory=list)
+    """When not empty, only paths inside these folders can be registered as datasets."""
+
+    token_cleanup_interval_s: float = Field(600.0, gt=0)
+    """How often the server deletes expired download tokens."""
+
+    sse_keepalive_s: float = Field(15.0, gt=0)
+    """Seconds between keep-alive comments on the live event stream."""
+
+    supervisor_interval_s: float = Field(5.0, gt=0)
+    """How often the supervisor polls live runs' pods."""
+
+    log_level: str = "INFO"
+    """Level of podtui's log file (and of stderr for `podtui serve`)."""
+
+    @field_validator("public_url")
+    @classmethod
+    def _strip_public_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip().rstrip("/")
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"public URL must be an http(s) URL like https://pods.example.com, not {value!r}")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = Path(os.environ.get("PODTUI_CONFIG_FILE") or default_config_file())
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+
+    # -- derived values -------------------------------------------------------------------------
+
+    @property
+    def store_path(self) -> Path:
+        """The SQLite file."""
+        return self.data_dir / "podtui.db"
+
+    @property
+    def log_file(self) -> Path:
+        """podtui's log file (the TUI never logs to the terminal)."""
+        return self.data_dir / "podtui.log"
+
+    @property
+    def local_url(self) -> str:
+        """The URL a client on this machine uses to reach the control plane."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def pod_url(self) -> str:
+        """The URL handed to pods: the public URL, or the local address for local pods."""
+        return self.public_url or self.local_url
+
+    @property
+    def default_provider(self) -> str:
+        """The provider used when a launch names none."""
+        if self.provider:
+            return self.provider
+        return "runpod" if self.runpod_api_key else "local"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings; a broken config file raises ValueError with a readable message."""
+    try:
+        return Settings(**overrides)
+    except Exception as exc:  # pydantic ValidationError or a TOML syntax error
+        raise ValueError(f"podtui settings are invalid: {exc}") from exc
+
+
+def ensure_admin_token(settings: Settings) -> str:
+    """Return the admin token, creating it (mode 0600) in the data dir on first start."""
+    if settings.admin_token:
+        return settings.admin_token
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    path = settings.data_dir / ADMIN_TOKEN_FILE
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    token = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    return token
+
+
+def read_admin_token(settings: Settings) -> str | None:
+    """The admin token a local client uses: the setting, else the data dir's file, else None."""
+    if settings.admin_token:
+        return settings.admin_token
+    try:
+        return (settings.data_dir / ADMIN_TOKEN_FILE).read_text().strip() or None
+    except OSError:
+        return None

@@ -1,0 +1,364 @@
+"""Pydantic models shared by the store, the control plane, the client, the CLI and the TUI.
+
+The validation limits of the pod report live here, not in handlers, so every route and the OpenAPI
+description agree on them.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    computed_field,
+    field_validator,
+)
+
+INT64_MAX = 2**63 - 1
+MAX_BATCH_POINTS = 5000
+MAX_BATCH_LINES = 5000
+MAX_METRIC_NAME = 250
+MAX_LOG_LINE = 16 * 1024
+TRUNCATION_MARKER = " …[truncated by podtui: line over 16 KiB]"
+MAX_REPORT_BYTES = 1024 * 1024
+
+_NON_FINITE = {"nan": math.nan, "inf": math.inf, "+inf": math.inf, "-inf": -math.inf,
+               "infinity": math.inf, "+infinity": math.inf, "-infinity": -math.inf}
+
+
+def _number(value: Any) -> Any:
+    """Accept ints and floats (and the strings NaN/Infinity/-Infinity); refuse booleans and other strings."""
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not a boolean")
+    if isinstance(value, str):
+        try:
+            return _NON_FINITE[value.strip().lower()]
+        except KeyError:
+            raise ValueError("must be a number (or one of the strings NaN, Infinity, -Infinity)") from None
+    if isinstance(value, int | float):
+        return float(value)
+    raise ValueError("must be a number")
+
+
+def _integer(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ValueError("must be an integer")
+    return value
+
+
+def _finite(value: Any) -> Any:
+    value = _number(value)
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    return value
+
+
+def json_number(value: float) -> float | str:
+    """JSON has no NaN or infinity: they travel as the strings NaN, Infinity and -Infinity."""
+    if math.isfinite(value):
+        return value
+    if math.isnan(value):
+        return "NaN"
+    return "Infinity" if value > 0 else "-Infinity"
+
+
+MetricValue = Annotated[float, BeforeValidator(_number), PlainSerializer(json_number, return_type=Any, when_used="json")]
+"""A metric value: any float including NaN and infinities (they are signals, e.g. a diverging loss)."""
+Timestamp = Annotated[float, BeforeValidator(_finite), Field(ge=0, le=1e11)]
+"""Seconds since the epoch, finite; booleans are refused."""
+Int64 = Annotated[int, BeforeValidator(_integer), Field(ge=0, le=INT64_MAX)]
+"""A non-negative 64-bit integer (SQLite's INTEGER range); booleans and fractions are refused."""
+
+
+class RunStatus(StrEnum):
+    """Where a run is in its life (DESIGN.md, A run's life)."""
+
+    pending = "pending"
+    provisioning = "provisioning"
+    booting = "booting"
+    downloading = "downloading"
+    training = "training"
+    succeeded = "succeeded"
+    failed = "failed"
+    terminated = "terminated"
+    lost = "lost"
+
+    @property
+    def is_live(self) -> bool:
+        """True while a pod may exist and bill."""
+        return self in LIVE_STATUSES
+
+    @property
+    def is_final(self) -> bool:
+        """True once the run has ended."""
+        return self not in LIVE_STATUSES
+
+
+LIVE_STATUSES = frozenset(
+    {RunStatus.pending, RunStatus.provisioning, RunStatus.booting, RunStatus.downloading, RunStatus.training}
+)
+POD_REPORTABLE = ("downloading", "training", "succeeded", "failed")
+
+
+class Dataset(BaseModel):
+    """A registered file or directory that pods download through tokens."""
+
+    id: str
+    """Derived from the content (sha256), so a changed file is a new dataset."""
+    name: str
+    path: str
+    kind: Literal["file", "dir"]
+    size_bytes: int
+    file_count: int
+    sha256: str
+    created_at: float
+
+
+class DatasetCreate(BaseModel):
+    """Register a dataset: an absolute path on the control plane's machine."""
+
+    model_config = ConfigDict(extra="forbid")
+    path: str = Field(min_length=1, max_length=4096)
+    name: str | None = Field(None, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class GpuOffer(BaseModel):
+    """One GPU type a provider offers, with live prices per GPU-hour and stock."""
+
+    id: str
+    name: str
+    provider: str
+    vram_gb: float | None = None
+    secure_price: float | None = None
+    community_price: float | None = None
+    spot_price: float | None = None
+    stock: str | None = None
+    max_gpu_count: int | None = None
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: Any) -> Any:
+    """`90`, `90s`, `15m`, `2h`, `1d` -> seconds; numbers pass through."""
+    if isinstance(value, bool):
+        raise ValueError("must be a duration like 90s, 15m or 2h")
+    if isinstance(value, str):
+        m = _DURATION.match(value)
+        if not m:
+            raise ValueError(f"{value!r} is not a duration; write it like 90s, 15m or 2h")
+        return float(m.group(1)) * _UNITS[m.group(2)]
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0, le=30 * 86400)]
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
+
+
+class LaunchSpec(BaseModel):
+    """What the user asks for when launching a run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: str = Field(min_length=1, max_length=200)
+    """Dataset name or id."""
+    gpu_types: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(min_length=1, max_length=10)
+    """GPU type ids in fallback order."""
+    command: str | None = Field(None, max_length=10_000)
+    """Training command; the demo trainer when omitted and the dataset is `demo`."""
+    workdir: str | None = Field(None, max_length=4096)
+    """A directory on the control plane's machine shipped to the pod as a code bundle."""
+    provider: str | None = Field(None, pattern=r"^(local|runpod)$")
+    name: str | None = Field(None, min_length=1, max_length=60, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    gpu_count: int = Field(1, ge=1, le=8)
+    cloud_type: Literal["SECURE", "COMMUNITY", "ALL"] = "SECURE"
+    spot: bool = False
+    image: str = Field("runpod/pytorch:2.1.0-py3.10-cuda11.8.0-devel-ubuntu22.04", min_length=1, max_length=300)
+    env: dict[str, Annotated[str, Field(max_length=4096)]] = Field(default_factory=dict, max_length=40)
+    max_runtime_s: Duration | None = None
+    """Terminate the pod after this long (seconds, or `2h`)."""
+    budget_usd: float | None = Field(None, ge=0, le=100_000)
+    """Terminate the pod once it has cost this much."""
+    keep_alive_s: Duration = 0
+    """Keep the pod after success this long (to fetch outputs); 0 terminates at once."""
+    container_disk_gb: int = Field(20, ge=5, le=2000)
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
+        for key, value in env.items():
+            if not _ENV_NAME.match(key):
+                raise ValueError(f"env name {key!r} must be letters, digits and _ (not starting with a digit)")
+            if key.startswith(("PODTUI_", "RUNPOD_")):
+                raise ValueError(f"env name {key!r} is reserved for podtui and RunPod")
+            if "\x00" in value:
+                raise ValueError(f"env value of {key} contains a NUL byte")
+        return env
+
+    @field_validator("gpu_types")
+    @classmethod
+    def _unique_gpus(cls, gpus: list[str]) -> list[str]:
+        if len(set(gpus)) != len(gpus):
+            raise ValueError("each GPU type may be listed once")
+        return gpus
+
+
+class DownloadProgress(BaseModel):
+    """Bytes of the dataset a pod has downloaded."""
+
+    model_config = ConfigDict(extra="forbid")
+    bytes_done: Int64
+    bytes_total: Int64
+
+
+class Run(BaseModel):
+    """A training run and the pod that carries it."""
+
+    id: str
+    name: str
+    provider: str
+    status: RunStatus
+    status_reason: str | None = None
+    spec: LaunchSpec
+    dataset_id: str
+    pod_id: str | None = None
+    gpu_type: str | None = None
+    price_per_hour: float | None = None
+    created_at: float
+    started_at: float | None = None
+    """When the pod was created (billing starts)."""
+    ended_at: float | None = None
+    last_heartbeat: float | None = None
+    exit_code: int | None = None
+    progress: DownloadProgress | None = None
+    last_step: int | None = None
+    last_loss: MetricValue | None = None
+    keep_alive_until: float | None = None
+
+    def cost_at(self, now: float) -> float:
+        """Cost so far: price per hour x billed time (until the run ended, or now)."""
+        if self.price_per_hour is None or self.started_at is None:
+            return 0.0
+        end = self.ended_at or now
+        return max(0.0, end - self.started_at) / 3600.0 * self.price_per_hour
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def spent_usd(self) -> float:
+        """Cost so far in US dollars."""
+        return round(self.cost_at(time.time()), 6)
+
+
+class RunEvent(BaseModel):
+    """Something that happened to a run: a launch attempt, a status change, a guardrail, an error."""
+
+    id: int
+    run_id: str
+    ts: float
+    kind: str
+    message: str
+
+
+class MetricPoint(BaseModel):
+    """One value of one metric at one step."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=MAX_METRIC_NAME)
+    step: Int64
+    value: MetricValue
+    ts: Timestamp
+
+
+def _truncate(text: Any) -> Any:
+    if isinstance(text, str) and len(text) > MAX_LOG_LINE:
+        return text[:MAX_LOG_LINE] + TRUNCATION_MARKER
+    return text
+
+
+class LogLine(BaseModel):
+    """One line of a pod's output."""
+
+    model_config = ConfigDict(extra="forbid")
+    seq: Int64
+    ts: Timestamp
+    stream: Literal["stdout", "stderr", "system"] = "stdout"
+    text: Annotated[str, BeforeValidator(_truncate)]
+
+
+class Report(BaseModel):
+    """What a pod posts about once a second: new metrics and log lines, status, progress, heartbeat."""
+
+    model_config = ConfigDict(extra="forbid")
+    metrics: list[MetricPoint] = Field(default_factory=list, max_length=MAX_BATCH_POINTS)
+    logs: list[LogLine] = Field(default_factory=list, max_length=MAX_BATCH_LINES)
+    status: Literal["downloading", "training", "succeeded", "failed"] | None = None
+    exit_code: Annotated[int, BeforeValidator(_integer), Field(ge=-255, le=255)] | None = None
+    error: str | None = Field(None, max_length=64 * 1024)
+    progress: DownloadProgress | None = None
+    heartbeat_ts: Timestamp | None = None
+
+
+class ReportReply(BaseModel):
+    """The control plane's answer to a report: what it stored and whether the pod should stop."""
+
+    accepted_metrics: int
+    accepted_logs: int
+    run_status: RunStatus
+    stop: bool
+    """True when the run has ended on the control plane's side (terminated, lost): the agent shuts down."""
+
+
+class MetricSeries(BaseModel):
+    """One metric of a run, as parallel arrays (compact for long runs)."""
+
+    steps: list[int]
+    values: list[MetricValue]
+    ts: list[float]
+    downsampled: bool = False
+
+
+class MetricsPage(BaseModel):
+    """A run's metrics by name."""
+
+    run_id: str
+    series: dict[str, MetricSeries]
+
+
+class LogsPage(BaseModel):
+    """A page of a run's log lines, oldest first."""
+
+    run_id: str
+    lines: list[LogLine]
+    next_after_seq: int | None
+
+
+class Health(BaseModel):
+    """Answer of /healthz."""
+
+    status: str
+    version: str
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong and what to do."""
+
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """Every error answer of the control plane."""
+
+    error: ErrorDetail

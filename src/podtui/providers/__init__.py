@@ -1,0 +1,1 @@
+"""Pod providers: where a run's pod comes from (local processes, or RunPod)."""

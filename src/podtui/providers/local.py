@@ -1,0 +1,190 @@
+"""The local provider: a "pod" is a process group on this machine running the same boot command and start
+script a RunPod pod runs, in its own folder under the data dir. No GPU, no cost: for trying podtui and for tests.
+
+A pod's folder keeps pod.json (pid and process start time), so pods that outlive a control plane restart are
+found again, never forgotten.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ..models import GpuOffer
+from .base import AttemptCallback, LaunchAttempt, Pod, PodRequest, PodState, ProviderError
+
+LOCAL_GPU = "local"
+_DROPPED_ENV = ("RUNPOD_API_KEY", "PODTUI_ADMIN_TOKEN", "PODTUI_RUNPOD_API_KEY")
+
+
+def process_start_time(pid: int) -> str | None:
+    """An identity for a live process (Linux: its start time in ticks), so a reused pid is not mistaken."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+        return stat.rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None if not _alive(pid) else "unknown"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+class LocalProvider:
+    """Pods as local process groups."""
+
+    name = "local"
+    self_terminate_command = ""
+
+    def __init__(self, pods_dir: Path, grace_s: float = 15.0) -> None:
+        self.pods_dir = pods_dir
+        self.grace_s = grace_s
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    async def list_offers(self) -> list[GpuOffer]:
+        """One offer: this machine's CPU, free."""
+        return [GpuOffer(id=LOCAL_GPU, name=f"This machine (CPU x{os.cpu_count() or 1}, no GPU)",
+                         provider=self.name, vram_gb=None, secure_price=0.0, community_price=0.0,
+                         spot_price=0.0, stock="High", max_gpu_count=1)]
+
+    async def create_pod(self, request: PodRequest, on_attempt: AttemptCallback) -> Pod:
+        """Start the boot command as a new process group."""
+        if LOCAL_GPU not in request.gpu_types:
+            wanted = ", ".join(request.gpu_types)
+            raise ProviderError(f"the local provider offers only the GPU type `local` (asked: {wanted})")
+        pod_id = f"local-{request.run_id}-{secrets.token_hex(2)}"
+        pod_dir = self.pods_dir / pod_id
+        pod_dir.mkdir(parents=True, exist_ok=False)
+        env = {k: v for k, v in os.environ.items() if k not in _DROPPED_ENV and not k.startswith("PODTUI_")}
+        # The pod finds the same Python podtui runs on first (the demo trainer and the agent need python3).
+        env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "/usr/bin:/bin")
+        env.update(request.env)
+        env.update(PODTUI_HOME=str(pod_dir), PODTUI_LOCAL="1", RUNPOD_POD_ID=pod_id, HOME=str(pod_dir))
+        argv = shlex.split(request.start_command)
+        with open(pod_dir / "pod.log", "ab") as out:
+            try:
+                proc = subprocess.Popen(argv, cwd=pod_dir, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, start_new_session=True)
+            except OSError as exc:
+                raise ProviderError(f"cannot start a local pod: {exc}") from exc
+        self._procs[pod_id] = proc
+        self._write_meta(pod_dir, {"pid": proc.pid, "start": process_start_time(proc.pid),
+                                   "run_id": request.run_id, "name": request.name, "created_at": time.time()})
+        await on_attempt(LaunchAttempt(LOCAL_GPU, True, f"started local pod {pod_id} (pid {proc.pid})"))
+        return Pod(pod_id=pod_id, gpu_type=LOCAL_GPU, price_per_hour=0.0)
+
+    @staticmethod
+    def _write_meta(pod_dir: Path, meta: dict[str, Any]) -> None:
+        tmp = pod_dir / "pod.json.tmp"
+        tmp.write_text(json.dumps(meta))
+        tmp.replace(pod_dir / "pod.json")
+
+    def _meta(self, pod_id: str) -> dict[str, Any] | None:
+        try:
+            return dict(json.loads((self.pods_dir / pod_id / "pod.json").read_text()))
+        except (OSError, ValueError):
+            return None
+
+    def _child_pgid(self, pod_id: str) -> int | None:
+        try:
+            return int(json.loads((self.pods_dir / pod_id / "agent.json").read_text())["child_pgid"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def _state(self, pod_id: str) -> PodState:
+        if "/" in pod_id or pod_id.startswith("."):
+            return PodState(pod_id, "gone", detail="not a local pod id")
+        meta = self._meta(pod_id)
+        if meta is None:
+            return PodState(pod_id, "gone", detail="no such local pod")
+        proc = self._procs.get(pod_id)
+        exit_code = None
+        if proc is not None:
+            exit_code = proc.poll()
+            running = exit_code is None
+        else:
+            pid = int(meta["pid"])
+            running = process_start_time(pid) == meta.get("start") and meta.get("start") is not None
+        child = self._child_pgid(pod_id)
+        if not running and child is not None and _group_alive(child):
+            running = True  # the agent is gone but its command is not: still a live pod
+        if running:
+            return PodState(pod_id, "running", price_per_hour=0.0, name=str(meta.get("name", "")))
+        return PodState(pod_id, "gone", price_per_hour=0.0, exit_code=exit_code, name=str(meta.get("name", "")),
+                        detail="process exited" if exit_code is None else f"process exited with code {exit_code}")
+
+    async def get_pod(self, pod_id: str) -> PodState:
+        """running while the process group lives; gone once it has exited."""
+        return self._state(pod_id)
+
+    async def terminate_pod(self, pod_id: str) -> None:
+        """SIGTERM the pod's groups, SIGKILL them after the grace period; returns once they are gone."""
+        meta = self._meta(pod_id)
+        if meta is None or self._state(pod_id).phase == "gone":
+            self._procs.pop(pod_id, None)
+            return
+        groups = [int(meta["pid"])]
+        child = self._child_pgid(pod_id)
+        if child is not None:
+            groups.append(child)
+        for pgid in groups:
+            _signal_group(pgid, signal.SIGTERM)
+        deadline = time.monotonic() + self.grace_s
+        while time.monotonic() < deadline and self._state(pod_id).phase != "gone":
+            await asyncio.sleep(0.1)
+        for pgid in groups:
+            _signal_group(pgid, signal.SIGKILL)
+        for _ in range(50):
+            if self._state(pod_id).phase == "gone" and not any(_group_alive(g) for g in groups):
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise ProviderError(f"local pod {pod_id} did not end after SIGKILL")
+        self._procs.pop(pod_id, None)
+
+    async def stop_pod(self, pod_id: str) -> None:
+        """A local pod has no disk to keep: stopping it ends it."""
+        await self.terminate_pod(pod_id)
+
+    async def list_pods(self) -> list[PodState]:
+        """Every local pod still running."""
+        if not self.pods_dir.is_dir():
+            return []
+        states = [self._state(p.name) for p in sorted(self.pods_dir.iterdir()) if (p / "pod.json").exists()]
+        return [s for s in states if s.phase != "gone"]
+
+    async def close(self) -> None:
+        """Nothing to release: pods outlive the control plane and are found again on restart."""

@@ -1,0 +1,275 @@
+"""Handlers of the admin API and the pod boot routes, and the route table the app and OpenAPI share."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from .. import __version__
+from ..bootstrap.script import agent_source, render_start_script
+from ..models import (
+    Dataset,
+    DatasetCreate,
+    GpuOffer,
+    Health,
+    LaunchSpec,
+    LogsPage,
+    MetricSeries,
+    MetricsPage,
+    Report,
+    ReportReply,
+    Run,
+    RunEvent,
+    RunStatus,
+)
+from ..providers.base import ProviderError
+from ..series import downsample_minmax
+from ..store import NotFound, Store
+from . import auth, downloads, events, ingest
+from .datasets import DatasetError, scan_dataset
+from .responses import ApiError, json_response, query_int, read_model
+from .runs import RunService
+
+INT64_MAX = 2**63 - 1
+
+
+def _store(request: web.Request) -> Store:
+    return request.app["store"]  # type: ignore[no-any-return]
+
+
+def _runs(request: web.Request) -> RunService:
+    return request.app["runs"]  # type: ignore[no-any-return]
+
+
+async def _run_or_404(request: web.Request) -> Run:
+    try:
+        return await _store(request).get_run(request.match_info["run_id"])
+    except NotFound as exc:
+        raise ApiError(404, "run_not_found", str(exc)) from None
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness, no auth."""
+    return json_response(Health(status="ok", version=__version__))
+
+
+async def list_datasets(request: web.Request) -> web.Response:
+    """Registered datasets."""
+    return json_response([d.model_dump(mode="json") for d in await _store(request).list_datasets()])
+
+
+async def add_dataset(request: web.Request) -> web.Response:
+    """Register a file or directory (hashing it can take a while for large datasets)."""
+    body = await read_model(request, DatasetCreate)
+    settings = request.app["settings"]
+    try:
+        scanned = await asyncio.to_thread(scan_dataset, body.path, body.name, settings.dataset_size_limit,
+                                          settings.dataset_roots)
+    except DatasetError as exc:
+        raise ApiError(422, "invalid_dataset", str(exc)) from None
+    dataset = await _store(request).save_dataset(scanned.dataset, scanned.root, scanned.manifest)
+    return json_response(dataset, status=201)
+
+
+async def list_gpus(request: web.Request) -> web.Response:
+    """GPU offers of one provider (?provider=) or of all configured ones."""
+    runs = _runs(request)
+    wanted = request.query.get("provider")
+    names = [wanted] if wanted else list(runs.providers)
+    offers: list[GpuOffer] = []
+    for name in names:
+        try:
+            offers += await runs.provider(name).list_offers()
+        except ProviderError as exc:
+            raise ApiError(502, "provider_error", f"{name}: {exc}") from None
+    return json_response([o.model_dump(mode="json") for o in offers])
+
+
+async def list_runs(request: web.Request) -> web.Response:
+    """Every run, newest first."""
+    return json_response([r.model_dump(mode="json") for r in await _store(request).list_runs()])
+
+
+async def launch_run(request: web.Request) -> web.Response:
+    """Create a run; its pod is provisioned in the background (watch /events or the run's events)."""
+    spec = await read_model(request, LaunchSpec)
+    run = await _runs(request).launch(spec)
+    return json_response(run, status=201)
+
+
+async def get_run(request: web.Request) -> web.Response:
+    """One run."""
+    return json_response(await _run_or_404(request))
+
+
+async def terminate_run(request: web.Request) -> web.Response:
+    """Terminate the run's pod now."""
+    run = await _run_or_404(request)
+    return json_response(await _runs(request).terminate(run.id, "terminated by the user"))
+
+
+async def stop_run(request: web.Request) -> web.Response:
+    """Stop the run's pod (GPU billing ends; the provider may keep its disk)."""
+    run = await _run_or_404(request)
+    runs = _runs(request)
+    if run.status.is_live and run.pod_id:
+        try:
+            await runs.provider(run.provider).stop_pod(run.pod_id)
+        except ProviderError as exc:
+            raise ApiError(502, "stop_failed", f"stopping pod {run.pod_id} failed: {exc}") from None
+    return json_response(await runs.terminate(run.id, "stopped by the user", RunStatus.terminated))
+
+
+async def run_metrics(request: web.Request) -> web.Response:
+    """A run's metrics; with max_points each series is reduced to min/max per bucket (spikes kept)."""
+    run = await _run_or_404(request)
+    name = request.query.get("name") or None
+    after_step = query_int(request, "after_step", None, -1, INT64_MAX)
+    max_points = query_int(request, "max_points", None, 2, 1_000_000)
+    rows = await _store(request).metric_rows(run.id, name, after_step)
+    series: dict[str, MetricSeries] = {}
+    for metric, points in rows.items():
+        downsampled = False
+        if max_points is not None and len(points) > max_points:
+            keep = downsample_minmax([p[1] for p in points], max_points)
+            points = [points[i] for i in keep]
+            downsampled = True
+        series[metric] = MetricSeries(steps=[p[0] for p in points], values=[p[1] for p in points],
+                                      ts=[p[2] for p in points], downsampled=downsampled)
+    return json_response(MetricsPage(run_id=run.id, series=series))
+
+
+async def run_logs(request: web.Request) -> web.Response:
+    """A page of log lines after a seq (?tail=1 for the last ones)."""
+    run = await _run_or_404(request)
+    after_seq = query_int(request, "after_seq", -1, -1, INT64_MAX)
+    limit = query_int(request, "limit", 1000, 1, 10_000)
+    tail = request.query.get("tail", "") in ("1", "true", "yes")
+    assert after_seq is not None and limit is not None
+    lines = await _store(request).log_lines(run.id, after_seq, limit, tail=tail)
+    next_after = lines[-1].seq if lines else (after_seq if after_seq >= 0 else None)
+    return json_response(LogsPage(run_id=run.id, lines=lines, next_after_seq=next_after))
+
+
+async def run_events(request: web.Request) -> web.Response:
+    """A run's events (launch attempts, status changes, guardrails), oldest first."""
+    run = await _run_or_404(request)
+    after = query_int(request, "after_id", 0, 0, INT64_MAX) or 0
+    found = await _store(request).list_events(run.id, after)
+    return json_response([e.model_dump(mode="json") for e in found])
+
+
+# -- pod boot routes (ingest token) -------------------------------------------------------------------
+
+async def boot_script(request: web.Request) -> web.Response:
+    """The run's start script, with a fresh download token (so a slow boot never outlives its token)."""
+    store = _store(request)
+    run_id = request.match_info["run_id"]
+    await auth.check_ingest(request, store, run_id)
+    run = await store.get_run(run_id)
+    if run.status.is_final:
+        raise ApiError(410, "run_ended", f"run {run_id} has ended ({run.status.value})")
+    record = await store.find_dataset(run.dataset_id)
+    settings = request.app["settings"]
+    token = await downloads.issue_download_token(store, record.dataset.id, run.id, settings.download_token_ttl_s)
+    script = render_start_script(
+        run_id=run.id, dataset=record.dataset, dataset_file=record.manifest[0]["path"], download_token=token,
+        pod_url=settings.pod_url, command=run.spec.command or "", has_bundle=bool(run.spec.workdir))
+    await store.update_run(run.id, only_if_live=True, event=("boot", "the pod fetched its start script"))
+    return web.Response(text=script, content_type="text/x-shellscript", headers={"Cache-Control": "no-store"})
+
+
+async def boot_agent(request: web.Request) -> web.Response:
+    """The pod agent (one Python file, standard library only)."""
+    await auth.check_ingest(request, _store(request), request.match_info["run_id"])
+    return web.Response(body=agent_source(), content_type="text/x-python")
+
+
+async def boot_bundle(request: web.Request) -> web.StreamResponse:
+    """The run's code bundle (a tar.gz of its workdir)."""
+    run_id = request.match_info["run_id"]
+    await auth.check_ingest(request, _store(request), run_id)
+    path = _runs(request).bundle_path(run_id)
+    if not path.is_file():
+        raise ApiError(404, "no_bundle", "this run has no code bundle")
+    return web.FileResponse(path, headers={"Content-Type": "application/gzip"})
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    """The OpenAPI 3 description of every route."""
+    from .openapi import build_openapi
+
+    return json_response(build_openapi(ROUTES))
+
+
+# -- the route table ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Param:
+    """A query parameter, for the OpenAPI description."""
+
+    name: str
+    kind: str = "string"
+    description: str = ""
+    minimum: int | None = None
+    maximum: int | None = None
+
+
+@dataclass(frozen=True)
+class Route:
+    """One route: handler, who may call it, and its shapes (for OpenAPI)."""
+
+    method: str
+    path: str
+    handler: Any
+    auth: str
+    summary: str
+    body: type[BaseModel] | None = None
+    response: Any = None
+    status: int = 200
+    params: tuple[Param, ...] = field(default_factory=tuple)
+    content_type: str = "application/json"
+
+
+RUN = "/api/v1/runs/{run_id}"
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/healthz", healthz, auth.PUBLIC, "Liveness", response=Health),
+    Route("GET", "/api/v1/openapi.json", openapi_json, auth.PUBLIC, "This OpenAPI description", response=dict),
+    Route("GET", "/api/v1/datasets", list_datasets, auth.ADMIN, "List datasets", response=list[Dataset]),
+    Route("POST", "/api/v1/datasets", add_dataset, auth.ADMIN, "Register a dataset", body=DatasetCreate,
+          response=Dataset, status=201),
+    Route("GET", "/api/v1/gpus", list_gpus, auth.ADMIN, "GPU offers", response=list[GpuOffer],
+          params=(Param("provider", description="local or runpod"),)),
+    Route("GET", "/api/v1/runs", list_runs, auth.ADMIN, "List runs", response=list[Run]),
+    Route("POST", "/api/v1/runs", launch_run, auth.ADMIN, "Launch a run", body=LaunchSpec, response=Run,
+          status=201),
+    Route("GET", RUN, get_run, auth.ADMIN, "One run", response=Run),
+    Route("POST", RUN + "/terminate", terminate_run, auth.ADMIN, "Terminate a run's pod", response=Run),
+    Route("POST", RUN + "/stop", stop_run, auth.ADMIN, "Stop a run's pod", response=Run),
+    Route("GET", RUN + "/metrics", run_metrics, auth.ADMIN, "A run's metrics", response=MetricsPage, params=(
+        Param("name"), Param("after_step", "integer", minimum=-1, maximum=INT64_MAX),
+        Param("max_points", "integer", minimum=2, maximum=1_000_000))),
+    Route("GET", RUN + "/logs", run_logs, auth.ADMIN, "A run's log lines", response=LogsPage, params=(
+        Param("after_seq", "integer", minimum=-1, maximum=INT64_MAX),
+        Param("limit", "integer", minimum=1, maximum=10_000), Param("tail"))),
+    Route("GET", RUN + "/events", run_events, auth.ADMIN, "A run's events", response=list[RunEvent],
+          params=(Param("after_id", "integer", minimum=0, maximum=INT64_MAX),)),
+    Route("GET", "/api/v1/events", events.events, auth.ADMIN, "Live events (SSE, resumable)",
+          content_type="text/event-stream", params=(Param("after", "integer", minimum=0, maximum=INT64_MAX),
+                                                    Param("run"))),
+    Route("GET", "/api/datasets/download", downloads.download_dataset, auth.PUBLIC,
+          "Download a run's dataset (download token)", content_type="application/octet-stream",
+          params=(Param("token"), Param("path"))),
+    Route("GET", "/api/v1/boot/{run_id}/script", boot_script, auth.POD, "The pod's start script",
+          content_type="text/x-shellscript"),
+    Route("GET", "/api/v1/boot/{run_id}/agent", boot_agent, auth.POD, "The pod agent",
+          content_type="text/x-python"),
+    Route("GET", "/api/v1/boot/{run_id}/bundle", boot_bundle, auth.POD, "The run's code bundle",
+          content_type="application/gzip"),
+    Route("POST", RUN + "/report", ingest.report, auth.POD, "A pod's report", body=Report,
+          response=ReportReply),
+)

@@ -1,0 +1,162 @@
+"""create_app: the control plane's aiohttp application, and ControlPlane, which runs it (embedded in the TUI's
+loop, or headless for `podtui serve`) with AppRunner + TCPSite, never web.run_app."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from ..config import Settings, ensure_admin_token
+from ..models import MAX_REPORT_BYTES
+from ..providers.base import Provider
+from ..store import NotFound, Store, StoreUnavailable
+from . import auth
+from .api import ROUTES
+from .datasets import DatasetError, scan_dataset
+from .demo import DEMO_NAME, write_demo_dataset
+from .responses import ApiError, describe_validation, error_response
+from .runs import RunService
+from .supervisor import Supervisor
+
+log = logging.getLogger(__name__)
+
+_AUTH_BY_PATH = {route.path: route.auth for route in ROUTES}
+
+
+def _error_middleware() -> Any:
+    @web.middleware
+    async def errors(request: web.Request, handler: Any) -> web.StreamResponse:
+        try:
+            route = request.match_info.route.resource
+            template = route.canonical if route is not None else ""
+            if _AUTH_BY_PATH.get(template) == auth.ADMIN:
+                auth.check_admin(request, request.app["admin_token"])
+            response: web.StreamResponse = await handler(request)
+            return response
+        except ApiError as exc:
+            return error_response(exc.status, exc.code, exc.message, exc.headers)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            code = exc.reason.lower().replace(" ", "_")
+            message = {404: f"no route {request.method} {request.path}",
+                       405: f"{request.method} is not allowed on {request.path}",
+                       413: f"the body is larger than {MAX_REPORT_BYTES} bytes"}.get(exc.status, exc.reason)
+            return error_response(exc.status, code, message)
+        except StoreUnavailable as exc:
+            log.warning("store unavailable: %s", exc)
+            return error_response(503, "store_unavailable", f"{exc}; retry later", {"Retry-After": "5"})
+        except NotFound as exc:
+            return error_response(404, "not_found", str(exc))
+        except ValidationError as exc:
+            return error_response(422, "invalid", describe_validation(exc))
+        except Exception:
+            log.exception("unexpected error on %s %s", request.method, request.path)
+            return error_response(500, "internal", "internal error; the control plane's log file has details")
+
+    return errors
+
+
+def create_app(settings: Settings, store: Store, providers: dict[str, Provider],
+               admin_token: str | None = None) -> web.Application:
+    """The control plane app. Its supervisor starts and stops with the app."""
+    app = web.Application(middlewares=[_error_middleware()], client_max_size=MAX_REPORT_BYTES)
+    app["settings"] = settings
+    app["store"] = store
+    app["admin_token"] = admin_token or ensure_admin_token(settings)
+    runs = RunService(settings, store, providers)
+    app["runs"] = runs
+    supervisor = Supervisor(runs, store, settings.supervisor_interval_s, settings.token_cleanup_interval_s)
+    app["supervisor"] = supervisor
+    for route in ROUTES:
+        app.router.add_route(route.method, route.path, route.handler)
+
+    async def lifecycle(app: web.Application) -> Any:
+        await supervisor.start()
+        yield
+        await supervisor.stop()
+        await runs.close()
+
+    app.cleanup_ctx.append(lifecycle)
+    return app
+
+
+async def ensure_demo_dataset(settings: Settings, store: Store) -> None:
+    """Register the demo dataset on first start (and again if its file was removed or changed)."""
+    path = write_demo_dataset(settings.data_dir / "demo" / "demo.csv")
+    try:
+        record = await store.find_dataset(DEMO_NAME)
+        if Path(record.dataset.path) == path.resolve():
+            return
+    except NotFound:
+        pass
+    try:
+        scanned = scan_dataset(str(path), DEMO_NAME, settings.dataset_size_limit, [])
+    except DatasetError as exc:
+        log.warning("demo dataset not registered: %s", exc)
+        return
+    await store.save_dataset(scanned.dataset, scanned.root, scanned.manifest)
+
+
+def default_providers(settings: Settings) -> dict[str, Provider]:
+    """The providers this configuration can use: always local; RunPod when a key is set."""
+    from ..providers.local import LocalProvider
+
+    providers: dict[str, Provider] = {"local": LocalProvider(settings.data_dir / "pods")}
+    return providers
+
+
+class ControlPlane:
+    """Runs the app on a TCP site in the current loop."""
+
+    def __init__(self, settings: Settings, providers: dict[str, Provider] | None = None) -> None:
+        self.settings = settings
+        self.providers = providers
+        self.store: Store | None = None
+        self.runner: web.AppRunner | None = None
+        self.port = settings.port
+        self.admin_token = ""
+
+    @property
+    def url(self) -> str:
+        """The URL of the running control plane on this machine."""
+        host = "127.0.0.1" if self.settings.host in ("0.0.0.0", "::", "") else self.settings.host
+        return f"http://{host}:{self.port}"
+
+    async def start(self) -> None:
+        """Open the store, register the demo, bind the port (OSError when it is busy)."""
+        from ..logs import AccessLogger
+
+        settings = self.settings
+        self.admin_token = ensure_admin_token(settings)
+        self.store = await Store.open(settings.store_path)
+        try:
+            await ensure_demo_dataset(settings, self.store)
+            providers = self.providers or default_providers(settings)
+            app = create_app(settings, self.store, providers, self.admin_token)
+            self.runner = web.AppRunner(app, access_log_class=AccessLogger, handle_signals=False)
+            await self.runner.setup()
+            site = web.TCPSite(self.runner, settings.host, settings.port)
+            await site.start()
+        except BaseException:
+            await self.stop()
+            raise
+        server = getattr(site, "_server", None)
+        sockets = getattr(server, "sockets", None) or []
+        if sockets:
+            self.port = sockets[0].getsockname()[1]
+            settings.port = self.port  # port 0 asked for any free port: pods must get the real one
+        log.info("control plane listening on %s (pods use %s)", self.url, settings.pod_url)
+
+    async def stop(self) -> None:
+        """Stop serving and close the store (pods keep running; a restart finds them again)."""
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
+        if self.store is not None:
+            await self.store.close()
+            self.store = None

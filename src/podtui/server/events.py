@@ -1,0 +1,54 @@
+"""GET /api/v1/events: a Server-Sent Events stream of run changes, run events, metrics and log lines.
+
+Every entry has the feed id as its SSE id, so a client that reconnects with Last-Event-ID (or ?after=) misses
+nothing. The stream reads from the store, not from per-client queues: a slow consumer only falls behind, it
+never makes the server hold more in memory or slows ingest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import orjson
+from aiohttp import web
+
+from ..store import Store
+from .responses import ApiError
+
+BATCH = 200
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    """Stream the feed after Last-Event-ID / ?after= (default: from now); ?run= filters to one run."""
+    store: Store = request.app["store"]
+    keepalive = float(request.app["settings"].sse_keepalive_s)
+    raw_after = request.headers.get("Last-Event-ID") or request.query.get("after")
+    run_id = request.query.get("run") or None
+    if raw_after is None or raw_after == "":
+        after = await store.last_feed_id()
+    else:
+        try:
+            after = int(raw_after)
+        except ValueError:
+            raise ApiError(400, "invalid_query", "Last-Event-ID / after must be an integer") from None
+        if after < 0:
+            raise ApiError(400, "invalid_query", "Last-Event-ID / after must not be negative")
+    response = web.StreamResponse(headers={
+        "Content-Type": "text/event-stream", "Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    await response.prepare(request)
+    await response.write(b": podtui event stream\nretry: 2000\n\n")
+    with contextlib.suppress(ConnectionResetError, asyncio.CancelledError):
+        while True:
+            version = store.write_version
+            items = await store.feed_after(after, BATCH, run_id)
+            if items:
+                chunks = []
+                for item in items:
+                    data = orjson.dumps(item.data) if item.data else b"{}"
+                    chunks.append(b"id: %d\nevent: %s\ndata: %s\n\n" % (item.id, item.kind.encode(), data))
+                    after = item.id
+                await response.write(b"".join(chunks))
+            elif not await store.wait_for_write(version, keepalive):
+                await response.write(b": keep-alive\n\n")
+    return response

@@ -1,0 +1,33 @@
+"""POST /api/v1/runs/{id}/report: a pod's batch of metrics, log lines, status, progress and heartbeat."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+from ..models import Report, ReportReply, RunStatus
+from ..store import NotFound, Store
+from .auth import check_ingest
+from .responses import json_response, read_model
+from .runs import RunService
+
+
+async def report(request: web.Request) -> web.Response:
+    """Store a report; resends change nothing. The reply tells the agent whether to stop."""
+    store: Store = request.app["store"]
+    runs: RunService = request.app["runs"]
+    run_id = request.match_info["run_id"]
+    await check_ingest(request, store, run_id)
+    body = await read_model(request, Report)
+    try:
+        result = await store.apply_report(run_id, body, time.time())
+    except NotFound:
+        return json_response({"error": {"code": "run_not_found", "message": f"no run {run_id}"}}, 404)
+    run = result.run
+    if body.status in ("succeeded", "failed") and run.status.is_live:
+        run = await runs.pod_reported_end(run, RunStatus(body.status), body.exit_code, body.error)
+    in_keep_alive = run.status == RunStatus.succeeded and run.keep_alive_until is not None
+    stop = run.status.is_final and not in_keep_alive and body.status not in ("succeeded", "failed")
+    return json_response(ReportReply(accepted_metrics=result.accepted_metrics, accepted_logs=result.accepted_logs,
+                                     run_status=run.status, stop=stop))

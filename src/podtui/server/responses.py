@@ -1,0 +1,89 @@
+"""JSON bodies in and out, and the one error shape: {"error": {"code": ..., "message": ...}}."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+import orjson
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class ApiError(Exception):
+    """An error a client can act on; becomes a JSON answer with this status."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    """Serialize models (NaN/inf as strings) and plain data with orjson."""
+    if isinstance(data, BaseModel):
+        data = data.model_dump(mode="json")
+    elif isinstance(data, list) and data and isinstance(data[0], BaseModel):
+        data = [item.model_dump(mode="json") for item in data]
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    """The JSON error body every failure uses."""
+    response = json_response({"error": {"code": code, "message": message}}, status=status)
+    response.headers.update(headers or {})
+    return response
+
+
+def describe_validation(exc: ValidationError) -> str:
+    """A short readable line per problem: `metrics.3.step: must be an integer`."""
+    parts = []
+    for err in exc.errors(include_url=False)[:5]:
+        where = ".".join(str(p) for p in err["loc"]) or "body"
+        parts.append(f"{where}: {err['msg']}")
+    more = len(exc.errors()) - 5
+    if more > 0:
+        parts.append(f"and {more} more")
+    return "; ".join(parts)
+
+
+async def read_json(request: web.Request) -> Any:
+    """The request body as JSON (NaN and Infinity literals allowed); 400 when it is not JSON."""
+    body = await request.read()
+    if not body:
+        raise ApiError(400, "empty_body", "the request needs a JSON body")
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ApiError(400, "invalid_json", "the body is nested too deeply") from None
+
+
+async def read_model(request: web.Request, model: type[M]) -> M:
+    """Parse and validate the body as a model; 422 with what is wrong."""
+    data = await read_json(request)
+    if not isinstance(data, dict):
+        raise ApiError(422, "invalid_body", "the body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ApiError(422, "invalid_body", describe_validation(exc)) from None
+
+
+def query_int(request: web.Request, name: str, default: int | None, lo: int, hi: int) -> int | None:
+    """An integer query parameter within [lo, hi]; 400 otherwise."""
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, "invalid_query", f"{name} must be an integer, not {raw[:40]!r}") from None
+    if not lo <= value <= hi:
+        raise ApiError(400, "invalid_query", f"{name} must be between {lo} and {hi}")
+    return value

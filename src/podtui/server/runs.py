@@ -1,0 +1,210 @@
+"""A run's life on the control plane's side: launch (tokens, bundle, pod with GPU fallback), end, terminate.
+
+Every pod launch and termination goes through here; the TUI and the CLI only ask for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from ..bootstrap.bundle import BundleError, build_bundle
+from ..bootstrap.script import BOOT_COMMAND, boot_env_value
+from ..config import Settings
+from ..models import LaunchSpec, Run, RunStatus
+from ..providers.base import POD_NAME_PREFIX, LaunchAttempt, PodRequest, Provider, ProviderError
+from ..store import NotFound, Store
+from ..tokens import hash_token, new_token
+from .demo import DEMO_COMMAND, DEMO_NAME, DEMO_WORKDIR
+from .responses import ApiError
+
+log = logging.getLogger(__name__)
+
+
+def public_url_problem(public_url: str | None, provider: str) -> str | None:
+    """Why pods of this provider cannot use this URL, or None when they can."""
+    if provider == "local":
+        return None
+    if not public_url:
+        return ("RunPod pods need a public URL to reach this control plane. Set PODTUI_PUBLIC_URL to a public "
+                "https URL, e.g. a tunnel to this port.")
+    host = (urlsplit(public_url).hostname or "").lower()
+    if host in ("localhost", "0.0.0.0", "::1") or host.startswith("127."):
+        return (f"RunPod pods cannot reach {public_url}. Set PODTUI_PUBLIC_URL to a public https URL, "
+                "e.g. a tunnel to this port.")
+    return None
+
+
+class RunService:
+    """Launches, ends and terminates runs."""
+
+    def __init__(self, settings: Settings, store: Store, providers: dict[str, Provider]) -> None:
+        self.settings = settings
+        self.store = store
+        self.providers = providers
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def provider(self, name: str) -> Provider:
+        """The named provider; 422 when it is not configured."""
+        try:
+            return self.providers[name]
+        except KeyError:
+            if name == "runpod":
+                raise ApiError(422, "provider_unavailable", "the RunPod provider is not configured: set "
+                               "RUNPOD_API_KEY (or runpod_api_key in config.toml) and restart podtui") from None
+            raise ApiError(422, "provider_unavailable", f"unknown provider {name!r}; use local or runpod") from None
+
+    def bundle_path(self, run_id: str) -> Path:
+        """Where a run's code bundle is kept while the run lives."""
+        return self.settings.data_dir / "bundles" / f"{run_id}.tar.gz"
+
+    async def launch(self, spec: LaunchSpec) -> Run:
+        """Validate, store the run, and start provisioning its pod in the background."""
+        provider_name = spec.provider or self.settings.default_provider
+        provider = self.provider(provider_name)
+        problem = public_url_problem(self.settings.public_url, provider_name)
+        if problem:
+            raise ApiError(422, "public_url", problem)
+        try:
+            record = await self.store.find_dataset(spec.dataset)
+        except NotFound as exc:
+            raise ApiError(404, "dataset_not_found", str(exc)) from None
+        if spec.command is None:
+            if record.dataset.name != DEMO_NAME:
+                raise ApiError(422, "command_required", "give the training command (--command); only the demo "
+                               "dataset has a built-in trainer")
+            spec = spec.model_copy(update={"command": DEMO_COMMAND, "workdir": spec.workdir or str(DEMO_WORKDIR)})
+        run_id = secrets.token_hex(5)
+        if spec.workdir:
+            try:
+                await asyncio.to_thread(build_bundle, spec.workdir, self.bundle_path(run_id),
+                                        self.settings.bundle_size_limit)
+            except BundleError as exc:
+                raise ApiError(422, "bundle", str(exc)) from None
+        ingest_token = new_token()
+        run = Run(id=run_id, name=spec.name or f"{record.dataset.name}-{run_id[:4]}", provider=provider_name,
+                  status=RunStatus.pending, spec=spec, dataset_id=record.dataset.id, created_at=time.time())
+        await self.store.create_run(run, hash_token(ingest_token))
+        log.info("run %s launched on %s with dataset %s", run_id, provider_name, record.dataset.name)
+        self._spawn(self._provision(run, provider, ingest_token))
+        return run
+
+    def _spawn(self, coro: asyncio.Future[None] | object) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def pod_env(self, run: Run, provider: Provider, ingest_token: str) -> dict[str, str]:
+        """The pod's env: user values, then podtui's (which win)."""
+        env = dict(run.spec.env)
+        env.update(
+            PODTUI_URL=self.settings.pod_url,
+            PODTUI_RUN_ID=run.id,
+            PODTUI_TOKEN=ingest_token,
+            PODTUI_BOOT=boot_env_value(),
+            PODTUI_KEEP_ALIVE_S=str(int(run.spec.keep_alive_s)),
+        )
+        if provider.self_terminate_command:
+            env["PODTUI_TERMINATE_CMD"] = provider.self_terminate_command
+        return env
+
+    async def _provision(self, run: Run, provider: Provider, ingest_token: str) -> None:
+        spec = run.spec
+        request = PodRequest(
+            run_id=run.id, name=f"{POD_NAME_PREFIX}{run.id}", gpu_types=list(spec.gpu_types),
+            gpu_count=spec.gpu_count, cloud_type=spec.cloud_type, spot=spec.spot, image=spec.image,
+            start_command=BOOT_COMMAND, env=self.pod_env(run, provider, ingest_token),
+            container_disk_gb=spec.container_disk_gb,
+        )
+
+        async def on_attempt(attempt: LaunchAttempt) -> None:
+            kind = "attempt" if attempt.ok else "attempt_failed"
+            await self.store.add_event(run.id, kind, f"{attempt.gpu_type}: {attempt.message}")
+
+        try:
+            moved = await self.store.update_run(run.id, status=RunStatus.provisioning, only_if_live=True,
+                                                event=("provisioning", f"asking {provider.name} for a pod"))
+            if moved is None:
+                return
+            pod = await provider.create_pod(request, on_attempt)
+        except ProviderError as exc:
+            await self.store.finish_run(run.id, RunStatus.failed, f"no pod: {exc}")
+            return
+        except Exception as exc:
+            log.exception("launching run %s failed", run.id)
+            await self.store.finish_run(run.id, RunStatus.failed, f"no pod: internal error ({exc})")
+            return
+        await self.store.record_pod(provider.name, pod.pod_id, run.id, pod.gpu_type, pod.price_per_hour, "running")
+        updated = await self.store.update_run(
+            run.id, only_if_live=True, status=RunStatus.booting, pod_id=pod.pod_id, gpu_type=pod.gpu_type,
+            price_per_hour=pod.price_per_hour, started_at=time.time(),
+            event=("booting", f"pod {pod.pod_id} on {pod.gpu_type} at ${pod.price_per_hour:.3f}/h"))
+        if updated is None:
+            # The run was terminated while its pod was being created: the pod must not bill.
+            await self.store.update_run(run.id, pod_id=pod.pod_id, gpu_type=pod.gpu_type,
+                                        price_per_hour=pod.price_per_hour)
+            await self.end_pod(run.id, provider, pod.pod_id, "the run ended while its pod was being created")
+
+    async def end_pod(self, run_id: str, provider: Provider, pod_id: str, why: str) -> None:
+        """Terminate a pod and remember it is gone; an event either way."""
+        try:
+            await provider.terminate_pod(pod_id)
+        except ProviderError as exc:
+            await self.store.add_event(run_id, "terminate_failed", f"terminating pod {pod_id} failed: {exc}")
+            raise
+        await self.store.set_pod_status(provider.name, pod_id, "gone")
+        await self.store.add_event(run_id, "pod_terminated", f"pod {pod_id} terminated: {why}")
+
+    async def terminate(self, run_id: str, reason: str, status: RunStatus = RunStatus.terminated) -> Run:
+        """End a run and its pod. 502 when the provider did not confirm; the supervisor retries."""
+        try:
+            run = await self.store.get_run(run_id)
+        except NotFound as exc:
+            raise ApiError(404, "run_not_found", str(exc)) from None
+        finished = await self.store.finish_run(run_id, status, reason)
+        run = finished or run
+        if run.pod_id:
+            try:
+                await self.end_pod(run_id, self.provider(run.provider), run.pod_id, reason)
+            except ProviderError as exc:
+                raise ApiError(502, "terminate_failed", f"the run is marked {run.status.value}, but its pod "
+                               f"{run.pod_id} may still run: {exc}. podtui retries; check your provider's "
+                               "console") from None
+        await self.store.revoke_ingest_token(run_id)
+        self.drop_bundle(run_id)
+        return await self.store.get_run(run_id)
+
+    async def pod_reported_end(self, run: Run, status: RunStatus, exit_code: int | None,
+                               error: str | None) -> Run:
+        """The agent says the command ended: finish the run (keeping the ingest token through keep-alive)."""
+        if status == RunStatus.succeeded:
+            reason = "the training command succeeded"
+            keep = run.spec.keep_alive_s
+            until = time.time() + keep if keep > 0 else None
+        else:
+            first = (error or "").splitlines()[0] if error else f"exit code {exit_code}"
+            reason = f"the training command failed: {first}"
+            until = None
+        finished = await self.store.finish_run(run.id, status, reason, exit_code=exit_code,
+                                               keep_alive_until=until)
+        if finished is None:
+            return await self.store.get_run(run.id)
+        if error and status == RunStatus.failed:
+            await self.store.add_event(run.id, "failure_tail", error[-8000:])
+        self.drop_bundle(run.id)
+        return finished
+
+    def drop_bundle(self, run_id: str) -> None:
+        """The bundle is not needed once the run has ended."""
+        self.bundle_path(run_id).unlink(missing_ok=True)
+
+    async def close(self) -> None:
+        """Wait briefly for launches in flight (they record their pods), then cancel them."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5)
+        for task in list(self._tasks):
+            task.cancel()

@@ -1,0 +1,738 @@
+"""The SQLite store (aiosqlite, WAL): runs, events, pods, datasets, tokens, metrics, logs and the live feed.
+
+Writes go through one writer task that group-commits: every queued write runs inside one transaction, each in
+its own SAVEPOINT, so a bad write rolls back alone and a batch costs one fsync. Reads use a second connection
+(WAL lets them run beside the writer).
+
+A metric value of NaN is stored as NULL (SQLite turns a NaN REAL into NULL anyway) and read back as NaN.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from .models import (
+    LIVE_STATUSES,
+    Dataset,
+    DownloadProgress,
+    LaunchSpec,
+    LogLine,
+    MetricPoint,
+    Report,
+    Run,
+    RunEvent,
+    RunStatus,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+MIGRATIONS: list[str] = [
+    # 1: the first schema
+    """
+    CREATE TABLE datasets (
+        id TEXT PRIMARY KEY, name TEXT NOT NULL, path TEXT NOT NULL, root TEXT NOT NULL, kind TEXT NOT NULL,
+        size_bytes INTEGER NOT NULL, file_count INTEGER NOT NULL, sha256 TEXT NOT NULL,
+        manifest TEXT NOT NULL, created_at REAL NOT NULL);
+    CREATE INDEX datasets_name ON datasets(name, created_at);
+    CREATE TABLE runs (
+        id TEXT PRIMARY KEY, name TEXT NOT NULL, provider TEXT NOT NULL, status TEXT NOT NULL,
+        status_reason TEXT, spec TEXT NOT NULL, dataset_id TEXT NOT NULL, pod_id TEXT, gpu_type TEXT,
+        price_per_hour REAL, created_at REAL NOT NULL, started_at REAL, ended_at REAL, last_heartbeat REAL,
+        exit_code INTEGER, progress TEXT, last_step INTEGER, last_loss REAL, last_loss_nan INTEGER,
+        keep_alive_until REAL, ingest_token_hash TEXT NOT NULL, ingest_revoked_at REAL);
+    CREATE INDEX runs_status ON runs(status);
+    CREATE TABLE run_events (
+        id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, ts REAL NOT NULL, kind TEXT NOT NULL, message TEXT NOT NULL);
+    CREATE INDEX run_events_run ON run_events(run_id, id);
+    CREATE TABLE pods (
+        provider TEXT NOT NULL, pod_id TEXT NOT NULL, run_id TEXT NOT NULL, gpu_type TEXT,
+        price_per_hour REAL, status TEXT NOT NULL, created_at REAL NOT NULL, ended_at REAL,
+        PRIMARY KEY (provider, pod_id));
+    CREATE TABLE download_tokens (
+        hash TEXT PRIMARY KEY, dataset_id TEXT NOT NULL, run_id TEXT NOT NULL, created_at REAL NOT NULL,
+        expires_at REAL NOT NULL, first_used_at REAL, uses INTEGER NOT NULL DEFAULT 0, revoked_at REAL);
+    CREATE INDEX download_tokens_expires ON download_tokens(expires_at);
+    CREATE INDEX download_tokens_run ON download_tokens(run_id);
+    CREATE TABLE metrics (
+        run_id TEXT NOT NULL, name TEXT NOT NULL, step INTEGER NOT NULL, value REAL, ts REAL NOT NULL,
+        UNIQUE (run_id, name, step));
+    CREATE TABLE logs (
+        run_id TEXT NOT NULL, seq INTEGER NOT NULL, ts REAL NOT NULL, stream TEXT NOT NULL, text TEXT NOT NULL,
+        UNIQUE (run_id, seq));
+    CREATE TABLE feed (
+        id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, kind TEXT NOT NULL, lo INTEGER, hi INTEGER,
+        ts REAL NOT NULL);
+    """,
+]
+
+_STATUS_RANK = {
+    RunStatus.pending: 0,
+    RunStatus.provisioning: 1,
+    RunStatus.booting: 2,
+    RunStatus.downloading: 3,
+    RunStatus.training: 4,
+}
+_RUN_COLUMNS = (
+    "id, name, provider, status, status_reason, spec, dataset_id, pod_id, gpu_type, price_per_hour, created_at, "
+    "started_at, ended_at, last_heartbeat, exit_code, progress, last_step, last_loss, last_loss_nan, "
+    "keep_alive_until"
+)
+_UPDATABLE = {
+    "status", "status_reason", "pod_id", "gpu_type", "price_per_hour", "started_at", "ended_at",
+    "last_heartbeat", "exit_code", "keep_alive_until", "ingest_revoked_at",
+}
+
+
+class StoreUnavailable(RuntimeError):
+    """The store cannot take writes now (disk full, read-only, locked): callers answer 503."""
+
+
+class NotFound(LookupError):
+    """No such row."""
+
+
+@dataclass
+class DatasetRecord:
+    """A dataset with what serving it needs: the real root and the files registered under it."""
+
+    dataset: Dataset
+    root: str
+    manifest: list[dict[str, Any]]
+
+
+@dataclass
+class TokenCheck:
+    """The outcome of presenting a download token."""
+
+    ok: bool
+    reason: str = ""
+    dataset_id: str = ""
+    run_id: str = ""
+
+
+@dataclass
+class ReportResult:
+    """What a report changed."""
+
+    run: Run
+    accepted_metrics: int
+    accepted_logs: int
+    status_changed: bool
+
+
+@dataclass
+class FeedItem:
+    """One entry of the live feed, expanded for the SSE stream."""
+
+    id: int
+    kind: str
+    run_id: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def _nan_to_none(value: float) -> float | None:
+    return None if math.isnan(value) else value
+
+
+def _none_to_nan(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
+def _row_to_run(row: Sequence[Any]) -> Run:
+    (rid, name, provider, status, reason, spec, dataset_id, pod_id, gpu_type, price, created, started, ended,
+     heartbeat, exit_code, progress, last_step, last_loss, last_loss_nan, keep_alive_until) = row
+    loss = math.nan if last_loss_nan else last_loss
+    return Run(
+        id=rid, name=name, provider=provider, status=RunStatus(status), status_reason=reason,
+        spec=LaunchSpec.model_validate_json(spec), dataset_id=dataset_id, pod_id=pod_id, gpu_type=gpu_type,
+        price_per_hour=price, created_at=created, started_at=started, ended_at=ended, last_heartbeat=heartbeat,
+        exit_code=exit_code, progress=DownloadProgress.model_validate_json(progress) if progress else None,
+        last_step=last_step, last_loss=loss, keep_alive_until=keep_alive_until,
+    )
+
+
+def _row_to_dataset(row: Sequence[Any]) -> Dataset:
+    rid, name, path, kind, size, count, sha, created = row
+    return Dataset(id=rid, name=name, path=path, kind=kind, size_bytes=size, file_count=count, sha256=sha,
+                   created_at=created)
+
+
+def _fetch_run(db: sqlite3.Connection, run_id: str) -> Run:
+    cur = db.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,))
+    try:
+        row = cur.fetchone()
+    finally:
+        cur.close()
+    if row is None:
+        raise NotFound(f"no run {run_id}")
+    return _row_to_run(row)
+
+
+def _exec(db: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> int:
+    """Execute one statement and close its cursor at once; return the last row id."""
+    cur = db.execute(sql, params)
+    try:
+        return cur.lastrowid or 0
+    finally:
+        cur.close()
+
+
+def _scalar(db: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> Any:
+    cur = db.execute(sql, params)
+    try:
+        row = cur.fetchone()
+    finally:
+        cur.close()
+    return None if row is None else row[0]
+
+
+def _feed(db: sqlite3.Connection, run_id: str, kind: str, lo: int | None, hi: int | None, now: float) -> None:
+    _exec(db, "INSERT INTO feed (run_id, kind, lo, hi, ts) VALUES (?, ?, ?, ?, ?)", (run_id, kind, lo, hi, now))
+
+
+def _event(db: sqlite3.Connection, run_id: str, kind: str, message: str, now: float) -> int:
+    eid = _exec(db, "INSERT INTO run_events (run_id, ts, kind, message) VALUES (?, ?, ?, ?)",
+                (run_id, now, kind, message))
+    _feed(db, run_id, "run_event", eid, eid, now)
+    return eid
+
+
+class Store:
+    """Async access to the SQLite file; create with `await Store.open(path)`."""
+
+    def __init__(self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
+        self.path = path
+        self._w = writer
+        self._r = reader
+        self._queue: asyncio.Queue[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = (
+            asyncio.Queue()
+        )
+        self._writer_task: asyncio.Task[None] | None = None
+        self._feed_changed = asyncio.Event()
+        self.write_version = 0
+        """Counts group commits that wrote something; lets a waiter tell whether it missed one."""
+        self.closed = False
+
+    @classmethod
+    async def open(cls, path: Path) -> Store:
+        """Open (creating when needed) and migrate the store."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        writer = await aiosqlite.connect(path, isolation_level=None)
+        try:
+            await writer.execute("PRAGMA journal_mode=WAL")
+            await writer.execute("PRAGMA synchronous=NORMAL")
+            await writer.execute("PRAGMA busy_timeout=5000")
+            await cls._migrate(writer)
+        except BaseException:
+            await writer.close()
+            raise
+        reader = await aiosqlite.connect(path, isolation_level=None)
+        await reader.execute("PRAGMA busy_timeout=5000")
+        store = cls(path, writer, reader)
+        store._writer_task = asyncio.create_task(store._write_loop(), name="store-writer")
+        return store
+
+    @staticmethod
+    async def _migrate(db: aiosqlite.Connection) -> None:
+        async with db.execute("PRAGMA user_version") as cur:
+            row = await cur.fetchone()
+        version = int(row[0]) if row else 0
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            statements = [s for s in script.split(";") if s.strip()]
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in statements:
+                    await db.execute(statement)
+                await db.execute(f"PRAGMA user_version={number}")
+                await db.execute("COMMIT")
+            except BaseException:
+                await db.execute("ROLLBACK")
+                raise
+            log.info("store migrated to schema %d", number)
+
+    async def schema_version(self) -> int:
+        """The migration the file is at."""
+        rows = await self._read("PRAGMA user_version")
+        return int(rows[0][0])
+
+    @staticmethod
+    def latest_schema() -> int:
+        """The migration this podtui expects."""
+        return len(MIGRATIONS)
+
+    async def close(self) -> None:
+        """Finish queued writes and close both connections."""
+        if self.closed:
+            return
+        self.closed = True
+        if self._writer_task:
+            self._writer_task.cancel()
+            try:
+                await self._writer_task
+            except asyncio.CancelledError:
+                pass
+        await self._w.close()
+        await self._r.close()
+
+    # -- the writer ---------------------------------------------------------------------------
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self.closed:
+            raise StoreUnavailable("the store is closed")
+        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((fn, fut))
+        return await fut
+
+    async def _write_loop(self) -> None:
+        while True:
+            jobs = [await self._queue.get()]
+            while not self._queue.empty() and len(jobs) < 512:
+                jobs.append(self._queue.get_nowait())
+            try:
+                # One hop to aiosqlite's thread per group: aiosqlite has no public call for running a function
+                # on its connection, and one await per statement costs more than the statements.
+                outcomes = await self._w._execute(self._run_group, self._w._conn, [fn for fn, _ in jobs])
+            except asyncio.CancelledError:
+                for _, fut in jobs:
+                    if not fut.done():
+                        fut.set_exception(StoreUnavailable("the store is closing"))
+                raise
+            except Exception as exc:  # the whole group failed to commit
+                outcomes = [(False, _store_error(exc))] * len(jobs)
+            wrote = False
+            for (_, fut), (ok, value) in zip(jobs, outcomes, strict=True):
+                wrote = wrote or ok
+                if fut.done():
+                    continue
+                if ok:
+                    fut.set_result(value)
+                else:
+                    fut.set_exception(value)
+            if wrote:
+                self.write_version += 1
+                changed, self._feed_changed = self._feed_changed, asyncio.Event()
+                changed.set()
+
+    @staticmethod
+    def _run_group(
+        db: sqlite3.Connection, fns: list[Callable[[sqlite3.Connection], Any]]
+    ) -> list[tuple[bool, Any]]:
+        outcomes: list[tuple[bool, Any]] = []
+        db.execute("BEGIN IMMEDIATE").close()
+        try:
+            for fn in fns:
+                db.execute("SAVEPOINT job").close()
+                try:
+                    outcomes.append((True, fn(db)))
+                except Exception as exc:
+                    db.execute("ROLLBACK TO job").close()
+                    outcomes.append((False, _store_error(exc)))
+                db.execute("RELEASE job").close()
+            db.execute("COMMIT").close()
+        except Exception:
+            if db.in_transaction:
+                db.execute("ROLLBACK").close()
+            raise
+        return outcomes
+
+    async def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        try:
+            async with self._r.execute(sql, params) as cur:
+                return list(await cur.fetchall())
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"the store cannot be read: {exc}") from exc
+
+    async def wait_for_write(self, since_version: int, timeout: float) -> bool:
+        """Wait until a write commits after `since_version`; False when the timeout passed first."""
+        if self.write_version != since_version:
+            return True
+        try:
+            await asyncio.wait_for(self._feed_changed.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    # -- datasets -----------------------------------------------------------------------------
+
+    async def save_dataset(self, dataset: Dataset, root: str, manifest: list[dict[str, Any]]) -> Dataset:
+        """Insert a dataset, or rename/re-point an existing one with the same content."""
+
+        def job(db: sqlite3.Connection) -> Dataset:
+            _exec(db, """INSERT INTO datasets (id, name, path, root, kind, size_bytes, file_count, sha256,
+                         manifest, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                         ON CONFLICT(id) DO UPDATE SET name = excluded.name, path = excluded.path,
+                         root = excluded.root, manifest = excluded.manifest, created_at = excluded.created_at""",
+                  (dataset.id, dataset.name, dataset.path, root, dataset.kind, dataset.size_bytes,
+                   dataset.file_count, dataset.sha256, json.dumps(manifest), dataset.created_at))
+            return dataset
+
+        return await self._write(job)
+
+    async def list_datasets(self) -> list[Dataset]:
+        """Datasets, newest first; a name re-registered with new content shows its newest version only."""
+        rows = await self._read(
+            "SELECT id, name, path, kind, size_bytes, file_count, sha256, created_at FROM datasets d "
+            "WHERE created_at = (SELECT max(created_at) FROM datasets e WHERE e.name = d.name) "
+            "ORDER BY created_at DESC")
+        return [_row_to_dataset(r) for r in rows]
+
+    async def find_dataset(self, name_or_id: str) -> DatasetRecord:
+        """A dataset by id, id prefix (8+ characters) or name (the newest of that name)."""
+        cols = "id, name, path, kind, size_bytes, file_count, sha256, created_at, root, manifest"
+        rows = await self._read(f"SELECT {cols} FROM datasets WHERE id = ?", (name_or_id,))
+        if not rows:
+            rows = await self._read(
+                f"SELECT {cols} FROM datasets WHERE name = ? ORDER BY created_at DESC LIMIT 1", (name_or_id,))
+        if not rows and len(name_or_id) >= 8 and all(c in "0123456789abcdef" for c in name_or_id):
+            rows = await self._read(f"SELECT {cols} FROM datasets WHERE id LIKE ? LIMIT 2", (name_or_id + "%",))
+            if len(rows) > 1:
+                raise NotFound(f"dataset id prefix {name_or_id!r} is ambiguous")
+        if not rows:
+            raise NotFound(f"no dataset named {name_or_id!r}; `podtui datasets` lists them")
+        row = rows[0]
+        return DatasetRecord(_row_to_dataset(row[:8]), root=row[8], manifest=json.loads(row[9]))
+
+    # -- runs -------------------------------------------------------------------------------
+
+    async def create_run(self, run: Run, ingest_token_hash: str) -> Run:
+        """Insert a new run with its first event."""
+
+        def job(db: sqlite3.Connection) -> Run:
+            _exec(db, """INSERT INTO runs (id, name, provider, status, spec, dataset_id, created_at,
+                         ingest_token_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
+                  (run.id, run.name, run.provider, run.status.value, run.spec.model_dump_json(), run.dataset_id,
+                   run.created_at, ingest_token_hash))
+            _event(db, run.id, "created", f"run created on {run.provider}", run.created_at)
+            _feed(db, run.id, "run", None, None, run.created_at)
+            return run
+
+        return await self._write(job)
+
+    async def get_run(self, run_id: str) -> Run:
+        """One run; NotFound when there is none."""
+        rows = await self._read(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,))
+        if not rows:
+            raise NotFound(f"no run {run_id}")
+        return _row_to_run(rows[0])
+
+    async def list_runs(self, live_only: bool = False) -> list[Run]:
+        """Runs, newest first."""
+        where = ""
+        if live_only:
+            where = "WHERE status IN (%s)" % ",".join(f"'{s.value}'" for s in LIVE_STATUSES)
+        rows = await self._read(f"SELECT {_RUN_COLUMNS} FROM runs {where} ORDER BY created_at DESC")
+        return [_row_to_run(r) for r in rows]
+
+    async def ingest_token_hash(self, run_id: str) -> tuple[str, float | None] | None:
+        """The run's ingest token hash and when it was revoked (None when still valid)."""
+        rows = await self._read("SELECT ingest_token_hash, ingest_revoked_at FROM runs WHERE id = ?", (run_id,))
+        return (rows[0][0], rows[0][1]) if rows else None
+
+    async def update_run(
+        self, run_id: str, *, event: tuple[str, str] | None = None, only_if_live: bool = False,
+        **fields: Any,
+    ) -> Run | None:
+        """Change a run's columns (and add an event) in one write.
+
+        With only_if_live, nothing changes when the run has already ended, and None is returned.
+        """
+        bad = set(fields) - _UPDATABLE
+        if bad:
+            raise ValueError(f"cannot update {bad}")
+        now = time.time()
+
+        def job(db: sqlite3.Connection) -> Run | None:
+            current = _fetch_run(db, run_id)
+            if only_if_live and not current.status.is_live:
+                return None
+            values = {k: (v.value if isinstance(v, RunStatus) else v) for k, v in fields.items()}
+            if values:
+                assignments = ", ".join(f"{k} = ?" for k in values)
+                _exec(db, f"UPDATE runs SET {assignments} WHERE id = ?", (*values.values(), run_id))
+                _feed(db, run_id, "run", None, None, now)
+            if event:
+                _event(db, run_id, event[0], event[1], now)
+            return _fetch_run(db, run_id)
+
+        return await self._write(job)
+
+    async def finish_run(self, run_id: str, status: RunStatus, reason: str, *, exit_code: int | None = None,
+                         keep_alive_until: float | None = None) -> Run | None:
+        """Move a live run to a final status, revoke its download tokens (and its ingest token unless a
+        keep-alive window is open). None when the run had already ended."""
+        now = time.time()
+
+        def job(db: sqlite3.Connection) -> Run | None:
+            current = _fetch_run(db, run_id)
+            if not current.status.is_live:
+                return None
+            _exec(db, """UPDATE runs SET status = ?, status_reason = ?, ended_at = ?, exit_code = coalesce(?, exit_code),
+                         keep_alive_until = ?, ingest_revoked_at = ? WHERE id = ?""",
+                  (status.value, reason, now, exit_code, keep_alive_until,
+                   None if keep_alive_until else now, run_id))
+            _exec(db, "UPDATE download_tokens SET revoked_at = ? WHERE run_id = ? AND revoked_at IS NULL",
+                  (now, run_id))
+            _event(db, run_id, status.value, reason, now)
+            _feed(db, run_id, "run", None, None, now)
+            return _fetch_run(db, run_id)
+
+        return await self._write(job)
+
+    async def revoke_ingest_token(self, run_id: str) -> None:
+        """End a kept-alive run's ingest token (its pod is gone)."""
+        now = time.time()
+        await self._write(lambda db: _exec(
+            db, "UPDATE runs SET ingest_revoked_at = ?, keep_alive_until = NULL WHERE id = ? "
+                "AND ingest_revoked_at IS NULL", (now, run_id)))
+
+    async def add_event(self, run_id: str, kind: str, message: str) -> int:
+        """Record something that happened to a run."""
+        now = time.time()
+        return await self._write(lambda db: _event(db, run_id, kind, message, now))
+
+    async def list_events(self, run_id: str, after_id: int = 0, limit: int = 1000) -> list[RunEvent]:
+        """A run's events, oldest first."""
+        rows = await self._read(
+            "SELECT id, run_id, ts, kind, message FROM run_events WHERE run_id = ? AND id > ? ORDER BY id LIMIT ?",
+            (run_id, after_id, limit))
+        return [RunEvent(id=r[0], run_id=r[1], ts=r[2], kind=r[3], message=r[4]) for r in rows]
+
+    # -- pods -------------------------------------------------------------------------------
+
+    async def record_pod(self, provider: str, pod_id: str, run_id: str, gpu_type: str | None,
+                         price_per_hour: float | None, status: str) -> None:
+        """Remember a pod the moment it exists, so no restart can forget it."""
+        now = time.time()
+        await self._write(lambda db: _exec(
+            db, """INSERT INTO pods (provider, pod_id, run_id, gpu_type, price_per_hour, status, created_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(provider, pod_id) DO UPDATE SET status = excluded.status""",
+            (provider, pod_id, run_id, gpu_type, price_per_hour, status, now)))
+
+    async def set_pod_status(self, provider: str, pod_id: str, status: str) -> None:
+        """Update a pod's last known status (`gone` once terminated)."""
+        now = time.time()
+        await self._write(lambda db: _exec(
+            db, "UPDATE pods SET status = ?, ended_at = CASE WHEN ? = 'gone' THEN ? ELSE ended_at END "
+                "WHERE provider = ? AND pod_id = ?", (status, status, now, provider, pod_id)))
+
+    async def pods_not_gone(self) -> list[tuple[str, str, str]]:
+        """(provider, pod id, run id) of every pod not known to be gone."""
+        rows = await self._read("SELECT provider, pod_id, run_id FROM pods WHERE status != 'gone'")
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    async def known_pod_ids(self, provider: str) -> set[str]:
+        """Every pod id this store has ever recorded for a provider."""
+        rows = await self._read("SELECT pod_id FROM pods WHERE provider = ?", (provider,))
+        return {r[0] for r in rows}
+
+    # -- download tokens --------------------------------------------------------------------
+
+    async def add_download_token(self, token_hash: str, dataset_id: str, run_id: str, expires_at: float) -> None:
+        """Store a new download token's hash (never the token)."""
+        now = time.time()
+        await self._write(lambda db: _exec(
+            db, "INSERT INTO download_tokens (hash, dataset_id, run_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+            (token_hash, dataset_id, run_id, now, expires_at)))
+
+    async def use_download_token(self, token_hash: str, now: float) -> TokenCheck:
+        """Check a download token and count the use; first use is recorded."""
+
+        def job(db: sqlite3.Connection) -> TokenCheck:
+            cur = db.execute("SELECT dataset_id, run_id, expires_at, revoked_at FROM download_tokens WHERE hash = ?",
+                             (token_hash,))
+            try:
+                row = cur.fetchone()
+            finally:
+                cur.close()
+            if row is None:
+                return TokenCheck(False, "unknown")
+            dataset_id, run_id, expires_at, revoked_at = row
+            if revoked_at is not None:
+                return TokenCheck(False, "revoked", dataset_id, run_id)
+            if expires_at <= now:
+                return TokenCheck(False, "expired", dataset_id, run_id)
+            _exec(db, "UPDATE download_tokens SET uses = uses + 1, first_used_at = coalesce(first_used_at, ?) "
+                      "WHERE hash = ?", (now, token_hash))
+            return TokenCheck(True, "", dataset_id, run_id)
+
+        return await self._write(job)
+
+    async def download_token_stats(self, run_id: str) -> list[dict[str, Any]]:
+        """Uses, first use, expiry and revocation of a run's download tokens (no hashes)."""
+        rows = await self._read(
+            "SELECT dataset_id, created_at, expires_at, first_used_at, uses, revoked_at FROM download_tokens "
+            "WHERE run_id = ? ORDER BY created_at", (run_id,))
+        keys = ("dataset_id", "created_at", "expires_at", "first_used_at", "uses", "revoked_at")
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    async def delete_expired_tokens(self, now: float) -> int:
+        """Delete download tokens past their expiry; returns how many."""
+
+        def job(db: sqlite3.Connection) -> int:
+            cur = db.execute("DELETE FROM download_tokens WHERE expires_at <= ?", (now,))
+            try:
+                return cur.rowcount
+            finally:
+                cur.close()
+
+        return await self._write(job)
+
+    # -- pod reports ------------------------------------------------------------------------
+
+    async def apply_report(self, run_id: str, report: Report, now: float) -> ReportResult:
+        """Store a pod's report: new metrics and log lines (resends change nothing), heartbeat, progress,
+        and a forward status change while the run is live."""
+        metric_rows = [(run_id, m.name, m.step, _nan_to_none(m.value), m.ts) for m in report.metrics]
+        log_rows = [(run_id, line.seq, line.ts, line.stream, line.text) for line in report.logs]
+        loss = None
+        for m in report.metrics:
+            if m.name in ("loss", "train_loss") and (loss is None or m.step >= loss.step):
+                loss = m
+
+        def job(db: sqlite3.Connection) -> ReportResult:
+            run = _fetch_run(db, run_id)
+            accepted_metrics = self._insert_rows(
+                db, run_id, "metrics", "INSERT OR IGNORE INTO metrics VALUES (?, ?, ?, ?, ?)", metric_rows, now)
+            accepted_logs = self._insert_rows(
+                db, run_id, "logs", "INSERT OR IGNORE INTO logs VALUES (?, ?, ?, ?, ?)", log_rows, now)
+            sets: dict[str, Any] = {"last_heartbeat": report.heartbeat_ts or now}
+            changed = False
+            if run.status.is_live:
+                if report.progress is not None and report.progress != run.progress:
+                    sets["progress"] = report.progress.model_dump_json()
+                    changed = True
+                if loss is not None and (run.last_step is None or loss.step >= run.last_step):
+                    sets["last_step"] = loss.step
+                    sets["last_loss"] = _nan_to_none(loss.value)
+                    sets["last_loss_nan"] = int(math.isnan(loss.value))
+                    changed = True
+                new_status = RunStatus(report.status) if report.status else None
+                if new_status in (RunStatus.downloading, RunStatus.training) and (
+                        _STATUS_RANK[new_status] > _STATUS_RANK[run.status]):
+                    sets["status"] = new_status.value
+                    _event(db, run_id, new_status.value, f"pod reports {new_status.value}", now)
+                    changed = True
+                if report.exit_code is not None:
+                    sets["exit_code"] = report.exit_code
+            assignments = ", ".join(f"{k} = ?" for k in sets)
+            _exec(db, f"UPDATE runs SET {assignments} WHERE id = ?", (*sets.values(), run_id))
+            if changed:
+                _feed(db, run_id, "run", None, None, now)
+            return ReportResult(_fetch_run(db, run_id), accepted_metrics, accepted_logs, changed)
+
+        return await self._write(job)
+
+    @staticmethod
+    def _insert_rows(db: sqlite3.Connection, run_id: str, table: str, sql: str,
+                     rows: list[tuple[Any, ...]], now: float) -> int:
+        """INSERT OR IGNORE rows; feed the rowid range of the new ones (one writer: they are contiguous)."""
+        if not rows:
+            return 0
+        before = _scalar(db, f"SELECT max(rowid) FROM {table}") or 0
+        cur = db.executemany(sql, rows)
+        try:
+            added = cur.rowcount
+        finally:
+            cur.close()
+        if added > 0:
+            _feed(db, run_id, table, before + 1, before + added, now)
+        return max(added, 0)
+
+    # -- reading metrics and logs -------------------------------------------------------------
+
+    async def metric_rows(self, run_id: str, name: str | None = None,
+                          after_step: int | None = None) -> dict[str, list[tuple[int, float, float]]]:
+        """A run's metrics as {name: [(step, value, ts), ...]} ordered by step."""
+        sql = "SELECT name, step, value, ts FROM metrics WHERE run_id = ?"
+        params: list[Any] = [run_id]
+        if name is not None:
+            sql += " AND name = ?"
+            params.append(name)
+        if after_step is not None:
+            sql += " AND step > ?"
+            params.append(after_step)
+        sql += " ORDER BY name, step"
+        out: dict[str, list[tuple[int, float, float]]] = {}
+        for n, step, value, ts in await self._read(sql, params):
+            out.setdefault(n, []).append((step, _none_to_nan(value), ts))
+        return out
+
+    async def log_lines(self, run_id: str, after_seq: int = -1, limit: int = 1000,
+                        tail: bool = False) -> list[LogLine]:
+        """A run's log lines after a seq, oldest first; with tail, the last `limit` lines."""
+        if tail:
+            rows = await self._read(
+                "SELECT seq, ts, stream, text FROM (SELECT * FROM logs WHERE run_id = ? AND seq > ? "
+                "ORDER BY seq DESC LIMIT ?) ORDER BY seq", (run_id, after_seq, limit))
+        else:
+            rows = await self._read(
+                "SELECT seq, ts, stream, text FROM logs WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (run_id, after_seq, limit))
+        return [LogLine(seq=r[0], ts=r[1], stream=r[2], text=r[3]) for r in rows]
+
+    # -- the live feed ------------------------------------------------------------------------
+
+    async def last_feed_id(self) -> int:
+        """The newest feed entry's id (0 when empty)."""
+        rows = await self._read("SELECT coalesce(max(id), 0) FROM feed")
+        return int(rows[0][0])
+
+    async def feed_after(self, after_id: int, limit: int = 200, run_id: str | None = None) -> list[FeedItem]:
+        """Feed entries after an id, expanded with their rows (runs, events, metrics, log lines)."""
+        sql = "SELECT id, run_id, kind, lo, hi FROM feed WHERE id > ?"
+        params: list[Any] = [after_id]
+        if run_id:
+            sql += " AND run_id = ?"
+            params.append(run_id)
+        rows = await self._read(sql + " ORDER BY id LIMIT ?", (*params, limit))
+        items: list[FeedItem] = []
+        runs_seen: dict[str, Run] = {}
+        for fid, rid, kind, lo, hi in rows:
+            items.append(FeedItem(fid, kind, rid, await self._expand(kind, rid, lo, hi, runs_seen)))
+        return items
+
+    async def _expand(self, kind: str, run_id: str, lo: int | None, hi: int | None,
+                      runs_seen: dict[str, Run]) -> dict[str, Any]:
+        if kind == "run":
+            if run_id not in runs_seen:
+                runs_seen[run_id] = await self.get_run(run_id)
+            return runs_seen[run_id].model_dump(mode="json")
+        if kind == "run_event":
+            rows = await self._read("SELECT id, run_id, ts, kind, message FROM run_events WHERE id = ?", (lo,))
+            return {"event": RunEvent(id=rows[0][0], run_id=rows[0][1], ts=rows[0][2], kind=rows[0][3],
+                                      message=rows[0][4]).model_dump(mode="json")} if rows else {}
+        if kind == "metrics":
+            rows = await self._read(
+                "SELECT name, step, value, ts FROM metrics WHERE rowid BETWEEN ? AND ? ORDER BY rowid", (lo, hi))
+            points = [MetricPoint(name=r[0], step=r[1], value=_none_to_nan(r[2]), ts=r[3]) for r in rows]
+            return {"run_id": run_id, "points": [p.model_dump(mode="json") for p in points]}
+        if kind == "logs":
+            rows = await self._read(
+                "SELECT seq, ts, stream, text FROM logs WHERE rowid BETWEEN ? AND ? ORDER BY rowid", (lo, hi))
+            return {"run_id": run_id,
+                    "lines": [{"seq": r[0], "ts": r[1], "stream": r[2], "text": r[3]} for r in rows]}
+        return {}
+
+
+def _store_error(exc: BaseException) -> BaseException:
+    """Disk full, read-only or locked: the store is unavailable (503), not the request bad."""
+    if isinstance(exc, sqlite3.OperationalError):
+        text = str(exc).lower()
+        if any(s in text for s in ("full", "readonly", "read-only", "locked", "disk i/o", "unable to open")):
+            err = StoreUnavailable(f"the store cannot take writes now: {exc}")
+            err.__cause__ = exc
+            return err
+    return exc
+
