@@ -72,7 +72,9 @@ def json_number(value: float) -> float | str:
     return "Infinity" if value > 0 else "-Infinity"
 
 
-MetricValue = Annotated[float, BeforeValidator(_number), PlainSerializer(json_number, return_type=Any, when_used="json")]
+MetricValue = Annotated[
+    float, BeforeValidator(_number), PlainSerializer(json_number, return_type=Any, when_used="json")
+]
 """A metric value: any float including NaN and infinities (they are signals, e.g. a diverging loss)."""
 Timestamp = Annotated[float, BeforeValidator(_finite), Field(ge=0, le=1e11)]
 """Seconds since the epoch, finite; booleans are refused."""

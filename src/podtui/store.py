@@ -431,7 +431,7 @@ class Store:
         """Runs, newest first."""
         where = ""
         if live_only:
-            where = "WHERE status IN (%s)" % ",".join(f"'{s.value}'" for s in LIVE_STATUSES)
+            where = "WHERE status IN ({})".format(",".join(f"'{s.value}'" for s in LIVE_STATUSES))
         rows = await self._read(f"SELECT {_RUN_COLUMNS} FROM runs {where} ORDER BY created_at DESC")
         return [_row_to_run(r) for r in rows]
 
@@ -478,8 +478,9 @@ class Store:
             current = _fetch_run(db, run_id)
             if not current.status.is_live:
                 return None
-            _exec(db, """UPDATE runs SET status = ?, status_reason = ?, ended_at = ?, exit_code = coalesce(?, exit_code),
-                         keep_alive_until = ?, ingest_revoked_at = ? WHERE id = ?""",
+            _exec(db, """UPDATE runs SET status = ?, status_reason = ?, ended_at = ?,
+                         exit_code = coalesce(?, exit_code), keep_alive_until = ?, ingest_revoked_at = ?
+                         WHERE id = ?""",
                   (status.value, reason, now, exit_code, keep_alive_until,
                    None if keep_alive_until else now, run_id))
             _exec(db, "UPDATE download_tokens SET revoked_at = ? WHERE run_id = ? AND revoked_at IS NULL",

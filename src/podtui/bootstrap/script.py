@@ -79,7 +79,7 @@ fi
 
 sha256_of() {
   if command -v sha256sum > /dev/null; then sha256sum "$1" | cut -d' ' -f1
-  else python3 -c 'import hashlib,sys;h=hashlib.sha256();f=open(sys.argv[1],"rb");[h.update(b) for b in iter(lambda:f.read(1<<20),b"")];print(h.hexdigest())' "$1"; fi
+  else python3 -c 'import hashlib,sys;print(hashlib.sha256(open(sys.argv[1],"rb").read()).hexdigest())' "$1"; fi
 }
 
 # fetch URL OUT CREDENTIAL: resumable download with curl -C - or wget -c, whichever the image has.

@@ -29,7 +29,7 @@ from ..models import (
 from ..providers.base import ProviderError
 from ..series import downsample_minmax
 from ..store import NotFound, Store
-from . import auth, downloads, events, ingest
+from . import auth, downloads, events, ingest, keys
 from .datasets import DatasetError, scan_dataset
 from .responses import ApiError, json_response, query_int, read_model
 from .runs import RunService
@@ -38,11 +38,11 @@ INT64_MAX = 2**63 - 1
 
 
 def _store(request: web.Request) -> Store:
-    return request.app["store"]  # type: ignore[no-any-return]
+    return request.app[keys.STORE]
 
 
 def _runs(request: web.Request) -> RunService:
-    return request.app["runs"]  # type: ignore[no-any-return]
+    return request.app[keys.RUNS]
 
 
 async def _run_or_404(request: web.Request) -> Run:
@@ -65,7 +65,7 @@ async def list_datasets(request: web.Request) -> web.Response:
 async def add_dataset(request: web.Request) -> web.Response:
     """Register a file or directory (hashing it can take a while for large datasets)."""
     body = await read_model(request, DatasetCreate)
-    settings = request.app["settings"]
+    settings = request.app[keys.SETTINGS]
     try:
         scanned = await asyncio.to_thread(scan_dataset, body.path, body.name, settings.dataset_size_limit,
                                           settings.dataset_roots)
@@ -174,7 +174,7 @@ async def boot_script(request: web.Request) -> web.Response:
     if run.status.is_final:
         raise ApiError(410, "run_ended", f"run {run_id} has ended ({run.status.value})")
     record = await store.find_dataset(run.dataset_id)
-    settings = request.app["settings"]
+    settings = request.app[keys.SETTINGS]
     token = await downloads.issue_download_token(store, record.dataset.id, run.id, settings.download_token_ttl_s)
     script = render_start_script(
         run_id=run.id, dataset=record.dataset, dataset_file=record.manifest[0]["path"], download_token=token,

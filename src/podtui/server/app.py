@@ -14,7 +14,7 @@ from ..config import Settings, ensure_admin_token
 from ..models import MAX_REPORT_BYTES
 from ..providers.base import Provider
 from ..store import NotFound, Store, StoreUnavailable
-from . import auth
+from . import auth, keys
 from .api import ROUTES
 from .datasets import DatasetError, scan_dataset
 from .demo import DEMO_NAME, write_demo_dataset
@@ -34,7 +34,7 @@ def _error_middleware() -> Any:
             route = request.match_info.route.resource
             template = route.canonical if route is not None else ""
             if _AUTH_BY_PATH.get(template) == auth.ADMIN:
-                auth.check_admin(request, request.app["admin_token"])
+                auth.check_admin(request, request.app[keys.ADMIN_TOKEN])
             response: web.StreamResponse = await handler(request)
             return response
         except ApiError as exc:
@@ -65,13 +65,13 @@ def create_app(settings: Settings, store: Store, providers: dict[str, Provider],
                admin_token: str | None = None) -> web.Application:
     """The control plane app. Its supervisor starts and stops with the app."""
     app = web.Application(middlewares=[_error_middleware()], client_max_size=MAX_REPORT_BYTES)
-    app["settings"] = settings
-    app["store"] = store
-    app["admin_token"] = admin_token or ensure_admin_token(settings)
+    app[keys.SETTINGS] = settings
+    app[keys.STORE] = store
+    app[keys.ADMIN_TOKEN] = admin_token or ensure_admin_token(settings)
     runs = RunService(settings, store, providers)
-    app["runs"] = runs
+    app[keys.RUNS] = runs
     supervisor = Supervisor(runs, store, settings.supervisor_interval_s, settings.token_cleanup_interval_s)
-    app["supervisor"] = supervisor
+    app[keys.SUPERVISOR] = supervisor
     for route in ROUTES:
         app.router.add_route(route.method, route.path, route.handler)
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from aiohttp import web
 
 from ..store import NotFound, Store
 from ..tokens import hash_token
+from . import keys
 from .auth import bearer
 from .datasets import DatasetError, manifest_text, resolve_served_file, safe_relative_path
 from .responses import ApiError
@@ -38,8 +40,8 @@ async def issue_download_token(store: Store, dataset_id: str, run_id: str, ttl_s
 
 async def download_dataset(request: web.Request) -> web.StreamResponse:
     """Serve the token's dataset (a file), a directory dataset's listing, or one file of it (?path=)."""
-    store: Store = request.app["store"]
-    token = bearer(request) or request.query.get("token")
+    store: Store = request.app[keys.STORE]
+    token = request.query.get("token") or bearer(request)
     if not token:
         raise ApiError(401, "unauthorized", "a download token is required (Authorization: Bearer or ?token=)")
     check = await store.use_download_token(hash_token(token), time.time())
@@ -69,14 +71,26 @@ async def download_dataset(request: web.Request) -> web.StreamResponse:
     except DatasetError as exc:
         raise ApiError(409, "dataset_changed", str(exc)) from None
     log.info("run %s downloads %s of dataset %s", check.run_id, entry["path"], record.dataset.name)
+    serve_as = request
     if_range = request.headers.get("If-Range", "")
     if if_range.startswith(('"', "W/")) and "Range" in request.headers:
         etag = f'"{entry["mtime_ns"]:x}-{entry["size"]:x}"'
         if if_range != etag:
             headers = {k: v for k, v in request.headers.items() if k.lower() not in ("range", "if-range")}
-            request = request.clone(headers=headers)
-    response = web.FileResponse(real, headers={
+            serve_as = request.clone(headers=headers)
+    return _DatasetFile(real, serve_as, headers={
         "Cache-Control": "no-store", "X-Podtui-Sha256": entry["sha256"],
         "Content-Type": "application/octet-stream",
     })
-    return response
+
+
+class _DatasetFile(web.FileResponse):
+    """A FileResponse prepared against a given request (the Range-less clone when an If-Range ETag is stale):
+    aiohttp itself would prepare it with the original request."""
+
+    def __init__(self, path: str, serve_as: web.BaseRequest, headers: dict[str, str]) -> None:
+        super().__init__(path, headers=headers)
+        self._serve_as = serve_as
+
+    async def prepare(self, request: web.BaseRequest) -> Any:
+        return await super().prepare(self._serve_as)

@@ -14,6 +14,7 @@ import orjson
 from aiohttp import web
 
 from ..store import Store
+from . import keys
 from .responses import ApiError
 
 BATCH = 200
@@ -21,8 +22,8 @@ BATCH = 200
 
 async def events(request: web.Request) -> web.StreamResponse:
     """Stream the feed after Last-Event-ID / ?after= (default: from now); ?run= filters to one run."""
-    store: Store = request.app["store"]
-    keepalive = float(request.app["settings"].sse_keepalive_s)
+    store: Store = request.app[keys.STORE]
+    keepalive = float(request.app[keys.SETTINGS].sse_keepalive_s)
     raw_after = request.headers.get("Last-Event-ID") or request.query.get("after")
     run_id = request.query.get("run") or None
     if raw_after is None or raw_after == "":

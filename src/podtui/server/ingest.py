@@ -8,6 +8,7 @@ from aiohttp import web
 
 from ..models import Report, ReportReply, RunStatus
 from ..store import NotFound, Store
+from . import keys
 from .auth import check_ingest
 from .responses import json_response, read_model
 from .runs import RunService
@@ -15,8 +16,8 @@ from .runs import RunService
 
 async def report(request: web.Request) -> web.Response:
     """Store a report; resends change nothing. The reply tells the agent whether to stop."""
-    store: Store = request.app["store"]
-    runs: RunService = request.app["runs"]
+    store: Store = request.app[keys.STORE]
+    runs: RunService = request.app[keys.RUNS]
     run_id = request.match_info["run_id"]
     await check_ingest(request, store, run_id)
     body = await read_model(request, Report)

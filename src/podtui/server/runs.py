@@ -186,8 +186,10 @@ class RunService:
             keep = run.spec.keep_alive_s
             until = time.time() + keep if keep > 0 else None
         else:
-            first = (error or "").splitlines()[0] if error else f"exit code {exit_code}"
-            reason = f"the training command failed: {first}"
+            reason = f"the training command failed (exit code {exit_code})"
+            last = [line for line in (error or "").splitlines()[1:] if line.strip()]
+            if last:
+                reason += f": {last[-1][:300]}"
             until = None
         finished = await self.store.finish_run(run.id, status, reason, exit_code=exit_code,
                                                keep_alive_until=until)

@@ -1,0 +1,461 @@
+"""Command line: `podtui` (the TUI), `podtui serve` (headless control plane) and the client verbs.
+
+Every verb but `serve` and the TUI talks to a running control plane (--server URL, or the configured local
+address) and says how to start one when none answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import click
+
+from .client import Client, ControlPlaneError, ControlPlaneUnreachable
+from .config import Settings, load_settings, read_admin_token
+from .models import LaunchSpec, Run, RunStatus
+
+T = TypeVar("T")
+
+
+class Context:
+    """What every verb needs: settings, and where the control plane is."""
+
+    def __init__(self, server: str | None, token: str | None) -> None:
+        self.server_arg = server
+        self.token_arg = token
+        self._settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            try:
+                self._settings = load_settings()
+            except ValueError as exc:
+                raise click.ClickException(str(exc)) from None
+        return self._settings
+
+    @property
+    def server(self) -> str:
+        return self.server_arg or self.settings.local_url
+
+    def client(self) -> Client:
+        token = self.token_arg or read_admin_token(self.settings)
+        return Client(self.server, token)
+
+
+def run_async(fn: Callable[[], Awaitable[T]]) -> T:
+    """Run a coroutine; turn control-plane errors into one readable line and an exit code."""
+    try:
+        return asyncio.run(fn())  # type: ignore[arg-type]
+    except ControlPlaneUnreachable as exc:
+        click.echo(f"error: {exc.message}", err=True)
+        sys.exit(2)
+    except ControlPlaneError as exc:
+        click.echo(f"error: {exc.message}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+def emit_json(data: Any) -> None:
+    """Print JSON (models in their JSON form)."""
+    if hasattr(data, "model_dump"):
+        data = data.model_dump(mode="json")
+    elif isinstance(data, list):
+        data = [d.model_dump(mode="json") if hasattr(d, "model_dump") else d for d in data]
+    click.echo(json.dumps(data, indent=2))
+
+
+def table(rows: list[list[str]], header: list[str]) -> None:
+    """Print a plain aligned table."""
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def fmt_duration(seconds: float) -> str:
+    """1h02m, 3m05s, 42s."""
+    seconds = int(max(0, seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    if seconds >= 60:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds}s"
+
+
+def fmt_size(n: int) -> str:
+    """Bytes as B, KiB, MiB or GiB."""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+async def resolve_run(client: Client, ref: str) -> Run:
+    """A run by id, id prefix or name."""
+    runs = await client.runs()
+    exact = [r for r in runs if r.id == ref or r.name == ref]
+    if exact:
+        return exact[0]
+    prefixed = [r for r in runs if r.id.startswith(ref)]
+    if len(prefixed) == 1:
+        return prefixed[0]
+    if prefixed:
+        raise ControlPlaneError(f"{ref!r} matches several runs: {', '.join(r.id for r in prefixed)}")
+    raise ControlPlaneError(f"no run {ref!r}; `podtui runs` lists them")
+
+
+@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--server", envvar="PODTUI_SERVER", help="URL of a running control plane (default: the local one).")
+@click.option("--token", envvar="PODTUI_ADMIN_TOKEN", help="Admin token of that control plane.")
+@click.version_option(package_name="podtui")
+@click.pass_context
+def main(ctx: click.Context, server: str | None, token: str | None) -> None:
+    """podtui: train models on rented GPU pods from your terminal.
+
+    With no command, opens the dashboard (with its own control plane unless --server is given).
+    """
+    ctx.obj = Context(server, token)
+    if ctx.invoked_subcommand is None:
+        from .app import run_tui
+
+        sys.exit(run_tui(ctx.obj.settings, server, token))
+
+
+@main.command()
+@click.option("--host", help="Address to bind (default 127.0.0.1; 0.0.0.0 to let pods connect directly).")
+@click.option("--port", type=int, help="Port (default 8765).")
+@click.option("--public-url", help="URL pods use to reach this control plane.")
+@click.pass_obj
+def serve(obj: Context, host: str | None, port: int | None, public_url: str | None) -> None:
+    """Run the control plane headless (supervising pods while no terminal is attached)."""
+    from .logs import setup_logging
+    from .server.app import ControlPlane
+    from .server.runs import public_url_problem
+
+    overrides = {k: v for k, v in {"host": host, "port": port, "public_url": public_url}.items() if v is not None}
+    try:
+        settings = load_settings(**overrides)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    setup_logging(settings.log_file, settings.log_level, stderr=True)
+    plane = ControlPlane(settings)
+
+    async def serve_forever() -> None:
+        try:
+            await plane.start()
+        except OSError as exc:
+            raise click.ClickException(
+                f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}. Another podtui may be "
+                "running there (the other verbs talk to it), or choose --port.") from None
+        click.echo(f"podtui control plane on {plane.url}; pods use {settings.pod_url}")
+        click.echo(f"admin token: in {settings.data_dir / 'admin_token'} (or PODTUI_ADMIN_TOKEN)")
+        problem = public_url_problem(settings.public_url, "runpod")
+        if settings.default_provider == "runpod" and problem:
+            click.echo(f"warning: {problem}", err=True)
+        elif settings.public_url and settings.public_url.startswith("http://"):
+            click.echo("warning: the public URL is plain http: tokens travel in clear; use https", err=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        click.echo("stopping (pods keep running; a restart supervises them again)")
+        await plane.stop()
+
+    asyncio.run(serve_forever())
+
+
+@main.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def datasets(ctx: click.Context, as_json: bool) -> None:
+    """List datasets (`podtui datasets add PATH` registers one)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    obj: Context = ctx.obj
+
+    async def go() -> None:
+        async with obj.client() as client:
+            found = await client.datasets()
+        if as_json:
+            emit_json(found)
+            return
+        table([[d.name, d.id[:12], d.kind, fmt_size(d.size_bytes), str(d.file_count), d.path] for d in found],
+              ["NAME", "ID", "KIND", "SIZE", "FILES", "PATH"])
+
+    run_async(go)
+
+
+@datasets.command("add")
+@click.argument("path", type=click.Path(exists=True))
+@click.option("--name", help="Name to launch it by (default: the file or folder name).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def datasets_add(obj: Context, path: str, name: str | None, as_json: bool) -> None:
+    """Register a file or a directory as a dataset (hashes it; large ones take a while)."""
+
+    async def go() -> None:
+        async with obj.client() as client:
+            dataset = await client.add_dataset(os.path.abspath(path), name)
+        if as_json:
+            emit_json(dataset)
+        else:
+            click.echo(f"registered {dataset.name} ({fmt_size(dataset.size_bytes)}, sha256 {dataset.sha256[:12]})")
+
+    run_async(go)
+
+
+@main.command()
+@click.option("--provider", type=click.Choice(["local", "runpod"]), help="Only this provider's offers.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def gpus(obj: Context, provider: str | None, as_json: bool) -> None:
+    """GPU offers: id, name, VRAM, price per hour (secure/community/spot), stock."""
+
+    async def go() -> None:
+        async with obj.client() as client:
+            offers = await client.gpus(provider)
+        if as_json:
+            emit_json(offers)
+            return
+
+        def price(p: float | None) -> str:
+            return "-" if p is None else f"${p:.2f}"
+
+        table([[o.id, o.name, "-" if o.vram_gb is None else f"{o.vram_gb:g} GB", price(o.secure_price),
+                price(o.community_price), price(o.spot_price), o.stock or "-", o.provider] for o in offers],
+              ["ID", "NAME", "VRAM", "SECURE/H", "COMMUNITY/H", "SPOT/H", "STOCK", "PROVIDER"])
+
+    run_async(go)
+
+
+@main.command()
+@click.option("--dataset", required=True, help="Dataset name or id (`demo` is always there).")
+@click.option("--gpu", "gpu_types", multiple=True, help="GPU type id; repeat for fallbacks, tried in order.")
+@click.option("--command", help="Training command (the demo trainer when omitted with --dataset demo).")
+@click.option("--workdir", type=click.Path(exists=True, file_okay=False), help="Code folder shipped to the pod.")
+@click.option("--image", help="Container image.")
+@click.option("--provider", type=click.Choice(["local", "runpod"]), help="Where the pod runs.")
+@click.option("--gpu-count", type=int, default=1, show_default=True)
+@click.option("--cloud", "cloud_type", type=click.Choice(["SECURE", "COMMUNITY", "ALL"]), default="SECURE",
+              show_default=True)
+@click.option("--spot", is_flag=True, help="Interruptible (spot) pricing.")
+@click.option("--max-runtime", help="Terminate after this long, e.g. 2h.")
+@click.option("--budget", type=float, help="Terminate once the pod has cost this many dollars.")
+@click.option("--keep-alive", default="0", show_default=True, help="Keep the pod this long after success.")
+@click.option("--name", help="Run name.")
+@click.option("--env", "env_pairs", multiple=True, help="KEY=VALUE for the training command; repeatable.")
+@click.option("--wait", is_flag=True, help="Follow the run; exit 0 on success, non-zero otherwise.")
+@click.option("--json", "as_json", is_flag=True, help="Print the (final) run as JSON.")
+@click.pass_obj
+def launch(obj: Context, dataset: str, gpu_types: tuple[str, ...], command: str | None, workdir: str | None,
+           image: str | None, provider: str | None, gpu_count: int, cloud_type: str, spot: bool,
+           max_runtime: str | None, budget: float | None, keep_alive: str, name: str | None,
+           env_pairs: tuple[str, ...], wait: bool, as_json: bool) -> None:
+    """Launch a run."""
+    env = {}
+    for pair in env_pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--env")
+        env[key] = value
+    chosen_provider = provider or obj.settings.default_provider
+    gpus = list(gpu_types) or (["local"] if chosen_provider == "local" else [])
+    if not gpus:
+        raise click.UsageError("give at least one --gpu (see `podtui gpus`)")
+    fields: dict[str, Any] = {
+        "dataset": dataset, "gpu_types": gpus, "command": command,
+        "workdir": os.path.abspath(workdir) if workdir else None, "provider": provider, "name": name,
+        "gpu_count": gpu_count, "cloud_type": cloud_type, "spot": spot, "max_runtime_s": max_runtime,
+        "budget_usd": budget, "keep_alive_s": keep_alive, "env": env,
+    }
+    if image:
+        fields["image"] = image
+    try:
+        spec = LaunchSpec.model_validate({k: v for k, v in fields.items() if v is not None})
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+
+    async def go() -> int:
+        async with obj.client() as client:
+            run = await client.launch(spec)
+            if not wait:
+                if as_json:
+                    emit_json(run)
+                else:
+                    click.echo(f"launched {run.name} ({run.id}) on {run.provider}; follow it with "
+                               f"`podtui logs {run.id} --follow`")
+                return 0
+            if not as_json:
+                click.echo(f"launched {run.name} ({run.id}) on {run.provider}")
+            try:
+                run = await follow_run(client, run.id, quiet=as_json)
+            except asyncio.CancelledError:
+                raise
+            if as_json:
+                emit_json(run)
+            return 0 if run.status == RunStatus.succeeded else 1
+
+    try:
+        code = run_async(go)
+    except KeyboardInterrupt:
+        code = 130
+    if code == 130:
+        click.echo("stopped following; the run goes on (`podtui terminate RUN` ends it)", err=True)
+    sys.exit(code)
+
+
+async def follow_run(client: Client, run_id: str, quiet: bool = False, poll_s: float = 1.0) -> Run:
+    """Print a run's events and progress until it ends; return the final run."""
+    last_event = 0
+    last_step_shown: int | None = None
+    while True:
+        run = await client.run(run_id)
+        for event in await client.run_events(run_id, last_event):
+            last_event = event.id
+            if not quiet:
+                click.echo(f"{time.strftime('%H:%M:%S', time.localtime(event.ts))} {event.kind}: "
+                           f"{event.message.splitlines()[0] if event.message else ''}")
+        if not quiet and run.last_step is not None and run.last_step != last_step_shown:
+            last_step_shown = run.last_step
+            click.echo(f"  step {run.last_step}  loss {run.last_loss:.5g}  spent ${run.spent_usd:.4f}")
+        if run.status.is_final:
+            if not quiet:
+                click.echo(f"run {run.status.value}: {run.status_reason or ''}")
+            return run
+        await asyncio.sleep(poll_s)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def runs(obj: Context, as_json: bool) -> None:
+    """List runs with their status, last loss and cost."""
+
+    async def go() -> None:
+        async with obj.client() as client:
+            found = await client.runs()
+        if as_json:
+            emit_json(found)
+            return
+        now = time.time()
+        rows = []
+        for r in found:
+            loss = "-" if r.last_loss is None else f"{r.last_loss:.4g}"
+            age = fmt_duration((r.ended_at or now) - (r.started_at or r.created_at))
+            rows.append([r.id, r.name, r.provider, r.gpu_type or "-", r.status.value,
+                         "-" if r.last_step is None else str(r.last_step), loss, f"${r.spent_usd:.2f}", age,
+                         (r.status_reason or "")[:60]])
+        table(rows, ["ID", "NAME", "PROVIDER", "GPU", "STATUS", "STEP", "LOSS", "SPENT", "TIME", "REASON"])
+
+    run_async(go)
+
+
+@main.command()
+@click.argument("run_ref", metavar="RUN")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until the run ends.")
+@click.option("--tail", type=int, default=None, help="Only the last N lines first.")
+@click.pass_obj
+def logs(obj: Context, run_ref: str, follow: bool, tail: int | None) -> None:
+    """Print a run's log lines."""
+
+    async def go() -> None:
+        async with obj.client() as client:
+            run = await resolve_run(client, run_ref)
+            after = -1
+            if tail:
+                page = await client.logs(run.id, limit=min(tail, 10_000), tail=True)
+                for line in page.lines:
+                    click.echo(line.text)
+                    after = line.seq
+            while True:
+                page = await client.logs(run.id, after_seq=after, limit=5000)
+                for line in page.lines:
+                    click.echo(line.text)
+                    after = line.seq
+                if len(page.lines) == 5000:
+                    continue
+                if not follow:
+                    return
+                run = await client.run(run.id)
+                if run.status.is_final:
+                    page = await client.logs(run.id, after_seq=after, limit=5000)
+                    for line in page.lines:
+                        click.echo(line.text)
+                    click.echo(f"-- run {run.status.value}: {run.status_reason or ''}", err=True)
+                    return
+                await asyncio.sleep(1.0)
+
+    run_async(go)
+
+
+@main.command()
+@click.argument("run_ref", metavar="RUN")
+@click.option("--csv", "as_csv", is_flag=True, help="name,step,value,ts rows.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--name", help="Only this metric.")
+@click.pass_obj
+def metrics(obj: Context, run_ref: str, as_csv: bool, as_json: bool, name: str | None) -> None:
+    """Print a run's metrics."""
+
+    async def go() -> None:
+        async with obj.client() as client:
+            run = await resolve_run(client, run_ref)
+            page = await client.metrics(run.id, name=name)
+        if as_json:
+            emit_json(page)
+        elif as_csv:
+            writer = csv.writer(sys.stdout)
+            writer.writerow(["name", "step", "value", "ts"])
+            for metric, series in page.series.items():
+                for step, value, ts in zip(series.steps, series.values, series.ts, strict=True):
+                    writer.writerow([metric, step, value, ts])
+        else:
+            rows = []
+            for metric, series in page.series.items():
+                values = series.values
+                rows.append([metric, str(len(values)), str(series.steps[-1]) if series.steps else "-",
+                             f"{values[-1]:.5g}" if values else "-",
+                             f"{min(values):.5g}" if values else "-"])
+            table(rows, ["METRIC", "POINTS", "LAST STEP", "LAST", "MIN"])
+
+    run_async(go)
+
+
+@main.command()
+@click.argument("run_ref", metavar="RUN")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask.")
+@click.pass_obj
+def terminate(obj: Context, run_ref: str, yes: bool) -> None:
+    """Terminate a run's pod (it stops billing)."""
+
+    async def find() -> Run:
+        async with obj.client() as client:
+            return await resolve_run(client, run_ref)
+
+    run = run_async(find)
+    if not yes and not click.confirm(f"Terminate {run.name} ({run.id}, {run.status.value})?", default=False):
+        click.echo("left running")
+        return
+
+    async def go() -> None:
+        async with obj.client() as client:
+            done = await client.terminate(run.id)
+        click.echo(f"{done.name}: {done.status.value} ({done.status_reason or ''})")
+
+    run_async(go)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+"""Async client of the control-plane API (httpx), used by the TUI and the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from .models import Dataset, GpuOffer, LaunchSpec, LogsPage, MetricsPage, Run, RunEvent
+
+
+class ControlPlaneError(Exception):
+    """The control plane answered with an error; `message` is its readable explanation."""
+
+    def __init__(self, message: str, status: int = 0, code: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+
+
+class ControlPlaneUnreachable(ControlPlaneError):
+    """Nothing answers at the control plane's URL."""
+
+    def __init__(self, url: str, detail: str = "") -> None:
+        super().__init__(
+            f"No podtui control plane answers at {url}{f' ({detail})' if detail else ''}. Start one with "
+            "`podtui serve` (or open `podtui`), or point --server at a running one.")
+        self.url = url
+
+
+class Client:
+    """One control plane, one admin token."""
+
+    def __init__(self, url: str, admin_token: str | None, timeout: float = 30.0) -> None:
+        self.url = url.rstrip("/")
+        headers = {"Authorization": f"Bearer {admin_token}"} if admin_token else {}
+        self._http = httpx.AsyncClient(base_url=self.url, headers=headers, timeout=timeout, trust_env=False)
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        await self._http.aclose()
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = await self._http.request(method, path, **kwargs)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise ControlPlaneUnreachable(self.url) from exc
+        except httpx.TransportError as exc:
+            raise ControlPlaneError(f"talking to {self.url} failed: {exc!r}") from exc
+        if response.status_code >= 400:
+            raise _error_of(response)
+        try:
+            return response.json()
+        except ValueError:
+            raise ControlPlaneError(f"{self.url} answered something that is not JSON; is it a podtui control "
+                                    "plane?", response.status_code) from None
+
+    async def health(self) -> dict[str, Any]:
+        """/healthz."""
+        return dict(await self._call("GET", "/healthz"))
+
+    async def datasets(self) -> list[Dataset]:
+        """Registered datasets."""
+        return [Dataset.model_validate(d) for d in await self._call("GET", "/api/v1/datasets")]
+
+    async def add_dataset(self, path: str, name: str | None = None) -> Dataset:
+        """Register a dataset on the control plane's machine."""
+        body = {"path": path, **({"name": name} if name else {})}
+        return Dataset.model_validate(await self._call("POST", "/api/v1/datasets", json=body, timeout=None))
+
+    async def gpus(self, provider: str | None = None) -> list[GpuOffer]:
+        """GPU offers."""
+        params = {"provider": provider} if provider else {}
+        return [GpuOffer.model_validate(o) for o in await self._call("GET", "/api/v1/gpus", params=params)]
+
+    async def runs(self) -> list[Run]:
+        """All runs, newest first."""
+        return [Run.model_validate(r) for r in await self._call("GET", "/api/v1/runs")]
+
+    async def run(self, run_id: str) -> Run:
+        """One run."""
+        return Run.model_validate(await self._call("GET", f"/api/v1/runs/{run_id}"))
+
+    async def launch(self, spec: LaunchSpec) -> Run:
+        """Launch a run."""
+        body = spec.model_dump(mode="json", exclude_none=True)
+        return Run.model_validate(await self._call("POST", "/api/v1/runs", json=body, timeout=None))
+
+    async def terminate(self, run_id: str) -> Run:
+        """Terminate a run's pod."""
+        return Run.model_validate(await self._call("POST", f"/api/v1/runs/{run_id}/terminate", timeout=None))
+
+    async def stop(self, run_id: str) -> Run:
+        """Stop a run's pod."""
+        return Run.model_validate(await self._call("POST", f"/api/v1/runs/{run_id}/stop", timeout=None))
+
+    async def metrics(self, run_id: str, name: str | None = None, after_step: int | None = None,
+                      max_points: int | None = None) -> MetricsPage:
+        """A run's metrics by name."""
+        params: dict[str, Any] = {}
+        if name:
+            params["name"] = name
+        if after_step is not None:
+            params["after_step"] = after_step
+        if max_points is not None:
+            params["max_points"] = max_points
+        return MetricsPage.model_validate(await self._call("GET", f"/api/v1/runs/{run_id}/metrics", params=params))
+
+    async def logs(self, run_id: str, after_seq: int = -1, limit: int = 1000, tail: bool = False) -> LogsPage:
+        """A page of log lines."""
+        params: dict[str, Any] = {"after_seq": after_seq, "limit": limit}
+        if tail:
+            params["tail"] = "1"
+        return LogsPage.model_validate(await self._call("GET", f"/api/v1/runs/{run_id}/logs", params=params))
+
+    async def run_events(self, run_id: str, after_id: int = 0) -> list[RunEvent]:
+        """A run's events after an id."""
+        data = await self._call("GET", f"/api/v1/runs/{run_id}/events", params={"after_id": after_id})
+        return [RunEvent.model_validate(e) for e in data]
+
+    async def events(self, after: int | None = None, run_id: str | None = None,
+                     retry_s: float = 2.0) -> AsyncIterator[tuple[int, str, dict[str, Any]]]:
+        """The live event stream as (id, kind, data); reconnects with Last-Event-ID, so nothing is missed."""
+        last = after
+        while True:
+            headers = {"Last-Event-ID": str(last)} if last is not None else {}
+            params = {"run": run_id} if run_id else {}
+            try:
+                async with self._http.stream("GET", "/api/v1/events", headers=headers, params=params,
+                                             timeout=httpx.Timeout(30.0, read=None)) as response:
+                    if response.status_code >= 400:
+                        await response.aread()
+                        raise _error_of(response)
+                    event_id, kind, data = None, "message", ""
+                    async for line in response.aiter_lines():
+                        if line.startswith("id:"):
+                            event_id = int(line[3:].strip())
+                        elif line.startswith("event:"):
+                            kind = line[6:].strip()
+                        elif line.startswith("data:"):
+                            data += line[5:].strip()
+                        elif line == "" and event_id is not None:
+                            last = event_id
+                            yield event_id, kind, json.loads(data or "{}")
+                            event_id, kind, data = None, "message", ""
+            except (httpx.TransportError, httpx.RemoteProtocolError):
+                pass
+            await asyncio.sleep(retry_s)
+
+
+def _error_of(response: httpx.Response) -> ControlPlaneError:
+    try:
+        body = response.json()
+        error = body["error"]
+        message, code = str(error["message"]), str(error.get("code", ""))
+    except (ValueError, KeyError, TypeError):
+        message, code = f"HTTP {response.status_code}: {response.text[:200]}", ""
+    if response.status_code == 401 and code == "unauthorized":
+        message += " (pass --token or set PODTUI_ADMIN_TOKEN when the control plane runs elsewhere)"
+    return ControlPlaneError(message, response.status_code, code)

@@ -1,0 +1,19 @@
+"""Typed keys of the control plane's aiohttp application."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from ..config import Settings
+    from ..store import Store
+    from .runs import RunService
+    from .supervisor import Supervisor
+
+SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
+STORE: web.AppKey[Store] = web.AppKey("store")
+RUNS: web.AppKey[RunService] = web.AppKey("runs")
+SUPERVISOR: web.AppKey[Supervisor] = web.AppKey("supervisor")
+ADMIN_TOKEN: web.AppKey[str] = web.AppKey("admin_token")
