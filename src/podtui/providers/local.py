@@ -46,14 +46,27 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _group_alive(pgid: int) -> bool:
+def group_alive(pgid: int) -> bool:
+    """True while a process of the group runs (zombies waiting to be reaped do not count)."""
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return True
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            return True
+    return False
 
 
 def _signal_group(pgid: int, sig: int) -> None:
@@ -139,7 +152,7 @@ class LocalProvider:
             pid = int(meta["pid"])
             running = process_start_time(pid) == meta.get("start") and meta.get("start") is not None
         child = self._child_pgid(pod_id)
-        if not running and child is not None and _group_alive(child):
+        if not running and child is not None and group_alive(child):
             running = True  # the agent is gone but its command is not: still a live pod
         if running:
             return PodState(pod_id, "running", price_per_hour=0.0, name=str(meta.get("name", "")))
@@ -168,7 +181,7 @@ class LocalProvider:
         for pgid in groups:
             _signal_group(pgid, signal.SIGKILL)
         for _ in range(50):
-            if self._state(pod_id).phase == "gone" and not any(_group_alive(g) for g in groups):
+            if self._state(pod_id).phase == "gone" and not any(group_alive(g) for g in groups):
                 break
             await asyncio.sleep(0.1)
         else:

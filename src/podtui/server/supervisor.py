@@ -113,14 +113,14 @@ class Supervisor:
             run = await self.store.get_run(run_id)
             if run.status.is_live:
                 continue
-            deadline = run.keep_alive_until or ((run.ended_at or now) + END_GRACE_S)
-            if now < deadline:
-                continue
             try:
                 state = await provider.get_pod(pod_id)
                 if state.phase == "gone":
                     await self.store.set_pod_status(provider_name, pod_id, "gone")
                     await self.store.revoke_ingest_token(run_id)
+                    continue
+                deadline = run.keep_alive_until or ((run.ended_at or now) + END_GRACE_S)
+                if now < deadline:
                     continue
                 why = "keep-alive window over" if run.keep_alive_until else f"the run {run.status.value}"
                 await self.runs.end_pod(run_id, provider, pod_id, why)

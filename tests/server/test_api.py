@@ -1,0 +1,103 @@
+"""The admin API: auth, JSON errors, OpenAPI coverage, launch validation, terminate."""
+
+import asyncio
+
+import httpx
+
+from podtui.server.api import ROUTES
+
+
+async def test_admin_routes_need_the_admin_token(plane):
+    async with httpx.AsyncClient(base_url=plane.url, trust_env=False) as anon:
+        assert (await anon.get("/healthz")).json()["status"] == "ok"
+        for path in ("/api/v1/runs", "/api/v1/datasets", "/api/v1/gpus", "/api/v1/events"):
+            r = await anon.get(path)
+            assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+        r = await anon.get("/api/v1/runs", headers={"Authorization": "Bearer wrong"})
+        assert r.status_code == 401 and "wrong" in r.json()["error"]["message"]
+
+
+async def test_unknown_routes_and_methods_are_json(plane):
+    r = await plane.http.get("/api/v1/nothing")
+    assert r.status_code == 404 and r.json()["error"]["message"]
+    r = await plane.http.delete("/api/v1/runs")
+    assert r.status_code == 405 and r.json()["error"]["code"]
+    r = await plane.http.get("/api/v1/runs/nope")
+    assert r.status_code == 404
+    r = await plane.http.get("/api/v1/runs/x/metrics", params={"max_points": "many"})
+    assert r.status_code in (400, 404)
+
+
+async def test_openapi_covers_every_route(plane):
+    spec = (await plane.http.get("/api/v1/openapi.json")).json()
+    assert spec["openapi"].startswith("3.")
+    for route in ROUTES:
+        assert route.method.lower() in spec["paths"][route.path], route.path
+    assert "LaunchSpecInput" in spec["components"]["schemas"]
+
+
+async def test_launch_validation_errors(plane):
+    r = await plane.http.post("/api/v1/runs", json={"dataset": "demo"})
+    assert r.status_code == 422 and "gpu_types" in r.json()["error"]["message"]
+    r = await plane.http.post("/api/v1/runs", json={"dataset": "missing", "gpu_types": ["local"]})
+    assert r.status_code == 404 and "podtui datasets" in r.json()["error"]["message"]
+    r = await plane.http.post("/api/v1/runs", json={"dataset": "demo", "gpu_types": ["local"], "provider": "runpod"})
+    assert r.status_code == 422 and "RUNPOD_API_KEY" in r.json()["error"]["message"]
+    r = await plane.http.post("/api/v1/runs", json={"dataset": "demo", "gpu_types": ["local"],
+                                                     "workdir": "/nonexistent/dir"})
+    assert r.status_code == 422 and "not a directory" in r.json()["error"]["message"]
+    assert (await plane.http.get("/api/v1/runs")).json() == []
+
+
+async def test_bundle_size_limit_is_a_clear_error(tmp_path):
+    from tests.conftest import RecordingProvider, make_settings, start_plane
+
+    p = await start_plane(make_settings(tmp_path, bundle_size_limit=100), {"local": RecordingProvider()})
+    try:
+        work = tmp_path / "code"
+        work.mkdir()
+        (work / "train.py").write_text("print(1)\n" * 50)
+        r = await p.http.post("/api/v1/runs", json={"dataset": "demo", "gpu_types": ["local"],
+                                                     "command": "python3 train.py", "workdir": str(work)})
+        assert r.status_code == 422 and "bundle limit" in r.json()["error"]["message"]
+    finally:
+        await p.http.aclose()
+        await p.control.stop()
+
+
+async def test_launch_then_terminate_with_recording_provider(plane):
+    provider = plane.runs.providers["local"]
+    r = await plane.http.post("/api/v1/runs", json={"dataset": "demo", "gpu_types": ["local"]})
+    assert r.status_code == 201
+    run_id = r.json()["id"]
+    await plane.wait_status(run_id, {"booting"}, timeout=5)
+    request = provider.created[0]
+    for value in [request.start_command, *request.env.values()]:
+        assert not set(value) & {'"', "\\", "\n"}, value
+    r = await plane.http.post(f"/api/v1/runs/{run_id}/terminate")
+    assert r.status_code == 200 and r.json()["status"] == "terminated"
+    assert provider.terminated == [f"rec-{run_id}"]
+    events = (await plane.http.get(f"/api/v1/runs/{run_id}/events")).json()
+    assert [e["kind"] for e in events][-2:] == ["terminated", "pod_terminated"]
+
+
+async def test_terminate_during_provisioning_still_ends_the_pod(plane):
+    provider = plane.runs.providers["local"]
+    gate = asyncio.Event()
+    original = provider.create_pod
+
+    async def slow_create(request, on_attempt):
+        await gate.wait()
+        return await original(request, on_attempt)
+
+    provider.create_pod = slow_create
+    r = await plane.http.post("/api/v1/runs", json={"dataset": "demo", "gpu_types": ["local"]})
+    run_id = r.json()["id"]
+    await plane.wait_status(run_id, {"provisioning"}, timeout=5)
+    assert (await plane.http.post(f"/api/v1/runs/{run_id}/terminate")).json()["status"] == "terminated"
+    gate.set()
+    for _ in range(50):
+        if provider.terminated:
+            break
+        await asyncio.sleep(0.05)
+    assert provider.terminated == [f"rec-{run_id}"] and not provider.alive

@@ -1,0 +1,128 @@
+"""Pod reports: de-duplication, limits answered with 4xx, NaN kept, concurrency, ownership."""
+
+import asyncio
+import json
+import math
+import time
+
+import httpx
+
+from podtui.models import MAX_LOG_LINE
+
+
+def report_body(start=0, n=10, seq0=0, lines=5, **extra):
+    now = time.time()
+    return {"metrics": [{"name": "loss", "step": start + i, "value": 1.0 / (start + i + 1), "ts": now}
+                        for i in range(n)],
+            "logs": [{"seq": seq0 + i, "ts": now, "stream": "stdout", "text": f"line {seq0 + i}"}
+                     for i in range(lines)],
+            "heartbeat_ts": now, **extra}
+
+
+async def post(plane, run_id, token, body, raw=None):
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    content = raw if raw is not None else json.dumps(body).encode()
+    return await plane.http.post(f"/api/v1/runs/{run_id}/report", content=content, headers=headers)
+
+
+async def test_resent_report_changes_nothing(plane):
+    run, token = await plane.fake_run()
+    first = await post(plane, run.id, token, report_body())
+    assert first.status_code == 200 and first.json()["accepted_metrics"] == 10
+    again = await post(plane, run.id, token, report_body())
+    assert again.json()["accepted_metrics"] == 0 and again.json()["accepted_logs"] == 0
+    page = (await plane.http.get(f"/api/v1/runs/{run.id}/metrics")).json()
+    assert len(page["series"]["loss"]["steps"]) == 10
+    logs = (await plane.http.get(f"/api/v1/runs/{run.id}/logs")).json()["lines"]
+    assert [line["seq"] for line in logs] == list(range(5))
+
+
+async def test_limits_are_4xx_and_leave_the_store_as_it_was(plane):
+    run, token = await plane.fake_run()
+    point = {"name": "loss", "step": 1, "value": 1.0, "ts": time.time()}
+    cases = [
+        ({"metrics": [{**point, "step": 2**63}]}, 422),
+        ({"metrics": [{**point, "value": True}]}, 422),
+        ({"metrics": [{**point, "ts": False}]}, 422),
+        ({"metrics": [{**point, "name": "n" * 251}]}, 422),
+        ({"metrics": [{**point, "step": i} for i in range(5001)]}, 422),
+        ({"logs": [{"seq": i, "ts": 1.0, "text": "x"} for i in range(5001)]}, 422),
+        ({"status": "exploded"}, 422),
+        ({"metrics": [point, {**point, "step": "x"}]}, 422),  # one bad point: none stored
+        ([1, 2], 422),
+    ]
+    for body, status in cases:
+        r = await post(plane, run.id, token, body)
+        assert r.status_code == status, (body if len(str(body)) < 200 else str(body)[:200], r.text)
+        assert r.json()["error"]["message"]
+    r = await post(plane, run.id, token, None, raw=b"{not json")
+    assert r.status_code == 400
+    r = await post(plane, run.id, token, None, raw=b"x" * (1024 * 1024 + 10))
+    assert r.status_code == 413 and r.json()["error"]["code"]
+    r = await post(plane, run.id, token, None, raw=b"[" * 100_000)
+    assert r.status_code in (400, 422)
+    assert (await plane.http.get(f"/api/v1/runs/{run.id}/metrics")).json()["series"] == {}
+
+
+async def test_nan_and_infinity_are_stored_and_json_stays_valid(plane):
+    run, token = await plane.fake_run()
+    now = time.time()
+    raw = ('{"metrics": [{"name": "loss", "step": 1, "value": NaN, "ts": NOW},'
+           '{"name": "loss", "step": 2, "value": "Infinity", "ts": NOW},'
+           '{"name": "loss", "step": 3, "value": -Infinity, "ts": NOW}]}').replace("NOW", str(now)).encode()
+    assert (await post(plane, run.id, token, None, raw=raw)).status_code == 200
+    r = await plane.http.get(f"/api/v1/runs/{run.id}/metrics")
+    strict = json.loads(r.text, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
+    assert strict["series"]["loss"]["values"] == ["NaN", "Infinity", "-Infinity"]
+    got = (await plane.http.get(f"/api/v1/runs/{run.id}")).json()
+    assert got["last_loss"] == "-Infinity" and got["last_step"] == 3
+    assert math.isinf((await plane.store.get_run(run.id)).last_loss)
+
+
+async def test_long_log_line_truncated_with_marker(plane):
+    run, token = await plane.fake_run()
+    body = {"logs": [{"seq": 0, "ts": time.time(), "text": "y" * (MAX_LOG_LINE * 2)}]}
+    assert (await post(plane, run.id, token, body)).status_code == 200
+    line = (await plane.http.get(f"/api/v1/runs/{run.id}/logs")).json()["lines"][0]["text"]
+    assert line.endswith("line over 16 KiB]") and len(line) < MAX_LOG_LINE + 100
+
+
+async def test_a_pod_writes_only_its_own_run(plane):
+    run_a, token_a = await plane.fake_run()
+    run_b, _ = await plane.fake_run()
+    r = await post(plane, run_b.id, token_a, report_body())
+    assert r.status_code == 403
+    no_token = await plane.http.post(f"/api/v1/runs/{run_a.id}/report", json=report_body(),
+                                     headers={"Authorization": ""})
+    assert no_token.status_code == 401
+    assert (await post(plane, "nope", token_a, report_body())).status_code == 404
+    admin = await plane.http.post(f"/api/v1/runs/{run_a.id}/report", json=report_body())
+    assert admin.status_code == 403  # the admin token is not an ingest token
+
+
+async def test_concurrent_reports_from_many_runs(plane):
+    runs = [await plane.fake_run() for _ in range(20)]
+    async with httpx.AsyncClient(base_url=plane.url, trust_env=False) as client:
+        async def pod(run, token):
+            for batch in range(5):
+                r = await client.post(f"/api/v1/runs/{run.id}/report",
+                                      json=report_body(start=batch * 100, n=100, seq0=batch * 20, lines=20),
+                                      headers={"Authorization": f"Bearer {token}"})
+                assert r.status_code == 200, r.text
+        await asyncio.gather(*(pod(run, token) for run, token in runs))
+    for run, _ in runs:
+        page = (await plane.http.get(f"/api/v1/runs/{run.id}/metrics")).json()
+        assert page["series"]["loss"]["steps"] == list(range(500))
+
+
+async def test_status_progress_and_final_report(plane):
+    run, token = await plane.fake_run()
+    r = await post(plane, run.id, token, {"status": "downloading", "progress": {"bytes_done": 5, "bytes_total": 10}})
+    assert r.status_code == 200
+    got = (await plane.http.get(f"/api/v1/runs/{run.id}")).json()
+    assert got["progress"] == {"bytes_done": 5, "bytes_total": 10}
+    r = await post(plane, run.id, token, {"status": "failed", "exit_code": 3, "error": "exit code 3\nboom"})
+    final = (await plane.http.get(f"/api/v1/runs/{run.id}")).json()
+    assert final["status"] == "failed" and final["exit_code"] == 3 and "boom" in final["status_reason"]
+    # its ingest token is revoked with the run
+    assert (await post(plane, run.id, token, report_body())).status_code == 401
