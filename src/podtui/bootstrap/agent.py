@@ -29,6 +29,7 @@ import subprocess
 import sys
 import threading
 import time
+import typing
 import urllib.error
 import urllib.request
 
@@ -125,7 +126,7 @@ def parse_metrics(line: str, state: dict) -> list:
     return [(name, step, value) for name, value in values.items()]
 
 
-def json_value(value: float):
+def json_value(value: float) -> object:
     """JSON has no NaN or infinity: send them as the strings the control plane reads."""
     if math.isfinite(value):
         return value
@@ -140,7 +141,7 @@ class Outbox:
 
     def __init__(self, spill_path: str) -> None:
         self.lock = threading.Lock()
-        self.memory = collections.deque()
+        self.memory: collections.deque = collections.deque()
         self.spill_path = spill_path
         self.spill_offset = 0
         self.spilled = 0
@@ -161,7 +162,8 @@ class Outbox:
     def peek(self) -> tuple:
         """The next batch (within the control plane's limits) and a token to commit it with."""
         with self.lock:
-            items, size = [], 0
+            items: list = []
+            size = 0
             offset = self.spill_offset
             if self.spilled:
                 with open(self.spill_path, encoding="utf-8") as f:
@@ -234,12 +236,17 @@ class Reporter(threading.Thread):
 
     def run(self) -> None:
         while not self.stopping.is_set():
-            self.wake.wait(self.interval if self.failures == 0 else self.backoff())
+            if self.failures:
+                self.stopping.wait(self.backoff())  # a full buffer does not cut a backoff short
+            else:
+                self.wake.wait(self.interval)
             self.wake.clear()
+            if self.stopping.is_set():
+                return
             self.flush_once()
 
     def backoff(self) -> float:
-        return min(60.0, 2 ** min(self.failures, 6)) * (0.5 + random.random())
+        return min(30.0, 0.5 * 2 ** min(self.failures, 6)) * (0.5 + random.random())
 
     def flush_once(self, final: dict | None = None) -> bool:
         """Send one batch (the final status rides on the last batch). True when the control plane took it."""
@@ -306,12 +313,12 @@ class Agent:
         self.reporter = Reporter(self, float(env.get("PODTUI_REPORT_INTERVAL_S") or 1.0))
         self.seq_lock = threading.Lock()
         self.seq = 0
-        self.tail = collections.deque(maxlen=TAIL_LINES)
-        self.parse_state = {}
-        self.file_state = {}
-        self.status = None
-        self.progress = None
-        self.child = None
+        self.tail: collections.deque = collections.deque(maxlen=TAIL_LINES)
+        self.parse_state: dict = {}
+        self.file_state: dict = {}
+        self.status: str | None = None
+        self.progress: tuple | None = None
+        self.child: subprocess.Popen | None = None
         self.stopped_by_control_plane = False
         self.stop_reason = ""
 
@@ -348,7 +355,7 @@ class Agent:
         elif len(parts) == 3 and parts[0] == "progress" and parts[1].isdigit() and parts[2].isdigit():
             self.progress = (int(parts[1]), int(parts[2]))
 
-    def pump(self, pipe, stream: str) -> None:
+    def pump(self, pipe: typing.IO[bytes], stream: str) -> None:
         for raw in iter(pipe.readline, b""):
             self.line(stream, raw.decode("utf-8", "replace"))
         pipe.close()
@@ -406,7 +413,7 @@ class Agent:
 
         threading.Thread(target=kill_later, daemon=True).start()
 
-    def on_signal(self, signum, frame) -> None:
+    def on_signal(self, signum: int, frame: object) -> None:
         self.note(f"received signal {signum}; stopping the command (grace {self.grace:.0f} s)")
         self.stop_child()
 
@@ -426,20 +433,21 @@ class Agent:
         self.reporter.start()
         env = dict(os.environ, PYTHONUNBUFFERED="1", PODTUI_METRICS_FILE=self.metrics_file)
         try:
-            self.child = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                          stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+            child = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     stdin=subprocess.DEVNULL, env=env, start_new_session=True)
         except OSError as exc:
             self.note(f"cannot start {self.command!r}: {exc}")
             return self.finish(127)
+        self.child = child
         with open(os.path.join(self.home, "agent.json"), "w") as f:
-            json.dump({"agent_pid": os.getpid(), "child_pgid": self.child.pid}, f)
+            json.dump({"agent_pid": os.getpid(), "child_pgid": child.pid}, f)
         done = threading.Event()
-        pumps = [threading.Thread(target=self.pump, args=(self.child.stdout, "stdout"), daemon=True),
-                 threading.Thread(target=self.pump, args=(self.child.stderr, "stderr"), daemon=True),
+        pumps = [threading.Thread(target=self.pump, args=(child.stdout, "stdout"), daemon=True),
+                 threading.Thread(target=self.pump, args=(child.stderr, "stderr"), daemon=True),
                  threading.Thread(target=self.tail_metrics_file, args=(done,), daemon=True)]
         for t in pumps:
             t.start()
-        code = self.child.wait()
+        code = child.wait()
         for t in pumps[:2]:
             t.join(10)
         done.set()
@@ -452,7 +460,7 @@ class Agent:
         self.reporter.join(30)
         if self.stopped_by_control_plane:
             self.note(f"stopped: {self.stop_reason}")
-            self.reporter.drain({}, time.time() + 10)
+            self.reporter.drain({}, time.time() + min(10.0, self.unreachable_limit))
             self.terminate_pod()
             return code or 1
         if code == 0:

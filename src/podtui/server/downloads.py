@@ -63,9 +63,10 @@ async def download_dataset(request: web.Request) -> web.StreamResponse:
             safe_relative_path(wanted)
         except DatasetError as exc:
             raise ApiError(400, "bad_path", str(exc)) from None
-        entry = next((e for e in record.manifest if e["path"] == wanted), None)
-        if entry is None:
+        found = [e for e in record.manifest if e["path"] == wanted]
+        if not found:
             raise ApiError(404, "not_in_dataset", f"{wanted} is not a file of this dataset")
+        entry = found[0]
     try:
         real = resolve_served_file(record.root, entry)
     except DatasetError as exc:

@@ -107,9 +107,9 @@ class Supervisor:
                     await self.store.finish_run(run.id, status, f"{detail} without reporting an end")
                     self.runs.drop_bundle(run.id)
         for provider_name, pod_id, run_id in await self.store.pods_not_gone():
-            provider = self.runs.providers.get(provider_name)
-            if provider is None:
+            if provider_name not in self.runs.providers:
                 continue
+            provider = self.runs.providers[provider_name]
             run = await self.store.get_run(run_id)
             if run.status.is_live:
                 continue

@@ -1,0 +1,118 @@
+"""The agent against a control plane that refuses, then accepts: everything arrives, in order, once."""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import podtui.bootstrap.agent as agent_module
+
+AGENT = Path(agent_module.__file__)
+
+
+class FlakyControlPlane:
+    """Answers 503 (or drops the connection) until `open_at`, then stores reports like the real one."""
+
+    def __init__(self, refuse_for_s: float, answer: dict | None = None) -> None:
+        self.open_at = time.time() + refuse_for_s
+        self.refused = 0
+        self.lines: dict[int, str] = {}
+        self.metrics: dict[tuple[str, int], float] = {}
+        self.statuses: list[str] = []
+        self.answer = answer or {"stop": False}
+        plane = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if time.time() < plane.open_at:
+                    plane.refused += 1
+                    self.send_response(503)
+                    self.end_headers()
+                    return
+                for line in body.get("logs", []):
+                    plane.lines.setdefault(line["seq"], line["text"])
+                for m in body.get("metrics", []):
+                    plane.metrics.setdefault((m["name"], m["step"]), m["value"])
+                if body.get("status"):
+                    plane.statuses.append(body["status"])
+                data = json.dumps(plane.answer).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
+def run_agent(url: str, home: Path, command: list[str], **env: str) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "PODTUI_URL": url, "PODTUI_RUN_ID": "r1", "PODTUI_TOKEN": "t",
+                "PODTUI_HOME": str(home), "NO_PROXY": "127.0.0.1", **env}
+    return subprocess.run([sys.executable, str(AGENT), "run", "--", *command], env=full_env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_refused_reports_are_buffered_and_resent_in_order(tmp_path):
+    plane = FlakyControlPlane(refuse_for_s=2.5)
+    script = "import time\nfor i in range(300):\n    print(f'step={i} loss={1/(i+1):.6f}', flush=True)\n" \
+             "    time.sleep(0.005)\n"
+    result = run_agent(plane.url, tmp_path, [sys.executable, "-c", script])
+    assert result.returncode == 0, result.stderr
+    assert plane.refused >= 1
+    seqs = sorted(plane.lines)
+    assert seqs == list(range(len(seqs)))
+    printed = [plane.lines[s] for s in seqs if not plane.lines[s].startswith("20")]  # not the agent's notes
+    assert printed == [f"step={i} loss={1 / (i + 1):.6f}" for i in range(300)]
+    assert {k for k in plane.metrics if k[0] == "loss"} == {("loss", i) for i in range(300)}
+    assert plane.statuses[-1] == "succeeded"
+
+
+def test_memory_buffer_spills_to_disk_and_nothing_is_lost(tmp_path, monkeypatch):
+    plane = FlakyControlPlane(refuse_for_s=3.0)
+    n = 30_000  # past the in-memory bound: the oldest go to the spill file first
+    script = f"import sys\nfor i in range({n}):\n    sys.stdout.write(f'line {{i}}\\n')\n"
+    result = run_agent(plane.url, tmp_path, [sys.executable, "-c", script])
+    assert result.returncode == 0, result.stderr
+    printed = [plane.lines[s] for s in sorted(plane.lines) if not plane.lines[s].startswith("20")]
+    assert printed == [f"line {i}" for i in range(n)]
+    assert sorted(plane.lines) == list(range(len(plane.lines)))
+
+
+def test_failure_reports_exit_code_and_tail(tmp_path):
+    plane = FlakyControlPlane(refuse_for_s=0)
+    result = run_agent(plane.url, tmp_path, ["bash", "-c", "echo one; echo two >&2; exit 7"])
+    assert result.returncode == 7
+    assert plane.statuses[-1] == "failed"
+
+
+def test_unreachable_control_plane_ends_the_pod(tmp_path):
+    marker = tmp_path / "terminated"
+    result = run_agent("http://127.0.0.1:9", tmp_path, ["sleep", "60"], PODTUI_UNREACHABLE_LIMIT_S="2",
+                       PODTUI_TERMINATE_CMD=f"touch {marker}", PODTUI_GRACE_S="2")
+    assert result.returncode != 0
+    assert marker.exists()
+
+
+def test_control_plane_stop_answer_stops_the_command(tmp_path):
+    plane = FlakyControlPlane(refuse_for_s=0, answer={"stop": True})
+    started = time.time()
+    result = run_agent(plane.url, tmp_path, ["sleep", "60"], PODTUI_GRACE_S="2")
+    assert result.returncode != 0 and time.time() - started < 20
+
+
+def test_metrics_file_is_read(tmp_path):
+    plane = FlakyControlPlane(refuse_for_s=0)
+    script = ("import json, os\nf = open(os.environ['PODTUI_METRICS_FILE'], 'a')\n"
+              "for i in range(5):\n    f.write(json.dumps({'step': i, 'acc': i / 10}) + '\\n')\nf.close()\n")
+    result = run_agent(plane.url, tmp_path, [sys.executable, "-c", script])
+    assert result.returncode == 0, result.stderr
+    assert {k: v for k, v in plane.metrics.items() if k[0] == "acc"} == {("acc", i): i / 10 for i in range(5)}
