@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     supervisor_interval_s: float = Field(5.0, gt=0)
     """How often the supervisor polls live runs' pods."""
 
+    keymap: dict[str, str] = Field(default_factory=dict)
+    """Key remaps by binding id, e.g. {"run.terminate" = "ctrl+x"} under [keymap] in config.toml."""
+
     log_level: str = "INFO"
     """Level of podtui's log file (and of stderr for `podtui serve`)."""
 

@@ -1,0 +1,173 @@
+"""The Textual app: starts the embedded control plane (unless --server is given), follows the live event
+stream, and shows the dashboard. The TUI is always a client of the control plane's HTTP API."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+
+from .client import Client, ControlPlaneError
+from .config import Settings, read_admin_token
+from .logs import setup_logging
+from .screens.dashboard import ControlPlaneEvent, Dashboard
+from .screens.help import HelpScreen
+from .screens.quit import QuitChoice, QuitScreen
+from .server.runs import public_url_problem
+
+if TYPE_CHECKING:
+    from .server.app import ControlPlane
+
+log = logging.getLogger(__name__)
+
+
+class PodtuiApp(App[int]):
+    """podtui's terminal dashboard."""
+
+    TITLE = "podtui"
+    CSS_PATH = "podtui.tcss"
+    BINDINGS = [
+        Binding("q", "quit_guarded", "Quit", id="app.quit", tooltip="Quit (asks when pods still run)"),
+        Binding("question_mark", "help", "Help", key_display="?", id="app.help", tooltip="Show every key"),
+        Binding("colon", "command_palette", "Commands", key_display=":", id="app.palette", show=False,
+                tooltip="Open the command palette"),
+    ]
+
+    def __init__(self, settings: Settings, server: str | None = None, token: str | None = None) -> None:
+        super().__init__()
+        self.settings = settings
+        self.server = server
+        self.token = token
+        self.plane: ControlPlane | None = None
+        self.client: Client | None = None
+        self.dashboard: Dashboard | None = None
+        self.default_provider = settings.default_provider
+
+    @property
+    def embedded(self) -> bool:
+        """True when this process runs the control plane."""
+        return self.plane is not None
+
+    async def on_mount(self) -> None:
+        if self.settings.keymap:
+            self.set_keymap(self.settings.keymap)
+        url = self.server
+        token = self.token
+        notes: list[tuple[str, str]] = []
+        if url is None:
+            from .server.app import ControlPlane  # the server stack loads only when embedded
+
+            plane = ControlPlane(self.settings)
+            try:
+                await plane.start()
+                self.plane = plane
+                url, token = plane.url, plane.admin_token
+            except OSError as exc:
+                url = self.settings.local_url
+                token = token or read_admin_token(self.settings)
+                notes.append((f"Port {self.settings.port} is busy ({exc.strerror}): attaching to the control "
+                               f"plane at {url}. Set PODTUI_PORT to run a separate one.", "warning"))
+        self.client = Client(url, token)
+        try:
+            await self.client.health()
+        except ControlPlaneError as exc:
+            notes.append((exc.message, "error"))
+        self.dashboard = Dashboard(self.client, self.status_line(url))
+        await self.push_screen(self.dashboard)
+        for message, severity in notes:
+            self.notify(message, severity=severity, timeout=20)  # type: ignore[arg-type]
+        self.follow_events()
+
+    def status_line(self, url: str) -> str:
+        """Provider, where pods reach the control plane, and what is wrong with that."""
+        where = "embedded control plane" if self.embedded else f"control plane {url}"
+        pod_url = self.settings.pod_url if self.embedded else "(set on the server)"
+        parts = [f"provider {self.default_provider}", where, f"pods reach it at {pod_url}"]
+        if self.embedded:
+            problem = public_url_problem(self.settings.public_url, "runpod")
+            if not self.settings.runpod_api_key:
+                parts.append("no RunPod key: local pods only")
+            elif problem:
+                parts.append("⚠ public URL unusable for RunPod pods: set PODTUI_PUBLIC_URL")
+            elif (self.settings.public_url or "").startswith("http://"):
+                parts.append("⚠ plain http: tokens travel in clear")
+        return " · ".join(parts)
+
+    @work(exclusive=True, group="events", exit_on_error=False)
+    async def follow_events(self) -> None:
+        """Forward the control plane's live feed to the dashboard (reconnects by itself)."""
+        assert self.client is not None
+        async for _, kind, data in self.client.events():
+            if self.dashboard is not None:
+                self.dashboard.post_message(ControlPlaneEvent(kind, data))
+
+    def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        if self.dashboard is None:
+            return
+        d = self.dashboard
+        yield SystemCommand("run: new", "Open the launch form", d.action_new_run)
+        yield SystemCommand("run: terminate", "Terminate the selected run's pod", d.action_terminate)
+        yield SystemCommand("run: stop", "Stop the selected run's pod", d.action_stop)
+        yield SystemCommand("run: compare", "Overlay the selected run on the next one", d.action_compare)
+        yield SystemCommand("run: open", "Show the selected run full width", d.action_zoom)
+        yield SystemCommand("logs: filter", "Filter log lines", d.action_filter)
+        yield SystemCommand("logs: follow", "Follow new log lines on/off", d.action_follow)
+        yield SystemCommand("logs: timestamps", "Timestamps on/off", d.action_timestamps)
+        yield SystemCommand("chart: log-y", "Logarithmic y axis on/off", d.action_log_y)
+
+    def action_help(self) -> None:
+        """Show every key."""
+        bindings = [b for b in [*self.BINDINGS, *Dashboard.BINDINGS] if isinstance(b, Binding)]
+        self.push_screen(HelpScreen(bindings))
+
+    def action_quit_guarded(self) -> None:
+        """Quit; with live pods, ask whether to terminate them, keep them, or stay."""
+        live = self.dashboard.live_runs() if self.dashboard else []
+        if not live:
+            self.exit(0)
+            return
+
+        def chosen(choice: QuitChoice | None) -> None:
+            if choice == "terminate":
+                self.terminate_all_and_exit([r.id for r in live])
+            elif choice == "keep":
+                self.exit(0)
+
+        self.push_screen(QuitScreen(len(live), self.embedded), chosen)
+
+    @work(exclusive=True, group="quit", exit_on_error=False)
+    async def terminate_all_and_exit(self, run_ids: list[str]) -> None:
+        """Terminate every live run, then quit; stay (with the errors) when one fails."""
+        assert self.client is not None
+        failed = []
+        for run_id in run_ids:
+            try:
+                await self.client.terminate(run_id)
+            except ControlPlaneError as exc:
+                failed.append(f"{run_id}: {exc.message}")
+        if failed:
+            self.notify("Not all pods could be terminated; podtui stays open:\n" + "\n".join(failed),
+                        severity="error", timeout=30)
+            return
+        self.exit(0)
+
+    async def on_unmount(self) -> None:
+        if self.client is not None:
+            await self.client.close()
+        if self.plane is not None:
+            await self.plane.stop()
+
+
+def run_tui(settings: Settings, server: str | None, token: str | None) -> int:
+    """Run the app; the log goes to the data dir's log file, never onto the screen."""
+    setup_logging(settings.log_file, settings.log_level, stderr=False)
+    app = PodtuiApp(settings, server, token)
+    result = app.run()
+    return int(result or 0)
+

@@ -1,0 +1,204 @@
+"""Pure chart logic for the loss chart: per-column min/max reduction, braille rasterizing, axis ticks and
+sparklines. No textual here: the widget only colours and places what these functions return."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+_BRAILLE_BASE = 0x2800
+# bit of the dot at (column 0..1, row 0..3) inside a braille cell
+_DOT = ((0x01, 0x02, 0x04, 0x40), (0x08, 0x10, 0x20, 0x80))
+_SPARKS = "▁▂▃▄▅▆▇█"
+
+
+@dataclass
+class Columns:
+    """A series reduced to pixel columns: per column the lowest and highest value (NaN where empty)."""
+
+    lo: np.ndarray
+    hi: np.ndarray
+
+
+def reduce_to_columns(xs: np.ndarray, ys: np.ndarray, x0: float, x1: float, ncols: int) -> Columns:
+    """Min and max of ys per pixel column over [x0, x1] (xs sorted ascending). Spikes survive: a column keeps its
+    extremes, never an average. Non-finite ys are ignored here (the caller marks them)."""
+    lo = np.full(ncols, np.nan)
+    hi = np.full(ncols, np.nan)
+    if len(xs) == 0 or ncols <= 0:
+        return Columns(lo, hi)
+    finite = np.isfinite(ys)
+    xs, ys = xs[finite], ys[finite]
+    if len(xs) == 0:
+        return Columns(lo, hi)
+    span = (x1 - x0) or 1.0
+    cols = np.clip(((xs - x0) / span * ncols).astype(np.int64), 0, ncols - 1)
+    # xs are sorted, so each column's points are one contiguous run: reduceat over the run starts
+    starts = np.flatnonzero(np.r_[True, cols[1:] != cols[:-1]])
+    lo[cols[starts]] = np.minimum.reduceat(ys, starts)
+    hi[cols[starts]] = np.maximum.reduceat(ys, starts)
+    return Columns(lo, hi)
+
+
+def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
+    """About `count` round values (1, 2, 5 x 10^k steps) covering [lo, hi]."""
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return []
+    if hi <= lo:
+        return [lo]
+    raw = (hi - lo) / max(1, count - 1)
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
+    first = math.ceil(lo / step) * step
+    ticks = []
+    value = first
+    while value <= hi + step * 1e-9:
+        ticks.append(round(value, 12))
+        value += step
+    return ticks
+
+
+def log_ticks(lo: float, hi: float) -> list[float]:
+    """Powers of ten within [lo, hi] (both > 0), or the ends when the range spans less than a decade."""
+    if lo <= 0 or hi <= 0 or not (math.isfinite(lo) and math.isfinite(hi)):
+        return []
+    first, last = math.ceil(math.log10(lo)), math.floor(math.log10(hi))
+    ticks = [10.0**e for e in range(first, last + 1)]
+    return ticks if len(ticks) >= 2 else [lo, hi]
+
+
+def format_tick(value: float) -> str:
+    """Short axis label: 0.5, 12, 1.2k, 3e-05."""
+    if value == 0:
+        return "0"
+    a = abs(value)
+    if a >= 1e5 or a < 1e-3:
+        return f"{value:.0e}"
+    if a >= 1000:
+        return f"{value / 1000:.3g}k"
+    return f"{value:.3g}"
+
+
+class BrailleCanvas:
+    """A width x height grid of braille cells (2 x 4 dots each), with a colour index per cell."""
+
+    def __init__(self, width: int, height: int) -> None:
+        self.width = max(1, width)
+        self.height = max(1, height)
+        self.bits = np.zeros((self.height, self.width), dtype=np.uint8)
+        self.owner = np.full((self.height, self.width), -1, dtype=np.int16)
+
+    @property
+    def px_width(self) -> int:
+        return self.width * 2
+
+    @property
+    def px_height(self) -> int:
+        return self.height * 4
+
+    def vline(self, px: int, py0: int, py1: int, owner: int) -> None:
+        """Set the dots of pixel column px from row py0 to py1 (inclusive, any order)."""
+        if not 0 <= px < self.px_width:
+            return
+        a, b = sorted((max(0, min(self.px_height - 1, py0)), max(0, min(self.px_height - 1, py1))))
+        cell_x, dot_x = divmod(px, 2)
+        for py in range(a, b + 1):
+            cell_y, dot_y = divmod(py, 4)
+            self.bits[cell_y, cell_x] |= _DOT[dot_x][dot_y]
+            self.owner[cell_y, cell_x] = owner
+
+    def line(self, x0: int, y0: int, x1: int, y1: int, owner: int) -> None:
+        """A straight line between two pixels, drawn as vertical runs per pixel column."""
+        if x0 > x1:
+            x0, y0, x1, y1 = x1, y1, x0, y0
+        if x0 == x1:
+            self.vline(x0, y0, y1, owner)
+            return
+        prev = y0
+        for x in range(x0, x1 + 1):
+            y = round(y0 + (y1 - y0) * (x - x0) / (x1 - x0))
+            self.vline(x, prev, y, owner)
+            prev = y
+
+    def rows(self) -> list[list[tuple[str, int]]]:
+        """Per text row, per cell: (character, owner index or -1)."""
+        out = []
+        for r in range(self.height):
+            out.append([(chr(_BRAILLE_BASE + int(b)) if b else " ", int(o) if b else -1)
+                        for b, o in zip(self.bits[r], self.owner[r], strict=True)])
+        return out
+
+
+def plot_series(canvas: BrailleCanvas, xs: np.ndarray, ys: np.ndarray, x_range: tuple[float, float],
+                y_range: tuple[float, float], owner: int, log_y: bool = False) -> None:
+    """Draw one series: lines between points when sparse, min/max per pixel column when dense."""
+    if len(xs) == 0:
+        return
+    y0, y1 = y_range
+    if log_y:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ys = np.where(ys > 0, np.log10(np.where(ys > 0, ys, 1.0)), np.nan)
+        y0, y1 = math.log10(y0), math.log10(y1)
+    yspan = (y1 - y0) or 1.0
+    top = canvas.px_height - 1
+
+    def to_py(v: float) -> int:
+        return round(top - (v - y0) / yspan * top)
+
+    x_lo, x_hi = x_range
+    if len(xs) <= canvas.px_width:
+        xspan = (x_hi - x_lo) or 1.0
+        prev: tuple[int, int] | None = None
+        for x, y in zip(xs.tolist(), ys.tolist(), strict=True):
+            if not math.isfinite(y):
+                prev = None
+                continue
+            point = (int((x - x_lo) / xspan * (canvas.px_width - 1)), to_py(y))
+            if prev is None:
+                canvas.vline(point[0], point[1], point[1], owner)
+            else:
+                canvas.line(prev[0], prev[1], point[0], point[1], owner)
+            prev = point
+        return
+    cols = reduce_to_columns(xs, ys, x_lo, x_hi, canvas.px_width)
+    last: int | None = None
+    for px in range(canvas.px_width):
+        lo, hi = cols.lo[px], cols.hi[px]
+        if math.isnan(lo):
+            continue
+        a, b = to_py(hi), to_py(lo)
+        if last is not None:  # join to the previous column so a steep fall stays one curve
+            a, b = min(a, last), max(b, last)
+        canvas.vline(px, a, b, owner)
+        last = to_py(float(np.clip((lo + hi) / 2, lo, hi)))
+
+
+def y_bounds(series: Sequence[np.ndarray], log_y: bool) -> tuple[float, float] | None:
+    """The y range covering every finite value (positive ones for log-y), padded a little."""
+    finite = [s[np.isfinite(s) & ((s > 0) if log_y else True)] for s in series if len(s)]
+    finite = [s for s in finite if len(s)]
+    if not finite:
+        return None
+    lo = float(min(s.min() for s in finite))
+    hi = float(max(s.max() for s in finite))
+    if log_y:
+        if lo == hi:
+            return lo / 2, hi * 2
+        return lo, hi
+    if lo == hi:
+        return lo - 1, hi + 1
+    pad = (hi - lo) * 0.05
+    return lo - pad, hi + pad
+
+
+def sparkline(values: Sequence[float], width: int) -> str:
+    """The last `width` finite values as ▁▂▃▄▅▆▇█."""
+    vals = [v for v in values if math.isfinite(v)][-width:]
+    if not vals:
+        return ""
+    lo, hi = min(vals), max(vals)
+    span = (hi - lo) or 1.0
+    return "".join(_SPARKS[min(7, int((v - lo) / span * 7.999))] for v in vals)

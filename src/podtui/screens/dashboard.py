@@ -1,0 +1,368 @@
+"""The dashboard: the runs table; the selected run's download progress, loss chart and log stream."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input, ProgressBar, Static
+
+from ..client import Client, ControlPlaneError
+from ..models import Run, RunEvent
+from ..widgets.log_view import Line, LogView
+from ..widgets.loss_chart import LossChart, as_float
+from ..widgets.runs_table import RunsTable
+from .confirm import ConfirmScreen
+from .launch import LaunchScreen
+
+SPARK_POINTS = 40
+CHART_POINTS = 4000
+
+
+@dataclass
+class ControlPlaneEvent(Message):
+    """One entry of the control plane's live feed."""
+
+    kind: str
+    data: dict[str, Any]
+
+
+class Dashboard(Screen[None]):
+    """The main screen."""
+
+    BINDINGS = [
+        Binding("n", "new_run", "New run", id="run.new", tooltip="Open the launch form"),
+        Binding("enter", "zoom", "Open run", id="run.open", tooltip="Show the selected run full width"),
+        Binding("ctrl+d", "terminate", "Terminate", id="run.terminate", tooltip="Terminate the run's pod (asks)"),
+        Binding("ctrl+k", "terminate(False)", "Kill", id="run.kill", show=False,
+                tooltip="Terminate the run's pod without asking"),
+        Binding("s", "stop", "Stop", id="run.stop", tooltip="Stop the run's pod (asks)"),
+        Binding("l", "focus_logs", "Logs", id="logs.focus", tooltip="Focus the log stream"),
+        Binding("slash", "filter", "Filter", key_display="/", id="logs.filter", tooltip="Filter log lines"),
+        Binding("f", "follow", "Follow", id="logs.follow", tooltip="Follow new log lines on/off"),
+        Binding("t", "timestamps", "Times", id="logs.timestamps", show=False, tooltip="Timestamps on/off"),
+        Binding("g", "log_y", "Log-y", id="chart.log_y", tooltip="Logarithmic y axis on/off"),
+        Binding("plus", "smoothing(0.1)", "Smooth+", key_display="+", id="chart.smooth_more", show=False,
+                tooltip="More smoothing"),
+        Binding("minus", "smoothing(-0.1)", "Smooth-", key_display="-", id="chart.smooth_less", show=False,
+                tooltip="Less smoothing"),
+        Binding("c", "compare", "Compare", id="chart.compare",
+                tooltip="Overlay this run's loss on the next run you select (again: clear)"),
+        Binding("escape", "unzoom", "Back", id="run.back", show=False, tooltip="Leave the full-width view"),
+    ]
+    DEFAULT_CSS = """
+    Dashboard #main { height: 1fr; }
+    Dashboard RunsTable { width: 50%; }
+    Dashboard.zoomed RunsTable { display: none; }
+    Dashboard #detail { width: 1fr; }
+    Dashboard #progress-row { height: 1; display: none; }
+    Dashboard #progress-row.active { display: block; }
+    Dashboard #status { height: 1; background: $boost; color: $text-muted; padding: 0 1; }
+    Dashboard #filter { display: none; height: 3; }
+    Dashboard #filter.active { display: block; }
+    """
+
+    def __init__(self, client: Client, status_line: str) -> None:
+        super().__init__()
+        self.client = client
+        self.status_line = status_line
+        self.runs: dict[str, Run] = {}
+        self.losses: dict[str, list[float]] = {}
+        self.selected: str | None = None
+        self.compare_with: str | None = None
+        self._table_dirty = False
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="main"):
+            yield RunsTable(id="runs")
+            with Vertical(id="detail"):
+                with Horizontal(id="progress-row"):
+                    yield Static("dataset ", id="progress-label")
+                    yield ProgressBar(id="progress", show_eta=False)
+                yield LossChart(id="chart")
+                yield LogView(id="logs")
+                yield Input(placeholder="filter log lines (enter applies, esc clears)", id="filter")
+        yield Static(self.status_line, id="status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.set_interval(0.5, self._refresh_table)
+        self.set_interval(1.0, self._tick)
+        self.load_runs()
+
+    # -- loading --------------------------------------------------------------------------------
+
+    @work(exclusive=True, group="runs", exit_on_error=False)
+    async def load_runs(self) -> None:
+        """All runs, with the recent loss of each for its sparkline."""
+        try:
+            runs = await self.client.runs()
+        except ControlPlaneError as exc:
+            self.notify(exc.message, severity="error", timeout=10)
+            return
+        self.runs = {r.id: r for r in runs}
+        for run in runs[:30]:
+            try:
+                page = await self.client.metrics(run.id, name="loss", max_points=SPARK_POINTS)
+            except ControlPlaneError:
+                continue
+            series = page.series.get("loss")
+            self.losses[run.id] = [as_float(v) for v in series.values] if series else []
+        self._table_dirty = True
+        self._refresh_table()
+        if runs and self.selected is None:
+            self.select(runs[0].id)
+
+    def select(self, run_id: str) -> None:
+        """Show a run in the chart and the log view."""
+        if run_id == self.selected:
+            return
+        self.selected = run_id
+        self.query_one(LossChart).clear()
+        self.query_one(LogView).reset()
+        self.load_selected(run_id)
+        self._show_progress()
+
+    @work(exclusive=True, group="selected", exit_on_error=False)
+    async def load_selected(self, run_id: str) -> None:
+        """The selected run's whole curves (reduced for long runs), last log lines and events."""
+        try:
+            page = await self.client.metrics(run_id, max_points=CHART_POINTS)
+            logs = await self.client.logs(run_id, limit=2000, tail=True)
+            events = await self.client.run_events(run_id)
+        except ControlPlaneError as exc:
+            self.notify(exc.message, severity="error")
+            return
+        if run_id != self.selected:
+            return
+        chart = self.query_one(LossChart)
+        chart.set_series({name: (s.steps, [as_float(v) for v in s.values]) for name, s in page.series.items()})
+        chart.border_title = f"loss · {self.runs[run_id].name}" if run_id in self.runs else "loss"
+        lines = [Line(line.seq, line.ts, line.text) for line in logs.lines]
+        lines += [Line(None, e.ts, f"» {e.kind}: {e.message.splitlines()[0] if e.message else ''}")
+                  for e in events]
+        lines.sort(key=lambda line: line.ts)
+        view = self.query_one(LogView)
+        view.reset([line for line in lines if line.seq is not None])
+        for line in lines:
+            if line.seq is None:
+                view.pending.append(line)
+        view.border_title = f"logs · {self.runs[run_id].name}" if run_id in self.runs else "logs"
+
+    # -- live events ----------------------------------------------------------------------------
+
+    def on_control_plane_event(self, message: ControlPlaneEvent) -> None:
+        kind, data = message.kind, message.data
+        if kind == "run":
+            run = Run.model_validate(data)
+            old = self.runs.get(run.id)
+            self.runs[run.id] = run
+            self._table_dirty = True
+            if old is None and self.selected is None:
+                self.select(run.id)
+            if run.id == self.selected:
+                self._show_progress()
+        elif kind == "metrics":
+            run_id = data["run_id"]
+            points = [(p["name"], int(p["step"]), as_float(p["value"])) for p in data["points"]]
+            spark = self.losses.setdefault(run_id, [])
+            spark.extend(v for name, _, v in points if name == "loss")
+            del spark[:-SPARK_POINTS]
+            if run_id == self.selected:
+                self.query_one(LossChart).add_points(points)
+        elif kind == "logs":
+            if data["run_id"] == self.selected:
+                self.query_one(LogView).add([Line(x["seq"], x["ts"], x["text"]) for x in data["lines"]])
+        elif kind == "run_event":
+            event = RunEvent.model_validate(data["event"])
+            self._on_run_event(event)
+
+    def _on_run_event(self, event: RunEvent) -> None:
+        first = event.message.splitlines()[0] if event.message else ""
+        if event.run_id == self.selected:
+            self.query_one(LogView).note(f"{event.kind}: {first}")
+        name = self.runs[event.run_id].name if event.run_id in self.runs else event.run_id
+        if event.kind in ("attempt_failed", "terminate_failed"):
+            self.notify(f"{name}: {first}", severity="warning", timeout=8)
+        elif event.kind in ("failed", "lost"):
+            self.notify(f"{name} {event.kind}: {first}", severity="error", timeout=15)
+        elif event.kind in ("succeeded", "terminated"):
+            self.notify(f"{name} {event.kind}: {first}", timeout=8)
+
+    def _refresh_table(self) -> None:
+        if not self._table_dirty:
+            return
+        self._table_dirty = False
+        runs = sorted(self.runs.values(), key=lambda r: r.created_at, reverse=True)
+        self.query_one(RunsTable).show(runs, self.losses)
+
+    def _show_progress(self) -> None:
+        run = self.runs.get(self.selected or "")
+        row = self.query_one("#progress-row")
+        if run is None or run.status.value != "downloading" or not run.progress:
+            row.remove_class("active")
+            return
+        row.add_class("active")
+        self.query_one(ProgressBar).update(total=max(1, run.progress.bytes_total), progress=run.progress.bytes_done)
+
+    @on(DataTable.RowHighlighted, "#runs")
+    def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.row_key.value:
+            self.select(event.row_key.value)
+
+    # -- actions --------------------------------------------------------------------------------
+
+    def action_new_run(self) -> None:
+        """Open the launch form."""
+        def launched(run: Run | None) -> None:
+            if run is not None:
+                self.runs[run.id] = run
+                self._table_dirty = True
+                self._refresh_table()
+                self.selected = None
+                self.select(run.id)
+                self.notify(f"launched {run.name} on {run.provider}")
+
+        self.app.push_screen(LaunchScreen(self.client, self.app.default_provider), launched)  # type: ignore[attr-defined]
+
+    def _selected_run(self) -> Run | None:
+        run = self.runs.get(self.selected or "")
+        if run is None:
+            self.notify("no run selected", severity="warning")
+        return run
+
+    def action_terminate(self, ask: bool = True) -> None:
+        """Terminate the selected run's pod."""
+        run = self._selected_run()
+        if run is None:
+            return
+        if not ask:
+            self.terminate(run.id, stop=False)
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.terminate(run.id, stop=False)
+
+        self.app.push_screen(ConfirmScreen(
+            f"Terminate [b]{run.name}[/b] ({run.status.value}, {run.gpu_type or 'no pod yet'})?\n"
+            "Its pod ends and stops billing; anything not saved elsewhere is lost.", yes="Terminate"), answered)
+
+    def action_stop(self) -> None:
+        """Stop the selected run's pod (asks)."""
+        run = self._selected_run()
+        if run is None:
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.terminate(run.id, stop=True)
+
+        self.app.push_screen(ConfirmScreen(
+            f"Stop [b]{run.name}[/b]? Its pod stops (GPU billing ends; RunPod keeps the disk).", yes="Stop"),
+            answered)
+
+    @work(group="terminate", exit_on_error=False)
+    async def terminate(self, run_id: str, stop: bool) -> None:
+        """Ask the control plane to end the pod."""
+        try:
+            run = await (self.client.stop(run_id) if stop else self.client.terminate(run_id))
+        except ControlPlaneError as exc:
+            self.notify(exc.message, severity="error", timeout=15)
+            return
+        self.runs[run.id] = run
+        self._table_dirty = True
+
+    def action_focus_logs(self) -> None:
+        """Focus the log stream (arrows scroll it)."""
+        self.query_one(LogView).focus()
+
+    def action_filter(self) -> None:
+        """Show the filter box."""
+        box = self.query_one("#filter", Input)
+        box.add_class("active")
+        box.focus()
+
+    @on(Input.Submitted, "#filter")
+    def _apply_filter(self, event: Input.Submitted) -> None:
+        self.query_one(LogView).filter_text = event.value.strip()
+        event.input.remove_class("active")
+        self.query_one(LogView).focus()
+
+    def on_key(self, event: Any) -> None:
+        box = self.query_one("#filter", Input)
+        if event.key == "escape" and box.has_focus:
+            box.value = ""
+            self.query_one(LogView).filter_text = ""
+            box.remove_class("active")
+            self.query_one(LogView).focus()
+            event.stop()
+
+    def action_follow(self) -> None:
+        """Follow new lines on/off."""
+        view = self.query_one(LogView)
+        view.follow = not view.follow
+
+    def action_timestamps(self) -> None:
+        """Timestamps on/off."""
+        view = self.query_one(LogView)
+        view.show_timestamps = not view.show_timestamps
+
+    def action_log_y(self) -> None:
+        """Log-y on/off."""
+        chart = self.query_one(LossChart)
+        chart.log_y = not chart.log_y
+
+    def action_smoothing(self, delta: float) -> None:
+        """More or less smoothing."""
+        chart = self.query_one(LossChart)
+        chart.smoothing = round(min(0.99, max(0.0, chart.smoothing + delta)), 2)
+
+    def action_compare(self) -> None:
+        """Overlay the selected run on the next one selected; again on the same run clears it."""
+        chart = self.query_one(LossChart)
+        if self.compare_with == self.selected or self.selected is None:
+            self.compare_with = None
+            chart.set_compare("", {})
+            self.notify("comparison cleared")
+            return
+        self.compare_with = self.selected
+        self.load_compare(self.selected)
+
+    @work(exclusive=True, group="compare", exit_on_error=False)
+    async def load_compare(self, run_id: str) -> None:
+        """Fetch the comparison run's curves."""
+        try:
+            page = await self.client.metrics(run_id, max_points=CHART_POINTS)
+        except ControlPlaneError as exc:
+            self.notify(exc.message, severity="error")
+            return
+        name = self.runs[run_id].name if run_id in self.runs else run_id
+        self.query_one(LossChart).set_compare(
+            name, {n: (s.steps, [as_float(v) for v in s.values]) for n, s in page.series.items()})
+        self.notify(f"comparing with {name}: select another run")
+
+    def action_zoom(self) -> None:
+        """Show the selected run full width."""
+        self.add_class("zoomed")
+
+    def action_unzoom(self) -> None:
+        """Back to the runs table."""
+        self.remove_class("zoomed")
+        self.query_one(RunsTable).focus()
+
+    def live_runs(self) -> list[Run]:
+        """Runs whose pods may still bill."""
+        return [r for r in self.runs.values() if r.status.is_live]
+
+    def _tick(self) -> None:
+        """Uptime and cost of live runs grow without events: redraw them each second."""
+        if self.live_runs():
+            self._table_dirty = True
+

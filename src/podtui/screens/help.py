@@ -1,0 +1,35 @@
+"""The key map, read from the app's and the dashboard's bindings (so a remapped key shows as remapped)."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+
+class HelpScreen(ModalScreen[None]):
+    """Every key and what it does."""
+
+    BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close", id="help.close", tooltip="Close help")]
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; }
+    HelpScreen > VerticalScroll {
+        width: 72; height: 80%; padding: 1 2; border: thick $primary; background: $surface;
+    }
+    """
+
+    def __init__(self, bindings: list[Binding]) -> None:
+        super().__init__()
+        self.key_bindings = bindings
+
+    def compose(self) -> ComposeResult:
+        lines = ["[b]podtui keys[/b]", ""]
+        for binding in self.key_bindings:
+            key = binding.key_display or binding.key
+            lines.append(f"  [b]{key:<12}[/b] {binding.description}  [dim]{binding.tooltip}[/dim]")
+        lines += ["", "Keys can be remapped in config.toml under [keymap], by binding id.",
+                  "`:` or ctrl+p opens the command palette."]
+        with VerticalScroll():
+            yield Static("\n".join(lines))

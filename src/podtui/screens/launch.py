@@ -1,0 +1,205 @@
+"""The launch form: dataset (with a preview), GPU types in fallback order, command and limits."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+from pydantic import ValidationError
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Select, Static
+
+from ..client import Client, ControlPlaneError
+from ..models import Dataset, GpuOffer, LaunchSpec, Run
+from ..widgets.offers_table import OffersTable
+
+PREVIEW_LINES = 5
+
+
+def preview(dataset: Dataset) -> str:
+    """The first lines of a dataset file, when this machine can read it."""
+    path = Path(dataset.path)
+    if dataset.kind == "dir":
+        return f"directory with {dataset.file_count} files"
+    try:
+        with path.open("rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return "(no preview: the file is on the control plane's machine)"
+    if b"\x00" in head:
+        return "(binary file)"
+    lines = head.decode("utf-8", "replace").splitlines()
+    return "\n".join(line[:100] for line in itertools.islice(lines, PREVIEW_LINES))
+
+
+class LaunchScreen(ModalScreen[Run | None]):
+    """Fill in a run and launch it; dismisses with the new run."""
+
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel", id="launch.cancel", tooltip="Close without launching"),
+        Binding("ctrl+s", "launch", "Launch", id="launch.submit", tooltip="Launch the run"),
+    ]
+    DEFAULT_CSS = """
+    LaunchScreen { align: center middle; }
+    LaunchScreen > VerticalScroll {
+        width: 110; height: 95%; padding: 0 2; border: thick $primary; background: $surface;
+    }
+    LaunchScreen Label { margin-top: 1; color: $text-muted; }
+    LaunchScreen #preview { height: auto; max-height: 7; color: $text-muted; background: $boost; padding: 0 1; }
+    LaunchScreen #error { color: $error; height: auto; margin-top: 1; }
+    LaunchScreen Horizontal { height: auto; }
+    LaunchScreen Horizontal > Vertical { width: 1fr; height: auto; margin-right: 1; }
+    LaunchScreen #buttons { margin: 1 0; }
+    """
+
+    def __init__(self, client: Client, default_provider: str) -> None:
+        super().__init__()
+        self.client = client
+        self.default_provider = default_provider
+        self.datasets: list[Dataset] = []
+        self.all_offers: list[GpuOffer] = []
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll():
+            yield Static("[b]New run[/b]")
+            with Horizontal():
+                with Vertical():
+                    yield Label("dataset")
+                    yield Select[str]([], id="dataset", prompt="loading datasets…")
+                with Vertical():
+                    yield Label("provider")
+                    yield Select[str]([("local", "local"), ("runpod", "runpod")], id="provider",
+                                      value=self.default_provider, allow_blank=False)
+            yield Static("", id="preview")
+            yield OffersTable(id="offers")
+            yield Label("training command (empty with the demo dataset: the demo trainer)")
+            yield Input(placeholder="python train.py --epochs 3", id="command")
+            with Horizontal():
+                with Vertical():
+                    yield Label("workdir (shipped to the pod)")
+                    yield Input(placeholder="/path/to/your/code", id="workdir")
+                with Vertical():
+                    yield Label("image")
+                    yield Input(value=LaunchSpec.model_fields["image"].default, id="image")
+            with Horizontal():
+                with Vertical():
+                    yield Label("GPU count")
+                    yield Input(value="1", id="gpu_count", type="integer")
+                with Vertical():
+                    yield Label("cloud")
+                    yield Select[str]([("secure", "SECURE"), ("community", "COMMUNITY"), ("any", "ALL")],
+                                      value="SECURE", allow_blank=False, id="cloud_type")
+                with Vertical():
+                    yield Label("name")
+                    yield Input(placeholder="(automatic)", id="name")
+            with Horizontal():
+                with Vertical():
+                    yield Label("max runtime")
+                    yield Input(placeholder="e.g. 2h", id="max_runtime")
+                with Vertical():
+                    yield Label("budget $")
+                    yield Input(placeholder="e.g. 5.00", id="budget", type="number")
+                with Vertical():
+                    yield Label("keep alive after success")
+                    yield Input(value="0", id="keep_alive")
+            yield Static("", id="error")
+            with Horizontal(id="buttons"):
+                yield Button("Launch (ctrl+s)", variant="success", id="launch")
+                yield Button("Cancel (esc)", id="cancel")
+
+    def on_mount(self) -> None:
+        self.load()
+
+    @work(exclusive=True, group="launch-load", exit_on_error=False)
+    async def load(self) -> None:
+        """Fetch datasets and offers."""
+        try:
+            self.datasets = await self.client.datasets()
+            self.all_offers = await self.client.gpus()
+        except ControlPlaneError as exc:
+            self.show_error(exc.message)
+            return
+        select = self.query_one("#dataset", Select)
+        select.set_options([(f"{d.name}  ({d.size_bytes / 1024:.0f} KiB, {d.kind})", d.id) for d in self.datasets])
+        demo = next((d for d in self.datasets if d.name == "demo"), None)
+        if self.datasets:
+            select.value = (demo or self.datasets[0]).id
+        self.show_offers()
+
+    def show_offers(self) -> None:
+        """Offers of the chosen provider."""
+        provider = self.query_one("#provider", Select).value
+        offers = [o for o in self.all_offers if o.provider == provider]
+        table = self.query_one(OffersTable)
+        table.show(offers, preselect=[offers[0].id] if len(offers) == 1 else [])
+        if not offers and provider == "runpod":
+            self.show_error("RunPod is not configured on this control plane: set RUNPOD_API_KEY and restart.")
+        else:
+            self.show_error("")
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if event.select.id == "provider":
+            self.show_offers()
+        elif event.select.id == "dataset":
+            dataset = next((d for d in self.datasets if d.id == event.value), None)
+            self.query_one("#preview", Static).update(preview(dataset) if dataset else "")
+
+    def show_error(self, message: str) -> None:
+        """Inline error under the form."""
+        self.query_one("#error", Static).update(message)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "launch":
+            self.action_launch()
+        else:
+            self.action_cancel()
+
+    def action_cancel(self) -> None:
+        """Close without launching."""
+        self.dismiss(None)
+
+    def spec(self) -> LaunchSpec:
+        """The form as a LaunchSpec (ValidationError when it is not one)."""
+        def text(widget_id: str) -> str | None:
+            value = self.query_one(f"#{widget_id}", Input).value.strip()
+            return value or None
+
+        fields = {
+            "dataset": self.query_one("#dataset", Select).value,
+            "provider": self.query_one("#provider", Select).value,
+            "gpu_types": list(self.query_one(OffersTable).picked),
+            "command": text("command"), "workdir": text("workdir"), "image": text("image"),
+            "gpu_count": text("gpu_count") or 1, "cloud_type": self.query_one("#cloud_type", Select).value,
+            "name": text("name"), "max_runtime_s": text("max_runtime"), "budget_usd": text("budget"),
+            "keep_alive_s": text("keep_alive") or 0,
+        }
+        if fields["dataset"] is Select.BLANK:
+            fields["dataset"] = ""
+        return LaunchSpec.model_validate({k: v for k, v in fields.items() if v is not None})
+
+    def action_launch(self) -> None:
+        """Validate here, then ask the control plane."""
+        try:
+            spec = self.spec()
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:4])
+            if "gpu_types" in problems:
+                problems = "pick at least one GPU type (space in the table); " + problems
+            self.show_error(problems)
+            return
+        self.show_error("launching…")
+        self.submit(spec)
+
+    @work(exclusive=True, group="launch-submit", exit_on_error=False)
+    async def submit(self, spec: LaunchSpec) -> None:
+        """Post the launch; stay open with the error when it is refused."""
+        try:
+            run = await self.client.launch(spec)
+        except ControlPlaneError as exc:
+            self.show_error(exc.message)
+            return
+        self.dismiss(run)

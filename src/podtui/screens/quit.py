@@ -1,0 +1,57 @@
+"""Quitting while pods still run: terminate them all, keep them, or stay."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Static
+
+QuitChoice = Literal["terminate", "keep", "cancel"]
+
+
+class QuitScreen(ModalScreen[QuitChoice]):
+    """The quit guard."""
+
+    BINDINGS = [
+        Binding("t", "choose('terminate')", "Terminate all", id="quit.terminate", tooltip="Terminate every live pod"),
+        Binding("k", "choose('keep')", "Keep running", id="quit.keep", tooltip="Quit and leave pods running"),
+        Binding("escape,c", "choose('cancel')", "Cancel", id="quit.cancel", tooltip="Stay in podtui"),
+    ]
+    DEFAULT_CSS = """
+    QuitScreen { align: center middle; }
+    QuitScreen > Vertical {
+        width: 76; height: auto; padding: 1 2; border: thick $warning; background: $surface;
+    }
+    QuitScreen Button { width: 100%; margin-top: 1; }
+    """
+
+    def __init__(self, live: int, embedded: bool) -> None:
+        super().__init__()
+        self.live = live
+        self.embedded = embedded
+
+    def compose(self) -> ComposeResult:
+        pods = f"{self.live} pod{'s' if self.live != 1 else ''}"
+        warning = (" This podtui runs the control plane itself: once you quit, nothing supervises them (no "
+                   "budget, runtime or heartbeat checks) until podtui starts again. Their agents end them if "
+                   "the control plane stays unreachable for 30 minutes." if self.embedded else
+                   " The remote control plane keeps supervising them.")
+        with Vertical():
+            yield Static(f"{pods} still running and billing.{warning}")
+            yield Button(f"Terminate {pods} and quit (t)", variant="error", id="terminate")
+            yield Button("Keep them running and quit (k)", variant="warning", id="keep")
+            yield Button("Cancel (esc)", variant="primary", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#cancel", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id)  # type: ignore[arg-type]
+
+    def action_choose(self, choice: QuitChoice) -> None:
+        """Dismiss with the choice."""
+        self.dismiss(choice)

@@ -1,0 +1,116 @@
+"""The log stream of the selected run: buffered and flushed 10 times a second with one write_lines call,
+a follow toggle, a filter, timestamps on demand, and a marker where sequence numbers skip."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from textual.reactive import reactive
+from textual.widgets import Log
+
+MAX_LINES = 10_000
+
+
+@dataclass
+class Line:
+    """One line as shown."""
+
+    seq: int | None
+    ts: float
+    text: str
+
+
+class LogView(Log):
+    """A Log fed in batches."""
+
+    DEFAULT_CSS = """
+    LogView {
+        height: 1fr;
+        border: round $primary-background-lighten-2;
+        border-title-color: $text-muted;
+        background: $surface;
+    }
+    """
+
+    follow: reactive[bool] = reactive(True)
+    """Scroll to each new line."""
+    filter_text: reactive[str] = reactive("")
+    """Only lines containing this text (case-insensitive) are shown."""
+    show_timestamps: reactive[bool] = reactive(False)
+    """Prefix lines with their time."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(max_lines=MAX_LINES, auto_scroll=True, id=id)
+        self.history: deque[Line] = deque(maxlen=MAX_LINES)
+        self.pending: list[Line] = []
+        self.last_seq: int | None = None
+        self.missing = 0
+
+    def on_mount(self) -> None:
+        self.border_title = "logs"
+        self.set_interval(0.1, self.flush)
+
+    def reset(self, lines: list[Line] | None = None) -> None:
+        """Show another run: clear, then these lines."""
+        self.history.clear()
+        self.pending.clear()
+        self.last_seq = None
+        self.missing = 0
+        self.clear()
+        self.add(lines or [])
+        self.flush()
+
+    def add(self, lines: list[Line]) -> None:
+        """Queue lines (written on the next flush); a skipped seq adds a `… N lines missing …` line."""
+        for line in lines:
+            if line.seq is not None:
+                if self.last_seq is not None and line.seq <= self.last_seq:
+                    continue  # already shown (a resend)
+                if self.last_seq is not None and line.seq > self.last_seq + 1:
+                    gap = line.seq - self.last_seq - 1
+                    self.missing += gap
+                    self.pending.append(Line(None, line.ts, f"… {gap} lines missing …"))
+                self.last_seq = line.seq
+            self.pending.append(line)
+
+    def note(self, text: str) -> None:
+        """A line of podtui's own (launch attempts, status changes)."""
+        self.add([Line(None, time.time(), f"» {text}")])
+
+    def _format(self, line: Line) -> str:
+        if self.show_timestamps:
+            return time.strftime("%H:%M:%S ", time.localtime(line.ts)) + line.text
+        return line.text
+
+    def _visible(self, line: Line) -> bool:
+        return not self.filter_text or self.filter_text.lower() in line.text.lower()
+
+    def flush(self) -> None:
+        """Write what is queued in one call."""
+        if not self.pending:
+            return
+        batch, self.pending = self.pending, []
+        self.history.extend(batch)
+        shown = [self._format(line) for line in batch if self._visible(line)]
+        if shown:
+            self.write_lines(shown, scroll_end=self.follow)
+
+    def _rewrite(self) -> None:
+        self.clear()
+        self.write_lines([self._format(line) for line in self.history if self._visible(line)],
+                         scroll_end=self.follow)
+        self.border_subtitle = f"filter: {self.filter_text}" if self.filter_text else ""
+
+    def watch_filter_text(self) -> None:
+        self._rewrite()
+
+    def watch_show_timestamps(self) -> None:
+        self._rewrite()
+
+    def watch_follow(self, follow: bool) -> None:
+        self.auto_scroll = follow
+        self.border_title = "logs" if follow else "logs (paused)"
+        if follow:
+            self.scroll_end(animate=False)

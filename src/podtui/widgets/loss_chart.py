@@ -1,0 +1,211 @@
+"""The loss chart: braille curves of a run's metrics (raw faint, EMA-smoothed bright), y-axis ticks, log-y,
+an optional overlay of another run. Redrawn from a dirty flag on a 4 Hz timer, never per point."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from rich.text import Text
+from textual.reactive import reactive
+from textual.widget import Widget
+
+from ..chart import BrailleCanvas, format_tick, log_ticks, nice_ticks, plot_series, y_bounds
+from ..series import debiased_ema
+
+LOSS_NAMES = ("loss", "train_loss", "eval_loss", "val_loss", "validation_loss")
+COLOURS = ["#5fafff", "#ffaf5f", "#87d787", "#d787d7", "#d7d75f"]
+COMPARE_COLOUR = "#8a8a8a"
+
+
+class Series:
+    """A growing metric series held as numpy arrays (appends are amortized)."""
+
+    def __init__(self) -> None:
+        self.steps = np.empty(0, dtype=np.float64)
+        self.values = np.empty(0, dtype=np.float64)
+
+    def replace(self, steps: list[int], values: list[float]) -> None:
+        self.steps = np.asarray(steps, dtype=np.float64)
+        self.values = np.asarray(values, dtype=np.float64)
+
+    def extend(self, steps: list[int], values: list[float]) -> None:
+        if not steps:
+            return
+        new_steps = np.asarray(steps, dtype=np.float64)
+        new_values = np.asarray(values, dtype=np.float64)
+        if len(self.steps) and new_steps.min() <= self.steps[-1]:
+            # out of order (a resend after a restart): merge and keep one point per step
+            steps_all = np.concatenate([self.steps, new_steps])
+            values_all = np.concatenate([self.values, new_values])
+            uniq, index = np.unique(steps_all, return_index=True)
+            self.steps, self.values = uniq, values_all[index]
+        else:
+            self.steps = np.concatenate([self.steps, new_steps])
+            self.values = np.concatenate([self.values, new_values])
+
+
+def as_float(value: object) -> float:
+    """A metric value from JSON (NaN and infinities arrive as strings)."""
+    if isinstance(value, str):
+        return float(value.replace("Infinity", "inf"))
+    return float(value)  # type: ignore[arg-type]
+
+
+class LossChart(Widget):
+    """Curves of the selected run's loss-like metrics."""
+
+    DEFAULT_CSS = """
+    LossChart {
+        height: 1fr;
+        border: round $primary-background-lighten-2;
+        border-title-color: $text-muted;
+        background: $surface;
+    }
+    """
+
+    log_y: reactive[bool] = reactive(False)
+    """Plot the y axis on a log scale."""
+    smoothing: reactive[float] = reactive(0.6)
+    """TensorBoard-style EMA weight in [0, 0.99]; 0 draws the raw curve only."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.series: dict[str, Series] = {}
+        self.compare: dict[str, Series] = {}
+        self.compare_name = ""
+        self._dirty = True
+        self._cache_key: tuple[object, ...] | None = None
+        self._cache: Text | None = None
+        self._version = 0
+
+    def on_mount(self) -> None:
+        self.border_title = "loss"
+        self.set_interval(0.25, self._redraw_if_dirty)
+
+    def _redraw_if_dirty(self) -> None:
+        if self._dirty:
+            self._dirty = False
+            self._version += 1
+            self.refresh()
+
+    def mark_dirty(self) -> None:
+        """Ask for a redraw on the next tick."""
+        self._dirty = True
+
+    def watch_log_y(self) -> None:
+        self.mark_dirty()
+
+    def watch_smoothing(self) -> None:
+        self.mark_dirty()
+
+    def clear(self) -> None:
+        """Forget the shown run."""
+        self.series.clear()
+        self.mark_dirty()
+
+    def set_series(self, series: dict[str, tuple[list[int], list[float]]]) -> None:
+        """Replace all series (a newly selected run)."""
+        self.series = {}
+        for name, (steps, values) in series.items():
+            s = Series()
+            s.replace(steps, values)
+            self.series[name] = s
+        self.mark_dirty()
+
+    def add_points(self, points: list[tuple[str, int, float]]) -> None:
+        """Append live points (name, step, value)."""
+        grouped: dict[str, tuple[list[int], list[float]]] = {}
+        for name, step, value in points:
+            steps, values = grouped.setdefault(name, ([], []))
+            steps.append(step)
+            values.append(value)
+        for name, (steps, values) in grouped.items():
+            self.series.setdefault(name, Series()).extend(steps, values)
+        self.mark_dirty()
+
+    def set_compare(self, name: str, series: dict[str, tuple[list[int], list[float]]]) -> None:
+        """Overlay another run's loss (empty name clears it)."""
+        self.compare_name = name
+        self.compare = {}
+        for metric, (steps, values) in series.items():
+            s = Series()
+            s.replace(steps, values)
+            self.compare[metric] = s
+        self.mark_dirty()
+
+    def shown_names(self) -> list[str]:
+        """Loss-like metrics first; any other metric when the run has no loss."""
+        names = [n for n in LOSS_NAMES if n in self.series]
+        if not names:
+            names = sorted(n for n in self.series if n not in ("lr", "learning_rate", "epoch"))[:2]
+        return names
+
+    def render(self) -> Text:
+        width, height = self.content_size.width, self.content_size.height
+        key = (width, height, self._version, self.log_y, self.smoothing)
+        if key != self._cache_key or self._cache is None:
+            self._cache = self.draw(width, height)
+            self._cache_key = key
+        return self._cache
+
+    def draw(self, width: int, height: int) -> Text:
+        """The whole chart as text (y labels, braille plot, legend)."""
+        names = self.shown_names()
+        if not names or width < 12 or height < 3:
+            return Text("waiting for metrics…", style="dim")
+        plots: list[tuple[np.ndarray, np.ndarray, str]] = []
+        compare_metric = names[0]
+        for i, name in enumerate(names):
+            s = self.series[name]
+            colour = COLOURS[i % len(COLOURS)]
+            if self.smoothing > 0 and len(s.values) > 2:
+                plots.append((s.steps, s.values, f"{colour} dim"))
+                smooth = np.asarray(debiased_ema(s.values.tolist(), self.smoothing))
+                plots.append((s.steps, smooth, colour))
+            else:
+                plots.append((s.steps, s.values, colour))
+        if compare_metric in self.compare:
+            c = self.compare[compare_metric]
+            plots.insert(0, (c.steps, c.values, COMPARE_COLOUR))
+        ys = [p[1] for p in plots]
+        bounds = y_bounds(ys, self.log_y)
+        if bounds is None:
+            return Text("no finite values to plot" + (" (log-y needs values > 0)" if self.log_y else ""), "dim")
+        all_steps = [p[0] for p in plots if len(p[0])]
+        x_range = (float(min(s[0] for s in all_steps)), float(max(s[-1] for s in all_steps)))
+        ticks = log_ticks(*bounds) if self.log_y else nice_ticks(*bounds, count=max(2, height // 3))
+        labels = [format_tick(t) for t in ticks]
+        label_w = max((len(label) for label in labels), default=1) + 1
+        plot_h = height - 2
+        plot_w = max(4, width - label_w - 1)
+        canvas = BrailleCanvas(plot_w, plot_h)
+        for index, (steps, values, _) in enumerate(plots):
+            plot_series(canvas, steps, values, x_range, bounds, index, self.log_y)
+        styles = [p[2] for p in plots]
+        label_rows: dict[int, str] = {}
+        lo, hi = (math.log10(bounds[0]), math.log10(bounds[1])) if self.log_y else bounds
+        for tick, label in zip(ticks, labels, strict=True):
+            v = math.log10(tick) if self.log_y else tick
+            row = round((1 - (v - lo) / ((hi - lo) or 1)) * (plot_h - 1))
+            if 0 <= row < plot_h:
+                label_rows[row] = label
+        out = Text(no_wrap=True, overflow="crop")
+        for r, cells in enumerate(canvas.rows()):
+            out.append(label_rows.get(r, "").rjust(label_w - 1) + " ", "dim")
+            out.append("┤" if r in label_rows else "│", "dim")
+            for char, owner in cells:
+                out.append(char, styles[owner] if owner >= 0 else "")
+            out.append("\n")
+        left, right = f"{int(x_range[0])}", f"step {int(x_range[1])}"
+        out.append(" " * label_w + "└" + left + " " * max(1, plot_w - len(left) - len(right)) + right + "\n", "dim")
+        legend = Text(" " * label_w)
+        for i, name in enumerate(names):
+            s = self.series[name]
+            last = s.values[-1] if len(s.values) else float("nan")
+            legend.append(f"■ {name} {last:.4g}  ", COLOURS[i % len(COLOURS)])
+        if self.compare_name and compare_metric in self.compare:
+            legend.append(f"■ {self.compare_name}  ", COMPARE_COLOUR)
+        legend.append(f"smooth {self.smoothing:.2f}{'  log-y' if self.log_y else ''}", "dim")
+        out.append_text(legend)
+        return out

@@ -1,0 +1,87 @@
+"""The runs table: name, provider, GPU, status, step, last loss with a sparkline, $/h, $ spent, uptime."""
+
+from __future__ import annotations
+
+import time
+
+from rich.text import Text
+from textual.widgets import DataTable
+
+from ..chart import sparkline
+from ..models import Run, RunStatus
+
+STATUS_STYLE = {
+    RunStatus.pending: "dim", RunStatus.provisioning: "yellow", RunStatus.booting: "yellow",
+    RunStatus.downloading: "cyan", RunStatus.training: "bold green", RunStatus.succeeded: "green",
+    RunStatus.failed: "bold red", RunStatus.terminated: "magenta", RunStatus.lost: "red",
+}
+COLUMNS = ("name", "provider", "gpu", "status", "step", "loss", "trend", "$/h", "spent", "time")
+
+
+def fmt_elapsed(seconds: float) -> str:
+    """Uptime as 1h02m, 3m05s or 42s."""
+    seconds = int(max(0, seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    if seconds >= 60:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds}s"
+
+
+def run_cells(run: Run, losses: list[float], now: float) -> list[str | Text]:
+    """The row of one run."""
+    status = Text(run.status.value, STATUS_STYLE.get(run.status, ""))
+    if run.status == RunStatus.downloading and run.progress and run.progress.bytes_total:
+        status.append(f" {100 * run.progress.bytes_done / run.progress.bytes_total:.0f}%")
+    loss = "-" if run.last_loss is None else f"{run.last_loss:.4g}"
+    price = "-" if run.price_per_hour is None else f"{run.price_per_hour:.2f}"
+    started = run.started_at or run.created_at
+    return [run.name, run.provider, run.gpu_type or "-", status,
+            "-" if run.last_step is None else str(run.last_step), loss, Text(sparkline(losses, 12), "cyan"),
+            price, f"{run.cost_at(now):.2f}", fmt_elapsed((run.ended_at or now) - started)]
+
+
+class RunsTable(DataTable[str | Text]):
+    """Every run, newest first; the cursor selects the run shown beside it."""
+
+    DEFAULT_CSS = """
+    RunsTable {
+        height: 1fr;
+        border: round $primary-background-lighten-2;
+        background: $surface;
+    }
+    """
+
+    def on_mount(self) -> None:
+        self.cursor_type = "row"
+        self.zebra_stripes = True
+        for column in COLUMNS:
+            self.add_column(column, key=column)
+        self.border_title = "runs"
+
+    def show(self, runs: list[Run], losses: dict[str, list[float]]) -> None:
+        """Update rows in place; rebuild (keeping the cursor on its run) when runs come or go."""
+        now = time.time()
+        ids = [r.id for r in runs]
+        if ids != [k.value for k in self.rows]:
+            selected = self.selected_run_id
+            self.clear()
+            for run in runs:
+                self.add_row(*run_cells(run, losses.get(run.id, []), now), key=run.id)
+            if selected in ids:
+                self.move_cursor(row=ids.index(selected))
+            return
+        for run in runs:
+            for column, value in zip(COLUMNS, run_cells(run, losses.get(run.id, []), now), strict=True):
+                self.update_cell(run.id, column, value)
+
+    @property
+    def selected_run_id(self) -> str | None:
+        """The run under the cursor."""
+        if not self.row_count:
+            return None
+        try:
+            key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key
+        except Exception:
+            return None
+        return key.value
