@@ -44,14 +44,14 @@ def reduce_to_columns(xs: np.ndarray, ys: np.ndarray, x0: float, x1: float, ncol
 
 
 def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
-    """About `count` round values (1, 2, 5 x 10^k steps) covering [lo, hi]."""
+    """About `count` round values (1, 2, 2.5, 5 x 10^k steps) covering [lo, hi]."""
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return []
     if hi <= lo:
         return [lo]
     raw = (hi - lo) / max(1, count - 1)
     mag = 10 ** math.floor(math.log10(raw))
-    step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
+    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw * (1 - 1e-9))
     first = math.ceil(lo / step) * step
     ticks = []
     value = first

@@ -55,6 +55,8 @@ class Client:
             response = await self._http.request(method, path, **kwargs)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise ControlPlaneUnreachable(self.url) from exc
+        except httpx.RemoteProtocolError as exc:
+            raise ControlPlaneError(f"{self.url} does not answer like a podtui control plane ({exc})") from exc
         except httpx.TransportError as exc:
             raise ControlPlaneError(f"talking to {self.url} failed: {exc!r}") from exc
         if response.status_code >= 400:

@@ -1,0 +1,97 @@
+"""The TUI against a real embedded control plane on 127.0.0.1:0 with the local provider."""
+
+import asyncio
+import json
+import time
+
+import pytest
+
+from podtui.app import PodtuiApp
+from podtui.providers.local import group_alive
+from podtui.screens.confirm import ConfirmScreen
+from podtui.screens.launch import LaunchScreen
+from podtui.screens.quit import QuitScreen
+from podtui.widgets.loss_chart import LossChart
+from podtui.widgets.offers_table import OffersTable
+from tests.conftest import make_settings
+
+
+async def wait_for(pilot, predicate, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        await pilot.pause(0.1)
+    raise AssertionError("condition not met in time")
+
+
+@pytest.fixture
+def settings(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEMO_STEPS", "200")
+    monkeypatch.setenv("DEMO_STEP_SECONDS", "0.05")
+    return make_settings(tmp_path)
+
+
+async def test_launch_from_the_form_watch_the_chart_and_terminate(settings):
+    app = PodtuiApp(settings)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await wait_for(pilot, lambda: app.dashboard is not None)
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, LaunchScreen)
+                       and app.screen.query_one(OffersTable).picked == ["local"])
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: not isinstance(app.screen, LaunchScreen))
+        dash = app.dashboard
+        await wait_for(pilot, lambda: len(dash.runs) == 1)
+        run_id = next(iter(dash.runs))
+        chart = dash.query_one(LossChart)
+        await wait_for(pilot, lambda: "loss" in chart.series and len(chart.series["loss"].steps) >= 5)
+        drawn = chart.draw(80, 20).plain
+        assert "loss" in drawn and any(0x2800 < ord(ch) <= 0x28FF for ch in drawn)
+        await wait_for(pilot, lambda: dash.runs[run_id].pod_id is not None)
+        pod_dir = settings.data_dir / "pods" / dash.runs[run_id].pod_id
+        pid = json.loads((pod_dir / "pod.json").read_text())["pid"]
+        await pilot.press("ctrl+d")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await wait_for(pilot, lambda: dash.runs[run_id].status.value == "terminated")
+        await wait_for(pilot, lambda: not group_alive(pid), timeout=10)
+
+
+async def test_quit_guard_with_a_live_run(settings):
+    app = PodtuiApp(settings)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await wait_for(pilot, lambda: app.dashboard is not None)
+        run = await app.client.launch(__import__("podtui.models", fromlist=["LaunchSpec"]).LaunchSpec(
+            dataset="demo", gpu_types=["local"], command="sleep 120"))
+        await wait_for(pilot, lambda: run.id in app.dashboard.runs
+                       and app.dashboard.runs[run.id].status.is_live)
+        await pilot.press("q")
+        await wait_for(pilot, lambda: isinstance(app.screen, QuitScreen))
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not isinstance(app.screen, QuitScreen))
+        assert app.is_running
+        await pilot.press("q")
+        await wait_for(pilot, lambda: isinstance(app.screen, QuitScreen))
+        await pilot.press("t")
+        await wait_for(pilot, lambda: not app.is_running, timeout=30)
+    store_file = settings.store_path
+    import sqlite3
+
+    status = sqlite3.connect(store_file).execute("SELECT status FROM runs WHERE id = ?", (run.id,)).fetchone()[0]
+    assert status == "terminated"
+
+
+async def test_busy_port_is_a_notification_not_a_crash(tmp_path):
+    blocker = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+    port = blocker.sockets[0].getsockname()[1]
+    try:
+        app = PodtuiApp(make_settings(tmp_path, port=port))
+        async with app.run_test(size=(120, 30)) as pilot:
+            await wait_for(pilot, lambda: app.dashboard is not None)
+            await pilot.pause(0.5)
+            messages = [n.message for n in app._notifications]
+            assert any("busy" in m for m in messages), messages
+            assert any("podtui control plane" in m for m in messages), messages
+    finally:
+        blocker.close()
