@@ -13,11 +13,13 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
+    Strict,
     computed_field,
     field_validator,
 )
@@ -48,19 +50,8 @@ def _number(value: Any) -> Any:
     raise ValueError("must be a number")
 
 
-def _integer(value: Any) -> Any:
-    if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise ValueError("must be an integer")
-    return value
-
-
-def _finite(value: Any) -> Any:
-    value = _number(value)
-    if not math.isfinite(value):
-        raise ValueError("must be a finite number")
-    return value
+def _from_json_number(value: float | str) -> float:
+    return float(value) if isinstance(value, float) else _NON_FINITE[value.lower()]
 
 
 def json_number(value: float) -> float | str:
@@ -72,13 +63,20 @@ def json_number(value: float) -> float | str:
     return "Infinity" if value > 0 else "-Infinity"
 
 
+# Hot-path types (a report carries thousands) are pydantic-native and strict: no Python call per value,
+# booleans refused as numbers, fractions refused as steps.
 MetricValue = Annotated[
     float, BeforeValidator(_number), PlainSerializer(json_number, return_type=Any, when_used="json")
 ]
 """A metric value: any float including NaN and infinities (they are signals, e.g. a diverging loss)."""
-Timestamp = Annotated[float, BeforeValidator(_finite), Field(ge=0, le=1e11)]
+ReportedValue = Annotated[
+    Annotated[float, Strict()] | Literal["NaN", "Infinity", "-Infinity", "nan", "inf", "-inf"],
+    AfterValidator(_from_json_number), PlainSerializer(json_number, return_type=Any, when_used="json"),
+]
+"""A metric value as a pod sends it: a JSON number, a NaN/Infinity literal, or one of those as a string."""
+Timestamp = Annotated[float, Strict(), Field(ge=0, le=1e11, allow_inf_nan=False)]
 """Seconds since the epoch, finite; booleans are refused."""
-Int64 = Annotated[int, BeforeValidator(_integer), Field(ge=0, le=INT64_MAX)]
+Int64 = Annotated[int, Strict(), Field(ge=0, le=INT64_MAX)]
 """A non-negative 64-bit integer (SQLite's INTEGER range); booleans and fractions are refused."""
 
 
@@ -279,7 +277,7 @@ class MetricPoint(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=MAX_METRIC_NAME)
     step: Int64
-    value: MetricValue
+    value: ReportedValue
     ts: Timestamp
 
 
@@ -306,7 +304,7 @@ class Report(BaseModel):
     metrics: list[MetricPoint] = Field(default_factory=list, max_length=MAX_BATCH_POINTS)
     logs: list[LogLine] = Field(default_factory=list, max_length=MAX_BATCH_LINES)
     status: Literal["downloading", "training", "succeeded", "failed"] | None = None
-    exit_code: Annotated[int, BeforeValidator(_integer), Field(ge=-255, le=255)] | None = None
+    exit_code: Annotated[int, Strict(), Field(ge=-255, le=255)] | None = None
     error: str | None = Field(None, max_length=64 * 1024)
     progress: DownloadProgress | None = None
     heartbeat_ts: Timestamp | None = None

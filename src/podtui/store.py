@@ -124,9 +124,10 @@ class TokenCheck:
 
 @dataclass
 class ReportResult:
-    """What a report changed."""
+    """What a report changed, and the run's status after it."""
 
-    run: Run
+    status: RunStatus
+    keep_alive_until: float | None
     accepted_metrics: int
     accepted_logs: int
     status_changed: bool
@@ -221,6 +222,7 @@ class Store:
         )
         self._writer_task: asyncio.Task[None] | None = None
         self._feed_changed = asyncio.Event()
+        self._ingest: dict[str, tuple[str, float | None]] = {}
         self.write_version = 0
         """Counts group commits that wrote something; lets a waiter tell whether it missed one."""
         self.closed = False
@@ -436,9 +438,15 @@ class Store:
         return [_row_to_run(r) for r in rows]
 
     async def ingest_token_hash(self, run_id: str) -> tuple[str, float | None] | None:
-        """The run's ingest token hash and when it was revoked (None when still valid)."""
+        """The run's ingest token hash and when it was revoked (None when still valid); cached, since every
+        pod report asks."""
+        if run_id in self._ingest:
+            return self._ingest[run_id]
         rows = await self._read("SELECT ingest_token_hash, ingest_revoked_at FROM runs WHERE id = ?", (run_id,))
-        return (rows[0][0], rows[0][1]) if rows else None
+        if not rows:
+            return None
+        self._ingest[run_id] = (rows[0][0], rows[0][1])
+        return self._ingest[run_id]
 
     async def update_run(
         self, run_id: str, *, event: tuple[str, str] | None = None, only_if_live: bool = False,
@@ -489,14 +497,20 @@ class Store:
             _feed(db, run_id, "run", None, None, now)
             return _fetch_run(db, run_id)
 
-        return await self._write(job)
+        try:
+            return await self._write(job)
+        finally:
+            self._ingest.pop(run_id, None)
 
     async def revoke_ingest_token(self, run_id: str) -> None:
         """End a kept-alive run's ingest token (its pod is gone)."""
         now = time.time()
-        await self._write(lambda db: _exec(
-            db, "UPDATE runs SET ingest_revoked_at = ?, keep_alive_until = NULL WHERE id = ? "
-                "AND ingest_revoked_at IS NULL", (now, run_id)))
+        try:
+            await self._write(lambda db: _exec(
+                db, "UPDATE runs SET ingest_revoked_at = ?, keep_alive_until = NULL WHERE id = ? "
+                    "AND ingest_revoked_at IS NULL", (now, run_id)))
+        finally:
+            self._ingest.pop(run_id, None)
 
     async def add_event(self, run_id: str, kind: str, message: str) -> int:
         """Record something that happened to a run."""
@@ -595,35 +609,46 @@ class Store:
     async def apply_report(self, run_id: str, report: Report, now: float) -> ReportResult:
         """Store a pod's report: new metrics and log lines (resends change nothing), heartbeat, progress,
         and a forward status change while the run is live."""
-        metric_rows = [(run_id, m.name, m.step, _nan_to_none(m.value), m.ts) for m in report.metrics]
-        log_rows = [(run_id, line.seq, line.ts, line.stream, line.text) for line in report.logs]
+        metric_rows = []
         loss = None
         for m in report.metrics:
-            if m.name in ("loss", "train_loss") and (loss is None or m.step >= loss.step):
-                loss = m
+            value = float(m.value)
+            metric_rows.append((run_id, m.name, m.step, None if value != value else value, m.ts))
+            if m.name in ("loss", "train_loss") and (loss is None or m.step >= loss[0]):
+                loss = (m.step, value)
+        log_rows = [(run_id, line.seq, line.ts, line.stream, line.text) for line in report.logs]
+        progress = report.progress.model_dump_json() if report.progress is not None else None
+        new_status = RunStatus(report.status) if report.status in ("downloading", "training") else None
 
         def job(db: sqlite3.Connection) -> ReportResult:
-            run = _fetch_run(db, run_id)
+            cur = db.execute("SELECT status, progress, last_step, keep_alive_until FROM runs WHERE id = ?",
+                             (run_id,))
+            try:
+                row = cur.fetchone()
+            finally:
+                cur.close()
+            if row is None:
+                raise NotFound(f"no run {run_id}")
+            status, old_progress, last_step, keep_alive_until = RunStatus(row[0]), row[1], row[2], row[3]
             accepted_metrics = self._insert_rows(
                 db, run_id, "metrics", "INSERT OR IGNORE INTO metrics VALUES (?, ?, ?, ?, ?)", metric_rows, now)
             accepted_logs = self._insert_rows(
                 db, run_id, "logs", "INSERT OR IGNORE INTO logs VALUES (?, ?, ?, ?, ?)", log_rows, now)
             sets: dict[str, Any] = {"last_heartbeat": report.heartbeat_ts or now}
             changed = False
-            if run.status.is_live:
-                if report.progress is not None and report.progress != run.progress:
-                    sets["progress"] = report.progress.model_dump_json()
+            if status.is_live:
+                if progress is not None and progress != old_progress:
+                    sets["progress"] = progress
                     changed = True
-                if loss is not None and (run.last_step is None or loss.step >= run.last_step):
-                    sets["last_step"] = loss.step
-                    sets["last_loss"] = _nan_to_none(loss.value)
-                    sets["last_loss_nan"] = int(math.isnan(loss.value))
+                if loss is not None and (last_step is None or loss[0] >= last_step):
+                    sets["last_step"] = loss[0]
+                    sets["last_loss"] = None if math.isnan(loss[1]) else loss[1]
+                    sets["last_loss_nan"] = int(math.isnan(loss[1]))
                     changed = True
-                new_status = RunStatus(report.status) if report.status else None
-                if new_status in (RunStatus.downloading, RunStatus.training) and (
-                        _STATUS_RANK[new_status] > _STATUS_RANK[run.status]):
+                if new_status is not None and _STATUS_RANK[new_status] > _STATUS_RANK[status]:
                     sets["status"] = new_status.value
                     _event(db, run_id, new_status.value, f"pod reports {new_status.value}", now)
+                    status = new_status
                     changed = True
                 if report.exit_code is not None:
                     sets["exit_code"] = report.exit_code
@@ -631,7 +656,7 @@ class Store:
             _exec(db, f"UPDATE runs SET {assignments} WHERE id = ?", (*sets.values(), run_id))
             if changed:
                 _feed(db, run_id, "run", None, None, now)
-            return ReportResult(_fetch_run(db, run_id), accepted_metrics, accepted_logs, changed)
+            return ReportResult(status, keep_alive_until, accepted_metrics, accepted_logs, changed)
 
         return await self._write(job)
 

@@ -7,6 +7,7 @@ matches gets the whole file, so a resumed download never splices two versions.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -85,9 +86,16 @@ async def download_dataset(request: web.Request) -> web.StreamResponse:
     })
 
 
+SENDFILE_CHUNK = 4 * 1024 * 1024
+"""Bytes per sendfile call. asyncio hands the whole count to one os.sendfile; on a fast link (loopback, a LAN)
+that one call keeps copying while the reader drains and holds the event loop for hundreds of milliseconds (health
+checks measured 213 ms p99 during two downloads). Chunks of 4 MiB keep each call to a few milliseconds, as
+nginx's sendfile_max_chunk does."""
+
+
 class _DatasetFile(web.FileResponse):
-    """A FileResponse prepared against a given request (the Range-less clone when an If-Range ETag is stale):
-    aiohttp itself would prepare it with the original request."""
+    """A FileResponse prepared against a given request (the Range-less clone when an If-Range ETag is stale:
+    aiohttp itself would prepare it with the original request), sent in bounded sendfile calls."""
 
     def __init__(self, path: str, serve_as: web.BaseRequest, headers: dict[str, str]) -> None:
         super().__init__(path, headers=headers)
@@ -95,3 +103,23 @@ class _DatasetFile(web.FileResponse):
 
     async def prepare(self, request: web.BaseRequest) -> Any:
         return await super().prepare(self._serve_as)
+
+    async def _sendfile(self, request: web.BaseRequest, fobj: Any, offset: int, count: int) -> Any:
+        if self.compression:
+            return await super()._sendfile(request, fobj, offset, count)
+        writer = await web.StreamResponse.prepare(self, request)
+        transport = request.transport
+        if transport is None:
+            raise ConnectionResetError("Connection lost")
+        loop = asyncio.get_running_loop()
+        sent = 0
+        try:
+            while sent < count:
+                chunk = min(SENDFILE_CHUNK, count - sent)
+                await loop.sendfile(transport, fobj, offset + sent, chunk)
+                sent += chunk
+        except NotImplementedError:
+            assert writer is not None
+            return await self._sendfile_fallback(writer, fobj, offset + sent, count - sent)
+        await web.StreamResponse.write_eof(self)
+        return writer

@@ -25,10 +25,12 @@ async def report(request: web.Request) -> web.Response:
         result = await store.apply_report(run_id, body, time.time())
     except NotFound:
         return json_response({"error": {"code": "run_not_found", "message": f"no run {run_id}"}}, 404)
-    run = result.run
-    if body.status in ("succeeded", "failed") and run.status.is_live:
-        run = await runs.pod_reported_end(run, RunStatus(body.status), body.exit_code, body.error)
-    in_keep_alive = run.status == RunStatus.succeeded and run.keep_alive_until is not None
-    stop = run.status.is_final and not in_keep_alive and body.status not in ("succeeded", "failed")
+    status = result.status
+    if body.status in ("succeeded", "failed") and status.is_live:
+        run = await runs.pod_reported_end(await store.get_run(run_id), RunStatus(body.status), body.exit_code,
+                                          body.error)
+        status = run.status
+    in_keep_alive = status == RunStatus.succeeded and result.keep_alive_until is not None
+    stop = status.is_final and not in_keep_alive and body.status not in ("succeeded", "failed")
     return json_response(ReportReply(accepted_metrics=result.accepted_metrics, accepted_logs=result.accepted_logs,
-                                     run_status=run.status, stop=stop))
+                                     run_status=status, stop=stop))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, TypeVar
 
 import orjson
@@ -51,27 +50,20 @@ def describe_validation(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-async def read_json(request: web.Request) -> Any:
-    """The request body as JSON (NaN and Infinity literals allowed); 400 when it is not JSON."""
+async def read_model(request: web.Request, model: type[M]) -> M:
+    """Parse and validate the body as a model in one pass (pydantic's JSON parser, which also reads NaN and
+    Infinity literals): 400 when it is not JSON, 422 with what is wrong otherwise."""
     body = await request.read()
     if not body:
         raise ApiError(400, "empty_body", "the request needs a JSON body")
     try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise ApiError(400, "invalid_json", "the body is nested too deeply") from None
-
-
-async def read_model(request: web.Request, model: type[M]) -> M:
-    """Parse and validate the body as a model; 422 with what is wrong."""
-    data = await read_json(request)
-    if not isinstance(data, dict):
-        raise ApiError(422, "invalid_body", "the body must be a JSON object")
-    try:
-        return model.model_validate(data)
+        return model.model_validate_json(body)
     except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        if errors and errors[0]["type"] == "json_invalid":
+            raise ApiError(400, "invalid_json", f"the body is not valid JSON: {errors[0]['msg']}") from None
+        if errors and errors[0]["type"] == "model_type" and not errors[0]["loc"]:
+            raise ApiError(422, "invalid_body", "the body must be a JSON object") from None
         raise ApiError(422, "invalid_body", describe_validation(exc)) from None
 
 

@@ -1,0 +1,41 @@
+"""Shared bits of the benchmarks: free ports, the helper control plane, percentiles."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_plane(data_dir: Path, runs: int, dataset: Path | None = None) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    """Start bench/plane_server.py and return (process, its JSON line)."""
+    args = [sys.executable, str(HERE / "plane_server.py"), str(data_dir), str(free_port()), str(runs)]
+    if dataset is not None:
+        args.append(str(dataset))
+    env = {**os.environ, "PODTUI_CONFIG_FILE": str(data_dir / "none.toml")}
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line:
+        raise SystemExit("the benchmark control plane did not start")
+    return proc, json.loads(line)
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    k = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
+    return ordered[k]
