@@ -176,6 +176,21 @@ def serve(obj: Context, host: str | None, port: int | None, public_url: str | No
     asyncio.run(serve_forever())
 
 
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def doctor(obj: Context, as_json: bool) -> None:
+    """Check settings, store, provider key, public URL reachability, datasets and the start script."""
+    from .doctor import format_report, run_doctor
+
+    report = asyncio.run(run_doctor(obj.server_arg, obj.token_arg))
+    if as_json:
+        click.echo(json.dumps(report.as_json(), indent=2))
+    else:
+        click.echo(format_report(report))
+    sys.exit(0 if report.ok else 1)
+
+
 @main.group(invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context

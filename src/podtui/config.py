@@ -87,6 +87,27 @@ class Settings(BaseSettings):
     supervisor_interval_s: float = Field(5.0, gt=0)
     """How often the supervisor polls live runs' pods."""
 
+    heartbeat_timeout_s: float = Field(300.0, gt=0)
+    """A run whose pod sent no report for this long is terminated (or marked lost when its pod is gone)."""
+
+    boot_timeout_s: float = Field(1800.0, gt=0)
+    """How long a pod may boot (image pull, start script fetch) before its first report."""
+
+    stall_timeout_s: float = Field(1800.0, gt=0)
+    """A training run that prints no metric and no log line for this long is terminated as stalled."""
+
+    stop_on_nan: bool = True
+    """Terminate a run whose loss becomes NaN or infinite."""
+
+    default_budget_usd: float | None = Field(None, ge=0)
+    """Budget applied to runs launched without one (None: no default budget)."""
+
+    local_price_per_hour: float = Field(0.0, ge=0)
+    """What a local pod counts as costing per hour (0; set it to rehearse budgets on this machine)."""
+
+    budget_warning_fraction: float = Field(0.8, gt=0, lt=1)
+    """Share of the budget at which a warning event is recorded."""
+
     keymap: dict[str, str] = Field(default_factory=dict)
     """Key remaps by binding id, e.g. {"run.terminate" = "ctrl+x"} under [keymap] in config.toml."""
 

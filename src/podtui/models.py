@@ -246,6 +246,8 @@ class Run(BaseModel):
     last_step: int | None = None
     last_loss: MetricValue | None = None
     keep_alive_until: float | None = None
+    last_activity: float | None = None
+    """When the pod last sent a new metric or log line."""
 
     def cost_at(self, now: float) -> float:
         """Cost so far: price per hour x billed time (until the run ended, or now)."""

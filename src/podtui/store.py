@@ -75,6 +75,10 @@ MIGRATIONS: list[str] = [
         id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, kind TEXT NOT NULL, lo INTEGER, hi INTEGER,
         ts REAL NOT NULL);
     """,
+    # 2: when a run last printed a metric or a log line (the stall guardrail)
+    """
+    ALTER TABLE runs ADD COLUMN last_activity REAL;
+    """,
 ]
 
 _STATUS_RANK = {
@@ -87,7 +91,7 @@ _STATUS_RANK = {
 _RUN_COLUMNS = (
     "id, name, provider, status, status_reason, spec, dataset_id, pod_id, gpu_type, price_per_hour, created_at, "
     "started_at, ended_at, last_heartbeat, exit_code, progress, last_step, last_loss, last_loss_nan, "
-    "keep_alive_until"
+    "keep_alive_until, last_activity"
 )
 _UPDATABLE = {
     "status", "status_reason", "pod_id", "gpu_type", "price_per_hour", "started_at", "ended_at",
@@ -153,14 +157,14 @@ def _none_to_nan(value: float | None) -> float:
 
 def _row_to_run(row: Sequence[Any]) -> Run:
     (rid, name, provider, status, reason, spec, dataset_id, pod_id, gpu_type, price, created, started, ended,
-     heartbeat, exit_code, progress, last_step, last_loss, last_loss_nan, keep_alive_until) = row
+     heartbeat, exit_code, progress, last_step, last_loss, last_loss_nan, keep_alive_until, last_activity) = row
     loss = math.nan if last_loss_nan else last_loss
     return Run(
         id=rid, name=name, provider=provider, status=RunStatus(status), status_reason=reason,
         spec=LaunchSpec.model_validate_json(spec), dataset_id=dataset_id, pod_id=pod_id, gpu_type=gpu_type,
         price_per_hour=price, created_at=created, started_at=started, ended_at=ended, last_heartbeat=heartbeat,
         exit_code=exit_code, progress=DownloadProgress.model_validate_json(progress) if progress else None,
-        last_step=last_step, last_loss=loss, keep_alive_until=keep_alive_until,
+        last_step=last_step, last_loss=loss, keep_alive_until=keep_alive_until, last_activity=last_activity,
     )
 
 
@@ -512,6 +516,11 @@ class Store:
         finally:
             self._ingest.pop(run_id, None)
 
+    async def has_event(self, run_id: str, kind: str) -> bool:
+        """Whether a run has an event of this kind (e.g. a budget warning already given)."""
+        rows = await self._read("SELECT 1 FROM run_events WHERE run_id = ? AND kind = ? LIMIT 1", (run_id, kind))
+        return bool(rows)
+
     async def add_event(self, run_id: str, kind: str, message: str) -> int:
         """Record something that happened to a run."""
         now = time.time()
@@ -634,7 +643,9 @@ class Store:
                 db, run_id, "metrics", "INSERT OR IGNORE INTO metrics VALUES (?, ?, ?, ?, ?)", metric_rows, now)
             accepted_logs = self._insert_rows(
                 db, run_id, "logs", "INSERT OR IGNORE INTO logs VALUES (?, ?, ?, ?, ?)", log_rows, now)
-            sets: dict[str, Any] = {"last_heartbeat": report.heartbeat_ts or now}
+            sets: dict[str, Any] = {"last_heartbeat": now}
+            if accepted_metrics or accepted_logs:
+                sets["last_activity"] = now
             changed = False
             if status.is_live:
                 if progress is not None and progress != old_progress:

@@ -30,8 +30,8 @@ def process_start_time(pid: int) -> str | None:
     """An identity for a live process (Linux: its start time in ticks), so a reused pid is not mistaken."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-        return stat.rsplit(")", 1)[1].split()[19]
+            fields = f.read().rsplit(")", 1)[1].split()
+        return None if fields[0] in ("Z", "X") else fields[19]  # a zombie has ended
     except (OSError, IndexError):
         return None if not _alive(pid) else "unknown"
 
@@ -82,16 +82,18 @@ class LocalProvider:
     name = "local"
     self_terminate_command = ""
 
-    def __init__(self, pods_dir: Path, grace_s: float = 15.0) -> None:
+    def __init__(self, pods_dir: Path, grace_s: float = 15.0, price_per_hour: float = 0.0) -> None:
         self.pods_dir = pods_dir
         self.grace_s = grace_s
+        self.price_per_hour = price_per_hour
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
 
     async def list_offers(self) -> list[GpuOffer]:
-        """One offer: this machine's CPU, free."""
+        """One offer: this machine's CPU (free unless a rehearsal price is set)."""
+        price = self.price_per_hour
         return [GpuOffer(id=LOCAL_GPU, name=f"This machine (CPU x{os.cpu_count() or 1}, no GPU)",
-                         provider=self.name, vram_gb=None, secure_price=0.0, community_price=0.0,
-                         spot_price=0.0, stock="High", max_gpu_count=1)]
+                         provider=self.name, vram_gb=None, secure_price=price, community_price=price,
+                         spot_price=price, stock="High", max_gpu_count=1)]
 
     async def create_pod(self, request: PodRequest, on_attempt: AttemptCallback) -> Pod:
         """Start the boot command as a new process group."""
@@ -117,7 +119,7 @@ class LocalProvider:
         self._write_meta(pod_dir, {"pid": proc.pid, "start": process_start_time(proc.pid),
                                    "run_id": request.run_id, "name": request.name, "created_at": time.time()})
         await on_attempt(LaunchAttempt(LOCAL_GPU, True, f"started local pod {pod_id} (pid {proc.pid})"))
-        return Pod(pod_id=pod_id, gpu_type=LOCAL_GPU, price_per_hour=0.0)
+        return Pod(pod_id=pod_id, gpu_type=LOCAL_GPU, price_per_hour=self.price_per_hour)
 
     @staticmethod
     def _write_meta(pod_dir: Path, meta: dict[str, Any]) -> None:
@@ -155,7 +157,7 @@ class LocalProvider:
         if not running and child is not None and group_alive(child):
             running = True  # the agent is gone but its command is not: still a live pod
         if running:
-            return PodState(pod_id, "running", price_per_hour=0.0, name=str(meta.get("name", "")))
+            return PodState(pod_id, "running", price_per_hour=self.price_per_hour, name=str(meta.get("name", "")))
         return PodState(pod_id, "gone", price_per_hour=0.0, exit_code=exit_code, name=str(meta.get("name", "")),
                         detail="process exited" if exit_code is None else f"process exited with code {exit_code}")
 

@@ -29,7 +29,7 @@ from ..models import (
 from ..providers.base import ProviderError
 from ..series import downsample_minmax
 from ..store import NotFound, Store
-from . import auth, downloads, events, ingest, keys
+from . import auth, doctor, downloads, events, ingest, keys
 from .datasets import DatasetError, scan_dataset
 from .responses import ApiError, json_response, query_int, read_model
 from .runs import RunService
@@ -272,4 +272,10 @@ ROUTES: tuple[Route, ...] = (
           content_type="application/gzip"),
     Route("POST", RUN + "/report", ingest.report, auth.POD, "A pod's report", body=Report,
           response=ReportReply),
+    Route("GET", "/api/v1/doctor", doctor.doctor_checks, auth.ADMIN, "Server-side doctor checks",
+          response=list[doctor.Check]),
+    Route("POST", "/api/v1/doctor/nonce", doctor.mint_nonce, auth.ADMIN, "Mint a one-time nonce",
+          response=doctor.Nonce, status=201),
+    Route("GET", "/api/v1/doctor/echo/{nonce}", doctor.echo_nonce, auth.PUBLIC,
+          "Echo a nonce this control plane minted (once)", response=doctor.Nonce),
 )

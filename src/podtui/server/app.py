@@ -18,6 +18,8 @@ from . import auth, keys
 from .api import ROUTES
 from .datasets import DatasetError, scan_dataset
 from .demo import DEMO_NAME, write_demo_dataset
+from .doctor import NONCES
+from .guardrails import Limits
 from .responses import ApiError, describe_validation, error_response
 from .runs import RunService
 from .supervisor import Supervisor
@@ -70,8 +72,10 @@ def create_app(settings: Settings, store: Store, providers: dict[str, Provider],
     app[keys.ADMIN_TOKEN] = admin_token or ensure_admin_token(settings)
     runs = RunService(settings, store, providers)
     app[keys.RUNS] = runs
-    supervisor = Supervisor(runs, store, settings.supervisor_interval_s, settings.token_cleanup_interval_s)
+    supervisor = Supervisor(runs, store, settings.supervisor_interval_s, settings.token_cleanup_interval_s,
+                            Limits.from_settings(settings))
     app[keys.SUPERVISOR] = supervisor
+    app[NONCES] = {}
     for route in ROUTES:
         app.router.add_route(route.method, route.path, route.handler)
 
@@ -106,7 +110,8 @@ def default_providers(settings: Settings) -> dict[str, Provider]:
     """The providers this configuration can use: always local; RunPod when a key is set."""
     from ..providers.local import LocalProvider
 
-    providers: dict[str, Provider] = {"local": LocalProvider(settings.data_dir / "pods")}
+    providers: dict[str, Provider] = {
+        "local": LocalProvider(settings.data_dir / "pods", price_per_hour=settings.local_price_per_hour)}
     return providers
 
 

@@ -31,8 +31,8 @@ def build_openapi(routes: Any) -> dict[str, Any]:
     for route in routes:
         op: dict[str, Any] = {"summary": route.summary, "operationId": route.handler.__name__,
                               "responses": {}}
-        params = [{"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}}] \
-            if "{run_id}" in route.path else []
+        params = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                  for name in ("run_id", "nonce") if "{" + name + "}" in route.path]
         for p in route.params:
             schema: dict[str, Any] = {"type": p.kind}
             if p.minimum is not None:

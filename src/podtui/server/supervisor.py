@@ -14,9 +14,11 @@ import asyncio
 import logging
 import time
 
-from ..models import RunStatus
+from ..models import Run, RunStatus
 from ..providers.base import POD_NAME_PREFIX, ProviderError
 from ..store import Store, StoreUnavailable
+from .guardrails import Limits, budget_warning, stop_reason
+from .responses import ApiError
 from .runs import RunService
 
 log = logging.getLogger(__name__)
@@ -28,11 +30,13 @@ END_GRACE_S = 30.0
 class Supervisor:
     """Background tasks of the control plane."""
 
-    def __init__(self, runs: RunService, store: Store, interval_s: float, token_cleanup_s: float) -> None:
+    def __init__(self, runs: RunService, store: Store, interval_s: float, token_cleanup_s: float,
+                 limits: Limits) -> None:
         self.runs = runs
         self.store = store
         self.interval_s = interval_s
         self.token_cleanup_s = token_cleanup_s
+        self.limits = limits
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -86,6 +90,20 @@ class Supervisor:
                 await self.store.finish_run(run.id, RunStatus.failed,
                                             "the control plane restarted before a pod was created")
 
+    async def enforce_limits(self, run: Run, now: float) -> None:
+        """Budget, runtime, heartbeat, NaN and stall guardrails of one live run with a running pod."""
+        warning = budget_warning(run, self.limits, now)
+        if warning and not await self.store.has_event(run.id, "budget_warning"):
+            await self.store.add_event(run.id, "budget_warning", warning)
+        reason = stop_reason(run, self.limits, now)
+        if reason is None:
+            return
+        log.info("terminating run %s: %s", run.id, reason)
+        try:
+            await self.runs.terminate(run.id, reason)
+        except ApiError as exc:  # the provider did not confirm: the next pass tries again
+            log.warning("terminating run %s failed: %s", run.id, exc.message)
+
     async def check_once(self) -> None:
         """One pass over live runs and over pods not known to be gone."""
         now = time.time()
@@ -106,6 +124,8 @@ class Supervisor:
                     status = RunStatus.failed if state.exit_code not in (None, 0) else RunStatus.lost
                     await self.store.finish_run(run.id, status, f"{detail} without reporting an end")
                     self.runs.drop_bundle(run.id)
+                continue
+            await self.enforce_limits(run, now)
         for provider_name, pod_id, run_id in await self.store.pods_not_gone():
             if provider_name not in self.runs.providers:
                 continue

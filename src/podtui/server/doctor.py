@@ -1,0 +1,139 @@
+"""The control plane's half of `podtui doctor`: checks only the server can make (store, datasets, provider key),
+and a one-time nonce that proves a public URL reaches this very control plane."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import shutil
+import time
+from typing import Literal
+
+import httpx
+from aiohttp import web
+from pydantic import BaseModel
+
+from ..config import Settings
+from ..store import Store
+from . import keys
+from .datasets import DatasetError, resolve_served_file
+from .responses import ApiError, json_response
+
+NONCE_TTL_S = 120.0
+RUNPOD_API = "https://api.runpod.io"
+
+
+class Check(BaseModel):
+    """One doctor check."""
+
+    name: str
+    status: Literal["ok", "warn", "fail"]
+    message: str
+
+
+class Nonce(BaseModel):
+    """A one-time value the control plane will echo back once."""
+
+    nonce: str
+
+
+NONCES: web.AppKey[dict[str, float]] = web.AppKey("doctor_nonces")
+
+
+async def check_store(store: Store) -> Check:
+    version = await store.schema_version()
+    if version == store.latest_schema():
+        return Check(name="store", status="ok", message=f"schema {version} (latest) at {store.path}")
+    return Check(name="store", status="fail",
+                 message=f"schema {version}, expected {store.latest_schema()}: restart the control plane to migrate")
+
+
+async def check_datasets(store: Store, settings: Settings) -> list[Check]:
+    checks = []
+    for dataset in await store.list_datasets():
+        record = await store.find_dataset(dataset.id)
+        problems = []
+        for entry in record.manifest:
+            try:
+                real = await asyncio.to_thread(resolve_served_file, record.root, entry)
+                if not os.access(real, os.R_OK):
+                    problems.append(f"{entry['path']} is not readable")
+            except DatasetError as exc:
+                problems.append(str(exc))
+        if dataset.size_bytes > settings.dataset_size_limit:
+            problems.append(f"{dataset.size_bytes} bytes, over the size limit {settings.dataset_size_limit}")
+        name = f"dataset {dataset.name}"
+        if problems:
+            checks.append(Check(name=name, status="fail", message="; ".join(problems[:3])))
+        else:
+            checks.append(Check(name=name, status="ok", message=f"{dataset.file_count} file(s), readable, unchanged"))
+    if not checks:
+        checks.append(Check(name="datasets", status="warn", message="none registered: `podtui datasets add PATH`"))
+    return checks
+
+
+def check_local_provider() -> Check:
+    missing = [tool for tool in ("bash", "python3", "tar", "base64") if shutil.which(tool) is None]
+    if not (shutil.which("curl") or shutil.which("wget")):
+        missing.append("curl or wget")
+    if missing:
+        return Check(name="provider local", status="fail", message=f"missing on this machine: {', '.join(missing)}")
+    return Check(name="provider local", status="ok", message="bash, python3, tar and curl/wget present")
+
+
+async def check_runpod_key(settings: Settings) -> Check:
+    """A cheap authenticated query, the same request the runpod SDK sends."""
+    key = settings.runpod_api_key
+    if not key:
+        status: Literal["ok", "warn", "fail"] = "fail" if settings.default_provider == "runpod" else "ok"
+        return Check(name="provider runpod", status=status,
+                     message="no RunPod key (RUNPOD_API_KEY): only the local provider is available")
+    base = os.environ.get("RUNPOD_API_BASE_URL") or RUNPOD_API
+    try:
+        async with httpx.AsyncClient(timeout=15, trust_env=False) as client:
+            response = await client.post(f"{base}/graphql", json={"query": "query myself { myself { id } }"},
+                                         headers={"Authorization": f"Bearer {key}"})
+    except httpx.HTTPError as exc:
+        return Check(name="provider runpod", status="fail", message=f"cannot reach RunPod at {base}: {exc!r}")
+    if response.status_code == 401:
+        return Check(name="provider runpod", status="fail",
+                     message="RunPod rejected the API key (401): set a valid RUNPOD_API_KEY (runpod.io > Settings > "
+                             "API Keys)")
+    try:
+        body = response.json()
+    except ValueError:
+        return Check(name="provider runpod", status="fail",
+                     message=f"RunPod answered HTTP {response.status_code} without JSON; try again later")
+    if body.get("errors"):
+        return Check(name="provider runpod", status="fail", message=f"RunPod: {body['errors'][0].get('message')}")
+    return Check(name="provider runpod", status="ok", message="API key accepted")
+
+
+async def doctor_checks(request: web.Request) -> web.Response:
+    """Server-side checks."""
+    store = request.app[keys.STORE]
+    settings = request.app[keys.SETTINGS]
+    checks = [await check_store(store), *await check_datasets(store, settings), check_local_provider(),
+              await check_runpod_key(settings)]
+    return json_response([c.model_dump() for c in checks])
+
+
+async def mint_nonce(request: web.Request) -> web.Response:
+    """A one-time value, echoed back once by /api/v1/doctor/echo/{nonce} within two minutes."""
+    nonces = request.app[NONCES]
+    now = time.time()
+    for old in [n for n, t in nonces.items() if t < now]:
+        del nonces[old]
+    nonce = secrets.token_urlsafe(16)
+    nonces[nonce] = now + NONCE_TTL_S
+    return json_response(Nonce(nonce=nonce), status=201)
+
+
+async def echo_nonce(request: web.Request) -> web.Response:
+    """Echo a nonce this control plane minted (once): proves a URL reaches this control plane."""
+    nonce = request.match_info["nonce"]
+    expires = request.app[NONCES].pop(nonce, None)
+    if expires is None or expires < time.time():
+        raise ApiError(404, "unknown_nonce", "this control plane did not mint that nonce (or it was used)")
+    return json_response(Nonce(nonce=nonce))

@@ -1,0 +1,71 @@
+"""Cost and training-signal guardrails: pure decisions on a run's state, acted on by the supervisor."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..config import Settings
+from ..models import Run, RunStatus
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The guardrail settings."""
+
+    heartbeat_timeout_s: float
+    boot_timeout_s: float
+    stall_timeout_s: float
+    stop_on_nan: bool
+    default_budget_usd: float | None
+    budget_warning_fraction: float
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> Limits:
+        return cls(s.heartbeat_timeout_s, s.boot_timeout_s, s.stall_timeout_s, s.stop_on_nan,
+                   s.default_budget_usd, s.budget_warning_fraction)
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 120 else f"{seconds:.0f} s"
+
+
+def budget_of(run: Run, limits: Limits) -> float | None:
+    """The run's budget: its own, else the default."""
+    return run.spec.budget_usd if run.spec.budget_usd is not None else limits.default_budget_usd
+
+
+def stop_reason(run: Run, limits: Limits, now: float) -> str | None:
+    """Why a live run with a pod must be terminated now, or None."""
+    if not run.status.is_live or run.started_at is None:
+        return None
+    budget = budget_of(run, limits)
+    spent = run.cost_at(now)
+    if budget is not None and spent >= budget:
+        return f"budget of ${budget:.2f} reached (${spent:.2f} spent)"
+    runtime = now - run.started_at
+    if run.spec.max_runtime_s is not None and runtime >= run.spec.max_runtime_s:
+        return f"max runtime of {_minutes(run.spec.max_runtime_s)} reached"
+    if limits.stop_on_nan and run.last_loss is not None and not math.isfinite(run.last_loss):
+        return f"loss became {run.last_loss} at step {run.last_step}"
+    if run.last_heartbeat is None:
+        if runtime >= limits.boot_timeout_s:
+            return f"the pod sent no report within {_minutes(limits.boot_timeout_s)} of starting"
+    elif now - run.last_heartbeat >= limits.heartbeat_timeout_s:
+        return f"no heartbeat for {_minutes(now - run.last_heartbeat)}"
+    if run.status == RunStatus.training:
+        quiet_since = run.last_activity or run.last_heartbeat or run.started_at
+        if now - quiet_since >= limits.stall_timeout_s:
+            return f"stalled: no metric and no log line for {_minutes(now - quiet_since)}"
+    return None
+
+
+def budget_warning(run: Run, limits: Limits, now: float) -> str | None:
+    """A warning once the run has spent the warning share of its budget."""
+    budget = budget_of(run, limits)
+    if budget is None or budget <= 0 or not run.status.is_live:
+        return None
+    spent = run.cost_at(now)
+    if spent >= budget * limits.budget_warning_fraction:
+        return f"${spent:.2f} of the ${budget:.2f} budget spent ({100 * spent / budget:.0f}%)"
+    return None
