@@ -31,7 +31,7 @@ class PodsAlwaysRunning:
     name = "local"
     self_terminate_command = ""
 
-    async def list_offers(self) -> list[object]:
+    async def list_offers(self, refresh: bool = False) -> list[object]:
         return []
 
     async def get_pod(self, pod_id: str) -> PodState:

@@ -36,7 +36,7 @@ class RecordingProvider:
         self.terminated: list[str] = []
         self.alive: set[str] = set()
 
-    async def list_offers(self) -> list[Any]:
+    async def list_offers(self, refresh: bool = False) -> list[Any]:
         from podtui.models import GpuOffer
 
         return [GpuOffer(id="local", name="recording", provider="local", secure_price=0.0)]

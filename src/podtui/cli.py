@@ -20,7 +20,7 @@ import click
 
 from .client import Client, ControlPlaneError, ControlPlaneUnreachable
 from .config import Settings, load_settings, read_admin_token
-from .models import LaunchSpec, Run, RunStatus
+from .models import LaunchSpec, OrphanPod, Run, RunStatus
 
 T = TypeVar("T")
 
@@ -233,14 +233,15 @@ def datasets_add(obj: Context, path: str, name: str | None, as_json: bool) -> No
 
 @main.command()
 @click.option("--provider", type=click.Choice(["local", "runpod"]), help="Only this provider's offers.")
+@click.option("--refresh", is_flag=True, help="Ask the provider again instead of using the cached prices.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
-def gpus(obj: Context, provider: str | None, as_json: bool) -> None:
+def gpus(obj: Context, provider: str | None, refresh: bool, as_json: bool) -> None:
     """GPU offers: id, name, VRAM, price per hour (secure/community/spot), stock."""
 
     async def go() -> None:
         async with obj.client() as client:
-            offers = await client.gpus(provider)
+            offers = await client.gpus(provider, refresh=refresh)
         if as_json:
             emit_json(offers)
             return
@@ -446,6 +447,43 @@ def metrics(obj: Context, run_ref: str, as_csv: bool, as_json: bool, name: str |
             table(rows, ["METRIC", "POINTS", "LAST STEP", "LAST", "MIN"])
 
     run_async(go)
+
+
+@main.command()
+@click.option("--terminate", "do_terminate", is_flag=True, help="Terminate them (asks first unless --yes).")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def orphans(obj: Context, do_terminate: bool, yes: bool, as_json: bool) -> None:
+    """Pods named like podtui's that no run knows (they bill unseen), and terminating them."""
+
+    async def find() -> list[OrphanPod]:
+        async with obj.client() as client:
+            return await client.orphans()
+
+    found = run_async(find)
+    if as_json and not do_terminate:
+        emit_json(found)
+        return
+    if not found:
+        click.echo("no orphan pods")
+        return
+    table([[o.provider, o.pod_id, o.name, o.phase, "-" if o.price_per_hour is None else f"${o.price_per_hour:.2f}"]
+           for o in found], ["PROVIDER", "POD", "NAME", "PHASE", "$/H"])
+    if not do_terminate:
+        click.echo("terminate them with `podtui orphans --terminate`")
+        return
+    if not yes and not click.confirm(f"Terminate these {len(found)} pods?", default=False):
+        click.echo("left running")
+        return
+
+    async def end_all() -> None:
+        async with obj.client() as client:
+            for orphan in found:
+                await client.terminate_orphan(orphan.provider, orphan.pod_id)
+                click.echo(f"terminated {orphan.pod_id}")
+
+    run_async(end_all)
 
 
 @main.command()

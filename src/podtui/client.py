@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from .models import Dataset, GpuOffer, LaunchSpec, LogsPage, MetricsPage, Run, RunEvent
+from .models import Dataset, GpuOffer, LaunchSpec, LogsPage, MetricsPage, OrphanPod, Run, RunEvent
 
 
 class ControlPlaneError(Exception):
@@ -80,10 +80,20 @@ class Client:
         body = {"path": path, **({"name": name} if name else {})}
         return Dataset.model_validate(await self._call("POST", "/api/v1/datasets", json=body, timeout=None))
 
-    async def gpus(self, provider: str | None = None) -> list[GpuOffer]:
+    async def gpus(self, provider: str | None = None, refresh: bool = False) -> list[GpuOffer]:
         """GPU offers."""
         params = {"provider": provider} if provider else {}
+        if refresh:
+            params["refresh"] = "1"
         return [GpuOffer.model_validate(o) for o in await self._call("GET", "/api/v1/gpus", params=params)]
+
+    async def orphans(self) -> list[OrphanPod]:
+        """Pods no run knows."""
+        return [OrphanPod.model_validate(o) for o in await self._call("GET", "/api/v1/pods/orphans")]
+
+    async def terminate_orphan(self, provider: str, pod_id: str) -> None:
+        """Terminate a pod no run knows."""
+        await self._call("POST", f"/api/v1/pods/{provider}/{pod_id}/terminate", timeout=None)
 
     async def runs(self) -> list[Run]:
         """All runs, newest first."""

@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     )
     """RunPod API key (env `RUNPOD_API_KEY`); the runpod SDK does not read the env var itself."""
 
+    allow_loopback_public_url: bool = False
+    """Let RunPod-provider pods use a loopback public URL: only for a fake RunPod API on this machine (tests)."""
+
     download_token_ttl_s: int = Field(7200, ge=60, le=7 * 24 * 3600)
     """Lifetime of a dataset download token in seconds (default 2 h, at most 7 days)."""
 

@@ -263,6 +263,16 @@ class Run(BaseModel):
         return round(self.cost_at(time.time()), 6)
 
 
+class OrphanPod(BaseModel):
+    """A pod named like podtui's that no run of this control plane knows: it bills unseen."""
+
+    provider: str
+    pod_id: str
+    name: str
+    phase: str
+    price_per_hour: float | None = None
+
+
 class RunEvent(BaseModel):
     """Something that happened to a run: a launch attempt, a status change, a guardrail, an error."""
 

@@ -78,7 +78,7 @@ class Provider(Protocol):
     self_terminate_command: str
     """Shell command a pod runs to end itself (RunPod: runpodctl remove pod ...; local: empty, exit)."""
 
-    async def list_offers(self) -> list[GpuOffer]:
+    async def list_offers(self, refresh: bool = False) -> list[GpuOffer]:
         """GPU types with live prices and stock."""
         ...
 

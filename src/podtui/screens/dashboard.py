@@ -118,6 +118,15 @@ class Dashboard(Screen[None]):
         self._refresh_table()
         if runs and self.selected is None:
             self.select(runs[0].id)
+        try:
+            orphans = await self.client.orphans()
+        except ControlPlaneError as exc:
+            self.notify(f"could not check for orphan pods: {exc.message}", severity="warning")
+            return
+        if orphans:
+            self.notify(f"{len(orphans)} pod(s) named podtui-* belong to no run and may be billing: "
+                        f"{', '.join(o.pod_id for o in orphans[:3])}. `podtui orphans --terminate` ends them.",
+                        severity="error", timeout=30)
 
     def select(self, run_id: str) -> None:
         """Show a run in the chart and the log view."""

@@ -20,6 +20,7 @@ from ..models import (
     LogsPage,
     MetricSeries,
     MetricsPage,
+    OrphanPod,
     Report,
     ReportReply,
     Run,
@@ -79,14 +80,45 @@ async def list_gpus(request: web.Request) -> web.Response:
     """GPU offers of one provider (?provider=) or of all configured ones."""
     runs = _runs(request)
     wanted = request.query.get("provider")
+    refresh = request.query.get("refresh", "") in ("1", "true", "yes")
     names = [wanted] if wanted else list(runs.providers)
     offers: list[GpuOffer] = []
     for name in names:
         try:
-            offers += await runs.provider(name).list_offers()
+            offers += await runs.provider(name).list_offers(refresh=refresh)
         except ProviderError as exc:
             raise ApiError(502, "provider_error", f"{name}: {exc}") from None
     return json_response([o.model_dump(mode="json") for o in offers])
+
+
+async def list_orphans(request: web.Request) -> web.Response:
+    """Pods with podtui's name prefix that no run of this store knows: they bill unseen."""
+    runs = _runs(request)
+    store = _store(request)
+    orphans: list[OrphanPod] = []
+    for name, provider in runs.providers.items():
+        try:
+            pods = await provider.list_pods()
+        except ProviderError as exc:
+            raise ApiError(502, "provider_error", f"{name}: {exc}") from None
+        known = await store.known_pod_ids(name)
+        orphans += [OrphanPod(provider=name, pod_id=p.pod_id, name=p.name, phase=p.phase,
+                              price_per_hour=p.price_per_hour) for p in pods if p.pod_id not in known]
+    return json_response([o.model_dump(mode="json") for o in orphans])
+
+
+async def terminate_orphan(request: web.Request) -> web.Response:
+    """Terminate a pod that no run knows (a run's pod is ended through its run)."""
+    runs = _runs(request)
+    provider_name, pod_id = request.match_info["provider"], request.match_info["pod_id"]
+    provider = runs.provider(provider_name)
+    if pod_id in await _store(request).known_pod_ids(provider_name):
+        raise ApiError(409, "not_orphan", f"pod {pod_id} belongs to a run: terminate the run instead")
+    try:
+        await provider.terminate_pod(pod_id)
+    except ProviderError as exc:
+        raise ApiError(502, "terminate_failed", f"terminating pod {pod_id} failed: {exc}") from None
+    return json_response({"provider": provider_name, "pod_id": pod_id, "terminated": True})
 
 
 async def list_runs(request: web.Request) -> web.Response:
@@ -243,7 +275,10 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/api/v1/datasets", add_dataset, auth.ADMIN, "Register a dataset", body=DatasetCreate,
           response=Dataset, status=201),
     Route("GET", "/api/v1/gpus", list_gpus, auth.ADMIN, "GPU offers", response=list[GpuOffer],
-          params=(Param("provider", description="local or runpod"),)),
+          params=(Param("provider", description="local or runpod"), Param("refresh"))),
+    Route("GET", "/api/v1/pods/orphans", list_orphans, auth.ADMIN, "Pods no run knows", response=list[OrphanPod]),
+    Route("POST", "/api/v1/pods/{provider}/{pod_id}/terminate", terminate_orphan, auth.ADMIN,
+          "Terminate an orphan pod", response=dict),
     Route("GET", "/api/v1/runs", list_runs, auth.ADMIN, "List runs", response=list[Run]),
     Route("POST", "/api/v1/runs", launch_run, auth.ADMIN, "Launch a run", body=LaunchSpec, response=Run,
           status=201),

@@ -25,7 +25,7 @@ from .responses import ApiError
 log = logging.getLogger(__name__)
 
 
-def public_url_problem(public_url: str | None, provider: str) -> str | None:
+def public_url_problem(public_url: str | None, provider: str, allow_loopback: bool = False) -> str | None:
     """Why pods of this provider cannot use this URL, or None when they can."""
     if provider == "local":
         return None
@@ -33,7 +33,7 @@ def public_url_problem(public_url: str | None, provider: str) -> str | None:
         return ("RunPod pods need a public URL to reach this control plane. Set PODTUI_PUBLIC_URL to a public "
                 "https URL, e.g. a tunnel to this port.")
     host = (urlsplit(public_url).hostname or "").lower()
-    if host in ("localhost", "0.0.0.0", "::1") or host.startswith("127."):
+    if not allow_loopback and (host in ("localhost", "0.0.0.0", "::1") or host.startswith("127.")):
         return (f"RunPod pods cannot reach {public_url}. Set PODTUI_PUBLIC_URL to a public https URL, "
                 "e.g. a tunnel to this port.")
     return None
@@ -66,7 +66,8 @@ class RunService:
         """Validate, store the run, and start provisioning its pod in the background."""
         provider_name = spec.provider or self.settings.default_provider
         provider = self.provider(provider_name)
-        problem = public_url_problem(self.settings.public_url, provider_name)
+        problem = public_url_problem(self.settings.public_url, provider_name,
+                                     self.settings.allow_loopback_public_url)
         if problem:
             raise ApiError(422, "public_url", problem)
         try:
@@ -89,6 +90,9 @@ class RunService:
         run = Run(id=run_id, name=spec.name or f"{record.dataset.name}-{run_id[:4]}", provider=provider_name,
                   status=RunStatus.pending, spec=spec, dataset_id=record.dataset.id, created_at=time.time())
         await self.store.create_run(run, hash_token(ingest_token))
+        if provider_name != "local" and urlsplit(self.settings.pod_url).scheme == "http":
+            await self.store.add_event(run.id, "warning", f"the public URL {self.settings.pod_url} is plain http: "
+                                       "tokens travel in clear; use an https URL (e.g. a tunnel)")
         log.info("run %s launched on %s with dataset %s", run_id, provider_name, record.dataset.name)
         self._spawn(self._provision(run, provider, ingest_token))
         return run

@@ -116,15 +116,16 @@ class Supervisor:
             except ProviderError as exc:
                 log.warning("cannot poll pod %s: %s", run.pod_id, exc)
                 continue
-            if state.phase == "gone":
-                await self.store.set_pod_status(provider.name, run.pod_id, "gone")
+            if state.phase in ("gone", "exited"):
+                if state.phase == "gone":
+                    await self.store.set_pod_status(provider.name, run.pod_id, "gone")
                 fresh = await self.store.get_run(run.id)
                 if fresh.status.is_live:  # the agent's final report may have landed meanwhile
                     detail = state.detail or "the pod is gone"
                     status = RunStatus.failed if state.exit_code not in (None, 0) else RunStatus.lost
                     await self.store.finish_run(run.id, status, f"{detail} without reporting an end")
                     self.runs.drop_bundle(run.id)
-                continue
+                continue  # an exited pod still exists: the finished-runs pass below terminates it
             await self.enforce_limits(run, now)
         for provider_name, pod_id, run_id in await self.store.pods_not_gone():
             if provider_name not in self.runs.providers:
@@ -140,7 +141,7 @@ class Supervisor:
                     await self.store.revoke_ingest_token(run_id)
                     continue
                 deadline = run.keep_alive_until or ((run.ended_at or now) + END_GRACE_S)
-                if now < deadline:
+                if now < deadline and state.phase != "exited":  # an exited pod only bills: end it now
                     continue
                 why = "keep-alive window over" if run.keep_alive_until else f"the run {run.status.value}"
                 await self.runs.end_pod(run_id, provider, pod_id, why)
