@@ -120,6 +120,8 @@ class PodtuiApp(App[int]):
         yield SystemCommand("logs: follow", "Follow new log lines on/off", d.action_follow)
         yield SystemCommand("logs: timestamps", "Timestamps on/off", d.action_timestamps)
         yield SystemCommand("chart: log-y", "Logarithmic y axis on/off", d.action_log_y)
+        yield SystemCommand("chart: step / wall time", "x axis by step or by wall time", d.action_x_axis)
+        yield SystemCommand("logs: older", "Page in older log lines from the store", d.action_older_logs)
 
     def action_help(self) -> None:
         """Show every key."""

@@ -82,6 +82,16 @@ def format_tick(value: float) -> str:
     return f"{value:.3g}"
 
 
+def format_duration(seconds: float) -> str:
+    """Elapsed time: 42s, 3m05s, 1h02m."""
+    whole = int(max(0.0, seconds))
+    if whole >= 3600:
+        return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+    if whole >= 60:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole}s"
+
+
 class BrailleCanvas:
     """A width x height grid of braille cells (2 x 4 dots each), with a colour index per cell."""
 

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import click
 
+from .chart import format_duration
 from .client import Client, ControlPlaneError, ControlPlaneUnreachable
 from .config import Settings, load_settings, read_admin_token
 from .models import LaunchSpec, OrphanPod, Run, RunStatus
@@ -79,16 +80,6 @@ def table(rows: list[list[str]], header: list[str]) -> None:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-
-
-def fmt_duration(seconds: float) -> str:
-    """1h02m, 3m05s, 42s."""
-    seconds = int(max(0, seconds))
-    if seconds >= 3600:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    if seconds >= 60:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds}s"
 
 
 def fmt_size(n: int) -> str:
@@ -369,7 +360,7 @@ def runs(obj: Context, as_json: bool) -> None:
         rows = []
         for r in found:
             loss = "-" if r.last_loss is None else f"{r.last_loss:.4g}"
-            age = fmt_duration((r.ended_at or now) - (r.started_at or r.created_at))
+            age = format_duration((r.ended_at or now) - (r.started_at or r.created_at))
             rows.append([r.id, r.name, r.provider, r.gpu_type or "-", r.status.value,
                          "-" if r.last_step is None else str(r.last_step), loss, f"${r.spent_usd:.2f}", age,
                          (r.status_reason or "")[:60]])

@@ -128,9 +128,12 @@ class Client:
             params["max_points"] = max_points
         return MetricsPage.model_validate(await self._call("GET", f"/api/v1/runs/{run_id}/metrics", params=params))
 
-    async def logs(self, run_id: str, after_seq: int = -1, limit: int = 1000, tail: bool = False) -> LogsPage:
-        """A page of log lines."""
+    async def logs(self, run_id: str, after_seq: int = -1, limit: int = 1000, tail: bool = False,
+                   before_seq: int | None = None) -> LogsPage:
+        """A page of log lines (with before_seq: the `limit` lines just before it)."""
         params: dict[str, Any] = {"after_seq": after_seq, "limit": limit}
+        if before_seq is not None:
+            params["before_seq"] = before_seq
         if tail:
             params["tail"] = "1"
         return LogsPage.model_validate(await self._call("GET", f"/api/v1/runs/{run_id}/logs", params=params))

@@ -706,17 +706,20 @@ class Store:
             out.setdefault(n, []).append((step, _none_to_nan(value), ts))
         return out
 
-    async def log_lines(self, run_id: str, after_seq: int = -1, limit: int = 1000,
-                        tail: bool = False) -> list[LogLine]:
-        """A run's log lines after a seq, oldest first; with tail, the last `limit` lines."""
+    async def log_lines(self, run_id: str, after_seq: int = -1, limit: int = 1000, tail: bool = False,
+                        before_seq: int | None = None) -> list[LogLine]:
+        """A run's log lines with after_seq < seq (< before_seq), oldest first; with tail, the last `limit` of
+        them, else the first."""
+        bound = "" if before_seq is None else " AND seq < ?"
+        params: tuple[Any, ...] = (run_id, after_seq) + (() if before_seq is None else (before_seq,)) + (limit,)
         if tail:
             rows = await self._read(
-                "SELECT seq, ts, stream, text FROM (SELECT * FROM logs WHERE run_id = ? AND seq > ? "
-                "ORDER BY seq DESC LIMIT ?) ORDER BY seq", (run_id, after_seq, limit))
+                f"SELECT seq, ts, stream, text FROM (SELECT * FROM logs WHERE run_id = ? AND seq > ?{bound} "
+                "ORDER BY seq DESC LIMIT ?) ORDER BY seq", params)
         else:
             rows = await self._read(
-                "SELECT seq, ts, stream, text FROM logs WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
-                (run_id, after_seq, limit))
+                f"SELECT seq, ts, stream, text FROM logs WHERE run_id = ? AND seq > ?{bound} ORDER BY seq LIMIT ?",
+                params)
         return [LogLine(seq=r[0], ts=r[1], stream=r[2], text=r[3]) for r in rows]
 
     # -- the live feed ------------------------------------------------------------------------

@@ -52,6 +52,9 @@ class Dashboard(Screen[None]):
                 tooltip="More smoothing"),
         Binding("minus", "smoothing(-0.1)", "Smooth-", key_display="-", id="chart.smooth_less", show=False,
                 tooltip="Less smoothing"),
+        Binding("x", "x_axis", "Step/time", id="chart.x_axis", show=False, tooltip="x axis by step or wall time"),
+        Binding("h", "older_logs", "Older", id="logs.older", show=False,
+                tooltip="Page in older log lines from the store"),
         Binding("c", "compare", "Compare", id="chart.compare",
                 tooltip="Overlay this run's loss on the next run you select (again: clear)"),
         Binding("escape", "unzoom", "Back", id="run.back", show=False, tooltip="Leave the full-width view"),
@@ -151,7 +154,7 @@ class Dashboard(Screen[None]):
         if run_id != self.selected:
             return
         chart = self.query_one(LossChart)
-        chart.set_series({name: (s.steps, [as_float(v) for v in s.values]) for name, s in page.series.items()})
+        chart.set_series({name: (s.steps, [as_float(v) for v in s.values], s.ts) for name, s in page.series.items()})
         chart.border_title = f"loss · {self.runs[run_id].name}" if run_id in self.runs else "loss"
         lines = [Line(line.seq, line.ts, line.text) for line in logs.lines]
         lines += [Line(None, e.ts, f"» {e.kind}: {e.message.splitlines()[0] if e.message else ''}")
@@ -179,9 +182,9 @@ class Dashboard(Screen[None]):
                 self._show_progress()
         elif kind == "metrics":
             run_id = data["run_id"]
-            points = [(p["name"], int(p["step"]), as_float(p["value"])) for p in data["points"]]
+            points = [(p["name"], int(p["step"]), as_float(p["value"]), float(p["ts"])) for p in data["points"]]
             spark = self.losses.setdefault(run_id, [])
-            spark.extend(v for name, _, v in points if name == "loss")
+            spark.extend(v for name, _, v, _ in points if name == "loss")
             del spark[:-SPARK_POINTS]
             if run_id == self.selected:
                 self.query_one(LossChart).add_points(points)
@@ -333,6 +336,32 @@ class Dashboard(Screen[None]):
         chart = self.query_one(LossChart)
         chart.smoothing = round(min(0.99, max(0.0, chart.smoothing + delta)), 2)
 
+    def action_x_axis(self) -> None:
+        """x by step or by wall time."""
+        chart = self.query_one(LossChart)
+        chart.by_time = not chart.by_time
+
+    def action_older_logs(self) -> None:
+        """Page in the log lines before the oldest one shown."""
+        if self.selected is not None:
+            self.load_older(self.selected)
+
+    @work(exclusive=True, group="older", exit_on_error=False)
+    async def load_older(self, run_id: str) -> None:
+        """Fetch a page of older lines from the store."""
+        view = self.query_one(LogView)
+        first = view.first_seq
+        if first is None or first == 0:
+            self.notify("no older log lines")
+            return
+        try:
+            page = await self.client.logs(run_id, limit=2000, before_seq=first)
+        except ControlPlaneError as exc:
+            self.notify(exc.message, severity="error")
+            return
+        if run_id == self.selected:
+            view.prepend([Line(line.seq, line.ts, line.text) for line in page.lines])
+
     def action_compare(self) -> None:
         """Overlay the selected run on the next one selected; again on the same run clears it."""
         chart = self.query_one(LossChart)
@@ -354,7 +383,7 @@ class Dashboard(Screen[None]):
             return
         name = self.runs[run_id].name if run_id in self.runs else run_id
         self.query_one(LossChart).set_compare(
-            name, {n: (s.steps, [as_float(v) for v in s.values]) for n, s in page.series.items()})
+            name, {n: (s.steps, [as_float(v) for v in s.values], s.ts) for n, s in page.series.items()})
         self.notify(f"comparing with {name}: select another run")
 
     def action_zoom(self) -> None:

@@ -180,9 +180,10 @@ async def run_logs(request: web.Request) -> web.Response:
     run = await _run_or_404(request)
     after_seq = query_int(request, "after_seq", -1, -1, INT64_MAX)
     limit = query_int(request, "limit", 1000, 1, 10_000)
-    tail = request.query.get("tail", "") in ("1", "true", "yes")
+    before_seq = query_int(request, "before_seq", None, 0, INT64_MAX)
+    tail = request.query.get("tail", "") in ("1", "true", "yes") or before_seq is not None
     assert after_seq is not None and limit is not None
-    lines = await _store(request).log_lines(run.id, after_seq, limit, tail=tail)
+    lines = await _store(request).log_lines(run.id, after_seq, limit, tail=tail, before_seq=before_seq)
     next_after = lines[-1].seq if lines else (after_seq if after_seq >= 0 else None)
     return json_response(LogsPage(run_id=run.id, lines=lines, next_after_seq=next_after))
 
@@ -290,7 +291,8 @@ ROUTES: tuple[Route, ...] = (
         Param("max_points", "integer", minimum=2, maximum=1_000_000))),
     Route("GET", RUN + "/logs", run_logs, auth.ADMIN, "A run's log lines", response=LogsPage, params=(
         Param("after_seq", "integer", minimum=-1, maximum=INT64_MAX),
-        Param("limit", "integer", minimum=1, maximum=10_000), Param("tail"))),
+        Param("limit", "integer", minimum=1, maximum=10_000), Param("tail"),
+        Param("before_seq", "integer", minimum=0, maximum=INT64_MAX))),
     Route("GET", RUN + "/events", run_events, auth.ADMIN, "A run's events", response=list[RunEvent],
           params=(Param("after_id", "integer", minimum=0, maximum=INT64_MAX),)),
     Route("GET", "/api/v1/events", events.events, auth.ADMIN, "Live events (SSE, resumable)",

@@ -3,6 +3,7 @@ loop, or headless for `podtui serve`) with AppRunner + TCPSite, never web.run_ap
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,14 @@ def create_app(settings: Settings, store: Store, providers: dict[str, Provider],
                             Limits.from_settings(settings))
     app[keys.SUPERVISOR] = supervisor
     app[NONCES] = {}
+    streams: set[asyncio.Task[Any]] = set()
+    app[keys.STREAMS] = streams
+
+    async def end_streams(app: web.Application) -> None:
+        for task in list(streams):
+            task.cancel()
+
+    app.on_shutdown.append(end_streams)
     for route in ROUTES:
         app.router.add_route(route.method, route.path, route.handler)
 

@@ -8,7 +8,6 @@ never makes the server hold more in memory or slows ingest.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import orjson
 from aiohttp import web
@@ -39,17 +38,31 @@ async def events(request: web.Request) -> web.StreamResponse:
         "Content-Type": "text/event-stream", "Cache-Control": "no-store", "X-Accel-Buffering": "no"})
     await response.prepare(request)
     await response.write(b": podtui event stream\nretry: 2000\n\n")
-    with contextlib.suppress(ConnectionResetError, asyncio.CancelledError):
-        while True:
-            version = store.write_version
-            items = await store.feed_after(after, BATCH, run_id)
-            if items:
-                chunks = []
-                for item in items:
-                    data = orjson.dumps(item.data) if item.data else b"{}"
-                    chunks.append(b"id: %d\nevent: %s\ndata: %s\n\n" % (item.id, item.kind.encode(), data))
-                    after = item.id
-                await response.write(b"".join(chunks))
-            elif not await store.wait_for_write(version, keepalive):
-                await response.write(b": keep-alive\n\n")
+    task = asyncio.current_task()
+    streams = request.app[keys.STREAMS]
+    if task is not None:
+        streams.add(task)
+    try:
+        await _stream(response, store, after, run_id, keepalive)
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        streams.discard(task)
     return response
+
+
+async def _stream(response: web.StreamResponse, store: Store, after: int, run_id: str | None,
+                  keepalive: float) -> None:
+    """Write feed entries after `after` as they commit; a comment line when idle for `keepalive` seconds."""
+    while True:
+        version = store.write_version
+        items = await store.feed_after(after, BATCH, run_id)
+        if items:
+            chunks = []
+            for item in items:
+                data = orjson.dumps(item.data) if item.data else b"{}"
+                chunks.append(b"id: %d\nevent: %s\ndata: %s\n\n" % (item.id, item.kind.encode(), data))
+                after = item.id
+            await response.write(b"".join(chunks))
+        elif not await store.wait_for_write(version, keepalive):
+            await response.write(b": keep-alive\n\n")

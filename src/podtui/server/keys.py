@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import asyncio
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -17,3 +18,5 @@ STORE: web.AppKey[Store] = web.AppKey("store")
 RUNS: web.AppKey[RunService] = web.AppKey("runs")
 SUPERVISOR: web.AppKey[Supervisor] = web.AppKey("supervisor")
 ADMIN_TOKEN: web.AppKey[str] = web.AppKey("admin_token")
+STREAMS: web.AppKey[set[asyncio.Task[Any]]] = web.AppKey("event_streams")
+"""Open event streams, ended at shutdown (they would otherwise hold it up for a keep-alive interval)."""

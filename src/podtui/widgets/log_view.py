@@ -75,6 +75,22 @@ class LogView(Log):
                 self.last_seq = line.seq
             self.pending.append(line)
 
+    @property
+    def first_seq(self) -> int | None:
+        """The oldest line shown that came from the pod."""
+        return next((line.seq for line in self.history if line.seq is not None), None)
+
+    def prepend(self, lines: list[Line]) -> None:
+        """Older lines (paged in from the store) before what is shown."""
+        if not lines:
+            return
+        self.flush()
+        room = MAX_LINES - len(self.history)
+        older = lines[-room:] if room > 0 else []
+        self.history.extendleft(reversed(older))
+        self._rewrite()
+        self.scroll_home(animate=False)
+
     def note(self, text: str) -> None:
         """A line of podtui's own (launch attempts, status changes)."""
         self.add([Line(None, time.time(), f"» {text}")])

@@ -10,7 +10,7 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from ..chart import BrailleCanvas, format_tick, log_ticks, nice_ticks, plot_series, y_bounds
+from ..chart import BrailleCanvas, format_duration, format_tick, log_ticks, nice_ticks, plot_series, sparkline, y_bounds
 from ..series import debiased_ema
 
 LOSS_NAMES = ("loss", "train_loss", "eval_loss", "val_loss", "validation_loss")
@@ -24,25 +24,32 @@ class Series:
     def __init__(self) -> None:
         self.steps = np.empty(0, dtype=np.float64)
         self.values = np.empty(0, dtype=np.float64)
+        self.ts = np.empty(0, dtype=np.float64)
 
-    def replace(self, steps: list[int], values: list[float]) -> None:
+    def replace(self, steps: list[int], values: list[float], ts: list[float] | None = None) -> None:
         self.steps = np.asarray(steps, dtype=np.float64)
         self.values = np.asarray(values, dtype=np.float64)
+        self.ts = np.asarray(ts if ts is not None else [0.0] * len(steps), dtype=np.float64)
 
-    def extend(self, steps: list[int], values: list[float]) -> None:
+    def extend(self, steps: list[int], values: list[float], ts: list[float]) -> None:
         if not steps:
             return
-        new_steps = np.asarray(steps, dtype=np.float64)
-        new_values = np.asarray(values, dtype=np.float64)
-        if len(self.steps) and new_steps.min() <= self.steps[-1]:
+        new = [np.asarray(a, dtype=np.float64) for a in (steps, values, ts)]
+        if len(self.steps) and new[0].min() <= self.steps[-1]:
             # out of order (a resend after a restart): merge and keep one point per step
-            steps_all = np.concatenate([self.steps, new_steps])
-            values_all = np.concatenate([self.values, new_values])
+            steps_all = np.concatenate([self.steps, new[0]])
             uniq, index = np.unique(steps_all, return_index=True)
-            self.steps, self.values = uniq, values_all[index]
+            self.steps = uniq
+            self.values = np.concatenate([self.values, new[1]])[index]
+            self.ts = np.concatenate([self.ts, new[2]])[index]
         else:
-            self.steps = np.concatenate([self.steps, new_steps])
-            self.values = np.concatenate([self.values, new_values])
+            self.steps = np.concatenate([self.steps, new[0]])
+            self.values = np.concatenate([self.values, new[1]])
+            self.ts = np.concatenate([self.ts, new[2]])
+
+    def xs(self, by_time: bool) -> np.ndarray:
+        """Steps, or seconds (wall time)."""
+        return self.ts if by_time else self.steps
 
 
 def as_float(value: object) -> float:
@@ -68,6 +75,8 @@ class LossChart(Widget):
     """Plot the y axis on a log scale."""
     smoothing: reactive[float] = reactive(0.6)
     """TensorBoard-style EMA weight in [0, 0.99]; 0 draws the raw curve only."""
+    by_time: reactive[bool] = reactive(False)
+    """x axis by wall time instead of step."""
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -99,39 +108,44 @@ class LossChart(Widget):
     def watch_smoothing(self) -> None:
         self.mark_dirty()
 
+    def watch_by_time(self) -> None:
+        self.mark_dirty()
+
     def clear(self) -> None:
         """Forget the shown run."""
         self.series.clear()
         self.mark_dirty()
 
-    def set_series(self, series: dict[str, tuple[list[int], list[float]]]) -> None:
-        """Replace all series (a newly selected run)."""
-        self.series = {}
-        for name, (steps, values) in series.items():
+    @staticmethod
+    def _build(series: dict[str, tuple[list[int], list[float], list[float]]]) -> dict[str, Series]:
+        built = {}
+        for name, (steps, values, ts) in series.items():
             s = Series()
-            s.replace(steps, values)
-            self.series[name] = s
+            s.replace(steps, values, ts)
+            built[name] = s
+        return built
+
+    def set_series(self, series: dict[str, tuple[list[int], list[float], list[float]]]) -> None:
+        """Replace all series (a newly selected run): name -> (steps, values, wall times)."""
+        self.series = self._build(series)
         self.mark_dirty()
 
-    def add_points(self, points: list[tuple[str, int, float]]) -> None:
-        """Append live points (name, step, value)."""
-        grouped: dict[str, tuple[list[int], list[float]]] = {}
-        for name, step, value in points:
-            steps, values = grouped.setdefault(name, ([], []))
+    def add_points(self, points: list[tuple[str, int, float, float]]) -> None:
+        """Append live points (name, step, value, wall time)."""
+        grouped: dict[str, tuple[list[int], list[float], list[float]]] = {}
+        for name, step, value, ts in points:
+            steps, values, times = grouped.setdefault(name, ([], [], []))
             steps.append(step)
             values.append(value)
-        for name, (steps, values) in grouped.items():
-            self.series.setdefault(name, Series()).extend(steps, values)
+            times.append(ts)
+        for name, (steps, values, times) in grouped.items():
+            self.series.setdefault(name, Series()).extend(steps, values, times)
         self.mark_dirty()
 
-    def set_compare(self, name: str, series: dict[str, tuple[list[int], list[float]]]) -> None:
+    def set_compare(self, name: str, series: dict[str, tuple[list[int], list[float], list[float]]]) -> None:
         """Overlay another run's loss (empty name clears it)."""
         self.compare_name = name
-        self.compare = {}
-        for metric, (steps, values) in series.items():
-            s = Series()
-            s.replace(steps, values)
-            self.compare[metric] = s
+        self.compare = self._build(series)
         self.mark_dirty()
 
     def shown_names(self) -> list[str]:
@@ -143,7 +157,7 @@ class LossChart(Widget):
 
     def render(self) -> Text:
         width, height = self.content_size.width, self.content_size.height
-        key = (width, height, self._version, self.log_y, self.smoothing)
+        key = (width, height, self._version, self.log_y, self.smoothing, self.by_time)
         if key != self._cache_key or self._cache is None:
             self._cache = self.draw(width, height)
             self._cache_key = key
@@ -156,16 +170,18 @@ class LossChart(Widget):
             return Text("waiting for metrics…", style="dim")
         plots: list[tuple[np.ndarray, np.ndarray, str]] = []
         compare_metric = names[0]
+        origin = min((float(s.ts[0]) for s in self.series.values() if len(s.ts)), default=0.0)
         for i, name in enumerate(names):
             s = self.series[name]
+            xs = s.xs(self.by_time) - (origin if self.by_time else 0.0)
             colour = COLOURS[i % len(COLOURS)]
             if self.smoothing > 0 and len(s.values) > 2:
-                plots.append((s.steps, s.values, f"{colour} dim"))
+                plots.append((xs, s.values, f"{colour} dim"))
                 smooth = np.asarray(debiased_ema(s.values.tolist(), self.smoothing))
-                plots.append((s.steps, smooth, colour))
+                plots.append((xs, smooth, colour))
             else:
-                plots.append((s.steps, s.values, colour))
-        if compare_metric in self.compare:
+                plots.append((xs, s.values, colour))
+        if compare_metric in self.compare and not self.by_time:
             c = self.compare[compare_metric]
             plots.insert(0, (c.steps, c.values, COMPARE_COLOUR))
         ys = [p[1] for p in plots]
@@ -177,7 +193,8 @@ class LossChart(Widget):
         ticks = log_ticks(*bounds) if self.log_y else nice_ticks(*bounds, count=max(2, height // 3))
         labels = [format_tick(t) for t in ticks]
         label_w = max((len(label) for label in labels), default=1) + 1
-        plot_h = height - 2
+        lr = next((self.series[n] for n in ("lr", "learning_rate") if n in self.series), None)
+        plot_h = height - (3 if lr is not None and height >= 8 else 2)
         plot_w = max(4, width - label_w - 1)
         canvas = BrailleCanvas(plot_w, plot_h)
         for index, (steps, values, _) in enumerate(plots):
@@ -197,7 +214,10 @@ class LossChart(Widget):
             for char, owner in cells:
                 out.append(char, styles[owner] if owner >= 0 else "")
             out.append("\n")
-        left, right = f"{int(x_range[0])}", f"step {int(x_range[1])}"
+        if self.by_time:
+            left, right = "0s", f"{format_duration(x_range[1])} wall time"
+        else:
+            left, right = f"{int(x_range[0])}", f"step {int(x_range[1])}"
         out.append(" " * label_w + "└" + left + " " * max(1, plot_w - len(left) - len(right)) + right + "\n", "dim")
         legend = Text(" " * label_w)
         for i, name in enumerate(names):
@@ -208,4 +228,9 @@ class LossChart(Widget):
             legend.append(f"■ {self.compare_name}  ", COMPARE_COLOUR)
         legend.append(f"smooth {self.smoothing:.2f}{'  log-y' if self.log_y else ''}", "dim")
         out.append_text(legend)
+        if lr is not None and height >= 8 and len(lr.values):
+            out.append("\n" + " " * label_w + "lr ", "dim")
+            out.append(sparkline(lr.values.tolist(), plot_w - 16), "#d7d75f")
+            out.append(f" {lr.values[-1]:.3g}", "dim")
         return out
+

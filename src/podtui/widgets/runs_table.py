@@ -7,7 +7,7 @@ import time
 from rich.text import Text
 from textual.widgets import DataTable
 
-from ..chart import sparkline
+from ..chart import format_duration, sparkline
 from ..models import Run, RunStatus
 
 STATUS_STYLE = {
@@ -16,16 +16,6 @@ STATUS_STYLE = {
     RunStatus.failed: "bold red", RunStatus.terminated: "magenta", RunStatus.lost: "red",
 }
 COLUMNS = ("name", "provider", "gpu", "status", "step", "loss", "trend", "$/h", "spent", "time")
-
-
-def fmt_elapsed(seconds: float) -> str:
-    """Uptime as 1h02m, 3m05s or 42s."""
-    seconds = int(max(0, seconds))
-    if seconds >= 3600:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    if seconds >= 60:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds}s"
 
 
 def run_cells(run: Run, losses: list[float], now: float) -> list[str | Text]:
@@ -38,7 +28,7 @@ def run_cells(run: Run, losses: list[float], now: float) -> list[str | Text]:
     started = run.started_at or run.created_at
     return [run.name, run.provider, run.gpu_type or "-", status,
             "-" if run.last_step is None else str(run.last_step), loss, Text(sparkline(losses, 12), "cyan"),
-            price, f"{run.cost_at(now):.2f}", fmt_elapsed((run.ended_at or now) - started)]
+            price, f"{run.cost_at(now):.2f}", format_duration((run.ended_at or now) - started)]
 
 
 class RunsTable(DataTable[str | Text]):
