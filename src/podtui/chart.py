@@ -4,6 +4,7 @@ sparklines. No textual here: the widget only colours and places what these funct
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -12,6 +13,8 @@ import numpy as np
 _BRAILLE_BASE = 0x2800
 # bit of the dot at (column 0..1, row 0..3) inside a braille cell
 _DOT = ((0x01, 0x02, 0x04, 0x40), (0x08, 0x10, 0x20, 0x80))
+_DOT_ARRAY = np.array(_DOT, dtype=np.uint8)
+_CELLS = [chr(_BRAILLE_BASE + b) if b else " " for b in range(256)]
 _SPARKS = "▁▂▃▄▅▆▇█"
 
 
@@ -40,6 +43,45 @@ def reduce_to_columns(xs: np.ndarray, ys: np.ndarray, x0: float, x1: float, ncol
     starts = np.flatnonzero(np.r_[True, cols[1:] != cols[:-1]])
     lo[cols[starts]] = np.minimum.reduceat(ys, starts)
     hi[cols[starts]] = np.maximum.reduceat(ys, starts)
+    return Columns(lo, hi)
+
+
+BLOCK = 256
+"""Points per block of a series' min/max summary: a frame reduces blocks, not points."""
+
+
+def block_summary(xs: np.ndarray, ys: np.ndarray, block: int = BLOCK) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per block of `block` consecutive points: its first x and the min and max of its finite ys (NaN when none)."""
+    n = len(xs)
+    if n == 0:
+        empty = np.empty(0)
+        return empty, empty, empty
+    pad = (-n) % block
+    clean = np.where(np.isfinite(ys), ys, np.nan)
+    if pad:
+        clean = np.concatenate([clean, np.full(pad, np.nan)])
+    grid = clean.reshape(-1, block)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN block gives NaN, as wanted
+        lo = np.nanmin(grid, axis=1)
+        hi = np.nanmax(grid, axis=1)
+    return xs[::block].astype(np.float64), lo, hi
+
+
+def columns_from_blocks(bx: np.ndarray, blo: np.ndarray, bhi: np.ndarray, x0: float, x1: float,
+                        ncols: int) -> Columns:
+    """Min/max per pixel column from a block summary (a block goes to the column of its first point)."""
+    lo = np.full(ncols, np.nan)
+    hi = np.full(ncols, np.nan)
+    keep = np.isfinite(blo)
+    bx, blo, bhi = bx[keep], blo[keep], bhi[keep]
+    if len(bx) == 0 or ncols <= 0:
+        return Columns(lo, hi)
+    span = (x1 - x0) or 1.0
+    cols = np.clip(((bx - x0) / span * ncols).astype(np.int64), 0, ncols - 1)
+    starts = np.flatnonzero(np.r_[True, cols[1:] != cols[:-1]])
+    lo[cols[starts]] = np.minimum.reduceat(blo, starts)
+    hi[cols[starts]] = np.maximum.reduceat(bhi, starts)
     return Columns(lo, hi)
 
 
@@ -133,24 +175,44 @@ class BrailleCanvas:
             self.vline(x, prev, y, owner)
             prev = y
 
+    def fill_columns(self, px: np.ndarray, top: np.ndarray, bottom: np.ndarray, owner: int) -> None:
+        """Vertical runs of dots, one per pixel column in px, from row top to row bottom (vectorized)."""
+        if len(px) == 0:
+            return
+        top = np.clip(np.minimum(top, bottom), 0, self.px_height - 1)
+        bottom = np.clip(np.maximum(top, bottom), 0, self.px_height - 1)
+        rows = np.arange(self.px_height)[:, None]
+        r_idx, c_idx = np.nonzero((rows >= top[None, :]) & (rows <= bottom[None, :]))
+        pxs = px[c_idx]
+        cell_y, cell_x = r_idx // 4, pxs // 2
+        np.bitwise_or.at(self.bits, (cell_y, cell_x), _DOT_ARRAY[pxs % 2, r_idx % 4])
+        self.owner[cell_y, cell_x] = owner
+
     def rows(self) -> list[list[tuple[str, int]]]:
-        """Per text row, per cell: (character, owner index or -1)."""
+        """Per text row: runs of (characters, owner index or -1) of cells with the same owner."""
         out = []
+        owners = np.where(self.bits > 0, self.owner, -1)
         for r in range(self.height):
-            out.append([(chr(_BRAILLE_BASE + int(b)) if b else " ", int(o) if b else -1)
-                        for b, o in zip(self.bits[r], self.owner[r], strict=True)])
+            row_bits, row_owner = self.bits[r].tolist(), owners[r].tolist()
+            runs: list[tuple[str, int]] = []
+            start = 0
+            for i in range(1, self.width + 1):
+                if i == self.width or row_owner[i] != row_owner[start]:
+                    runs.append(("".join(_CELLS[b] for b in row_bits[start:i]), row_owner[start]))
+                    start = i
+            out.append(runs)
         return out
 
 
 def plot_series(canvas: BrailleCanvas, xs: np.ndarray, ys: np.ndarray, x_range: tuple[float, float],
-                y_range: tuple[float, float], owner: int, log_y: bool = False) -> None:
-    """Draw one series: lines between points when sparse, min/max per pixel column when dense."""
+                y_range: tuple[float, float], owner: int, log_y: bool = False,
+                blocks: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> None:
+    """Draw one series: lines between points when sparse, min/max per pixel column when dense (from the block
+    summary when one is given, which keeps a frame's cost independent of the series' length)."""
     if len(xs) == 0:
         return
     y0, y1 = y_range
     if log_y:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ys = np.where(ys > 0, np.log10(np.where(ys > 0, ys, 1.0)), np.nan)
         y0, y1 = math.log10(y0), math.log10(y1)
     yspan = (y1 - y0) or 1.0
     top = canvas.px_height - 1
@@ -158,8 +220,15 @@ def plot_series(canvas: BrailleCanvas, xs: np.ndarray, ys: np.ndarray, x_range: 
     def to_py(v: float) -> int:
         return round(top - (v - y0) / yspan * top)
 
+    def scale(a: np.ndarray) -> np.ndarray:
+        if not log_y:
+            return a
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(a > 0, np.log10(np.where(a > 0, a, 1.0)), np.nan)
+
     x_lo, x_hi = x_range
     if len(xs) <= canvas.px_width:
+        ys = scale(ys)
         xspan = (x_hi - x_lo) or 1.0
         prev: tuple[int, int] | None = None
         for x, y in zip(xs.tolist(), ys.tolist(), strict=True):
@@ -173,27 +242,39 @@ def plot_series(canvas: BrailleCanvas, xs: np.ndarray, ys: np.ndarray, x_range: 
                 canvas.line(prev[0], prev[1], point[0], point[1], owner)
             prev = point
         return
-    cols = reduce_to_columns(xs, ys, x_lo, x_hi, canvas.px_width)
-    last: int | None = None
-    for px in range(canvas.px_width):
-        lo, hi = cols.lo[px], cols.hi[px]
-        if math.isnan(lo):
-            continue
-        a, b = to_py(hi), to_py(lo)
-        if last is not None:  # join to the previous column so a steep fall stays one curve
-            a, b = min(a, last), max(b, last)
-        canvas.vline(px, a, b, owner)
-        last = to_py(float(np.clip((lo + hi) / 2, lo, hi)))
+    if blocks is not None and len(xs) > BLOCK * canvas.px_width // 8:
+        bx, blo, bhi = blocks
+        if log_y:  # log keeps order: a block's extremes stay its extremes (non-positive lows clamp to the floor)
+            blo = np.where(blo > 0, blo, 10**y0)
+        cols = columns_from_blocks(bx, scale(blo), scale(bhi), x_lo, x_hi, canvas.px_width)
+    else:
+        cols = reduce_to_columns(xs, scale(ys), x_lo, x_hi, canvas.px_width)
+    valid = np.flatnonzero(~np.isnan(cols.lo))
+    if len(valid) == 0:
+        return
+    tops = np.rint(top - (cols.hi[valid] - y0) / yspan * top).astype(np.int64)
+    bottoms = np.rint(top - (cols.lo[valid] - y0) / yspan * top).astype(np.int64)
+    mids = np.rint(top - ((cols.lo[valid] + cols.hi[valid]) / 2 - y0) / yspan * top).astype(np.int64)
+    # join each column to the previous one so a steep fall stays one curve
+    tops[1:] = np.minimum(tops[1:], mids[:-1])
+    bottoms[1:] = np.maximum(bottoms[1:], mids[:-1])
+    canvas.fill_columns(valid, tops, bottoms, owner)
 
 
 def y_bounds(series: Sequence[np.ndarray], log_y: bool) -> tuple[float, float] | None:
-    """The y range covering every finite value (positive ones for log-y), padded a little."""
-    finite = [s[np.isfinite(s) & ((s > 0) if log_y else True)] for s in series if len(s)]
-    finite = [s for s in finite if len(s)]
-    if not finite:
+    """The y range covering every finite value (positive ones for log-y), padded a little. Pass block lows and
+    highs instead of whole series to keep this independent of their length."""
+    lows, highs = [], []
+    for s in series:
+        if not len(s):
+            continue
+        keep = np.isfinite(s) & (s > 0) if log_y else np.isfinite(s)
+        if keep.any():
+            lows.append(float(s[keep].min()))
+            highs.append(float(s[keep].max()))
+    if not lows:
         return None
-    lo = float(min(s.min() for s in finite))
-    hi = float(max(s.max() for s in finite))
+    lo, hi = min(lows), max(highs)
     if log_y:
         if lo == hi:
             return lo / 2, hi * 2
