@@ -3,8 +3,11 @@ stream, and shows the dashboard. The TUI is always a client of the control plane
 
 from __future__ import annotations
 
+import asyncio
+import importlib
 import logging
 from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from textual import work
@@ -13,12 +16,11 @@ from textual.binding import Binding
 from textual.screen import Screen
 
 from .client import Client, ControlPlaneError
-from .config import Settings, read_admin_token
+from .config import Settings, public_url_problem, read_admin_token
 from .logs import setup_logging
 from .screens.dashboard import ControlPlaneEvent, Dashboard
 from .screens.help import HelpScreen
 from .screens.quit import QuitChoice, QuitScreen
-from .server.runs import public_url_problem
 
 if TYPE_CHECKING:
     from .server.app import ControlPlane
@@ -30,7 +32,7 @@ class PodtuiApp(App[int]):
     """podtui's terminal dashboard."""
 
     TITLE = "podtui"
-    CSS_PATH = "podtui.tcss"
+    CSS_PATH = Path(__file__).with_name("podtui.tcss")  # absolute: subclasses elsewhere find it too
     BINDINGS = [
         Binding("q", "quit_guarded", "Quit", id="app.quit", tooltip="Quit (asks when pods still run)"),
         Binding("question_mark", "help", "Help", key_display="?", id="app.help", tooltip="Show every key"),
@@ -56,31 +58,37 @@ class PodtuiApp(App[int]):
     async def on_mount(self) -> None:
         if self.settings.keymap:
             self.set_keymap(self.settings.keymap)
+        # The dashboard paints first; the control plane starts (or is reached) right after, in a worker.
+        self.dashboard = Dashboard("starting the control plane…" if self.server is None else f"connecting to "
+                                   f"{self.server}…")
+        await self.push_screen(self.dashboard)
+        self.call_after_refresh(self.connect)
+
+    @work(exclusive=True, group="connect", exit_on_error=False)
+    async def connect(self) -> None:
+        """Start the embedded control plane (or reach --server), then feed the dashboard."""
         url = self.server
         token = self.token
-        notes: list[tuple[str, str]] = []
         if url is None:
-            from .server.app import ControlPlane  # the server stack loads only when embedded
-
-            plane = ControlPlane(self.settings)
+            # The server stack (aiohttp, aiosqlite) loads only when embedded, in a thread: the dashboard stays live.
+            server_app = await asyncio.to_thread(importlib.import_module, "podtui.server.app")
+            plane = self.plane = server_app.ControlPlane(self.settings)  # set first: quitting now still stops it
             try:
                 await plane.start()
-                self.plane = plane
                 url, token = plane.url, plane.admin_token
             except OSError as exc:
+                self.plane = None
                 url = self.settings.local_url
                 token = token or read_admin_token(self.settings)
-                notes.append((f"Port {self.settings.port} is busy ({exc.strerror}): attaching to the control "
-                               f"plane at {url}. Set PODTUI_PORT to run a separate one.", "warning"))
+                self.notify(f"Port {self.settings.port} is busy ({exc.strerror}): attaching to the control plane "
+                            f"at {url}. Set PODTUI_PORT to run a separate one.", severity="warning", timeout=20)
         self.client = Client(url, token)
         try:
             await self.client.health()
         except ControlPlaneError as exc:
-            notes.append((exc.message, "error"))
-        self.dashboard = Dashboard(self.client, self.status_line(url))
-        await self.push_screen(self.dashboard)
-        for message, severity in notes:
-            self.notify(message, severity=severity, timeout=20)  # type: ignore[arg-type]
+            self.notify(exc.message, severity="error", timeout=20)
+        assert self.dashboard is not None
+        self.dashboard.attach(self.client, self.status_line(url))
         self.follow_events()
 
     def status_line(self, url: str) -> str:
@@ -160,6 +168,7 @@ class PodtuiApp(App[int]):
         self.exit(0)
 
     async def on_unmount(self) -> None:
+        self.workers.cancel_group(self, "connect")
         if self.client is not None:
             await self.client.close()
         if self.plane is not None:

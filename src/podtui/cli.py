@@ -130,9 +130,9 @@ def main(ctx: click.Context, server: str | None, token: str | None) -> None:
 @click.pass_obj
 def serve(obj: Context, host: str | None, port: int | None, public_url: str | None) -> None:
     """Run the control plane headless (supervising pods while no terminal is attached)."""
+    from .config import public_url_problem
     from .logs import setup_logging
     from .server.app import ControlPlane
-    from .server.runs import public_url_problem
 
     overrides = {k: v for k, v in {"host": host, "port": port, "public_url": public_url}.items() if v is not None}
     try:

@@ -204,3 +204,17 @@ def read_admin_token(settings: Settings) -> str | None:
         return (settings.data_dir / ADMIN_TOKEN_FILE).read_text().strip() or None
     except OSError:
         return None
+
+
+def public_url_problem(public_url: str | None, provider: str, allow_loopback: bool = False) -> str | None:
+    """Why pods of this provider cannot use this URL, or None when they can."""
+    if provider == "local":
+        return None
+    if not public_url:
+        return ("RunPod pods need a public URL to reach this control plane. Set PODTUI_PUBLIC_URL to a public "
+                "https URL, e.g. a tunnel to this port.")
+    host = (urlsplit(public_url).hostname or "").lower()
+    if not allow_loopback and (host in ("localhost", "0.0.0.0", "::1") or host.startswith("127.")):
+        return (f"RunPod pods cannot reach {public_url}. Set PODTUI_PUBLIC_URL to a public https URL, "
+                "e.g. a tunnel to this port.")
+    return None

@@ -14,9 +14,8 @@ import httpx
 
 from .bootstrap.script import render_start_script
 from .client import Client, ControlPlaneError
-from .config import Settings, load_settings, read_admin_token
+from .config import Settings, load_settings, public_url_problem, read_admin_token
 from .models import Dataset
-from .server.runs import public_url_problem
 
 Result = dict[str, str]
 

@@ -1,5 +1,5 @@
 """One logging setup for the whole program: a file in the data dir (and stderr for `podtui serve`),
-with every record passed through the secret mask."""
+with every record passed through the secret mask. (The server's access log format is server/access_log.py.)"""
 
 from __future__ import annotations
 
@@ -7,9 +7,6 @@ import logging
 import logging.handlers
 import sys
 from pathlib import Path
-
-from aiohttp.abc import AbstractAccessLogger
-from aiohttp.web import BaseRequest, StreamResponse
 
 from .tokens import mask_secrets
 
@@ -47,13 +44,3 @@ def setup_logging(log_file: Path | None, level: str = "INFO", stderr: bool = Fal
         handler.addFilter(MaskingFilter())
         root.addHandler(handler)
     root.setLevel(level.upper())
-
-
-class AccessLogger(AbstractAccessLogger):
-    """Access log without secrets: method, path (never the query string), status, size, time."""
-
-    def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
-        self.logger.info(
-            "%s %s %s %s %d %.1fms",
-            request.remote, request.method, request.path, response.status, response.body_length, time * 1000,
-        )

@@ -35,7 +35,7 @@ def settings(tmp_path, monkeypatch):
 async def test_launch_from_the_form_watch_the_chart_and_terminate(settings):
     app = PodtuiApp(settings)
     async with app.run_test(size=(160, 45)) as pilot:
-        await wait_for(pilot, lambda: app.dashboard is not None)
+        await wait_for(pilot, lambda: app.dashboard is not None and app.dashboard._client is not None)
         await pilot.press("n")
         await wait_for(pilot, lambda: isinstance(app.screen, LaunchScreen)
                        and app.screen.query_one(OffersTable).picked == ["local"])
@@ -61,7 +61,7 @@ async def test_launch_from_the_form_watch_the_chart_and_terminate(settings):
 async def test_quit_guard_with_a_live_run(settings):
     app = PodtuiApp(settings)
     async with app.run_test(size=(160, 45)) as pilot:
-        await wait_for(pilot, lambda: app.dashboard is not None)
+        await wait_for(pilot, lambda: app.dashboard is not None and app.dashboard._client is not None)
         run = await app.client.launch(__import__("podtui.models", fromlist=["LaunchSpec"]).LaunchSpec(
             dataset="demo", gpu_types=["local"], command="sleep 120"))
         await wait_for(pilot, lambda: run.id in app.dashboard.runs
@@ -88,7 +88,7 @@ async def test_busy_port_is_a_notification_not_a_crash(tmp_path):
     try:
         app = PodtuiApp(make_settings(tmp_path, port=port))
         async with app.run_test(size=(120, 30)) as pilot:
-            await wait_for(pilot, lambda: app.dashboard is not None)
+            await wait_for(pilot, lambda: app.dashboard is not None and app.dashboard._client is not None)
             await pilot.pause(0.5)
             messages = [n.message for n in app._notifications]
             assert any("busy" in m for m in messages), messages

@@ -71,9 +71,9 @@ class Dashboard(Screen[None]):
     Dashboard #filter.active { display: block; }
     """
 
-    def __init__(self, client: Client, status_line: str) -> None:
+    def __init__(self, status_line: str) -> None:
         super().__init__()
-        self.client = client
+        self._client: Client | None = None
         self.status_line = status_line
         self.runs: dict[str, Run] = {}
         self.losses: dict[str, list[float]] = {}
@@ -97,7 +97,21 @@ class Dashboard(Screen[None]):
     def on_mount(self) -> None:
         self.set_interval(0.5, self._refresh_table)
         self.set_interval(1.0, self._tick)
+
+    @property
+    def client(self) -> Client:
+        """The control plane's client (set once it answers)."""
+        if self._client is None:
+            raise ControlPlaneError("the control plane is still starting")
+        return self._client
+
+    def attach(self, client: Client, status_line: str) -> None:
+        """The control plane is up: load the runs and check for orphan pods a little later."""
+        self._client = client
+        self.query_one("#status", Static).update(status_line)
         self.load_runs()
+        # Later, so that asking RunPod (and importing its SDK) never slows the start.
+        self.set_timer(15.0, self.check_orphans)
 
     # -- loading --------------------------------------------------------------------------------
 
@@ -121,6 +135,10 @@ class Dashboard(Screen[None]):
         self._refresh_table()
         if runs and self.selected is None:
             self.select(runs[0].id)
+
+    @work(exclusive=True, group="orphans", exit_on_error=False)
+    async def check_orphans(self) -> None:
+        """Warn about pods named like podtui's that no run knows (they bill unseen)."""
         try:
             orphans = await self.client.orphans()
         except ControlPlaneError as exc:
@@ -232,6 +250,9 @@ class Dashboard(Screen[None]):
 
     def action_new_run(self) -> None:
         """Open the launch form."""
+        if self._client is None:
+            self.notify("the control plane is still starting", severity="warning")
+            return
         def launched(run: Run | None) -> None:
             if run is not None:
                 self.runs[run.id] = run
@@ -241,7 +262,7 @@ class Dashboard(Screen[None]):
                 self.select(run.id)
                 self.notify(f"launched {run.name} on {run.provider}")
 
-        self.app.push_screen(LaunchScreen(self.client, self.app.default_provider), launched)  # type: ignore[attr-defined]
+        self.app.push_screen(LaunchScreen(self._client, self.app.default_provider), launched)  # type: ignore[attr-defined]
 
     def _selected_run(self) -> Run | None:
         run = self.runs.get(self.selected or "")

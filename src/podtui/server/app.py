@@ -16,6 +16,7 @@ from ..models import MAX_REPORT_BYTES
 from ..providers.base import Provider
 from ..store import NotFound, Store, StoreUnavailable
 from . import auth, keys
+from .access_log import AccessLogger
 from .api import ROUTES
 from .datasets import DatasetError, scan_dataset
 from .demo import DEMO_NAME, write_demo_dataset
@@ -147,8 +148,6 @@ class ControlPlane:
 
     async def start(self) -> None:
         """Open the store, register the demo, bind the port (OSError when it is busy)."""
-        from ..logs import AccessLogger
-
         settings = self.settings
         self.admin_token = ensure_admin_token(settings)
         self.store = await Store.open(settings.store_path)
@@ -156,7 +155,9 @@ class ControlPlane:
             await ensure_demo_dataset(settings, self.store)
             providers = self.providers or default_providers(settings)
             app = create_app(settings, self.store, providers, self.admin_token)
-            self.runner = web.AppRunner(app, access_log_class=AccessLogger, handle_signals=False)
+            # Requests still running at shutdown get 3 s (a provider call can hang far longer).
+            self.runner = web.AppRunner(app, access_log_class=AccessLogger, handle_signals=False,
+                                        shutdown_timeout=3.0)
             await self.runner.setup()
             site = web.TCPSite(self.runner, settings.host, settings.port)
             await site.start()

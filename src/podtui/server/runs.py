@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from ..bootstrap.bundle import BundleError, build_bundle
 from ..bootstrap.script import BOOT_COMMAND, boot_env_value
-from ..config import Settings
+from ..config import Settings, public_url_problem
 from ..models import LaunchSpec, Run, RunStatus
 from ..providers.base import POD_NAME_PREFIX, LaunchAttempt, PodRequest, Provider, ProviderError
 from ..store import NotFound, Store
@@ -23,20 +23,6 @@ from .demo import DEMO_COMMAND, DEMO_NAME, DEMO_WORKDIR
 from .responses import ApiError
 
 log = logging.getLogger(__name__)
-
-
-def public_url_problem(public_url: str | None, provider: str, allow_loopback: bool = False) -> str | None:
-    """Why pods of this provider cannot use this URL, or None when they can."""
-    if provider == "local":
-        return None
-    if not public_url:
-        return ("RunPod pods need a public URL to reach this control plane. Set PODTUI_PUBLIC_URL to a public "
-                "https URL, e.g. a tunnel to this port.")
-    host = (urlsplit(public_url).hostname or "").lower()
-    if not allow_loopback and (host in ("localhost", "0.0.0.0", "::1") or host.startswith("127.")):
-        return (f"RunPod pods cannot reach {public_url}. Set PODTUI_PUBLIC_URL to a public https URL, "
-                "e.g. a tunnel to this port.")
-    return None
 
 
 class RunService:
