@@ -20,6 +20,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     Strict,
+    WithJsonSchema,
     computed_field,
     field_validator,
 )
@@ -128,8 +129,17 @@ class DatasetCreate(BaseModel):
     """Register a dataset: an absolute path on the control plane's machine."""
 
     model_config = ConfigDict(extra="forbid")
-    path: str = Field(min_length=1, max_length=4096)
+    path: str = Field(min_length=1, max_length=4096, pattern=r"^/")
+    """An absolute path on the control plane's machine."""
     name: str | None = Field(None, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _absolute(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.startswith("/"):
+            raise ValueError(f"give an absolute path (the control plane does not share your working directory): "
+                             f"{value[:200]!r}")
+        return value
 
 
 class GpuOffer(BaseModel):
@@ -162,9 +172,20 @@ def parse_duration(value: Any) -> Any:
     return value
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0, le=30 * 86400)]
+MAX_DURATION_S = 30 * 86400
+Duration = Annotated[
+    float, BeforeValidator(parse_duration), Field(ge=0, le=MAX_DURATION_S),
+    # The documented string forms stay within 30 days: 999999s, 9999m, 719h, 29d (the parser takes up to 30d).
+    WithJsonSchema({"anyOf": [{"type": "number", "minimum": 0, "maximum": MAX_DURATION_S},
+                              {"type": "string", "pattern": r"^([0-9]{1,6}(\.[0-9]+)?s?|[0-9]{1,4}(\.[0-9]+)?m|"
+                                                            r"([0-9]{1,2}|[0-6][0-9]{2}|7[01][0-9])(\.[0-9]+)?h|"
+                                                            r"([0-9]|[12][0-9])(\.[0-9]+)?d)$"}]}),
+]
+"""Seconds, or text like 90s, 15m, 2h, 1d (at most 30 days)."""
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
+EnvName = Annotated[str, Field(pattern=_ENV_NAME.pattern)]
+EnvValue = Annotated[str, Field(max_length=4096)]
 
 
 class LaunchSpec(BaseModel):
@@ -174,11 +195,12 @@ class LaunchSpec(BaseModel):
 
     dataset: str = Field(min_length=1, max_length=200)
     """Dataset name or id."""
-    gpu_types: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(min_length=1, max_length=10)
+    gpu_types: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(
+        min_length=1, max_length=10, json_schema_extra={"uniqueItems": True})
     """GPU type ids in fallback order."""
     command: str | None = Field(None, max_length=10_000)
     """Training command; the demo trainer when omitted and the dataset is `demo`."""
-    workdir: str | None = Field(None, max_length=4096)
+    workdir: str | None = Field(None, max_length=4096, pattern=r"^/")
     """A directory on the control plane's machine shipped to the pod as a code bundle."""
     provider: str | None = Field(None, pattern=r"^(local|runpod)$")
     name: str | None = Field(None, min_length=1, max_length=60, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -186,7 +208,8 @@ class LaunchSpec(BaseModel):
     cloud_type: Literal["SECURE", "COMMUNITY", "ALL"] = "SECURE"
     spot: bool = False
     image: str = Field("runpod/pytorch:2.1.0-py3.10-cuda11.8.0-devel-ubuntu22.04", min_length=1, max_length=300)
-    env: dict[str, Annotated[str, Field(max_length=4096)]] = Field(default_factory=dict, max_length=40)
+    env: dict[EnvName, EnvValue] = Field(default_factory=dict, max_length=40,
+                                         json_schema_extra={"additionalProperties": False})
     max_runtime_s: Duration | None = None
     """Terminate the pod after this long (seconds, or `2h`)."""
     budget_usd: float | None = Field(None, ge=0, le=100_000)

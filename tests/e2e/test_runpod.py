@@ -229,11 +229,11 @@ async def test_localhost_public_url_is_refused_for_runpod(fake, tmp_path, planes
     plane = await runpod_plane(tmp_path, allow_loopback_public_url=False, public_url="http://localhost:8765")
     planes.append(plane)
     r = await plane.http.post("/api/v1/runs", json={"dataset": "demo", "gpu_types": [GPU_A], "provider": "runpod"})
-    assert r.status_code == 422 and "cannot reach http://localhost:8765" in r.json()["error"]["message"]
+    assert r.status_code == 409 and "cannot reach http://localhost:8765" in r.json()["error"]["message"]
     plane2 = await runpod_plane(tmp_path / "b", allow_loopback_public_url=False, public_url=None)
     planes.append(plane2)
     r = await plane2.http.post("/api/v1/runs", json={"dataset": "demo", "gpu_types": [GPU_A], "provider": "runpod"})
-    assert r.status_code == 422 and "PODTUI_PUBLIC_URL" in r.json()["error"]["message"]
+    assert r.status_code == 409 and "PODTUI_PUBLIC_URL" in r.json()["error"]["message"]
     assert fake.live_pods() == []
 
 

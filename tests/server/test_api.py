@@ -42,7 +42,7 @@ async def test_launch_validation_errors(plane):
     r = await plane.http.post("/api/v1/runs", json={"dataset": "missing", "gpu_types": ["local"]})
     assert r.status_code == 404 and "podtui datasets" in r.json()["error"]["message"]
     r = await plane.http.post("/api/v1/runs", json={"dataset": "demo", "gpu_types": ["local"], "provider": "runpod"})
-    assert r.status_code == 422 and "RUNPOD_API_KEY" in r.json()["error"]["message"]
+    assert r.status_code == 409 and "RUNPOD_API_KEY" in r.json()["error"]["message"]
     r = await plane.http.post("/api/v1/runs", json={"dataset": "demo", "gpu_types": ["local"],
                                                      "workdir": "/nonexistent/dir"})
     assert r.status_code == 422 and "not a directory" in r.json()["error"]["message"]

@@ -191,13 +191,13 @@ async def test_registration_errors_are_clear(plane, tmp_path):
     r = await plane.http.post("/api/v1/datasets", json={"path": "relative/x.csv"})
     assert r.status_code == 422 and "absolute path" in r.json()["error"]["message"]
     r = await plane.http.post("/api/v1/datasets", json={"path": str(tmp_path / "missing")})
-    assert r.status_code == 422 and "does not exist" in r.json()["error"]["message"]
+    assert r.status_code == 404 and "does not exist" in r.json()["error"]["message"]
     root = tmp_path / "esc"
     root.mkdir()
     (tmp_path / "outside").write_text("x")
     (root / "link").symlink_to(tmp_path / "outside")
     r = await plane.http.post("/api/v1/datasets", json={"path": str(root)})
-    assert r.status_code == 422 and "links outside" in r.json()["error"]["message"]
+    assert r.status_code == 409 and "links outside" in r.json()["error"]["message"]
 
 
 async def test_size_limit(tmp_path):
@@ -208,7 +208,7 @@ async def test_size_limit(tmp_path):
         f = tmp_path / "big"
         f.write_bytes(b"x" * 2000)
         r = await p.http.post("/api/v1/datasets", json={"path": str(f)})
-        assert r.status_code == 422 and "size limit" in r.json()["error"]["message"]
+        assert r.status_code == 409 and "size limit" in r.json()["error"]["message"]
     finally:
         await p.http.aclose()
         await p.control.stop()

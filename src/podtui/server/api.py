@@ -32,7 +32,7 @@ from ..series import downsample_minmax
 from ..store import NotFound, Store
 from . import auth, doctor, downloads, events, ingest, keys
 from .datasets import DatasetError, scan_dataset
-from .responses import ApiError, json_response, query_int, read_model
+from .responses import ApiError, json_response, query_flag, query_int, read_model
 from .runs import RunService
 
 INT64_MAX = 2**63 - 1
@@ -71,7 +71,9 @@ async def add_dataset(request: web.Request) -> web.Response:
         scanned = await asyncio.to_thread(scan_dataset, body.path, body.name, settings.dataset_size_limit,
                                           settings.dataset_roots)
     except DatasetError as exc:
-        raise ApiError(422, "invalid_dataset", str(exc)) from None
+        # 404: nothing there; 409: what is there cannot be a dataset (links out, too large, outside the roots)
+        status = 404 if "does not exist" in str(exc) else 409
+        raise ApiError(status, "invalid_dataset", str(exc)) from None
     dataset = await _store(request).save_dataset(scanned.dataset, scanned.root, scanned.manifest)
     return json_response(dataset, status=201)
 
@@ -80,7 +82,7 @@ async def list_gpus(request: web.Request) -> web.Response:
     """GPU offers of one provider (?provider=) or of all configured ones."""
     runs = _runs(request)
     wanted = request.query.get("provider")
-    refresh = request.query.get("refresh", "") in ("1", "true", "yes")
+    refresh = query_flag(request, "refresh")
     names = [wanted] if wanted else list(runs.providers)
     offers: list[GpuOffer] = []
     for name in names:
@@ -181,7 +183,7 @@ async def run_logs(request: web.Request) -> web.Response:
     after_seq = query_int(request, "after_seq", -1, -1, INT64_MAX)
     limit = query_int(request, "limit", 1000, 1, 10_000)
     before_seq = query_int(request, "before_seq", None, 0, INT64_MAX)
-    tail = request.query.get("tail", "") in ("1", "true", "yes") or before_seq is not None
+    tail = query_flag(request, "tail") or before_seq is not None
     assert after_seq is not None and limit is not None
     lines = await _store(request).log_lines(run.id, after_seq, limit, tail=tail, before_seq=before_seq)
     next_after = lines[-1].seq if lines else (after_seq if after_seq >= 0 else None)
@@ -250,6 +252,7 @@ class Param:
     description: str = ""
     minimum: int | None = None
     maximum: int | None = None
+    enum: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -269,6 +272,7 @@ class Route:
 
 
 RUN = "/api/v1/runs/{run_id}"
+FLAG = ("0", "1", "true", "false", "yes", "no")
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/healthz", healthz, auth.PUBLIC, "Liveness", response=Health),
     Route("GET", "/api/v1/openapi.json", openapi_json, auth.PUBLIC, "This OpenAPI description", response=dict),
@@ -276,7 +280,8 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/api/v1/datasets", add_dataset, auth.ADMIN, "Register a dataset", body=DatasetCreate,
           response=Dataset, status=201),
     Route("GET", "/api/v1/gpus", list_gpus, auth.ADMIN, "GPU offers", response=list[GpuOffer],
-          params=(Param("provider", description="local or runpod"), Param("refresh"))),
+          params=(Param("provider", description="local or runpod", enum=("local", "runpod")),
+                  Param("refresh", enum=FLAG))),
     Route("GET", "/api/v1/pods/orphans", list_orphans, auth.ADMIN, "Pods no run knows", response=list[OrphanPod]),
     Route("POST", "/api/v1/pods/{provider}/{pod_id}/terminate", terminate_orphan, auth.ADMIN,
           "Terminate an orphan pod", response=dict),
@@ -291,7 +296,7 @@ ROUTES: tuple[Route, ...] = (
         Param("max_points", "integer", minimum=2, maximum=1_000_000))),
     Route("GET", RUN + "/logs", run_logs, auth.ADMIN, "A run's log lines", response=LogsPage, params=(
         Param("after_seq", "integer", minimum=-1, maximum=INT64_MAX),
-        Param("limit", "integer", minimum=1, maximum=10_000), Param("tail"),
+        Param("limit", "integer", minimum=1, maximum=10_000), Param("tail", enum=FLAG),
         Param("before_seq", "integer", minimum=0, maximum=INT64_MAX))),
     Route("GET", RUN + "/events", run_events, auth.ADMIN, "A run's events", response=list[RunEvent],
           params=(Param("after_id", "integer", minimum=0, maximum=INT64_MAX),)),

@@ -50,7 +50,8 @@ def _error_middleware() -> Any:
             message = {404: f"no route {request.method} {request.path}",
                        405: f"{request.method} is not allowed on {request.path}",
                        413: f"the body is larger than {MAX_REPORT_BYTES} bytes"}.get(exc.status, exc.reason)
-            return error_response(exc.status, code, message)
+            allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+            return error_response(exc.status, code, message, allow)
         except StoreUnavailable as exc:
             log.warning("store unavailable: %s", exc)
             return error_response(503, "store_unavailable", f"{exc}; retry later", {"Retry-After": "5"})

@@ -90,7 +90,7 @@ def scan_dataset(path_text: str, name: str | None, size_limit: int, roots: list[
         kind = "file"
     elif os.path.isdir(real):
         root = real
-        files = _walk(real)
+        files = _walk(real, size_limit)
         kind = "dir"
         if not files:
             raise DatasetError(f"{path_text} has no files")
@@ -120,8 +120,13 @@ def scan_dataset(path_text: str, name: str | None, size_limit: int, roots: list[
     return ScannedDataset(dataset, root, manifest)
 
 
-def _walk(root: str) -> list[str]:
+MAX_FILES = 200_000
+
+
+def _walk(root: str, size_limit: int) -> list[str]:
+    """The directory's files; stops early (with the reason) past the size limit or MAX_FILES files."""
     files: list[str] = []
+    total = 0
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         dirnames[:] = sorted(d for d in dirnames if d != ".git")
         for d in dirnames:
@@ -139,6 +144,13 @@ def _walk(root: str) -> list[str]:
                                    "copy the file in instead")
             if os.path.isfile(full):
                 files.append(rel.replace(os.sep, "/"))
+                total += os.path.getsize(full)
+                if total > size_limit:
+                    raise DatasetError(f"{root} holds more than the dataset size limit of {_gib(size_limit)}; "
+                                       "raise PODTUI_DATASET_SIZE_LIMIT (bytes) or register a smaller dataset")
+                if len(files) > MAX_FILES:
+                    raise DatasetError(f"{root} holds more than {MAX_FILES:,} files; pack them (tar, parquet "
+                                       "shards) or register a subfolder")
     return files
 
 

@@ -12,6 +12,7 @@ import asyncio
 import orjson
 from aiohttp import web
 
+from ..models import INT64_MAX
 from ..store import Store
 from . import keys
 from .responses import ApiError
@@ -32,8 +33,8 @@ async def events(request: web.Request) -> web.StreamResponse:
             after = int(raw_after)
         except ValueError:
             raise ApiError(400, "invalid_query", "Last-Event-ID / after must be an integer") from None
-        if after < 0:
-            raise ApiError(400, "invalid_query", "Last-Event-ID / after must not be negative")
+        if not 0 <= after <= INT64_MAX:
+            raise ApiError(400, "invalid_query", "Last-Event-ID / after must be between 0 and 2^63-1")
     response = web.StreamResponse(headers={
         "Content-Type": "text/event-stream", "Cache-Control": "no-store", "X-Accel-Buffering": "no"})
     await response.prepare(request)

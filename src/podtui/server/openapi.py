@@ -39,6 +39,8 @@ def build_openapi(routes: Any) -> dict[str, Any]:
                 schema["minimum"] = p.minimum
             if p.maximum is not None:
                 schema["maximum"] = p.maximum
+            if p.enum is not None:
+                schema["enum"] = list(p.enum)
             params.append({"name": p.name, "in": "query", "required": False, "schema": schema,
                            "description": p.description})
         if params:

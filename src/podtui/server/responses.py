@@ -79,3 +79,15 @@ def query_int(request: web.Request, name: str, default: int | None, lo: int, hi:
     if not lo <= value <= hi:
         raise ApiError(400, "invalid_query", f"{name} must be between {lo} and {hi}")
     return value
+
+
+def query_flag(request: web.Request, name: str) -> bool:
+    """A yes/no query parameter (1/0, true/false, yes/no); 400 for anything else."""
+    if name not in request.query:
+        return False
+    raw = request.query[name].lower()
+    if raw in ("0", "false", "no"):
+        return False
+    if raw in ("1", "true", "yes"):
+        return True
+    raise ApiError(400, "invalid_query", f"{name} must be 1 or 0 (true or false)")

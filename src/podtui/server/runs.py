@@ -39,10 +39,11 @@ class RunService:
         try:
             return self.providers[name]
         except KeyError:
+            # 409: a valid request this control plane's configuration cannot serve
             if name == "runpod":
-                raise ApiError(422, "provider_unavailable", "the RunPod provider is not configured: set "
+                raise ApiError(409, "provider_unavailable", "the RunPod provider is not configured: set "
                                "RUNPOD_API_KEY (or runpod_api_key in config.toml) and restart podtui") from None
-            raise ApiError(422, "provider_unavailable", f"unknown provider {name!r}; use local or runpod") from None
+            raise ApiError(404, "provider_unavailable", f"unknown provider {name!r}; use local or runpod") from None
 
     def bundle_path(self, run_id: str) -> Path:
         """Where a run's code bundle is kept while the run lives."""
@@ -55,7 +56,7 @@ class RunService:
         problem = public_url_problem(self.settings.public_url, provider_name,
                                      self.settings.allow_loopback_public_url)
         if problem:
-            raise ApiError(422, "public_url", problem)
+            raise ApiError(409, "public_url", problem)
         try:
             record = await self.store.find_dataset(spec.dataset)
         except NotFound as exc:
