@@ -343,6 +343,9 @@ class Store:
                 try:
                     outcomes.append((True, fn(db)))
                 except Exception as exc:
+                    if not db.in_transaction:
+                        # SQLite rolled the whole transaction back itself (disk full, I/O error): the group failed
+                        raise
                     db.execute("ROLLBACK TO job").close()
                     outcomes.append((False, _store_error(exc)))
                 db.execute("RELEASE job").close()

@@ -298,8 +298,8 @@ class Reporter(threading.Thread):
 # -- the agent ----------------------------------------------------------------------------------------
 
 class Agent:
-    def __init__(self, command: list) -> None:
-        env = os.environ
+    def __init__(self, command: list, env: typing.Mapping[str, str] | None = None) -> None:
+        env = os.environ if env is None else env
         self.command = command
         self.home = env.get("PODTUI_HOME") or os.path.join(os.path.expanduser("~"), "podtui")
         os.makedirs(self.home, exist_ok=True)
