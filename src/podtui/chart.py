@@ -29,21 +29,7 @@ class Columns:
 def reduce_to_columns(xs: np.ndarray, ys: np.ndarray, x0: float, x1: float, ncols: int) -> Columns:
     """Min and max of ys per pixel column over [x0, x1] (xs sorted ascending). Spikes survive: a column keeps its
     extremes, never an average. Non-finite ys are ignored here (the caller marks them)."""
-    lo = np.full(ncols, np.nan)
-    hi = np.full(ncols, np.nan)
-    if len(xs) == 0 or ncols <= 0:
-        return Columns(lo, hi)
-    finite = np.isfinite(ys)
-    xs, ys = xs[finite], ys[finite]
-    if len(xs) == 0:
-        return Columns(lo, hi)
-    span = (x1 - x0) or 1.0
-    cols = np.clip(((xs - x0) / span * ncols).astype(np.int64), 0, ncols - 1)
-    # xs are sorted, so each column's points are one contiguous run: reduceat over the run starts
-    starts = np.flatnonzero(np.r_[True, cols[1:] != cols[:-1]])
-    lo[cols[starts]] = np.minimum.reduceat(ys, starts)
-    hi[cols[starts]] = np.maximum.reduceat(ys, starts)
-    return Columns(lo, hi)
+    return columns_from_blocks(xs, ys, ys, x0, x1, ncols)
 
 
 BLOCK = 256
@@ -73,7 +59,7 @@ def columns_from_blocks(bx: np.ndarray, blo: np.ndarray, bhi: np.ndarray, x0: fl
     """Min/max per pixel column from a block summary (a block goes to the column of its first point)."""
     lo = np.full(ncols, np.nan)
     hi = np.full(ncols, np.nan)
-    keep = np.isfinite(blo)
+    keep = np.isfinite(blo) & np.isfinite(bhi)
     bx, blo, bhi = bx[keep], blo[keep], bhi[keep]
     if len(bx) == 0 or ncols <= 0:
         return Columns(lo, hi)

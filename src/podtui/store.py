@@ -174,12 +174,17 @@ def _row_to_dataset(row: Sequence[Any]) -> Dataset:
                    created_at=created)
 
 
-def _fetch_run(db: sqlite3.Connection, run_id: str) -> Run:
-    cur = db.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,))
+def _one(db: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> Any:
+    """The first row of a query (None when there is none), its cursor closed at once."""
+    cur = db.execute(sql, params)
     try:
-        row = cur.fetchone()
+        return cur.fetchone()
     finally:
         cur.close()
+
+
+def _fetch_run(db: sqlite3.Connection, run_id: str) -> Run:
+    row = _one(db, f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,))
     if row is None:
         raise NotFound(f"no run {run_id}")
     return _row_to_run(row)
@@ -195,11 +200,7 @@ def _exec(db: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> int:
 
 
 def _scalar(db: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> Any:
-    cur = db.execute(sql, params)
-    try:
-        row = cur.fetchone()
-    finally:
-        cur.close()
+    row = _one(db, sql, params)
     return None if row is None else row[0]
 
 
@@ -577,12 +578,8 @@ class Store:
         """Check a download token and count the use; first use is recorded."""
 
         def job(db: sqlite3.Connection) -> TokenCheck:
-            cur = db.execute("SELECT dataset_id, run_id, expires_at, revoked_at FROM download_tokens WHERE hash = ?",
-                             (token_hash,))
-            try:
-                row = cur.fetchone()
-            finally:
-                cur.close()
+            row = _one(db, "SELECT dataset_id, run_id, expires_at, revoked_at FROM download_tokens WHERE hash = ?",
+                       (token_hash,))
             if row is None:
                 return TokenCheck(False, "unknown")
             dataset_id, run_id, expires_at, revoked_at = row
@@ -633,12 +630,7 @@ class Store:
         new_status = RunStatus(report.status) if report.status in ("downloading", "training") else None
 
         def job(db: sqlite3.Connection) -> ReportResult:
-            cur = db.execute("SELECT status, progress, last_step, keep_alive_until FROM runs WHERE id = ?",
-                             (run_id,))
-            try:
-                row = cur.fetchone()
-            finally:
-                cur.close()
+            row = _one(db, "SELECT status, progress, last_step, keep_alive_until FROM runs WHERE id = ?", (run_id,))
             if row is None:
                 raise NotFound(f"no run {run_id}")
             status, old_progress, last_step, keep_alive_until = RunStatus(row[0]), row[1], row[2], row[3]
