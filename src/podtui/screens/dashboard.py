@@ -61,7 +61,7 @@ class Dashboard(Screen[None]):
     ]
     DEFAULT_CSS = """
     Dashboard #main { height: 1fr; }
-    Dashboard RunsTable { width: 50%; }
+    Dashboard RunsTable { width: 56%; }
     Dashboard.zoomed RunsTable { display: none; }
     Dashboard #detail { width: 1fr; }
     Dashboard #progress-row { height: 1; display: none; }

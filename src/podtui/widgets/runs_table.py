@@ -27,7 +27,7 @@ def run_cells(run: Run, losses: list[float], now: float) -> list[str | Text]:
     price = "-" if run.price_per_hour is None else f"{run.price_per_hour:.2f}"
     started = run.started_at or run.created_at
     return [run.name, run.provider, run.gpu_type or "-", status,
-            "-" if run.last_step is None else str(run.last_step), loss, Text(sparkline(losses, 12), "cyan"),
+            "-" if run.last_step is None else str(run.last_step), loss, Text(sparkline(losses, 8), "cyan"),
             price, f"{run.cost_at(now):.2f}", format_duration((run.ended_at or now) - started)]
 
 
