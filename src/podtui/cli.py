@@ -373,9 +373,17 @@ def runs(obj: Context, as_json: bool) -> None:
 @click.argument("run_ref", metavar="RUN")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until the run ends.")
 @click.option("--tail", type=int, default=None, help="Only the last N lines first.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line (seq, ts, stream, text).")
 @click.pass_obj
-def logs(obj: Context, run_ref: str, follow: bool, tail: int | None) -> None:
+def logs(obj: Context, run_ref: str, follow: bool, tail: int | None, as_json: bool) -> None:
     """Print a run's log lines."""
+
+    def show(lines: list[Any]) -> int:
+        last = -1
+        for line in lines:
+            click.echo(line.model_dump_json() if as_json else line.text)
+            last = line.seq
+        return last
 
     async def go() -> None:
         async with obj.client() as client:
@@ -383,23 +391,17 @@ def logs(obj: Context, run_ref: str, follow: bool, tail: int | None) -> None:
             after = -1
             if tail:
                 page = await client.logs(run.id, limit=min(tail, 10_000), tail=True)
-                for line in page.lines:
-                    click.echo(line.text)
-                    after = line.seq
+                after = max(after, show(page.lines))
             while True:
                 page = await client.logs(run.id, after_seq=after, limit=5000)
-                for line in page.lines:
-                    click.echo(line.text)
-                    after = line.seq
+                after = max(after, show(page.lines))
                 if len(page.lines) == 5000:
                     continue
                 if not follow:
                     return
                 run = await client.run(run.id)
                 if run.status.is_final:
-                    page = await client.logs(run.id, after_seq=after, limit=5000)
-                    for line in page.lines:
-                        click.echo(line.text)
+                    show((await client.logs(run.id, after_seq=after, limit=5000)).lines)
                     click.echo(f"-- run {run.status.value}: {run.status_reason or ''}", err=True)
                     return
                 await asyncio.sleep(1.0)
@@ -480,8 +482,9 @@ def orphans(obj: Context, do_terminate: bool, yes: bool, as_json: bool) -> None:
 @main.command()
 @click.argument("run_ref", metavar="RUN")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask.")
+@click.option("--json", "as_json", is_flag=True, help="Print the terminated run as JSON.")
 @click.pass_obj
-def terminate(obj: Context, run_ref: str, yes: bool) -> None:
+def terminate(obj: Context, run_ref: str, yes: bool, as_json: bool) -> None:
     """Terminate a run's pod (it stops billing)."""
 
     async def find() -> Run:
@@ -496,7 +499,10 @@ def terminate(obj: Context, run_ref: str, yes: bool) -> None:
     async def go() -> None:
         async with obj.client() as client:
             done = await client.terminate(run.id)
-        click.echo(f"{done.name}: {done.status.value} ({done.status_reason or ''})")
+        if as_json:
+            emit_json(done)
+        else:
+            click.echo(f"{done.name}: {done.status.value} ({done.status_reason or ''})")
 
     run_async(go)
 
