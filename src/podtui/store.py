@@ -226,6 +226,7 @@ class Store:
             asyncio.Queue()
         )
         self._writer_task: asyncio.Task[None] | None = None
+        self._checkpoint_task: asyncio.Task[None] | None = None
         self._feed_changed = asyncio.Event()
         self._ingest: dict[str, tuple[str, float | None]] = {}
         self.write_version = 0
@@ -241,6 +242,9 @@ class Store:
             await writer.execute("PRAGMA journal_mode=WAL")
             await writer.execute("PRAGMA synchronous=NORMAL")
             await writer.execute("PRAGMA busy_timeout=5000")
+            # Checkpoints run from the reader's thread on a timer (checkpoint()), not inside a writer's commit,
+            # where their fsync stalled every report queued behind it.
+            await writer.execute("PRAGMA wal_autocheckpoint=0")
             await cls._migrate(writer)
         except BaseException:
             await writer.close()
@@ -249,7 +253,21 @@ class Store:
         await reader.execute("PRAGMA busy_timeout=5000")
         store = cls(path, writer, reader)
         store._writer_task = asyncio.create_task(store._write_loop(), name="store-writer")
+        store._checkpoint_task = asyncio.create_task(store._checkpoint_loop(), name="store-checkpoint")
         return store
+
+    async def _checkpoint_loop(self, every_s: float = 2.0) -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            await self.checkpoint()
+
+    async def checkpoint(self) -> None:
+        """Copy the WAL into the database without blocking writers (PASSIVE), from the reader's connection."""
+        try:
+            async with self._r.execute("PRAGMA wal_checkpoint(PASSIVE)") as cur:
+                await cur.fetchall()
+        except sqlite3.Error as exc:
+            log.warning("WAL checkpoint failed: %s", exc)
 
     @staticmethod
     async def _migrate(db: aiosqlite.Connection) -> None:
@@ -284,6 +302,12 @@ class Store:
         if self.closed:
             return
         self.closed = True
+        if self._checkpoint_task:
+            self._checkpoint_task.cancel()
+            try:
+                await self._checkpoint_task
+            except asyncio.CancelledError:
+                pass
         if self._writer_task:
             self._writer_task.cancel()
             try:

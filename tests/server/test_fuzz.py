@@ -22,14 +22,14 @@ def schemathesis_args(url: str, token: str, examples: int, seconds: int) -> list
             "--exclude-path", "/api/v1/events", "-H", f"Authorization: Bearer {token}", "--no-color"]
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(240)
 async def test_schemathesis_finds_nothing(tmp_path):
     if not Path(SCHEMATHESIS).exists():
         pytest.skip("schemathesis is not installed (pip install -e '.[test]')")
     plane = await start_plane(make_settings(tmp_path), {"local": RecordingProvider()})
     try:
         proc = await asyncio.create_subprocess_exec(
-            *schemathesis_args(plane.url, plane.control.admin_token, 8, 100), cwd=tmp_path,
+            *schemathesis_args(plane.url, plane.control.admin_token, 8, 150), cwd=tmp_path,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
         out, _ = await proc.communicate()
     finally:

@@ -82,6 +82,8 @@ async def list_gpus(request: web.Request) -> web.Response:
     """GPU offers of one provider (?provider=) or of all configured ones."""
     runs = _runs(request)
     wanted = request.query.get("provider")
+    if wanted is not None and wanted not in ("local", "runpod"):
+        raise ApiError(400, "invalid_query", "provider must be local or runpod")
     refresh = query_flag(request, "refresh")
     names = [wanted] if wanted else list(runs.providers)
     offers: list[GpuOffer] = []
