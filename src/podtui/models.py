@@ -185,7 +185,7 @@ Duration = Annotated[
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
 EnvName = Annotated[str, Field(pattern=_ENV_NAME.pattern)]
-EnvValue = Annotated[str, Field(max_length=4096)]
+EnvValue = Annotated[str, Field(max_length=4096, pattern=r"^[^\x00]*$")]
 
 
 class LaunchSpec(BaseModel):
