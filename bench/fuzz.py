@@ -21,8 +21,9 @@ async def main(examples: int, seconds: int) -> int:
     work = Path(tempfile.mkdtemp(prefix="podtui-fuzz-"))
     plane = await start_plane(make_settings(work), {"local": RecordingProvider()})
     try:
-        proc = await asyncio.create_subprocess_exec(*schemathesis_args(plane.url, plane.control.admin_token,
-                                                                       examples, seconds), cwd=work)
+        args = schemathesis_args(plane.url, plane.control.admin_token, examples, seconds,
+                                 phases="examples,coverage,fuzzing,stateful")
+        proc = await asyncio.create_subprocess_exec(*args, cwd=work)
         return await proc.wait()
     finally:
         await plane.http.aclose()
