@@ -9,13 +9,15 @@ import math
 import time
 
 import pytest
-from textual.widgets import Input
+from textual.widgets import Input, Select
 
 from podtui.app import PodtuiApp
 from podtui.models import LaunchSpec, LogLine, MetricPoint, Report, Run, RunStatus
+from podtui.screens.launch import LaunchScreen
 from podtui.server.app import ensure_demo_dataset
 from podtui.store import Store
 from podtui.widgets.loss_chart import LossChart
+from podtui.widgets.offers_table import OffersTable
 from tests.conftest import make_settings
 
 SIZE = (140, 40)
@@ -56,14 +58,19 @@ def app(tmp_path):
     return PodtuiApp(settings)
 
 
-async def ready(pilot) -> None:
-    app = pilot.app
+async def until(pilot, condition) -> None:
+    """Wait (at most 20 s: the whole suite shares two cores) until condition() holds."""
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        dash = app.dashboard
-        if dash is not None and dash.runs and "loss" in dash.query_one(LossChart).series:
-            break
+    while time.monotonic() < deadline and not condition():
         await pilot.pause(0.1)
+
+
+async def ready(pilot) -> None:
+    def loaded() -> bool:
+        dash = pilot.app.dashboard
+        return dash is not None and bool(dash.runs) and "loss" in dash.query_one(LossChart).series
+
+    await until(pilot, loaded)
     await pilot.pause(0.6)  # the chart's 4 Hz redraw and the log view's flush
 
 
@@ -81,7 +88,9 @@ def test_launch_screen(snap_compare, app):
     async def open_launch(pilot):
         await ready(pilot)
         await pilot.press("n")
-        await pilot.pause(1.0)
+        await until(pilot, lambda: isinstance(pilot.app.screen, LaunchScreen)
+                    and pilot.app.screen.query_one(OffersTable).row_count > 0
+                    and pilot.app.screen.query_one("#dataset", Select).value != Select.BLANK)
         await no_blink(pilot)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=open_launch)
