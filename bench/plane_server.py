@@ -18,7 +18,7 @@ from pathlib import Path
 from podtui.config import Settings
 from podtui.models import LaunchSpec, Run, RunStatus
 from podtui.providers.base import PodState
-from podtui.server.app import ControlPlane, ensure_demo_dataset
+from podtui.server.app import ControlPlane, ensure_demo_dataset, tune_gc
 from podtui.server.datasets import scan_dataset
 from podtui.server.downloads import issue_download_token
 from podtui.store import Store
@@ -71,6 +71,7 @@ async def main(data_dir: str, port: int, n_runs: int, dataset_path: str | None) 
     await store.close()
     plane = ControlPlane(settings, {"local": PodsAlwaysRunning()})  # type: ignore[dict-item]
     await plane.start()
+    tune_gc()  # as `podtui serve` does
     print(json.dumps({"url": plane.url, "admin_token": plane.admin_token, "runs": runs,
                       "download_token": download}), flush=True)
     await asyncio.Event().wait()

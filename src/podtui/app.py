@@ -75,6 +75,7 @@ class PodtuiApp(App[int]):
             plane = self.plane = server_app.ControlPlane(self.settings)  # set first: quitting now still stops it
             try:
                 await plane.start()
+                server_app.tune_gc()
                 url, token = plane.url, plane.admin_token
             except OSError as exc:
                 self.plane = None

@@ -132,7 +132,7 @@ def serve(obj: Context, host: str | None, port: int | None, public_url: str | No
     """Run the control plane headless (supervising pods while no terminal is attached)."""
     from .config import public_url_problem
     from .logs import setup_logging
-    from .server.app import ControlPlane
+    from .server.app import ControlPlane, tune_gc
 
     overrides = {k: v for k, v in {"host": host, "port": port, "public_url": public_url}.items() if v is not None}
     try:
@@ -149,6 +149,7 @@ def serve(obj: Context, host: str | None, port: int | None, public_url: str | No
             raise click.ClickException(
                 f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}. Another podtui may be "
                 "running there (the other verbs talk to it), or choose --port.") from None
+        tune_gc()
         click.echo(f"podtui control plane on {plane.url}; pods use {settings.pod_url}")
         click.echo(f"admin token: in {settings.data_dir / 'admin_token'} (or PODTUI_ADMIN_TOKEN)")
         problem = public_url_problem(settings.public_url, "runpod")
