@@ -32,6 +32,8 @@ MAX_METRIC_NAME = 250
 MAX_LOG_LINE = 16 * 1024
 TRUNCATION_MARKER = " …[truncated by podtui: line over 16 KiB]"
 MAX_REPORT_BYTES = 1024 * 1024
+MAX_REPORT_ERROR = 64 * 1024
+MAX_TIMESTAMP = 1e11
 
 _NON_FINITE = {"nan": math.nan, "inf": math.inf, "+inf": math.inf, "-inf": -math.inf,
                "infinity": math.inf, "+infinity": math.inf, "-infinity": -math.inf}
@@ -75,7 +77,7 @@ ReportedValue = Annotated[
     AfterValidator(_from_json_number), PlainSerializer(json_number, return_type=Any, when_used="json"),
 ]
 """A metric value as a pod sends it: a JSON number, a NaN/Infinity literal, or one of those as a string."""
-Timestamp = Annotated[float, Strict(), Field(ge=0, le=1e11, allow_inf_nan=False)]
+Timestamp = Annotated[float, Strict(), Field(ge=0, le=MAX_TIMESTAMP, allow_inf_nan=False)]
 """Seconds since the epoch, finite; booleans are refused."""
 Int64 = Annotated[int, Strict(), Field(ge=0, le=INT64_MAX)]
 """A non-negative 64-bit integer (SQLite's INTEGER range); booleans and fractions are refused."""
@@ -340,7 +342,7 @@ class Report(BaseModel):
     logs: list[LogLine] = Field(default_factory=list, max_length=MAX_BATCH_LINES)
     status: Literal["downloading", "training", "succeeded", "failed"] | None = None
     exit_code: Annotated[int, Strict(), Field(ge=-255, le=255)] | None = None
-    error: str | None = Field(None, max_length=64 * 1024)
+    error: str | None = Field(None, max_length=MAX_REPORT_ERROR)
     progress: DownloadProgress | None = None
     heartbeat_ts: Timestamp | None = None
 

@@ -34,6 +34,7 @@ from .models import (
     RunEvent,
     RunStatus,
 )
+from .report_rows import ReportBatch
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -202,6 +203,42 @@ def _exec(db: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> int:
 def _scalar(db: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> Any:
     row = _one(db, sql, params)
     return None if row is None else row[0]
+
+
+_INSERT_CHUNKS = (192, 48, 12, 3, 1)
+"""Rows per INSERT statement: few distinct statements (each stays in the statement cache), few steps per batch,
+and at most 960 parameters (SQLite before 3.32 allowed 999)."""
+
+
+def _insert_sql(table: str, n: int) -> str:
+    return f"INSERT OR IGNORE INTO {table} VALUES " + ", ".join(["(?, ?, ?, ?, ?)"] * n)
+
+
+_INSERT_SQL = {(table, n): _insert_sql(table, n) for table in ("metrics", "logs") for n in _INSERT_CHUNKS}
+
+
+def _insert_rows(db: sqlite3.Connection, run_id: str, table: str, rows: list[tuple[Any, ...]], now: float) -> int:
+    """INSERT OR IGNORE rows (5 columns) and feed the rowid range of the new ones.
+
+    Multi-row statements, not executemany: the sqlite3 module takes the GIL back between the rows of an
+    executemany, and the event loop thread holds it for milliseconds at a time, so the writer waited on the GIL
+    more than on SQLite. With one writer the new rows' rowids are contiguous, ending at the last insert's."""
+    added = 0
+    last_rowid = 0
+    i = 0
+    for n in _INSERT_CHUNKS:
+        while len(rows) - i >= n:
+            cur = db.execute(_INSERT_SQL[table, n], [value for row in rows[i:i + n] for value in row])
+            try:
+                if cur.rowcount > 0:
+                    added += cur.rowcount
+                    last_rowid = cur.lastrowid or 0
+            finally:
+                cur.close()
+            i += n
+    if added:
+        _feed(db, run_id, table, last_rowid - added + 1, last_rowid, now)
+    return added
 
 
 def _feed(db: sqlite3.Connection, run_id: str, kind: str, lo: int | None, hi: int | None, now: float) -> None:
@@ -639,29 +676,20 @@ class Store:
 
     # -- pod reports ------------------------------------------------------------------------
 
-    async def apply_report(self, run_id: str, report: Report, now: float) -> ReportResult:
+    async def apply_report(self, run_id: str, report: Report | ReportBatch, now: float) -> ReportResult:
         """Store a pod's report: new metrics and log lines (resends change nothing), heartbeat, progress,
         and a forward status change while the run is live."""
-        metric_rows = []
-        loss = None
-        for m in report.metrics:
-            value = float(m.value)
-            metric_rows.append((run_id, m.name, m.step, None if value != value else value, m.ts))
-            if m.name in ("loss", "train_loss") and (loss is None or m.step >= loss[0]):
-                loss = (m.step, value)
-        log_rows = [(run_id, line.seq, line.ts, line.stream, line.text) for line in report.logs]
-        progress = report.progress.model_dump_json() if report.progress is not None else None
-        new_status = RunStatus(report.status) if report.status in ("downloading", "training") else None
+        batch = report if isinstance(report, ReportBatch) else ReportBatch.from_report(run_id, report)
+        metric_rows, log_rows, loss, progress = batch.metric_rows, batch.log_rows, batch.loss, batch.progress_json
+        new_status = RunStatus(batch.status) if batch.status in ("downloading", "training") else None
 
         def job(db: sqlite3.Connection) -> ReportResult:
             row = _one(db, "SELECT status, progress, last_step, keep_alive_until FROM runs WHERE id = ?", (run_id,))
             if row is None:
                 raise NotFound(f"no run {run_id}")
             status, old_progress, last_step, keep_alive_until = RunStatus(row[0]), row[1], row[2], row[3]
-            accepted_metrics = self._insert_rows(
-                db, run_id, "metrics", "INSERT OR IGNORE INTO metrics VALUES (?, ?, ?, ?, ?)", metric_rows, now)
-            accepted_logs = self._insert_rows(
-                db, run_id, "logs", "INSERT OR IGNORE INTO logs VALUES (?, ?, ?, ?, ?)", log_rows, now)
+            accepted_metrics = _insert_rows(db, run_id, "metrics", metric_rows, now)
+            accepted_logs = _insert_rows(db, run_id, "logs", log_rows, now)
             sets: dict[str, Any] = {"last_heartbeat": now}
             if accepted_metrics or accepted_logs:
                 sets["last_activity"] = now
@@ -680,8 +708,8 @@ class Store:
                     _event(db, run_id, new_status.value, f"pod reports {new_status.value}", now)
                     status = new_status
                     changed = True
-                if report.exit_code is not None:
-                    sets["exit_code"] = report.exit_code
+                if batch.exit_code is not None:
+                    sets["exit_code"] = batch.exit_code
             assignments = ", ".join(f"{k} = ?" for k in sets)
             _exec(db, f"UPDATE runs SET {assignments} WHERE id = ?", (*sets.values(), run_id))
             if changed:
@@ -689,22 +717,6 @@ class Store:
             return ReportResult(status, keep_alive_until, accepted_metrics, accepted_logs, changed)
 
         return await self._write(job)
-
-    @staticmethod
-    def _insert_rows(db: sqlite3.Connection, run_id: str, table: str, sql: str,
-                     rows: list[tuple[Any, ...]], now: float) -> int:
-        """INSERT OR IGNORE rows; feed the rowid range of the new ones (one writer: they are contiguous)."""
-        if not rows:
-            return 0
-        before = _scalar(db, f"SELECT max(rowid) FROM {table}") or 0
-        cur = db.executemany(sql, rows)
-        try:
-            added = cur.rowcount
-        finally:
-            cur.close()
-        if added > 0:
-            _feed(db, run_id, table, before + 1, before + added, now)
-        return max(added, 0)
 
     # -- reading metrics and logs -------------------------------------------------------------
 

@@ -7,10 +7,11 @@ import time
 from aiohttp import web
 
 from ..models import Report, ReportReply, RunStatus
+from ..report_rows import ReportBatch, parse_report_json
 from ..store import NotFound, Store
 from . import keys
 from .auth import check_ingest
-from .responses import json_response, read_model
+from .responses import json_response, parse_model, read_body
 from .runs import RunService
 
 
@@ -20,17 +21,18 @@ async def report(request: web.Request) -> web.Response:
     runs: RunService = request.app[keys.RUNS]
     run_id = request.match_info["run_id"]
     await check_ingest(request, store, run_id)
-    body = await read_model(request, Report)
+    body = await read_body(request)
+    batch = parse_report_json(run_id, body) or ReportBatch.from_report(run_id, parse_model(body, Report))
     try:
-        result = await store.apply_report(run_id, body, time.time())
+        result = await store.apply_report(run_id, batch, time.time())
     except NotFound:
         return json_response({"error": {"code": "run_not_found", "message": f"no run {run_id}"}}, 404)
     status = result.status
-    if body.status in ("succeeded", "failed") and status.is_live:
-        run = await runs.pod_reported_end(await store.get_run(run_id), RunStatus(body.status), body.exit_code,
-                                          body.error)
+    if batch.status in ("succeeded", "failed") and status.is_live:
+        run = await runs.pod_reported_end(await store.get_run(run_id), RunStatus(batch.status), batch.exit_code,
+                                          batch.error)
         status = run.status
     in_keep_alive = status == RunStatus.succeeded and result.keep_alive_until is not None
-    stop = status.is_final and not in_keep_alive and body.status not in ("succeeded", "failed")
+    stop = status.is_final and not in_keep_alive and batch.status not in ("succeeded", "failed")
     return json_response(ReportReply(accepted_metrics=result.accepted_metrics, accepted_logs=result.accepted_logs,
                                      run_status=status, stop=stop))

@@ -53,9 +53,19 @@ def describe_validation(exc: ValidationError) -> str:
 async def read_model(request: web.Request, model: type[M]) -> M:
     """Parse and validate the body as a model in one pass (pydantic's JSON parser, which also reads NaN and
     Infinity literals): 400 when it is not JSON, 422 with what is wrong otherwise."""
+    return parse_model(await read_body(request), model)
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The request's body; 400 when there is none."""
     body = await request.read()
     if not body:
         raise ApiError(400, "empty_body", "the request needs a JSON body")
+    return body
+
+
+def parse_model(body: bytes, model: type[M]) -> M:
+    """`read_model` for a body already read."""
     try:
         return model.model_validate_json(body)
     except ValidationError as exc:
