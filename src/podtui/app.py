@@ -8,21 +8,22 @@ import importlib
 import logging
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from .client import Client, ControlPlaneError
 from .config import Settings, public_url_problem, read_admin_token
+from .errors import ControlPlaneError
 from .logs import setup_logging
 from .screens.dashboard import ControlPlaneEvent, Dashboard
 from .screens.help import HelpScreen
 from .screens.quit import QuitChoice, QuitScreen
 
 if TYPE_CHECKING:
+    from .client import Client
     from .server.app import ControlPlane
 
 log = logging.getLogger(__name__)
@@ -55,13 +56,16 @@ class PodtuiApp(App[int]):
         """True when this process runs the control plane."""
         return self.plane is not None
 
-    async def on_mount(self) -> None:
+    def get_default_screen(self) -> Screen[Any]:
+        """The dashboard is the first screen (no blank default screen painted and replaced)."""
+        self.dashboard = Dashboard("starting the control plane…" if self.server is None else f"connecting to "
+                                   f"{self.server}…")
+        return self.dashboard
+
+    def on_mount(self) -> None:
         if self.settings.keymap:
             self.set_keymap(self.settings.keymap)
         # The dashboard paints first; the control plane starts (or is reached) right after, in a worker.
-        self.dashboard = Dashboard("starting the control plane…" if self.server is None else f"connecting to "
-                                   f"{self.server}…")
-        await self.push_screen(self.dashboard)
         self.call_after_refresh(self.connect)
 
     @work(exclusive=True, group="connect", exit_on_error=False)
@@ -83,7 +87,8 @@ class PodtuiApp(App[int]):
                 token = token or read_admin_token(self.settings)
                 self.notify(f"Port {self.settings.port} is busy ({exc.strerror}): attaching to the control plane "
                             f"at {url}. Set PODTUI_PORT to run a separate one.", severity="warning", timeout=20)
-        self.client = Client(url, token)
+        client_module = await asyncio.to_thread(importlib.import_module, "podtui.client")  # httpx: not at start
+        self.client = client_module.Client(url, token)
         try:
             await self.client.health()
         except ControlPlaneError as exc:

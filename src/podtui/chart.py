@@ -1,5 +1,5 @@
-"""Pure chart logic for the loss chart: per-column min/max reduction, braille rasterizing, axis ticks and
-sparklines. No textual here: the widget only colours and places what these functions return."""
+"""Pure chart logic for the loss chart: per-column min/max reduction, braille rasterizing, axis ticks.
+No textual here: plot.py colours and places what these functions return."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ _BRAILLE_BASE = 0x2800
 _DOT = ((0x01, 0x02, 0x04, 0x40), (0x08, 0x10, 0x20, 0x80))
 _DOT_ARRAY = np.array(_DOT, dtype=np.uint8)
 _CELLS = [chr(_BRAILLE_BASE + b) if b else " " for b in range(256)]
-_SPARKS = "▁▂▃▄▅▆▇█"
 
 
 @dataclass
@@ -108,16 +107,6 @@ def format_tick(value: float) -> str:
     if a >= 1000:
         return f"{value / 1000:.3g}k"
     return f"{value:.3g}"
-
-
-def format_duration(seconds: float) -> str:
-    """Elapsed time: 42s, 3m05s, 1h02m."""
-    whole = int(max(0.0, seconds))
-    if whole >= 3600:
-        return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
-    if whole >= 60:
-        return f"{whole // 60}m{whole % 60:02d}s"
-    return f"{whole}s"
 
 
 class BrailleCanvas:
@@ -269,13 +258,3 @@ def y_bounds(series: Sequence[np.ndarray], log_y: bool) -> tuple[float, float] |
         return lo - 1, hi + 1
     pad = (hi - lo) * 0.05
     return lo - pad, hi + pad
-
-
-def sparkline(values: Sequence[float], width: int) -> str:
-    """The last `width` finite values as ▁▂▃▄▅▆▇█."""
-    vals = [v for v in values if math.isfinite(v)][-width:]
-    if not vals:
-        return ""
-    lo, hi = min(vals), max(vals)
-    span = (hi - lo) or 1.0
-    return "".join(_SPARKS[min(7, int((v - lo) / span * 7.999))] for v in vals)

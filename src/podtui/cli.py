@@ -18,9 +18,9 @@ from typing import Any, TypeVar
 
 import click
 
-from .chart import format_duration
 from .client import Client, ControlPlaneError, ControlPlaneUnreachable
 from .config import Settings, load_settings, read_admin_token
+from .fmt import format_duration
 from .models import LaunchSpec, OrphanPod, Run, RunStatus
 
 T = TypeVar("T")

@@ -83,6 +83,12 @@ Int64 = Annotated[int, Strict(), Field(ge=0, le=INT64_MAX)]
 """A non-negative 64-bit integer (SQLite's INTEGER range); booleans and fractions are refused."""
 
 
+class _Model(BaseModel):
+    """Schemas build on first use, not at import: the TUI paints its first frame before it needs any."""
+
+    model_config = ConfigDict(defer_build=True)
+
+
 class RunStatus(StrEnum):
     """Where a run is in its life (DESIGN.md, A run's life)."""
 
@@ -113,7 +119,7 @@ LIVE_STATUSES = frozenset(
 POD_REPORTABLE = ("downloading", "training", "succeeded", "failed")
 
 
-class Dataset(BaseModel):
+class Dataset(_Model):
     """A registered file or directory that pods download through tokens."""
 
     id: str
@@ -127,7 +133,7 @@ class Dataset(BaseModel):
     created_at: float
 
 
-class DatasetCreate(BaseModel):
+class DatasetCreate(_Model):
     """Register a dataset: an absolute path on the control plane's machine."""
 
     model_config = ConfigDict(extra="forbid")
@@ -144,7 +150,7 @@ class DatasetCreate(BaseModel):
         return value
 
 
-class GpuOffer(BaseModel):
+class GpuOffer(_Model):
     """One GPU type a provider offers, with live prices per GPU-hour and stock."""
 
     id: str
@@ -190,7 +196,7 @@ EnvName = Annotated[str, Field(pattern=_ENV_NAME.pattern)]
 EnvValue = Annotated[str, Field(max_length=4096, pattern=r"^[^\x00]*$")]
 
 
-class LaunchSpec(BaseModel):
+class LaunchSpec(_Model):
     """What the user asks for when launching a run."""
 
     model_config = ConfigDict(extra="forbid")
@@ -240,7 +246,7 @@ class LaunchSpec(BaseModel):
         return gpus
 
 
-class DownloadProgress(BaseModel):
+class DownloadProgress(_Model):
     """Bytes of the dataset a pod has downloaded."""
 
     model_config = ConfigDict(extra="forbid")
@@ -248,7 +254,7 @@ class DownloadProgress(BaseModel):
     bytes_total: Int64
 
 
-class Run(BaseModel):
+class Run(_Model):
     """A training run and the pod that carries it."""
 
     id: str
@@ -288,7 +294,7 @@ class Run(BaseModel):
         return round(self.cost_at(time.time()), 6)
 
 
-class OrphanPod(BaseModel):
+class OrphanPod(_Model):
     """A pod named like podtui's that no run of this control plane knows: it bills unseen."""
 
     provider: str
@@ -298,7 +304,7 @@ class OrphanPod(BaseModel):
     price_per_hour: float | None = None
 
 
-class RunEvent(BaseModel):
+class RunEvent(_Model):
     """Something that happened to a run: a launch attempt, a status change, a guardrail, an error."""
 
     id: int
@@ -308,7 +314,7 @@ class RunEvent(BaseModel):
     message: str
 
 
-class MetricPoint(BaseModel):
+class MetricPoint(_Model):
     """One value of one metric at one step."""
 
     model_config = ConfigDict(extra="forbid")
@@ -324,7 +330,7 @@ def _truncate(text: Any) -> Any:
     return text
 
 
-class LogLine(BaseModel):
+class LogLine(_Model):
     """One line of a pod's output."""
 
     model_config = ConfigDict(extra="forbid")
@@ -334,7 +340,7 @@ class LogLine(BaseModel):
     text: Annotated[str, BeforeValidator(_truncate)]
 
 
-class Report(BaseModel):
+class Report(_Model):
     """What a pod posts about once a second: new metrics and log lines, status, progress, heartbeat."""
 
     model_config = ConfigDict(extra="forbid")
@@ -347,7 +353,7 @@ class Report(BaseModel):
     heartbeat_ts: Timestamp | None = None
 
 
-class ReportReply(BaseModel):
+class ReportReply(_Model):
     """The control plane's answer to a report: what it stored and whether the pod should stop."""
 
     accepted_metrics: int
@@ -357,7 +363,7 @@ class ReportReply(BaseModel):
     """True when the run has ended on the control plane's side (terminated, lost): the agent shuts down."""
 
 
-class MetricSeries(BaseModel):
+class MetricSeries(_Model):
     """One metric of a run, as parallel arrays (compact for long runs)."""
 
     steps: list[int]
@@ -366,14 +372,14 @@ class MetricSeries(BaseModel):
     downsampled: bool = False
 
 
-class MetricsPage(BaseModel):
+class MetricsPage(_Model):
     """A run's metrics by name."""
 
     run_id: str
     series: dict[str, MetricSeries]
 
 
-class LogsPage(BaseModel):
+class LogsPage(_Model):
     """A page of a run's log lines, oldest first."""
 
     run_id: str
@@ -381,21 +387,21 @@ class LogsPage(BaseModel):
     next_after_seq: int | None
 
 
-class Health(BaseModel):
+class Health(_Model):
     """Answer of /healthz."""
 
     status: str
     version: str
 
 
-class ErrorDetail(BaseModel):
+class ErrorDetail(_Model):
     """What went wrong and what to do."""
 
     code: str
     message: str
 
 
-class ErrorBody(BaseModel):
+class ErrorBody(_Model):
     """Every error answer of the control plane."""
 
     error: ErrorDetail

@@ -95,3 +95,38 @@ async def test_busy_port_is_a_notification_not_a_crash(tmp_path):
             assert any("podtui control plane" in m for m in messages), messages
     finally:
         blocker.close()
+
+
+async def test_the_download_bar_and_the_filter_box_come_when_needed(settings):
+    from textual.widgets import Input, ProgressBar
+
+    from podtui.models import DownloadProgress, LaunchSpec, Run, RunStatus
+    from podtui.screens.dashboard import ControlPlaneEvent
+    from podtui.widgets.log_view import LogView
+
+    app = PodtuiApp(settings)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await wait_for(pilot, lambda: app.dashboard is not None and app.dashboard._client is not None)
+        dash = app.dashboard
+        assert not dash.query("#progress-row") and not dash.query("#filter")
+        run = Run(id="dl00000001", name="dl", provider="local", status=RunStatus.downloading,
+                  spec=LaunchSpec(dataset="demo", gpu_types=["local"], command="true"), dataset_id="d",
+                  created_at=time.time(), progress=DownloadProgress(bytes_done=25, bytes_total=100))
+        dash.post_message(ControlPlaneEvent("run", run.model_dump(mode="json")))
+        await wait_for(pilot, lambda: bool(dash.query("#progress")))
+        assert dash.query_one("#progress", ProgressBar).percentage == 0.25
+        run.progress = DownloadProgress(bytes_done=75, bytes_total=100)
+        dash.post_message(ControlPlaneEvent("run", run.model_dump(mode="json")))
+        await wait_for(pilot, lambda: dash.query_one("#progress", ProgressBar).percentage == 0.75)
+        run.status, run.progress = RunStatus.training, None
+        dash.post_message(ControlPlaneEvent("run", run.model_dump(mode="json")))
+        await wait_for(pilot, lambda: not dash.query("#progress-row"))
+
+        await pilot.press("slash")
+        await wait_for(pilot, lambda: bool(dash.query("#filter")) and dash.query_one("#filter", Input).has_focus)
+        await pilot.press("l", "o", "s", "s", "enter")
+        assert dash.query_one(LogView).filter_text == "loss"
+        await pilot.press("slash")
+        await wait_for(pilot, lambda: dash.query_one("#filter", Input).has_focus)
+        await pilot.press("escape")
+        assert dash.query_one(LogView).filter_text == "" and not dash.query_one("#filter", Input).has_focus

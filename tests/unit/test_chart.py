@@ -11,9 +11,9 @@ from podtui.chart import (
     nice_ticks,
     plot_series,
     reduce_to_columns,
-    sparkline,
     y_bounds,
 )
+from podtui.fmt import sparkline
 
 
 def test_columns_keep_each_columns_extremes():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -11,15 +11,18 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input, ProgressBar, Static
+from textual.widgets import DataTable, Input, ProgressBar, Static
 
-from ..client import Client, ControlPlaneError
-from ..models import Run, RunEvent
+from ..errors import ControlPlaneError
+from ..widgets.key_hints import KeyHints
 from ..widgets.log_view import Line, LogView
 from ..widgets.loss_chart import LossChart, as_float
 from ..widgets.runs_table import RunsTable
 from .confirm import ConfirmScreen
-from .launch import LaunchScreen
+
+if TYPE_CHECKING:  # the client (httpx) and the models load once the control plane answers, after the first frame
+    from ..client import Client
+    from ..models import Run, RunEvent
 
 SPARK_POINTS = 40
 CHART_POINTS = 4000
@@ -64,8 +67,7 @@ class Dashboard(Screen[None]):
     Dashboard RunsTable { width: 56%; }
     Dashboard.zoomed RunsTable { display: none; }
     Dashboard #detail { width: 1fr; }
-    Dashboard #progress-row { height: 1; display: none; }
-    Dashboard #progress-row.active { display: block; }
+    Dashboard #progress-row { height: 1; }
     Dashboard #status { height: 1; background: $boost; color: $text-muted; padding: 0 1; }
     Dashboard #filter { display: none; height: 3; }
     Dashboard #filter.active { display: block; }
@@ -80,19 +82,18 @@ class Dashboard(Screen[None]):
         self.selected: str | None = None
         self.compare_with: str | None = None
         self._table_dirty = False
+        self._progress_bar: ProgressBar | None = None
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="main"):
             yield RunsTable(id="runs")
             with Vertical(id="detail"):
-                with Horizontal(id="progress-row"):
-                    yield Static("dataset ", id="progress-label")
-                    yield ProgressBar(id="progress", show_eta=False)
+                # the download bar and the filter box are mounted when first needed: mounting them for the
+                # first frame took half its time
                 yield LossChart(id="chart")
                 yield LogView(id="logs")
-                yield Input(placeholder="filter log lines (enter applies, esc clears)", id="filter")
         yield Static(self.status_line, id="status")
-        yield Footer()
+        yield KeyHints()
 
     def on_mount(self) -> None:
         self.set_interval(0.5, self._refresh_table)
@@ -188,6 +189,8 @@ class Dashboard(Screen[None]):
     # -- live events ----------------------------------------------------------------------------
 
     def on_control_plane_event(self, message: ControlPlaneEvent) -> None:
+        from ..models import Run, RunEvent
+
         kind, data = message.kind, message.data
         if kind == "run":
             run = Run.model_validate(data)
@@ -233,13 +236,19 @@ class Dashboard(Screen[None]):
         self.query_one(RunsTable).show(runs, self.losses)
 
     def _show_progress(self) -> None:
+        """The dataset download bar of the selected run, while its pod downloads."""
         run = self.runs.get(self.selected or "")
-        row = self.query_one("#progress-row")
         if run is None or run.status.value != "downloading" or not run.progress:
-            row.remove_class("active")
+            if self._progress_bar is not None:
+                self.query("#progress-row").remove()
+                self._progress_bar = None
             return
-        row.add_class("active")
-        self.query_one(ProgressBar).update(total=max(1, run.progress.bytes_total), progress=run.progress.bytes_done)
+        bar = self._progress_bar
+        if bar is None:
+            bar = self._progress_bar = ProgressBar(show_eta=False, id="progress")
+            self.query_one("#detail").mount(Horizontal(Static("dataset ", id="progress-label"), bar,
+                                                       id="progress-row"), before=0)
+        bar.update(total=max(1, run.progress.bytes_total), progress=run.progress.bytes_done)
 
     @on(DataTable.RowHighlighted, "#runs")
     def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
@@ -261,6 +270,8 @@ class Dashboard(Screen[None]):
                 self.selected = None
                 self.select(run.id)
                 self.notify(f"launched {run.name} on {run.provider}")
+
+        from .launch import LaunchScreen
 
         self.app.push_screen(LaunchScreen(self._client, self.app.default_provider), launched)  # type: ignore[attr-defined]
 
@@ -316,9 +327,13 @@ class Dashboard(Screen[None]):
         """Focus the log stream (arrows scroll it)."""
         self.query_one(LogView).focus()
 
-    def action_filter(self) -> None:
+    async def action_filter(self) -> None:
         """Show the filter box."""
-        box = self.query_one("#filter", Input)
+        boxes = self.query("#filter").results(Input)
+        box = next(boxes, None)
+        if box is None:
+            box = Input(placeholder="filter log lines (enter applies, esc clears)", id="filter")
+            await self.query_one("#detail").mount(box)
         box.add_class("active")
         box.focus()
 
@@ -329,8 +344,8 @@ class Dashboard(Screen[None]):
         self.query_one(LogView).focus()
 
     def on_key(self, event: Any) -> None:
-        box = self.query_one("#filter", Input)
-        if event.key == "escape" and box.has_focus:
+        box = next(self.query("#filter").results(Input), None)
+        if event.key == "escape" and box is not None and box.has_focus:
             box.value = ""
             self.query_one(LogView).filter_text = ""
             box.remove_class("active")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 from textual import work
@@ -13,9 +14,12 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
-from ..client import Client, ControlPlaneError
+from ..errors import ControlPlaneError
 from ..models import Dataset, GpuOffer, LaunchSpec, Run
 from ..widgets.offers_table import OffersTable
+
+if TYPE_CHECKING:
+    from ..client import Client
 
 PREVIEW_LINES = 5
 

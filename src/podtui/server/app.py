@@ -132,15 +132,11 @@ def default_providers(settings: Settings) -> dict[str, Provider]:
 
 
 def tune_gc() -> None:
-    """Collect cyclic garbage less often in a process that serves pods.
+    """Leave what exists once serving starts out of every collection (it lives as long as the process).
 
-    Each report allocates hundreds of objects that live across awaits, so with Python's default thresholds
-    (700, 10, 10) young collections ran every couple of reports, promoted them, and full collections followed:
-    measured at a fifth of the control plane's CPU under bench/ingest.py. Objects that exist once serving starts
-    are frozen out of every collection (they live as long as the process)."""
+    Each pod report allocates objects that live across awaits; the collector then walks the whole heap less
+    often (podtui/__init__.py sets its thresholds)."""
     gc.freeze()
-    gen0, gen1, gen2 = gc.get_threshold()
-    gc.set_threshold(max(gen0, 50_000), max(gen1, 20), max(gen2, 20))
 
 
 class ControlPlane:

@@ -3,25 +3,27 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.widgets import DataTable
 
-from ..chart import format_duration, sparkline
-from ..models import Run, RunStatus
+from ..fmt import format_duration, sparkline
 
-STATUS_STYLE = {
-    RunStatus.pending: "dim", RunStatus.provisioning: "yellow", RunStatus.booting: "yellow",
-    RunStatus.downloading: "cyan", RunStatus.training: "bold green", RunStatus.succeeded: "green",
-    RunStatus.failed: "bold red", RunStatus.terminated: "magenta", RunStatus.lost: "red",
+if TYPE_CHECKING:  # the models load with the first runs, not for the first frame
+    from ..models import Run
+
+STATUS_STYLE = {  # by RunStatus value
+    "pending": "dim", "provisioning": "yellow", "booting": "yellow", "downloading": "cyan",
+    "training": "bold green", "succeeded": "green", "failed": "bold red", "terminated": "magenta", "lost": "red",
 }
 COLUMNS = ("name", "provider", "gpu", "status", "step", "loss", "trend", "$/h", "spent", "time")
 
 
 def run_cells(run: Run, losses: list[float], now: float) -> list[str | Text]:
     """The row of one run."""
-    status = Text(run.status.value, STATUS_STYLE.get(run.status, ""))
-    if run.status == RunStatus.downloading and run.progress and run.progress.bytes_total:
+    status = Text(run.status.value, STATUS_STYLE.get(run.status.value, ""))
+    if run.status == "downloading" and run.progress and run.progress.bytes_total:
         status.append(f" {100 * run.progress.bytes_done / run.progress.bytes_total:.0f}%")
     loss = "-" if run.last_loss is None else f"{run.last_loss:.4g}"
     price = "-" if run.price_per_hour is None else f"{run.price_per_hour:.2f}"
