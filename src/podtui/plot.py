@@ -20,21 +20,52 @@ COLOURS = ["#5fafff", "#ffaf5f", "#87d787", "#d787d7", "#d7d75f"]
 COMPARE_COLOUR = "#8a8a8a"
 
 
+class Column:
+    """A float64 array that grows by doubling its buffer: appending costs the new values, not the whole series."""
+
+    def __init__(self, values: object = ()) -> None:
+        self._buf = np.asarray(values, dtype=np.float64).copy()
+        self._n = len(self._buf)
+
+    @property
+    def array(self) -> np.ndarray:
+        """The values (a view: appending later never changes what it shows)."""
+        return self._buf[:self._n]
+
+    def append(self, values: np.ndarray) -> None:
+        need = self._n + len(values)
+        if need > len(self._buf):
+            grown = np.empty(max(need, 2 * len(self._buf), 1024), dtype=np.float64)
+            grown[:self._n] = self._buf[:self._n]
+            self._buf = grown
+        self._buf[self._n:need] = values
+        self._n = need
+
+
 class Series:
     """A growing metric series held as numpy arrays, with its smoothed curve (continued incrementally as points
     arrive) and per-block min/max summaries cached, so a redraw costs the same at 1k or 1M points."""
 
     def __init__(self) -> None:
-        self.steps = np.empty(0, dtype=np.float64)
-        self.values = np.empty(0, dtype=np.float64)
-        self.ts = np.empty(0, dtype=np.float64)
-        self._smooth: tuple[float, np.ndarray, float, int] | None = None  # weight, curve, last, count
+        self._steps, self._values, self._ts = Column(), Column(), Column()
+        self._smooth: tuple[float, Column, float, int] | None = None  # weight, curve, last, count
         self._blocks: dict[tuple[str, bool, float], tuple[int, tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
 
+    @property
+    def steps(self) -> np.ndarray:
+        return self._steps.array
+
+    @property
+    def values(self) -> np.ndarray:
+        return self._values.array
+
+    @property
+    def ts(self) -> np.ndarray:
+        return self._ts.array
+
     def replace(self, steps: list[int], values: list[float], ts: list[float] | None = None) -> None:
-        self.steps = np.asarray(steps, dtype=np.float64)
-        self.values = np.asarray(values, dtype=np.float64)
-        self.ts = np.asarray(ts if ts is not None else [0.0] * len(steps), dtype=np.float64)
+        self._steps, self._values = Column(steps), Column(values)
+        self._ts = Column(ts if ts is not None else [0.0] * len(steps))
         self._smooth = None
         self._blocks.clear()
 
@@ -48,9 +79,9 @@ class Series:
             self.replace(uniq.tolist(), np.concatenate([self.values, new[1]])[index].tolist(),
                          np.concatenate([self.ts, new[2]])[index].tolist())
             return
-        self.steps = np.concatenate([self.steps, new[0]])
-        self.values = np.concatenate([self.values, new[1]])
-        self.ts = np.concatenate([self.ts, new[2]])
+        self._steps.append(new[0])
+        self._values.append(new[1])
+        self._ts.append(new[2])
 
     def xs(self, by_time: bool) -> np.ndarray:
         """Steps, or seconds (wall time)."""
@@ -59,15 +90,18 @@ class Series:
     def smoothed(self, weight: float) -> np.ndarray:
         """The debiased EMA of the values, extended from the cached state when only new points arrived."""
         cached = self._smooth
-        if cached is None or cached[0] != weight or len(cached[1]) > len(self.values):
-            curve, last, count = ema_continue(self.values, weight)
-        elif len(cached[1]) == len(self.values):
-            return cached[1]
+        done = 0 if cached is None else len(cached[1].array)
+        if cached is None or cached[0] != weight or done > len(self.values):
+            values, last, count = ema_continue(self.values, weight)
+            curve = Column(values)
+        elif done == len(self.values):
+            return cached[1].array
         else:
-            tail, last, count = ema_continue(self.values[len(cached[1]):], weight, cached[2], cached[3])
-            curve = np.concatenate([cached[1], tail])
+            tail, last, count = ema_continue(self.values[done:], weight, cached[2], cached[3])
+            curve = cached[1]
+            curve.append(tail)
         self._smooth = (weight, curve, last, count)
-        return curve
+        return curve.array
 
     def blocks(self, kind: str, by_time: bool, weight: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Min/max per block of the raw (kind "raw") or smoothed curve, rebuilt only when the series grew."""

@@ -103,17 +103,24 @@ async def test_the_download_bar_and_the_filter_box_come_when_needed(settings):
     from podtui.models import DownloadProgress, LaunchSpec, Run, RunStatus
     from podtui.screens.dashboard import ControlPlaneEvent
     from podtui.widgets.log_view import LogView
+    from podtui.widgets.runs_table import RunsTable
 
     app = PodtuiApp(settings)
     async with app.run_test(size=(160, 45)) as pilot:
         await wait_for(pilot, lambda: app.dashboard is not None and app.dashboard._client is not None)
         dash = app.dashboard
         assert not dash.query("#progress-row") and not dash.query("#filter")
-        run = Run(id="dl00000001", name="dl", provider="local", status=RunStatus.downloading,
+        run = Run(id="dl00000001", name="dl", provider="local", status=RunStatus.pending,
                   spec=LaunchSpec(dataset="demo", gpu_types=["local"], command="true"), dataset_id="d",
-                  created_at=time.time(), progress=DownloadProgress(bytes_done=25, bytes_total=100))
+                  created_at=time.time())
+        dash.post_message(ControlPlaneEvent("run", run.model_dump(mode="json")))
+        table = dash.query_one(RunsTable)
+        await wait_for(pilot, lambda: table.row_count == 1)
+        run.status, run.progress = RunStatus.downloading, DownloadProgress(bytes_done=25, bytes_total=100)
         dash.post_message(ControlPlaneEvent("run", run.model_dump(mode="json")))
         await wait_for(pilot, lambda: bool(dash.query("#progress")))
+        # cells that grow widen their column ("pending" was the widest status so far)
+        await wait_for(pilot, lambda: table.columns["status"].content_width >= len("downloading 25%"))
         assert dash.query_one("#progress", ProgressBar).percentage == 0.25
         run.progress = DownloadProgress(bytes_done=75, bytes_total=100)
         dash.post_message(ControlPlaneEvent("run", run.model_dump(mode="json")))

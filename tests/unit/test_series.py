@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -56,3 +57,35 @@ def test_ema_matches_tensorboard_formula():
 def test_ema_passes_non_finite_through():
     out = debiased_ema([1.0, math.nan, 1.0], 0.5)
     assert out[0] == 1.0 and math.isnan(out[1]) and out[2] == 1.0
+
+
+def test_a_series_grown_point_by_point_matches_one_built_at_once():
+    from podtui.plot import Series
+    from podtui.series import debiased_ema
+
+    rng = np.random.default_rng(1)
+    values = rng.normal(1.0, 0.3, 5000)
+    values[1234] = np.nan
+    grown = Series()
+    for lo in range(0, 5000, 37):  # the buffer reallocates several times on the way
+        hi = min(5000, lo + 37)
+        grown.extend(list(range(lo, hi)), values[lo:hi].tolist(), [float(s) for s in range(lo, hi)])
+        grown.smoothed(0.6)  # extended incrementally
+        grown.blocks("smooth", False, 0.6)
+    whole = Series()
+    whole.replace(list(range(5000)), values.tolist(), [float(s) for s in range(5000)])
+    assert np.array_equal(grown.steps, whole.steps) and np.array_equal(grown.ts, whole.ts)
+    assert np.array_equal(grown.values, whole.values, equal_nan=True)
+    reference = np.array(debiased_ema(values.tolist(), 0.6))
+    assert np.allclose(grown.smoothed(0.6), reference, equal_nan=True, rtol=1e-9)
+    for a, b in zip(grown.blocks("smooth", False, 0.6), whole.blocks("smooth", False, 0.6), strict=True):
+        assert np.allclose(a, b, equal_nan=True, rtol=1e-9)
+
+
+def test_points_arriving_out_of_order_are_merged_once_per_step():
+    from podtui.plot import Series
+
+    s = Series()
+    s.extend([0, 1, 2], [3.0, 2.0, 1.0], [0.0, 1.0, 2.0])
+    s.extend([2, 3], [9.0, 0.5], [2.0, 3.0])  # a resend overlapping the last point
+    assert s.steps.tolist() == [0, 1, 2, 3] and s.values.tolist()[-1] == 0.5

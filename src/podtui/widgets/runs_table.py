@@ -65,7 +65,7 @@ class RunsTable(DataTable[str | Text]):
             return
         for run in runs:
             for column, value in zip(COLUMNS, run_cells(run, losses.get(run.id, []), now), strict=True):
-                self.update_cell(run.id, column, value)
+                self.update_cell(run.id, column, value, update_width=True)  # "pending" becomes "training"
 
     @property
     def selected_run_id(self) -> str | None:
