@@ -100,7 +100,7 @@ async def bench_cpu(seconds: float = 10.0, rate: int = 10_000) -> None:
 
     app = PodtuiApp(Settings(data_dir=Path(tempfile.mkdtemp()), port=0))
     async with app.run_test(size=(160, 45)) as pilot:
-        while app.dashboard is None:
+        while app.dashboard is None or app.dashboard._client is None:  # the control plane answers
             await pilot.pause(0.05)
         dash = app.dashboard
         run = Run(id="bench", name="bench", provider="local", status=RunStatus.training, dataset_id="d",
@@ -159,7 +159,7 @@ async def bench_latency(steps: int = 150) -> None:
     LossChart._redraw_if_dirty = redraw  # type: ignore[method-assign]
     app = PodtuiApp(Settings(data_dir=work / "data", port=0))
     async with app.run_test(size=(160, 45)) as pilot:
-        while app.dashboard is None:
+        while app.dashboard is None or app.dashboard._client is None:  # the control plane answers
             await pilot.pause(0.05)
         assert app.client is not None
         run = await app.client.launch(LaunchSpec(dataset="demo", gpu_types=["local"], command=command))
