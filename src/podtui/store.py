@@ -184,6 +184,15 @@ def _one(db: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> Any:
         cur.close()
 
 
+def _all(db: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+    """Every row of a query, its cursor closed at once."""
+    cur = db.execute(sql, params)
+    try:
+        return cur.fetchall()
+    finally:
+        cur.close()
+
+
 def _fetch_run(db: sqlite3.Connection, run_id: str) -> Run:
     row = _one(db, f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,))
     if row is None:
@@ -198,11 +207,6 @@ def _exec(db: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> int:
         return cur.lastrowid or 0
     finally:
         cur.close()
-
-
-def _scalar(db: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> Any:
-    row = _one(db, sql, params)
-    return None if row is None else row[0]
 
 
 _INSERT_CHUNKS = (192, 48, 12, 3, 1)
@@ -301,8 +305,7 @@ class Store:
     async def checkpoint(self) -> None:
         """Copy the WAL into the database without blocking writers (PASSIVE), from the reader's connection."""
         try:
-            async with self._r.execute("PRAGMA wal_checkpoint(PASSIVE)") as cur:
-                await cur.fetchall()
+            await self._r._execute(_all, self._r._conn, "PRAGMA wal_checkpoint(PASSIVE)")
         except sqlite3.Error as exc:
             log.warning("WAL checkpoint failed: %s", exc)
 
@@ -420,8 +423,9 @@ class Store:
 
     async def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         try:
-            async with self._r.execute(sql, params) as cur:
-                return list(await cur.fetchall())
+            # One hop to the reader's thread, its cursor closed there: a statement left open between hops met
+            # the WAL checkpoint (same connection) and failed it with "database table is locked" under load.
+            return await self._r._execute(_all, self._r._conn, sql, params)
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(f"the store cannot be read: {exc}") from exc
 

@@ -99,3 +99,22 @@ async def test_slow_sse_consumer_neither_slows_ingest_nor_grows_memory(plane):
     assert rss_mb() - rss_before < 60
     page = (await plane.http.get(f"/api/v1/runs/{run.id}/metrics")).json()
     assert len(page["series"]["loss"]["steps"]) == 30_000
+
+
+async def test_checkpoints_beside_concurrent_reads_never_fail(tmp_path, caplog):
+    """Reads and the WAL checkpoint share a connection: no read may leave a statement open between hops."""
+    from podtui.store import Store
+
+    store = await Store.open(tmp_path / "store.db")
+    try:
+        await store._write(lambda db: db.executemany(
+            "INSERT INTO feed (run_id, kind, lo, hi, ts) VALUES (?, 'metrics', 1, 1, 0)",
+            [(f"r{i}",) for i in range(2000)]).close())
+        caplog.set_level("WARNING", logger="podtui.store")
+        reads = [store._read("SELECT * FROM feed") for _ in range(50)]
+        checkpoints = [store.checkpoint() for _ in range(50)]
+        results = await asyncio.gather(*[x for pair in zip(reads, checkpoints, strict=True) for x in pair])
+        assert all(len(r) == 2000 for r in results[::2])
+        assert not [r for r in caplog.records if "checkpoint" in r.getMessage()]
+    finally:
+        await store.close()
