@@ -137,3 +137,41 @@ async def test_the_download_bar_and_the_filter_box_come_when_needed(settings):
         await wait_for(pilot, lambda: dash.query_one("#filter", Input).has_focus)
         await pilot.press("escape")
         assert dash.query_one(LogView).filter_text == "" and not dash.query_one("#filter", Input).has_focus
+
+
+async def test_enter_opens_the_run_detail_and_terminates_from_there(settings):
+    import io
+
+    from rich.console import Console
+    from textual.widgets import DataTable, Static
+
+    from podtui.models import LaunchSpec
+    from podtui.screens.run_detail import RunDetailScreen
+
+    app = PodtuiApp(settings)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await wait_for(pilot, lambda: app.dashboard is not None and app.dashboard._client is not None)
+        dash = app.dashboard
+        run = await app.client.launch(LaunchSpec(dataset="demo", gpu_types=["local"], budget_usd=5,
+                                                 env={"HF_TOKEN": "secret-value"}))
+        await wait_for(pilot, lambda: run.id in dash.runs and dash.runs[run.id].status.value == "training")
+        await wait_for(pilot, lambda: dash.query_one("#runs", DataTable).row_count == 1)
+        dash.query_one("#runs").focus()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunDetailScreen))
+        screen = app.screen
+        events = screen.query_one("#events", DataTable)
+        await wait_for(pilot, lambda: events.row_count >= 2)
+        console = Console(width=150, record=True, file=io.StringIO())
+        console.print(screen.query_one("#facts", Static).content)
+        facts = console.export_text()
+        assert run.name in facts and "budget $5.00" in facts and "training" in facts
+        assert "HF_TOKEN" in facts and "secret-value" not in facts  # env names only
+        await pilot.press("ctrl+d")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await wait_for(pilot, lambda: dash.runs[run.id].status.value == "terminated")
+        await wait_for(pilot, lambda: any("terminated" in str(events.get_row_at(i)[1])
+                                          for i in range(events.row_count)))
+        await pilot.press("escape")
+        assert app.screen is dash

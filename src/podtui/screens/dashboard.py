@@ -41,7 +41,9 @@ class Dashboard(Screen[None]):
 
     BINDINGS = [
         Binding("n", "new_run", "New run", id="run.new", tooltip="Open the launch form"),
-        Binding("enter", "zoom", "Open run", id="run.open", tooltip="Show the selected run full width"),
+        Binding("enter", "open_run", "Open run", id="run.open",
+                tooltip="The selected run's launch spec, pod, cost and events"),
+        Binding("z", "zoom", "Zoom", id="run.zoom", show=False, tooltip="Chart and logs full width (esc: back)"),
         Binding("ctrl+d", "terminate", "Terminate", id="run.terminate", tooltip="Terminate the run's pod (asks)"),
         Binding("ctrl+k", "terminate(False)", "Kill", id="run.kill", show=False,
                 tooltip="Terminate the run's pod without asking"),
@@ -250,6 +252,13 @@ class Dashboard(Screen[None]):
                                                        id="progress-row"), before=0)
         bar.update(total=max(1, run.progress.bytes_total), progress=run.progress.bytes_done)
 
+    @on(DataTable.RowSelected, "#runs")
+    def _row_selected(self, event: DataTable.RowSelected) -> None:
+        """enter on the runs table (the table's own enter binding comes first)."""
+        if event.row_key.value:
+            self.select(event.row_key.value)
+            self.action_open_run()
+
     @on(DataTable.RowHighlighted, "#runs")
     def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.row_key.value:
@@ -421,6 +430,15 @@ class Dashboard(Screen[None]):
         self.query_one(LossChart).set_compare(
             name, {n: (s.steps, [as_float(v) for v in s.values], s.ts) for n, s in page.series.items()})
         self.notify(f"comparing with {name}: select another run")
+
+    def action_open_run(self) -> None:
+        """The selected run's detail screen."""
+        run = self._selected_run()
+        if run is None or self._client is None:
+            return
+        from .run_detail import RunDetailScreen
+
+        self.app.push_screen(RunDetailScreen(self, self._client, run.id))
 
     def action_zoom(self) -> None:
         """Show the selected run full width."""

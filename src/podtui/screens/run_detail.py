@@ -1,0 +1,146 @@
+"""One run in full: what it was launched with, where its pod runs and what it costs, and every event of its life
+(launch attempts, boot, download, guardrails, the end and why)."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from rich.table import Table
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, Static
+
+from ..errors import ControlPlaneError
+from ..fmt import format_duration
+from ..widgets.key_hints import KeyHints
+from ..widgets.runs_table import STATUS_STYLE
+
+if TYPE_CHECKING:
+    from ..client import Client
+    from ..models import Run
+    from .dashboard import Dashboard
+
+EVENT_STYLE = {"attempt_failed": "yellow", "terminate_failed": "bold red", "failed": "bold red", "lost": "red",
+               "budget_warning": "yellow", "succeeded": "green", "terminated": "magenta"}
+
+
+def clock(ts: float | None) -> str:
+    """Local date and time of a timestamp ("-" when unset)."""
+    return "-" if ts is None else datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def run_facts(run: Run, now: float) -> Table:
+    """The run's facts as two columns of label/value pairs."""
+    spec = run.spec
+    status = Text(run.status.value, STATUS_STYLE.get(run.status.value, ""))
+    if run.status_reason:
+        status.append(f"  {run.status_reason}", "dim")
+    started = run.started_at or run.created_at
+    price = "-" if run.price_per_hour is None else f"${run.price_per_hour:.2f}/h"
+    limits = ", ".join(part for part in (
+        f"max runtime {format_duration(spec.max_runtime_s)}" if spec.max_runtime_s else "",
+        f"budget ${spec.budget_usd:.2f}" if spec.budget_usd is not None else "",
+        f"keep alive {format_duration(spec.keep_alive_s)}" if spec.keep_alive_s else "",
+    ) if part) or "none"
+    cloud = f"  {spec.cloud_type.lower()} cloud{', spot' if spec.spot else ''}" if run.provider == "runpod" else ""
+    rows: list[tuple[str, str | Text]] = [
+        ("status", status),
+        ("run", f"{run.name} ({run.id})"),
+        ("pod", f"{run.provider} {run.pod_id or '(none yet)'}"),
+        ("GPU", f"{run.gpu_type or '-'} x{spec.gpu_count}{cloud}  (tried in order: {', '.join(spec.gpu_types)})"),
+        ("cost", f"{price}, ${run.cost_at(now):.2f} spent"),
+        ("time", f"created {clock(run.created_at)}, started {clock(run.started_at)}, "
+                 f"ended {clock(run.ended_at)}; {format_duration((run.ended_at or now) - started)}"),
+        ("progress", "-" if run.last_step is None else
+         f"step {run.last_step}, loss {'-' if run.last_loss is None else f'{run.last_loss:.4g}'}"),
+        ("exit code", "-" if run.exit_code is None else str(run.exit_code)),
+        ("dataset", f"{run.dataset_id[:16]}…" if spec.dataset == run.dataset_id
+                    else f"{spec.dataset} ({run.dataset_id[:12]}…)"),
+        ("command", spec.command or "(the demo trainer)"),
+        ("workdir", spec.workdir or "-"),
+        ("image", spec.image),
+        ("limits", limits),
+        ("env", ", ".join(sorted(spec.env)) or "-"),  # names only: values may be secrets
+    ]
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="dim", no_wrap=True)
+    table.add_column(overflow="fold")
+    for label, value in rows:
+        table.add_row(label, value)
+    return table
+
+
+class RunDetailScreen(Screen[None]):
+    """A run's facts and its event history, kept live."""
+
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back", id="detail.back", tooltip="Back to the dashboard"),
+        Binding("ctrl+d", "terminate", "Terminate", id="detail.terminate", tooltip="Terminate the pod (asks)"),
+        Binding("s", "stop", "Stop", id="detail.stop", tooltip="Stop the pod (asks)"),
+    ]
+    DEFAULT_CSS = """
+    RunDetailScreen #facts { height: auto; padding: 0 1; border: round $primary-background-lighten-2; }
+    RunDetailScreen #events { height: 1fr; border: round $primary-background-lighten-2; }
+    """
+
+    def __init__(self, dashboard: Dashboard, client: Client, run_id: str) -> None:
+        super().__init__()
+        self.dashboard = dashboard
+        self.client = client
+        self.run_id = run_id
+        self._last_event = 0
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(id="facts")
+            yield DataTable(id="events", cursor_type="row", zebra_stripes=True)
+        yield KeyHints()
+
+    def on_mount(self) -> None:
+        self.query_one("#facts").border_title = "run"
+        events = self.query_one("#events", DataTable)
+        events.border_title = "events"
+        events.add_columns("time", "event", "message")
+        self.show_facts()
+        self.load_events()
+        self.set_interval(1.0, self.show_facts)  # the dashboard keeps the run current from the live feed
+        self.set_interval(2.0, self.load_events)
+
+    def show_facts(self) -> None:
+        run = self.dashboard.runs.get(self.run_id)
+        if run is not None:
+            self.query_one("#facts", Static).update(run_facts(run, time.time()))
+
+    @work(exclusive=True, group="detail-events", exit_on_error=False)
+    async def load_events(self) -> None:
+        """New events of the run, appended in order."""
+        try:
+            new = await self.client.run_events(self.run_id, after_id=self._last_event)
+        except ControlPlaneError as exc:
+            self.notify(exc.message, severity="error")
+            return
+        table = self.query_one("#events", DataTable)
+        for event in new:
+            if event.id <= self._last_event:
+                continue
+            self._last_event = event.id
+            table.add_row(clock(event.ts), Text(event.kind, EVENT_STYLE.get(event.kind, "")),
+                          event.message.splitlines()[0] if event.message else "")
+        if new:
+            table.move_cursor(row=table.row_count - 1)
+
+    def action_terminate(self) -> None:
+        """Terminate this run's pod (asks)."""
+        self.dashboard.select(self.run_id)
+        self.dashboard.action_terminate()
+
+    def action_stop(self) -> None:
+        """Stop this run's pod (asks)."""
+        self.dashboard.select(self.run_id)
+        self.dashboard.action_stop()
