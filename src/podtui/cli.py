@@ -244,6 +244,10 @@ def gpus(obj: Context, provider: str | None, refresh: bool, as_json: bool) -> No
         table([[o.id, o.name, "-" if o.vram_gb is None else f"{o.vram_gb:g} GB", price(o.secure_price),
                 price(o.community_price), price(o.spot_price), o.stock or "-", o.provider] for o in offers],
               ["ID", "NAME", "VRAM", "SECURE/H", "COMMUNITY/H", "SPOT/H", "STOCK", "PROVIDER"])
+        if any(o.provider == "runpod" for o in offers):
+            click.echo("RunPod prices are list prices per GPU (REST v2 catalog); a pod's billed rate shows on its "
+                       "run. Spot: `--spot` rents at RunPod's current spot price through GraphQL, which RunPod "
+                       "retires in early 2027.")
 
     run_async(go)
 
@@ -258,7 +262,12 @@ def gpus(obj: Context, provider: str | None, refresh: bool, as_json: bool) -> No
 @click.option("--gpu-count", type=int, default=1, show_default=True)
 @click.option("--cloud", "cloud_type", type=click.Choice(["SECURE", "COMMUNITY", "ALL"]), default="SECURE",
               show_default=True)
-@click.option("--spot", is_flag=True, help="Interruptible (spot) pricing.")
+@click.option("--spot", is_flag=True, help="Interruptible (spot) pricing: RunPod's GraphQL API, retired early 2027.")
+@click.option("--min-cuda", "min_cuda_version", help="Lowest CUDA version of the host, e.g. 12.8 (default: the "
+              "image tag's).")
+@click.option("--ssh", is_flag=True, help="Expose 22/tcp and start sshd (narrows Community capacity).")
+@click.option("--min-gpu-util", "min_gpu_util", help="Warn when GPU use stays below PCT while training; "
+              "PCT or PCT/DURATION, e.g. 30 or 30/15m (default duration 10m).")
 @click.option("--max-runtime", help="Terminate after this long, e.g. 2h.")
 @click.option("--budget", type=float, help="Terminate once the pod has cost this many dollars.")
 @click.option("--keep-alive", default="0", show_default=True, help="Keep the pod this long after success.")
@@ -269,7 +278,8 @@ def gpus(obj: Context, provider: str | None, refresh: bool, as_json: bool) -> No
 @click.pass_obj
 def launch(obj: Context, dataset: str, gpu_types: tuple[str, ...], command: str | None, workdir: str | None,
            image: str | None, provider: str | None, gpu_count: int, cloud_type: str, spot: bool,
-           max_runtime: str | None, budget: float | None, keep_alive: str, name: str | None,
+           min_cuda_version: str | None, ssh: bool, min_gpu_util: str | None, max_runtime: str | None,
+           budget: float | None, keep_alive: str, name: str | None,
            env_pairs: tuple[str, ...], wait: bool, as_json: bool) -> None:
     """Launch a run."""
     env = {}
@@ -286,8 +296,14 @@ def launch(obj: Context, dataset: str, gpu_types: tuple[str, ...], command: str 
         "dataset": dataset, "gpu_types": gpus, "command": command,
         "workdir": os.path.abspath(workdir) if workdir else None, "provider": provider, "name": name,
         "gpu_count": gpu_count, "cloud_type": cloud_type, "spot": spot, "max_runtime_s": max_runtime,
-        "budget_usd": budget, "keep_alive_s": keep_alive, "env": env,
+        "budget_usd": budget, "keep_alive_s": keep_alive, "env": env, "min_cuda_version": min_cuda_version,
+        "ssh": ssh or None,
     }
+    if min_gpu_util:
+        pct, _, duration = min_gpu_util.partition("/")
+        fields["min_gpu_util_pct"] = pct.strip().rstrip("%")
+        if duration:
+            fields["min_gpu_util_s"] = duration
     if image:
         fields["image"] = image
     try:

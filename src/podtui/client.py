@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from .errors import ControlPlaneError, ControlPlaneUnreachable
-from .models import Dataset, GpuOffer, LaunchSpec, LogsPage, MetricsPage, OrphanPod, Run, RunEvent
+from .models import Dataset, GpuOffer, LaunchSpec, LogsPage, MetricsPage, OrphanPod, PodLogs, Run, RunEvent
 
 
 class Client:
@@ -118,6 +118,11 @@ class Client:
         if tail:
             params["tail"] = "1"
         return LogsPage.model_validate(await self._call("GET", f"/api/v1/runs/{run_id}/logs", params=params))
+
+    async def pod_logs(self, run_id: str, tail: int = 50) -> PodLogs:
+        """The tail of the run's pod's own logs at its provider."""
+        data = await self._call("GET", f"/api/v1/runs/{run_id}/pod-logs", params={"tail": tail})
+        return PodLogs.model_validate(data)
 
     async def run_events(self, run_id: str, after_id: int = 0) -> list[RunEvent]:
         """A run's events after an id."""

@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     )
     """RunPod API key (env `RUNPOD_API_KEY`); the runpod SDK does not read the env var itself."""
 
+    runpod_api_url: str = Field("https://api.runpod.io", pattern=r"^https?://[^\s]+$")
+    """Base URL of RunPod's REST API v2 (env `PODTUI_RUNPOD_API_URL`): for a proxy, or a fake API in tests."""
+
     allow_loopback_public_url: bool = False
     """Let RunPod-provider pods use a loopback public URL: only for a fake RunPod API on this machine (tests)."""
 

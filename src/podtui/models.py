@@ -196,6 +196,18 @@ EnvName = Annotated[str, Field(pattern=_ENV_NAME.pattern)]
 EnvValue = Annotated[str, Field(max_length=4096, pattern=r"^[^\x00]*$")]
 
 
+DEFAULT_IMAGE = "runpod/pytorch:1.0.2-cu1281-torch280-ubuntu2404"
+"""RunPod's current PyTorch image (CUDA 12.8.1, torch 2.8, Python 3.12)."""
+_CUDA_TAG = re.compile(r"(?:^|[-_:])cu(?:da)?(\d{2})\.?(\d)")
+
+
+def cuda_of_image(image: str) -> str | None:
+    """The CUDA version an image's tag names (`cu1281` -> 12.8, `cuda11.8.0` -> 11.8), or None."""
+    tag = image.rsplit(":", 1)[1] if ":" in image.rsplit("/", 1)[-1] else ""
+    match = _CUDA_TAG.search(tag)
+    return f"{int(match.group(1))}.{match.group(2)}" if match else None
+
+
 class LaunchSpec(_Model):
     """What the user asks for when launching a run."""
 
@@ -215,7 +227,16 @@ class LaunchSpec(_Model):
     gpu_count: int = Field(1, ge=1, le=8)
     cloud_type: Literal["SECURE", "COMMUNITY", "ALL"] = "SECURE"
     spot: bool = False
-    image: str = Field("runpod/pytorch:2.1.0-py3.10-cuda11.8.0-devel-ubuntu22.04", min_length=1, max_length=300)
+    image: str = Field(DEFAULT_IMAGE, min_length=1, max_length=300, pattern=r"^[^\x00-\x20]+$")
+    """Container image; RunPod's current PyTorch image by default."""
+    min_cuda_version: str | None = Field(None, pattern=r"^\d{1,2}\.\d{1,2}$")
+    """Lowest CUDA version of the host (`12.8`); read from the image's tag (`cu1281`, `cuda11.8.0`) when omitted."""
+    ssh: bool = False
+    """Expose 22/tcp and start sshd (RunPod): off by default, it narrows Community capacity."""
+    min_gpu_util_pct: float | None = Field(None, ge=0, le=100)
+    """Warn when the pod's GPU use stays below this percentage while training."""
+    min_gpu_util_s: Duration = 600
+    """How long GPU use must stay below min_gpu_util_pct before the warning (default 10 min)."""
     env: dict[EnvName, EnvValue] = Field(default_factory=dict, max_length=40,
                                          json_schema_extra={"additionalProperties": False})
     max_runtime_s: Duration | None = None
@@ -279,6 +300,10 @@ class Run(_Model):
     keep_alive_until: float | None = None
     last_activity: float | None = None
     """When the pod last sent a new metric or log line."""
+    gpu_util: float | None = None
+    """GPU utilisation of the pod as its provider last reported it, percent (mean over its GPUs)."""
+    gpu_mem: float | None = None
+    """GPU memory in use, percent."""
 
     def cost_at(self, now: float) -> float:
         """Cost so far: price per hour x billed time (until the run ended, or now)."""
@@ -302,6 +327,23 @@ class OrphanPod(_Model):
     name: str
     phase: str
     price_per_hour: float | None = None
+
+
+class PodLogLine(_Model):
+    """One line of a pod's own logs at its provider (container output or the host's lifecycle lines)."""
+
+    ts: str
+    source: str
+    line: str
+
+
+class PodLogs(_Model):
+    """The tail of a pod's provider-side logs: why a pod never booted, before its agent reports."""
+
+    run_id: str
+    pod_id: str | None = None
+    lines: list[PodLogLine] = Field(default_factory=list)
+    note: str | None = None
 
 
 class RunEvent(_Model):

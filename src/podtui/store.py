@@ -80,6 +80,11 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE runs ADD COLUMN last_activity REAL;
     """,
+    # 3: GPU use as the provider last reported it (RunPod's pod runtime)
+    """
+    ALTER TABLE runs ADD COLUMN gpu_util REAL;
+    ALTER TABLE runs ADD COLUMN gpu_mem REAL;
+    """,
 ]
 
 _STATUS_RANK = {
@@ -92,11 +97,11 @@ _STATUS_RANK = {
 _RUN_COLUMNS = (
     "id, name, provider, status, status_reason, spec, dataset_id, pod_id, gpu_type, price_per_hour, created_at, "
     "started_at, ended_at, last_heartbeat, exit_code, progress, last_step, last_loss, last_loss_nan, "
-    "keep_alive_until, last_activity"
+    "keep_alive_until, last_activity, gpu_util, gpu_mem"
 )
 _UPDATABLE = {
     "status", "status_reason", "pod_id", "gpu_type", "price_per_hour", "started_at", "ended_at",
-    "last_heartbeat", "exit_code", "keep_alive_until", "ingest_revoked_at",
+    "last_heartbeat", "exit_code", "keep_alive_until", "ingest_revoked_at", "gpu_util", "gpu_mem",
 }
 
 
@@ -158,7 +163,8 @@ def _none_to_nan(value: float | None) -> float:
 
 def _row_to_run(row: Sequence[Any]) -> Run:
     (rid, name, provider, status, reason, spec, dataset_id, pod_id, gpu_type, price, created, started, ended,
-     heartbeat, exit_code, progress, last_step, last_loss, last_loss_nan, keep_alive_until, last_activity) = row
+     heartbeat, exit_code, progress, last_step, last_loss, last_loss_nan, keep_alive_until, last_activity,
+     gpu_util, gpu_mem) = row
     loss = math.nan if last_loss_nan else last_loss
     return Run(
         id=rid, name=name, provider=provider, status=RunStatus(status), status_reason=reason,
@@ -166,6 +172,7 @@ def _row_to_run(row: Sequence[Any]) -> Run:
         price_per_hour=price, created_at=created, started_at=started, ended_at=ended, last_heartbeat=heartbeat,
         exit_code=exit_code, progress=DownloadProgress.model_validate_json(progress) if progress else None,
         last_step=last_step, last_loss=loss, keep_alive_until=keep_alive_until, last_activity=last_activity,
+        gpu_util=gpu_util, gpu_mem=gpu_mem,
     )
 
 
@@ -574,6 +581,20 @@ class Store:
             return await self._write(job)
         finally:
             self._ingest.pop(run_id, None)
+
+    async def record_gpu_use(self, run_id: str, util: float | None, mem: float | None, step: int,
+                             now: float) -> None:
+        """GPU use the provider reports for a run's pod: on the run (the runs table) and as the metrics
+        `gpu_util` and `gpu_mem` at `step` (seconds since the pod was created)."""
+        rows = [(run_id, name, step, value, now) for name, value in (("gpu_util", util), ("gpu_mem", mem))
+                if value is not None]
+
+        def job(db: sqlite3.Connection) -> None:
+            _insert_rows(db, run_id, "metrics", rows, now)
+            _exec(db, "UPDATE runs SET gpu_util = ?, gpu_mem = ? WHERE id = ?", (util, mem, run_id))
+            _feed(db, run_id, "run", None, None, now)
+
+        await self._write(job)
 
     async def revoke_ingest_token(self, run_id: str) -> None:
         """End a kept-alive run's ingest token (its pod is gone)."""

@@ -11,7 +11,8 @@ de-duplicates. When the command ends it reports `succeeded` or `failed` and ends
 window on success), so a failed run stops billing at once.
 
 Environment: PODTUI_URL, PODTUI_RUN_ID, PODTUI_TOKEN (the run's ingest token), PODTUI_HOME (its folder),
-PODTUI_KEEP_ALIVE_S, PODTUI_TERMINATE_CMD (how the pod ends itself; empty = just exit),
+PODTUI_KEEP_ALIVE_S, PODTUI_RUNPOD_API_URL (a RunPod pod ends itself with DELETE /v2/pods/$RUNPOD_POD_ID and its
+own pod-scoped RUNPOD_API_KEY), PODTUI_TERMINATE_CMD (the fallback, or how another pod ends itself; empty = exit),
 PODTUI_UNREACHABLE_LIMIT_S (default 1800), PODTUI_METRICS_FILE, PODTUI_REPORT_INTERVAL_S, PODTUI_GRACE_S.
 """
 
@@ -31,6 +32,7 @@ import threading
 import time
 import typing
 import urllib.error
+import urllib.parse
 import urllib.request
 
 MAX_LINE = 16 * 1024
@@ -306,6 +308,9 @@ class Agent:
         self.control_plane = ControlPlane(env["PODTUI_URL"], env["PODTUI_RUN_ID"], env["PODTUI_TOKEN"])
         self.keep_alive = float(env.get("PODTUI_KEEP_ALIVE_S") or 0)
         self.terminate_cmd = env.get("PODTUI_TERMINATE_CMD", "")
+        self.runpod_api = env.get("PODTUI_RUNPOD_API_URL", "")
+        self.runpod_pod = env.get("RUNPOD_POD_ID", "")
+        self.runpod_key = env.get("RUNPOD_API_KEY", "")
         self.unreachable_limit = float(env.get("PODTUI_UNREACHABLE_LIMIT_S") or 1800)
         self.grace = float(env.get("PODTUI_GRACE_S") or 20)
         self.metrics_file = env.get("PODTUI_METRICS_FILE") or os.path.join(self.home, "metrics.jsonl")
@@ -320,6 +325,7 @@ class Agent:
         self.progress: tuple | None = None
         self.child: subprocess.Popen | None = None
         self.stopped_by_control_plane = False
+        self.signalled = False
         self.stop_reason = ""
 
     # lines and metrics
@@ -415,16 +421,40 @@ class Agent:
 
     def on_signal(self, signum: int, frame: object) -> None:
         self.note(f"received signal {signum}; stopping the command (grace {self.grace:.0f} s)")
+        self.signalled = True  # the pod is being stopped: the last report must go out within the grace
         self.stop_child()
 
+    def end_pod_through_api(self) -> bool:
+        """DELETE /v2/pods/$RUNPOD_POD_ID with the pod's own pod-scoped RUNPOD_API_KEY (RunPod REST v2);
+        False when this is no RunPod pod or the call failed (then the terminate command is the fallback)."""
+        api, pod, key = self.runpod_api, self.runpod_pod, self.runpod_key
+        if not (api and pod and key):
+            return False
+        req = urllib.request.Request(api.rstrip("/") + "/v2/pods/" + urllib.parse.quote(pod, safe=""),
+                                     method="DELETE", headers={"Authorization": "Bearer " + key})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                r.read()
+            return True
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:  # already gone
+                return True
+            print(f"podtui agent: RunPod answered {exc.code} to ending the pod", file=sys.stderr)
+        except Exception as exc:
+            print(f"podtui agent: ending the pod through RunPod's API failed ({exc})", file=sys.stderr)
+        return False
+
     def terminate_pod(self) -> None:
-        if not self.terminate_cmd:
+        if not self.terminate_cmd and not self.runpod_api:
             return
         for attempt in range(5):
-            result = subprocess.run(["bash", "-c", self.terminate_cmd], capture_output=True, text=True)
-            if result.returncode == 0:
+            if self.end_pod_through_api():
                 return
-            print(f"podtui agent: ending the pod failed ({result.stderr.strip()}); retrying", file=sys.stderr)
+            if self.terminate_cmd:
+                result = subprocess.run(["bash", "-c", self.terminate_cmd], capture_output=True, text=True)
+                if result.returncode == 0:
+                    return
+                print(f"podtui agent: ending the pod failed ({result.stderr.strip()}); retrying", file=sys.stderr)
             time.sleep(5 * (attempt + 1))
 
     def run(self) -> int:
@@ -471,11 +501,12 @@ class Agent:
                      "error": f"exit code {code}; last lines:\n" + "\n".join(self.tail)}
             self.note(f"command failed with exit code {code}")
         self.status = None
-        self.reporter.drain(final, time.time() + min(self.unreachable_limit, 600))
+        patience = min(10.0, self.grace) if self.signalled else min(self.unreachable_limit, 600)
+        self.reporter.drain(final, time.time() + patience)
         if code == 0 and self.keep_alive > 0 and not self.stopped_by_control_plane:
             self.note(f"keeping the pod {self.keep_alive:.0f} s as asked (keep-alive)")
             until = time.time() + self.keep_alive
-            while time.time() < until and not self.stopped_by_control_plane:
+            while time.time() < until and not self.stopped_by_control_plane and not self.signalled:
                 time.sleep(min(5.0, max(0.0, until - time.time())))
                 try:
                     reply = self.control_plane.post({"heartbeat_ts": time.time()})

@@ -1,9 +1,24 @@
 """Renders the pod's boot command and its start script.
 
-The boot command is what the provider starts: `bash -c echo${IFS}$PODTUI_BOOT|base64${IFS}-d|bash`. It holds no
-quote, backslash or newline (the runpod SDK inlines it into GraphQL unescaped); the boot snippet travels
-base64-encoded in the env var PODTUI_BOOT. The snippet fetches the agent and the start script from the control
-plane with the run's ingest token, then runs the start script under the agent.
+The boot command is the container's arguments (RunPod v2: `args`, "arguments passed to the container entrypoint"):
+
+    bash -c source${IFS}<(echo${IFS}$PODTUI_BOOT|base64${IFS}-d)
+
+Why this form:
+- It holds no quote, backslash or space inside an argument, so every way of splitting a command line gives the
+  same three words: RunPod's template docs show a shell-like parser (`bash -c '/start.sh'`), older paths split on
+  whitespace, the spot path (GraphQL `dockerArgs`) inlines it into a query.
+- On an image without an ENTRYPOINT (RunPod's own images have only `CMD /start.sh`) the arguments replace CMD.
+  On an image whose ENTRYPOINT is a wrapper that runs its arguments (`exec "$@"`: NVIDIA's images, tini,
+  docker-entrypoint.sh) the same words run after the wrapper. An ENTRYPOINT that ignores its arguments (a model
+  server image) cannot run any boot: v2 has no field to replace an ENTRYPOINT, so the run fails at the boot
+  timeout and the run detail shows the container's log.
+- `source` runs the snippet in the container's first process itself (no pipeline child), and the snippet ends
+  with `exec python3 agent.py`: the agent is PID 1, so a stop's or an interruption's SIGTERM reaches it and it
+  sends its last report.
+
+The snippet travels base64-encoded in the env var PODTUI_BOOT. It fetches the agent and the start script from the
+control plane with the run's ingest token, then runs the start script under the agent.
 """
 
 from __future__ import annotations
@@ -14,7 +29,7 @@ from pathlib import Path
 
 from ..models import Dataset
 
-BOOT_COMMAND = "bash -c echo${IFS}$PODTUI_BOOT|base64${IFS}-d|bash"
+BOOT_COMMAND = "bash -c source${IFS}<(echo${IFS}$PODTUI_BOOT|base64${IFS}-d)"
 
 BOOT_SNIPPET = r"""set -u
 d="${PODTUI_HOME:-$HOME/podtui}"
@@ -30,6 +45,8 @@ for name, out in (("agent", "agent.py"), ("script", "start.sh")):
                 data = r.read()
             break
         except Exception as e:
+            if getattr(e, "code", 0) in (401, 403, 404, 410):  # the run ended or is not this pod's: no retry
+                sys.exit("podtui boot: the control plane refused %s (%s)" % (name, e))
             print("podtui boot: fetching %s failed (%s); retrying" % (name, e), file=sys.stderr, flush=True)
             time.sleep(min(2 ** attempt, 30))
     else:
@@ -39,7 +56,18 @@ for name, out in (("agent", "agent.py"), ("script", "start.sh")):
 PY
 then
   echo "podtui boot: giving up; ending the pod so it does not bill" >&2
-  eval "${PODTUI_TERMINATE_CMD:-true}"
+  python3 - <<'PY' || eval "${PODTUI_TERMINATE_CMD:-true}"
+import os, sys, urllib.error, urllib.request
+api, pod, key = (os.environ.get(k, "") for k in ("PODTUI_RUNPOD_API_URL", "RUNPOD_POD_ID", "RUNPOD_API_KEY"))
+if not (api and pod and key):
+    sys.exit(1)
+req = urllib.request.Request(api.rstrip("/") + "/v2/pods/" + pod, method="DELETE",
+                             headers={"Authorization": "Bearer " + key})
+try:
+    urllib.request.urlopen(req, timeout=30).read()
+except urllib.error.HTTPError as e:
+    sys.exit(0 if e.code == 404 else 1)
+PY
   exit 1
 fi
 exec python3 "$d/agent.py" run -- bash "$d/start.sh"

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from ..models import GpuOffer
+
+log = logging.getLogger(__name__)
 
 PodPhase = Literal["starting", "running", "exited", "gone"]
 
@@ -24,9 +27,15 @@ class PodRequest:
     spot: bool
     image: str
     start_command: str
-    """Free of quotes, backslashes and newlines (the runpod SDK inlines it into GraphQL unescaped)."""
+    """The container's arguments (RunPod: `args`): quote-free, so shell-like and whitespace splitting agree."""
     env: dict[str, str]
     container_disk_gb: int = 20
+    ports: list[str] = field(default_factory=list)
+    """Ports to expose, like `8000/http`; none by default (podtui never connects in unless asked)."""
+    ssh: bool = False
+    """Expose 22/tcp and ask RunPod to start sshd (narrows Community capacity to hosts with a public IP)."""
+    min_cuda_version: str | None = None
+    """Lowest CUDA version of the host, `major.minor` (the image's own CUDA)."""
 
 
 @dataclass
@@ -48,6 +57,10 @@ class PodState:
     exit_code: int | None = None
     detail: str = ""
     name: str = ""
+    gpu_util: float | None = None
+    """Mean GPU utilisation over the pod's GPUs, percent (RunPod's runtime), when the provider reports it."""
+    gpu_mem: float | None = None
+    """Mean GPU memory use, percent."""
 
 
 @dataclass
@@ -76,7 +89,8 @@ class Provider(Protocol):
 
     name: str
     self_terminate_command: str
-    """Shell command a pod runs to end itself (RunPod: runpodctl remove pod ...; local: empty, exit)."""
+    """Shell command a pod runs to end itself when its own API call fails (RunPod: runpodctl remove pod ...;
+    local: empty, exit)."""
 
     async def list_offers(self, refresh: bool = False) -> list[GpuOffer]:
         """GPU types with live prices and stock."""
@@ -102,9 +116,34 @@ class Provider(Protocol):
         """Every pod of this account that podtui may have made (names with podtui's prefix)."""
         ...
 
+    async def poll_pods(self, pod_ids: list[str]) -> dict[str, PodState]:
+        """The state of each of these pods, in as few calls as the provider allows; a pod the provider could
+        not be asked about is left out (unknown, not gone)."""
+        ...
+
     async def close(self) -> None:
         """Release resources (not the pods)."""
         ...
 
 
 POD_NAME_PREFIX = "podtui-"
+
+
+async def poll_each(provider: Provider, pod_ids: list[str]) -> dict[str, PodState]:
+    """Poll pods one call each: for providers without a cheaper way (and stand-ins without poll_pods)."""
+    states: dict[str, PodState] = {}
+    for pod_id in pod_ids:
+        try:
+            states[pod_id] = await provider.get_pod(pod_id)
+        except ProviderError as exc:
+            log.warning("cannot poll pod %s: %s", pod_id, exc)
+    return states
+
+
+async def poll_pods(provider: Provider, pod_ids: list[str]) -> dict[str, PodState]:
+    """The provider's own batch poll when it has one, else one call per pod."""
+    batch = getattr(provider, "poll_pods", None)
+    if batch is None:
+        return await poll_each(provider, pod_ids)
+    states: dict[str, PodState] = await batch(pod_ids)
+    return states

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..models import GpuOffer
-from .base import AttemptCallback, LaunchAttempt, Pod, PodRequest, PodState, ProviderError
+from .base import AttemptCallback, LaunchAttempt, Pod, PodRequest, PodState, ProviderError, poll_each
 
 LOCAL_GPU = "local"
 _DROPPED_ENV = ("RUNPOD_API_KEY", "PODTUI_ADMIN_TOKEN", "PODTUI_RUNPOD_API_KEY")
@@ -200,6 +200,23 @@ class LocalProvider:
             return []
         states = [self._state(p.name) for p in sorted(self.pods_dir.iterdir()) if (p / "pod.json").exists()]
         return [s for s in states if s.phase != "gone"]
+
+    async def poll_pods(self, pod_ids: list[str]) -> dict[str, PodState]:
+        """Local pods are cheap to look at: one check each."""
+        return await poll_each(self, pod_ids)
+
+    async def pod_logs(self, pod_id: str, tail: int = 50) -> list[dict[str, str]]:
+        """The last lines the pod's boot process printed (its pod.log)."""
+        if "/" in pod_id or pod_id.startswith("."):
+            return []
+        try:
+            with open(self.pods_dir / pod_id / "pod.log", "rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - 64 * 1024))
+                text = f.read().decode("utf-8", "replace")
+        except OSError:
+            return []
+        return [{"ts": "", "source": "container", "line": line[:2000]} for line in text.splitlines()[-tail:]]
 
     async def close(self) -> None:
         """Nothing to release: pods outlive the control plane and are found again on restart."""

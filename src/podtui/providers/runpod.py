@@ -1,22 +1,27 @@
-"""The RunPod provider, on the runpod SDK (1.12).
+"""The RunPod provider, on RunPod's REST API v2 (runpod_api.py); spot pods alone on GraphQL (runpod_spot.py).
 
-The SDK is imported lazily, in a worker thread, the first time it is needed: the import takes about 1.5 s and
-calls logging.basicConfig (a stderr handler that would write onto a running TUI), so podtui's logging is
-restored right after it. Every SDK call is blocking (requests) and runs in a thread. The SDK does not read
-RUNPOD_API_KEY itself: the key comes from the settings. It honours RUNPOD_API_BASE_URL (the tests' fake API).
+A create follows RunPod's own table for a failed create (the createPod operation's description):
+400 -> next candidate (no capacity, or a rule every candidate will break: then the last detail is the reason);
+402 -> stop, the balance is too low; 403 -> skip this GPU type; 422 -> fail with RunPod's `errors`;
+429 -> wait `Retry-After` (runpod_api.py); 5xx, timeouts, resets and unreadable answers -> the create may have
+happened: look for the pod by its name several times over about 15 s (listing lags a create), and only then
+create again on the same candidate.
+
+Polling is one `GET /v2/pods` per supervisor pass for all live pods. A pod missing from that list is asked for
+by id; it counts as gone on a 404 only once it has been missed twice in a row and is past a grace period after
+its create (listing lags), or at once when RunPod says TERMINATED.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
-import threading
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
-from ..models import GpuOffer
+from ..models import GpuOffer, LaunchSpec
 from .base import (
     POD_NAME_PREFIX,
     AttemptCallback,
@@ -28,84 +33,69 @@ from .base import (
     PodState,
     ProviderError,
 )
+from .runpod_api import DEFAULT_API_URL, ApiProblem, KeyRejected, RunPodApi, Unanswered
+from .runpod_spot import SpotRental
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
-NO_CAPACITY = "There are no longer any instances available"
 SELF_TERMINATE = "runpodctl remove pod $RUNPOD_POD_ID"
 OFFERS_TTL_S = 60.0
-UNSAFE = ('"', "\\", "\n", "\r")
-_TRANSIENT = {"JSONDecodeError", "ConnectionError", "Timeout", "ReadTimeout", "ConnectTimeout", "ChunkedEncodingError"}
-_import_lock = threading.Lock()
+CATALOG_PARAMS = {"include": "AVAILABILITY", "product": "POD"}
+NO_CAPACITY = "no longer any instances available"
+GONE_GRACE_S = 60.0
+"""A pod younger than this (since podtui created it) is not called gone for missing from RunPod's answers."""
 
-OFFERS_QUERY = """
-query GpuTypes {
-  gpuTypes {
-    id displayName memoryInGb maxGpuCount secureCloud communityCloud securePrice communityPrice
-    secureSpotPrice communitySpotPrice
-    lowestPrice(input: {gpuCount: 1}) { minimumBidPrice uninterruptablePrice stockStatus }
-  }
-}
-"""
-
-
-def import_runpod(api_key: str) -> Any:
-    """Import the SDK (once), set its key, and undo its logging.basicConfig."""
-    with _import_lock:
-        root = logging.getLogger()
-        handlers, level = list(root.handlers), root.level
-        import runpod  # ~1.5 s and ~60 MB; only ever imported here, off the UI thread
-
-        root.handlers[:] = handlers
-        root.setLevel(level)
-        runpod.api_key = api_key
-        return runpod
-
-
-class Transient(ProviderError):
-    """RunPod answered 429 or a non-JSON 5xx page, or did not answer: worth retrying."""
-
-
-def _classify(exc: BaseException) -> Exception:
-    """Turn an SDK/requests exception into a ProviderError a user can act on."""
-    name = type(exc).__name__
-    text = str(exc)
-    if name == "AuthenticationError":
-        if "No API key" in text:
-            return ProviderError("no RunPod API key: set RUNPOD_API_KEY (or runpod_api_key in config.toml)")
-        return ProviderError("RunPod rejected the API key (401): check RUNPOD_API_KEY (or runpod_api_key in "
-                             "config.toml); keys are under Settings > API Keys on runpod.io")
-    if name == "QueryError":
-        return ProviderError(f"RunPod: {text}")
-    if name in _TRANSIENT:
-        return Transient(f"RunPod did not answer usably ({name}); it may be overloaded or down")
-    if isinstance(exc, KeyError | TypeError):
-        return Transient(f"RunPod answered without the expected data ({name}: {text})")
-    return ProviderError(f"RunPod call failed: {name}: {text}")
-
-
-def _check_safe(request: PodRequest) -> None:
-    """The SDK inlines values into GraphQL without escaping: refuse what would break (or inject into) it."""
-    values = [request.start_command, request.name, request.image, *request.env.keys(), *request.env.values()]
-    for value in values:
-        if any(ch in value for ch in UNSAFE):
-            raise ProviderError(f"cannot send {value[:40]!r} to RunPod: quotes, backslashes and newlines are not "
-                                "allowed in the image, the name or env values")
+_PHASES: dict[str, PodPhase] = {"PROVISIONING": "starting", "STARTING": "starting", "RUNNING": "running",
+                                "EXITED": "exited", "ERROR": "exited", "TERMINATED": "gone"}
 
 
 def phase_of(pod: dict[str, Any] | None) -> PodPhase:
-    """RunPod's desiredStatus (and runtime) as a pod phase."""
+    """A v2 pod's `status` as a pod phase (`gone` for none at all)."""
     if not pod:
         return "gone"
-    status = pod.get("desiredStatus")
-    if status in ("TERMINATED", "DEAD"):
-        return "gone"
-    if status in ("EXITED", "PAUSED"):
-        return "exited"
-    if status == "RUNNING" and pod.get("runtime"):
-        return "running"
-    return "starting"  # CREATED, RESTARTING, or RUNNING with runtime null: the image is still being pulled
+    return _PHASES.get(str(pod.get("status")), "starting")
+
+
+def _mean(values: list[Any]) -> float | None:
+    numbers = [float(v) for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+    return round(sum(numbers) / len(numbers), 1) if numbers else None
+
+
+def state_of(pod: dict[str, Any]) -> PodState:
+    """What a v2 `Pod` object says: phase, billed rate, GPU use."""
+    runtime = pod.get("runtime") or {}
+    gpus = runtime.get("gpus") or [] if isinstance(runtime, dict) else []
+    cost = pod.get("cost")
+    return PodState(
+        pod_id=str(pod.get("id")), phase=phase_of(pod), name=str(pod.get("name") or ""),
+        price_per_hour=float(cost) if isinstance(cost, int | float) and cost > 0 else None,
+        detail=str(pod.get("status") or ""),
+        gpu_util=_mean([g.get("util") for g in gpus if isinstance(g, dict)]),
+        gpu_mem=_mean([g.get("memoryUtil") for g in gpus if isinstance(g, dict)]),
+    )
+
+
+def create_body(request: PodRequest, gpu_type: str, cloud: str) -> dict[str, Any]:
+    """A `CreatePodRequest` for one candidate."""
+    gpu: dict[str, Any] = {"id": gpu_type, "count": request.gpu_count}
+    if request.min_cuda_version:
+        gpu["minCudaVersion"] = request.min_cuda_version
+    ports = list(request.ports)
+    if request.ssh and "22/tcp" not in ports:
+        ports.append("22/tcp")
+    body: dict[str, Any] = {
+        "name": request.name, "image": request.image, "gpu": gpu, "cloud": cloud, "env": dict(request.env),
+        "disk": request.container_disk_gb, "args": request.start_command, "ports": ports,
+    }
+    if request.ssh:
+        body["startSsh"] = True
+    return body
+
+
+def candidates(request: PodRequest) -> list[tuple[str, str]]:
+    """(GPU type, cloud) in the order to try; `ALL` tries Secure then Community for each GPU type."""
+    clouds = ["SECURE", "COMMUNITY"] if request.cloud_type == "ALL" else [request.cloud_type]
+    return [(gpu, cloud) for gpu in request.gpu_types for cloud in clouds]
 
 
 class RunPodProvider:
@@ -114,181 +104,258 @@ class RunPodProvider:
     name = "runpod"
     self_terminate_command = SELF_TERMINATE
 
-    def __init__(self, api_key: str, retries: int = 3, backoff_s: float = 1.0,
-                 terminate_confirm_s: float = 60.0) -> None:
-        self.api_key = api_key
+    def __init__(self, api_key: str, api_url: str = DEFAULT_API_URL, retries: int = 3, backoff_s: float = 1.0,
+                 terminate_confirm_s: float = 60.0, find_window_s: float = 15.0, timeout_s: float = 30.0,
+                 gone_grace_s: float = GONE_GRACE_S) -> None:
+        self.api = RunPodApi(api_key, api_url, timeout_s)
+        self.spot = SpotRental(api_key)
         self.retries = retries
         self.backoff_s = backoff_s
         self.terminate_confirm_s = terminate_confirm_s
-        self._sdk: Any = None
+        self.find_window_s = find_window_s
+        self.gone_grace_s = gone_grace_s
         self._offers: tuple[float, list[GpuOffer]] | None = None
-
-    async def sdk(self) -> Any:
-        """The runpod module, imported on first use in a worker thread."""
-        if self._sdk is None:
-            self._sdk = await asyncio.to_thread(import_runpod, self.api_key)
-        return self._sdk
-
-    async def _call(self, fn: Callable[..., T], *args: Any, retry: bool = True, **kwargs: Any) -> T:
-        """One SDK call in a thread; transient failures (429, HTML 5xx, timeouts) retried with backoff."""
-        await self.sdk()
-        attempts = self.retries if retry else 1
-        for attempt in range(attempts):
-            try:
-                return await asyncio.to_thread(fn, *args, **kwargs)
-            except Exception as exc:
-                error = _classify(exc)
-                if isinstance(error, Transient) and attempt + 1 < attempts:
-                    delay = self.backoff_s * 2**attempt * (0.5 + random.random())
-                    log.warning("RunPod: %s; retrying in %.1f s", error, delay)
-                    await asyncio.sleep(delay)
-                    continue
-                raise error from exc
-        raise AssertionError("unreachable")
-
-    async def graphql(self, query: str) -> dict[str, Any]:
-        """A raw query through the SDK's transport (for what the SDK has no function for)."""
-        await self.sdk()
-        from runpod.api.graphql import run_graphql_query
-
-        return await self._call(run_graphql_query, query)
+        self._created: dict[str, float] = {}
+        self._misses: dict[str, int] = {}
 
     # -- offers ----------------------------------------------------------------------------------
 
     async def list_offers(self, refresh: bool = False) -> list[GpuOffer]:
-        """GPU types with on-demand and spot prices and stock; cached for a minute."""
+        """GPU types with per-GPU prices per cloud and current pod stock; cached for a minute."""
         if self._offers and not refresh and time.monotonic() - self._offers[0] < OFFERS_TTL_S:
             return self._offers[1]
-        data = await self.graphql(OFFERS_QUERY)
+        data = await self.api.json("GET", "/v2/catalog/gpus", params=CATALOG_PARAMS)
         offers = []
-        for gpu in data["data"]["gpuTypes"]:
-            if gpu.get("id") in (None, "unknown"):
+        for gpu in (data or {}).get("gpus") or []:
+            if not isinstance(gpu, dict) or gpu.get("id") in (None, "unknown"):
                 continue
-            lowest = gpu.get("lowestPrice") or {}
-            spot = gpu.get("communitySpotPrice") or gpu.get("secureSpotPrice") or lowest.get("minimumBidPrice")
+            price = gpu.get("price") or {}
+            most = gpu.get("maxCount") or {}
+            stock = gpu.get("availability")
             offers.append(GpuOffer(
-                id=gpu["id"], name=gpu.get("displayName") or gpu["id"], provider=self.name,
-                vram_gb=gpu.get("memoryInGb"),
-                secure_price=gpu.get("securePrice") if gpu.get("secureCloud", True) else None,
-                community_price=gpu.get("communityPrice") if gpu.get("communityCloud", True) else None,
-                spot_price=spot, stock=lowest.get("stockStatus"), max_gpu_count=gpu.get("maxGpuCount")))
+                id=gpu["id"], name=gpu.get("name") or gpu["id"], provider=self.name, vram_gb=gpu.get("memory"),
+                secure_price=price.get("secure") if gpu.get("secure", True) else None,
+                community_price=price.get("community") if gpu.get("community", True) else None,
+                spot_price=None, stock=str(stock).title() if stock else None,
+                max_gpu_count=max([int(v) for v in most.values() if isinstance(v, int)], default=None)))
         offers.sort(key=lambda o: (o.secure_price or o.community_price or 1e9, o.id))
         self._offers = (time.monotonic(), offers)
         return offers
 
+    async def catalog_price(self, gpu_type: str, cloud: str, count: int) -> float | None:
+        """The list price of `count` GPUs of this type in this cloud (per hour), from the catalog."""
+        try:
+            offers = {o.id: o for o in await self.list_offers()}
+        except ProviderError as exc:
+            log.warning("cannot read RunPod's catalog for a price: %s", exc)
+            return None
+        offer = offers.get(gpu_type)
+        if offer is None:
+            return None
+        price = offer.community_price if cloud == "COMMUNITY" else offer.secure_price
+        price = price or offer.secure_price or offer.community_price
+        return round(price * count, 4) if price else None
+
+    async def check_spec(self, spec: LaunchSpec) -> list[str]:
+        """What RunPod would refuse in this launch, each naming the field; checked against the catalog before
+        anything is created (nothing when the catalog cannot be read now: the create's answer decides)."""
+        try:
+            offers = {o.id: o for o in await self.list_offers()}
+        except ProviderError as exc:
+            log.info("launch not checked against RunPod's catalog: %s", exc)
+            return []
+        problems = []
+        for gpu in spec.gpu_types:
+            offer = offers.get(gpu)
+            if offer is None:
+                problems.append(f"gpu_types: RunPod has no GPU type {gpu!r} (`podtui gpus --provider runpod` "
+                                "lists them)")
+            elif offer.max_gpu_count and spec.gpu_count > offer.max_gpu_count:
+                problems.append(f"gpu_count: RunPod puts at most {offer.max_gpu_count} x {gpu} on one pod")
+            elif spec.cloud_type == "SECURE" and offer.secure_price is None and not spec.spot:
+                problems.append(f"cloud_type: {gpu} is not offered in Secure Cloud; choose COMMUNITY or ALL")
+            elif spec.cloud_type == "COMMUNITY" and offer.community_price is None and not spec.spot:
+                problems.append(f"cloud_type: {gpu} is not offered in Community Cloud; choose SECURE or ALL")
+        return problems
+
     # -- pods ------------------------------------------------------------------------------------
 
     async def create_pod(self, request: PodRequest, on_attempt: AttemptCallback) -> Pod:
-        """Try each GPU type in order while RunPod has no capacity; reconcile lost answers by pod name."""
-        _check_safe(request)
-        sdk = await self.sdk()
+        """Create one pod, trying (GPU type, cloud) candidates in order as RunPod's failure table says."""
+        last_400: ApiProblem | None = None
+        every_400 = True
         tried: list[str] = []
-        for gpu_type in request.gpu_types:
-            tried.append(gpu_type)
+        for gpu_type, cloud in candidates(request):
+            tried.append(gpu_type if request.cloud_type != "ALL" else f"{gpu_type} ({cloud.lower()})")
             try:
-                created = await self._create_once(sdk, request, gpu_type, on_attempt)
-            except ProviderError as exc:
-                message = str(exc)
+                created = await self._create_candidate(request, gpu_type, cloud, on_attempt)
+            except ApiProblem as exc:
+                if isinstance(exc, KeyRejected):
+                    await on_attempt(LaunchAttempt(gpu_type, False, str(exc)))
+                    raise
+                message = self._attempt_message(exc, cloud)
                 await on_attempt(LaunchAttempt(gpu_type, False, message))
-                if NO_CAPACITY in message or "No GPU found" in message:
+                if exc.status == 400:
+                    last_400 = exc
                     continue
-                raise
-            price = float(created.get("costPerHr") or 0.0)
-            if not price:
-                price = await self._price_of(created["id"])
-            await on_attempt(LaunchAttempt(gpu_type, True, f"pod {created['id']} created"
+                every_400 = False
+                if exc.status == 403:
+                    continue
+                if exc.status == 402:
+                    raise ProviderError("insufficient balance on RunPod (402): add credit under Billing on "
+                                        "runpod.io; no GPU type will start until then") from None
+                if exc.status == 422:
+                    raise ProviderError(f"RunPod refused the pod's settings (422): "
+                                        f"{'; '.join(exc.errors) or exc.detail}") from None
+                raise ProviderError(message) from None
+            pod_id = str(created["id"])
+            self._created[pod_id] = time.monotonic()
+            price = await self._price(created, gpu_type, cloud, request.gpu_count)
+            await on_attempt(LaunchAttempt(gpu_type, True, f"pod {pod_id} created in {cloud.lower()} cloud"
                                            f"{' (spot)' if request.spot else ''} at ${price:.3f}/h"))
-            return Pod(pod_id=created["id"], gpu_type=gpu_type, price_per_hour=price)
+            return Pod(pod_id=pod_id, gpu_type=gpu_type, price_per_hour=price)
+        if last_400 is not None and every_400 and NO_CAPACITY not in last_400.detail.lower():
+            raise ProviderError(f"RunPod refused the pod on every GPU type tried (400): {last_400.detail}")
         raise NoCapacity(f"no capacity on RunPod for {', '.join(tried)} ({request.cloud_type.lower()} cloud); "
                          "add more GPU types as fallbacks or try another cloud type")
 
-    async def _create_once(self, sdk: Any, request: PodRequest, gpu_type: str,
-                           on_attempt: AttemptCallback) -> dict[str, Any]:
-        """One create call; a lost answer is reconciled by name before anything is retried."""
+    @staticmethod
+    def _attempt_message(exc: ApiProblem, cloud: str) -> str:
+        where = f" ({cloud.lower()} cloud)"
+        if exc.status == 400:
+            return f"RunPod: {exc.detail or exc.title}{where}"
+        if exc.status == 403:
+            return f"RunPod: this account cannot use this GPU type{where} (403: {exc.detail}); skipping it"
+        if exc.status == 402:
+            return f"RunPod: insufficient balance (402: {exc.detail})"
+        return str(exc)
+
+    async def _create_candidate(self, request: PodRequest, gpu_type: str, cloud: str,
+                                on_attempt: AttemptCallback) -> dict[str, Any]:
+        """One candidate; a lost answer is looked for by name before anything is created again."""
         for attempt in range(self.retries):
             try:
                 if request.spot:
-                    return await self._rent_spot(request, gpu_type)
-                return await asyncio.to_thread(
-                    sdk.create_pod, request.name, request.image, gpu_type, cloud_type=request.cloud_type,
-                    gpu_count=request.gpu_count, container_disk_in_gb=request.container_disk_gb, volume_in_gb=0,
-                    docker_args=request.start_command, env=request.env, ports="22/tcp", start_ssh=True,
-                    support_public_ip=True)
-            except Exception as exc:
-                error = exc if isinstance(exc, ProviderError) else _classify(exc)
-                if not isinstance(error, Transient):
-                    raise error from exc
-                # The create may have happened even though its answer was lost: look before trying again.
+                    return await self.spot.rent(request, gpu_type, cloud)
+                created = await self.api.json("POST", "/v2/pods", json=create_body(request, gpu_type, cloud))
+                if not isinstance(created, dict) or not created.get("id"):
+                    raise Unanswered(f"RunPod answered the create without a pod id: {str(created)[:200]}")
+                return created
+            except Unanswered as exc:
                 found = await self._find_by_name(request.name)
                 if found is not None:
-                    await on_attempt(LaunchAttempt(gpu_type, True, f"{error}; the create went through: found pod "
+                    await on_attempt(LaunchAttempt(gpu_type, True, f"{exc}; the create went through: found pod "
                                                    f"{found['id']} by its name"))
                     return found
                 if attempt + 1 >= self.retries:
-                    raise error from exc
-                await on_attempt(LaunchAttempt(gpu_type, False, f"{error}; no pod by that name; trying again"))
+                    raise ProviderError(f"{exc}; tried {self.retries} times and found no pod by its name") from None
+                await on_attempt(LaunchAttempt(gpu_type, False, f"{exc}; no pod by that name; trying again"))
                 await asyncio.sleep(self.backoff_s * 2**attempt * (0.5 + random.random()))
         raise AssertionError("unreachable")
 
-    async def _rent_spot(self, request: PodRequest, gpu_type: str) -> dict[str, Any]:
-        """The SDK has no spot call: podRentInterruptable, with values checked by _check_safe."""
-        offers = {o.id: o for o in await self.list_offers()}
-        bid = offers[gpu_type].spot_price if gpu_type in offers else None
-        if bid is None:
-            raise ProviderError(f"{gpu_type} has no spot price on RunPod; launch it on demand")
-        env = ", ".join(f'{{ key: "{k}", value: "{v}" }}' for k, v in request.env.items())
-        mutation = f"""
-        mutation {{
-          podRentInterruptable(input: {{
-            bidPerGpu: {bid}, cloudType: {request.cloud_type}, gpuCount: {request.gpu_count},
-            volumeInGb: 0, containerDiskInGb: {request.container_disk_gb}, minVcpuCount: 1, minMemoryInGb: 1,
-            gpuTypeId: "{gpu_type}", name: "{request.name}", imageName: "{request.image}",
-            dockerArgs: "{request.start_command}", ports: "22/tcp", volumeMountPath: "/workspace",
-            startSsh: true, env: [{env}]
-          }}) {{ id imageName env machineId costPerHr machine {{ podHostId }} }}
-        }}"""
-        from runpod.api.graphql import run_graphql_query
-
-        data = await asyncio.to_thread(run_graphql_query, mutation)
-        return dict(data["data"]["podRentInterruptable"])
-
-    async def _price_of(self, pod_id: str) -> float:
-        try:
-            pod = await self._call((await self.sdk()).get_pod, pod_id)
-        except ProviderError:
-            return 0.0
-        return float((pod or {}).get("costPerHr") or 0.0)
+    async def _price(self, created: dict[str, Any], gpu_type: str, cloud: str, count: int) -> float:
+        """The billed rate (`cost`, or spot's costPerHr); else the catalog's list price: never 0."""
+        for key in ("cost", "costPerHr"):
+            value = created.get(key)
+            if isinstance(value, int | float) and value > 0:
+                return float(value)
+        price = await self.catalog_price(gpu_type, cloud, count)
+        if price:
+            return price
+        log.warning("RunPod reported no price for pod %s and the catalog has none for %s; counting the "
+                    "catalog's highest price", created.get("id"), gpu_type)
+        # A budget must never be silently off: the highest list price in the catalog is an upper bound.
+        offers = self._offers[1] if self._offers else []
+        highest = max((o.secure_price or o.community_price or 0.0 for o in offers), default=0.0)
+        return round(highest * count, 4) or 10.0 * count
 
     async def _find_by_name(self, name: str) -> dict[str, Any] | None:
+        """Look for a pod by name a few times over find_window_s (RunPod's listing lags a create)."""
+        deadline = time.monotonic() + self.find_window_s
+        delay = max(0.2, self.find_window_s / 8)
+        while True:
+            try:
+                pods = await self._list_raw()
+            except ProviderError as exc:
+                log.warning("looking for pod %s: %s", name, exc)
+                pods = []
+            found = next((p for p in pods if p.get("name") == name and phase_of(p) != "gone"), None)
+            if found is not None or time.monotonic() + delay > deadline:
+                return found
+            await asyncio.sleep(delay)
+
+    async def _list_raw(self) -> list[dict[str, Any]]:
+        data = await self.api.json("GET", "/v2/pods")
+        pods = (data or {}).get("pods") if isinstance(data, dict) else None
+        if not isinstance(pods, list):
+            raise Unanswered(f"RunPod's pod list came without `pods`: {str(data)[:200]}")
+        return [p for p in pods if isinstance(p, dict)]
+
+    async def _get_raw(self, pod_id: str) -> dict[str, Any] | None:
+        """The pod, or None on a 404."""
         try:
-            pods = await self._call((await self.sdk()).get_pods)
-        except ProviderError as exc:
-            raise Transient(f"could not check whether the lost create made a pod: {exc}") from exc
-        return next((p for p in pods or [] if p.get("name") == name), None)
+            pod = await self.api.json("GET", f"/v2/pods/{pod_id}")
+        except ApiProblem as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return pod if isinstance(pod, dict) else None
 
     async def get_pod(self, pod_id: str) -> PodState:
-        """Phase and price of a pod (`gone` once RunPod no longer has it)."""
-        pod = await self._call((await self.sdk()).get_pod, pod_id)
-        return PodState(pod_id=pod_id, phase=phase_of(pod), price_per_hour=(pod or {}).get("costPerHr"),
-                        name=(pod or {}).get("name") or "", detail=(pod or {}).get("desiredStatus") or "gone")
+        """Phase, billed rate and GPU use of a pod (`gone` on a 404 or TERMINATED)."""
+        pod = await self._get_raw(pod_id)
+        if pod is None:
+            return PodState(pod_id=pod_id, phase="gone", detail="not found (404)")
+        return state_of(pod)
+
+    async def poll_pods(self, pod_ids: list[str]) -> dict[str, PodState]:
+        """One list call for all; a pod missing from it is asked for by id, and called gone only after two
+        misses in a row past the grace period after its create."""
+        if not pod_ids:
+            return {}
+        listed = {str(p.get("id")): p for p in await self._list_raw()}
+        states: dict[str, PodState] = {}
+        for pod_id in pod_ids:
+            if pod_id in listed:
+                self._misses.pop(pod_id, None)
+                states[pod_id] = state_of(listed[pod_id])
+                continue
+            misses = self._misses[pod_id] = self._misses.get(pod_id, 0) + 1
+            try:
+                pod = await self._get_raw(pod_id)
+            except ProviderError as exc:
+                log.warning("cannot poll pod %s: %s", pod_id, exc)
+                continue
+            if pod is not None:
+                states[pod_id] = state_of(pod)
+                continue
+            young = time.monotonic() - self._created.get(pod_id, 0.0) < self.gone_grace_s
+            if misses >= 2 and not young:
+                self._misses.pop(pod_id, None)
+                states[pod_id] = PodState(pod_id=pod_id, phase="gone", detail="not found (404)")
+        return states
 
     async def terminate_pod(self, pod_id: str) -> None:
-        """Terminate, then poll until RunPod confirms the pod is gone (retrying the terminate meanwhile)."""
-        sdk = await self.sdk()
+        """DELETE, then confirm by a 404 (retrying the delete meanwhile) within terminate_confirm_s."""
         deadline = time.monotonic() + self.terminate_confirm_s
         delay = self.backoff_s
         while True:
             problem: ProviderError | None = None
             try:
-                await self._call(sdk.terminate_pod, pod_id)
-            except ProviderError as exc:  # e.g. already gone: the status check below decides
+                await self.api.send("DELETE", f"/v2/pods/{pod_id}")
+            except ApiProblem as exc:
+                if exc.status not in (404,):
+                    problem = exc
+            except ProviderError as exc:
                 problem = exc
             try:
-                if phase_of(await self._call(sdk.get_pod, pod_id)) == "gone":
+                pod = await self._get_raw(pod_id)
+                if pod is None or phase_of(pod) == "gone":
+                    self._created.pop(pod_id, None)
                     return
             except ProviderError as exc:
                 problem = exc
-            if problem is not None and "API key" in str(problem):
+            if isinstance(problem, KeyRejected):
                 raise problem
             if time.monotonic() >= deadline:
                 raise ProviderError(f"RunPod has not confirmed that pod {pod_id} is gone"
@@ -299,14 +366,68 @@ class RunPodProvider:
 
     async def stop_pod(self, pod_id: str) -> None:
         """Stop the pod: GPU billing ends; its disk is kept (and billed) until it is terminated."""
-        await self._call((await self.sdk()).stop_pod, pod_id)
+        try:
+            await self.api.send("POST", f"/v2/pods/{pod_id}/action", json={"action": "stop"})
+        except ApiProblem as exc:
+            if exc.status != 409:  # 409: not a state that can stop (already exited): nothing to do
+                raise
 
     async def list_pods(self) -> list[PodState]:
         """Pods of this account whose name carries podtui's prefix."""
-        pods = await self._call((await self.sdk()).get_pods)
-        return [PodState(pod_id=p["id"], phase=phase_of(p), price_per_hour=p.get("costPerHr"), name=p["name"],
-                         detail=p.get("desiredStatus") or "")
-                for p in pods or [] if str(p.get("name", "")).startswith(POD_NAME_PREFIX)]
+        return [state_of(p) for p in await self._list_raw()
+                if str(p.get("name", "")).startswith(POD_NAME_PREFIX)]
+
+    async def pod_logs(self, pod_id: str, tail: int = 50, wait_s: float = 2.0) -> list[dict[str, str]]:
+        """The last lines of a pod's container and system logs ({"ts", "source", "line"}), oldest first.
+
+        RunPod streams them as Server-Sent Events and keeps following: this keeps what arrives within wait_s."""
+        lines: list[dict[str, str]] = []
+        for source in ("system", "container"):
+            try:
+                await asyncio.wait_for(self._read_logs(pod_id, source, tail, lines), wait_s)
+            except TimeoutError:
+                pass
+            except ProviderError as exc:
+                lines.append({"ts": "", "source": source, "line": f"(cannot read the {source} log: {exc})"})
+        lines.sort(key=lambda item: item.get("ts") or "")
+        return lines[-tail:]
+
+    async def _read_logs(self, pod_id: str, source: str, tail: int, into: list[dict[str, str]]) -> None:
+        response = await self.api.send("GET", f"/v2/pods/{pod_id}/logs", params={"source": source, "tail": tail},
+                                       stream=True)
+        count = 0
+        try:
+            async for raw in response.aiter_lines():
+                if not raw.startswith("data:"):
+                    continue
+                try:
+                    item = json.loads(raw[5:].strip())
+                except ValueError:
+                    continue
+                if isinstance(item, dict):
+                    into.append({"ts": str(item.get("ts") or ""), "source": str(item.get("source") or source),
+                                 "line": str(item.get("line") or "")[:2000]})
+                    count += 1
+                if count >= tail:
+                    break
+        finally:
+            await response.aclose()
+
+    async def check_key(self) -> tuple[bool, str]:
+        """Whether the key works against v2, and what RunPod says of it (for doctor)."""
+        try:
+            await self.api.json("GET", "/v2/pods")
+        except KeyRejected as exc:
+            return False, str(exc)
+        except ApiProblem as exc:
+            if exc.status == 403:
+                return False, ("RunPod accepted the key but it may not read pods (403): give the key read/write "
+                               "access to pods under Settings > API Keys")
+            return False, str(exc)
+        except ProviderError as exc:
+            return False, str(exc)
+        return True, f"API key accepted by REST v2; rate limits: {self.api.rate.describe()}"
 
     async def close(self) -> None:
-        """Nothing to release (the SDK uses plain requests calls)."""
+        """Close the HTTP client."""
+        await self.api.close()

@@ -40,6 +40,11 @@ def preview(dataset: Dataset) -> str:
     return "\n".join(line[:100] for line in itertools.islice(lines, PREVIEW_LINES))
 
 
+SPOT_LABEL = "spot (GraphQL, until early 2027)"
+SPOT_NOTE = ("spot pods are rented through RunPod's GraphQL API, which RunPod retires in early 2027 (REST v2 has "
+             "no spot pods); they can be interrupted at any time")
+
+
 class LaunchScreen(ModalScreen[Run | None]):
     """Fill in a run and launch it; dismisses with the new run."""
 
@@ -98,6 +103,10 @@ class LaunchScreen(ModalScreen[Run | None]):
                     yield Select[str]([("secure", "SECURE"), ("community", "COMMUNITY"), ("any", "ALL")],
                                       value="SECURE", allow_blank=False, id="cloud_type")
                 with Vertical():
+                    yield Label("pricing")
+                    yield Select[str]([("on demand (REST v2)", "on_demand"), (SPOT_LABEL, "spot")],
+                                      value="on_demand", allow_blank=False, id="pricing")
+                with Vertical():
                     yield Label("name")
                     yield Input(placeholder="(automatic)", id="name")
             with Horizontal():
@@ -148,6 +157,8 @@ class LaunchScreen(ModalScreen[Run | None]):
     def on_select_changed(self, event: Select.Changed) -> None:
         if event.select.id == "provider":
             self.show_offers()
+        elif event.select.id == "pricing":
+            self.show_error(SPOT_NOTE if event.value == "spot" else "")
         elif event.select.id == "dataset":
             dataset = next((d for d in self.datasets if d.id == event.value), None)
             self.query_one("#preview", Static).update(preview(dataset) if dataset else "")
@@ -180,6 +191,7 @@ class LaunchScreen(ModalScreen[Run | None]):
             "gpu_count": text("gpu_count") or 1, "cloud_type": self.query_one("#cloud_type", Select).value,
             "name": text("name"), "max_runtime_s": text("max_runtime"), "budget_usd": text("budget"),
             "keep_alive_s": text("keep_alive") or 0,
+            "spot": self.query_one("#pricing", Select).value == "spot",
         }
         if fields["dataset"] is Select.BLANK:
             fields["dataset"] = ""

@@ -55,6 +55,10 @@ def run_facts(run: Run, now: float) -> Table:
         ("pod", f"{run.provider} {run.pod_id or '(none yet)'}"),
         ("GPU", f"{run.gpu_type or '-'} x{spec.gpu_count}{cloud}  (tried in order: {', '.join(spec.gpu_types)})"),
         ("cost", f"{price}, ${run.cost_at(now):.2f} spent"),
+        ("GPU use", "-" if run.gpu_util is None else
+         f"{run.gpu_util:.0f}% compute, {run.gpu_mem or 0:.0f}% memory (as {run.provider} reports it)"
+         + (f"; warns below {spec.min_gpu_util_pct:.0f}% for {format_duration(spec.min_gpu_util_s)}"
+            if spec.min_gpu_util_pct is not None else "")),
         ("time", f"created {clock(run.created_at)}, started {clock(run.started_at)}, "
                  f"ended {clock(run.ended_at)}; {format_duration((run.ended_at or now) - started)}"),
         ("progress", "-" if run.last_step is None else
@@ -87,6 +91,8 @@ class RunDetailScreen(Screen[None]):
     DEFAULT_CSS = """
     RunDetailScreen #facts { height: auto; padding: 0 1; border: round $primary-background-lighten-2; }
     RunDetailScreen #events { height: 1fr; border: round $primary-background-lighten-2; }
+    RunDetailScreen #pod-log { height: 12; display: none; border: round $warning; padding: 0 1; }
+    RunDetailScreen #pod-log.shown { display: block; }
     """
 
     def __init__(self, dashboard: Dashboard, client: Client, run_id: str) -> None:
@@ -99,6 +105,7 @@ class RunDetailScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Static(id="facts")
+            yield Static(id="pod-log")
             yield DataTable(id="events", cursor_type="row", zebra_stripes=True)
         yield KeyHints()
 
@@ -111,6 +118,9 @@ class RunDetailScreen(Screen[None]):
         self.load_events()
         self.set_interval(1.0, self.show_facts)  # the dashboard keeps the run current from the live feed
         self.set_interval(2.0, self.load_events)
+        self.query_one("#pod-log").border_title = "pod log (the agent has not reported yet)"
+        self.load_pod_log()
+        self.set_interval(3.0, self.load_pod_log)
 
     def show_facts(self) -> None:
         run = self.dashboard.runs.get(self.run_id)
@@ -134,6 +144,29 @@ class RunDetailScreen(Screen[None]):
                           event.message.splitlines()[0] if event.message else "")
         if new:
             table.move_cursor(row=table.row_count - 1)
+
+    @work(exclusive=True, group="detail-pod-log", exit_on_error=False)
+    async def load_pod_log(self) -> None:
+        """While a pod boots without a word from its agent, the tail of its provider-side logs: an image that
+        cannot be pulled or a crash before the agent shows here."""
+        run = self.dashboard.runs.get(self.run_id)
+        pane = self.query_one("#pod-log", Static)
+        if run is None or not run.pod_id or run.last_heartbeat is not None:
+            pane.set_class(False, "shown")
+            return
+        try:
+            logs = await self.client.pod_logs(self.run_id, tail=10)
+        except ControlPlaneError as exc:
+            self.notify(exc.message, severity="error")
+            return
+        text = Text()
+        for line in logs.lines[-10:]:
+            text.append(f"{line.source[:3]} ", "dim")
+            text.append(line.line + "\n")
+        if not logs.lines:
+            text.append(logs.note or "nothing logged yet", "dim")
+        pane.update(text)
+        pane.set_class(True, "shown")
 
     def action_terminate(self) -> None:
         """Terminate this run's pod (asks)."""

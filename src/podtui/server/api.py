@@ -21,6 +21,8 @@ from ..models import (
     MetricSeries,
     MetricsPage,
     OrphanPod,
+    PodLogLine,
+    PodLogs,
     Report,
     ReportReply,
     Run,
@@ -192,6 +194,22 @@ async def run_logs(request: web.Request) -> web.Response:
     return json_response(LogsPage(run_id=run.id, lines=lines, next_after_seq=next_after))
 
 
+async def run_pod_logs(request: web.Request) -> web.Response:
+    """The tail of the run's pod's logs at the provider (image pull, a crash before the agent started)."""
+    run = await _run_or_404(request)
+    tail = query_int(request, "tail", 50, 1, 500) or 50
+    provider = _runs(request).providers.get(run.provider)
+    read = getattr(provider, "pod_logs", None)
+    if not run.pod_id or read is None:
+        note = "no pod yet" if not run.pod_id else f"the {run.provider} provider keeps no pod logs"
+        return json_response(PodLogs(run_id=run.id, pod_id=run.pod_id, note=note))
+    try:
+        lines = await read(run.pod_id, tail)
+    except ProviderError as exc:
+        return json_response(PodLogs(run_id=run.id, pod_id=run.pod_id, note=f"cannot read the pod's logs: {exc}"))
+    return json_response(PodLogs(run_id=run.id, pod_id=run.pod_id, lines=[PodLogLine(**line) for line in lines]))
+
+
 async def run_events(request: web.Request) -> web.Response:
     """A run's events (launch attempts, status changes, guardrails), oldest first."""
     run = await _run_or_404(request)
@@ -210,6 +228,11 @@ async def boot_script(request: web.Request) -> web.Response:
     run = await store.get_run(run_id)
     if run.status.is_final:
         raise ApiError(410, "run_ended", f"run {run_id} has ended ({run.status.value})")
+    if run.status in (RunStatus.downloading, RunStatus.training):
+        # The container started again on the same pod (RunPod restarts a container whose main process exits):
+        # booting again would train from scratch, bill twice, and its log lines would reuse stored numbers.
+        _runs(request).container_restarted(run)
+        raise ApiError(410, "container_restarted", f"run {run_id} already started; its container restarted")
     record = await store.find_dataset(run.dataset_id)
     settings = request.app[keys.SETTINGS]
     token = await downloads.issue_download_token(store, record.dataset.id, run.id, settings.download_token_ttl_s)
@@ -300,6 +323,8 @@ ROUTES: tuple[Route, ...] = (
         Param("after_seq", "integer", minimum=-1, maximum=INT64_MAX),
         Param("limit", "integer", minimum=1, maximum=10_000), Param("tail", enum=FLAG),
         Param("before_seq", "integer", minimum=0, maximum=INT64_MAX))),
+    Route("GET", RUN + "/pod-logs", run_pod_logs, auth.ADMIN, "The tail of the pod's own logs at its provider",
+          response=PodLogs, params=(Param("tail", "integer", minimum=1, maximum=500),)),
     Route("GET", RUN + "/events", run_events, auth.ADMIN, "A run's events", response=list[RunEvent],
           params=(Param("after_id", "integer", minimum=0, maximum=INT64_MAX),)),
     Route("GET", "/api/v1/events", events.events, auth.ADMIN, "Live events (SSE, resumable)",

@@ -125,9 +125,9 @@ def default_providers(settings: Settings) -> dict[str, Provider]:
     providers: dict[str, Provider] = {
         "local": LocalProvider(settings.data_dir / "pods", price_per_hour=settings.local_price_per_hour)}
     if settings.runpod_api_key:
-        from ..providers.runpod import RunPodProvider  # the SDK itself loads on first use, in a thread
+        from ..providers.runpod import RunPodProvider  # REST v2 over httpx; the SDK loads only for spot
 
-        providers["runpod"] = RunPodProvider(settings.runpod_api_key)
+        providers["runpod"] = RunPodProvider(settings.runpod_api_key, settings.runpod_api_url)
     return providers
 
 

@@ -21,7 +21,6 @@ from .datasets import DatasetError, resolve_served_file
 from .responses import ApiError, json_response
 
 NONCE_TTL_S = 120.0
-RUNPOD_API = "https://api.runpod.io"
 
 
 class Check(BaseModel):
@@ -82,32 +81,44 @@ def check_local_provider() -> Check:
     return Check(name="provider local", status="ok", message="bash, python3, tar and curl/wget present")
 
 
-async def check_runpod_key(settings: Settings) -> Check:
-    """A cheap authenticated query, the same request the runpod SDK sends."""
+async def check_runpod(settings: Settings) -> list[Check]:
+    """The key against REST v2 (200 / 401 / 403), the rate limits RunPod reports, and whether GraphQL (spot
+    pods only) still answers."""
     key = settings.runpod_api_key
     if not key:
         status: Literal["ok", "warn", "fail"] = "fail" if settings.default_provider == "runpod" else "ok"
-        return Check(name="provider runpod", status=status,
-                     message="no RunPod key (RUNPOD_API_KEY): only the local provider is available")
-    base = os.environ.get("RUNPOD_API_BASE_URL") or RUNPOD_API
+        return [Check(name="provider runpod", status=status,
+                      message="no RunPod key (RUNPOD_API_KEY): only the local provider is available")]
+    from ..providers.runpod import RunPodProvider
+
+    provider = RunPodProvider(key, settings.runpod_api_url, timeout_s=15)
     try:
-        async with httpx.AsyncClient(timeout=15, trust_env=False) as client:
+        ok, message = await provider.check_key()
+        checks = [Check(name="provider runpod", status="ok" if ok else "fail",
+                        message=f"{message} ({settings.runpod_api_url}/v2)")]
+        if ok:
+            checks.append(Check(name="runpod spot", **await _graphql_answers(settings, key)))
+    finally:
+        await provider.close()
+    return checks
+
+
+async def _graphql_answers(settings: Settings, key: str) -> dict[str, str]:
+    """Whether RunPod's GraphQL API answers this key (the runpod SDK's request, sent with httpx)."""
+    base = os.environ.get("RUNPOD_API_BASE_URL") or settings.runpod_api_url
+    retiring = "spot pods depend on RunPod's GraphQL API, which RunPod retires in early 2027"
+    try:
+        async with httpx.AsyncClient(timeout=15) as client:
             response = await client.post(f"{base}/graphql", json={"query": "query myself { myself { id } }"},
                                          headers={"Authorization": f"Bearer {key}"})
-    except httpx.HTTPError as exc:
-        return Check(name="provider runpod", status="fail", message=f"cannot reach RunPod at {base}: {exc!r}")
-    if response.status_code == 401:
-        return Check(name="provider runpod", status="fail",
-                     message="RunPod rejected the API key (401): set a valid RUNPOD_API_KEY (runpod.io > Settings > "
-                             "API Keys)")
-    try:
         body = response.json()
-    except ValueError:
-        return Check(name="provider runpod", status="fail",
-                     message=f"RunPod answered HTTP {response.status_code} without JSON; try again later")
-    if body.get("errors"):
-        return Check(name="provider runpod", status="fail", message=f"RunPod: {body['errors'][0].get('message')}")
-    return Check(name="provider runpod", status="ok", message="API key accepted")
+    except (httpx.HTTPError, ValueError) as exc:
+        return {"status": "warn", "message": f"GraphQL did not answer ({type(exc).__name__}): spot launches will "
+                f"fail; on-demand pods use REST v2 and are not affected. {retiring}"}
+    if response.status_code != 200 or not isinstance(body, dict) or body.get("errors") or "data" not in body:
+        return {"status": "warn", "message": f"GraphQL answered HTTP {response.status_code}: spot launches will "
+                f"fail; on-demand pods are not affected. {retiring}"}
+    return {"status": "ok", "message": f"GraphQL answers: spot launches work for now; {retiring}"}
 
 
 async def doctor_checks(request: web.Request) -> web.Response:
@@ -115,7 +126,7 @@ async def doctor_checks(request: web.Request) -> web.Response:
     store = request.app[keys.STORE]
     settings = request.app[keys.SETTINGS]
     checks = [await check_store(store), *await check_datasets(store, settings), check_local_provider(),
-              await check_runpod_key(settings)]
+              *await check_runpod(settings)]
     return json_response([c.model_dump() for c in checks])
 
 

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from ..bootstrap.bundle import BundleError, build_bundle
 from ..bootstrap.script import BOOT_COMMAND, boot_env_value
 from ..config import Settings, public_url_problem
-from ..models import LaunchSpec, Run, RunStatus
+from ..models import LaunchSpec, Run, RunStatus, cuda_of_image
 from ..providers.base import POD_NAME_PREFIX, LaunchAttempt, PodRequest, Provider, ProviderError
 from ..store import NotFound, Store
 from ..tokens import hash_token, new_token
@@ -61,6 +61,7 @@ class RunService:
             record = await self.store.find_dataset(spec.dataset)
         except NotFound as exc:
             raise ApiError(404, "dataset_not_found", str(exc)) from None
+        await self.check_spec(provider, spec)
         if spec.command is None:
             if record.dataset.name != DEMO_NAME:
                 raise ApiError(422, "command_required", "give the training command (--command); only the demo "
@@ -84,6 +85,15 @@ class RunService:
         self._spawn(self._provision(run, provider, ingest_token))
         return run
 
+    async def check_spec(self, provider: Provider, spec: LaunchSpec) -> None:
+        """Refuse, before anything is created, what the provider cannot take (422 naming the field)."""
+        check = getattr(provider, "check_spec", None)
+        if check is None:
+            return
+        problems: list[str] = await check(spec)
+        if problems:
+            raise ApiError(422, "invalid_for_provider", "; ".join(problems))
+
     def _spawn(self, coro: asyncio.Future[None] | object) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
         self._tasks.add(task)
@@ -101,6 +111,8 @@ class RunService:
         )
         if provider.self_terminate_command:
             env["PODTUI_TERMINATE_CMD"] = provider.self_terminate_command
+        if provider.name == "runpod":  # the pod ends itself through REST v2 with its own pod-scoped key
+            env["PODTUI_RUNPOD_API_URL"] = self.settings.runpod_api_url
         return env
 
     async def _provision(self, run: Run, provider: Provider, ingest_token: str) -> None:
@@ -109,7 +121,8 @@ class RunService:
             run_id=run.id, name=f"{POD_NAME_PREFIX}{run.id}", gpu_types=list(spec.gpu_types),
             gpu_count=spec.gpu_count, cloud_type=spec.cloud_type, spot=spec.spot, image=spec.image,
             start_command=BOOT_COMMAND, env=self.pod_env(run, provider, ingest_token),
-            container_disk_gb=spec.container_disk_gb,
+            container_disk_gb=spec.container_disk_gb, ssh=spec.ssh,
+            min_cuda_version=spec.min_cuda_version or cuda_of_image(spec.image),
         )
 
         async def on_attempt(attempt: LaunchAttempt) -> None:
@@ -168,6 +181,20 @@ class RunService:
         await self.store.revoke_ingest_token(run_id)
         self.drop_bundle(run_id)
         return await self.store.get_run(run_id)
+
+    def container_restarted(self, run: Run) -> None:
+        """A second boot of a run that had started: fail it and end its pod (in the background)."""
+        reason = (f"container restarted: the pod's container started again while the run was {run.status.value} "
+                  "(its process exited or the host restarted it); podtui does not train again from scratch")
+        log.warning("run %s: %s", run.id, reason)
+
+        async def end() -> None:
+            try:
+                await self.terminate(run.id, reason, status=RunStatus.failed)
+            except ApiError as exc:  # the provider did not confirm: the supervisor keeps trying
+                log.warning("ending run %s after its container restarted: %s", run.id, exc.message)
+
+        self._spawn(end())
 
     async def pod_reported_end(self, run: Run, status: RunStatus, exit_code: int | None,
                                error: str | None) -> Run:

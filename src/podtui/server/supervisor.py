@@ -3,6 +3,8 @@
 - a live run whose pod is gone becomes `failed` (it exited) or `lost`;
 - a finished run whose pod still runs past its keep-alive (or a short grace) has its pod terminated: the pod's
   own agent is the first line, this is the second;
+- a pod named for a run that does not hold it (a lost create the run gave up on, a second pod) is terminated;
+- the provider's price and GPU use are recorded on every pass, and low GPU use while training is warned about;
 - on start, runs that were live before a restart are supervised again, and a launch that a restart
   interrupted is either adopted (its pod is found by name) or failed;
 - expired download tokens are deleted on a schedule.
@@ -14,9 +16,10 @@ import asyncio
 import logging
 import time
 
+from ..fmt import format_duration
 from ..models import Run, RunStatus
-from ..providers.base import POD_NAME_PREFIX, ProviderError
-from ..store import Store, StoreUnavailable
+from ..providers.base import POD_NAME_PREFIX, PodState, ProviderError, poll_pods
+from ..store import NotFound, Store, StoreUnavailable
 from .guardrails import Limits, budget_warning, stop_reason
 from .responses import ApiError
 from .runs import RunService
@@ -31,13 +34,16 @@ class Supervisor:
     """Background tasks of the control plane."""
 
     def __init__(self, runs: RunService, store: Store, interval_s: float, token_cleanup_s: float,
-                 limits: Limits) -> None:
+                 limits: Limits, stray_every: int = 6) -> None:
         self.runs = runs
         self.store = store
         self.interval_s = interval_s
         self.token_cleanup_s = token_cleanup_s
         self.limits = limits
+        self.stray_every = stray_every
         self._tasks: list[asyncio.Task[None]] = []
+        self._passes = 0
+        self._low_gpu_since: dict[str, float] = {}
 
     async def start(self) -> None:
         """Adopt what a restart left behind, then start the loops."""
@@ -105,46 +111,119 @@ class Supervisor:
             log.warning("terminating run %s failed: %s", run.id, exc.message)
 
     async def check_once(self) -> None:
-        """One pass over live runs and over pods not known to be gone."""
+        """One pass: every provider's pods polled in one batch (one `GET /v2/pods` on RunPod), then live runs
+        checked against them, then the pods of finished runs ended when their time is up."""
         now = time.time()
-        for run in await self.store.list_runs(live_only=True):
-            if not run.pod_id or run.provider not in self.runs.providers:
-                continue
-            provider = self.runs.providers[run.provider]
+        live = [r for r in await self.store.list_runs(live_only=True)
+                if r.pod_id and r.provider in self.runs.providers]
+        ended = [(name, pod_id, run_id) for name, pod_id, run_id in await self.store.pods_not_gone()
+                 if name in self.runs.providers]
+        wanted: dict[str, set[str]] = {}
+        for run in live:
+            wanted.setdefault(run.provider, set()).add(run.pod_id or "")
+        for name, pod_id, _ in ended:
+            wanted.setdefault(name, set()).add(pod_id)
+        states: dict[str, dict[str, PodState]] = {}
+        for name, pod_ids in wanted.items():
             try:
-                state = await provider.get_pod(run.pod_id)
+                states[name] = await poll_pods(self.runs.providers[name], sorted(pod_ids))
             except ProviderError as exc:
-                log.warning("cannot poll pod %s: %s", run.pod_id, exc)
-                continue
-            if state.phase in ("gone", "exited"):
-                if state.phase == "gone":
-                    await self.store.set_pod_status(provider.name, run.pod_id, "gone")
-                fresh = await self.store.get_run(run.id)
-                if fresh.status.is_live:  # the agent's final report may have landed meanwhile
-                    detail = state.detail or "the pod is gone"
-                    status = RunStatus.failed if state.exit_code not in (None, 0) else RunStatus.lost
-                    await self.store.finish_run(run.id, status, f"{detail} without reporting an end")
-                    self.runs.drop_bundle(run.id)
-                continue  # an exited pod still exists: the finished-runs pass below terminates it
-            await self.enforce_limits(run, now)
-        for provider_name, pod_id, run_id in await self.store.pods_not_gone():
-            if provider_name not in self.runs.providers:
-                continue
-            provider = self.runs.providers[provider_name]
-            run = await self.store.get_run(run_id)
-            if run.status.is_live:
-                continue
-            try:
-                state = await provider.get_pod(pod_id)
-                if state.phase == "gone":
-                    await self.store.set_pod_status(provider_name, pod_id, "gone")
-                    await self.store.revoke_ingest_token(run_id)
-                    continue
-                deadline = run.keep_alive_until or ((run.ended_at or now) + END_GRACE_S)
-                if now < deadline and state.phase != "exited":  # an exited pod only bills: end it now
-                    continue
-                why = "keep-alive window over" if run.keep_alive_until else f"the run {run.status.value}"
-                await self.runs.end_pod(run_id, provider, pod_id, why)
+                log.warning("cannot poll %s pods: %s", name, exc)
+                states[name] = {}
+        for run in live:
+            state = states[run.provider].get(run.pod_id or "")
+            if state is not None:
+                await self.check_live_run(run, state, now)
+        for name, pod_id, run_id in ended:
+            state = states[name].get(pod_id)
+            if state is not None:
+                await self.end_finished_pod(name, pod_id, run_id, state, now)
+        self._passes += 1
+        if self._passes % self.stray_every == 1 or self.stray_every == 1:
+            await self.end_strays()
+
+    async def check_live_run(self, run: Run, state: PodState, now: float) -> None:
+        """One live run against what its provider says of its pod."""
+        provider = self.runs.providers[run.provider]
+        if state.phase in ("gone", "exited"):
+            if state.phase == "gone":
+                await self.store.set_pod_status(provider.name, state.pod_id, "gone")
+            fresh = await self.store.get_run(run.id)
+            if fresh.status.is_live:  # the agent's final report may have landed meanwhile
+                detail = state.detail or "the pod is gone"
+                status = RunStatus.failed if state.exit_code not in (None, 0) else RunStatus.lost
+                await self.store.finish_run(run.id, status, f"{detail} without reporting an end")
+                self.runs.drop_bundle(run.id)
+            return  # an exited pod still exists: the finished-runs pass terminates it
+        if state.price_per_hour and abs(state.price_per_hour - (run.price_per_hour or 0.0)) > 1e-6:
+            run = await self.store.update_run(
+                run.id, price_per_hour=state.price_per_hour, event=(
+                    "price", f"{provider.name} bills ${state.price_per_hour:.3f}/h for pod {state.pod_id}")) or run
+        if state.gpu_util is not None or state.gpu_mem is not None:
+            step = int(now - (run.started_at or now))
+            await self.store.record_gpu_use(run.id, state.gpu_util, state.gpu_mem, step, now)
+            await self.watch_gpu_use(run, state, now)
+        await self.enforce_limits(run, now)
+
+    async def watch_gpu_use(self, run: Run, state: PodState, now: float) -> None:
+        """A warning when training keeps the GPUs below the run's --min-gpu-util for its duration."""
+        floor = run.spec.min_gpu_util_pct
+        if floor is None or run.status != RunStatus.training or state.gpu_util is None:
+            self._low_gpu_since.pop(run.id, None)
+            return
+        if state.gpu_util >= floor:
+            self._low_gpu_since.pop(run.id, None)
+            return
+        since = self._low_gpu_since.setdefault(run.id, now)
+        if since and now - since >= run.spec.min_gpu_util_s:
+            self._low_gpu_since[run.id] = 0.0  # once per low stretch
+            await self.store.add_event(run.id, "gpu_util_low", (
+                f"GPU use has stayed below {floor:.0f}% for {format_duration(now - since)} (now "
+                f"{state.gpu_util:.0f}%) while the pod bills ${run.price_per_hour or 0:.3f}/h"))
+
+    async def end_finished_pod(self, provider_name: str, pod_id: str, run_id: str, state: PodState,
+                               now: float) -> None:
+        """A finished run's pod: gone -> remembered; past its keep-alive or grace -> terminated."""
+        provider = self.runs.providers[provider_name]
+        run = await self.store.get_run(run_id)
+        if run.status.is_live:
+            return
+        try:
+            if state.phase == "gone":
+                await self.store.set_pod_status(provider_name, pod_id, "gone")
                 await self.store.revoke_ingest_token(run_id)
+                return
+            deadline = run.keep_alive_until or ((run.ended_at or now) + END_GRACE_S)
+            if now < deadline and state.phase != "exited":  # an exited pod only bills: end it now
+                return
+            why = "keep-alive window over" if run.keep_alive_until else f"the run {run.status.value}"
+            await self.runs.end_pod(run_id, provider, pod_id, why)
+            await self.store.revoke_ingest_token(run_id)
+        except ProviderError as exc:
+            log.warning("cannot end pod %s of finished run %s: %s", pod_id, run_id, exc)
+
+    async def end_strays(self) -> None:
+        """Pods named for a run of this store that the run does not hold: a create whose answer was lost and
+        which the run gave up on, or a second pod of one run. Each is terminated, with an event on its run.
+        Pods of runs this store does not know are orphans: listed for the user, never ended unasked."""
+        for provider in self.runs.providers.values():
+            try:
+                pods = await provider.list_pods()
             except ProviderError as exc:
-                log.warning("cannot end pod %s of finished run %s: %s", pod_id, run_id, exc)
+                log.warning("cannot list %s pods for strays: %s", provider.name, exc)
+                continue
+            for pod in pods:
+                if pod.phase == "gone" or not pod.name.startswith(POD_NAME_PREFIX):
+                    continue
+                try:
+                    run = await self.store.get_run(pod.name[len(POD_NAME_PREFIX):])
+                except NotFound:
+                    continue
+                if run.pod_id == pod.pod_id or (run.status.is_live and not run.pod_id):
+                    continue  # the run's own pod, or a create still in flight
+                why = (f"pod {pod.pod_id} carries this run's name but the run "
+                       + (f"uses pod {run.pod_id}" if run.pod_id else f"ended ({run.status.value}) without it"))
+                try:
+                    await self.runs.end_pod(run.id, provider, pod.pod_id, why)
+                except ProviderError as exc:
+                    log.warning("cannot end stray pod %s: %s", pod.pod_id, exc)

@@ -1,4 +1,4 @@
-"""The runs table: name, provider, GPU, status, step, last loss with a sparkline, $/h, $ spent, uptime."""
+"""The runs table: name, provider, GPU, GPU use, status, step, last loss with a sparkline, $/h, $ spent, uptime."""
 
 from __future__ import annotations
 
@@ -17,7 +17,14 @@ STATUS_STYLE = {  # by RunStatus value
     "pending": "dim", "provisioning": "yellow", "booting": "yellow", "downloading": "cyan",
     "training": "bold green", "succeeded": "green", "failed": "bold red", "terminated": "magenta", "lost": "red",
 }
-COLUMNS = ("name", "provider", "gpu", "status", "step", "loss", "trend", "$/h", "spent", "time")
+COLUMNS = ("name", "provider", "gpu", "use", "status", "step", "loss", "trend", "$/h", "spent", "time")
+
+
+def gpu_use(run: Run) -> str | Text:
+    """GPU utilisation as the provider reports it; red while a live pod idles (it bills all the same)."""
+    if run.gpu_util is None or not run.status.is_live:
+        return "-"
+    return Text(f"{run.gpu_util:.0f}%", "bold red" if run.gpu_util < 10 and run.status == "training" else "")
 
 
 def run_cells(run: Run, losses: list[float], now: float) -> list[str | Text]:
@@ -28,7 +35,7 @@ def run_cells(run: Run, losses: list[float], now: float) -> list[str | Text]:
     loss = "-" if run.last_loss is None else f"{run.last_loss:.4g}"
     price = "-" if run.price_per_hour is None else f"{run.price_per_hour:.2f}"
     started = run.started_at or run.created_at
-    return [run.name, run.provider, run.gpu_type or "-", status,
+    return [run.name, run.provider, run.gpu_type or "-", gpu_use(run), status,
             "-" if run.last_step is None else str(run.last_step), loss, Text(sparkline(losses, 8), "cyan"),
             price, f"{run.cost_at(now):.2f}", format_duration((run.ended_at or now) - started)]
 
