@@ -5,7 +5,11 @@ import json
 import os
 import sys
 
+import httpx
+import pytest
 from aiohttp import web
+
+from tests.fakes.runpod_v2 import GPU_4090, FakeRunPodV2
 
 from .test_local_runs import free_port
 
@@ -57,30 +61,55 @@ async def test_public_url_reaching_another_server_fails(tmp_path):
     assert "not from this control plane" in checks["public URL reachability"]["message"]
 
 
-async def test_localhost_public_url_with_runpod_fails(tmp_path):
-    fake = web.Application()
-    fake.router.add_post("/graphql", lambda r: web.json_response({"data": {"myself": {"id": "u1"}}}))
-    runner, url = await serve(fake)
-    try:
-        code, checks = await doctor(tmp_path, PODTUI_PROVIDER="runpod", RUNPOD_API_KEY="good",
-                                    RUNPOD_API_BASE_URL=url, PODTUI_PUBLIC_URL="http://localhost:8765")
-    finally:
-        await runner.cleanup()
+@pytest.fixture
+async def runpod(tmp_path):
+    api = FakeRunPodV2(tmp_path / "fake")
+    await api.start()
+    yield api
+    await api.stop()
+
+
+def runpod_env(api, key):
+    return {"RUNPOD_API_KEY": key, "PODTUI_RUNPOD_API_URL": api.url, "RUNPOD_API_BASE_URL": api.url}
+
+
+async def test_runpod_key_accepted_shows_rate_limits_and_spot(tmp_path, runpod):
+    code, checks = await doctor(tmp_path, PODTUI_PROVIDER="local", **runpod_env(runpod, "test-key"))
+    assert code == 0, checks
+    assert checks["provider runpod"]["status"] == "ok"
+    assert "60/minute" in checks["provider runpod"]["message"] and "REST v2" in checks["provider runpod"]["message"]
+    assert checks["runpod spot"]["status"] == "ok" and "early 2027" in checks["runpod spot"]["message"]
+    assert "GET /v2/pods" in runpod.calls
+
+
+async def test_localhost_public_url_with_runpod_fails(tmp_path, runpod):
+    code, checks = await doctor(tmp_path, PODTUI_PROVIDER="runpod", PODTUI_PUBLIC_URL="http://localhost:8765",
+                                **runpod_env(runpod, "test-key"))
     assert code == 1
     assert checks["provider runpod"]["status"] == "ok"
     assert "cannot reach http://localhost:8765" in checks["public URL"]["message"]
 
 
-async def test_bad_runpod_key_fails(tmp_path):
-    fake = web.Application()
-    fake.router.add_post("/graphql", lambda r: web.Response(status=401, text="Unauthorized"))
-    runner, url = await serve(fake)
-    try:
-        code, checks = await doctor(tmp_path, RUNPOD_API_KEY="wrong", RUNPOD_API_BASE_URL=url)
-    finally:
-        await runner.cleanup()
+async def test_bad_runpod_key_fails(tmp_path, runpod):
+    code, checks = await doctor(tmp_path, **runpod_env(runpod, "wrong"))
     assert code == 1
-    assert "rejected the API key" in checks["provider runpod"]["message"]
+    assert "rejected the API key (401)" in checks["provider runpod"]["message"]
+
+
+async def test_runpod_key_without_access_to_pods_fails_with_403(tmp_path, runpod):
+    async with httpx.AsyncClient(base_url=runpod.url, headers={"Authorization": "Bearer test-key"}) as http:
+        pod = (await http.post("/v2/pods", json={"name": "x", "image": "x", "gpu": {"id": GPU_4090}})).json()
+    code, checks = await doctor(tmp_path, **runpod_env(runpod, runpod.pod_key(pod["id"])))
+    assert code == 1
+    assert "403" in checks["provider runpod"]["message"] and "API Keys" in checks["provider runpod"]["message"]
+
+
+async def test_retired_graphql_warns_about_spot_only(tmp_path, runpod):
+    runpod.graphql_down = True
+    code, checks = await doctor(tmp_path, PODTUI_PROVIDER="local", **runpod_env(runpod, "test-key"))
+    assert code == 0, checks  # a warning: on-demand pods do not need GraphQL
+    assert checks["provider runpod"]["status"] == "ok"
+    assert checks["runpod spot"]["status"] == "warn" and "spot launches will fail" in checks["runpod spot"]["message"]
 
 
 async def test_changed_dataset_fails(tmp_path):

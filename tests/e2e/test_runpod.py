@@ -34,6 +34,7 @@ async def fake(tmp_path, monkeypatch):
     yield api
     await api.stop()
     assert api.response_errors == []
+    assert api.live_pods() == [], [(p["id"], p["name"], p["status"]) for p in api.live_pods()]
 
 
 def provider_for(fake, key="test-key", **options):

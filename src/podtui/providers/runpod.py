@@ -377,27 +377,38 @@ class RunPodProvider:
         return [state_of(p) for p in await self._list_raw()
                 if str(p.get("name", "")).startswith(POD_NAME_PREFIX)]
 
-    async def pod_logs(self, pod_id: str, tail: int = 50, wait_s: float = 2.0) -> list[dict[str, str]]:
+    async def pod_logs(self, pod_id: str, tail: int = 50, wait_s: float = 2.0,
+                       idle_s: float = 0.3) -> list[dict[str, str]]:
         """The last lines of a pod's container and system logs ({"ts", "source", "line"}), oldest first.
 
-        RunPod streams them as Server-Sent Events and keeps following: this keeps what arrives within wait_s."""
+        RunPod streams them as Server-Sent Events and keeps following: the tail is read until the stream has been
+        quiet for idle_s (or wait_s has passed), both sources at once."""
         lines: list[dict[str, str]] = []
-        for source in ("system", "container"):
+
+        async def read(source: str) -> None:
             try:
-                await asyncio.wait_for(self._read_logs(pod_id, source, tail, lines), wait_s)
+                await asyncio.wait_for(self._read_logs(pod_id, source, tail, idle_s, lines), wait_s)
             except TimeoutError:
                 pass
             except ProviderError as exc:
                 lines.append({"ts": "", "source": source, "line": f"(cannot read the {source} log: {exc})"})
+
+        await asyncio.gather(read("system"), read("container"))
         lines.sort(key=lambda item: item.get("ts") or "")
         return lines[-tail:]
 
-    async def _read_logs(self, pod_id: str, source: str, tail: int, into: list[dict[str, str]]) -> None:
+    async def _read_logs(self, pod_id: str, source: str, tail: int, idle_s: float,
+                         into: list[dict[str, str]]) -> None:
         response = await self.api.send("GET", f"/v2/pods/{pod_id}/logs", params={"source": source, "tail": tail},
                                        stream=True)
         count = 0
+        lines = response.aiter_lines()
         try:
-            async for raw in response.aiter_lines():
+            while count < tail:
+                try:
+                    raw = await asyncio.wait_for(anext(lines), idle_s if count else None)
+                except (StopAsyncIteration, TimeoutError):
+                    return
                 if not raw.startswith("data:"):
                     continue
                 try:
@@ -408,8 +419,6 @@ class RunPodProvider:
                     into.append({"ts": str(item.get("ts") or ""), "source": str(item.get("source") or source),
                                  "line": str(item.get("line") or "")[:2000]})
                     count += 1
-                if count >= tail:
-                    break
         finally:
             await response.aclose()
 

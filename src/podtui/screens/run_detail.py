@@ -120,7 +120,7 @@ class RunDetailScreen(Screen[None]):
         self.set_interval(2.0, self.load_events)
         self.query_one("#pod-log").border_title = "pod log (the agent has not reported yet)"
         self.load_pod_log()
-        self.set_interval(3.0, self.load_pod_log)
+        self.set_interval(4.0, self.load_pod_log)
 
     def show_facts(self) -> None:
         run = self.dashboard.runs.get(self.run_id)
