@@ -102,6 +102,14 @@ class Settings(BaseSettings):
     stall_timeout_s: float = Field(1800.0, gt=0)
     """A training run that prints no metric and no log line for this long is terminated as stalled."""
 
+    pod_unreachable_limit_s: float = Field(12 * 3600.0, gt=0)
+    """A pod whose command still runs ends itself only after its control plane has been unreachable this long
+    (default 12 h): a laptop that sleeps or a TUI closed overnight does not kill a training run."""
+
+    pod_undelivered_keep_s: float = Field(1800.0, ge=0)
+    """After its command ends, how long a pod waits to deliver what it has not yet delivered (default 30 min);
+    it ends as soon as everything is delivered."""
+
     stop_on_nan: bool = True
     """Terminate a run whose loss becomes NaN or infinite."""
 

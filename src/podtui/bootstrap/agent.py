@@ -13,7 +13,10 @@ window on success), so a failed run stops billing at once.
 Environment: PODTUI_URL, PODTUI_RUN_ID, PODTUI_TOKEN (the run's ingest token), PODTUI_HOME (its folder),
 PODTUI_KEEP_ALIVE_S, PODTUI_RUNPOD_API_URL (a RunPod pod ends itself with DELETE /v2/pods/$RUNPOD_POD_ID and its
 own pod-scoped RUNPOD_API_KEY), PODTUI_TERMINATE_CMD (the fallback, or how another pod ends itself; empty = exit),
-PODTUI_UNREACHABLE_LIMIT_S (default 1800), PODTUI_METRICS_FILE, PODTUI_REPORT_INTERVAL_S, PODTUI_GRACE_S.
+PODTUI_UNREACHABLE_LIMIT_S (while the command runs, default 12 h), PODTUI_UNDELIVERED_KEEP_S (after it ends, how
+long undelivered reports keep the pod, default 30 min), PODTUI_MAX_RUNTIME_S and PODTUI_STALL_TIMEOUT_S (the pod
+enforces them itself, and the deadline the control plane sends in its replies: the budget), PODTUI_METRICS_FILE,
+PODTUI_REPORT_INTERVAL_S, PODTUI_GRACE_S.
 """
 
 from __future__ import annotations
@@ -281,6 +284,9 @@ class Reporter(threading.Thread):
         self.failures = 0
         self.last_ok = time.time()
         agent.outbox.commit(token)
+        deadline = reply.get("deadline_ts")
+        if isinstance(deadline, (int, float)) and not isinstance(deadline, bool) and math.isfinite(deadline):
+            agent.plane_deadline = float(deadline)
         if reply.get("stop"):
             agent.gone("the control plane ended this run")
         return bool(final) and drained
@@ -311,7 +317,14 @@ class Agent:
         self.runpod_api = env.get("PODTUI_RUNPOD_API_URL", "")
         self.runpod_pod = env.get("RUNPOD_POD_ID", "")
         self.runpod_key = env.get("RUNPOD_API_KEY", "")
-        self.unreachable_limit = float(env.get("PODTUI_UNREACHABLE_LIMIT_S") or 1800)
+        self.unreachable_limit = float(env.get("PODTUI_UNREACHABLE_LIMIT_S") or 12 * 3600)
+        self.undelivered_keep = float(env.get("PODTUI_UNDELIVERED_KEEP_S") or 1800)
+        self.started = time.time()
+        runtime = float(env.get("PODTUI_MAX_RUNTIME_S") or 0)
+        self.runtime_deadline = self.started + runtime if runtime > 0 else None
+        self.plane_deadline: float | None = None
+        self.stall_limit = float(env.get("PODTUI_STALL_TIMEOUT_S") or 0)
+        self.last_line_at = time.time()
         self.grace = float(env.get("PODTUI_GRACE_S") or 20)
         self.metrics_file = env.get("PODTUI_METRICS_FILE") or os.path.join(self.home, "metrics.jsonl")
         self.outbox = Outbox(os.path.join(self.home, "outbox.spill"))
@@ -325,6 +338,7 @@ class Agent:
         self.progress: tuple | None = None
         self.child: subprocess.Popen | None = None
         self.stopped_by_control_plane = False
+        self.stopped_by_pod = ""
         self.signalled = False
         self.stop_reason = ""
 
@@ -337,6 +351,7 @@ class Agent:
         if len(text) > MAX_LINE:
             text = text[:MAX_LINE] + " …[truncated by podtui: line over 16 KiB]"
         now = time.time()
+        self.last_line_at = now
         with self.seq_lock:
             seq = self.seq
             self.seq += 1
@@ -419,6 +434,25 @@ class Agent:
 
         threading.Thread(target=kill_later, daemon=True).start()
 
+    def guard_reason(self, now: float) -> str | None:
+        """Why the pod must end the command now on its own (it does not wait for the control plane, which
+        may be a laptop that sleeps): the run's max runtime, its budget's deadline, or a stall."""
+        if self.runtime_deadline is not None and now >= self.runtime_deadline:
+            return "max runtime reached"
+        if self.plane_deadline is not None and now >= self.plane_deadline:
+            return "the run's time or budget limit reached"
+        if self.stall_limit > 0 and self.status == "training" and now - self.last_line_at >= self.stall_limit:
+            return f"stalled: no output for {int(now - self.last_line_at)} s"
+        return None
+
+    def watch(self, done: threading.Event) -> None:
+        while not done.wait(1.0):
+            reason = self.guard_reason(time.time())
+            if reason and not self.stopped_by_pod:
+                self.stopped_by_pod = reason
+                self.note(f"ending the command: {reason} (enforced by the pod)")
+                self.stop_child()
+
     def on_signal(self, signum: int, frame: object) -> None:
         self.note(f"received signal {signum}; stopping the command (grace {self.grace:.0f} s)")
         self.signalled = True  # the pod is being stopped: the last report must go out within the grace
@@ -477,6 +511,7 @@ class Agent:
                  threading.Thread(target=self.tail_metrics_file, args=(done,), daemon=True)]
         for t in pumps:
             t.start()
+        threading.Thread(target=self.watch, args=(done,), daemon=True, name="watchdog").start()
         code = child.wait()
         for t in pumps[:2]:
             t.join(10)
@@ -493,7 +528,10 @@ class Agent:
             self.reporter.drain({}, time.time() + min(10.0, self.unreachable_limit))
             self.terminate_pod()
             return code or 1
-        if code == 0:
+        if self.stopped_by_pod:
+            final = {"status": "failed", "exit_code": code if -255 <= code <= 255 and code else 1,
+                     "error": f"the pod ended the run: {self.stopped_by_pod}\n" + "\n".join(list(self.tail)[-5:])}
+        elif code == 0:
             final = {"status": "succeeded", "exit_code": 0}
             self.note("command succeeded")
         else:
@@ -501,7 +539,12 @@ class Agent:
                      "error": f"exit code {code}; last lines:\n" + "\n".join(self.tail)}
             self.note(f"command failed with exit code {code}")
         self.status = None
-        patience = min(10.0, self.grace) if self.signalled else min(self.unreachable_limit, 600)
+        # Everything is delivered, then the pod ends; undelivered, it waits at most undelivered_keep for the
+        # control plane (a laptop that sleeps) and ends all the same.
+        # A pod past its own limit does not bill another half hour for a report: a minute at most.
+        patience = min(10.0, self.grace) if self.signalled else self.undelivered_keep
+        if self.stopped_by_pod:
+            patience = min(patience, 60.0)
         self.reporter.drain(final, time.time() + patience)
         if code == 0 and self.keep_alive > 0 and not self.stopped_by_control_plane:
             self.note(f"keeping the pod {self.keep_alive:.0f} s as asked (keep-alive)")

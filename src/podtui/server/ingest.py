@@ -18,15 +18,21 @@ from .runs import RunService
 async def report(request: web.Request) -> web.Response:
     """Store a report; resends change nothing. The reply tells the agent whether to stop."""
     store: Store = request.app[keys.STORE]
-    runs: RunService = request.app[keys.RUNS]
     run_id = request.match_info["run_id"]
     await check_ingest(request, store, run_id)
     body = await read_body(request)
-    batch = parse_report_json(run_id, body) or ReportBatch.from_report(run_id, parse_model(body, Report))
     try:
-        result = await store.apply_report(run_id, batch, time.time())
+        reply = await ingest_report(store, request.app[keys.RUNS], run_id, body)
     except NotFound:
         return json_response({"error": {"code": "run_not_found", "message": f"no run {run_id}"}}, 404)
+    return json_response(reply)
+
+
+async def ingest_report(store: Store, runs: RunService, run_id: str, body: bytes) -> ReportReply:
+    """A pod's report, pushed to /report or pulled from the pod: stored, and the reply the pod acts on.
+    ApiError (422) for a report that is not one; NotFound for an unknown run."""
+    batch = parse_report_json(run_id, body) or ReportBatch.from_report(run_id, parse_model(body, Report))
+    result = await store.apply_report(run_id, batch, time.time())
     status = result.status
     if batch.status in ("succeeded", "failed") and status.is_live:
         run = await runs.pod_reported_end(await store.get_run(run_id), RunStatus(batch.status), batch.exit_code,
@@ -34,5 +40,6 @@ async def report(request: web.Request) -> web.Response:
         status = run.status
     in_keep_alive = status == RunStatus.succeeded and result.keep_alive_until is not None
     stop = status.is_final and not in_keep_alive and batch.status not in ("succeeded", "failed")
-    return json_response(ReportReply(accepted_metrics=result.accepted_metrics, accepted_logs=result.accepted_logs,
-                                     run_status=status, stop=stop))
+    deadline = await runs.pod_deadline(run_id) if status.is_live else None
+    return ReportReply(accepted_metrics=result.accepted_metrics, accepted_logs=result.accepted_logs,
+                       run_status=status, stop=stop, deadline_ts=deadline)

@@ -33,6 +33,7 @@ class RunService:
         self.store = store
         self.providers = providers
         self._tasks: set[asyncio.Task[None]] = set()
+        self._deadlines: dict[str, float | None] = {}
 
     def provider(self, name: str) -> Provider:
         """The named provider; 422 when it is not configured."""
@@ -113,7 +114,35 @@ class RunService:
             env["PODTUI_TERMINATE_CMD"] = provider.self_terminate_command
         if provider.name == "runpod":  # the pod ends itself through REST v2 with its own pod-scoped key
             env["PODTUI_RUNPOD_API_URL"] = self.settings.runpod_api_url
+        # The pod enforces its own limits too: the control plane may be a laptop that sleeps.
+        env["PODTUI_UNREACHABLE_LIMIT_S"] = str(int(self.settings.pod_unreachable_limit_s))
+        env["PODTUI_UNDELIVERED_KEEP_S"] = str(int(self.settings.pod_undelivered_keep_s))
+        env["PODTUI_STALL_TIMEOUT_S"] = str(int(self.settings.stall_timeout_s))
+        if run.spec.max_runtime_s:
+            env["PODTUI_MAX_RUNTIME_S"] = str(int(run.spec.max_runtime_s))
         return env
+
+    def deadline_of(self, run: Run) -> float | None:
+        """When the run's max runtime or budget runs out (its pod ends itself then), or None."""
+        if run.started_at is None:
+            return None
+        ends = []
+        if run.spec.max_runtime_s:
+            ends.append(run.started_at + run.spec.max_runtime_s)
+        budget = run.spec.budget_usd if run.spec.budget_usd is not None else self.settings.default_budget_usd
+        if budget is not None and run.price_per_hour:
+            ends.append(run.started_at + budget / run.price_per_hour * 3600.0)
+        return min(ends) if ends else None
+
+    async def pod_deadline(self, run_id: str) -> float | None:
+        """The deadline sent to a run's pod in every reply (cached; forget_deadline when price or start change)."""
+        if run_id not in self._deadlines:
+            self._deadlines[run_id] = self.deadline_of(await self.store.get_run(run_id))
+        return self._deadlines[run_id]
+
+    def forget_deadline(self, run_id: str) -> None:
+        """The run's price or start changed: compute its deadline again on the next report."""
+        self._deadlines.pop(run_id, None)
 
     async def _provision(self, run: Run, provider: Provider, ingest_token: str) -> None:
         spec = run.spec
@@ -143,6 +172,7 @@ class RunService:
             await self.store.finish_run(run.id, RunStatus.failed, f"no pod: internal error ({exc})")
             return
         await self.store.record_pod(provider.name, pod.pod_id, run.id, pod.gpu_type, pod.price_per_hour, "running")
+        self.forget_deadline(run.id)
         updated = await self.store.update_run(
             run.id, only_if_live=True, status=RunStatus.booting, pod_id=pod.pod_id, gpu_type=pod.gpu_type,
             price_per_hour=pod.price_per_hour, started_at=time.time(),

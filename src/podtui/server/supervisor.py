@@ -89,6 +89,7 @@ class Supervisor:
             if match:
                 pod = match[0]
                 await self.store.record_pod(provider.name, pod.pod_id, run.id, None, pod.price_per_hour, "running")
+                self.runs.forget_deadline(run.id)
                 await self.store.update_run(run.id, status=RunStatus.booting, pod_id=pod.pod_id,
                                             price_per_hour=pod.price_per_hour, started_at=time.time(),
                                             event=("adopted", f"found pod {pod.pod_id} after a restart"))
@@ -156,6 +157,7 @@ class Supervisor:
                 self.runs.drop_bundle(run.id)
             return  # an exited pod still exists: the finished-runs pass terminates it
         if state.price_per_hour and abs(state.price_per_hour - (run.price_per_hour or 0.0)) > 1e-6:
+            self.runs.forget_deadline(run.id)
             run = await self.store.update_run(
                 run.id, price_per_hour=state.price_per_hour, event=(
                     "price", f"{provider.name} bills ${state.price_per_hour:.3f}/h for pod {state.pod_id}")) or run
