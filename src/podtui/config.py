@@ -69,6 +69,19 @@ class Settings(BaseSettings):
     runpod_api_url: str = Field("https://api.runpod.io", pattern=r"^https?://[^\s]+$")
     """Base URL of RunPod's REST API v2 (env `PODTUI_RUNPOD_API_URL`): for a proxy, or a fake API in tests."""
 
+    runpod_pod_api_url: str = Field("https://api.runpod.io", pattern=r"^https?://[^\s]+$")
+    """The REST v2 base URL a RunPod pod uses to end itself: RunPod's own, also when runpod_api_url points at
+    a proxy of yours the pod cannot (and should not) reach. Tests point it at a fake."""
+
+    runpod_proxy_url: str = Field("https://{pod_id}-{port}.proxy.runpod.net", pattern=r"^https?://\S*\{pod_id\}")
+    """How the control plane reaches a pod's HTTP port in pull mode: a template with `{pod_id}` and `{port}`."""
+
+    pod_port: int = Field(8419, ge=1, le=65535)
+    """The pod's HTTP port in pull mode (exposed as `<port>/http`; local pods get a free port instead)."""
+
+    upload_chunk_bytes: int = Field(32 * MiB, ge=64 * 1024, le=32 * MiB)
+    """Largest piece of an upload into a pod (pull mode): each must finish well inside the proxy's 100 s."""
+
     allow_loopback_public_url: bool = False
     """Let RunPod-provider pods use a loopback public URL: only for a fake RunPod API on this machine (tests)."""
 
@@ -174,6 +187,17 @@ class Settings(BaseSettings):
         """The URL handed to pods: the public URL, or the local address for local pods."""
         return self.public_url or self.local_url
 
+    def default_connect(self, provider: str) -> str:
+        """push when pods can reach this control plane (local pods; a public https URL that is not local),
+        else pull."""
+        if provider == "local":
+            return "push"
+        if self.public_url and urlsplit(self.public_url).scheme == "https" and not is_local_url(self.public_url):
+            return "push"
+        if self.public_url and self.allow_loopback_public_url:  # a fake RunPod on this machine (tests)
+            return "push"
+        return "pull"
+
     @property
     def default_provider(self) -> str:
         """The provider used when a launch names none."""
@@ -217,6 +241,30 @@ def read_admin_token(settings: Settings) -> str | None:
         return None
 
 
+def is_local_url(url: str) -> bool:
+    """Whether a URL names this machine (pods elsewhere cannot reach it)."""
+    host = (urlsplit(url).hostname or "").lower()
+    return host in ("localhost", "0.0.0.0", "::1") or host.startswith("127.")
+
+
+def ensure_secret(settings: Settings, name: str) -> bytes:
+    """A random secret kept in the data dir (mode 0600), made on first use."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    path = settings.data_dir / name
+    try:
+        return bytes.fromhex(path.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        pass
+    value = secrets.token_bytes(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return bytes.fromhex(path.read_text().strip())
+    with os.fdopen(fd, "w") as f:
+        f.write(value.hex() + "\n")
+    return value
+
+
 def public_url_problem(public_url: str | None, provider: str, allow_loopback: bool = False) -> str | None:
     """Why pods of this provider cannot use this URL, or None when they can."""
     if provider == "local":
@@ -224,8 +272,7 @@ def public_url_problem(public_url: str | None, provider: str, allow_loopback: bo
     if not public_url:
         return ("RunPod pods need a public URL to reach this control plane. Set PODTUI_PUBLIC_URL to a public "
                 "https URL, e.g. a tunnel to this port.")
-    host = (urlsplit(public_url).hostname or "").lower()
-    if not allow_loopback and (host in ("localhost", "0.0.0.0", "::1") or host.startswith("127.")):
+    if not allow_loopback and is_local_url(public_url):
         return (f"RunPod pods cannot reach {public_url}. Set PODTUI_PUBLIC_URL to a public https URL, "
                 "e.g. a tunnel to this port.")
     return None

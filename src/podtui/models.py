@@ -237,6 +237,9 @@ class LaunchSpec(_Model):
     """Warn when the pod's GPU use stays below this percentage while training."""
     min_gpu_util_s: Duration = 600
     """How long GPU use must stay below min_gpu_util_pct before the warning (default 10 min)."""
+    connect: Literal["push", "pull"] | None = None
+    """push: the pod calls the control plane at its public URL; pull: the control plane calls the pod (through
+    RunPod's HTTPS proxy), for a laptop with no public URL. Chosen at launch when omitted (see Settings)."""
     env: dict[EnvName, EnvValue] = Field(default_factory=dict, max_length=40,
                                          json_schema_extra={"additionalProperties": False})
     max_runtime_s: Duration | None = None
@@ -304,6 +307,14 @@ class Run(_Model):
     """GPU utilisation of the pod as its provider last reported it, percent (mean over its GPUs)."""
     gpu_mem: float | None = None
     """GPU memory in use, percent."""
+    pod_port: int | None = None
+    """The pod's HTTP port in pull mode."""
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def connect(self) -> str:
+        """How the pod and the control plane talk: `push` or `pull` (decided at launch)."""
+        return self.spec.connect or "push"
 
     def cost_at(self, now: float) -> float:
         """Cost so far: price per hour x billed time (until the run ended, or now)."""

@@ -85,6 +85,10 @@ MIGRATIONS: list[str] = [
     ALTER TABLE runs ADD COLUMN gpu_util REAL;
     ALTER TABLE runs ADD COLUMN gpu_mem REAL;
     """,
+    # 4: the pod's HTTP port when the control plane pulls from it
+    """
+    ALTER TABLE runs ADD COLUMN pod_port INTEGER;
+    """,
 ]
 
 _STATUS_RANK = {
@@ -97,11 +101,11 @@ _STATUS_RANK = {
 _RUN_COLUMNS = (
     "id, name, provider, status, status_reason, spec, dataset_id, pod_id, gpu_type, price_per_hour, created_at, "
     "started_at, ended_at, last_heartbeat, exit_code, progress, last_step, last_loss, last_loss_nan, "
-    "keep_alive_until, last_activity, gpu_util, gpu_mem"
+    "keep_alive_until, last_activity, gpu_util, gpu_mem, pod_port"
 )
 _UPDATABLE = {
     "status", "status_reason", "pod_id", "gpu_type", "price_per_hour", "started_at", "ended_at",
-    "last_heartbeat", "exit_code", "keep_alive_until", "ingest_revoked_at", "gpu_util", "gpu_mem",
+    "last_heartbeat", "exit_code", "keep_alive_until", "ingest_revoked_at", "gpu_util", "gpu_mem", "pod_port",
 }
 
 
@@ -164,7 +168,7 @@ def _none_to_nan(value: float | None) -> float:
 def _row_to_run(row: Sequence[Any]) -> Run:
     (rid, name, provider, status, reason, spec, dataset_id, pod_id, gpu_type, price, created, started, ended,
      heartbeat, exit_code, progress, last_step, last_loss, last_loss_nan, keep_alive_until, last_activity,
-     gpu_util, gpu_mem) = row
+     gpu_util, gpu_mem, pod_port) = row
     loss = math.nan if last_loss_nan else last_loss
     return Run(
         id=rid, name=name, provider=provider, status=RunStatus(status), status_reason=reason,
@@ -172,7 +176,7 @@ def _row_to_run(row: Sequence[Any]) -> Run:
         price_per_hour=price, created_at=created, started_at=started, ended_at=ended, last_heartbeat=heartbeat,
         exit_code=exit_code, progress=DownloadProgress.model_validate_json(progress) if progress else None,
         last_step=last_step, last_loss=loss, keep_alive_until=keep_alive_until, last_activity=last_activity,
-        gpu_util=gpu_util, gpu_mem=gpu_mem,
+        gpu_util=gpu_util, gpu_mem=gpu_mem, pod_port=pod_port,
     )
 
 

@@ -13,6 +13,7 @@ from podtui.models import DEFAULT_IMAGE
 from podtui.providers.base import PodRequest, ProviderError
 from podtui.providers.local import LocalProvider
 from podtui.providers.runpod import RunPodProvider
+from podtui.server import keys
 from tests.conftest import make_settings, start_plane
 from tests.fakes.runpod_v2 import GPU_4090, GPU_A100, GPU_A6000, NO_CAPACITY, SERVING_LINE, FakeRunPodV2
 
@@ -46,7 +47,8 @@ def provider_for(fake, key="test-key", **options):
 async def runpod_plane(tmp_path, fake, key="test-key", provider_options=None, **settings):
     port = free_port()
     values = {"port": port, "runpod_api_key": key, "provider": "runpod", "public_url": f"http://127.0.0.1:{port}",
-              "allow_loopback_public_url": True, "supervisor_interval_s": 0.3, "runpod_api_url": fake.url}
+              "allow_loopback_public_url": True, "supervisor_interval_s": 0.3, "runpod_api_url": fake.url,
+              "runpod_pod_api_url": fake.url}
     values.update(settings)
     s = make_settings(tmp_path, **values)
     providers = {"local": LocalProvider(s.data_dir / "pods"),
@@ -275,8 +277,12 @@ async def test_422_fails_with_runpods_errors_and_is_never_retried(fake, tmp_path
 
 async def test_values_runpod_cannot_take_are_refused_at_launch(fake, tmp_path, planes):
     plane = await plane_for(tmp_path, fake, planes)
+    a6000 = next(g for g in fake.gpus if g["id"] == GPU_A6000)
+    a6000["maxCount"] = {"secure": 4, "community": 2}
     cases = [({"gpu_types": ["NVIDIA GeForce GTX 280"]}, "gpu_types"), ({"gpu_count": 9}, "gpu_count"),
-             ({"image": "my image"}, "image"), ({"min_cuda_version": "12"}, "min_cuda_version")]
+             ({"image": "my image"}, "image"), ({"min_cuda_version": "12"}, "min_cuda_version"),
+             ({"gpu_types": [GPU_A6000], "gpu_count": 6}, "at most 4"),
+             ({"gpu_types": [GPU_A6000], "gpu_count": 3, "cloud_type": "COMMUNITY"}, "at most 2")]
     for change, field in cases:
         r = await plane.http.post("/api/v1/runs", json={"dataset": "demo", "gpu_types": [GPU_4090],
                                                         "provider": "runpod", **change})
@@ -481,6 +487,15 @@ async def test_spot_launch_goes_through_graphql_and_is_polled_through_v2(fake, t
     await terminate_and_check_zero(plane, fake, run_id)
 
 
+async def test_spot_fails_over_like_on_demand(fake, tmp_path, planes):
+    fake.no_capacity.add(GPU_4090)
+    plane = await plane_for(tmp_path, fake, planes)
+    run_id = await launch(plane, spot=True, cloud_type="COMMUNITY", gpu_types=[GPU_4090, GPU_A6000])
+    run = await wait_pod(plane, run_id, timeout=30)
+    assert run["gpu_type"] == GPU_A6000, (run["status_reason"], await events_of(plane, run_id))
+    await terminate_and_check_zero(plane, fake, run_id)
+
+
 async def test_spot_after_graphql_is_retired_fails_clearly(fake, tmp_path, planes):
     fake.graphql_down = True
     plane = await plane_for(tmp_path, fake, planes)
@@ -523,12 +538,21 @@ async def test_orphans_are_listed_and_can_be_terminated(fake, tmp_path, planes):
         assert (await http.delete(f"/v2/pods/{other[0]['id']}")).status_code == 204
 
 
-async def test_localhost_public_url_is_refused_for_runpod(fake, tmp_path, planes):
+async def test_localhost_public_url_is_refused_for_push_and_pull_needs_none(fake, tmp_path, planes):
     plane = await plane_for(tmp_path, fake, planes, allow_loopback_public_url=False,
                             public_url="http://localhost:8765")
-    r = await plane.http.post("/api/v1/runs", json={"dataset": "demo", "gpu_types": [GPU_4090], "provider": "runpod"})
+    body = {"dataset": "demo", "gpu_types": [GPU_4090], "provider": "runpod"}
+    r = await plane.http.post("/api/v1/runs", json={**body, "connect": "push"})
     assert r.status_code == 409 and "cannot reach http://localhost:8765" in r.json()["error"]["message"]
+    assert "--connect pull" in r.json()["error"]["message"]
     assert "POST /v2/pods" not in fake.calls
+    r = await plane.http.post("/api/v1/runs", json=body)  # a laptop: the control plane goes to the pod
+    assert r.status_code == 201 and r.json()["connect"] == "pull", r.text
+    run = await wait_pod(plane, r.json()["id"])
+    (created,) = create_bodies(fake)
+    assert created["ports"] == ["8419/http"] and "PODTUI_URL" not in created["env"]
+    assert created["env"]["PODTUI_CONNECT"] == "pull" and len(created["env"]["PODTUI_AGENT_Z"]) < 32_000
+    await terminate_and_check_zero(plane, fake, run["id"])
 
 
 async def test_rate_limit_headers_hold_requests_until_the_window_resets(fake, tmp_path):
@@ -544,6 +568,50 @@ async def test_rate_limit_headers_hold_requests_until_the_window_resets(fake, tm
         assert "minute" in provider.api.rate.describe()
     finally:
         await provider.close()
+
+
+async def test_a_pod_judged_gone_by_mistake_is_still_ended(fake, tmp_path, planes, monkeypatch):
+    from podtui.server import supervisor
+
+    monkeypatch.setattr(supervisor, "END_GRACE_S", 1.0)
+    fake.list_lag_s = 3.0  # longer than the grace below: the pod looks gone for a while, then shows up again
+    plane = await plane_for(tmp_path, fake, planes, provider_options={"gone_grace_s": 0.2})
+    plane.control.runner.app[keys.SUPERVISOR].stray_every = 1
+    run_id = await launch(plane)
+    run = await plane.wait_status(run_id, {"lost", "failed"}, timeout=20)
+    pod_id = run["pod_id"]
+    assert fake.pods[pod_id]["status"] != "TERMINATED"  # it was never gone: it bills
+    assert await wait_until(lambda: fake.pods[pod_id]["status"] == "TERMINATED", 20)
+
+
+async def test_an_html_404_or_an_empty_answer_never_counts_as_gone(tmp_path):
+    from aiohttp import web
+
+    answers = iter(["html", "empty"] * 50)
+
+    async def get(request):
+        kind = next(answers)
+        if kind == "html":
+            return web.Response(status=404, text="<html>404 page not found</html>", content_type="text/html")
+        return web.Response(status=200, text="", content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/v2/pods/{id}", get)
+    app.router.add_delete("/v2/pods/{id}", lambda r: web.Response(status=204))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    provider = RunPodProvider("k", url, backoff_s=0.05, terminate_confirm_s=1)
+    try:
+        with pytest.raises(ProviderError, match="has not confirmed"):
+            await provider.terminate_pod("p1")
+        with pytest.raises(ProviderError):
+            await provider.get_pod("p1")
+    finally:
+        await provider.close()
+        await runner.cleanup()
 
 
 async def test_terminate_is_confirmed_by_404_and_an_already_gone_pod_is_fine(fake, tmp_path):

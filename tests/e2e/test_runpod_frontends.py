@@ -40,12 +40,16 @@ async def fake(tmp_path, monkeypatch):
     assert api.live_pods() == []
 
 
+def runpod_settings(tmp_path, fake, port):
+    return make_settings(tmp_path, port=port, runpod_api_key="test-key", runpod_api_url=fake.url,
+                         runpod_pod_api_url=fake.url, provider="runpod", public_url=f"http://127.0.0.1:{port}",
+                         allow_loopback_public_url=True, supervisor_interval_s=0.3)
+
+
 async def test_tui_launch_fails_over_shows_cost_and_gpu_use_and_terminates(fake, tmp_path):
     fake.no_capacity.add(GPU_4090)
     port = free_port()
-    settings = make_settings(tmp_path, port=port, runpod_api_key="test-key", runpod_api_url=fake.url,
-                             provider="runpod", public_url=f"http://127.0.0.1:{port}", allow_loopback_public_url=True,
-                             supervisor_interval_s=0.3)
+    settings = runpod_settings(tmp_path, fake, port)
     app = PodtuiApp(settings)
     async with app.run_test(size=(170, 45)) as pilot:
         await wait_for(pilot, lambda: app.dashboard is not None and app.dashboard._client is not None)
@@ -78,9 +82,7 @@ async def test_tui_launch_fails_over_shows_cost_and_gpu_use_and_terminates(fake,
 async def test_run_detail_shows_the_pod_log_until_the_agent_reports(fake, tmp_path):
     fake.execute = False  # the pod never boots podtui: only RunPod's own log lines exist
     port = free_port()
-    settings = make_settings(tmp_path, port=port, runpod_api_key="test-key", runpod_api_url=fake.url,
-                             provider="runpod", public_url=f"http://127.0.0.1:{port}", allow_loopback_public_url=True,
-                             supervisor_interval_s=0.3)
+    settings = runpod_settings(tmp_path, fake, port)
     app = PodtuiApp(settings)
     async with app.run_test(size=(170, 45)) as pilot:
         await wait_for(pilot, lambda: app.dashboard is not None and app.dashboard._client is not None)
@@ -114,6 +116,7 @@ async def test_cli_launch_runs_and_terminate_against_v2(fake, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PODTUI_", "RUNPOD_"))}
     env.update(PODTUI_DATA_DIR=str(tmp_path / "data"), PODTUI_CONFIG_FILE=str(tmp_path / "none.toml"),
                PODTUI_PORT=str(port), RUNPOD_API_KEY="test-key", PODTUI_RUNPOD_API_URL=fake.url,
+               PODTUI_RUNPOD_POD_API_URL=fake.url,
                PODTUI_PUBLIC_URL=f"http://127.0.0.1:{port}", PODTUI_ALLOW_LOOPBACK_PUBLIC_URL="1",
                PODTUI_SUPERVISOR_INTERVAL_S="0.5", NO_PROXY="127.0.0.1,localhost")
     serve = await asyncio.create_subprocess_exec(sys.executable, "-m", "podtui.cli", "serve", env=env,

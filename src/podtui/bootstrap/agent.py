@@ -23,6 +23,9 @@ from __future__ import annotations
 
 import ast
 import collections
+import hashlib
+import hmac
+import http.server
 import json
 import math
 import os
@@ -306,12 +309,14 @@ class Reporter(threading.Thread):
 # -- the agent ----------------------------------------------------------------------------------------
 
 class Agent:
-    def __init__(self, command: list, env: typing.Mapping[str, str] | None = None) -> None:
+    def __init__(self, command: list, env: typing.Mapping[str, str] | None = None,
+                 link: PullLink | None = None) -> None:
         env = os.environ if env is None else env
         self.command = command
         self.home = env.get("PODTUI_HOME") or os.path.join(os.path.expanduser("~"), "podtui")
         os.makedirs(self.home, exist_ok=True)
-        self.control_plane = ControlPlane(env["PODTUI_URL"], env["PODTUI_RUN_ID"], env["PODTUI_TOKEN"])
+        self.control_plane: typing.Any = link or ControlPlane(env["PODTUI_URL"], env["PODTUI_RUN_ID"],
+                                                             env["PODTUI_TOKEN"])
         self.keep_alive = float(env.get("PODTUI_KEEP_ALIVE_S") or 0)
         self.terminate_cmd = env.get("PODTUI_TERMINATE_CMD", "")
         self.runpod_api = env.get("PODTUI_RUNPOD_API_URL", "")
@@ -561,9 +566,255 @@ class Agent:
         return code
 
 
+# -- pull mode: the control plane comes to the pod -------------------------------------------------
+
+MAX_CHUNK = 32 * 1024 * 1024  # one PUT of an input; well inside the proxy's 100 s limit
+MAX_JSON = 64 * 1024
+MAX_WAIT = 25.0
+SLOT = re.compile(r"^(script|bundle|data-[0-9]{1,6})$")
+
+
+class PullLink:
+    """Stands in for the control plane's URL when the control plane pulls: `post` hands a report over and
+    blocks until the control plane has fetched, stored and acknowledged it (then returns its reply), or raises
+    after `timeout` (the Reporter then keeps the items and tries again, as when a push fails)."""
+
+    def __init__(self, timeout: float = 30.0) -> None:
+        self.cond = threading.Condition()
+        self.seq = 0
+        self.pending: tuple | None = None
+        self.acked = 0
+        self.reply: dict = {}
+        self.timeout = timeout
+
+    def post(self, payload: dict) -> dict:
+        body = json.dumps(payload, allow_nan=False)
+        with self.cond:
+            self.seq += 1
+            number = self.seq
+            self.pending = (number, body)
+            self.cond.notify_all()
+            end = time.time() + self.timeout
+            while self.acked < number:
+                left = end - time.time()
+                if left <= 0:
+                    raise TimeoutError(f"no control plane fetched the report in {self.timeout:.0f} s")
+                self.cond.wait(left)
+            return self.reply
+
+    def take(self, wait: float) -> tuple | None:
+        """The report waiting to be fetched, waiting up to `wait` seconds for one."""
+        end = time.time() + wait
+        with self.cond:
+            while self.pending is None:
+                left = end - time.time()
+                if left <= 0:
+                    return None
+                self.cond.wait(left)
+            return self.pending
+
+    def ack(self, number: int, reply: dict) -> bool:
+        with self.cond:
+            if self.pending is None or self.pending[0] != number:
+                return False
+            self.acked, self.reply, self.pending = number, reply, None
+            self.cond.notify_all()
+            return True
+
+
+class PodPort:
+    """What the control plane finds on the pod's port: inputs uploaded in chunks (resumable, sha256 checked),
+    the start signal, the outbox (long poll) and its acknowledgements. Every request carries the run's pod
+    token; bodies are bounded; files are named by fixed slots, never by a path from the network."""
+
+    def __init__(self, home: str, token: str, link: PullLink) -> None:
+        self.dir = os.path.join(home, "inputs")
+        os.makedirs(self.dir, exist_ok=True)
+        self.token = token.encode()
+        self.link = link
+        self.lock = threading.Lock()
+        self.done: dict = {}
+        self.started = threading.Event()
+
+    def path(self, slot: str) -> str:
+        return os.path.join(self.dir, slot)
+
+    def size(self, slot: str) -> int:
+        try:
+            return os.path.getsize(self.path(slot))
+        except OSError:
+            return 0
+
+    def state(self) -> dict:
+        names = sorted(n for n in os.listdir(self.dir) if SLOT.match(n))
+        return {"started": self.started.is_set(),
+                "inputs": {n: {"size": self.size(n), "done": self.done.get(n, False)} for n in names}}
+
+    def put(self, slot: str, offset: int, data: bytes) -> tuple:
+        with self.lock:
+            if self.done.get(slot):
+                return 409, {"size": self.size(slot), "error": "already complete"}
+            have = self.size(slot)
+            if offset != have:
+                return 409, {"size": have, "error": f"expected offset {have}"}
+            with open(self.path(slot), "ab") as f:
+                f.write(data)
+            return 200, {"size": have + len(data)}
+
+    def finish(self, slot: str, sha256: str, size: int) -> tuple:
+        with self.lock:
+            digest = hashlib.sha256()
+            try:
+                with open(self.path(slot), "rb") as f:
+                    for block in iter(lambda: f.read(1 << 20), b""):
+                        digest.update(block)
+            except OSError:
+                return 404, {"error": "nothing uploaded"}
+            if self.size(slot) != size or digest.hexdigest() != sha256:
+                os.unlink(self.path(slot))  # start over: a wrong byte anywhere cannot be found by offset
+                return 422, {"error": "size or sha256 does not match; upload it again"}
+            self.done[slot] = True
+            return 200, {"size": size, "done": True}
+
+    def serve(self, port: int) -> http.server.ThreadingHTTPServer:
+        pod = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:  # the run's log has what matters; never the token
+                pass
+
+            def answer(self, code: int, obj: object = None) -> None:
+                body = b"" if obj is None else json.dumps(obj).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def authorized(self) -> bool:
+                given = self.headers.get("Authorization", "")
+                ok = given.startswith("Bearer ") and hmac.compare_digest(given[7:].encode(), pod.token)
+                if not ok:
+                    self.close_connection = True
+                    self.answer(401, {"error": "missing or wrong token"})
+                return ok
+
+            def body(self, limit: int) -> bytes | None:
+                try:
+                    length = int(self.headers.get("Content-Length", ""))
+                except ValueError:
+                    self.close_connection = True
+                    self.answer(411, {"error": "Content-Length required"})
+                    return None
+                if length < 0 or length > limit:
+                    self.close_connection = True
+                    self.answer(413, {"error": f"body over {limit} bytes"})
+                    return None
+                return self.rfile.read(length)
+
+            def route(self) -> tuple:
+                url = urllib.parse.urlsplit(self.path)
+                return url.path.strip("/").split("/"), dict(urllib.parse.parse_qsl(url.query))
+
+            def do_GET(self) -> None:
+                if not self.authorized():
+                    return
+                parts, query = self.route()
+                if parts == ["v1", "state"]:
+                    self.answer(200, pod.state())
+                elif parts == ["v1", "outbox"]:
+                    try:
+                        wait = min(MAX_WAIT, max(0.0, float(query.get("wait", "0"))))
+                    except ValueError:
+                        wait = 0.0
+                    pending = pod.link.take(wait)
+                    if pending is None:
+                        self.answer(204)
+                    else:
+                        self.answer(200, {"seq": pending[0], "report": json.loads(pending[1])})
+                else:
+                    self.answer(404, {"error": "no such route"})
+
+            def do_PUT(self) -> None:
+                if not self.authorized():
+                    return
+                parts, query = self.route()
+                if len(parts) != 3 or parts[:2] != ["v1", "inputs"] or not SLOT.match(parts[2]):
+                    self.close_connection = True
+                    self.answer(404, {"error": "no such input"})
+                    return
+                try:
+                    offset = int(query.get("offset", "0"))
+                except ValueError:
+                    offset = -1
+                data = self.body(MAX_CHUNK)
+                if data is not None:
+                    self.answer(*pod.put(parts[2], offset, data))
+
+            def do_POST(self) -> None:
+                if not self.authorized():
+                    return
+                parts, query = self.route()
+                raw = self.body(MAX_JSON)
+                if raw is None:
+                    return
+                if len(parts) == 4 and parts[:2] == ["v1", "inputs"] and SLOT.match(parts[2]) \
+                        and parts[3] == "done":
+                    try:
+                        size = int(query.get("size", ""))
+                    except ValueError:
+                        self.answer(400, {"error": "size must be an integer"})
+                        return
+                    self.answer(*pod.finish(parts[2], query.get("sha256", ""), size))
+                elif parts == ["v1", "start"]:
+                    missing = [n for n in ("script",) if not pod.done.get(n)]
+                    if missing:
+                        self.answer(409, {"error": "inputs missing: " + ", ".join(missing)})
+                        return
+                    pod.started.set()
+                    self.answer(200, {"started": True})
+                elif parts == ["v1", "ack"]:
+                    try:
+                        obj = json.loads(raw)
+                        number, reply = int(obj["seq"]), obj.get("reply") or {}
+                    except (ValueError, KeyError, TypeError):
+                        self.answer(400, {"error": "want {seq, reply}"})
+                        return
+                    if not isinstance(reply, dict):
+                        reply = {}
+                    self.answer(200 if pod.link.ack(number, reply) else 409, {"seq": number})
+                else:
+                    self.answer(404, {"error": "no such route"})
+
+        server = http.server.ThreadingHTTPServer(("0.0.0.0", port), Handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True, name="pod-port").start()
+        return server
+
+
+def pull_main(env: typing.Mapping[str, str]) -> int:
+    """Pull mode: serve the pod's port, wait for the control plane's inputs and its start, then run the start
+    script under the agent as in push mode (reports leave through the port)."""
+    home = env.get("PODTUI_HOME") or os.path.join(os.path.expanduser("~"), "podtui")
+    os.makedirs(home, exist_ok=True)
+    link = PullLink()
+    port = PodPort(home, env["PODTUI_POD_TOKEN"], link)
+    port.serve(int(env.get("PODTUI_POD_PORT") or 8419))
+    agent = Agent(["bash", port.path("script")], env, link=link)
+    signal.signal(signal.SIGTERM, agent.on_signal)
+    while not port.started.wait(1.0):
+        if agent.signalled:
+            return 143
+    return agent.run()
+
+
 def main(argv: list) -> int:
+    if argv == ["pull"]:
+        return pull_main(os.environ)
     if len(argv) < 3 or argv[0] != "run" or argv[1] != "--":
-        print("usage: agent.py run -- COMMAND [ARG ...]", file=sys.stderr)
+        print("usage: agent.py run -- COMMAND [ARG ...] | agent.py pull", file=sys.stderr)
         return 2
     return Agent(argv[2:]).run()
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import shlex
+import zlib
 from pathlib import Path
 
 from ..models import Dataset
@@ -34,8 +35,14 @@ BOOT_COMMAND = "bash -c source${IFS}<(echo${IFS}$PODTUI_BOOT|base64${IFS}-d)"
 BOOT_SNIPPET = r"""set -u
 d="${PODTUI_HOME:-$HOME/podtui}"
 mkdir -p "$d" && cd "$d"
+if [ "${PODTUI_CONNECT:-push}" = pull ]; then
+  # Pull mode: the agent travels in the env (zlib, base64); the control plane brings the rest to its port.
+  python3 -c 'import base64,os,sys,zlib
+open(sys.argv[1], "wb").write(zlib.decompress(base64.b64decode(os.environ["PODTUI_AGENT_Z"])))' "$d/agent.py"
+  exec python3 "$d/agent.py" pull
+fi
 if ! python3 - "$d" <<'PY'
-import os, sys, time, urllib.request
+import json, os, sys, time, urllib.request
 base = os.environ["PODTUI_URL"].rstrip("/") + "/api/v1/boot/" + os.environ["PODTUI_RUN_ID"] + "/"
 for name, out in (("agent", "agent.py"), ("script", "start.sh")):
     for attempt in range(8):
@@ -45,8 +52,14 @@ for name, out in (("agent", "agent.py"), ("script", "start.sh")):
                 data = r.read()
             break
         except Exception as e:
-            if getattr(e, "code", 0) in (401, 403, 404, 410):  # the run ended or is not this pod's: no retry
-                sys.exit("podtui boot: the control plane refused %s (%s)" % (name, e))
+            # Only podtui's own refusal (a JSON error: the run ended, its container restarted, a wrong token)
+            # ends the retries; a tunnel's or a firewall's 4xx page is retried like a network error.
+            try:
+                said = json.loads(e.read())["error"]["code"] if getattr(e, "code", 0) in (401, 403, 404, 410) else ""
+            except Exception:
+                said = ""
+            if said:
+                sys.exit("podtui boot: the control plane refused %s (%s)" % (name, said))
             print("podtui boot: fetching %s failed (%s); retrying" % (name, e), file=sys.stderr, flush=True)
             time.sleep(min(2 ** attempt, 30))
     else:
@@ -78,6 +91,56 @@ def boot_env_value() -> str:
     """The base64 boot snippet (A-Z a-z 0-9 + / =: safe in an env var sent through GraphQL)."""
     return base64.b64encode(BOOT_SNIPPET.encode()).decode()
 
+
+PUSH_INPUTS = r"""echo "##podtui status downloading"
+log "downloading dataset $DATASET_NAME ($DATASET_SIZE bytes) from $PODTUI_URL"
+if [ "$DATASET_KIND" = file ]; then
+  PODTUI_DATASET_PATH="$DATA/$DATASET_FILE"
+  download "$DL_URL" "$PODTUI_DATASET_PATH" "$DATASET_SHA256" 0
+else
+  PODTUI_DATASET_PATH="$DATA/$DATASET_NAME"
+  fetch "$DL_URL" "$DIR/manifest.txt" dl
+  done_bytes=0
+  while read -r sha size rel; do
+    enc=$(python3 -c 'import sys,urllib.parse;print(urllib.parse.quote(sys.argv[1]))' "$rel")
+    download "$DL_URL?path=$enc" "$PODTUI_DATASET_PATH/$rel" "$sha" "$done_bytes"
+    done_bytes=$((done_bytes + size))
+  done < "$DIR/manifest.txt"
+fi
+echo "##podtui progress $DATASET_SIZE $DATASET_SIZE"
+log "dataset ready at $PODTUI_DATASET_PATH (sha256 checked)"
+
+if [ "$HAS_BUNDLE" = 1 ]; then
+  log "fetching the code bundle"
+  fetch "$PODTUI_URL/api/v1/boot/$PODTUI_RUN_ID/bundle" "$DIR/bundle.tar.gz" pod
+  tar -xzf "$DIR/bundle.tar.gz" -C "$WORK"
+fi
+rm -f "$DIR/.curl-dl" "$DIR/.wget-dl"
+
+"""
+
+PULL_INPUTS = r"""echo "##podtui status downloading"
+# Pull mode: the control plane uploaded every input into $DIR/inputs (sha256 checked by the agent on arrival).
+log "placing the uploaded dataset $DATASET_NAME ($DATASET_SIZE bytes)"
+while read -r slot rel; do
+  mkdir -p "$(dirname "$DATA/$rel")"
+  mv -f "$DIR/inputs/$slot" "$DATA/$rel"
+done <<'FILES'
+__FILES__
+FILES
+if [ "$DATASET_KIND" = file ]; then
+  PODTUI_DATASET_PATH="$DATA/$DATASET_FILE"
+else
+  PODTUI_DATASET_PATH="$DATA/$DATASET_NAME"
+fi
+echo "##podtui progress $DATASET_SIZE $DATASET_SIZE"
+log "dataset ready at $PODTUI_DATASET_PATH"
+if [ "$HAS_BUNDLE" = 1 ]; then
+  tar -xzf "$DIR/inputs/bundle" -C "$WORK"
+  rm -f "$DIR/inputs/bundle"
+fi
+rm -f "$DIR/.curl-dl" "$DIR/.wget-dl"
+"""
 
 START_SCRIPT = r"""#!/usr/bin/env bash
 # podtui start script for run __RUN_ID__, rendered by the control plane. Fails fast: any failing command
@@ -150,31 +213,7 @@ download() {  # download URL OUT SHA SIZE_BEFORE: retries with resume, checks th
   return 1
 }
 
-echo "##podtui status downloading"
-log "downloading dataset $DATASET_NAME ($DATASET_SIZE bytes) from $PODTUI_URL"
-if [ "$DATASET_KIND" = file ]; then
-  PODTUI_DATASET_PATH="$DATA/$DATASET_FILE"
-  download "$DL_URL" "$PODTUI_DATASET_PATH" "$DATASET_SHA256" 0
-else
-  PODTUI_DATASET_PATH="$DATA/$DATASET_NAME"
-  fetch "$DL_URL" "$DIR/manifest.txt" dl
-  done_bytes=0
-  while read -r sha size rel; do
-    enc=$(python3 -c 'import sys,urllib.parse;print(urllib.parse.quote(sys.argv[1]))' "$rel")
-    download "$DL_URL?path=$enc" "$PODTUI_DATASET_PATH/$rel" "$sha" "$done_bytes"
-    done_bytes=$((done_bytes + size))
-  done < "$DIR/manifest.txt"
-fi
-echo "##podtui progress $DATASET_SIZE $DATASET_SIZE"
-log "dataset ready at $PODTUI_DATASET_PATH (sha256 checked)"
-
-if [ "$HAS_BUNDLE" = 1 ]; then
-  log "fetching the code bundle"
-  fetch "$PODTUI_URL/api/v1/boot/$PODTUI_RUN_ID/bundle" "$DIR/bundle.tar.gz" pod
-  tar -xzf "$DIR/bundle.tar.gz" -C "$WORK"
-fi
-rm -f "$DIR/.curl-dl" "$DIR/.wget-dl"
-
+__INPUTS__
 cd "$WORK"
 export PODTUI_DATASET_PATH PODTUI_RUN_ID
 echo "##podtui status training"
@@ -185,8 +224,10 @@ log "training command finished"
 
 
 def render_start_script(*, run_id: str, dataset: Dataset, dataset_file: str, download_token: str,
-                        pod_url: str, command: str, has_bundle: bool) -> str:
-    """The start script for one run (served to its pod only, over its ingest token)."""
+                        pod_url: str, command: str, has_bundle: bool,
+                        pulled_files: list[tuple[str, str]] | None = None) -> str:
+    """The start script for one run (served to its pod only, over its ingest token; or, in pull mode, uploaded
+    to its port with `pulled_files` = [(input slot, path under the data folder)])."""
     variables = {
         "DL_TOKEN": download_token,
         "DL_URL": f"{pod_url}/api/datasets/download",
@@ -199,9 +240,23 @@ def render_start_script(*, run_id: str, dataset: Dataset, dataset_file: str, dow
         "TRAIN_COMMAND": command,
     }
     lines = "\n".join(f"{key}={shlex.quote(value)}" for key, value in variables.items())
-    return START_SCRIPT.replace("__RUN_ID__", run_id).replace("__VARIABLES__", lines)
+    if pulled_files is None:
+        inputs = PUSH_INPUTS
+    else:
+        for _, rel in pulled_files:
+            if "\n" in rel or rel.startswith("/") or ".." in rel.split("/"):
+                raise ValueError(f"unsafe dataset path {rel!r}")
+        listing = "\n".join(f"{slot} {rel}" for slot, rel in pulled_files)
+        inputs = PULL_INPUTS.replace("__FILES__", listing)
+    return (START_SCRIPT.replace("__RUN_ID__", run_id).replace("__INPUTS__", inputs)
+            .replace("__VARIABLES__", lines))
 
 
 def agent_source() -> bytes:
     """The pod agent's source, served to pods as one file."""
     return (Path(__file__).parent / "agent.py").read_bytes()
+
+
+def agent_env_value() -> str:
+    """The agent for a pull-mode pod's env: zlib + base64 (about 12 KB, within RunPod's env limits)."""
+    return base64.b64encode(zlib.compress(agent_source(), 9)).decode()

@@ -205,6 +205,10 @@ class LocalProvider:
         """Local pods are cheap to look at: one check each."""
         return await poll_each(self, pod_ids)
 
+    def pod_endpoint(self, pod_id: str, port: int) -> str:
+        """Where a pull-mode local pod listens: its own free port on this machine."""
+        return f"http://127.0.0.1:{port}"
+
     async def pod_logs(self, pod_id: str, tail: int = 50) -> list[dict[str, str]]:
         """The last lines the pod's boot process printed (its pod.log)."""
         if "/" in pod_id or pod_id.startswith("."):

@@ -21,6 +21,8 @@ import random
 import time
 from typing import Any
 
+import httpx
+
 from ..models import GpuOffer, LaunchSpec
 from .base import (
     POD_NAME_PREFIX,
@@ -42,6 +44,9 @@ SELF_TERMINATE = "runpodctl remove pod $RUNPOD_POD_ID"
 OFFERS_TTL_S = 60.0
 CATALOG_PARAMS = {"include": "AVAILABILITY", "product": "POD"}
 NO_CAPACITY = "no longer any instances available"
+PROXY_URL = "https://{pod_id}-{port}.proxy.runpod.net"
+LOGS_TTL_S = 10.0
+"""A pod's logs are read from RunPod at most this often (each read is two requests of the key's quota)."""
 GONE_GRACE_S = 60.0
 """A pod younger than this (since podtui created it) is not called gone for missing from RunPod's answers."""
 
@@ -106,8 +111,9 @@ class RunPodProvider:
 
     def __init__(self, api_key: str, api_url: str = DEFAULT_API_URL, retries: int = 3, backoff_s: float = 1.0,
                  terminate_confirm_s: float = 60.0, find_window_s: float = 15.0, timeout_s: float = 30.0,
-                 gone_grace_s: float = GONE_GRACE_S) -> None:
+                 gone_grace_s: float = GONE_GRACE_S, proxy_url: str = PROXY_URL) -> None:
         self.api = RunPodApi(api_key, api_url, timeout_s)
+        self.proxy_url = proxy_url
         self.spot = SpotRental(api_key)
         self.retries = retries
         self.backoff_s = backoff_s
@@ -115,6 +121,8 @@ class RunPodProvider:
         self.find_window_s = find_window_s
         self.gone_grace_s = gone_grace_s
         self._offers: tuple[float, list[GpuOffer]] | None = None
+        self._max_counts: dict[str, dict[str, int]] = {}
+        self._logs_cache: dict[tuple[str, int], tuple[float, list[dict[str, str]]]] = {}
         self._created: dict[str, float] = {}
         self._misses: dict[str, int] = {}
 
@@ -139,6 +147,9 @@ class RunPodProvider:
                 spot_price=None, stock=str(stock).title() if stock else None,
                 max_gpu_count=max([int(v) for v in most.values() if isinstance(v, int)], default=None)))
         offers.sort(key=lambda o: (o.secure_price or o.community_price or 1e9, o.id))
+        self._max_counts = {str(g["id"]): {k: int(v) for k, v in (g.get("maxCount") or {}).items()
+                                           if isinstance(v, int)}
+                            for g in (data or {}).get("gpus") or [] if isinstance(g, dict) and g.get("id")}
         self._offers = (time.monotonic(), offers)
         return offers
 
@@ -156,6 +167,13 @@ class RunPodProvider:
         price = price or offer.secure_price or offer.community_price
         return round(price * count, 4) if price else None
 
+    def max_count(self, gpu: str, cloud: str, fallback: int | None) -> int:
+        """The most GPUs of a type on one pod in a cloud (`ALL`: the larger of the two), from the catalog."""
+        per_cloud = self._max_counts.get(gpu) or {}
+        clouds = ("secure", "community") if cloud == "ALL" else (cloud.lower(),)
+        known = [per_cloud[c] for c in clouds if c in per_cloud]
+        return max(known) if known else (fallback or 10**6)
+
     async def check_spec(self, spec: LaunchSpec) -> list[str]:
         """What RunPod would refuse in this launch, each naming the field; checked against the catalog before
         anything is created (nothing when the catalog cannot be read now: the create's answer decides)."""
@@ -170,8 +188,10 @@ class RunPodProvider:
             if offer is None:
                 problems.append(f"gpu_types: RunPod has no GPU type {gpu!r} (`podtui gpus --provider runpod` "
                                 "lists them)")
-            elif offer.max_gpu_count and spec.gpu_count > offer.max_gpu_count:
-                problems.append(f"gpu_count: RunPod puts at most {offer.max_gpu_count} x {gpu} on one pod")
+            elif spec.gpu_count > self.max_count(gpu, spec.cloud_type, offer.max_gpu_count):
+                most = self.max_count(gpu, spec.cloud_type, offer.max_gpu_count)
+                problems.append(f"gpu_count: RunPod puts at most {most} x {gpu} on one pod "
+                                f"({spec.cloud_type.lower()} cloud)")
             elif spec.cloud_type == "SECURE" and offer.secure_price is None and not spec.spot:
                 problems.append(f"cloud_type: {gpu} is not offered in Secure Cloud; choose COMMUNITY or ALL")
             elif spec.cloud_type == "COMMUNITY" and offer.community_price is None and not spec.spot:
@@ -236,7 +256,7 @@ class RunPodProvider:
         for attempt in range(self.retries):
             try:
                 if request.spot:
-                    return await self.spot.rent(request, gpu_type, cloud)
+                    return await self.spot_candidate(request, gpu_type, cloud)
                 created = await self.api.json("POST", "/v2/pods", json=create_body(request, gpu_type, cloud))
                 if not isinstance(created, dict) or not created.get("id"):
                     raise Unanswered(f"RunPod answered the create without a pod id: {str(created)[:200]}")
@@ -253,6 +273,21 @@ class RunPodProvider:
                 await asyncio.sleep(self.backoff_s * 2**attempt * (0.5 + random.random()))
         raise AssertionError("unreachable")
 
+    async def spot_candidate(self, request: PodRequest, gpu_type: str, cloud: str) -> dict[str, Any]:
+        """A spot rental, its GraphQL errors read as the create table's statuses so failover works the same."""
+        try:
+            return await self.spot.rent(request, gpu_type, cloud)
+        except Unanswered:
+            raise
+        except ProviderError as exc:
+            text = str(exc)
+            lowered = text.lower()
+            if NO_CAPACITY in lowered or "no spot price" in lowered or "not enough free gpus" in lowered:
+                raise ApiProblem(400, "Bad Request", text.removeprefix("RunPod (GraphQL): ")) from None
+            if "balance" in lowered or "insufficient funds" in lowered:
+                raise ApiProblem(402, "Payment Required", text) from None
+            raise
+
     async def _price(self, created: dict[str, Any], gpu_type: str, cloud: str, count: int) -> float:
         """The billed rate (`cost`, or spot's costPerHr); else the catalog's list price: never 0."""
         for key in ("cost", "costPerHr"):
@@ -268,6 +303,11 @@ class RunPodProvider:
         offers = self._offers[1] if self._offers else []
         highest = max((o.secure_price or o.community_price or 0.0 for o in offers), default=0.0)
         return round(highest * count, 4) or 10.0 * count
+
+    async def find_pod_by_name(self, name: str) -> PodState | None:
+        """A live pod with this name, looked for over find_window_s (RunPod's listing lags a create)."""
+        found = await self._find_by_name(name)
+        return state_of(found) if found is not None else None
 
     async def _find_by_name(self, name: str) -> dict[str, Any] | None:
         """Look for a pod by name a few times over find_window_s (RunPod's listing lags a create)."""
@@ -291,15 +331,17 @@ class RunPodProvider:
             raise Unanswered(f"RunPod's pod list came without `pods`: {str(data)[:200]}")
         return [p for p in pods if isinstance(p, dict)]
 
-    async def _get_raw(self, pod_id: str) -> dict[str, Any] | None:
+    async def _get_raw(self, pod_id: str, deadline: float | None = None) -> dict[str, Any] | None:
         """The pod, or None on a 404."""
         try:
-            pod = await self.api.json("GET", f"/v2/pods/{pod_id}")
+            pod = await self.api.json("GET", f"/v2/pods/{pod_id}", deadline=deadline)
         except ApiProblem as exc:
-            if exc.status == 404:
+            if exc.status == 404:  # RunPod's own problem object (an edge's HTML 404 is Unanswered)
                 return None
             raise
-        return pod if isinstance(pod, dict) else None
+        if not isinstance(pod, dict) or not pod.get("id"):
+            raise Unanswered(f"RunPod answered pod {pod_id} without a pod: {str(pod)[:100]}")
+        return pod
 
     async def get_pod(self, pod_id: str) -> PodState:
         """Phase, billed rate and GPU use of a pod (`gone` on a 404 or TERMINATED)."""
@@ -327,6 +369,7 @@ class RunPodProvider:
                 log.warning("cannot poll pod %s: %s", pod_id, exc)
                 continue
             if pod is not None:
+                self._misses.pop(pod_id, None)  # two 404s in a row make a pod gone, not two misses ever
                 states[pod_id] = state_of(pod)
                 continue
             young = time.monotonic() - self._created.get(pod_id, 0.0) < self.gone_grace_s
@@ -342,14 +385,14 @@ class RunPodProvider:
         while True:
             problem: ProviderError | None = None
             try:
-                await self.api.send("DELETE", f"/v2/pods/{pod_id}")
+                await self.api.send("DELETE", f"/v2/pods/{pod_id}", deadline=deadline)
             except ApiProblem as exc:
                 if exc.status not in (404,):
                     problem = exc
             except ProviderError as exc:
                 problem = exc
             try:
-                pod = await self._get_raw(pod_id)
+                pod = await self._get_raw(pod_id, deadline=deadline)
                 if pod is None or phase_of(pod) == "gone":
                     self._created.pop(pod_id, None)
                     return
@@ -372,6 +415,10 @@ class RunPodProvider:
             if exc.status != 409:  # 409: not a state that can stop (already exited): nothing to do
                 raise
 
+    def pod_endpoint(self, pod_id: str, port: int) -> str:
+        """A pod's HTTP port through RunPod's HTTPS proxy (pull mode)."""
+        return self.proxy_url.format(pod_id=pod_id, port=port)
+
     async def list_pods(self) -> list[PodState]:
         """Pods of this account whose name carries podtui's prefix."""
         return [state_of(p) for p in await self._list_raw()
@@ -383,6 +430,9 @@ class RunPodProvider:
 
         RunPod streams them as Server-Sent Events and keeps following: the tail is read until the stream has been
         quiet for idle_s (or wait_s has passed), both sources at once."""
+        cached = self._logs_cache.get((pod_id, tail))
+        if cached and time.monotonic() - cached[0] < LOGS_TTL_S:  # two streams count against RunPod's quota
+            return cached[1]
         lines: list[dict[str, str]] = []
 
         async def read(source: str) -> None:
@@ -395,6 +445,8 @@ class RunPodProvider:
 
         await asyncio.gather(read("system"), read("container"))
         lines.sort(key=lambda item: item.get("ts") or "")
+        self._logs_cache = {k: v for k, v in self._logs_cache.items() if time.monotonic() - v[0] < LOGS_TTL_S}
+        self._logs_cache[pod_id, tail] = (time.monotonic(), lines[-tail:])
         return lines[-tail:]
 
     async def _read_logs(self, pod_id: str, source: str, tail: int, idle_s: float,
@@ -408,6 +460,9 @@ class RunPodProvider:
                 try:
                     raw = await asyncio.wait_for(anext(lines), idle_s if count else None)
                 except (StopAsyncIteration, TimeoutError):
+                    return
+                except httpx.HTTPError as exc:  # the stream broke off: keep what came
+                    log.info("pod %s %s log stream ended: %s", pod_id, source, type(exc).__name__)
                     return
                 if not raw.startswith("data:"):
                     continue

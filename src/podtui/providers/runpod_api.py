@@ -137,10 +137,13 @@ class RunPodApi:
         await self._client.aclose()
 
     async def send(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None,
-                   stream: bool = False) -> httpx.Response:
-        """One request; 429s waited out. Raises ApiProblem for error statuses, Unanswered for no answer."""
+                   stream: bool = False, deadline: float | None = None) -> httpx.Response:
+        """One request; 429s waited out (never past `deadline`, a monotonic time). Raises ApiProblem for error
+        statuses, Unanswered for no usable answer."""
         for attempt in range(RATE_LIMIT_RETRIES + 1):
             wait = self.rate.hold_until - time.monotonic()
+            if deadline is not None:
+                wait = min(wait, deadline - time.monotonic())
             if wait > 0:
                 log.info("RunPod rate limit: waiting %.1f s", wait)
                 await asyncio.sleep(wait)
@@ -149,28 +152,32 @@ class RunPodApi:
                 response = await self._client.send(request, stream=stream)
             except httpx.TimeoutException as exc:
                 raise Unanswered(f"RunPod did not answer {method} {path} in time ({type(exc).__name__})") from exc
-            except httpx.TransportError as exc:
-                raise Unanswered(f"no answer from RunPod for {method} {path} ({type(exc).__name__})") from exc
+            except httpx.HTTPError as exc:  # resets, refused connections, a body that cannot be decoded
+                raise Unanswered(f"no usable answer from RunPod for {method} {path} ({type(exc).__name__})") from exc
             self.rate.update(response.headers)
             if response.status_code == 429 and attempt < RATE_LIMIT_RETRIES:
                 delay = retry_after_s(response.headers.get("Retry-After"))
                 await response.aclose()
-                if delay > MAX_RETRY_AFTER_S:
+                late = deadline is not None and time.monotonic() + delay > deadline
+                if delay > MAX_RETRY_AFTER_S or late:
                     raise ApiProblem(429, "Too Many Requests", f"rate limited for {delay:.0f} s")
                 log.warning("RunPod answered 429 to %s %s; waiting %.1f s as Retry-After says", method, path, delay)
                 self.rate.hold_until = max(self.rate.hold_until, time.monotonic() + delay)
                 continue
             if response.status_code >= 400:
-                if stream:
-                    await response.aread()
+                try:
+                    if stream:
+                        await response.aread()
+                except httpx.HTTPError as exc:
+                    raise Unanswered(f"RunPod's error answer to {method} {path} broke off") from exc
                 raise self._problem(response)
             return response
         raise AssertionError("unreachable")
 
     async def json(self, method: str, path: str, *, json: Any = None,
-                   params: dict[str, Any] | None = None) -> Any:
+                   params: dict[str, Any] | None = None, deadline: float | None = None) -> Any:
         """A request whose answer is JSON (an empty 204 gives None)."""
-        response = await self.send(method, path, json=json, params=params)
+        response = await self.send(method, path, json=json, params=params, deadline=deadline)
         if response.status_code == 204 or not response.content:
             return None
         try:
@@ -189,9 +196,11 @@ class RunPodApi:
             except ValueError:
                 body = None
         if not isinstance(body, dict):
-            if response.status_code >= 500 or response.status_code in (408, 429):
-                # An HTML page from Cloudflare or a load balancer: the API itself may not have seen the call.
-                return Unanswered(f"RunPod's edge answered {response.status_code} without an API answer")
+            if response.status_code >= 500 or response.status_code in (404, 408, 429):
+                # An HTML page from Cloudflare, a load balancer or a wrong base URL: not RunPod's answer. A 404 of
+                # that kind must never read as "the pod is gone" (it would stop being billed only on paper).
+                return Unanswered(f"RunPod's edge answered {response.status_code} without an API answer "
+                                  f"(is PODTUI_RUNPOD_API_URL right?)")
             return ApiProblem(response.status_code, "", response.text[:200].strip())
         errors = [str(e) for e in body.get("errors") or [] if e is not None][:20]
         status = response.status_code

@@ -151,7 +151,7 @@ class RunDetailScreen(Screen[None]):
         cannot be pulled or a crash before the agent shows here."""
         run = self.dashboard.runs.get(self.run_id)
         pane = self.query_one("#pod-log", Static)
-        if run is None or not run.pod_id or run.last_heartbeat is not None:
+        if run is None or not run.pod_id or run.last_heartbeat is not None or not run.status.is_live:
             pane.set_class(False, "shown")
             return
         try:

@@ -23,6 +23,7 @@ from .datasets import DatasetError, scan_dataset
 from .demo import DEMO_NAME, write_demo_dataset
 from .doctor import NONCES
 from .guardrails import Limits
+from .puller import Puller
 from .responses import ApiError, describe_validation, error_response
 from .runs import RunService
 from .supervisor import Supervisor
@@ -79,6 +80,8 @@ def create_app(settings: Settings, store: Store, providers: dict[str, Provider],
     supervisor = Supervisor(runs, store, settings.supervisor_interval_s, settings.token_cleanup_interval_s,
                             Limits.from_settings(settings))
     app[keys.SUPERVISOR] = supervisor
+    puller = Puller(settings, store, runs)
+    runs.puller = puller
     app[NONCES] = {}
     streams: set[asyncio.Task[Any]] = set()
     app[keys.STREAMS] = streams
@@ -93,7 +96,9 @@ def create_app(settings: Settings, store: Store, providers: dict[str, Provider],
 
     async def lifecycle(app: web.Application) -> Any:
         await supervisor.start()
+        await puller.resume()
         yield
+        await puller.stop()
         await supervisor.stop()
         await runs.close()
 
@@ -127,7 +132,8 @@ def default_providers(settings: Settings) -> dict[str, Provider]:
     if settings.runpod_api_key:
         from ..providers.runpod import RunPodProvider  # REST v2 over httpx; the SDK loads only for spot
 
-        providers["runpod"] = RunPodProvider(settings.runpod_api_key, settings.runpod_api_url)
+        providers["runpod"] = RunPodProvider(settings.runpod_api_key, settings.runpod_api_url,
+                                             proxy_url=settings.runpod_proxy_url)
     return providers
 
 

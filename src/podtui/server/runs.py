@@ -8,12 +8,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import socket
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from ..bootstrap.bundle import BundleError, build_bundle
-from ..bootstrap.script import BOOT_COMMAND, boot_env_value
+from ..bootstrap.script import BOOT_COMMAND, agent_env_value, boot_env_value
 from ..config import Settings, public_url_problem
 from ..models import LaunchSpec, Run, RunStatus, cuda_of_image
 from ..providers.base import POD_NAME_PREFIX, LaunchAttempt, PodRequest, Provider, ProviderError
@@ -25,6 +27,13 @@ from .responses import ApiError
 log = logging.getLogger(__name__)
 
 
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (a local pull-mode pod listens there)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 class RunService:
     """Launches, ends and terminates runs."""
 
@@ -34,6 +43,9 @@ class RunService:
         self.providers = providers
         self._tasks: set[asyncio.Task[None]] = set()
         self._deadlines: dict[str, float | None] = {}
+        self._ending: dict[str, asyncio.Future[None]] = {}
+        self.puller: Any = None
+        """The Puller (server/puller.py), set by the app: follows pull-mode runs."""
 
     def provider(self, name: str) -> Provider:
         """The named provider; 422 when it is not configured."""
@@ -54,10 +66,15 @@ class RunService:
         """Validate, store the run, and start provisioning its pod in the background."""
         provider_name = spec.provider or self.settings.default_provider
         provider = self.provider(provider_name)
-        problem = public_url_problem(self.settings.public_url, provider_name,
-                                     self.settings.allow_loopback_public_url)
+        connect = spec.connect or self.settings.default_connect(provider_name)
+        if connect == "pull" and getattr(provider, "pod_endpoint", None) is None:
+            raise ApiError(409, "connect", f"the {provider_name} provider cannot be reached in pull mode")
+        spec = spec.model_copy(update={"connect": connect})
+        problem = connect == "push" and public_url_problem(self.settings.public_url, provider_name,
+                                                           self.settings.allow_loopback_public_url)
         if problem:
-            raise ApiError(409, "public_url", problem)
+            raise ApiError(409, "public_url", f"{problem} Or launch with --connect pull: the control plane then "
+                           "reaches the pod through RunPod's proxy, and no public URL is needed.")
         try:
             record = await self.store.find_dataset(spec.dataset)
         except NotFound as exc:
@@ -77,9 +94,11 @@ class RunService:
                 raise ApiError(422, "bundle", str(exc)) from None
         ingest_token = new_token()
         run = Run(id=run_id, name=spec.name or f"{record.dataset.name}-{run_id[:4]}", provider=provider_name,
-                  status=RunStatus.pending, spec=spec, dataset_id=record.dataset.id, created_at=time.time())
+                  status=RunStatus.pending, spec=spec, dataset_id=record.dataset.id, created_at=time.time(),
+                  pod_port=(free_port() if provider_name == "local" else self.settings.pod_port)
+                  if connect == "pull" else None)
         await self.store.create_run(run, hash_token(ingest_token))
-        if provider_name != "local" and urlsplit(self.settings.pod_url).scheme == "http":
+        if connect == "push" and provider_name != "local" and urlsplit(self.settings.pod_url).scheme == "http":
             await self.store.add_event(run.id, "warning", f"the public URL {self.settings.pod_url} is plain http: "
                                        "tokens travel in clear; use an https URL (e.g. a tunnel)")
         log.info("run %s launched on %s with dataset %s", run_id, provider_name, record.dataset.name)
@@ -104,16 +123,19 @@ class RunService:
         """The pod's env: user values, then podtui's (which win)."""
         env = dict(run.spec.env)
         env.update(
-            PODTUI_URL=self.settings.pod_url,
             PODTUI_RUN_ID=run.id,
-            PODTUI_TOKEN=ingest_token,
             PODTUI_BOOT=boot_env_value(),
             PODTUI_KEEP_ALIVE_S=str(int(run.spec.keep_alive_s)),
         )
+        if run.connect == "pull":  # no URL: the agent travels in the env and the control plane comes to it
+            env.update(PODTUI_CONNECT="pull", PODTUI_POD_PORT=str(run.pod_port),
+                       PODTUI_POD_TOKEN=self.puller.token(run.id), PODTUI_AGENT_Z=agent_env_value())
+        else:
+            env.update(PODTUI_URL=self.settings.pod_url, PODTUI_TOKEN=ingest_token)
         if provider.self_terminate_command:
             env["PODTUI_TERMINATE_CMD"] = provider.self_terminate_command
         if provider.name == "runpod":  # the pod ends itself through REST v2 with its own pod-scoped key
-            env["PODTUI_RUNPOD_API_URL"] = self.settings.runpod_api_url
+            env["PODTUI_RUNPOD_API_URL"] = self.settings.runpod_pod_api_url
         # The pod enforces its own limits too: the control plane may be a laptop that sleeps.
         env["PODTUI_UNREACHABLE_LIMIT_S"] = str(int(self.settings.pod_unreachable_limit_s))
         env["PODTUI_UNDELIVERED_KEEP_S"] = str(int(self.settings.pod_undelivered_keep_s))
@@ -151,6 +173,7 @@ class RunService:
             gpu_count=spec.gpu_count, cloud_type=spec.cloud_type, spot=spec.spot, image=spec.image,
             start_command=BOOT_COMMAND, env=self.pod_env(run, provider, ingest_token),
             container_disk_gb=spec.container_disk_gb, ssh=spec.ssh,
+            ports=[f"{run.pod_port}/http"] if run.connect == "pull" and provider.name != "local" else [],
             min_cuda_version=spec.min_cuda_version or cuda_of_image(spec.image),
         )
 
@@ -177,6 +200,8 @@ class RunService:
             run.id, only_if_live=True, status=RunStatus.booting, pod_id=pod.pod_id, gpu_type=pod.gpu_type,
             price_per_hour=pod.price_per_hour, started_at=time.time(),
             event=("booting", f"pod {pod.pod_id} on {pod.gpu_type} at ${pod.price_per_hour:.3f}/h"))
+        if updated is not None and run.connect == "pull":
+            self.puller.follow(run.id)
         if updated is None:
             # The run was terminated while its pod was being created: the pod must not bill.
             await self.store.update_run(run.id, pod_id=pod.pod_id, gpu_type=pod.gpu_type,
@@ -184,9 +209,17 @@ class RunService:
             await self.end_pod(run.id, provider, pod.pod_id, "the run ended while its pod was being created")
 
     async def end_pod(self, run_id: str, provider: Provider, pod_id: str, why: str) -> None:
-        """Terminate a pod and remember it is gone; an event either way."""
+        """Terminate a pod and remember it is gone; an event either way. A pod already being ended elsewhere
+        is waited for, not ended twice."""
+        running = self._ending.get(pod_id)
+        if running is not None:
+            await asyncio.shield(running)
+            return
+        task = asyncio.ensure_future(provider.terminate_pod(pod_id))
+        self._ending[pod_id] = task
+        task.add_done_callback(lambda _: self._ending.pop(pod_id, None))
         try:
-            await provider.terminate_pod(pod_id)
+            await asyncio.shield(task)
         except ProviderError as exc:
             await self.store.add_event(run_id, "terminate_failed", f"terminating pod {pod_id} failed: {exc}")
             raise
@@ -212,19 +245,23 @@ class RunService:
         self.drop_bundle(run_id)
         return await self.store.get_run(run_id)
 
+    def terminate_soon(self, run_id: str, reason: str, status: RunStatus = RunStatus.terminated) -> None:
+        """terminate() in the background (a guardrail's; the supervisor's pass goes on meanwhile)."""
+
+        async def end() -> None:
+            try:
+                await self.terminate(run_id, reason, status=status)
+            except ApiError as exc:  # the provider did not confirm: the supervisor tries again
+                log.warning("terminating run %s: %s", run_id, exc.message)
+
+        self._spawn(end())
+
     def container_restarted(self, run: Run) -> None:
         """A second boot of a run that had started: fail it and end its pod (in the background)."""
         reason = (f"container restarted: the pod's container started again while the run was {run.status.value} "
                   "(its process exited or the host restarted it); podtui does not train again from scratch")
         log.warning("run %s: %s", run.id, reason)
-
-        async def end() -> None:
-            try:
-                await self.terminate(run.id, reason, status=RunStatus.failed)
-            except ApiError as exc:  # the provider did not confirm: the supervisor keeps trying
-                log.warning("ending run %s after its container restarted: %s", run.id, exc.message)
-
-        self._spawn(end())
+        self.terminate_soon(run.id, reason, RunStatus.failed)
 
     async def pod_reported_end(self, run: Run, status: RunStatus, exit_code: int | None,
                                error: str | None) -> Run:

@@ -21,7 +21,6 @@ from ..models import Run, RunStatus
 from ..providers.base import POD_NAME_PREFIX, PodState, ProviderError, poll_pods
 from ..store import NotFound, Store, StoreUnavailable
 from .guardrails import Limits, budget_warning, stop_reason
-from .responses import ApiError
 from .runs import RunService
 
 log = logging.getLogger(__name__)
@@ -80,14 +79,18 @@ class Supervisor:
             if run.pod_id or run.provider not in self.runs.providers:
                 continue
             provider = self.runs.providers[run.provider]
+            name = f"{POD_NAME_PREFIX}{run.id}"
+            find = getattr(provider, "find_pod_by_name", None)  # RunPod: looks a while, its listing lags
             try:
-                pods = await provider.list_pods()
+                if find is not None:
+                    found = await find(name)
+                else:
+                    found = next((p for p in await provider.list_pods() if p.name == name), None)
             except ProviderError as exc:
                 await self.store.add_event(run.id, "supervisor", f"cannot list pods to resume this run: {exc}")
                 continue
-            match = [p for p in pods if p.name == f"{POD_NAME_PREFIX}{run.id}"]
-            if match:
-                pod = match[0]
+            if found is not None:
+                pod = found
                 await self.store.record_pod(provider.name, pod.pod_id, run.id, None, pod.price_per_hour, "running")
                 self.runs.forget_deadline(run.id)
                 await self.store.update_run(run.id, status=RunStatus.booting, pod_id=pod.pod_id,
@@ -106,10 +109,7 @@ class Supervisor:
         if reason is None:
             return
         log.info("terminating run %s: %s", run.id, reason)
-        try:
-            await self.runs.terminate(run.id, reason)
-        except ApiError as exc:  # the provider did not confirm: the next pass tries again
-            log.warning("terminating run %s failed: %s", run.id, exc.message)
+        self.runs.terminate_soon(run.id, reason)  # in the background: a slow provider must not hold the pass
 
     async def check_once(self) -> None:
         """One pass: every provider's pods polled in one batch (one `GET /v2/pods` on RunPod), then live runs
@@ -130,6 +130,9 @@ class Supervisor:
                 states[name] = await poll_pods(self.runs.providers[name], sorted(pod_ids))
             except ProviderError as exc:
                 log.warning("cannot poll %s pods: %s", name, exc)
+                states[name] = {}
+            except Exception:  # one provider's surprise must not stop the others' guardrails
+                log.exception("polling %s pods failed", name)
                 states[name] = {}
         for run in live:
             state = states[run.provider].get(run.pod_id or "")
@@ -221,10 +224,19 @@ class Supervisor:
                     run = await self.store.get_run(pod.name[len(POD_NAME_PREFIX):])
                 except NotFound:
                     continue
-                if run.pod_id == pod.pod_id or (run.status.is_live and not run.pod_id):
+                if run.status.is_live and (run.pod_id == pod.pod_id or not run.pod_id):
                     continue  # the run's own pod, or a create still in flight
-                why = (f"pod {pod.pod_id} carries this run's name but the run "
-                       + (f"uses pod {run.pod_id}" if run.pod_id else f"ended ({run.status.value}) without it"))
+                if run.pod_id == pod.pod_id:
+                    # A finished run's own pod still listed: the finished-runs pass ends it, unless the pod was
+                    # once judged gone wrongly (then nothing else would). Past its keep-alive or grace: end it.
+                    until = run.keep_alive_until or ((run.ended_at or time.time()) + END_GRACE_S)
+                    if time.time() < until or pod.phase not in ("running", "starting", "exited"):
+                        continue
+                if run.pod_id == pod.pod_id:
+                    why = f"pod {pod.pod_id} still runs after its run {run.status.value}"
+                else:
+                    why = (f"pod {pod.pod_id} carries this run's name but the run "
+                           + (f"uses pod {run.pod_id}" if run.pod_id else f"ended ({run.status.value}) without it"))
                 try:
                     await self.runs.end_pod(run.id, provider, pod.pod_id, why)
                 except ProviderError as exc:

@@ -1,0 +1,279 @@
+"""Pull mode: the control plane goes to the pod (a laptop has no URL a pod could reach).
+
+For each live pull-mode run the puller talks to the pod agent's port (local pods: 127.0.0.1; RunPod: its HTTPS
+proxy, `https://<pod id>-<port>.proxy.runpod.net`), with the run's pod token on every request:
+1. it waits for the port to answer (the image is pulled, the agent starts);
+2. it uploads the start script, the dataset's files and the code bundle in chunks of at most
+   `upload_chunk_bytes` (each well inside the proxy's 100 s), resuming from the size the pod reports after any
+   failure; the pod checks each file's sha256 at the end; progress shows as a download would;
+3. it tells the pod to start, then long-polls its outbox (at most 25 s a request), stores each report through
+   the same path as a pushed one, and acknowledges it with the reply (stop, deadline). The pod keeps a report
+   until it is acknowledged, so a control plane that sleeps, quits or is killed loses nothing: the next poll
+   catches up. A restarted control plane resumes every live pull-mode run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from ..bootstrap.script import render_start_script
+from ..config import Settings, ensure_secret
+from ..models import DownloadProgress, Report, Run
+from ..report_rows import ReportBatch
+from ..store import NotFound, Store
+from .datasets import DatasetError, resolve_served_file
+from .ingest import ingest_report
+from .responses import ApiError
+from .runs import RunService
+
+log = logging.getLogger(__name__)
+
+POLL_WAIT_S = 25.0
+RETRY_S = (1.0, 2.0, 3.0, 5.0)
+
+
+class PodUnreachable(RuntimeError):
+    """The pod's port did not answer usably (still booting, the proxy's 502/524, a reset)."""
+
+
+def pod_token(secret: bytes, run_id: str) -> str:
+    """The token a pull-mode pod accepts: derived from the control plane's secret, so nothing is stored."""
+    return hmac.new(secret, f"pod:{run_id}".encode(), hashlib.sha256).hexdigest()
+
+
+@dataclass
+class Upload:
+    """One input for the pod: a slot name and a file on this machine (or bytes)."""
+
+    slot: str
+    size: int
+    sha256: str
+    path: str | None = None
+    data: bytes | None = None
+
+
+class PodLink:
+    """HTTP to one pod's port."""
+
+    def __init__(self, base_url: str, token: str, timeout_s: float = 60.0) -> None:
+        self.http = httpx.AsyncClient(base_url=base_url.rstrip("/"), headers={"Authorization": f"Bearer {token}"},
+                                      timeout=httpx.Timeout(timeout_s, connect=10.0), trust_env=False)
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+    async def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = await self.http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise PodUnreachable(f"{type(exc).__name__}") from None
+        if response.status_code in (401, 403):
+            raise PodUnreachable(f"the pod refused the token ({response.status_code})")
+        if response.status_code >= 500 or (response.status_code == 404 and "json" not in
+                                           response.headers.get("content-type", "")):
+            raise PodUnreachable(f"HTTP {response.status_code} before the pod's agent answered")
+        return response
+
+    async def state(self) -> dict[str, Any]:
+        return dict((await self.call("GET", "/v1/state")).json())
+
+
+class Puller:
+    """Follows every live pull-mode run: uploads, start, outbox."""
+
+    def __init__(self, settings: Settings, store: Store, runs: RunService) -> None:
+        self.settings = settings
+        self.store = store
+        self.runs = runs
+        self.secret = ensure_secret(settings, "pod_secret")
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    def token(self, run_id: str) -> str:
+        """The pod token of a run (never logged or shown)."""
+        return pod_token(self.secret, run_id)
+
+    def follow(self, run_id: str) -> None:
+        """Start following a run (once)."""
+        task = self._tasks.get(run_id)
+        if task is None or task.done():
+            self._tasks[run_id] = asyncio.create_task(self._follow(run_id), name=f"pull-{run_id}")
+
+    async def resume(self) -> None:
+        """After a restart: follow every live pull-mode run that has a pod."""
+        for run in await self.store.list_runs(live_only=True):
+            if run.connect == "pull" and run.pod_id:
+                self.follow(run.id)
+
+    async def stop(self) -> None:
+        for task in self._tasks.values():
+            task.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+
+    def url_of(self, run: Run) -> str | None:
+        provider = self.runs.providers.get(run.provider)
+        endpoint = getattr(provider, "pod_endpoint", None)
+        if endpoint is None or not run.pod_id or not run.pod_port:
+            return None
+        url: str = endpoint(run.pod_id, run.pod_port)
+        return url
+
+    async def _follow(self, run_id: str) -> None:
+        attempt = 0
+        said_waiting = False
+        while True:
+            try:
+                run = await self.store.get_run(run_id)
+            except NotFound:
+                return
+            if not self._worth_pulling(run):
+                return
+            url = self.url_of(run)
+            if url is None:
+                return
+            link = PodLink(url, self.token(run_id))
+            try:
+                state = await link.state()
+                attempt = 0
+                if not state.get("started"):
+                    await self.store.add_event(run_id, "pull", "the pod answers on its port; uploading inputs")
+                    await self._upload_inputs(run, link, state)
+                    await link.call("POST", "/v1/start", content=b"{}")
+                    await self.store.add_event(run_id, "pull", "inputs uploaded and checked; the pod starts")
+                await self._pull_reports(run_id, link)
+            except PodUnreachable as exc:
+                if not said_waiting:
+                    await self.store.add_event(run_id, "pull", f"waiting for the pod's port ({exc})")
+                    said_waiting = True
+                log.debug("run %s: pod not reachable: %s", run_id, exc)
+            except (ApiError, DatasetError, OSError, ValueError) as exc:
+                message = exc.message if isinstance(exc, ApiError) else str(exc)
+                log.warning("run %s: pulling failed: %s", run_id, message)
+                await self.store.add_event(run_id, "pull_failed", message[:500])
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("run %s: pulling failed", run_id)
+            finally:
+                await link.close()
+            await asyncio.sleep(RETRY_S[min(attempt, len(RETRY_S) - 1)])
+            attempt += 1
+
+    def _worth_pulling(self, run: Run) -> bool:
+        """A live run, or a finished one whose pod is kept alive (it still sends heartbeats)."""
+        if run.status.is_live:
+            return True
+        return bool(run.keep_alive_until and run.keep_alive_until > time.time())
+
+    async def _pull_reports(self, run_id: str, link: PodLink) -> None:
+        while True:
+            response = await link.call("GET", "/v1/outbox", params={"wait": POLL_WAIT_S},
+                                       timeout=POLL_WAIT_S + 30)
+            if response.status_code == 204:
+                run = await self.store.get_run(run_id)
+                if not self._worth_pulling(run):
+                    return
+                continue
+            got = response.json()
+            number, report = int(got["seq"]), got["report"]
+            try:
+                reply = await ingest_report(self.store, self.runs, run_id, json.dumps(report).encode())
+                answer = reply.model_dump(mode="json")
+            except ApiError as exc:  # a report the store refuses: acknowledged, so it does not block the rest
+                log.warning("run %s: pulled report refused: %s", run_id, exc.message)
+                answer = {"error": exc.message}
+            await link.call("POST", "/v1/ack", json={"seq": number, "reply": answer})
+
+    # -- inputs ------------------------------------------------------------------------------------
+
+    async def inputs(self, run: Run) -> list[Upload]:
+        """What the pod needs: the start script, the dataset's files, the code bundle."""
+        record = await self.store.find_dataset(run.dataset_id)
+        files = [(f"data-{i}", entry) for i, entry in enumerate(record.manifest)]
+        if record.dataset.kind == "file":
+            placed = [(files[0][0], record.manifest[0]["path"])]
+        else:
+            placed = [(slot, f"{record.dataset.name}/{entry['path']}") for slot, entry in files]
+        script = render_start_script(
+            run_id=run.id, dataset=record.dataset, dataset_file=record.manifest[0]["path"], download_token="",
+            pod_url="", command=run.spec.command or "", has_bundle=bool(run.spec.workdir),
+            pulled_files=placed).encode()
+        uploads = [Upload("script", len(script), hashlib.sha256(script).hexdigest(), data=script)]
+        for slot, entry in files:
+            path = await asyncio.to_thread(resolve_served_file, record.root, entry)
+            uploads.append(Upload(slot, int(entry["size"]), str(entry["sha256"]), path=path))
+        bundle = self.runs.bundle_path(run.id)
+        if run.spec.workdir and bundle.is_file():
+            uploads.append(Upload("bundle", bundle.stat().st_size,
+                                  await asyncio.to_thread(_sha256_of, str(bundle)), path=str(bundle)))
+        return uploads
+
+    async def _upload_inputs(self, run: Run, link: PodLink, state: dict[str, Any]) -> None:
+        uploads = await self.inputs(run)
+        total = sum(u.size for u in uploads if u.slot != "script")
+        have = state.get("inputs") or {}
+        done_bytes = 0
+        for upload in uploads:
+            known = have.get(upload.slot) or {}
+            if known.get("done"):
+                done_bytes += upload.size if upload.slot != "script" else 0
+                continue
+            offset = int(known.get("size") or 0)
+            if offset > upload.size:
+                offset = 0
+            async for sent in self._send(link, upload, offset):
+                if upload.slot != "script":
+                    await self._progress(run.id, done_bytes + sent, total)
+            answer = await link.call("POST", f"/v1/inputs/{upload.slot}/done", content=b"{}",
+                                     params={"sha256": upload.sha256, "size": upload.size})
+            if answer.status_code != 200:
+                raise ValueError(f"the pod refused {upload.slot} after upload ({answer.status_code}: "
+                                 f"{answer.text[:200]}); sending it again")
+            done_bytes += upload.size if upload.slot != "script" else 0
+
+    async def _send(self, link: PodLink, upload: Upload, offset: int) -> AsyncIterator[int]:
+        """PUT the file from `offset` in chunks; after a 409 continue from the size the pod reports."""
+        chunk = self.settings.upload_chunk_bytes
+        if upload.size == 0:  # an empty file still has to exist on the pod
+            await link.call("PUT", f"/v1/inputs/{upload.slot}", params={"offset": 0}, content=b"")
+        while offset < upload.size:
+            data = await asyncio.to_thread(_read, upload, offset, chunk)
+            response = await link.call("PUT", f"/v1/inputs/{upload.slot}", params={"offset": offset}, content=data)
+            if response.status_code == 409:
+                offset = int(response.json().get("size", 0))
+                continue
+            if response.status_code != 200:
+                raise ValueError(f"the pod refused a piece of {upload.slot} ({response.status_code})")
+            offset = int(response.json()["size"])
+            yield offset
+
+    async def _progress(self, run_id: str, done: int, total: int) -> None:
+        report = Report(status="downloading", progress=DownloadProgress(bytes_done=done, bytes_total=total),
+                        heartbeat_ts=time.time())
+        await self.store.apply_report(run_id, ReportBatch.from_report(run_id, report), time.time())
+
+
+def _read(upload: Upload, offset: int, size: int) -> bytes:
+    if upload.data is not None:
+        return upload.data[offset:offset + size]
+    assert upload.path is not None
+    with open(upload.path, "rb") as f:
+        f.seek(offset)
+        return f.read(size)
+
+
+def _sha256_of(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
