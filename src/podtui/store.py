@@ -497,9 +497,9 @@ class Store:
 
         def job(db: sqlite3.Connection) -> Run:
             _exec(db, """INSERT INTO runs (id, name, provider, status, spec, dataset_id, created_at,
-                         ingest_token_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
+                         ingest_token_hash, pod_port) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                   (run.id, run.name, run.provider, run.status.value, run.spec.model_dump_json(), run.dataset_id,
-                   run.created_at, ingest_token_hash))
+                   run.created_at, ingest_token_hash, run.pod_port))
             _event(db, run.id, "created", f"run created on {run.provider}", run.created_at)
             _feed(db, run.id, "run", None, None, run.created_at)
             return run

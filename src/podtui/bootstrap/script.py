@@ -154,13 +154,15 @@ DIR="${PODTUI_HOME:-$HOME/podtui}"
 DATA="$DIR/data"
 WORK="$DIR/work"
 mkdir -p "$DATA" "$WORK"
-umask 077
-# The credentials go to config files, never onto a command line (`ps` shows those).
-printf 'header = "Authorization: Bearer %s"\n' "$DL_TOKEN" > "$DIR/.curl-dl"
-printf 'header = "Authorization: Bearer %s"\n' "$PODTUI_TOKEN" > "$DIR/.curl-pod"
-printf 'header = Authorization: Bearer %s\n' "$DL_TOKEN" > "$DIR/.wget-dl"
-printf 'header = Authorization: Bearer %s\n' "$PODTUI_TOKEN" > "$DIR/.wget-pod"
-umask 022
+if [ -n "${PODTUI_TOKEN:-}" ]; then  # push mode: the pod downloads; pull mode: it was uploaded to
+  umask 077
+  # The credentials go to config files, never onto a command line (`ps` shows those).
+  printf 'header = "Authorization: Bearer %s"\n' "$DL_TOKEN" > "$DIR/.curl-dl"
+  printf 'header = "Authorization: Bearer %s"\n' "$PODTUI_TOKEN" > "$DIR/.curl-pod"
+  printf 'header = Authorization: Bearer %s\n' "$DL_TOKEN" > "$DIR/.wget-dl"
+  printf 'header = Authorization: Bearer %s\n' "$PODTUI_TOKEN" > "$DIR/.wget-pod"
+  umask 022
+fi
 
 # RunPod images start sshd, nginx and jupyter from /start.sh, which our start command replaced.
 if [ -z "${PODTUI_LOCAL:-}" ] && [ -n "${RUNPOD_POD_ID:-}" ] && [ -x /start.sh ]; then
