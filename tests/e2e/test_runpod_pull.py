@@ -1,0 +1,110 @@
+"""A laptop with only a RunPod key: pull mode through the fake RunPod API (execute mode) and the fake of RunPod's
+HTTPS proxy (524 after its timeout, 413 past 100 MB, injected 502s). Every test ends with no pod left."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.conftest import make_settings, start_plane
+from tests.fakes.runpod_proxy import FakeRunPodProxy
+from tests.fakes.runpod_v2 import GPU_4090, FakeRunPodV2
+
+from .helpers import printed_metrics, stored_metrics
+from .test_local_runs import free_port
+
+FINAL = {"succeeded", "failed", "terminated", "lost"}
+
+
+@pytest.fixture
+async def cloud(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    api = FakeRunPodV2(tmp_path / "fake", execute=True)
+    api.rate_limits = [("minute", 100_000, 60)]
+    await api.start()
+    proxy = FakeRunPodProxy(api)
+    await proxy.start()
+    yield api, proxy
+    await proxy.stop()
+    await api.stop()
+    assert api.response_errors == []
+    assert api.live_pods() == []
+
+
+async def laptop_plane(tmp_path, api, proxy, **settings):
+    """No public URL at all: only the RunPod key."""
+    values = {"runpod_api_key": "test-key", "provider": "runpod", "runpod_api_url": api.url,
+              "runpod_pod_api_url": api.url, "runpod_proxy_url": proxy.template, "pod_port": free_port(),
+              "supervisor_interval_s": 0.3}
+    values.update(settings)
+    return await start_plane(make_settings(tmp_path, **values))
+
+
+async def finish(plane, run_id):
+    run = await plane.wait_status(run_id, FINAL, timeout=90)
+    events = (await plane.http.get(f"/api/v1/runs/{run_id}/events")).json()
+    return run, events
+
+
+async def test_demo_through_the_proxy_with_only_a_key(cloud, tmp_path, monkeypatch):
+    api, proxy = cloud
+    monkeypatch.setenv("DEMO_STEPS", "200")
+    monkeypatch.setenv("DEMO_STEP_SECONDS", "0.005")
+    plane = await laptop_plane(tmp_path, api, proxy)
+    try:
+        r = await plane.http.post("/api/v1/runs", json={"dataset": "demo", "gpu_types": [GPU_4090]})
+        assert r.status_code == 201, r.text
+        run_id = r.json()["id"]
+        assert r.json()["connect"] == "pull"
+        proxy.queue_502(3)  # the proxy hiccups while the pod boots
+        run, events = await finish(plane, run_id)
+        assert run["status"] == "succeeded", (run["status_reason"], events)
+        page = (await plane.http.get(f"/api/v1/runs/{run_id}/metrics")).json()
+        lines = (await plane.http.get(f"/api/v1/runs/{run_id}/logs", params={"limit": 5000})).json()["lines"]
+        assert len(page["series"]["loss"]["steps"]) == 200
+        assert {k: v for k, v in stored_metrics(page).items() if not k[0].startswith("gpu_")} == \
+            printed_metrics(lines)
+        assert any(status == 200 and "/v1/outbox" in path for _, path, status in proxy.requests)
+    finally:
+        await plane.http.aclose()
+        await plane.control.stop()
+
+
+async def test_a_300_mb_dataset_through_the_100_mb_body_limit(cloud, tmp_path, monkeypatch):
+    api, proxy = cloud
+    data = tmp_path / "big.bin"
+    with open(data, "wb") as f:
+        for _ in range(300):
+            f.write(os.urandom(1 << 20))
+    plane = await laptop_plane(tmp_path, api, proxy)
+    try:
+        r = await plane.http.post("/api/v1/datasets", json={"path": str(data), "name": "big"})
+        assert r.status_code == 201, r.text
+        command = "python3 -c \"import hashlib,os;print(hashlib.sha256(open(os.environ['PODTUI_DATASET_PATH'],'rb')" \
+                  ".read()).hexdigest())\""
+        r = await plane.http.post("/api/v1/runs", json={"dataset": "big", "gpu_types": [GPU_4090],
+                                                        "command": command})
+        run_id = r.json()["id"]
+        run, events = await finish(plane, run_id)
+        assert run["status"] == "succeeded", (run["status_reason"], events)
+        lines = (await plane.http.get(f"/api/v1/runs/{run_id}/logs", params={"limit": 5000})).json()["lines"]
+        assert any(line["text"] == r.json()["dataset_id"] or line["text"] == run["dataset_id"] for line in lines)
+        assert 0 < proxy.largest_body <= 32 * 1024 * 1024 < proxy.body_limit
+        assert not any(status == 413 for _, _, status in proxy.requests)
+    finally:
+        await plane.http.aclose()
+        await plane.control.stop()
+
+
+async def test_doctor_and_launch_say_which_mode_and_why(cloud, tmp_path):
+    api, proxy = cloud
+    plane = await laptop_plane(tmp_path, api, proxy)
+    try:
+        r = await plane.http.post("/api/v1/runs", json={"dataset": "demo", "gpu_types": [GPU_4090],
+                                                        "connect": "push"})
+        assert r.status_code == 409 and "--connect pull" in r.json()["error"]["message"]
+    finally:
+        await plane.http.aclose()
+        await plane.control.stop()
