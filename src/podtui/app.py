@@ -81,12 +81,12 @@ class PodtuiApp(App[int]):
                 await plane.start()
                 server_app.tune_gc()
                 url, token = plane.url, plane.admin_token
-            except OSError as exc:
+            except OSError:
                 self.plane = None
                 url = self.settings.local_url
                 token = token or read_admin_token(self.settings)
-                self.notify(f"Port {self.settings.port} is busy ({exc.strerror}): attaching to the control plane "
-                            f"at {url}. Set PODTUI_PORT to run a separate one.", severity="warning", timeout=20)
+                self.notify(f"Attached to the control plane already running at {url} (`podtui serve`, e.g. kept "
+                            f"in the background). Set PODTUI_PORT to run a separate one.", timeout=10)
         client_module = await asyncio.to_thread(importlib.import_module, "podtui.client")  # httpx: not at start
         self.client = client_module.Client(url, token)
         try:
@@ -100,14 +100,17 @@ class PodtuiApp(App[int]):
     def status_line(self, url: str) -> str:
         """Provider, where pods reach the control plane, and what is wrong with that."""
         where = "embedded control plane" if self.embedded else f"control plane {url}"
-        pod_url = self.settings.pod_url if self.embedded else "(set on the server)"
-        parts = [f"provider {self.default_provider}", where, f"pods reach it at {pod_url}"]
-        if self.embedded:
-            problem = public_url_problem(self.settings.public_url, "runpod")
-            if not self.settings.runpod_api_key:
-                parts.append("no RunPod key: local pods only")
-            elif problem:
-                parts.append("⚠ public URL unusable for RunPod pods: set PODTUI_PUBLIC_URL")
+        parts = [f"provider {self.default_provider}", where]
+        if not self.embedded:
+            return " · ".join(parts)
+        if not self.settings.runpod_api_key:
+            parts.append("no RunPod key: local pods only")
+        elif self.settings.default_connect("runpod") == "pull":
+            parts.append("RunPod pods: pull (podtui reaches them through RunPod's proxy; no public https URL set)")
+        else:
+            parts.append(f"RunPod pods: push to {self.settings.public_url}")
+            if public_url_problem(self.settings.public_url, "runpod", self.settings.allow_loopback_public_url):
+                parts.append("⚠ public URL unusable for RunPod pods")
             elif (self.settings.public_url or "").startswith("http://"):
                 parts.append("⚠ plain http: tokens travel in clear")
         return " · ".join(parts)
@@ -154,6 +157,8 @@ class PodtuiApp(App[int]):
                 self.terminate_all_and_exit([r.id for r in live])
             elif choice == "keep":
                 self.exit(0)
+            elif choice == "background":
+                self.exit(BACKGROUND)
 
         self.push_screen(QuitScreen(len(live), self.embedded), chosen)
 
@@ -186,5 +191,31 @@ def run_tui(settings: Settings, server: str | None, token: str | None) -> int:
     setup_logging(settings.log_file, settings.log_level, stderr=False)
     app = PodtuiApp(settings, server, token)
     result = app.run()
+    if result == BACKGROUND:  # the embedded control plane has stopped: a headless one takes over its port
+        return serve_in_background(settings)
     return int(result or 0)
+
+
+BACKGROUND = 10
+"""The app's result when the user quits keeping the control plane in the background."""
+
+
+def serve_in_background(settings: Settings) -> int:
+    """Start `podtui serve` detached on this control plane's port (the next `podtui` attaches to it)."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PODTUI_DATA_DIR=str(settings.data_dir), PODTUI_HOST=settings.host,
+               PODTUI_PORT=str(settings.port))
+    if settings.public_url:
+        env["PODTUI_PUBLIC_URL"] = settings.public_url
+    log_path = settings.data_dir / "serve.log"
+    with open(log_path, "ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "podtui.cli", "serve"], env=env, stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    (settings.data_dir / "serve.pid").write_text(f"{proc.pid}\n")
+    print(f"podtui's control plane keeps running in the background (pid {proc.pid}, log {log_path}); "
+          f"`podtui` attaches to it, `kill {proc.pid}` stops it (pods keep their own limits).")
+    return 0
 

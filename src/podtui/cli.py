@@ -265,6 +265,9 @@ def gpus(obj: Context, provider: str | None, refresh: bool, as_json: bool) -> No
 @click.option("--spot", is_flag=True, help="Interruptible (spot) pricing: RunPod's GraphQL API, retired early 2027.")
 @click.option("--min-cuda", "min_cuda_version", help="Lowest CUDA version of the host, e.g. 12.8 (default: the "
               "image tag's).")
+@click.option("--connect", type=click.Choice(["push", "pull"]), help="push: pods call the control plane at its "
+              "public URL; pull: the control plane calls the pods through RunPod's proxy (no public URL needed). "
+              "Default: push with a public https URL, else pull.")
 @click.option("--ssh", is_flag=True, help="Expose 22/tcp and start sshd (narrows Community capacity).")
 @click.option("--min-gpu-util", "min_gpu_util", help="Warn when GPU use stays below PCT while training; "
               "PCT or PCT/DURATION, e.g. 30 or 30/15m (default duration 10m).")
@@ -278,7 +281,8 @@ def gpus(obj: Context, provider: str | None, refresh: bool, as_json: bool) -> No
 @click.pass_obj
 def launch(obj: Context, dataset: str, gpu_types: tuple[str, ...], command: str | None, workdir: str | None,
            image: str | None, provider: str | None, gpu_count: int, cloud_type: str, spot: bool,
-           min_cuda_version: str | None, ssh: bool, min_gpu_util: str | None, max_runtime: str | None,
+           min_cuda_version: str | None, connect: str | None, ssh: bool, min_gpu_util: str | None,
+           max_runtime: str | None,
            budget: float | None, keep_alive: str, name: str | None,
            env_pairs: tuple[str, ...], wait: bool, as_json: bool) -> None:
     """Launch a run."""
@@ -297,7 +301,7 @@ def launch(obj: Context, dataset: str, gpu_types: tuple[str, ...], command: str 
         "workdir": os.path.abspath(workdir) if workdir else None, "provider": provider, "name": name,
         "gpu_count": gpu_count, "cloud_type": cloud_type, "spot": spot, "max_runtime_s": max_runtime,
         "budget_usd": budget, "keep_alive_s": keep_alive, "env": env, "min_cuda_version": min_cuda_version,
-        "ssh": ssh or None,
+        "ssh": ssh or None, "connect": connect,
     }
     if min_gpu_util:
         pct, _, duration = min_gpu_util.partition("/")
@@ -318,8 +322,8 @@ def launch(obj: Context, dataset: str, gpu_types: tuple[str, ...], command: str 
                 if as_json:
                     emit_json(run)
                 else:
-                    click.echo(f"launched {run.name} ({run.id}) on {run.provider}; follow it with "
-                               f"`podtui logs {run.id} --follow`")
+                    click.echo(f"launched {run.name} ({run.id}) on {run.provider} ({run.connect}); follow it "
+                               f"with `podtui logs {run.id} --follow`")
                 return 0
             if not as_json:
                 click.echo(f"launched {run.name} ({run.id}) on {run.provider}")

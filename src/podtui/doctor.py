@@ -3,6 +3,9 @@ this control plane), datasets, and the start script. Non-zero exit on any failur
 
 from __future__ import annotations
 
+import asyncio
+import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -103,6 +106,27 @@ async def check_public_url(settings: Settings, client: Client, report: Report, p
                    "(or your tunnel) at this control plane's port")
 
 
+async def check_proxy(settings: Settings, report: Report) -> None:
+    """Pull mode needs RunPod's proxy host to resolve and answer (TLS for https) from this machine."""
+    url = settings.runpod_proxy_url.format(pod_id="podtui-doctor", port=settings.pod_port)
+    parts = urlsplit(url)
+    host, secure = parts.hostname or "", parts.scheme == "https"
+    port = parts.port or (443 if secure else 80)
+    context = ssl.create_default_context() if secure else None
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(
+            host, port, ssl=context, server_hostname=host if secure else None), 10)
+        writer.close()
+    except socket.gaierror as exc:
+        report.add("RunPod proxy", "fail", f"{host} does not resolve ({exc.strerror}): podtui could not reach "
+                   "pods in pull mode; check DNS or your network")
+        return
+    except (OSError, TimeoutError, ssl.SSLError) as exc:
+        report.add("RunPod proxy", "fail", f"{host}:{port} does not answer{' TLS' if secure else ''} ({exc!r})")
+        return
+    report.add("RunPod proxy", "ok", f"{host} resolves and answers{' TLS' if secure else ''} on port {port}")
+
+
 async def run_doctor(server: str | None, token: str | None) -> Report:
     """Every check; starts a temporary control plane when none runs locally."""
     report = Report()
@@ -142,7 +166,18 @@ async def run_doctor(server: str | None, token: str | None) -> Report:
                 report.add(check["name"], check["status"], check["message"])
         except ControlPlaneError as exc:
             report.add("server checks", "fail", exc.message)
-        await check_public_url(settings, client, report, settings.public_url)
+        if settings.default_provider == "runpod" and settings.default_connect("runpod") == "pull":
+            report.add("connect", "ok", "pull: no public https URL is set, so podtui reaches RunPod pods through "
+                       "RunPod's HTTPS proxy (`--connect push` with PODTUI_PUBLIC_URL for a server)")
+            await check_proxy(settings, report)
+            if settings.public_url:
+                problem = public_url_problem(settings.public_url, "runpod", settings.allow_loopback_public_url)
+                report.add("public URL", "warn" if problem else "ok",
+                           problem or f"{settings.public_url} (used by runs launched with --connect push)")
+        else:
+            if settings.default_provider == "runpod":
+                report.add("connect", "ok", f"push: RunPod pods report to {settings.public_url}")
+            await check_public_url(settings, client, report, settings.public_url)
     finally:
         await client.close()
         if plane is not None:

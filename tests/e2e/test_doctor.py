@@ -82,12 +82,24 @@ async def test_runpod_key_accepted_shows_rate_limits_and_spot(tmp_path, runpod):
     assert "GET /v2/pods" in runpod.calls
 
 
-async def test_localhost_public_url_with_runpod_fails(tmp_path, runpod):
+async def test_localhost_public_url_with_runpod_fails_for_push(tmp_path, runpod):
     code, checks = await doctor(tmp_path, PODTUI_PROVIDER="runpod", PODTUI_PUBLIC_URL="http://localhost:8765",
+                                PODTUI_RUNPOD_PROXY_URL=runpod.url + "/{pod_id}-{port}",
                                 **runpod_env(runpod, "test-key"))
-    assert code == 1
+    # no https public URL: pull mode, which needs no public URL; the one set is only a warning
+    assert code == 0, checks
     assert checks["provider runpod"]["status"] == "ok"
+    assert checks["connect"]["message"].startswith("pull")
+    assert checks["RunPod proxy"]["status"] == "ok"
+    assert checks["public URL"]["status"] == "warn"
     assert "cannot reach http://localhost:8765" in checks["public URL"]["message"]
+
+
+async def test_pull_mode_fails_when_the_proxy_host_does_not_resolve(tmp_path, runpod):
+    code, checks = await doctor(tmp_path, PODTUI_PROVIDER="runpod", **runpod_env(runpod, "test-key"),
+                                PODTUI_RUNPOD_PROXY_URL="https://{pod_id}-{port}.proxy.invalid")
+    assert code == 1
+    assert checks["RunPod proxy"]["status"] == "fail" and "does not resolve" in checks["RunPod proxy"]["message"]
 
 
 async def test_bad_runpod_key_fails(tmp_path, runpod):

@@ -175,3 +175,53 @@ async def test_enter_opens_the_run_detail_and_terminates_from_there(settings):
                                           for i in range(events.row_count)))
         await pilot.press("escape")
         assert app.screen is dash
+
+
+async def test_quit_keeping_the_control_plane_in_the_background_then_attach(tmp_path, monkeypatch):
+    import os
+    import signal
+
+    import httpx
+
+    from podtui.app import BACKGROUND, serve_in_background
+    from podtui.models import LaunchSpec
+
+    from ..e2e.test_local_runs import free_port
+
+    port = free_port()
+    monkeypatch.setenv("PODTUI_CONFIG_FILE", str(tmp_path / "none.toml"))
+    settings = make_settings(tmp_path, port=port)
+    app = PodtuiApp(settings)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await wait_for(pilot, lambda: app.dashboard is not None and app.dashboard._client is not None)
+        run = await app.client.launch(LaunchSpec(dataset="demo", gpu_types=["local"], command="sleep 120"))
+        await wait_for(pilot, lambda: run.id in app.dashboard.runs and app.dashboard.runs[run.id].status.is_live)
+        await pilot.press("q")
+        await wait_for(pilot, lambda: isinstance(app.screen, QuitScreen))
+        await pilot.press("b")
+        await wait_for(pilot, lambda: not app.is_running, timeout=30)
+    assert app.return_value == BACKGROUND
+    assert serve_in_background(settings) == 0  # what `podtui` does after the app returns BACKGROUND
+    try:
+        token = (settings.data_dir / "admin_token").read_text().strip()
+        async with httpx.AsyncClient(base_url=settings.local_url, trust_env=False,
+                                     headers={"Authorization": f"Bearer {token}"}) as http:
+            for _ in range(100):
+                try:
+                    if (await http.get("/healthz")).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.1)
+            runs = (await http.get("/api/v1/runs")).json()
+            assert [r["status"] for r in runs] == ["training"] or runs[0]["status"] in ("booting", "downloading")
+            again = PodtuiApp(make_settings(tmp_path, port=port))  # the next podtui attaches to it
+            async with again.run_test(size=(160, 45)) as pilot:
+                await wait_for(pilot, lambda: again.client is not None and run.id in again.dashboard.runs)
+                assert not again.embedded
+            r = await http.post(f"/api/v1/runs/{run.id}/terminate")
+            assert r.status_code == 200
+        out = (settings.data_dir / "serve.log").read_text()
+        assert "podtui control plane on" in out
+    finally:
+        os.kill(int((settings.data_dir / "serve.pid").read_text()), signal.SIGTERM)

@@ -103,6 +103,11 @@ class LaunchScreen(ModalScreen[Run | None]):
                     yield Select[str]([("secure", "SECURE"), ("community", "COMMUNITY"), ("any", "ALL")],
                                       value="SECURE", allow_blank=False, id="cloud_type")
                 with Vertical():
+                    yield Label("connect")
+                    yield Select[str]([("automatic", "auto"), ("push (public URL)", "push"),
+                                       ("pull (through RunPod's proxy)", "pull")],
+                                      value="auto", allow_blank=False, id="connect")
+                with Vertical():
                     yield Label("pricing")
                     yield Select[str]([("on demand (REST v2)", "on_demand"), (SPOT_LABEL, "spot")],
                                       value="on_demand", allow_blank=False, id="pricing")
@@ -192,6 +197,8 @@ class LaunchScreen(ModalScreen[Run | None]):
             "name": text("name"), "max_runtime_s": text("max_runtime"), "budget_usd": text("budget"),
             "keep_alive_s": text("keep_alive") or 0,
             "spot": self.query_one("#pricing", Select).value == "spot",
+            "connect": None if self.query_one("#connect", Select).value == "auto"
+            else self.query_one("#connect", Select).value,
         }
         if fields["dataset"] is Select.BLANK:
             fields["dataset"] = ""

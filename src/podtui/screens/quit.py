@@ -1,4 +1,5 @@
-"""Quitting while pods still run: terminate them all, keep them, or stay."""
+"""Quitting while pods still run: terminate them all, keep them (with the control plane in the background, or
+alone), or stay."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
-QuitChoice = Literal["terminate", "keep", "cancel"]
+QuitChoice = Literal["terminate", "background", "keep", "cancel"]
 
 
 class QuitScreen(ModalScreen[QuitChoice]):
@@ -18,6 +19,8 @@ class QuitScreen(ModalScreen[QuitChoice]):
 
     BINDINGS = [
         Binding("t", "choose('terminate')", "Terminate all", id="quit.terminate", tooltip="Terminate every live pod"),
+        Binding("b", "choose('background')", "Keep, supervised", id="quit.background",
+                tooltip="Quit, leave pods running, and keep the control plane running in the background"),
         Binding("k", "choose('keep')", "Keep running", id="quit.keep", tooltip="Quit and leave pods running"),
         Binding("escape,c", "choose('cancel')", "Cancel", id="quit.cancel", tooltip="Stay in podtui"),
     ]
@@ -36,13 +39,16 @@ class QuitScreen(ModalScreen[QuitChoice]):
 
     def compose(self) -> ComposeResult:
         pods = f"{self.live} pod{'s' if self.live != 1 else ''}"
-        warning = (" This podtui runs the control plane itself: once you quit, nothing supervises them (no "
-                   "budget, runtime or heartbeat checks) until podtui starts again. Their agents end them if "
-                   "the control plane stays unreachable for 30 minutes." if self.embedded else
-                   " The remote control plane keeps supervising them.")
+        warning = (" This podtui runs the control plane itself. Each pod keeps its own max runtime, budget and "
+                   "stall limits and keeps its reports until they are fetched; in the background, the control "
+                   "plane goes on storing them (push-mode pods need it) and the next `podtui` attaches to it."
+                   if self.embedded else " The remote control plane keeps supervising them.")
         with Vertical():
             yield Static(f"{pods} still running and billing.{warning}")
             yield Button(f"Terminate {pods} and quit (t)", variant="error", id="terminate")
+            if self.embedded:
+                yield Button("Keep them, and the control plane in the background (b)", variant="success",
+                             id="background")
             yield Button("Keep them running and quit (k)", variant="warning", id="keep")
             yield Button("Cancel (esc)", variant="primary", id="cancel")
 
@@ -54,4 +60,6 @@ class QuitScreen(ModalScreen[QuitChoice]):
 
     def action_choose(self, choice: QuitChoice) -> None:
         """Dismiss with the choice."""
+        if choice == "background" and not self.embedded:
+            return
         self.dismiss(choice)

@@ -53,6 +53,8 @@ def run_facts(run: Run, now: float) -> Table:
         ("status", status),
         ("run", f"{run.name} ({run.id})"),
         ("pod", f"{run.provider} {run.pod_id or '(none yet)'}"),
+        ("connect", "pull: the control plane reaches the pod's port " + (f"{run.pod_port} " if run.pod_port else "")
+         + "(no public URL needed)" if run.connect == "pull" else "push: the pod reports to the control plane's URL"),
         ("GPU", f"{run.gpu_type or '-'} x{spec.gpu_count}{cloud}  (tried in order: {', '.join(spec.gpu_types)})"),
         ("cost", f"{price}, ${run.cost_at(now):.2f} spent"),
         ("GPU use", "-" if run.gpu_util is None else
