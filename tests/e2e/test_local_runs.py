@@ -106,7 +106,8 @@ def start_serve(env):
     raise AssertionError(proc.stdout.read().decode())
 
 
-def test_control_plane_killed_mid_run_loses_and_duplicates_nothing(tmp_path):
+@pytest.mark.parametrize("connect", ["push", "pull"])
+def test_control_plane_killed_mid_run_loses_and_duplicates_nothing(tmp_path, connect):
     steps = 150
     env = {**os.environ, "PODTUI_DATA_DIR": str(tmp_path / "data"), "PODTUI_PORT": str(free_port()),
            "PODTUI_CONFIG_FILE": str(tmp_path / "none.toml"), "PODTUI_SUPERVISOR_INTERVAL_S": "0.5",
@@ -116,7 +117,8 @@ def test_control_plane_killed_mid_run_loses_and_duplicates_nothing(tmp_path):
     token = (tmp_path / "data" / "admin_token").read_text().strip()
     http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
     try:
-        run_id = http.post("/api/v1/runs", json={"dataset": "demo", "gpu_types": ["local"]}).json()["id"]
+        run_id = http.post("/api/v1/runs", json={"dataset": "demo", "gpu_types": ["local"],
+                                                  "connect": connect}).json()["id"]
         for _ in range(200):
             run = http.get(f"/api/v1/runs/{run_id}").json()
             if run["status"] == "training" and (run["last_step"] or 0) > 10:

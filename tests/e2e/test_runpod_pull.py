@@ -108,3 +108,39 @@ async def test_doctor_and_launch_say_which_mode_and_why(cloud, tmp_path):
     finally:
         await plane.http.aclose()
         await plane.control.stop()
+
+
+async def test_tui_on_a_laptop_with_only_a_key_launches_watches_and_ends_a_run(cloud, tmp_path, monkeypatch):
+    from podtui.app import PodtuiApp
+    from podtui.screens.confirm import ConfirmScreen
+    from podtui.screens.launch import LaunchScreen
+    from podtui.widgets.offers_table import OffersTable
+    from tests.tui.test_app import wait_for
+
+    api, proxy = cloud
+    monkeypatch.setenv("DEMO_STEPS", "3000")
+    monkeypatch.setenv("DEMO_STEP_SECONDS", "0.05")
+    settings = make_settings(tmp_path, port=free_port(), runpod_api_key="test-key", provider="runpod",
+                             runpod_api_url=api.url, runpod_pod_api_url=api.url, runpod_proxy_url=proxy.template,
+                             pod_port=free_port(), supervisor_interval_s=0.3)
+    app = PodtuiApp(settings)
+    async with app.run_test(size=(170, 45)) as pilot:
+        await wait_for(pilot, lambda: app.dashboard is not None and app.dashboard._client is not None)
+        assert "RunPod pods: pull" in app.status_line(settings.local_url)
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, LaunchScreen)
+                       and app.screen.query_one(OffersTable).row_count == 3)
+        app.screen.query_one(OffersTable).focus()
+        await pilot.press("space", "ctrl+s")
+        await wait_for(pilot, lambda: not isinstance(app.screen, LaunchScreen))
+        dash = app.dashboard
+        await wait_for(pilot, lambda: len(dash.runs) == 1)
+        run_id = next(iter(dash.runs))
+        await wait_for(pilot, lambda: dash.runs[run_id].last_step is not None and dash.runs[run_id].last_step > 5,
+                       timeout=60)
+        assert dash.runs[run_id].connect == "pull"
+        await pilot.press("ctrl+d")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await wait_for(pilot, lambda: dash.runs[run_id].status.value == "terminated")
+        await wait_for(pilot, lambda: not api.live_pods(), timeout=10)
