@@ -85,8 +85,9 @@ class PodtuiApp(App[int]):
                 self.plane = None
                 url = self.settings.local_url
                 token = token or read_admin_token(self.settings)
-                self.notify(f"Attached to the control plane already running at {url} (`podtui serve`, e.g. kept "
-                            f"in the background). Set PODTUI_PORT to run a separate one.", timeout=10)
+                self.notify(f"Port {self.settings.port} is busy: attaching to the control plane already running "
+                            f"at {url} (a `podtui serve`, e.g. one kept in the background). Set PODTUI_PORT to run "
+                            "a separate one.", timeout=10)
         client_module = await asyncio.to_thread(importlib.import_module, "podtui.client")  # httpx: not at start
         self.client = client_module.Client(url, token)
         try:

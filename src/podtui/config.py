@@ -119,6 +119,10 @@ class Settings(BaseSettings):
     """A pod whose command still runs ends itself only after its control plane has been unreachable this long
     (default 12 h): a laptop that sleeps or a TUI closed overnight does not kill a training run."""
 
+    pod_limit_grace_s: float = Field(30.0, ge=0, le=3600)
+    """The pod ends a run at its max runtime, budget or stall this long after the control plane would: a
+    connected control plane decides first (and records why); an unreachable one is covered all the same."""
+
     pod_undelivered_keep_s: float = Field(1800.0, ge=0)
     """After its command ends, how long a pod waits to deliver what it has not yet delivered (default 30 min);
     it ends as soon as everything is delivered."""

@@ -38,7 +38,8 @@ async def stop(plane):
 
 
 async def test_pod_ends_itself_at_max_runtime_with_the_control_plane_gone(tmp_path):
-    plane = await start_plane(make_settings(tmp_path, supervisor_interval_s=0.3, pod_undelivered_keep_s=2))
+    plane = await start_plane(make_settings(tmp_path, supervisor_interval_s=0.3, pod_undelivered_keep_s=2,
+                                            pod_limit_grace_s=0))
     run_id = await launch(plane, "echo go; sleep 600", max_runtime_s="5s")
     run = await plane.wait_status(run_id, {"training"}, timeout=30)
     pid = pod_pid(plane, run)
@@ -58,7 +59,8 @@ async def test_pod_ends_itself_at_max_runtime_with_the_control_plane_gone(tmp_pa
 async def test_pod_ends_itself_at_its_budget_deadline_with_the_control_plane_gone(tmp_path):
     # $3600 an hour: a $6 budget lasts 6 s from the pod's start; the deadline rides on the control plane's replies
     plane = await start_plane(make_settings(tmp_path, supervisor_interval_s=0.3, local_price_per_hour=3600.0,
-                                            pod_undelivered_keep_s=2))
+                                            pod_undelivered_keep_s=2,
+                                            pod_limit_grace_s=0))
     run_id = await launch(plane, "echo go; sleep 600", budget_usd=6)
     run = await plane.wait_status(run_id, {"training"}, timeout=30)
     pid = pod_pid(plane, run)
@@ -84,3 +86,18 @@ async def test_an_unreachable_control_plane_alone_does_not_end_a_training_pod(tm
         assert len(page["series"]["loss"]["steps"]) == 400  # nothing lost while the control plane was gone
     finally:
         await stop(again)
+
+
+async def test_a_limit_the_pod_enforces_ends_the_run_as_terminated_with_why(tmp_path):
+    # the supervisor looks rarely here: the pod's own stall check comes first and reports it
+    plane = await start_plane(make_settings(tmp_path, supervisor_interval_s=30, stall_timeout_s=2.0,
+                                            pod_limit_grace_s=0))
+    try:
+        run_id = await launch(plane, "echo one line; sleep 600")
+        run = await plane.wait_status(run_id, {"terminated", "failed", "lost"}, timeout=40)
+        assert run["status"] == "terminated", run
+        assert run["status_reason"].startswith("stalled: no output for") and "enforced by the pod" in \
+            run["status_reason"]
+        assert await gone_within(pod_pid(plane, run), 20)
+    finally:
+        await stop(plane)

@@ -15,7 +15,8 @@ PODTUI_KEEP_ALIVE_S, PODTUI_RUNPOD_API_URL (a RunPod pod ends itself with DELETE
 own pod-scoped RUNPOD_API_KEY), PODTUI_TERMINATE_CMD (the fallback, or how another pod ends itself; empty = exit),
 PODTUI_UNREACHABLE_LIMIT_S (while the command runs, default 12 h), PODTUI_UNDELIVERED_KEEP_S (after it ends, how
 long undelivered reports keep the pod, default 30 min), PODTUI_MAX_RUNTIME_S and PODTUI_STALL_TIMEOUT_S (the pod
-enforces them itself, and the deadline the control plane sends in its replies: the budget), PODTUI_METRICS_FILE,
+enforces them itself, and the deadline the control plane sends in its replies: the budget; PODTUI_LIMIT_GRACE_S
+later than the control plane would), PODTUI_METRICS_FILE,
 PODTUI_REPORT_INTERVAL_S, PODTUI_GRACE_S.
 """
 
@@ -329,6 +330,8 @@ class Agent:
         self.runtime_deadline = self.started + runtime if runtime > 0 else None
         self.plane_deadline: float | None = None
         self.stall_limit = float(env.get("PODTUI_STALL_TIMEOUT_S") or 0)
+        # A connected control plane acts on the same limits first (and says why); the pod acts this much later.
+        self.limit_grace = float(env.get("PODTUI_LIMIT_GRACE_S") or 0)
         self.last_line_at = time.time()
         self.grace = float(env.get("PODTUI_GRACE_S") or 20)
         self.metrics_file = env.get("PODTUI_METRICS_FILE") or os.path.join(self.home, "metrics.jsonl")
@@ -442,6 +445,7 @@ class Agent:
     def guard_reason(self, now: float) -> str | None:
         """Why the pod must end the command now on its own (it does not wait for the control plane, which
         may be a laptop that sleeps): the run's max runtime, its budget's deadline, or a stall."""
+        now -= self.limit_grace
         if self.runtime_deadline is not None and now >= self.runtime_deadline:
             return "max runtime reached"
         if self.plane_deadline is not None and now >= self.plane_deadline:

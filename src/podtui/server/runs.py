@@ -27,6 +27,10 @@ from .responses import ApiError
 log = logging.getLogger(__name__)
 
 
+POD_LIMIT_PREFIX = "the pod ended the run:"
+"""How the agent's final error starts when it stopped the command at the run's own limit (bootstrap/agent.py)."""
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 now (a local pull-mode pod listens there)."""
     with socket.socket() as sock:
@@ -140,6 +144,7 @@ class RunService:
         env["PODTUI_UNREACHABLE_LIMIT_S"] = str(int(self.settings.pod_unreachable_limit_s))
         env["PODTUI_UNDELIVERED_KEEP_S"] = str(int(self.settings.pod_undelivered_keep_s))
         env["PODTUI_STALL_TIMEOUT_S"] = str(int(self.settings.stall_timeout_s))
+        env["PODTUI_LIMIT_GRACE_S"] = str(self.settings.pod_limit_grace_s)
         if run.spec.max_runtime_s:
             env["PODTUI_MAX_RUNTIME_S"] = str(int(run.spec.max_runtime_s))
         return env
@@ -270,6 +275,12 @@ class RunService:
             reason = "the training command succeeded"
             keep = run.spec.keep_alive_s
             until = time.time() + keep if keep > 0 else None
+        elif (error or "").startswith(POD_LIMIT_PREFIX):
+            # The pod ended the command at its own limit (max runtime, budget, stall): a guardrail, as if the
+            # control plane had ended it.
+            status = RunStatus.terminated
+            reason = (error or "").splitlines()[0][len(POD_LIMIT_PREFIX):].strip() + " (enforced by the pod)"
+            until = None
         else:
             reason = f"the training command failed (exit code {exit_code})"
             last = [line for line in (error or "").splitlines()[1:] if line.strip()]
