@@ -87,3 +87,22 @@ async def test_control_plane_gone_and_back_loses_and_doubles_nothing(tmp_path, m
     finally:
         await again.http.aclose()
         await again.control.stop()
+
+
+async def test_a_pull_mode_pod_no_control_plane_ever_starts_ends_itself(tmp_path):
+    import json
+
+    from .helpers import group_alive
+
+    plane = await start_plane(make_settings(tmp_path, supervisor_interval_s=0.3, boot_timeout_s=3))
+    run = await launch(plane)
+    run = await plane.wait_status(run["id"], {"booting"}, timeout=30)
+    pod_dir = plane.control.settings.data_dir / "pods" / run["pod_id"]
+    await plane.http.aclose()
+    await plane.control.stop()  # gone before it uploaded anything (it may have: then the pod trains and ends)
+    pid = json.loads((pod_dir / "pod.json").read_text())["pid"]
+    for _ in range(100):
+        if not group_alive(pid):
+            break
+        await asyncio.sleep(0.2)
+    assert not group_alive(pid)

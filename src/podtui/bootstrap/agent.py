@@ -808,9 +808,15 @@ def pull_main(env: typing.Mapping[str, str]) -> int:
     port.serve(int(env.get("PODTUI_POD_PORT") or 8419))
     agent = Agent(["bash", port.path("script")], env, link=link)
     signal.signal(signal.SIGTERM, agent.on_signal)
+    # No control plane came to start it (a laptop closed before the upload): the pod must not bill forever.
+    give_up = time.time() + float(env.get("PODTUI_BOOT_TIMEOUT_S") or 1800)
     while not port.started.wait(1.0):
         if agent.signalled:
             return 143
+        if time.time() > give_up:
+            print("podtui agent: no control plane started this pod in time; ending it", file=sys.stderr)
+            agent.terminate_pod()
+            return 1
     return agent.run()
 
 

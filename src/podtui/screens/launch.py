@@ -40,7 +40,7 @@ def preview(dataset: Dataset) -> str:
     return "\n".join(line[:100] for line in itertools.islice(lines, PREVIEW_LINES))
 
 
-SPOT_LABEL = "spot (GraphQL, until early 2027)"
+SPOT_LABEL = "spot (until 2027)"
 SPOT_NOTE = ("spot pods are rented through RunPod's GraphQL API, which RunPod retires in early 2027 (REST v2 has "
              "no spot pods); they can be interrupted at any time")
 
@@ -109,7 +109,7 @@ class LaunchScreen(ModalScreen[Run | None]):
                                       value="auto", allow_blank=False, id="connect")
                 with Vertical():
                     yield Label("pricing")
-                    yield Select[str]([("on demand (REST v2)", "on_demand"), (SPOT_LABEL, "spot")],
+                    yield Select[str]([("on demand", "on_demand"), (SPOT_LABEL, "spot")],
                                       value="on_demand", allow_blank=False, id="pricing")
                 with Vertical():
                     yield Label("name")

@@ -145,6 +145,7 @@ class RunService:
         env["PODTUI_UNDELIVERED_KEEP_S"] = str(int(self.settings.pod_undelivered_keep_s))
         env["PODTUI_STALL_TIMEOUT_S"] = str(int(self.settings.stall_timeout_s))
         env["PODTUI_LIMIT_GRACE_S"] = str(self.settings.pod_limit_grace_s)
+        env["PODTUI_BOOT_TIMEOUT_S"] = str(int(self.settings.boot_timeout_s))
         if run.spec.max_runtime_s:
             env["PODTUI_MAX_RUNTIME_S"] = str(int(run.spec.max_runtime_s))
         return env
