@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+import pytest
 
 from tests.conftest import make_settings, start_plane
 
@@ -64,23 +65,24 @@ async def test_the_pods_port_refuses_a_wrong_or_missing_token(tmp_path, monkeypa
         await plane.control.stop()
 
 
-async def test_control_plane_gone_and_back_loses_and_doubles_nothing(tmp_path, monkeypatch):
-    monkeypatch.setenv("DEMO_STEPS", "300")
-    monkeypatch.setenv("DEMO_STEP_SECONDS", "0.02")
+@pytest.mark.timeout(180)
+async def test_control_plane_gone_60_s_and_back_loses_and_doubles_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEMO_STEPS", "1500")
+    monkeypatch.setenv("DEMO_STEP_SECONDS", "0.04")
     settings = make_settings(tmp_path, supervisor_interval_s=0.3)
     plane = await start_plane(settings)
     run = await launch(plane)
     await plane.wait_status(run["id"], {"training"}, timeout=60)
     await plane.http.aclose()
-    await plane.control.stop()  # the laptop sleeps: the pod keeps training and keeps its reports
-    await asyncio.sleep(3)
+    await plane.control.stop()  # the laptop sleeps a minute: the pod keeps training and keeps its reports
+    await asyncio.sleep(60)
     again = await start_plane(make_settings(tmp_path, supervisor_interval_s=0.3))  # another port: pull needs none
     try:
-        done = await again.wait_status(run["id"], {"succeeded", "failed", "terminated", "lost"}, timeout=60)
+        done = await again.wait_status(run["id"], {"succeeded", "failed", "terminated", "lost"}, timeout=90)
         assert done["status"] == "succeeded", done["status_reason"]
         page = (await again.http.get(f"/api/v1/runs/{run['id']}/metrics")).json()
         lines = await all_lines(again, run["id"])
-        assert len(page["series"]["loss"]["steps"]) == 300
+        assert len(page["series"]["loss"]["steps"]) == 1500
         assert stored_metrics(page) == printed_metrics(lines)
         seqs = [line["seq"] for line in lines]
         assert seqs == list(range(len(seqs)))  # every line once, none missing
