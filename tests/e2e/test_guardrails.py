@@ -130,3 +130,6 @@ def test_stop_reason_is_pure_and_ordered():
     assert stop_reason(run, limits, 180).startswith("budget of $0.05 reached")
     no_budget = run.model_copy(update={"spec": run.spec.model_copy(update={"budget_usd": None})})
     assert stop_reason(no_budget, limits, 401).startswith("no heartbeat for")
+    # silence heard by no one (the control plane asleep or stopped until 350) does not count yet
+    assert stop_reason(no_budget, limits, 401, awake_since=350) is None
+    assert stop_reason(no_budget, limits, 651, awake_since=350).startswith("no heartbeat for")

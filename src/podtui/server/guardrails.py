@@ -35,8 +35,11 @@ def budget_of(run: Run, limits: Limits) -> float | None:
     return run.spec.budget_usd if run.spec.budget_usd is not None else limits.default_budget_usd
 
 
-def stop_reason(run: Run, limits: Limits, now: float) -> str | None:
-    """Why a live run with a pod must be terminated now, or None."""
+def stop_reason(run: Run, limits: Limits, now: float, awake_since: float = 0.0) -> str | None:
+    """Why a live run with a pod must be terminated now, or None.
+
+    `awake_since` is when this control plane (re)started or woke from a sleep: silence it could not have heard
+    (a laptop asleep, a control plane stopped) does not count against a pod's heartbeats, boot or stall."""
     if not run.status.is_live or run.started_at is None:
         return None
     budget = budget_of(run, limits)
@@ -49,12 +52,12 @@ def stop_reason(run: Run, limits: Limits, now: float) -> str | None:
     if limits.stop_on_nan and run.last_loss is not None and not math.isfinite(run.last_loss):
         return f"loss became {run.last_loss} at step {run.last_step}"
     if run.last_heartbeat is None:
-        if runtime >= limits.boot_timeout_s:
+        if now - max(run.started_at, awake_since) >= limits.boot_timeout_s:
             return f"the pod sent no report within {_minutes(limits.boot_timeout_s)} of starting"
-    elif now - run.last_heartbeat >= limits.heartbeat_timeout_s:
+    elif now - max(run.last_heartbeat, awake_since) >= limits.heartbeat_timeout_s:
         return f"no heartbeat for {_minutes(now - run.last_heartbeat)}"
     if run.status == RunStatus.training:
-        quiet_since = run.last_activity or run.last_heartbeat or run.started_at
+        quiet_since = max(run.last_activity or run.last_heartbeat or run.started_at, awake_since)
         if now - quiet_since >= limits.stall_timeout_s:
             return f"stalled: no metric and no log line for {_minutes(now - quiet_since)}"
     return None

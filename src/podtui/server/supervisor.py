@@ -42,6 +42,8 @@ class Supervisor:
         self.stray_every = stray_every
         self._tasks: list[asyncio.Task[None]] = []
         self._passes = 0
+        self.awake_since = time.time()
+        """When this control plane started or last woke from a sleep (see guardrails.stop_reason)."""
         self._low_gpu_since: dict[str, float] = {}
 
     async def start(self) -> None:
@@ -58,7 +60,11 @@ class Supervisor:
 
     async def _loop(self, fn: object, every: float) -> None:
         while True:
+            before = time.time()
             await asyncio.sleep(every)
+            if time.time() - before > max(30.0, 3 * every):  # the machine slept (a laptop's lid): just woke
+                log.info("the control plane was asleep for %.0f s", time.time() - before)
+                self.awake_since = time.time()
             try:
                 await fn()  # type: ignore[operator]
             except StoreUnavailable as exc:
@@ -105,7 +111,7 @@ class Supervisor:
         warning = budget_warning(run, self.limits, now)
         if warning and not await self.store.has_event(run.id, "budget_warning"):
             await self.store.add_event(run.id, "budget_warning", warning)
-        reason = stop_reason(run, self.limits, now)
+        reason = stop_reason(run, self.limits, now, self.awake_since)
         if reason is None:
             return
         log.info("terminating run %s: %s", run.id, reason)
