@@ -216,6 +216,25 @@ def serve_in_background(settings: Settings) -> int:
         proc = subprocess.Popen([sys.executable, "-m", "podtui.cli", "serve"], env=env, stdout=out,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     (settings.data_dir / "serve.pid").write_text(f"{proc.pid}\n")
+    import time
+    import urllib.request
+
+    for _ in range(100):  # say it runs only once it answers
+        try:
+            with urllib.request.urlopen(f"{settings.local_url}/healthz", timeout=1) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    else:
+        proc.poll()
+    if proc.returncode is not None:
+        print(f"podtui serve did not start (exit code {proc.returncode}); see {log_path}. Pods keep their own "
+              "limits; start `podtui` or `podtui serve` to supervise them.", file=sys.stderr)
+        return 1
     print(f"podtui's control plane keeps running in the background (pid {proc.pid}, log {log_path}); "
           f"`podtui` attaches to it, `kill {proc.pid}` stops it (pods keep their own limits).")
     return 0

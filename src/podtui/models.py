@@ -414,9 +414,9 @@ class ReportReply(_Model):
     run_status: RunStatus
     stop: bool
     """True when the run has ended on the control plane's side (terminated, lost): the agent shuts down."""
-    deadline_ts: float | None = None
-    """When the run's max runtime or budget runs out (Unix time): the pod ends the command itself then, also
-    while it cannot reach the control plane."""
+    deadline_in_s: float | None = None
+    """Seconds until the run's max runtime or budget runs out: the pod ends the command itself then (on its own
+    clock), also while it cannot reach the control plane."""
 
 
 class MetricSeries(_Model):

@@ -39,7 +39,7 @@ async def test_demo_in_pull_mode_stores_every_printed_step(tmp_path, monkeypatch
         lines = await all_lines(plane, run["id"])
         assert len(page["series"]["loss"]["steps"]) == 200
         assert stored_metrics(page) == printed_metrics(lines)
-        assert any(e["kind"] == "pull" and "inputs uploaded" in e["message"] for e in events)
+        assert any(e["kind"] == "pod_started" and "inputs uploaded" in e["message"] for e in events)
     finally:
         await plane.http.aclose()
         await plane.control.stop()

@@ -154,6 +154,7 @@ class Outbox:
         self.spill_path = spill_path
         self.spill_offset = 0
         self.spilled = 0
+        self.left_memory = 0  # items ever removed from the front of memory (sent, or spilled)
 
     def add(self, kind: str, item: dict) -> None:
         with self.lock:
@@ -163,6 +164,7 @@ class Outbox:
                     for _ in range(SPILL_CHUNK):
                         f.write(json.dumps(self.memory.popleft()) + "\n")
                 self.spilled += SPILL_CHUNK
+                self.left_memory += SPILL_CHUNK
 
     def __len__(self) -> int:
         with self.lock:
@@ -191,7 +193,7 @@ class Outbox:
                     break
                 items.append((kind, item))
                 size += len(item.get("text", "")) + 64
-            return items, ("memory", 0, len(items))
+            return items, ("memory", self.left_memory, len(items))
 
     def commit(self, token: tuple) -> None:
         where, offset, count = token
@@ -203,8 +205,12 @@ class Outbox:
                     self.spilled, self.spill_offset = 0, 0
                     open(self.spill_path, "w").close()
             else:
-                for _ in range(count):
+                # Items of the batch spilled while it was in flight are in the spill file now (sent again
+                # from there; the control plane de-duplicates): remove only what is still in memory.
+                gone = self.left_memory - offset
+                for _ in range(max(0, count - gone)):
                     self.memory.popleft()
+                self.left_memory += max(0, count - gone)
 
 
 # -- talking to the control plane ---------------------------------------------------------------------
@@ -288,9 +294,9 @@ class Reporter(threading.Thread):
         self.failures = 0
         self.last_ok = time.time()
         agent.outbox.commit(token)
-        deadline = reply.get("deadline_ts")
-        if isinstance(deadline, (int, float)) and not isinstance(deadline, bool) and math.isfinite(deadline):
-            agent.plane_deadline = float(deadline)
+        left = reply.get("deadline_in_s")
+        if isinstance(left, (int, float)) and not isinstance(left, bool) and math.isfinite(left):
+            agent.plane_deadline = time.time() + float(left)  # on this pod's clock, not the laptop's
         if reply.get("stop"):
             agent.gone("the control plane ended this run")
         return bool(final) and drained
@@ -359,7 +365,8 @@ class Agent:
         if len(text) > MAX_LINE:
             text = text[:MAX_LINE] + " …[truncated by podtui: line over 16 KiB]"
         now = time.time()
-        self.last_line_at = now
+        if stream != "system":  # the agent's own notes are no sign of life from the command
+            self.last_line_at = now
         with self.seq_lock:
             seq = self.seq
             self.seq += 1
@@ -409,6 +416,7 @@ class Agent:
                     continue
                 for name, step, value in parse_metrics(text, self.file_state):
                     self.outbox.add("m", {"name": name, "step": step, "value": json_value(value), "ts": now})
+                    self.last_line_at = now
             if finished:
                 return
             done.wait(0.5)
@@ -552,6 +560,8 @@ class Agent:
         # control plane (a laptop that sleeps) and ends all the same.
         # A pod past its own limit does not bill another half hour for a report: a minute at most.
         patience = min(10.0, self.grace) if self.signalled else self.undelivered_keep
+        if self.signalled and isinstance(self.control_plane, PullLink):
+            self.control_plane.timeout = min(self.control_plane.timeout, 5.0)
         if self.stopped_by_pod:
             patience = min(patience, 60.0)
         self.reporter.drain(final, time.time() + patience)
@@ -626,6 +636,24 @@ class PullLink:
             return True
 
 
+class BoundedServer(http.server.ThreadingHTTPServer):
+    """At most MAX_CONNECTIONS requests at once: more are closed unanswered (the port is public)."""
+
+    slots = threading.BoundedSemaphore(32)
+
+    def process_request(self, request: typing.Any, client_address: typing.Any) -> None:
+        if not self.slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: typing.Any, client_address: typing.Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+
 class PodPort:
     """What the control plane finds on the pod's port: inputs uploaded in chunks (resumable, sha256 checked),
     the start signal, the outbox (long poll) and its acknowledgements. Every request carries the run's pod
@@ -639,6 +667,9 @@ class PodPort:
         self.lock = threading.Lock()
         self.done: dict = {}
         self.started = threading.Event()
+        self.last_contact = time.time()
+        self.limit = int(os.environ.get("PODTUI_INPUTS_LIMIT") or 1 << 40)
+        self.received = 0
 
     def path(self, slot: str) -> str:
         return os.path.join(self.dir, slot)
@@ -661,12 +692,17 @@ class PodPort:
             have = self.size(slot)
             if offset != have:
                 return 409, {"size": have, "error": f"expected offset {have}"}
+            if self.received + len(data) > self.limit:
+                return 413, {"error": f"inputs over {self.limit} bytes"}
             with open(self.path(slot), "ab") as f:
                 f.write(data)
+            self.received += len(data)
             return 200, {"size": have + len(data)}
 
     def finish(self, slot: str, sha256: str, size: int) -> tuple:
         with self.lock:
+            if self.done.get(slot):
+                return 200, {"size": self.size(slot), "done": True}
             digest = hashlib.sha256()
             try:
                 with open(self.path(slot), "rb") as f:
@@ -685,6 +721,7 @@ class PodPort:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            timeout = 90  # a client that stops sending mid-request does not hold a thread forever
 
             def log_message(self, *args: object) -> None:  # the run's log has what matters; never the token
                 pass
@@ -700,7 +737,9 @@ class PodPort:
             def authorized(self) -> bool:
                 given = self.headers.get("Authorization", "")
                 ok = given.startswith("Bearer ") and hmac.compare_digest(given[7:].encode(), pod.token)
-                if not ok:
+                if ok:
+                    pod.last_contact = time.time()
+                else:
                     self.close_connection = True
                     self.answer(401, {"error": "missing or wrong token"})
                 return ok
@@ -792,7 +831,7 @@ class PodPort:
                 else:
                     self.answer(404, {"error": "no such route"})
 
-        server = http.server.ThreadingHTTPServer(("0.0.0.0", port), Handler)
+        server = BoundedServer((os.environ.get("PODTUI_POD_BIND") or "0.0.0.0", port), Handler)
         server.daemon_threads = True
         threading.Thread(target=server.serve_forever, daemon=True, name="pod-port").start()
         return server
@@ -809,11 +848,12 @@ def pull_main(env: typing.Mapping[str, str]) -> int:
     agent = Agent(["bash", port.path("script")], env, link=link)
     signal.signal(signal.SIGTERM, agent.on_signal)
     # No control plane came to start it (a laptop closed before the upload): the pod must not bill forever.
-    give_up = time.time() + float(env.get("PODTUI_BOOT_TIMEOUT_S") or 1800)
+    # Counted from the control plane's last request, so a slow upload is not cut short.
+    patience = float(env.get("PODTUI_BOOT_TIMEOUT_S") or 1800)
     while not port.started.wait(1.0):
         if agent.signalled:
             return 143
-        if time.time() > give_up:
+        if time.time() > port.last_contact + patience:
             print("podtui agent: no control plane started this pod in time; ending it", file=sys.stderr)
             agent.terminate_pod()
             return 1

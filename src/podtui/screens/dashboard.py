@@ -126,7 +126,8 @@ class Dashboard(Screen[None]):
         except ControlPlaneError as exc:
             self.notify(exc.message, severity="error", timeout=10)
             return
-        self.runs = {r.id: r for r in runs}
+        for run in runs:  # a live event that came while the list loaded is newer: it stays
+            self.runs.setdefault(run.id, run)
         for run in runs[:30]:
             try:
                 page = await self.client.metrics(run.id, name="loss", max_points=SPARK_POINTS)

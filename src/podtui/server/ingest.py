@@ -42,4 +42,5 @@ async def ingest_report(store: Store, runs: RunService, run_id: str, body: bytes
     stop = status.is_final and not in_keep_alive and batch.status not in ("succeeded", "failed")
     deadline = await runs.pod_deadline(run_id) if status.is_live else None
     return ReportReply(accepted_metrics=result.accepted_metrics, accepted_logs=result.accepted_logs,
-                       run_status=status, stop=stop, deadline_ts=deadline)
+                       run_status=status, stop=stop,
+                       deadline_in_s=None if deadline is None else round(deadline - time.time(), 1))

@@ -28,7 +28,7 @@ import httpx
 
 from ..bootstrap.script import render_start_script
 from ..config import Settings, ensure_secret
-from ..models import DownloadProgress, Report, Run
+from ..models import DownloadProgress, Report, Run, RunStatus
 from ..report_rows import ReportBatch
 from ..store import NotFound, Store
 from .datasets import DatasetError, resolve_served_file
@@ -39,7 +39,7 @@ from .runs import RunService
 log = logging.getLogger(__name__)
 
 POLL_WAIT_S = 25.0
-RETRY_S = (1.0, 2.0, 3.0, 5.0)
+RETRY_S = (1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0)
 
 
 class PodUnreachable(RuntimeError):
@@ -128,8 +128,14 @@ class Puller:
         return url
 
     async def _follow(self, run_id: str) -> None:
-        attempt = 0
-        said_waiting = False
+        failures = 0
+        said: set[str] = set()
+
+        async def tell(kind: str, message: str) -> None:  # once per distinct message: retries do not flood
+            if message not in said:
+                said.add(message)
+                await self.store.add_event(run_id, kind, message[:500])
+
         while True:
             try:
                 run = await self.store.get_run(run_id)
@@ -143,30 +149,38 @@ class Puller:
             link = PodLink(url, self.token(run_id))
             try:
                 state = await link.state()
-                attempt = 0
                 if not state.get("started"):
-                    await self.store.add_event(run_id, "pull", "the pod answers on its port; uploading inputs")
+                    if await self.store.has_event(run_id, "pod_started"):
+                        # The agent lost its state: the container restarted (RunPod restarts a container whose
+                        # process exited). Starting again would train from scratch under the same numbers.
+                        self.runs.container_restarted(run)
+                        return
+                    await tell("pull", "the pod answers on its port; uploading inputs")
                     await self._upload_inputs(run, link, state)
                     await link.call("POST", "/v1/start", content=b"{}")
-                    await self.store.add_event(run_id, "pull", "inputs uploaded and checked; the pod starts")
-                await self._pull_reports(run_id, link)
+                    await self.store.add_event(run_id, "pod_started", "inputs uploaded and checked; the pod starts")
+                failures = 0
+                if await self._pull_reports(run_id, link):
+                    failures = 0
             except PodUnreachable as exc:
-                if not said_waiting:
-                    await self.store.add_event(run_id, "pull", f"waiting for the pod's port ({exc})")
-                    said_waiting = True
+                await tell("pull", f"waiting for the pod's port ({exc})")
                 log.debug("run %s: pod not reachable: %s", run_id, exc)
-            except (ApiError, DatasetError, OSError, ValueError) as exc:
-                message = exc.message if isinstance(exc, ApiError) else str(exc)
+            except DatasetError as exc:  # the dataset changed or vanished here: the pod cannot get it
+                await self.store.add_event(run_id, "pull_failed", str(exc))
+                self.runs.terminate_soon(run_id, f"cannot upload the dataset: {exc}", RunStatus.failed)
+                return
+            except (ApiError, OSError, ValueError, KeyError, TypeError) as exc:
+                message = exc.message if isinstance(exc, ApiError) else f"{type(exc).__name__}: {exc}"
                 log.warning("run %s: pulling failed: %s", run_id, message)
-                await self.store.add_event(run_id, "pull_failed", message[:500])
+                await tell("pull_failed", message)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("run %s: pulling failed", run_id)
             finally:
                 await link.close()
-            await asyncio.sleep(RETRY_S[min(attempt, len(RETRY_S) - 1)])
-            attempt += 1
+            await asyncio.sleep(RETRY_S[min(failures, len(RETRY_S) - 1)])
+            failures += 1
 
     def _worth_pulling(self, run: Run) -> bool:
         """A live run, or a finished one whose pod is kept alive (it still sends heartbeats)."""
@@ -174,23 +188,33 @@ class Puller:
             return True
         return bool(run.keep_alive_until and run.keep_alive_until > time.time())
 
-    async def _pull_reports(self, run_id: str, link: PodLink) -> None:
+    async def _pull_reports(self, run_id: str, link: PodLink) -> bool:
+        """Pull, store and acknowledge reports until the run is over (True) or the pod stops answering."""
         while True:
             response = await link.call("GET", "/v1/outbox", params={"wait": POLL_WAIT_S},
                                        timeout=POLL_WAIT_S + 30)
             if response.status_code == 204:
                 run = await self.store.get_run(run_id)
                 if not self._worth_pulling(run):
-                    return
+                    return True
                 continue
             got = response.json()
             number, report = int(got["seq"]), got["report"]
             try:
                 reply = await ingest_report(self.store, self.runs, run_id, json.dumps(report).encode())
                 answer = reply.model_dump(mode="json")
-            except ApiError as exc:  # a report the store refuses: acknowledged, so it does not block the rest
+            except ApiError as exc:
+                # A batch the store refuses would block every report after it. Keep what decides the run (status,
+                # exit code, error, heartbeat), say what was dropped, and acknowledge.
                 log.warning("run %s: pulled report refused: %s", run_id, exc.message)
-                answer = {"error": exc.message}
+                await self.store.add_event(run_id, "report_refused", f"a report from the pod was refused and "
+                                           f"its lines and metrics dropped: {exc.message[:300]}")
+                kept = {k: v for k, v in report.items() if k in ("status", "exit_code", "error", "heartbeat_ts")}
+                try:
+                    answer = (await ingest_report(self.store, self.runs, run_id,
+                                                  json.dumps(kept).encode())).model_dump(mode="json")
+                except ApiError:
+                    answer = {"error": exc.message}
             await link.call("POST", "/v1/ack", json={"seq": number, "reply": answer})
 
     # -- inputs ------------------------------------------------------------------------------------

@@ -133,7 +133,11 @@ class RunService:
         )
         if run.connect == "pull":  # no URL: the agent travels in the env and the control plane comes to it
             env.update(PODTUI_CONNECT="pull", PODTUI_POD_PORT=str(run.pod_port),
-                       PODTUI_POD_TOKEN=self.puller.token(run.id), PODTUI_AGENT_Z=agent_env_value())
+                       PODTUI_POD_TOKEN=self.puller.token(run.id), PODTUI_AGENT_Z=agent_env_value(),
+                       PODTUI_INPUTS_LIMIT=str(self.settings.dataset_size_limit + self.settings.bundle_size_limit
+                                               + 16 * 1024 * 1024))
+            if provider.name == "local":  # a local pod's port is for this machine only
+                env["PODTUI_POD_BIND"] = "127.0.0.1"
         else:
             env.update(PODTUI_URL=self.settings.pod_url, PODTUI_TOKEN=ingest_token)
         if provider.self_terminate_command:

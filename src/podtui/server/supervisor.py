@@ -44,6 +44,7 @@ class Supervisor:
         self._passes = 0
         self.awake_since = time.time()
         """When this control plane started or last woke from a sleep (see guardrails.stop_reason)."""
+        self._clock_offset = time.time() - time.monotonic()
         self._low_gpu_since: dict[str, float] = {}
 
     async def start(self) -> None:
@@ -58,13 +59,19 @@ class Supervisor:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    def note_wake(self) -> None:
+        """A suspended machine (a laptop's lid) stops the monotonic clock, not the wall clock: when they drift
+        apart, this control plane was asleep, whatever it was doing at the time."""
+        offset = time.time() - time.monotonic()
+        if offset - self._clock_offset > 30.0:
+            log.info("the control plane was asleep for %.0f s", offset - self._clock_offset)
+            self.awake_since = time.time()
+        self._clock_offset = offset
+
     async def _loop(self, fn: object, every: float) -> None:
         while True:
-            before = time.time()
             await asyncio.sleep(every)
-            if time.time() - before > max(30.0, 3 * every):  # the machine slept (a laptop's lid): just woke
-                log.info("the control plane was asleep for %.0f s", time.time() - before)
-                self.awake_since = time.time()
+            self.note_wake()
             try:
                 await fn()  # type: ignore[operator]
             except StoreUnavailable as exc:
@@ -108,6 +115,7 @@ class Supervisor:
 
     async def enforce_limits(self, run: Run, now: float) -> None:
         """Budget, runtime, heartbeat, NaN and stall guardrails of one live run with a running pod."""
+        self.note_wake()  # a sleep that began during this pass counts too
         warning = budget_warning(run, self.limits, now)
         if warning and not await self.store.has_event(run.id, "budget_warning"):
             await self.store.add_event(run.id, "budget_warning", warning)
