@@ -52,6 +52,7 @@ async def test_pod_ends_itself_at_max_runtime_with_the_control_plane_gone(tmp_pa
         # its last report went to the control plane that was gone: the restarted one finds the pod ended
         run = await again.wait_status(run_id, {"failed", "terminated", "lost"}, timeout=30)
         assert run["status"] in ("lost", "failed"), run
+        assert "while podtui was away" in run["status_reason"], run["status_reason"]
     finally:
         await stop(again)
 

@@ -170,7 +170,11 @@ class Supervisor:
             if fresh.status.is_live:  # the agent's final report may have landed meanwhile
                 detail = state.detail or "the pod is gone"
                 status = RunStatus.failed if state.exit_code not in (None, 0) else RunStatus.lost
-                await self.store.finish_run(run.id, status, f"{detail} without reporting an end")
+                reason = f"{detail} without reporting an end"
+                if run.last_heartbeat is not None and self.awake_since > run.last_heartbeat:
+                    reason += (" while podtui was away (a pod ends itself at its own limits, or 30 min after its "
+                               "command ended without delivering); its last reports were not fetched")
+                await self.store.finish_run(run.id, status, reason)
                 self.runs.drop_bundle(run.id)
             return  # an exited pod still exists: the finished-runs pass terminates it
         if state.price_per_hour and abs(state.price_per_hour - (run.price_per_hour or 0.0)) > 1e-6:
