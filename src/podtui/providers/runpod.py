@@ -256,7 +256,7 @@ class RunPodProvider:
         for attempt in range(self.retries):
             try:
                 if request.spot:
-                    return await self.spot_candidate(request, gpu_type, cloud)
+                    return await self.spot.rent(request, gpu_type, cloud)
                 created = await self.api.json("POST", "/v2/pods", json=create_body(request, gpu_type, cloud))
                 if not isinstance(created, dict) or not created.get("id"):
                     raise Unanswered(f"RunPod answered the create without a pod id: {str(created)[:200]}")
@@ -272,21 +272,6 @@ class RunPodProvider:
                 await on_attempt(LaunchAttempt(gpu_type, False, f"{exc}; no pod by that name; trying again"))
                 await asyncio.sleep(self.backoff_s * 2**attempt * (0.5 + random.random()))
         raise AssertionError("unreachable")
-
-    async def spot_candidate(self, request: PodRequest, gpu_type: str, cloud: str) -> dict[str, Any]:
-        """A spot rental, its GraphQL errors read as the create table's statuses so failover works the same."""
-        try:
-            return await self.spot.rent(request, gpu_type, cloud)
-        except Unanswered:
-            raise
-        except ProviderError as exc:
-            text = str(exc)
-            lowered = text.lower()
-            if NO_CAPACITY in lowered or "no spot price" in lowered or "not enough free gpus" in lowered:
-                raise ApiProblem(400, "Bad Request", text.removeprefix("RunPod (GraphQL): ")) from None
-            if "balance" in lowered or "insufficient funds" in lowered:
-                raise ApiProblem(402, "Payment Required", text) from None
-            raise
 
     async def _price(self, created: dict[str, Any], gpu_type: str, cloud: str, count: int) -> float:
         """The billed rate (`cost`, or spot's costPerHr); else the catalog's list price: never 0."""

@@ -16,7 +16,7 @@ import threading
 from typing import Any
 
 from .base import PodRequest, ProviderError
-from .runpod_api import Unanswered
+from .runpod_api import ApiProblem, Unanswered
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,16 @@ def spot_mutation(request: PodRequest, gpu_type: str, cloud: str, bid: float) ->
     }}"""
 
 
+def graphql_problem(message: str) -> ProviderError:
+    """A GraphQL error as the REST create table's status, so spot candidates fail over like on-demand ones."""
+    lowered = message.lower()
+    if "no longer any instances available" in lowered or "not enough free gpus" in lowered:
+        return ApiProblem(400, "Bad Request", message)
+    if "balance" in lowered or "insufficient funds" in lowered:
+        return ApiProblem(402, "Payment Required", message)
+    return ProviderError(f"RunPod (GraphQL): {message}")
+
+
 class SpotRental:
     """Spot rentals through GraphQL (the runpod SDK's transport)."""
 
@@ -92,7 +102,7 @@ class SpotRental:
             if name == "AuthenticationError":
                 raise ProviderError("RunPod's GraphQL API rejected the API key (401): check RUNPOD_API_KEY") from exc
             if name == "QueryError":
-                raise ProviderError(f"RunPod (GraphQL): {exc}") from exc
+                raise graphql_problem(str(exc)) from exc
             raise Unanswered(f"RunPod's GraphQL API did not answer usably ({name}); {SPOT_RETIREMENT}") from exc
         if not isinstance(answer, dict) or "data" not in answer:
             detail = answer.get("detail") or answer.get("title") if isinstance(answer, dict) else None
@@ -111,7 +121,8 @@ class SpotRental:
                 "minimumBidPrice")
             if price:
                 return float(price)
-        raise ProviderError(f"{gpu_type} has no spot price on RunPod; launch it on demand")
+        # Read as the create table's 400: the next candidate may have one.
+        raise ApiProblem(400, "Bad Request", f"{gpu_type} has no spot price on RunPod; launch it on demand")
 
     async def rent(self, request: PodRequest, gpu_type: str, cloud: str) -> dict[str, Any]:
         """Rent one spot pod; returns {"id", "costPerHr"}."""
@@ -121,11 +132,3 @@ class SpotRental:
         if not pod or not pod.get("id"):
             raise ProviderError(f"RunPod (GraphQL) answered a spot rental without a pod: {str(data)[:200]}")
         return dict(pod)
-
-    async def answers(self) -> str | None:
-        """None when GraphQL answers for this key, else why not (for doctor)."""
-        try:
-            await self.graphql("query { myself { id } }")
-        except ProviderError as exc:
-            return str(exc)
-        return None
