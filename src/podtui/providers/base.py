@@ -116,11 +116,6 @@ class Provider(Protocol):
         """Every pod of this account that podtui may have made (names with podtui's prefix)."""
         ...
 
-    async def poll_pods(self, pod_ids: list[str]) -> dict[str, PodState]:
-        """The state of each of these pods, in as few calls as the provider allows; a pod the provider could
-        not be asked about is left out (unknown, not gone)."""
-        ...
-
     async def close(self) -> None:
         """Release resources (not the pods)."""
         ...
@@ -129,21 +124,18 @@ class Provider(Protocol):
 POD_NAME_PREFIX = "podtui-"
 
 
-async def poll_each(provider: Provider, pod_ids: list[str]) -> dict[str, PodState]:
-    """Poll pods one call each: for providers without a cheaper way (and stand-ins without poll_pods)."""
-    states: dict[str, PodState] = {}
+async def poll_pods(provider: Provider, pod_ids: list[str]) -> dict[str, PodState]:
+    """The state of each pod, in as few calls as the provider allows: its own `poll_pods(pod_ids)` when it has
+    one (RunPod: one list call), else one `get_pod` each. A pod that could not be asked about is left out
+    (unknown, not gone)."""
+    batch = getattr(provider, "poll_pods", None)
+    if batch is not None:
+        states: dict[str, PodState] = await batch(pod_ids)
+        return states
+    states = {}
     for pod_id in pod_ids:
         try:
             states[pod_id] = await provider.get_pod(pod_id)
         except ProviderError as exc:
             log.warning("cannot poll pod %s: %s", pod_id, exc)
-    return states
-
-
-async def poll_pods(provider: Provider, pod_ids: list[str]) -> dict[str, PodState]:
-    """The provider's own batch poll when it has one, else one call per pod."""
-    batch = getattr(provider, "poll_pods", None)
-    if batch is None:
-        return await poll_each(provider, pod_ids)
-    states: dict[str, PodState] = await batch(pod_ids)
     return states

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..models import GpuOffer
-from .base import AttemptCallback, LaunchAttempt, Pod, PodRequest, PodState, ProviderError, poll_each
+from .base import AttemptCallback, LaunchAttempt, Pod, PodRequest, PodState, ProviderError
 
 LOCAL_GPU = "local"
 _DROPPED_ENV = ("RUNPOD_API_KEY", "PODTUI_ADMIN_TOKEN", "PODTUI_RUNPOD_API_KEY")
@@ -200,10 +200,6 @@ class LocalProvider:
             return []
         states = [self._state(p.name) for p in sorted(self.pods_dir.iterdir()) if (p / "pod.json").exists()]
         return [s for s in states if s.phase != "gone"]
-
-    async def poll_pods(self, pod_ids: list[str]) -> dict[str, PodState]:
-        """Local pods are cheap to look at: one check each."""
-        return await poll_each(self, pod_ids)
 
     def pod_endpoint(self, pod_id: str, port: int) -> str:
         """Where a pull-mode local pod listens: its own free port on this machine."""
