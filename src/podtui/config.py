@@ -220,19 +220,7 @@ def load_settings(**overrides: Any) -> Settings:
 
 def ensure_admin_token(settings: Settings) -> str:
     """Return the admin token, creating it (mode 0600) in the data dir on first start."""
-    if settings.admin_token:
-        return settings.admin_token
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    path = settings.data_dir / ADMIN_TOKEN_FILE
-    try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        pass
-    token = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(token + "\n")
-    return token
+    return settings.admin_token or ensure_secret(settings, ADMIN_TOKEN_FILE)
 
 
 def read_admin_token(settings: Settings) -> str | None:
@@ -251,22 +239,18 @@ def is_local_url(url: str) -> bool:
     return host in ("localhost", "0.0.0.0", "::1") or host.startswith("127.")
 
 
-def ensure_secret(settings: Settings, name: str) -> bytes:
-    """A random secret kept in the data dir (mode 0600), made on first use."""
+def ensure_secret(settings: Settings, name: str) -> str:
+    """A random token kept in a file of the data dir (mode 0600), made on first use (by one process only)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     path = settings.data_dir / name
     try:
-        return bytes.fromhex(path.read_text().strip())
-    except (FileNotFoundError, ValueError):
-        pass
-    value = secrets.token_bytes(32)
-    try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        return bytes.fromhex(path.read_text().strip())
+        return path.read_text().strip()
+    token = secrets.token_urlsafe(32)
     with os.fdopen(fd, "w") as f:
-        f.write(value.hex() + "\n")
-    return value
+        f.write(token + "\n")
+    return token
 
 
 def public_url_problem(public_url: str | None, provider: str, allow_loopback: bool = False) -> str | None:

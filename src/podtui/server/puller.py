@@ -95,7 +95,7 @@ class Puller:
         self.settings = settings
         self.store = store
         self.runs = runs
-        self.secret = ensure_secret(settings, "pod_secret")
+        self.secret = ensure_secret(settings, "pod_secret").encode()
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
     def token(self, run_id: str) -> str:
