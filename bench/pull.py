@@ -45,8 +45,7 @@ while True:
 
 
 async def upload_bench(work: Path) -> None:
-    from podtui.config import Settings
-    from podtui.server.puller import PodLink, Puller, Upload
+    from podtui.server.puller import PodLink, Upload, send_input
 
     data = work / "data.bin"
     with open(data, "wb") as f:
@@ -79,16 +78,13 @@ async def upload_bench(work: Path) -> None:
     await web.TCPSite(runner, "127.0.0.1", peer_port).start()
     try:
         await asyncio.sleep(0.5)
-        settings = Settings(data_dir=work / "plane", upload_chunk_bytes=32 * 1024 * 1024)
-        puller = Puller.__new__(Puller)
-        puller.settings = settings
         link = PodLink(proxy.template.format(pod_id="pod", port=pod_port), "bench-token")
         ours = []
         peers = []
         for attempt in range(3):
             slot = f"data-{attempt}"
             started = time.perf_counter()
-            async for _ in puller._send(link, Upload(slot, size, sha, path=str(data)), 0):
+            async for _ in send_input(link, Upload(slot, size, sha, path=str(data)), 0, 32 * 1024 * 1024):
                 pass
             answer = await link.call("POST", f"/v1/inputs/{slot}/done", content=b"{}",
                                      params={"sha256": sha, "size": size})

@@ -254,7 +254,7 @@ class Puller:
             offset = int(known.get("size") or 0)
             if offset > upload.size:
                 offset = 0
-            async for sent in self._send(link, upload, offset):
+            async for sent in send_input(link, upload, offset, self.settings.upload_chunk_bytes):
                 if upload.slot != "script":
                     await self._progress(run.id, done_bytes + sent, total)
             answer = await link.call("POST", f"/v1/inputs/{upload.slot}/done", content=b"{}",
@@ -264,26 +264,27 @@ class Puller:
                                  f"{answer.text[:200]}); sending it again")
             done_bytes += upload.size if upload.slot != "script" else 0
 
-    async def _send(self, link: PodLink, upload: Upload, offset: int) -> AsyncIterator[int]:
-        """PUT the file from `offset` in chunks; after a 409 continue from the size the pod reports."""
-        chunk = self.settings.upload_chunk_bytes
-        if upload.size == 0:  # an empty file still has to exist on the pod
-            await link.call("PUT", f"/v1/inputs/{upload.slot}", params={"offset": 0}, content=b"")
-        while offset < upload.size:
-            data = await asyncio.to_thread(_read, upload, offset, chunk)
-            response = await link.call("PUT", f"/v1/inputs/{upload.slot}", params={"offset": offset}, content=data)
-            if response.status_code == 409:
-                offset = int(response.json().get("size", 0))
-                continue
-            if response.status_code != 200:
-                raise ValueError(f"the pod refused a piece of {upload.slot} ({response.status_code})")
-            offset = int(response.json()["size"])
-            yield offset
-
     async def _progress(self, run_id: str, done: int, total: int) -> None:
         report = Report(status="downloading", progress=DownloadProgress(bytes_done=done, bytes_total=total),
                         heartbeat_ts=time.time())
         await self.store.apply_report(run_id, ReportBatch.from_report(run_id, report), time.time())
+
+
+async def send_input(link: PodLink, upload: Upload, offset: int, chunk: int) -> AsyncIterator[int]:
+    """PUT a file into a pod's slot from `offset` in pieces of at most `chunk` bytes, yielding the size the pod
+    has; after a 409 it continues from the size the pod reports."""
+    if upload.size == 0:  # an empty file still has to exist on the pod
+        await link.call("PUT", f"/v1/inputs/{upload.slot}", params={"offset": 0}, content=b"")
+    while offset < upload.size:
+        data = await asyncio.to_thread(_read, upload, offset, chunk)
+        response = await link.call("PUT", f"/v1/inputs/{upload.slot}", params={"offset": offset}, content=data)
+        if response.status_code == 409:
+            offset = int(response.json().get("size", 0))
+            continue
+        if response.status_code != 200:
+            raise ValueError(f"the pod refused a piece of {upload.slot} ({response.status_code})")
+        offset = int(response.json()["size"])
+        yield offset
 
 
 def _read(upload: Upload, offset: int, size: int) -> bytes:
