@@ -595,8 +595,14 @@ class Store:
 
         def job(db: sqlite3.Connection) -> None:
             _insert_rows(db, run_id, "metrics", rows, now)
-            _exec(db, "UPDATE runs SET gpu_util = ?, gpu_mem = ? WHERE id = ?", (util, mem, run_id))
-            _feed(db, run_id, "run", None, None, now)
+            # The run itself goes out to every watcher: only when its figures changed, not every poll.
+            cur = db.execute("UPDATE runs SET gpu_util = ?, gpu_mem = ? WHERE id = ? AND "
+                             "(gpu_util IS NOT ? OR gpu_mem IS NOT ?)", (util, mem, run_id, util, mem))
+            try:
+                if cur.rowcount > 0:
+                    _feed(db, run_id, "run", None, None, now)
+            finally:
+                cur.close()
 
         await self._write(job)
 
