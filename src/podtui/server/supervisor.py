@@ -29,6 +29,11 @@ END_GRACE_S = 30.0
 """How long after a run ends its pod may take to end itself before the control plane terminates it."""
 
 
+def pod_may_live_until(run: Run, now: float) -> float:
+    """Until when a finished run's pod may run: its keep-alive window, or a short grace to end itself."""
+    return run.keep_alive_until or ((run.ended_at or now) + END_GRACE_S)
+
+
 class Supervisor:
     """Background tasks of the control plane."""
 
@@ -216,7 +221,7 @@ class Supervisor:
                 await self.store.set_pod_status(provider_name, pod_id, "gone")
                 await self.store.revoke_ingest_token(run_id)
                 return
-            deadline = run.keep_alive_until or ((run.ended_at or now) + END_GRACE_S)
+            deadline = pod_may_live_until(run, now)
             if now < deadline and state.phase != "exited":  # an exited pod only bills: end it now
                 return
             why = "keep-alive window over" if run.keep_alive_until else f"the run {run.status.value}"
@@ -247,7 +252,7 @@ class Supervisor:
                 if run.pod_id == pod.pod_id:
                     # A finished run's own pod still listed: the finished-runs pass ends it, unless the pod was
                     # once judged gone wrongly (then nothing else would). Past its keep-alive or grace: end it.
-                    until = run.keep_alive_until or ((run.ended_at or time.time()) + END_GRACE_S)
+                    until = pod_may_live_until(run, time.time())
                     if time.time() < until or pod.phase not in ("running", "starting", "exited"):
                         continue
                 if run.pod_id == pod.pod_id:
