@@ -6,6 +6,10 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -203,9 +207,7 @@ BACKGROUND = 10
 
 def serve_in_background(settings: Settings) -> int:
     """Start `podtui serve` detached on this control plane's port (the next `podtui` attaches to it)."""
-    import os
-    import subprocess
-    import sys
+    import urllib.request  # http.client and email: only when quitting this way
 
     env = dict(os.environ, PODTUI_DATA_DIR=str(settings.data_dir), PODTUI_HOST=settings.host,
                PODTUI_PORT=str(settings.port))
@@ -216,9 +218,6 @@ def serve_in_background(settings: Settings) -> int:
         proc = subprocess.Popen([sys.executable, "-m", "podtui.cli", "serve"], env=env, stdout=out,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     (settings.data_dir / "serve.pid").write_text(f"{proc.pid}\n")
-    import time
-    import urllib.request
-
     for _ in range(100):  # say it runs only once it answers
         try:
             with urllib.request.urlopen(f"{settings.local_url}/healthz", timeout=1) as response:
