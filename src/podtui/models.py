@@ -32,6 +32,7 @@ MAX_METRIC_NAME = 250
 MAX_LOG_LINE = 16 * 1024
 TRUNCATION_MARKER = " …[truncated by podtui: line over 16 KiB]"
 MAX_REPORT_BYTES = 1024 * 1024
+MAX_STOP_REASON = 300
 MAX_REPORT_ERROR = 64 * 1024
 MAX_TIMESTAMP = 1e11
 
@@ -402,6 +403,9 @@ class Report(_Model):
     status: Literal["downloading", "training", "succeeded", "failed"] | None = None
     exit_code: Annotated[int, Strict(), Field(ge=-255, le=255)] | None = None
     error: str | None = Field(None, max_length=MAX_REPORT_ERROR)
+    stopped: str | None = Field(None, max_length=MAX_STOP_REASON)
+    """Why the pod ended the command itself at the run's own limit (max runtime, budget, stall): the run is then
+    terminated, as if the control plane had ended it."""
     progress: DownloadProgress | None = None
     heartbeat_ts: Timestamp | None = None
 

@@ -26,6 +26,7 @@ from .models import (
     MAX_LOG_LINE,
     MAX_METRIC_NAME,
     MAX_REPORT_ERROR,
+    MAX_STOP_REASON,
     MAX_TIMESTAMP,
     TRUNCATION_MARKER,
     Report,
@@ -53,6 +54,8 @@ class ReportBatch:
     error: str | None = None
     progress_json: str | None = None
     """{"bytes_done": n, "bytes_total": n}, compact, so an unchanged progress compares equal."""
+    stopped: str | None = None
+    """Why the pod ended the command at the run's own limit."""
 
     @classmethod
     def from_report(cls, run_id: str, report: Report) -> ReportBatch:
@@ -64,7 +67,8 @@ class ReportBatch:
         log_rows: list[LogRow] = [(run_id, line.seq, line.ts, line.stream, line.text) for line in report.logs]
         progress = report.progress
         return cls(metric_rows, log_rows, _newest_loss(metric_rows), report.status, report.exit_code, report.error,
-                   None if progress is None else progress_json(progress.bytes_done, progress.bytes_total))
+                   None if progress is None else progress_json(progress.bytes_done, progress.bytes_total),
+                   report.stopped)
 
 
 def progress_json(done: int, total: int) -> str:
@@ -102,6 +106,7 @@ class _Report(Struct, forbid_unknown_fields=True, gc=False):
     status: Literal["downloading", "training", "succeeded", "failed"] | None = None
     exit_code: Annotated[int, Meta(ge=-255, le=255)] | None = None
     error: Annotated[str, Meta(max_length=MAX_REPORT_ERROR)] | None = None
+    stopped: Annotated[str, Meta(max_length=MAX_STOP_REASON)] | None = None
     progress: _Progress | None = None
     heartbeat_ts: _Timestamp | None = None
 
@@ -123,7 +128,8 @@ def parse_report_json(run_id: str, body: bytes) -> ReportBatch | None:
     progress = report.progress
     return ReportBatch(metric_rows, log_rows, _newest_loss(metric_rows), report.status, report.exit_code,
                        report.error, None if progress is None else progress_json(progress.bytes_done,
-                                                                                 progress.bytes_total))
+                                                                                 progress.bytes_total),
+                       report.stopped)
 
 
 def _newest_loss(rows: list[MetricRow]) -> tuple[int, float] | None:

@@ -27,6 +27,7 @@ VALID = st.fixed_dictionaries({}, optional={
     "status": st.one_of(st.none(), st.sampled_from(["downloading", "training", "succeeded", "failed"])),
     "exit_code": st.one_of(st.none(), st.integers(-255, 255)),
     "error": st.one_of(st.none(), st.text(max_size=10)),
+    "stopped": st.one_of(st.none(), st.text(max_size=10)),
     "progress": st.one_of(st.none(), st.fixed_dictionaries({"bytes_done": STEPS, "bytes_total": STEPS})),
     "heartbeat_ts": st.one_of(st.none(), TIMES),
 })
@@ -43,7 +44,7 @@ EDGES = {
     "text": ["y" * (MAX_LOG_LINE + 1), 1, None], "stream": ["STDOUT", "", None, 1],
     "metrics": [None, {}, "x", [1], [None]], "logs": [None, {}, "x", [1], [None]],
     "status": ["running", "", 1, True], "exit_code": [-256, 256, 1.0, True, "0"],
-    "error": ["e" * (64 * 1024 + 1), 1], "progress": [{}, [], 1, "x", {"bytes_done": 1}],
+    "error": ["e" * (64 * 1024 + 1), 1], "stopped": ["s" * 301, 1], "progress": [{}, [], 1, "x", {"bytes_done": 1}],
 }
 
 
@@ -77,8 +78,8 @@ def model_rows(body: bytes) -> ReportBatch | None:
 def same(a: ReportBatch, b: ReportBatch) -> bool:
     def loss(x: ReportBatch) -> object:
         return x.loss if x.loss is None or not math.isnan(x.loss[1]) else (x.loss[0], "nan")
-    return (a.metric_rows, a.log_rows, loss(a), a.status, a.exit_code, a.error, a.progress_json) == (
-        b.metric_rows, b.log_rows, loss(b), b.status, b.exit_code, b.error, b.progress_json)
+    return (a.metric_rows, a.log_rows, loss(a), a.status, a.exit_code, a.error, a.progress_json, a.stopped) == (
+        b.metric_rows, b.log_rows, loss(b), b.status, b.exit_code, b.error, b.progress_json, b.stopped)
 
 
 @settings(max_examples=1500)
@@ -122,7 +123,8 @@ def test_long_lines_are_truncated_alike_and_nan_takes_the_model_path():
 def base_report() -> dict:
     return {"metrics": [{"name": "loss", "step": 7, "value": 0.5, "ts": 1.7e9}],
             "logs": [{"seq": 3, "ts": 1.7e9, "stream": "stderr", "text": "hello"}],
-            "status": "training", "exit_code": 0, "error": "e", "heartbeat_ts": 1.7e9,
+            "status": "training", "exit_code": 0, "error": "e", "stopped": "max runtime reached",
+            "heartbeat_ts": 1.7e9,
             "progress": {"bytes_done": 1, "bytes_total": 2}}
 
 

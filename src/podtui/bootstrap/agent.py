@@ -547,7 +547,8 @@ class Agent:
             return code or 1
         if self.stopped_by_pod:
             final = {"status": "failed", "exit_code": code if -255 <= code <= 255 and code else 1,
-                     "error": f"the pod ended the run: {self.stopped_by_pod}\n" + "\n".join(list(self.tail)[-5:])}
+                     "stopped": self.stopped_by_pod[:300],
+                     "error": f"exit code {code}; last lines:\n" + "\n".join(self.tail)}
         elif code == 0:
             final = {"status": "succeeded", "exit_code": 0}
             self.note("command succeeded")

@@ -36,7 +36,7 @@ async def ingest_report(store: Store, runs: RunService, run_id: str, body: bytes
     status = result.status
     if batch.status in ("succeeded", "failed") and status.is_live:
         run = await runs.pod_reported_end(await store.get_run(run_id), RunStatus(batch.status), batch.exit_code,
-                                          batch.error)
+                                          batch.error, batch.stopped)
         status = run.status
     in_keep_alive = status == RunStatus.succeeded and result.keep_alive_until is not None
     stop = status.is_final and not in_keep_alive and batch.status not in ("succeeded", "failed")

@@ -27,10 +27,6 @@ from .responses import ApiError
 log = logging.getLogger(__name__)
 
 
-POD_LIMIT_PREFIX = "the pod ended the run:"
-"""How the agent's final error starts when it stopped the command at the run's own limit (bootstrap/agent.py)."""
-
-
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 now (a local pull-mode pod listens there)."""
     with socket.socket() as sock:
@@ -274,17 +270,17 @@ class RunService:
         self.terminate_soon(run.id, reason, RunStatus.failed)
 
     async def pod_reported_end(self, run: Run, status: RunStatus, exit_code: int | None,
-                               error: str | None) -> Run:
+                               error: str | None, stopped: str | None = None) -> Run:
         """The agent says the command ended: finish the run (keeping the ingest token through keep-alive)."""
         if status == RunStatus.succeeded:
             reason = "the training command succeeded"
             keep = run.spec.keep_alive_s
             until = time.time() + keep if keep > 0 else None
-        elif (error or "").startswith(POD_LIMIT_PREFIX):
+        elif stopped:
             # The pod ended the command at its own limit (max runtime, budget, stall): a guardrail, as if the
             # control plane had ended it.
             status = RunStatus.terminated
-            reason = (error or "").splitlines()[0][len(POD_LIMIT_PREFIX):].strip() + " (enforced by the pod)"
+            reason = f"{stopped} (enforced by the pod)"
             until = None
         else:
             reason = f"the training command failed (exit code {exit_code})"
