@@ -164,6 +164,9 @@ def serve(obj: Context, host: str | None, port: int | None, public_url: str | No
         await stop.wait()
         click.echo("stopping (pods keep running; a restart supervises them again)")
         await plane.stop()
+        pid_file = settings.data_dir / "serve.pid"  # written when the TUI left this one in the background
+        if pid_file.is_file() and pid_file.read_text().strip() == str(os.getpid()):
+            pid_file.unlink()
 
     asyncio.run(serve_forever())
 

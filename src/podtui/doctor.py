@@ -164,6 +164,11 @@ async def run_doctor(server: str | None, token: str | None) -> Report:
         try:
             for check in await client._call("GET", "/api/v1/doctor"):
                 report.add(check["name"], check["status"], check["message"])
+                if check["name"] == "provider runpod" and settings.runpod_api_key and "no RunPod key" in \
+                        check["message"]:
+                    report.add("RunPod key", "fail", "RUNPOD_API_KEY is set here, but the control plane already "
+                               f"running at {url} was started without it: restart it with the key (one kept in "
+                               f"the background stops with `kill $(cat {settings.data_dir / 'serve.pid'})`)")
         except ControlPlaneError as exc:
             report.add("server checks", "fail", exc.message)
         if settings.default_provider == "runpod" and settings.default_connect("runpod") == "pull":

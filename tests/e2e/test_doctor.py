@@ -145,3 +145,20 @@ async def test_changed_dataset_fails(tmp_path):
     code, checks = await doctor(tmp_path)
     assert code == 1
     assert "changed since the dataset was registered" in checks["dataset extra"]["message"]
+
+
+async def test_a_key_set_here_but_not_in_the_running_control_plane_is_named(tmp_path):
+    from .test_local_runs import start_serve
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "RUNPOD_API_KEY"}
+    env.update(PODTUI_DATA_DIR=str(tmp_path / "data"), PODTUI_CONFIG_FILE=str(tmp_path / "c.toml"),
+               PODTUI_PORT=str(port), NO_PROXY="127.0.0.1,localhost")
+    serve = await asyncio.to_thread(start_serve, env)
+    try:
+        code, checks = await doctor(tmp_path, PODTUI_PORT=str(port), RUNPOD_API_KEY="set-in-this-shell")
+    finally:
+        serve.terminate()
+        serve.wait(10)
+    assert code == 1
+    assert "started without it" in checks["RunPod key"]["message"] and "serve.pid" in checks["RunPod key"]["message"]

@@ -45,11 +45,12 @@ class QuitScreen(ModalScreen[QuitChoice]):
                    if self.embedded else " The remote control plane keeps supervising them.")
         with Vertical():
             yield Static(f"{pods} still running and billing.{warning}")
+            them = "them" if self.live != 1 else "it"
             yield Button(f"Terminate {pods} and quit (t)", variant="error", id="terminate")
             if self.embedded:
-                yield Button("Keep them, and the control plane in the background (b)", variant="success",
+                yield Button(f"Keep {them}, and the control plane in the background (b)", variant="success",
                              id="background")
-            yield Button("Keep them running and quit (k)", variant="warning", id="keep")
+            yield Button(f"Keep {them} running and quit (k)", variant="warning", id="keep")
             yield Button("Cancel (esc)", variant="primary", id="cancel")
 
     def on_mount(self) -> None:

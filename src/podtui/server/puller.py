@@ -163,7 +163,10 @@ class Puller:
                 if await self._pull_reports(run_id, link):
                     failures = 0
             except PodUnreachable as exc:
-                await tell("pull", f"waiting for the pod's port ({exc})")
+                run = await self.store.get_run(run_id)
+                if not self._worth_pulling(run):  # the pod ended with its run: nothing to wait for
+                    return
+                await tell("pull", f"waiting for the pod's agent to answer on its port ({exc})")
                 log.debug("run %s: pod not reachable: %s", run_id, exc)
             except DatasetError as exc:  # the dataset changed or vanished here: the pod cannot get it
                 await self.store.add_event(run_id, "pull_failed", str(exc))

@@ -54,8 +54,10 @@ class RunService:
         except KeyError:
             # 409: a valid request this control plane's configuration cannot serve
             if name == "runpod":
-                raise ApiError(409, "provider_unavailable", "the RunPod provider is not configured: set "
-                               "RUNPOD_API_KEY (or runpod_api_key in config.toml) and restart podtui") from None
+                raise ApiError(409, "provider_unavailable", "this control plane was started without a RunPod key: "
+                               "set RUNPOD_API_KEY (or runpod_api_key in config.toml) where it runs and restart "
+                               "it (one kept in the background stops with "
+                               f"`kill $(cat {self.settings.data_dir / 'serve.pid'})`)") from None
             raise ApiError(404, "provider_unavailable", f"unknown provider {name!r}; use local or runpod") from None
 
     def bundle_path(self, run_id: str) -> Path:
