@@ -10,8 +10,7 @@ import pytest
 from aiohttp import web
 
 from tests.fakes.runpod_v2 import GPU_4090, FakeRunPodV2
-
-from .test_local_runs import free_port
+from tests.support import free_port
 
 
 async def doctor(tmp_path, **env):

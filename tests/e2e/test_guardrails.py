@@ -8,7 +8,7 @@ import signal
 import pytest
 
 from podtui.server.guardrails import Limits, budget_warning, stop_reason
-from tests.conftest import make_settings, start_plane
+from tests.support import make_settings, start_plane
 
 from .helpers import group_alive
 

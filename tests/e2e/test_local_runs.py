@@ -5,13 +5,14 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 import httpx
 import pytest
+
+from tests.support import free_port
 
 from .helpers import group_alive, printed_metrics, stored_metrics
 
@@ -84,12 +85,6 @@ async def test_terminate_from_the_api_ends_the_process_group(local_plane):
     r = await local_plane.http.post(f"/api/v1/runs/{run_id}/terminate")
     assert r.status_code == 200 and r.json()["status"] == "terminated"
     assert not group_alive(pid) and not group_alive(child)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_serve(env):

@@ -6,7 +6,7 @@ import asyncio
 import json
 import time
 
-from tests.conftest import make_settings, start_plane
+from tests.support import make_settings, start_plane
 
 from .helpers import group_alive
 

@@ -8,7 +8,7 @@ import asyncio
 import httpx
 import pytest
 
-from tests.conftest import make_settings, start_plane
+from tests.support import make_settings, start_plane
 
 from .helpers import printed_metrics, stored_metrics
 

@@ -14,11 +14,10 @@ from podtui.providers.base import PodRequest, ProviderError
 from podtui.providers.local import LocalProvider
 from podtui.providers.runpod import RunPodProvider
 from podtui.server import keys
-from tests.conftest import make_settings, start_plane
 from tests.fakes.runpod_v2 import GPU_4090, GPU_A100, GPU_A6000, NO_CAPACITY, SERVING_LINE, FakeRunPodV2
+from tests.support import free_port, make_settings, start_plane
 
 from .helpers import printed_metrics, stored_metrics
-from .test_local_runs import free_port
 
 FINAL = {"succeeded", "failed", "terminated", "lost"}
 

@@ -18,11 +18,9 @@ from podtui.screens.launch import LaunchScreen
 from podtui.screens.run_detail import RunDetailScreen
 from podtui.widgets.offers_table import OffersTable
 from podtui.widgets.runs_table import RunsTable
-from tests.conftest import make_settings
 from tests.fakes.runpod_v2 import GPU_4090, GPU_A6000, FakeRunPodV2
+from tests.support import free_port, make_settings
 from tests.tui.test_app import wait_for
-
-from .test_local_runs import free_port
 
 
 @pytest.fixture

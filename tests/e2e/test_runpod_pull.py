@@ -7,12 +7,11 @@ import os
 
 import pytest
 
-from tests.conftest import make_settings, start_plane
 from tests.fakes.runpod_proxy import FakeRunPodProxy
 from tests.fakes.runpod_v2 import GPU_4090, FakeRunPodV2
+from tests.support import free_port, make_settings, start_plane
 
 from .helpers import printed_metrics, stored_metrics
-from .test_local_runs import free_port
 
 FINAL = {"succeeded", "failed", "terminated", "lost"}
 

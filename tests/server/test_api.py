@@ -50,7 +50,7 @@ async def test_launch_validation_errors(plane):
 
 
 async def test_bundle_size_limit_is_a_clear_error(tmp_path):
-    from tests.conftest import RecordingProvider, make_settings, start_plane
+    from tests.support import RecordingProvider, make_settings, start_plane
 
     p = await start_plane(make_settings(tmp_path, bundle_size_limit=100), {"local": RecordingProvider()})
     try:

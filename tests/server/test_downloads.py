@@ -201,7 +201,7 @@ async def test_registration_errors_are_clear(plane, tmp_path):
 
 
 async def test_size_limit(tmp_path):
-    from tests.conftest import RecordingProvider, make_settings, start_plane
+    from tests.support import RecordingProvider, make_settings, start_plane
 
     p = await start_plane(make_settings(tmp_path, dataset_size_limit=1000), {"local": RecordingProvider()})
     try:

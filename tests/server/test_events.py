@@ -52,7 +52,7 @@ async def test_subscriber_sees_metrics_and_resumes_without_gaps(plane):
 
 
 async def test_stream_sends_keepalive_comments_and_run_changes(tmp_path):
-    from tests.conftest import RecordingProvider, make_settings, start_plane
+    from tests.support import RecordingProvider, make_settings, start_plane
 
     p = await start_plane(make_settings(tmp_path, sse_keepalive_s=0.2), {"local": RecordingProvider()})
     try:

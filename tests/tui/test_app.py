@@ -13,7 +13,7 @@ from podtui.screens.launch import LaunchScreen
 from podtui.screens.quit import QuitScreen
 from podtui.widgets.loss_chart import LossChart
 from podtui.widgets.offers_table import OffersTable
-from tests.conftest import make_settings
+from tests.support import free_port, make_settings
 
 
 async def wait_for(pilot, predicate, timeout=30.0):
@@ -186,7 +186,6 @@ async def test_quit_keeping_the_control_plane_in_the_background_then_attach(tmp_
     from podtui.app import BACKGROUND, serve_in_background
     from podtui.models import LaunchSpec
 
-    from ..e2e.test_local_runs import free_port
 
     port = free_port()
     monkeypatch.setenv("PODTUI_CONFIG_FILE", str(tmp_path / "none.toml"))

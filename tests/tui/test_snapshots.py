@@ -18,7 +18,7 @@ from podtui.server.app import ensure_demo_dataset
 from podtui.store import Store
 from podtui.widgets.loss_chart import LossChart
 from podtui.widgets.offers_table import OffersTable
-from tests.conftest import make_settings
+from tests.support import make_settings
 
 SIZE = (140, 40)
 T0 = 1_790_000_000.0
