@@ -28,12 +28,10 @@ from .models import (
     MAX_REPORT_ERROR,
     MAX_STOP_REASON,
     MAX_TIMESTAMP,
+    TRAIN_LOSS_NAMES,
     TRUNCATION_MARKER,
     Report,
 )
-
-LOSS_NAMES = ("loss", "train_loss")
-"""The metric names whose last value the runs table shows and the NaN guardrail watches."""
 
 MetricRow = tuple[str, str, int, float | None, float]
 """(run_id, name, step, value, ts); NaN is stored as NULL."""
@@ -136,6 +134,6 @@ def _newest_loss(rows: list[MetricRow]) -> tuple[int, float] | None:
     """(step, value) of the loss point with the highest step (the last one of them when steps tie)."""
     loss: tuple[int, float] | None = None
     for _, name, step, value, _ in rows:
-        if name in LOSS_NAMES and (loss is None or step >= loss[0]):
+        if name in TRAIN_LOSS_NAMES and (loss is None or step >= loss[0]):
             loss = (step, math.nan if value is None else value)
     return loss

@@ -4,15 +4,8 @@ import math
 
 import numpy as np
 
-from podtui.chart import (
-    BrailleCanvas,
-    format_tick,
-    log_ticks,
-    nice_ticks,
-    plot_series,
-    reduce_to_columns,
-    y_bounds,
-)
+from podtui.chart.axes import format_tick, log_ticks, nice_ticks, y_bounds
+from podtui.chart.raster import BrailleCanvas, plot_series, reduce_to_columns
 from podtui.fmt import sparkline
 
 

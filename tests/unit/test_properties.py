@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from podtui.bootstrap.agent import parse_metrics
-from podtui.series import debiased_ema, debiased_ema_np
+from podtui.chart.smoothing import debiased_ema, debiased_ema_np
 from podtui.tokens import hash_token, mask_secrets, new_token, token_matches
 
 

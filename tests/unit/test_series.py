@@ -6,7 +6,8 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from podtui.series import debiased_ema, downsample_minmax
+from podtui.chart.smoothing import debiased_ema
+from podtui.downsample import downsample_minmax
 
 
 def test_small_series_is_kept_whole():
@@ -60,8 +61,8 @@ def test_ema_passes_non_finite_through():
 
 
 def test_a_series_grown_point_by_point_matches_one_built_at_once():
-    from podtui.plot import Series
-    from podtui.series import debiased_ema
+    from podtui.chart.series import Series
+    from podtui.chart.smoothing import debiased_ema
 
     rng = np.random.default_rng(1)
     values = rng.normal(1.0, 0.3, 5000)
@@ -83,7 +84,7 @@ def test_a_series_grown_point_by_point_matches_one_built_at_once():
 
 
 def test_points_arriving_out_of_order_are_merged_once_per_step():
-    from podtui.plot import Series
+    from podtui.chart.series import Series
 
     s = Series()
     s.extend([0, 1, 2], [3.0, 2.0, 1.0], [0.0, 1.0, 2.0])

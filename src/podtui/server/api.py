@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from .. import __version__
 from ..bootstrap.script import agent_source, render_start_script
+from ..downsample import downsample_minmax
 from ..models import (
     Dataset,
     DatasetCreate,
@@ -30,7 +31,6 @@ from ..models import (
     RunStatus,
 )
 from ..providers.base import ProviderError
-from ..series import downsample_minmax
 from ..store import NotFound, Store
 from . import auth, doctor, downloads, events, ingest, keys
 from .datasets import DatasetError, scan_dataset

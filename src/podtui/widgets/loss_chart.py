@@ -1,7 +1,7 @@
 """The loss chart: braille curves of a run's metrics (raw faint, EMA-smoothed bright), y-axis ticks, log-y,
 an optional overlay of another run. Redrawn from a dirty flag on a 4 Hz timer, never per point.
 
-The drawing (plot.py, with numpy) loads with the first metrics: the dashboard's first frame does without it.
+The drawing (the chart package, with numpy) loads with the first metrics: the dashboard's first frame does without it.
 """
 
 from __future__ import annotations
@@ -13,18 +13,25 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
-if TYPE_CHECKING:
-    from ..plot import Series
+from ..models import LOSS_NAMES
 
-LOSS_NAMES = ("loss", "train_loss", "eval_loss", "val_loss", "validation_loss")
+if TYPE_CHECKING:
+    from ..chart.series import Series
+
 SeriesData = dict[str, tuple[list[int], list[float], list[float]]]
 """name -> (steps, values, wall times)"""
 
 
-def _plot() -> ModuleType:
-    from .. import plot
+def _series() -> ModuleType:
+    from ..chart import series
 
-    return plot
+    return series
+
+
+def _draw() -> ModuleType:
+    from ..chart import draw
+
+    return draw
 
 
 def as_float(value: object) -> float:
@@ -93,7 +100,7 @@ class LossChart(Widget):
 
     def set_series(self, series: SeriesData) -> None:
         """Replace all series (a newly selected run): name -> (steps, values, wall times)."""
-        self.series = _plot().build_series(series)
+        self.series = _series().build_series(series)
         self.mark_dirty()
 
     def add_points(self, points: list[tuple[str, int, float, float]]) -> None:
@@ -105,13 +112,13 @@ class LossChart(Widget):
             values.append(value)
             times.append(ts)
         for name, (steps, values, times) in grouped.items():
-            self.series.setdefault(name, _plot().Series()).extend(steps, values, times)
+            self.series.setdefault(name, _series().Series()).extend(steps, values, times)
         self.mark_dirty()
 
     def set_compare(self, name: str, series: SeriesData) -> None:
         """Overlay another run's loss (empty name clears it)."""
         self.compare_name = name
-        self.compare = _plot().build_series(series)
+        self.compare = _series().build_series(series)
         self.mark_dirty()
 
     def shown_names(self) -> list[str]:
@@ -134,7 +141,7 @@ class LossChart(Widget):
         names = self.shown_names()
         if not names or width < 12 or height < 3:
             return Text("waiting for metrics…", style="dim")
-        plot = _plot()
-        view = plot.ChartView(self.series, names, self.compare, self.compare_name, self.log_y, self.smoothing,
+        draw = _draw()
+        view = draw.ChartView(self.series, names, self.compare, self.compare_name, self.log_y, self.smoothing,
                               self.by_time)
-        return plot.draw_chart(view, width, height)
+        return draw.draw_chart(view, width, height)
