@@ -131,17 +131,18 @@ async def latency_bench(work: Path) -> None:
     command = (f"python3 -c \"import time\nfor i in range({steps}):\n    print(f'step={{i}} loss={{1/(i+1)}}', "
                f"flush=True); time.sleep(0.1)\"")
     try:
+        from podtui.feed import MetricsAdded
         from podtui.models import LaunchSpec
 
         run = await client.launch(LaunchSpec(dataset="demo", gpu_types=[GPU_4090], command=command))
         delays: dict[int, float] = {}
         deadline = time.time() + 120
-        async for _, kind, data in client.events(run_id=run.id):
+        async for _, entry in client.events(run_id=run.id):
             now = time.time()
-            if kind == "metrics":
-                for point in data.get("points", []):
-                    if point["name"] == "loss":
-                        delays[point["step"]] = now - point["ts"]
+            if isinstance(entry, MetricsAdded):
+                for point in entry.points:
+                    if point.name == "loss":
+                        delays[point.step] = now - point.ts
             if len(delays) >= steps or time.time() > deadline:
                 break
         values = list(delays.values())

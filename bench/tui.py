@@ -95,17 +95,16 @@ def bench_start(runs: int = 5) -> None:
 async def bench_cpu(seconds: float = 10.0, rate: int = 10_000) -> None:
     from podtui.app import PodtuiApp
     from podtui.config import Settings
-    from podtui.models import LaunchSpec, Run, RunStatus
-    from podtui.screens.dashboard import ControlPlaneEvent
+    from podtui.feed import LogsAdded, RunChanged
+    from podtui.models import LaunchSpec, LogLine, Run, RunStatus
 
     app = PodtuiApp(Settings(data_dir=Path(tempfile.mkdtemp()), port=0))
     async with app.run_test(size=(160, 45)) as pilot:
         while app.dashboard is None or app.dashboard._client is None:  # the control plane answers
             await pilot.pause(0.05)
-        dash = app.dashboard
         run = Run(id="bench", name="bench", provider="local", status=RunStatus.training, dataset_id="d",
                   created_at=time.time(), spec=LaunchSpec(dataset="demo", gpu_types=["local"]))
-        dash.post_message(ControlPlaneEvent("run", run.model_dump(mode="json")))
+        app.take_entry(RunChanged(run=run))
         await pilot.pause(0.5)
         seq = 0
         per_tick = rate // 10
@@ -114,10 +113,10 @@ async def bench_cpu(seconds: float = 10.0, rate: int = 10_000) -> None:
         feed_cpu = 0.0
         while time.perf_counter() - wall0 < seconds:
             t = time.process_time()
-            lines = [{"seq": seq + i, "ts": time.time(), "stream": "stdout",
-                      "text": f"step={seq + i} loss={1 / (seq + i + 1):.6f} some more training output here"}
+            lines = [LogLine(seq=seq + i, ts=time.time(), stream="stdout",
+                             text=f"step={seq + i} loss={1 / (seq + i + 1):.6f} some more training output here")
                      for i in range(per_tick)]
-            dash.post_message(ControlPlaneEvent("logs", {"run_id": "bench", "lines": lines}))
+            app.take_entry(LogsAdded(run_id="bench", lines=lines))
             seq += per_tick
             feed_cpu += time.process_time() - t  # building the fake events is not the TUI's work
             await asyncio.sleep(0.1)
@@ -165,7 +164,7 @@ async def bench_latency(steps: int = 150) -> None:
         run = await app.client.launch(LaunchSpec(dataset="demo", gpu_types=["local"], command=command))
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            current = app.dashboard.runs.get(run.id)
+            current = app.live.runs.get(run.id)
             if current is not None and current.status.is_final:
                 break
             await pilot.pause(0.2)

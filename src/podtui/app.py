@@ -21,13 +21,17 @@ from textual.screen import Screen
 
 from .config import Settings, public_url_problem, read_admin_token
 from .errors import ControlPlaneError
+from .live import LiveRuns
 from .logs import setup_logging
-from .screens.dashboard import ControlPlaneEvent, Dashboard
+from .messages import message_for
+from .screens.confirm import ConfirmScreen
+from .screens.dashboard import Dashboard
 from .screens.help import HelpScreen
 from .screens.quit import QuitChoice, QuitScreen
 
 if TYPE_CHECKING:
     from .client import Client
+    from .feed import FeedEntry
     from .server.app import ControlPlane
 
 log = logging.getLogger(__name__)
@@ -54,6 +58,8 @@ class PodtuiApp(App[int]):
         self.client: Client | None = None
         self.dashboard: Dashboard | None = None
         self.default_provider = settings.default_provider
+        self.live = LiveRuns()
+        """The runs as the control plane last said, kept current from its live feed; screens read it."""
 
     @property
     def embedded(self) -> bool:
@@ -122,11 +128,16 @@ class PodtuiApp(App[int]):
 
     @work(exclusive=True, group="events", exit_on_error=False)
     async def follow_events(self) -> None:
-        """Forward the control plane's live feed to the dashboard (reconnects by itself)."""
+        """Apply the control plane's live feed to the app's runs, then tell the screens (reconnects by itself)."""
         assert self.client is not None
-        async for _, kind, data in self.client.events():
-            if self.dashboard is not None:
-                self.dashboard.post_message(ControlPlaneEvent(kind, data))
+        async for _, entry in self.client.events():
+            self.take_entry(entry)
+
+    def take_entry(self, entry: FeedEntry) -> None:
+        """One live feed entry: into the app's runs first, then to every screen on the stack."""
+        self.live.apply(entry)
+        for screen in self.screen_stack:
+            screen.post_message(message_for(entry))
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
@@ -152,7 +163,7 @@ class PodtuiApp(App[int]):
 
     def action_quit_guarded(self) -> None:
         """Quit; with live pods, ask whether to terminate them, keep them, or stay."""
-        live = self.dashboard.live_runs() if self.dashboard else []
+        live = self.live.live()
         if not live:
             self.exit(0)
             return
@@ -166,6 +177,52 @@ class PodtuiApp(App[int]):
                 self.exit(BACKGROUND)
 
         self.push_screen(QuitScreen(len(live), self.embedded), chosen)
+
+    def action_terminate_run(self, run_id: str, ask: bool = True) -> None:
+        """Terminate a run's pod (asks first unless told not to)."""
+        run = self.live.get(run_id)
+        if run is None:
+            self.notify("no such run", severity="warning")
+            return
+        if not ask:
+            self.end_pod(run.id, stop=False)
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.end_pod(run.id, stop=False)
+
+        self.push_screen(ConfirmScreen(
+            f"Terminate [b]{run.name}[/b] ({run.status.value}, {run.gpu_type or 'no pod yet'})?\n"
+            "Its pod ends and stops billing; anything not saved elsewhere is lost.", yes="Terminate"), answered)
+
+    def action_stop_run(self, run_id: str) -> None:
+        """Stop a run's pod (asks)."""
+        run = self.live.get(run_id)
+        if run is None:
+            self.notify("no such run", severity="warning")
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.end_pod(run.id, stop=True)
+
+        self.push_screen(ConfirmScreen(
+            f"Stop [b]{run.name}[/b]? Its pod stops (GPU billing ends; RunPod keeps the disk).", yes="Stop"),
+            answered)
+
+    @work(group="terminate", exit_on_error=False)
+    async def end_pod(self, run_id: str, stop: bool) -> None:
+        """Ask the control plane to terminate (or stop) a run's pod."""
+        if self.client is None:
+            self.notify("the control plane is still starting", severity="warning")
+            return
+        try:
+            run = await (self.client.stop(run_id) if stop else self.client.terminate(run_id))
+        except ControlPlaneError as exc:
+            self.notify(exc.message, severity="error", timeout=15)
+            return
+        self.live.put(run)
 
     @work(exclusive=True, group="quit", exit_on_error=False)
     async def terminate_all_and_exit(self, run_ids: list[str]) -> None:

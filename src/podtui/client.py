@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 
 from .errors import ControlPlaneError, ControlPlaneUnreachable
+from .feed import FeedEntry, parse_entry
 from .models import Dataset, GpuOffer, LaunchSpec, LogsPage, MetricsPage, OrphanPod, PodLogs, Run, RunEvent
 
 
@@ -130,8 +131,9 @@ class Client:
         return [RunEvent.model_validate(e) for e in data]
 
     async def events(self, after: int | None = None, run_id: str | None = None,
-                     retry_s: float = 2.0) -> AsyncIterator[tuple[int, str, dict[str, Any]]]:
-        """The live event stream as (id, kind, data); reconnects with Last-Event-ID, so nothing is missed."""
+                     retry_s: float = 2.0) -> AsyncIterator[tuple[int, FeedEntry]]:
+        """The live feed as (id, typed entry); reconnects with Last-Event-ID, so nothing is missed. Kinds this
+        version does not know (a newer control plane) are skipped."""
         last = after
         while True:
             headers = {"Last-Event-ID": str(last)} if last is not None else {}
@@ -152,7 +154,9 @@ class Client:
                             data += line[5:].strip()
                         elif line == "" and event_id is not None:
                             last = event_id
-                            yield event_id, kind, json.loads(data or "{}")
+                            entry = parse_entry(kind, json.loads(data or "{}"))
+                            if entry is not None:
+                                yield event_id, entry
                             event_id, kind, data = None, "message", ""
             except (httpx.TransportError, httpx.RemoteProtocolError):
                 pass

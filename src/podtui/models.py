@@ -30,10 +30,6 @@ MAX_BATCH_POINTS = 5000
 MAX_BATCH_LINES = 5000
 MAX_METRIC_NAME = 250
 MAX_LOG_LINE = 16 * 1024
-LOSS_NAMES = ("loss", "train_loss", "eval_loss", "val_loss", "validation_loss")
-"""Loss-like metric names, in the order the chart shows them. The first two are training loss: the runs table's
-last loss and sparkline and the NaN guardrail follow the first of them a run logs."""
-TRAIN_LOSS_NAMES = LOSS_NAMES[:2]
 TRUNCATION_MARKER = " …[truncated by podtui: line over 16 KiB]"
 MAX_REPORT_BYTES = 1024 * 1024
 MAX_STOP_REASON = 300

@@ -19,6 +19,7 @@ import msgspec
 import orjson
 from msgspec import Meta, Struct
 
+from .metric_names import TRAIN_LOSS_NAMES
 from .models import (
     INT64_MAX,
     MAX_BATCH_LINES,
@@ -28,7 +29,6 @@ from .models import (
     MAX_REPORT_ERROR,
     MAX_STOP_REASON,
     MAX_TIMESTAMP,
-    TRAIN_LOSS_NAMES,
     TRUNCATION_MARKER,
     Report,
 )

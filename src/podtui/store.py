@@ -16,12 +16,13 @@ import math
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiosqlite
 
+from .feed import FeedEntry, LogsAdded, MetricsAdded, RunChanged, RunEventAdded
 from .models import (
     LIVE_STATUSES,
     Dataset,
@@ -149,12 +150,11 @@ class ReportResult:
 
 @dataclass
 class FeedItem:
-    """One entry of the live feed, expanded for the SSE stream."""
+    """One entry of the live feed with its id (the SSE id a client resumes from)."""
 
     id: int
-    kind: str
     run_id: str
-    data: dict[str, Any] = field(default_factory=dict)
+    entry: FeedEntry
 
 
 def _nan_to_none(value: float) -> float | None:
@@ -796,7 +796,7 @@ class Store:
         return int(rows[0][0])
 
     async def feed_after(self, after_id: int, limit: int = 200, run_id: str | None = None) -> list[FeedItem]:
-        """Feed entries after an id, expanded with their rows (runs, events, metrics, log lines)."""
+        """Feed entries after an id, built from their rows (runs, events, metrics, log lines)."""
         sql = "SELECT id, run_id, kind, lo, hi FROM feed WHERE id > ?"
         params: list[Any] = [after_id]
         if run_id:
@@ -806,30 +806,37 @@ class Store:
         items: list[FeedItem] = []
         runs_seen: dict[str, Run] = {}
         for fid, rid, kind, lo, hi in rows:
-            items.append(FeedItem(fid, kind, rid, await self._expand(kind, rid, lo, hi, runs_seen)))
+            entry = await self._entry(kind, rid, lo, hi, runs_seen)
+            if entry is not None:
+                items.append(FeedItem(fid, rid, entry))
         return items
 
-    async def _expand(self, kind: str, run_id: str, lo: int | None, hi: int | None,
-                      runs_seen: dict[str, Run]) -> dict[str, Any]:
+    async def _entry(self, kind: str, run_id: str, lo: int | None, hi: int | None,
+                     runs_seen: dict[str, Run]) -> FeedEntry | None:
+        """One feed row as its typed entry (None when its rows are gone). Rows come from this store, already
+        checked on the way in: the models are built without validating them again."""
         if kind == "run":
             if run_id not in runs_seen:
                 runs_seen[run_id] = await self.get_run(run_id)
-            return runs_seen[run_id].model_dump(mode="json")
+            return RunChanged(run=runs_seen[run_id])
         if kind == "run_event":
             rows = await self._read("SELECT id, run_id, ts, kind, message FROM run_events WHERE id = ?", (lo,))
-            return {"event": RunEvent(id=rows[0][0], run_id=rows[0][1], ts=rows[0][2], kind=rows[0][3],
-                                      message=rows[0][4]).model_dump(mode="json")} if rows else {}
+            if not rows:
+                return None
+            return RunEventAdded(event=RunEvent(id=rows[0][0], run_id=rows[0][1], ts=rows[0][2], kind=rows[0][3],
+                                                message=rows[0][4]))
         if kind == "metrics":
             rows = await self._read(
                 "SELECT name, step, value, ts FROM metrics WHERE rowid BETWEEN ? AND ? ORDER BY rowid", (lo, hi))
-            points = [MetricPoint(name=r[0], step=r[1], value=_none_to_nan(r[2]), ts=r[3]) for r in rows]
-            return {"run_id": run_id, "points": [p.model_dump(mode="json") for p in points]}
+            points = [MetricPoint.model_construct(name=r[0], step=r[1], value=_none_to_nan(r[2]), ts=r[3])
+                      for r in rows]
+            return MetricsAdded.model_construct(run_id=run_id, points=points)
         if kind == "logs":
             rows = await self._read(
                 "SELECT seq, ts, stream, text FROM logs WHERE rowid BETWEEN ? AND ? ORDER BY rowid", (lo, hi))
-            return {"run_id": run_id,
-                    "lines": [{"seq": r[0], "ts": r[1], "stream": r[2], "text": r[3]} for r in rows]}
-        return {}
+            lines = [LogLine.model_construct(seq=r[0], ts=r[1], stream=r[2], text=r[3]) for r in rows]
+            return LogsAdded.model_construct(run_id=run_id, lines=lines)
+        return None
 
 
 def _store_error(exc: BaseException) -> BaseException:

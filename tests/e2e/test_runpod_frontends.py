@@ -61,10 +61,10 @@ async def test_tui_launch_fails_over_shows_cost_and_gpu_use_and_terminates(fake,
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: not isinstance(app.screen, LaunchScreen))
         dash = app.dashboard
-        await wait_for(pilot, lambda: len(dash.runs) == 1)
-        run_id = next(iter(dash.runs))
-        await wait_for(pilot, lambda: dash.runs[run_id].status.value == "training", timeout=60)
-        run = dash.runs[run_id]
+        await wait_for(pilot, lambda: len(app.live.runs) == 1)
+        run_id = next(iter(app.live.runs))
+        await wait_for(pilot, lambda: app.live.runs[run_id].status.value == "training", timeout=60)
+        run = app.live.runs[run_id]
         assert run.gpu_type == GPU_A6000 and run.price_per_hour == 0.76
         fake.set_gpu_util(run.pod_id, 87, 52)
         table = dash.query_one(RunsTable)
@@ -73,7 +73,7 @@ async def test_tui_launch_fails_over_shows_cost_and_gpu_use_and_terminates(fake,
         await pilot.press("ctrl+d")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         await pilot.press("y")
-        await wait_for(pilot, lambda: dash.runs[run_id].status.value == "terminated")
+        await wait_for(pilot, lambda: app.live.runs[run_id].status.value == "terminated")
         await wait_for(pilot, lambda: not fake.live_pods(), timeout=10)
 
 
@@ -86,8 +86,8 @@ async def test_run_detail_shows_the_pod_log_until_the_agent_reports(fake, tmp_pa
         await wait_for(pilot, lambda: app.dashboard is not None and app.dashboard._client is not None)
         run = await app.dashboard._client.launch(LaunchSpec(dataset="demo", gpu_types=[GPU_4090]))
         dash = app.dashboard
-        await wait_for(pilot, lambda: run.id in dash.runs and dash.runs[run.id].pod_id is not None)
-        fake.add_log(dash.runs[run.id].pod_id, "Error response from daemon: pull access denied", source="system")
+        await wait_for(pilot, lambda: run.id in app.live.runs and app.live.runs[run.id].pod_id is not None)
+        fake.add_log(app.live.runs[run.id].pod_id, "Error response from daemon: pull access denied", source="system")
         await wait_for(pilot, lambda: dash.query_one(RunsTable).row_count == 1)
         dash.query_one(RunsTable).focus()
         await pilot.press("enter")
@@ -97,7 +97,7 @@ async def test_run_detail_shows_the_pod_log_until_the_agent_reports(fake, tmp_pa
         await pilot.press("ctrl+d")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         await pilot.press("y")
-        await wait_for(pilot, lambda: dash.runs[run.id].status.value == "terminated")
+        await wait_for(pilot, lambda: app.live.runs[run.id].status.value == "terminated")
         await wait_for(pilot, lambda: not fake.live_pods(), timeout=10)
 
 

@@ -133,13 +133,13 @@ async def test_tui_on_a_laptop_with_only_a_key_launches_watches_and_ends_a_run(c
         await pilot.press("space", "ctrl+s")
         await wait_for(pilot, lambda: not isinstance(app.screen, LaunchScreen))
         dash = app.dashboard
-        await wait_for(pilot, lambda: len(dash.runs) == 1)
-        run_id = next(iter(dash.runs))
-        await wait_for(pilot, lambda: dash.runs[run_id].last_step is not None and dash.runs[run_id].last_step > 5,
+        await wait_for(pilot, lambda: len(app.live.runs) == 1)
+        run_id = next(iter(app.live.runs))
+        await wait_for(pilot, lambda: app.live.runs[run_id].last_step is not None and app.live.runs[run_id].last_step > 5,
                        timeout=60)
-        assert dash.runs[run_id].connect == "pull"
+        assert app.live.runs[run_id].connect == "pull"
         await pilot.press("ctrl+d")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         await pilot.press("y")
-        await wait_for(pilot, lambda: dash.runs[run_id].status.value == "terminated")
+        await wait_for(pilot, lambda: app.live.runs[run_id].status.value == "terminated")
         await wait_for(pilot, lambda: not api.live_pods(), timeout=10)

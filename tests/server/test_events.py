@@ -4,6 +4,7 @@ import asyncio
 import time
 
 from podtui.client import Client
+from podtui.feed import MetricsAdded
 
 
 async def report(plane, run, token, start, n):
@@ -19,10 +20,10 @@ async def collect(stream, want_steps, timeout=10.0):
     steps, last_id = set(), None
     async def go():
         nonlocal last_id
-        async for event_id, kind, data in stream:
+        async for event_id, entry in stream:
             last_id = event_id
-            if kind == "metrics":
-                steps.update(p["step"] for p in data["points"])
+            if isinstance(entry, MetricsAdded):
+                steps.update(p.step for p in entry.points)
             if want_steps <= steps:
                 return
     await asyncio.wait_for(go(), timeout)

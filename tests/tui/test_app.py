@@ -42,19 +42,19 @@ async def test_launch_from_the_form_watch_the_chart_and_terminate(settings):
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: not isinstance(app.screen, LaunchScreen))
         dash = app.dashboard
-        await wait_for(pilot, lambda: len(dash.runs) == 1)
-        run_id = next(iter(dash.runs))
+        await wait_for(pilot, lambda: len(app.live.runs) == 1)
+        run_id = next(iter(app.live.runs))
         chart = dash.query_one(LossChart)
         await wait_for(pilot, lambda: "loss" in chart.series and len(chart.series["loss"].steps) >= 5)
         drawn = chart.draw(80, 20).plain
         assert "loss" in drawn and any(0x2800 < ord(ch) <= 0x28FF for ch in drawn)
-        await wait_for(pilot, lambda: dash.runs[run_id].pod_id is not None)
-        pod_dir = settings.data_dir / "pods" / dash.runs[run_id].pod_id
+        await wait_for(pilot, lambda: app.live.runs[run_id].pod_id is not None)
+        pod_dir = settings.data_dir / "pods" / app.live.runs[run_id].pod_id
         pid = json.loads((pod_dir / "pod.json").read_text())["pid"]
         await pilot.press("ctrl+d")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         await pilot.press("y")
-        await wait_for(pilot, lambda: dash.runs[run_id].status.value == "terminated")
+        await wait_for(pilot, lambda: app.live.runs[run_id].status.value == "terminated")
         await wait_for(pilot, lambda: not group_alive(pid), timeout=10)
 
 
@@ -64,8 +64,8 @@ async def test_quit_guard_with_a_live_run(settings):
         await wait_for(pilot, lambda: app.dashboard is not None and app.dashboard._client is not None)
         run = await app.client.launch(__import__("podtui.models", fromlist=["LaunchSpec"]).LaunchSpec(
             dataset="demo", gpu_types=["local"], command="sleep 120"))
-        await wait_for(pilot, lambda: run.id in app.dashboard.runs
-                       and app.dashboard.runs[run.id].status.is_live)
+        await wait_for(pilot, lambda: run.id in app.live.runs
+                       and app.live.runs[run.id].status.is_live)
         await pilot.press("q")
         await wait_for(pilot, lambda: isinstance(app.screen, QuitScreen))
         await pilot.press("escape")
@@ -100,8 +100,8 @@ async def test_busy_port_is_a_notification_not_a_crash(tmp_path):
 async def test_the_download_bar_and_the_filter_box_come_when_needed(settings):
     from textual.widgets import Input, ProgressBar
 
+    from podtui.feed import RunChanged
     from podtui.models import DownloadProgress, LaunchSpec, Run, RunStatus
-    from podtui.screens.dashboard import ControlPlaneEvent
     from podtui.widgets.log_view import LogView
     from podtui.widgets.runs_table import RunsTable
 
@@ -113,20 +113,20 @@ async def test_the_download_bar_and_the_filter_box_come_when_needed(settings):
         run = Run(id="dl00000001", name="dl", provider="local", status=RunStatus.pending,
                   spec=LaunchSpec(dataset="demo", gpu_types=["local"], command="true"), dataset_id="d",
                   created_at=time.time())
-        dash.post_message(ControlPlaneEvent("run", run.model_dump(mode="json")))
+        app.take_entry(RunChanged(run=run.model_copy()))
         table = dash.query_one(RunsTable)
         await wait_for(pilot, lambda: table.row_count == 1)
         run.status, run.progress = RunStatus.downloading, DownloadProgress(bytes_done=25, bytes_total=100)
-        dash.post_message(ControlPlaneEvent("run", run.model_dump(mode="json")))
+        app.take_entry(RunChanged(run=run.model_copy()))
         await wait_for(pilot, lambda: bool(dash.query("#progress")))
         # cells that grow widen their column ("pending" was the widest status so far)
         await wait_for(pilot, lambda: table.columns["status"].content_width >= len("downloading 25%"))
         assert dash.query_one("#progress", ProgressBar).percentage == 0.25
         run.progress = DownloadProgress(bytes_done=75, bytes_total=100)
-        dash.post_message(ControlPlaneEvent("run", run.model_dump(mode="json")))
+        app.take_entry(RunChanged(run=run.model_copy()))
         await wait_for(pilot, lambda: dash.query_one("#progress", ProgressBar).percentage == 0.75)
         run.status, run.progress = RunStatus.training, None
-        dash.post_message(ControlPlaneEvent("run", run.model_dump(mode="json")))
+        app.take_entry(RunChanged(run=run.model_copy()))
         await wait_for(pilot, lambda: not dash.query("#progress-row"))
 
         await pilot.press("slash")
@@ -154,7 +154,7 @@ async def test_enter_opens_the_run_detail_and_terminates_from_there(settings):
         dash = app.dashboard
         run = await app.client.launch(LaunchSpec(dataset="demo", gpu_types=["local"], budget_usd=5,
                                                  env={"HF_TOKEN": "secret-value"}))
-        await wait_for(pilot, lambda: run.id in dash.runs and dash.runs[run.id].status.value == "training")
+        await wait_for(pilot, lambda: run.id in app.live.runs and app.live.runs[run.id].status.value == "training")
         await wait_for(pilot, lambda: dash.query_one("#runs", DataTable).row_count == 1)
         dash.query_one("#runs").focus()
         await pilot.press("enter")
@@ -170,7 +170,7 @@ async def test_enter_opens_the_run_detail_and_terminates_from_there(settings):
         await pilot.press("ctrl+d")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         await pilot.press("y")
-        await wait_for(pilot, lambda: dash.runs[run.id].status.value == "terminated")
+        await wait_for(pilot, lambda: app.live.runs[run.id].status.value == "terminated")
         await wait_for(pilot, lambda: any("terminated" in str(events.get_row_at(i)[1])
                                           for i in range(events.row_count)))
         await pilot.press("escape")
@@ -194,7 +194,7 @@ async def test_quit_keeping_the_control_plane_in_the_background_then_attach(tmp_
     async with app.run_test(size=(160, 45)) as pilot:
         await wait_for(pilot, lambda: app.dashboard is not None and app.dashboard._client is not None)
         run = await app.client.launch(LaunchSpec(dataset="demo", gpu_types=["local"], command="sleep 120"))
-        await wait_for(pilot, lambda: run.id in app.dashboard.runs and app.dashboard.runs[run.id].status.is_live)
+        await wait_for(pilot, lambda: run.id in app.live.runs and app.live.runs[run.id].status.is_live)
         await pilot.press("q")
         await wait_for(pilot, lambda: isinstance(app.screen, QuitScreen))
         await pilot.press("b")
@@ -216,7 +216,7 @@ async def test_quit_keeping_the_control_plane_in_the_background_then_attach(tmp_
             assert [r["status"] for r in runs] == ["training"] or runs[0]["status"] in ("booting", "downloading")
             again = PodtuiApp(make_settings(tmp_path, port=port))  # the next podtui attaches to it
             async with again.run_test(size=(160, 45)) as pilot:
-                await wait_for(pilot, lambda: again.client is not None and run.id in again.dashboard.runs)
+                await wait_for(pilot, lambda: again.client is not None and run.id in again.live.runs)
                 assert not again.embedded
             r = await http.post(f"/api/v1/runs/{run.id}/terminate")
             assert r.status_code == 200

@@ -68,7 +68,7 @@ async def until(pilot, condition) -> None:
 async def ready(pilot) -> None:
     def loaded() -> bool:
         dash = pilot.app.dashboard
-        return dash is not None and bool(dash.runs) and "loss" in dash.query_one(LossChart).series
+        return dash is not None and bool(pilot.app.live.runs) and "loss" in dash.query_one(LossChart).series
 
     await until(pilot, loaded)
     await pilot.pause(0.6)  # the chart's 4 Hz redraw and the log view's flush

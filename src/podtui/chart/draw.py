@@ -16,8 +16,14 @@ from .axes import format_tick, log_ticks, nice_ticks, y_bounds
 from .raster import BrailleCanvas, plot_series
 from .series import Series
 
-COLOURS = ["#5fafff", "#ffaf5f", "#87d787", "#d787d7", "#d7d75f"]
-COMPARE_COLOUR = "#8a8a8a"
+
+@dataclass(frozen=True)
+class Colours:
+    """The chart's colours (the widget passes its theme's; these defaults serve benches and tests)."""
+
+    series: tuple[str, ...] = ("#5fafff", "#ffaf5f", "#87d787", "#d787d7", "#d7d75f")
+    compare: str = "#8a8a8a"
+    lr: str = "#d7d75f"
 
 
 @dataclass
@@ -31,6 +37,7 @@ class ChartView:
     log_y: bool = False
     smoothing: float = 0.6
     by_time: bool = False
+    colours: Colours = field(default_factory=Colours)
 
 
 def draw_chart(view: ChartView, width: int, height: int) -> Text:
@@ -44,7 +51,7 @@ def draw_chart(view: ChartView, width: int, height: int) -> Text:
     for i, name in enumerate(names):
         s = view.series[name]
         xs = s.xs(view.by_time) - shift
-        colour = COLOURS[i % len(COLOURS)]
+        colour = view.colours.series[i % len(view.colours.series)]
         raw = s.blocks("raw", view.by_time, 0.0)
         raw = (raw[0] - shift, raw[1], raw[2])
         if view.smoothing > 0 and len(s.values) > 2:
@@ -55,7 +62,7 @@ def draw_chart(view: ChartView, width: int, height: int) -> Text:
             plots.append((xs, s.values, colour, raw))
     if compare_metric in view.compare and not view.by_time:
         c = view.compare[compare_metric]
-        plots.insert(0, (c.steps, c.values, COMPARE_COLOUR, c.blocks("raw", False, 0.0)))
+        plots.insert(0, (c.steps, c.values, view.colours.compare, c.blocks("raw", False, 0.0)))
     bounds = y_bounds([b for p in plots for b in (p[3][1], p[3][2])], view.log_y)
     if bounds is None:
         return Text("no finite values to plot" + (" (log-y needs values > 0)" if view.log_y else ""), "dim")
@@ -94,13 +101,13 @@ def draw_chart(view: ChartView, width: int, height: int) -> Text:
     for i, name in enumerate(names):
         s = view.series[name]
         last = s.values[-1] if len(s.values) else float("nan")
-        legend.append(f"■ {name} {last:.4g}  ", COLOURS[i % len(COLOURS)])
+        legend.append(f"■ {name} {last:.4g}  ", view.colours.series[i % len(view.colours.series)])
     if view.compare_name and compare_metric in view.compare:
-        legend.append(f"■ {view.compare_name}  ", COMPARE_COLOUR)
+        legend.append(f"■ {view.compare_name}  ", view.colours.compare)
     legend.append(f"smooth {view.smoothing:.2f}{'  log-y' if view.log_y else ''}", "dim")
     out.append_text(legend)
     if lr is not None and height >= 8 and len(lr.values):
         out.append("\n" + " " * label_w + "lr ", "dim")
-        out.append(sparkline(lr.values.tolist(), plot_w - 16), "#d7d75f")
+        out.append(sparkline(lr.values.tolist(), plot_w - 16), view.colours.lr)
         out.append(f" {lr.values[-1]:.3g}", "dim")
     return out

@@ -2,38 +2,35 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Input, ProgressBar, Static
 
 from ..errors import ControlPlaneError
+from ..live import SPARK_POINTS, LiveRuns
+from ..messages import LogsArrived, MetricsArrived, RunEventArrived, RunUpdated
+from ..metric_names import TRAIN_LOSS_NAMES
 from ..widgets.key_hints import KeyHints
 from ..widgets.log_view import Line, LogView
-from ..widgets.loss_chart import LossChart, as_float
+from ..widgets.loss_chart import LossChart, SeriesData
 from ..widgets.runs_table import RunsTable
-from .confirm import ConfirmScreen
 
 if TYPE_CHECKING:  # the client (httpx) and the models load once the control plane answers, after the first frame
+    from ..app import PodtuiApp
     from ..client import Client
-    from ..models import Run, RunEvent
+    from ..models import MetricsPage, Run
 
-SPARK_POINTS = 40
 CHART_POINTS = 4000
 
 
-@dataclass
-class ControlPlaneEvent(Message):
-    """One entry of the control plane's live feed."""
-
-    kind: str
-    data: dict[str, Any]
+def series_data(page: MetricsPage) -> SeriesData:
+    """A metrics page as the chart takes it."""
+    return {name: (s.steps, s.values, s.ts) for name, s in page.series.items()}
 
 
 class Dashboard(Screen[None]):
@@ -79,27 +76,34 @@ class Dashboard(Screen[None]):
         super().__init__()
         self._client: Client | None = None
         self.status_line = status_line
-        self.runs: dict[str, Run] = {}
-        self.losses: dict[str, list[float]] = {}
         self.selected: str | None = None
         self.compare_with: str | None = None
-        self._table_dirty = False
+        self._table_version = -1
         self._progress_bar: ProgressBar | None = None
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="main"):
-            yield RunsTable(id="runs")
+            yield RunsTable(id="runs", classes="pane")
             with Vertical(id="detail"):
                 # the download bar and the filter box are mounted when first needed: mounting them for the
                 # first frame took half its time
-                yield LossChart(id="chart")
-                yield LogView(id="logs")
+                yield LossChart(id="chart", classes="pane")
+                yield LogView(id="logs", classes="pane")
         yield Static(self.status_line, id="status")
         yield KeyHints()
 
     def on_mount(self) -> None:
         self.set_interval(0.5, self._refresh_table)
         self.set_interval(1.0, self._tick)
+
+    @property
+    def podtui(self) -> PodtuiApp:
+        return self.app  # type: ignore[return-value]
+
+    @property
+    def live(self) -> LiveRuns:
+        """The app's runs, kept current from the live feed."""
+        return self.podtui.live
 
     @property
     def client(self) -> Client:
@@ -126,16 +130,16 @@ class Dashboard(Screen[None]):
         except ControlPlaneError as exc:
             self.notify(exc.message, severity="error", timeout=10)
             return
-        for run in runs:  # a live event that came while the list loaded is newer: it stays
-            self.runs.setdefault(run.id, run)
+        self.live.load(runs)
+        self._refresh_table()
         for run in runs[:30]:
             try:
-                page = await self.client.metrics(run.id, name="loss", max_points=SPARK_POINTS)
+                page = await self.client.metrics(run.id, max_points=SPARK_POINTS)
             except ControlPlaneError:
                 continue
-            series = page.series.get("loss")
-            self.losses[run.id] = [as_float(v) for v in series.values] if series else []
-        self._table_dirty = True
+            name = next((n for n in TRAIN_LOSS_NAMES if n in page.series), None)
+            if name is not None:
+                self.live.set_spark(run.id, name, page.series[name].values)
         self._refresh_table()
         if runs and self.selected is None:
             self.select(runs[0].id)
@@ -176,8 +180,8 @@ class Dashboard(Screen[None]):
         if run_id != self.selected:
             return
         chart = self.query_one(LossChart)
-        chart.set_series({name: (s.steps, [as_float(v) for v in s.values], s.ts) for name, s in page.series.items()})
-        chart.border_title = f"loss · {self.runs[run_id].name}" if run_id in self.runs else "loss"
+        chart.set_series(series_data(page))
+        chart.border_title = f"loss · {self.live.name_of(run_id)}"
         lines = [Line(line.seq, line.ts, line.text) for line in logs.lines]
         lines += [Line(None, e.ts, f"» {e.kind}: {e.message.splitlines()[0] if e.message else ''}")
                   for e in events]
@@ -187,43 +191,31 @@ class Dashboard(Screen[None]):
         for line in lines:
             if line.seq is None:
                 view.pending.append(line)
-        view.border_title = f"logs · {self.runs[run_id].name}" if run_id in self.runs else "logs"
+        view.border_title = f"logs · {self.live.name_of(run_id)}"
 
     # -- live events ----------------------------------------------------------------------------
 
-    def on_control_plane_event(self, message: ControlPlaneEvent) -> None:
-        from ..models import Run, RunEvent
+    def on_run_updated(self, message: RunUpdated) -> None:
+        run = message.run
+        if self.selected is None:
+            self.select(run.id)
+        if run.id == self.selected:
+            self._show_progress()
 
-        kind, data = message.kind, message.data
-        if kind == "run":
-            run = Run.model_validate(data)
-            old = self.runs.get(run.id)
-            self.runs[run.id] = run
-            self._table_dirty = True
-            if old is None and self.selected is None:
-                self.select(run.id)
-            if run.id == self.selected:
-                self._show_progress()
-        elif kind == "metrics":
-            run_id = data["run_id"]
-            points = [(p["name"], int(p["step"]), as_float(p["value"]), float(p["ts"])) for p in data["points"]]
-            spark = self.losses.setdefault(run_id, [])
-            spark.extend(v for name, _, v, _ in points if name == "loss")
-            del spark[:-SPARK_POINTS]
-            if run_id == self.selected:
-                self.query_one(LossChart).add_points(points)
-        elif kind == "logs":
-            if data["run_id"] == self.selected:
-                self.query_one(LogView).add([Line(x["seq"], x["ts"], x["text"]) for x in data["lines"]])
-        elif kind == "run_event":
-            event = RunEvent.model_validate(data["event"])
-            self._on_run_event(event)
+    def on_metrics_arrived(self, message: MetricsArrived) -> None:
+        if message.run_id == self.selected:
+            self.query_one(LossChart).add_points([(p.name, p.step, float(p.value), p.ts) for p in message.points])
 
-    def _on_run_event(self, event: RunEvent) -> None:
+    def on_logs_arrived(self, message: LogsArrived) -> None:
+        if message.run_id == self.selected:
+            self.query_one(LogView).add([Line(x.seq, x.ts, x.text) for x in message.lines])
+
+    def on_run_event_arrived(self, message: RunEventArrived) -> None:
+        event = message.event
         first = event.message.splitlines()[0] if event.message else ""
         if event.run_id == self.selected:
             self.query_one(LogView).note(f"{event.kind}: {first}")
-        name = self.runs[event.run_id].name if event.run_id in self.runs else event.run_id
+        name = self.live.name_of(event.run_id)
         if event.kind in ("attempt_failed", "terminate_failed"):
             self.notify(f"{name}: {first}", severity="warning", timeout=8)
         elif event.kind in ("failed", "lost"):
@@ -231,16 +223,16 @@ class Dashboard(Screen[None]):
         elif event.kind in ("succeeded", "terminated"):
             self.notify(f"{name} {event.kind}: {first}", timeout=8)
 
-    def _refresh_table(self) -> None:
-        if not self._table_dirty:
+    def _refresh_table(self, force: bool = False) -> None:
+        """Show the runs when they changed since last shown (or always: uptime and cost grow without events)."""
+        if self._table_version == self.live.version and not force:
             return
-        self._table_dirty = False
-        runs = sorted(self.runs.values(), key=lambda r: r.created_at, reverse=True)
-        self.query_one(RunsTable).show(runs, self.losses)
+        self._table_version = self.live.version
+        self.query_one(RunsTable).show(self.live.newest_first(), self.live.sparks)
 
     def _show_progress(self) -> None:
         """The dataset download bar of the selected run, while its pod downloads."""
-        run = self.runs.get(self.selected or "")
+        run = self.live.get(self.selected)
         if run is None or run.status.value != "downloading" or not run.progress:
             if self._progress_bar is not None:
                 self.query("#progress-row").remove()
@@ -274,8 +266,7 @@ class Dashboard(Screen[None]):
             return
         def launched(run: Run | None) -> None:
             if run is not None:
-                self.runs[run.id] = run
-                self._table_dirty = True
+                self.live.put(run)
                 self._refresh_table()
                 self.selected = None
                 self.select(run.id)
@@ -283,55 +274,23 @@ class Dashboard(Screen[None]):
 
         from .launch import LaunchScreen
 
-        self.app.push_screen(LaunchScreen(self._client, self.app.default_provider), launched)  # type: ignore[attr-defined]
+        self.app.push_screen(LaunchScreen(self._client, self.podtui.default_provider), launched)
 
     def _selected_run(self) -> Run | None:
-        run = self.runs.get(self.selected or "")
+        run = self.live.get(self.selected)
         if run is None:
             self.notify("no run selected", severity="warning")
         return run
 
     def action_terminate(self, ask: bool = True) -> None:
-        """Terminate the selected run's pod."""
-        run = self._selected_run()
-        if run is None:
-            return
-        if not ask:
-            self.terminate(run.id, stop=False)
-            return
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self.terminate(run.id, stop=False)
-
-        self.app.push_screen(ConfirmScreen(
-            f"Terminate [b]{run.name}[/b] ({run.status.value}, {run.gpu_type or 'no pod yet'})?\n"
-            "Its pod ends and stops billing; anything not saved elsewhere is lost.", yes="Terminate"), answered)
+        """Terminate the selected run's pod (asks, unless ctrl+k)."""
+        if (run := self._selected_run()) is not None:
+            self.podtui.action_terminate_run(run.id, ask)
 
     def action_stop(self) -> None:
         """Stop the selected run's pod (asks)."""
-        run = self._selected_run()
-        if run is None:
-            return
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self.terminate(run.id, stop=True)
-
-        self.app.push_screen(ConfirmScreen(
-            f"Stop [b]{run.name}[/b]? Its pod stops (GPU billing ends; RunPod keeps the disk).", yes="Stop"),
-            answered)
-
-    @work(group="terminate", exit_on_error=False)
-    async def terminate(self, run_id: str, stop: bool) -> None:
-        """Ask the control plane to end the pod."""
-        try:
-            run = await (self.client.stop(run_id) if stop else self.client.terminate(run_id))
-        except ControlPlaneError as exc:
-            self.notify(exc.message, severity="error", timeout=15)
-            return
-        self.runs[run.id] = run
-        self._table_dirty = True
+        if (run := self._selected_run()) is not None:
+            self.podtui.action_stop_run(run.id)
 
     def action_focus_logs(self) -> None:
         """Focus the log stream (arrows scroll it)."""
@@ -427,9 +386,8 @@ class Dashboard(Screen[None]):
         except ControlPlaneError as exc:
             self.notify(exc.message, severity="error")
             return
-        name = self.runs[run_id].name if run_id in self.runs else run_id
-        self.query_one(LossChart).set_compare(
-            name, {n: (s.steps, [as_float(v) for v in s.values], s.ts) for n, s in page.series.items()})
+        name = self.live.name_of(run_id)
+        self.query_one(LossChart).set_compare(name, series_data(page))
         self.notify(f"comparing with {name}: select another run")
 
     def action_open_run(self) -> None:
@@ -439,7 +397,7 @@ class Dashboard(Screen[None]):
             return
         from .run_detail import RunDetailScreen
 
-        self.app.push_screen(RunDetailScreen(self, self._client, run.id))
+        self.app.push_screen(RunDetailScreen(self._client, run.id))
 
     def action_zoom(self) -> None:
         """Show the selected run full width."""
@@ -450,12 +408,8 @@ class Dashboard(Screen[None]):
         self.remove_class("zoomed")
         self.query_one(RunsTable).focus()
 
-    def live_runs(self) -> list[Run]:
-        """Runs whose pods may still bill."""
-        return [r for r in self.runs.values() if r.status.is_live]
-
     def _tick(self) -> None:
         """Uptime and cost of live runs grow without events: redraw them each second."""
-        if self.live_runs():
-            self._table_dirty = True
+        if self.live.live():
+            self._refresh_table(force=True)
 

@@ -5,19 +5,17 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from .dialog import Dialog
 
-class HelpScreen(ModalScreen[None]):
+
+class HelpScreen(Dialog[None]):
     """Every key and what it does."""
 
     BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close", id="help.close", tooltip="Close help")]
     DEFAULT_CSS = """
-    HelpScreen { align: center middle; }
-    HelpScreen > VerticalScroll {
-        width: 72; height: 80%; padding: 1 2; border: thick $primary; background: $surface;
-    }
+    HelpScreen > .box { width: 72; height: 80%; }
     """
 
     def __init__(self, bindings: list[Binding]) -> None:
@@ -31,5 +29,5 @@ class HelpScreen(ModalScreen[None]):
             lines.append(f"  [b]{key:<12}[/b] {binding.description}  [dim]{binding.tooltip}[/dim]")
         lines += ["", "Keys can be remapped in config.toml under [keymap], by binding id.",
                   "`:` or ctrl+p opens the command palette."]
-        with VerticalScroll():
+        with VerticalScroll(classes="box"):
             yield Static("\n".join(lines))

@@ -11,12 +11,12 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
 from ..errors import ControlPlaneError
 from ..models import Dataset, GpuOffer, LaunchSpec, Run
 from ..widgets.offers_table import OffersTable
+from .dialog import Dialog
 
 if TYPE_CHECKING:
     from ..client import Client
@@ -45,7 +45,7 @@ SPOT_NOTE = ("spot pods are rented through RunPod's GraphQL API, which RunPod re
              "no spot pods); they can be interrupted at any time")
 
 
-class LaunchScreen(ModalScreen[Run | None]):
+class LaunchScreen(Dialog[Run | None]):
     """Fill in a run and launch it; dismisses with the new run."""
 
     BINDINGS = [
@@ -53,10 +53,7 @@ class LaunchScreen(ModalScreen[Run | None]):
         Binding("ctrl+s", "launch", "Launch", id="launch.submit", tooltip="Launch the run"),
     ]
     DEFAULT_CSS = """
-    LaunchScreen { align: center middle; }
-    LaunchScreen > VerticalScroll {
-        width: 110; height: 95%; padding: 0 2; border: thick $primary; background: $surface;
-    }
+    LaunchScreen > .box { width: 110; height: 95%; padding: 0 2; }
     LaunchScreen Label { margin-top: 1; color: $text-muted; }
     LaunchScreen #preview { height: auto; max-height: 7; color: $text-muted; background: $boost; padding: 0 1; }
     LaunchScreen #error { color: $error; height: auto; margin-top: 1; }
@@ -73,7 +70,7 @@ class LaunchScreen(ModalScreen[Run | None]):
         self.all_offers: list[GpuOffer] = []
 
     def compose(self) -> ComposeResult:
-        with VerticalScroll():
+        with VerticalScroll(classes="box"):
             yield Static("[b]New run[/b]")
             with Horizontal():
                 with Vertical():
@@ -84,7 +81,7 @@ class LaunchScreen(ModalScreen[Run | None]):
                     yield Select[str]([("local", "local"), ("runpod", "runpod")], id="provider",
                                       value=self.default_provider, allow_blank=False)
             yield Static("", id="preview")
-            yield OffersTable(id="offers")
+            yield OffersTable(id="offers", classes="pane")
             yield Label("training command (empty with the demo dataset: the demo trainer)")
             yield Input(placeholder="python train.py --epochs 3", id="command")
             with Horizontal():

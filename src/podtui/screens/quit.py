@@ -8,13 +8,14 @@ from typing import Literal
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Button, Static
+
+from .dialog import Dialog
 
 QuitChoice = Literal["terminate", "background", "keep", "cancel"]
 
 
-class QuitScreen(ModalScreen[QuitChoice]):
+class QuitScreen(Dialog[QuitChoice]):
     """The quit guard."""
 
     BINDINGS = [
@@ -25,10 +26,7 @@ class QuitScreen(ModalScreen[QuitChoice]):
         Binding("escape,c", "choose('cancel')", "Cancel", id="quit.cancel", tooltip="Stay in podtui"),
     ]
     DEFAULT_CSS = """
-    QuitScreen { align: center middle; }
-    QuitScreen > Vertical {
-        width: 76; height: auto; padding: 1 2; border: thick $warning; background: $surface;
-    }
+    QuitScreen > .box { width: 76; border: thick $warning; }
     QuitScreen Button { width: 100%; margin-top: 1; }
     """
 
@@ -43,7 +41,7 @@ class QuitScreen(ModalScreen[QuitChoice]):
                    "stall limits and keeps its reports until they are fetched; in the background, the control "
                    "plane goes on storing them (push-mode pods need it) and the next `podtui` attaches to it."
                    if self.embedded else " The remote control plane keeps supervising them.")
-        with Vertical():
+        with Vertical(classes="box"):
             yield Static(f"{pods} still running and billing.{warning}")
             them = "them" if self.live != 1 else "it"
             yield Button(f"Terminate {pods} and quit (t)", variant="error", id="terminate")

@@ -18,16 +18,16 @@ from textual.widgets import DataTable, Static
 
 from ..errors import ControlPlaneError
 from ..fmt import format_duration
+from ..messages import RunEventArrived, RunUpdated
 from ..widgets.key_hints import KeyHints
-from ..widgets.runs_table import STATUS_STYLE
+from ..widgets.palette import event_style, status_style
 
 if TYPE_CHECKING:
-    from ..client import Client
-    from ..models import Run
-    from .dashboard import Dashboard
+    from textual.app import App
 
-EVENT_STYLE = {"attempt_failed": "yellow", "terminate_failed": "bold red", "failed": "bold red", "lost": "red",
-               "budget_warning": "yellow", "succeeded": "green", "terminated": "magenta"}
+    from ..app import PodtuiApp
+    from ..client import Client
+    from ..models import Run, RunEvent
 
 
 def clock(ts: float | None) -> str:
@@ -35,10 +35,10 @@ def clock(ts: float | None) -> str:
     return "-" if ts is None else datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def run_facts(run: Run, now: float) -> Table:
+def run_facts(app: App[object], run: Run, now: float) -> Table:
     """The run's facts as two columns of label/value pairs."""
     spec = run.spec
-    status = Text(run.status.value, STATUS_STYLE.get(run.status.value, ""))
+    status = Text(run.status.value, status_style(app, run.status.value))
     if run.status_reason:
         status.append(f"  {run.status_reason}", "dim")
     started = run.started_at or run.created_at
@@ -83,7 +83,7 @@ def run_facts(run: Run, now: float) -> Table:
 
 
 class RunDetailScreen(Screen[None]):
-    """A run's facts and its event history, kept live."""
+    """A run's facts and its event history, kept live from the app's runs and the live feed."""
 
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back", id="detail.back", tooltip="Back to the dashboard"),
@@ -91,24 +91,29 @@ class RunDetailScreen(Screen[None]):
         Binding("s", "stop", "Stop", id="detail.stop", tooltip="Stop the pod (asks)"),
     ]
     DEFAULT_CSS = """
-    RunDetailScreen #facts { height: auto; padding: 0 1; border: round $primary-background-lighten-2; }
-    RunDetailScreen #events { height: 1fr; border: round $primary-background-lighten-2; }
+    RunDetailScreen #facts { height: auto; padding: 0 1; }
+    RunDetailScreen #events { height: 1fr; }
     RunDetailScreen #pod-log { height: 12; display: none; border: round $warning; padding: 0 1; }
     RunDetailScreen #pod-log.shown { display: block; }
     """
 
-    def __init__(self, dashboard: Dashboard, client: Client, run_id: str) -> None:
+    def __init__(self, client: Client, run_id: str) -> None:
         super().__init__()
-        self.dashboard = dashboard
         self.client = client
         self.run_id = run_id
-        self._last_event = 0
+        self._events: list[RunEvent] = []
+        self._early: list[RunEvent] | None = []
+        """Events the feed brought before the first page came (None once it has)."""
+
+    @property
+    def podtui(self) -> PodtuiApp:
+        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static(id="facts")
+            yield Static(id="facts", classes="pane")
             yield Static(id="pod-log")
-            yield DataTable(id="events", cursor_type="row", zebra_stripes=True)
+            yield DataTable(id="events", cursor_type="row", zebra_stripes=True, classes="pane")
         yield KeyHints()
 
     def on_mount(self) -> None:
@@ -118,40 +123,64 @@ class RunDetailScreen(Screen[None]):
         events.add_columns("time", "event", "message")
         self.show_facts()
         self.load_events()
-        self.set_interval(1.0, self.show_facts)  # the dashboard keeps the run current from the live feed
-        self.set_interval(2.0, self.load_events)
+        self.set_interval(1.0, self.show_facts)  # time and cost grow between changes
         self.query_one("#pod-log").border_title = "pod log (the agent has not reported yet)"
         self.load_pod_log()
         self.set_interval(4.0, self.load_pod_log)
+        self.app.theme_changed_signal.subscribe(self, lambda _: self._restyle())
 
     def show_facts(self) -> None:
-        run = self.dashboard.runs.get(self.run_id)
+        run = self.podtui.live.get(self.run_id)
         if run is not None:
-            self.query_one("#facts", Static).update(run_facts(run, time.time()))
+            self.query_one("#facts", Static).update(run_facts(self.app, run, time.time()))
+
+    def on_run_updated(self, message: RunUpdated) -> None:
+        if message.run.id == self.run_id:
+            self.show_facts()
+
+    def on_run_event_arrived(self, message: RunEventArrived) -> None:
+        if message.event.run_id != self.run_id:
+            return
+        if self._early is not None:
+            self._early.append(message.event)
+        else:
+            self._add_events([message.event])
 
     @work(exclusive=True, group="detail-events", exit_on_error=False)
     async def load_events(self) -> None:
-        """New events of the run, appended in order."""
+        """The run's events so far; the live feed brings the ones after."""
         try:
-            new = await self.client.run_events(self.run_id, after_id=self._last_event)
+            events = await self.client.run_events(self.run_id)
         except ControlPlaneError as exc:
             self.notify(exc.message, severity="error")
             return
+        early, self._early = self._early or [], None
+        self._add_events(events + early)
+
+    def _add_events(self, events: list[RunEvent]) -> None:
+        """Append events not shown yet, in order (one can come both in the first page and on the feed)."""
         table = self.query_one("#events", DataTable)
+        last = self._events[-1].id if self._events else 0
+        new = sorted({e.id: e for e in events if e.id > last}.values(), key=lambda e: e.id)
         for event in new:
-            if event.id <= self._last_event:
-                continue
-            self._last_event = event.id
-            table.add_row(clock(event.ts), Text(event.kind, EVENT_STYLE.get(event.kind, "")),
+            self._events.append(event)
+            table.add_row(clock(event.ts), Text(event.kind, event_style(self.app, event.kind)),
                           event.message.splitlines()[0] if event.message else "")
         if new:
             table.move_cursor(row=table.row_count - 1)
+
+    def _restyle(self) -> None:
+        """The theme changed: colours are baked into the rows, so draw them again."""
+        events, self._events = self._events, []
+        self.query_one("#events", DataTable).clear()
+        self._add_events(events)
+        self.show_facts()
 
     @work(exclusive=True, group="detail-pod-log", exit_on_error=False)
     async def load_pod_log(self) -> None:
         """While a pod boots without a word from its agent, the tail of its provider-side logs: an image that
         cannot be pulled or a crash before the agent shows here."""
-        run = self.dashboard.runs.get(self.run_id)
+        run = self.podtui.live.get(self.run_id)
         pane = self.query_one("#pod-log", Static)
         if run is None or not run.pod_id or run.last_heartbeat is not None or not run.status.is_live:
             pane.set_class(False, "shown")
@@ -172,10 +201,8 @@ class RunDetailScreen(Screen[None]):
 
     def action_terminate(self) -> None:
         """Terminate this run's pod (asks)."""
-        self.dashboard.select(self.run_id)
-        self.dashboard.action_terminate()
+        self.podtui.action_terminate_run(self.run_id)
 
     def action_stop(self) -> None:
         """Stop this run's pod (asks)."""
-        self.dashboard.select(self.run_id)
-        self.dashboard.action_stop()
+        self.podtui.action_stop_run(self.run_id)

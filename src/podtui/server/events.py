@@ -61,8 +61,8 @@ async def _stream(response: web.StreamResponse, store: Store, after: int, run_id
         if items:
             chunks = []
             for item in items:
-                data = orjson.dumps(item.data) if item.data else b"{}"
-                chunks.append(b"id: %d\nevent: %s\ndata: %s\n\n" % (item.id, item.kind.encode(), data))
+                data = orjson.dumps(item.entry.wire())
+                chunks.append(b"id: %d\nevent: %s\ndata: %s\n\n" % (item.id, item.entry.kind.encode(), data))
                 after = item.id
             await response.write(b"".join(chunks))
         elif not await store.wait_for_write(version, keepalive):

@@ -26,12 +26,7 @@ class LogView(Log):
     """A Log fed in batches."""
 
     DEFAULT_CSS = """
-    LogView {
-        height: 1fr;
-        border: round $primary-background-lighten-2;
-        border-title-color: $text-muted;
-        background: $surface;
-    }
+    LogView { height: 1fr; }
     """
 
     follow: reactive[bool] = reactive(True)
@@ -41,8 +36,8 @@ class LogView(Log):
     show_timestamps: reactive[bool] = reactive(False)
     """Prefix lines with their time."""
 
-    def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(max_lines=MAX_LINES, auto_scroll=True, id=id)
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(max_lines=MAX_LINES, auto_scroll=True, id=id, classes=classes)
         self.history: deque[Line] = deque(maxlen=MAX_LINES)
         self.pending: list[Line] = []
         self.last_seq: int | None = None

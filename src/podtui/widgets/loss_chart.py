@@ -13,7 +13,8 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from ..models import LOSS_NAMES
+from ..metric_names import LOSS_NAMES
+from .palette import COMPARE_VARIABLE, LR_VARIABLE, SERIES_VARIABLES, theme_colour
 
 if TYPE_CHECKING:
     from ..chart.series import Series
@@ -34,23 +35,11 @@ def _draw() -> ModuleType:
     return draw
 
 
-def as_float(value: object) -> float:
-    """A metric value from JSON (NaN and infinities arrive as strings)."""
-    if isinstance(value, str):
-        return float(value.replace("Infinity", "inf"))
-    return float(value)  # type: ignore[arg-type]
-
-
 class LossChart(Widget):
     """Curves of the selected run's loss-like metrics."""
 
     DEFAULT_CSS = """
-    LossChart {
-        height: 1fr;
-        border: round $primary-background-lighten-2;
-        border-title-color: $text-muted;
-        background: $surface;
-    }
+    LossChart { height: 1fr; }
     """
 
     log_y: reactive[bool] = reactive(False)
@@ -60,8 +49,10 @@ class LossChart(Widget):
     by_time: reactive[bool] = reactive(False)
     """x axis by wall time instead of step."""
 
-    def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(id=id)
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self._colours: tuple[tuple[str, ...], str, str] | None = None
+        """Series, comparison and learning-rate colours from the theme (the drawing's defaults until mounted)."""
         self.series: dict[str, Series] = {}
         self.compare: dict[str, Series] = {}
         self.compare_name = ""
@@ -73,6 +64,13 @@ class LossChart(Widget):
     def on_mount(self) -> None:
         self.border_title = "loss"
         self.set_interval(0.25, self._redraw_if_dirty)
+        self._take_theme()
+        self.app.theme_changed_signal.subscribe(self, lambda _: self._take_theme())
+
+    def _take_theme(self) -> None:
+        self._colours = (tuple(theme_colour(self.app, v) for v in SERIES_VARIABLES),
+                         theme_colour(self.app, COMPARE_VARIABLE), theme_colour(self.app, LR_VARIABLE))
+        self.mark_dirty()
 
     def _redraw_if_dirty(self) -> None:
         if self._dirty:
@@ -142,6 +140,7 @@ class LossChart(Widget):
         if not names or width < 12 or height < 3:
             return Text("waiting for metrics…", style="dim")
         draw = _draw()
+        colours = draw.Colours() if self._colours is None else draw.Colours(*self._colours)
         view = draw.ChartView(self.series, names, self.compare, self.compare_name, self.log_y, self.smoothing,
-                              self.by_time)
+                              self.by_time, colours)
         return draw.draw_chart(view, width, height)

@@ -20,11 +20,11 @@ class OffersTable(DataTable[str | Text]):
 
     BINDINGS = [Binding("space", "toggle_pick", "Pick GPU", id="offers.pick", tooltip="Add/remove as a fallback")]
     DEFAULT_CSS = """
-    OffersTable { height: auto; max-height: 10; border: round $primary-background-lighten-2; }
+    OffersTable { height: auto; max-height: 10; }
     """
 
-    def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(id=id, cursor_type="row")
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes, cursor_type="row")
         self.offers: list[GpuOffer] = []
         self.picked: list[str] = []
 
