@@ -132,11 +132,10 @@ async def test_tui_on_a_laptop_with_only_a_key_launches_watches_and_ends_a_run(c
         app.screen.query_one(OffersTable).focus()
         await pilot.press("space", "ctrl+s")
         await wait_for(pilot, lambda: not isinstance(app.screen, LaunchScreen))
-        dash = app.dashboard
-        await wait_for(pilot, lambda: len(app.live.runs) == 1)
-        run_id = next(iter(app.live.runs))
-        await wait_for(pilot, lambda: app.live.runs[run_id].last_step is not None and app.live.runs[run_id].last_step > 5,
-                       timeout=60)
+        runs = app.live.runs
+        await wait_for(pilot, lambda: len(runs) == 1)
+        run_id = next(iter(runs))
+        await wait_for(pilot, lambda: runs[run_id].last_step is not None and runs[run_id].last_step > 5, timeout=60)
         assert app.live.runs[run_id].connect == "pull"
         await pilot.press("ctrl+d")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))

@@ -32,7 +32,7 @@ from ..models import DownloadProgress, Report, Run, RunStatus
 from ..report_rows import ReportBatch
 from ..store import NotFound, Store
 from .datasets import DatasetError, resolve_served_file
-from .ingest import ingest_report
+from .ingest import parse_report
 from .responses import ApiError
 from .runs import RunService
 
@@ -204,7 +204,7 @@ class Puller:
             got = response.json()
             number, report = int(got["seq"]), got["report"]
             try:
-                reply = await ingest_report(self.store, self.runs, run_id, json.dumps(report).encode())
+                reply = await self.runs.take_report(run_id, parse_report(run_id, json.dumps(report).encode()))
                 answer = reply.model_dump(mode="json")
             except ApiError as exc:
                 # A batch the store refuses would block every report after it. Keep what decides the run (status,
@@ -214,8 +214,8 @@ class Puller:
                                            f"its lines and metrics dropped: {exc.message[:300]}")
                 kept = {k: v for k, v in report.items() if k in ("status", "exit_code", "error", "heartbeat_ts")}
                 try:
-                    answer = (await ingest_report(self.store, self.runs, run_id,
-                                                  json.dumps(kept).encode())).model_dump(mode="json")
+                    batch = parse_report(run_id, json.dumps(kept).encode())
+                    answer = (await self.runs.take_report(run_id, batch)).model_dump(mode="json")
                 except ApiError:
                     answer = {"error": exc.message}
             await link.call("POST", "/v1/ack", json={"seq": number, "reply": answer})

@@ -17,8 +17,9 @@ from urllib.parse import urlsplit
 from ..bootstrap.bundle import BundleError, build_bundle
 from ..bootstrap.script import BOOT_COMMAND, agent_env_value, boot_env_value
 from ..config import Settings, public_url_problem
-from ..models import LaunchSpec, Run, RunStatus, cuda_of_image
+from ..models import LaunchSpec, ReportReply, Run, RunStatus, cuda_of_image
 from ..providers.base import POD_NAME_PREFIX, LaunchAttempt, PodRequest, Provider, ProviderError
+from ..report_rows import ReportBatch
 from ..store import NotFound, Store
 from ..tokens import hash_token, new_token
 from .demo import DEMO_COMMAND, DEMO_NAME, DEMO_WORKDIR
@@ -270,6 +271,22 @@ class RunService:
                   "(its process exited or the host restarted it); podtui does not train again from scratch")
         log.warning("run %s: %s", run.id, reason)
         self.terminate_soon(run.id, reason, RunStatus.failed)
+
+    async def take_report(self, run_id: str, batch: ReportBatch) -> ReportReply:
+        """A pod's report, pushed or pulled: stored; when it says the command ended, the run ends; and the reply the
+        pod acts on (stop, the run's status, how long it may still run). NotFound for an unknown run."""
+        result = await self.store.apply_report(run_id, batch, time.time())
+        status = result.status
+        if batch.status in ("succeeded", "failed") and status.is_live:
+            run = await self.pod_reported_end(await self.store.get_run(run_id), RunStatus(batch.status),
+                                              batch.exit_code, batch.error, batch.stopped)
+            status = run.status
+        in_keep_alive = status == RunStatus.succeeded and result.keep_alive_until is not None
+        stop = status.is_final and not in_keep_alive and batch.status not in ("succeeded", "failed")
+        deadline = await self.pod_deadline(run_id) if status.is_live else None
+        return ReportReply(accepted_metrics=result.accepted_metrics, accepted_logs=result.accepted_logs,
+                           run_status=status, stop=stop,
+                           deadline_in_s=None if deadline is None else round(deadline - time.time(), 1))
 
     async def pod_reported_end(self, run: Run, status: RunStatus, exit_code: int | None,
                                error: str | None, stopped: str | None = None) -> Run:

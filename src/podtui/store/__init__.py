@@ -1,29 +1,25 @@
-"""The SQLite store (aiosqlite, WAL): runs, events, pods, datasets, tokens, metrics, logs and the live feed.
-
-Writes go through one writer task that group-commits: every queued write runs inside one transaction, each in
-its own SAVEPOINT, so a bad write rolls back alone and a batch costs one fsync. Reads use a second connection
-(WAL lets them run beside the writer).
+"""The SQLite store's queries: runs, events, pods, datasets, tokens, metrics, logs and the live feed. The engine
+(connections, the group-committing writer, checkpoints, migrations) is store/engine.py; the schema store/schema.py.
 
 A metric value of NaN is stored as NULL (SQLite turns a NaN REAL into NULL anyway) and read back as NaN.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import math
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiosqlite
 
-from .feed import FeedEntry, LogsAdded, MetricsAdded, RunChanged, RunEventAdded
-from .models import (
+from ..feed import FeedEntry, LogsAdded, MetricsAdded, RunChanged, RunEventAdded
+from ..models import (
     LIVE_STATUSES,
     Dataset,
     DownloadProgress,
@@ -35,62 +31,14 @@ from .models import (
     RunEvent,
     RunStatus,
 )
-from .report_rows import ReportBatch
+from ..report_rows import ReportBatch
+from .engine import Engine, StoreUnavailable, _exec, _one
+
+__all__ = ["DatasetRecord", "FeedItem", "NotFound", "ReportResult", "Store", "StoreUnavailable", "TokenCheck"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-MIGRATIONS: list[str] = [
-    # 1: the first schema
-    """
-    CREATE TABLE datasets (
-        id TEXT PRIMARY KEY, name TEXT NOT NULL, path TEXT NOT NULL, root TEXT NOT NULL, kind TEXT NOT NULL,
-        size_bytes INTEGER NOT NULL, file_count INTEGER NOT NULL, sha256 TEXT NOT NULL,
-        manifest TEXT NOT NULL, created_at REAL NOT NULL);
-    CREATE INDEX datasets_name ON datasets(name, created_at);
-    CREATE TABLE runs (
-        id TEXT PRIMARY KEY, name TEXT NOT NULL, provider TEXT NOT NULL, status TEXT NOT NULL,
-        status_reason TEXT, spec TEXT NOT NULL, dataset_id TEXT NOT NULL, pod_id TEXT, gpu_type TEXT,
-        price_per_hour REAL, created_at REAL NOT NULL, started_at REAL, ended_at REAL, last_heartbeat REAL,
-        exit_code INTEGER, progress TEXT, last_step INTEGER, last_loss REAL, last_loss_nan INTEGER,
-        keep_alive_until REAL, ingest_token_hash TEXT NOT NULL, ingest_revoked_at REAL);
-    CREATE INDEX runs_status ON runs(status);
-    CREATE TABLE run_events (
-        id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, ts REAL NOT NULL, kind TEXT NOT NULL, message TEXT NOT NULL);
-    CREATE INDEX run_events_run ON run_events(run_id, id);
-    CREATE TABLE pods (
-        provider TEXT NOT NULL, pod_id TEXT NOT NULL, run_id TEXT NOT NULL, gpu_type TEXT,
-        price_per_hour REAL, status TEXT NOT NULL, created_at REAL NOT NULL, ended_at REAL,
-        PRIMARY KEY (provider, pod_id));
-    CREATE TABLE download_tokens (
-        hash TEXT PRIMARY KEY, dataset_id TEXT NOT NULL, run_id TEXT NOT NULL, created_at REAL NOT NULL,
-        expires_at REAL NOT NULL, first_used_at REAL, uses INTEGER NOT NULL DEFAULT 0, revoked_at REAL);
-    CREATE INDEX download_tokens_expires ON download_tokens(expires_at);
-    CREATE INDEX download_tokens_run ON download_tokens(run_id);
-    CREATE TABLE metrics (
-        run_id TEXT NOT NULL, name TEXT NOT NULL, step INTEGER NOT NULL, value REAL, ts REAL NOT NULL,
-        UNIQUE (run_id, name, step));
-    CREATE TABLE logs (
-        run_id TEXT NOT NULL, seq INTEGER NOT NULL, ts REAL NOT NULL, stream TEXT NOT NULL, text TEXT NOT NULL,
-        UNIQUE (run_id, seq));
-    CREATE TABLE feed (
-        id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, kind TEXT NOT NULL, lo INTEGER, hi INTEGER,
-        ts REAL NOT NULL);
-    """,
-    # 2: when a run last printed a metric or a log line (the stall guardrail)
-    """
-    ALTER TABLE runs ADD COLUMN last_activity REAL;
-    """,
-    # 3: GPU use as the provider last reported it (RunPod's pod runtime)
-    """
-    ALTER TABLE runs ADD COLUMN gpu_util REAL;
-    ALTER TABLE runs ADD COLUMN gpu_mem REAL;
-    """,
-    # 4: the pod's HTTP port when the control plane pulls from it
-    """
-    ALTER TABLE runs ADD COLUMN pod_port INTEGER;
-    """,
-]
 
 _STATUS_RANK = {
     RunStatus.pending: 0,
@@ -108,10 +56,6 @@ _UPDATABLE = {
     "status", "status_reason", "pod_id", "gpu_type", "price_per_hour", "started_at", "ended_at",
     "last_heartbeat", "exit_code", "keep_alive_until", "ingest_revoked_at", "gpu_util", "gpu_mem", "pod_port",
 }
-
-
-class StoreUnavailable(RuntimeError):
-    """The store cannot take writes now (disk full, read-only, locked): callers answer 503."""
 
 
 class NotFound(LookupError):
@@ -186,23 +130,6 @@ def _row_to_dataset(row: Sequence[Any]) -> Dataset:
                    created_at=created)
 
 
-def _one(db: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> Any:
-    """The first row of a query (None when there is none), its cursor closed at once."""
-    cur = db.execute(sql, params)
-    try:
-        return cur.fetchone()
-    finally:
-        cur.close()
-
-
-def _all(db: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-    """Every row of a query, its cursor closed at once."""
-    cur = db.execute(sql, params)
-    try:
-        return cur.fetchall()
-    finally:
-        cur.close()
-
 
 def _fetch_run(db: sqlite3.Connection, run_id: str) -> Run:
     row = _one(db, f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,))
@@ -210,14 +137,6 @@ def _fetch_run(db: sqlite3.Connection, run_id: str) -> Run:
         raise NotFound(f"no run {run_id}")
     return _row_to_run(row)
 
-
-def _exec(db: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> int:
-    """Execute one statement and close its cursor at once; return the last row id."""
-    cur = db.execute(sql, params)
-    try:
-        return cur.lastrowid or 0
-    finally:
-        cur.close()
 
 
 _INSERT_CHUNKS = (192, 48, 12, 3, 1)
@@ -267,188 +186,12 @@ def _event(db: sqlite3.Connection, run_id: str, kind: str, message: str, now: fl
     return eid
 
 
-class Store:
-    """Async access to the SQLite file; create with `await Store.open(path)`."""
+class Store(Engine):
+    """The queries: datasets, runs, events, pods, tokens, reports, metrics, logs and the live feed."""
 
     def __init__(self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
-        self.path = path
-        self._w = writer
-        self._r = reader
-        self._queue: asyncio.Queue[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = (
-            asyncio.Queue()
-        )
-        self._writer_task: asyncio.Task[None] | None = None
-        self._checkpoint_task: asyncio.Task[None] | None = None
-        self._feed_changed = asyncio.Event()
+        super().__init__(path, writer, reader)
         self._ingest: dict[str, tuple[str, float | None]] = {}
-        self.write_version = 0
-        """Counts group commits that wrote something; lets a waiter tell whether it missed one."""
-        self.closed = False
-
-    @classmethod
-    async def open(cls, path: Path) -> Store:
-        """Open (creating when needed) and migrate the store."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        writer = await aiosqlite.connect(path, isolation_level=None)
-        try:
-            await writer.execute("PRAGMA journal_mode=WAL")
-            await writer.execute("PRAGMA synchronous=NORMAL")
-            await writer.execute("PRAGMA busy_timeout=5000")
-            # Checkpoints run from the reader's thread on a timer (checkpoint()), not inside a writer's commit,
-            # where their fsync stalled every report queued behind it.
-            await writer.execute("PRAGMA wal_autocheckpoint=0")
-            await cls._migrate(writer)
-        except BaseException:
-            await writer.close()
-            raise
-        reader = await aiosqlite.connect(path, isolation_level=None)
-        await reader.execute("PRAGMA busy_timeout=5000")
-        store = cls(path, writer, reader)
-        store._writer_task = asyncio.create_task(store._write_loop(), name="store-writer")
-        store._checkpoint_task = asyncio.create_task(store._checkpoint_loop(), name="store-checkpoint")
-        return store
-
-    async def _checkpoint_loop(self, every_s: float = 2.0) -> None:
-        while True:
-            await asyncio.sleep(every_s)
-            await self.checkpoint()
-
-    async def checkpoint(self) -> None:
-        """Copy the WAL into the database without blocking writers (PASSIVE), from the reader's connection."""
-        try:
-            await self._r._execute(_all, self._r._conn, "PRAGMA wal_checkpoint(PASSIVE)")
-        except sqlite3.Error as exc:
-            log.warning("WAL checkpoint failed: %s", exc)
-
-    @staticmethod
-    async def _migrate(db: aiosqlite.Connection) -> None:
-        async with db.execute("PRAGMA user_version") as cur:
-            row = await cur.fetchone()
-        version = int(row[0]) if row else 0
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            statements = [s for s in script.split(";") if s.strip()]
-            await db.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in statements:
-                    await db.execute(statement)
-                await db.execute(f"PRAGMA user_version={number}")
-                await db.execute("COMMIT")
-            except BaseException:
-                await db.execute("ROLLBACK")
-                raise
-            log.info("store migrated to schema %d", number)
-
-    async def schema_version(self) -> int:
-        """The migration the file is at."""
-        rows = await self._read("PRAGMA user_version")
-        return int(rows[0][0])
-
-    @staticmethod
-    def latest_schema() -> int:
-        """The migration this podtui expects."""
-        return len(MIGRATIONS)
-
-    async def close(self) -> None:
-        """Finish queued writes and close both connections."""
-        if self.closed:
-            return
-        self.closed = True
-        if self._checkpoint_task:
-            self._checkpoint_task.cancel()
-            try:
-                await self._checkpoint_task
-            except asyncio.CancelledError:
-                pass
-        if self._writer_task:
-            self._writer_task.cancel()
-            try:
-                await self._writer_task
-            except asyncio.CancelledError:
-                pass
-        await self._w.close()
-        await self._r.close()
-
-    # -- the writer ---------------------------------------------------------------------------
-
-    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        if self.closed:
-            raise StoreUnavailable("the store is closed")
-        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((fn, fut))
-        return await fut
-
-    async def _write_loop(self) -> None:
-        while True:
-            jobs = [await self._queue.get()]
-            while not self._queue.empty() and len(jobs) < 512:
-                jobs.append(self._queue.get_nowait())
-            try:
-                # One hop to aiosqlite's thread per group: aiosqlite has no public call for running a function
-                # on its connection, and one await per statement costs more than the statements.
-                outcomes = await self._w._execute(self._run_group, self._w._conn, [fn for fn, _ in jobs])
-            except asyncio.CancelledError:
-                for _, fut in jobs:
-                    if not fut.done():
-                        fut.set_exception(StoreUnavailable("the store is closing"))
-                raise
-            except Exception as exc:  # the whole group failed to commit
-                outcomes = [(False, _store_error(exc))] * len(jobs)
-            wrote = False
-            for (_, fut), (ok, value) in zip(jobs, outcomes, strict=True):
-                wrote = wrote or ok
-                if fut.done():
-                    continue
-                if ok:
-                    fut.set_result(value)
-                else:
-                    fut.set_exception(value)
-            if wrote:
-                self.write_version += 1
-                changed, self._feed_changed = self._feed_changed, asyncio.Event()
-                changed.set()
-
-    @staticmethod
-    def _run_group(
-        db: sqlite3.Connection, fns: list[Callable[[sqlite3.Connection], Any]]
-    ) -> list[tuple[bool, Any]]:
-        outcomes: list[tuple[bool, Any]] = []
-        db.execute("BEGIN IMMEDIATE").close()
-        try:
-            for fn in fns:
-                db.execute("SAVEPOINT job").close()
-                try:
-                    outcomes.append((True, fn(db)))
-                except Exception as exc:
-                    if not db.in_transaction:
-                        # SQLite rolled the whole transaction back itself (disk full, I/O error): the group failed
-                        raise
-                    db.execute("ROLLBACK TO job").close()
-                    outcomes.append((False, _store_error(exc)))
-                db.execute("RELEASE job").close()
-            db.execute("COMMIT").close()
-        except Exception:
-            if db.in_transaction:
-                db.execute("ROLLBACK").close()
-            raise
-        return outcomes
-
-    async def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        try:
-            # One hop to the reader's thread, its cursor closed there: a statement left open between hops met
-            # the WAL checkpoint (same connection) and failed it with "database table is locked" under load.
-            return await self._r._execute(_all, self._r._conn, sql, params)
-        except sqlite3.OperationalError as exc:
-            raise StoreUnavailable(f"the store cannot be read: {exc}") from exc
-
-    async def wait_for_write(self, since_version: int, timeout: float) -> bool:
-        """Wait until a write commits after `since_version`; False when the timeout passed first."""
-        if self.write_version != since_version:
-            return True
-        try:
-            await asyncio.wait_for(self._feed_changed.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
 
     # -- datasets -----------------------------------------------------------------------------
 
@@ -837,15 +580,3 @@ class Store:
             lines = [LogLine.model_construct(seq=r[0], ts=r[1], stream=r[2], text=r[3]) for r in rows]
             return LogsAdded.model_construct(run_id=run_id, lines=lines)
         return None
-
-
-def _store_error(exc: BaseException) -> BaseException:
-    """Disk full, read-only or locked: the store is unavailable (503), not the request bad."""
-    if isinstance(exc, sqlite3.OperationalError):
-        text = str(exc).lower()
-        if any(s in text for s in ("full", "readonly", "read-only", "locked", "disk i/o", "unable to open")):
-            err = StoreUnavailable(f"the store cannot take writes now: {exc}")
-            err.__cause__ = exc
-            return err
-    return exc
-

@@ -1,0 +1,53 @@
+"""The store's schema, as the migrations that build it (the engine runs those a file has not had yet)."""
+
+MIGRATIONS: list[str] = [
+    # 1: the first schema
+    """
+    CREATE TABLE datasets (
+        id TEXT PRIMARY KEY, name TEXT NOT NULL, path TEXT NOT NULL, root TEXT NOT NULL, kind TEXT NOT NULL,
+        size_bytes INTEGER NOT NULL, file_count INTEGER NOT NULL, sha256 TEXT NOT NULL,
+        manifest TEXT NOT NULL, created_at REAL NOT NULL);
+    CREATE INDEX datasets_name ON datasets(name, created_at);
+    CREATE TABLE runs (
+        id TEXT PRIMARY KEY, name TEXT NOT NULL, provider TEXT NOT NULL, status TEXT NOT NULL,
+        status_reason TEXT, spec TEXT NOT NULL, dataset_id TEXT NOT NULL, pod_id TEXT, gpu_type TEXT,
+        price_per_hour REAL, created_at REAL NOT NULL, started_at REAL, ended_at REAL, last_heartbeat REAL,
+        exit_code INTEGER, progress TEXT, last_step INTEGER, last_loss REAL, last_loss_nan INTEGER,
+        keep_alive_until REAL, ingest_token_hash TEXT NOT NULL, ingest_revoked_at REAL);
+    CREATE INDEX runs_status ON runs(status);
+    CREATE TABLE run_events (
+        id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, ts REAL NOT NULL, kind TEXT NOT NULL, message TEXT NOT NULL);
+    CREATE INDEX run_events_run ON run_events(run_id, id);
+    CREATE TABLE pods (
+        provider TEXT NOT NULL, pod_id TEXT NOT NULL, run_id TEXT NOT NULL, gpu_type TEXT,
+        price_per_hour REAL, status TEXT NOT NULL, created_at REAL NOT NULL, ended_at REAL,
+        PRIMARY KEY (provider, pod_id));
+    CREATE TABLE download_tokens (
+        hash TEXT PRIMARY KEY, dataset_id TEXT NOT NULL, run_id TEXT NOT NULL, created_at REAL NOT NULL,
+        expires_at REAL NOT NULL, first_used_at REAL, uses INTEGER NOT NULL DEFAULT 0, revoked_at REAL);
+    CREATE INDEX download_tokens_expires ON download_tokens(expires_at);
+    CREATE INDEX download_tokens_run ON download_tokens(run_id);
+    CREATE TABLE metrics (
+        run_id TEXT NOT NULL, name TEXT NOT NULL, step INTEGER NOT NULL, value REAL, ts REAL NOT NULL,
+        UNIQUE (run_id, name, step));
+    CREATE TABLE logs (
+        run_id TEXT NOT NULL, seq INTEGER NOT NULL, ts REAL NOT NULL, stream TEXT NOT NULL, text TEXT NOT NULL,
+        UNIQUE (run_id, seq));
+    CREATE TABLE feed (
+        id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, kind TEXT NOT NULL, lo INTEGER, hi INTEGER,
+        ts REAL NOT NULL);
+    """,
+    # 2: when a run last printed a metric or a log line (the stall guardrail)
+    """
+    ALTER TABLE runs ADD COLUMN last_activity REAL;
+    """,
+    # 3: GPU use as the provider last reported it (RunPod's pod runtime)
+    """
+    ALTER TABLE runs ADD COLUMN gpu_util REAL;
+    ALTER TABLE runs ADD COLUMN gpu_mem REAL;
+    """,
+    # 4: the pod's HTTP port when the control plane pulls from it
+    """
+    ALTER TABLE runs ADD COLUMN pod_port INTEGER;
+    """,
+]
