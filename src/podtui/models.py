@@ -454,6 +454,14 @@ class Health(_Model):
     version: str
 
 
+class DoctorCheck(_Model):
+    """One check of `podtui doctor`, made by the CLI or by the control plane."""
+
+    name: str
+    status: Literal["ok", "warn", "fail"]
+    message: str
+
+
 class ErrorDetail(_Model):
     """What went wrong and what to do."""
 

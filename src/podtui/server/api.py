@@ -15,6 +15,7 @@ from ..downsample import downsample_minmax
 from ..models import (
     Dataset,
     DatasetCreate,
+    DoctorCheck,
     GpuOffer,
     Health,
     LaunchSpec,
@@ -342,7 +343,7 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", RUN + "/report", ingest.report, auth.POD, "A pod's report", body=Report,
           response=ReportReply),
     Route("GET", "/api/v1/doctor", doctor.doctor_checks, auth.ADMIN, "Server-side doctor checks",
-          response=list[doctor.Check]),
+          response=list[DoctorCheck]),
     Route("POST", "/api/v1/doctor/nonce", doctor.mint_nonce, auth.ADMIN, "Mint a one-time nonce",
           response=doctor.Nonce, status=201),
     Route("GET", "/api/v1/doctor/echo/{nonce}", doctor.echo_nonce, auth.PUBLIC,

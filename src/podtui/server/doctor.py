@@ -15,20 +15,13 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from ..config import Settings
+from ..models import DoctorCheck
 from ..store import Store
 from . import keys
 from .datasets import DatasetError, resolve_served_file
 from .responses import ApiError, json_response
 
 NONCE_TTL_S = 120.0
-
-
-class Check(BaseModel):
-    """One doctor check."""
-
-    name: str
-    status: Literal["ok", "warn", "fail"]
-    message: str
 
 
 class Nonce(BaseModel):
@@ -40,15 +33,15 @@ class Nonce(BaseModel):
 NONCES: web.AppKey[dict[str, float]] = web.AppKey("doctor_nonces")
 
 
-async def check_store(store: Store) -> Check:
+async def check_store(store: Store) -> DoctorCheck:
     version = await store.schema_version()
     if version == store.latest_schema():
-        return Check(name="store", status="ok", message=f"schema {version} (latest) at {store.path}")
-    return Check(name="store", status="fail",
+        return DoctorCheck(name="store", status="ok", message=f"schema {version} (latest) at {store.path}")
+    return DoctorCheck(name="store", status="fail",
                  message=f"schema {version}, expected {store.latest_schema()}: restart the control plane to migrate")
 
 
-async def check_datasets(store: Store, settings: Settings) -> list[Check]:
+async def check_datasets(store: Store, settings: Settings) -> list[DoctorCheck]:
     checks = []
     for dataset in await store.list_datasets():
         record = await store.find_dataset(dataset.id)
@@ -64,40 +57,43 @@ async def check_datasets(store: Store, settings: Settings) -> list[Check]:
             problems.append(f"{dataset.size_bytes} bytes, over the size limit {settings.dataset_size_limit}")
         name = f"dataset {dataset.name}"
         if problems:
-            checks.append(Check(name=name, status="fail", message="; ".join(problems[:3])))
+            checks.append(DoctorCheck(name=name, status="fail", message="; ".join(problems[:3])))
         else:
-            checks.append(Check(name=name, status="ok", message=f"{dataset.file_count} file(s), readable, unchanged"))
+            checks.append(DoctorCheck(name=name, status="ok",
+                                      message=f"{dataset.file_count} file(s), readable, unchanged"))
     if not checks:
-        checks.append(Check(name="datasets", status="warn", message="none registered: `podtui datasets add PATH`"))
+        checks.append(DoctorCheck(name="datasets", status="warn",
+                                  message="none registered: `podtui datasets add PATH`"))
     return checks
 
 
-def check_local_provider() -> Check:
+def check_local_provider() -> DoctorCheck:
     missing = [tool for tool in ("bash", "python3", "tar", "base64") if shutil.which(tool) is None]
     if not (shutil.which("curl") or shutil.which("wget")):
         missing.append("curl or wget")
     if missing:
-        return Check(name="provider local", status="fail", message=f"missing on this machine: {', '.join(missing)}")
-    return Check(name="provider local", status="ok", message="bash, python3, tar and curl/wget present")
+        return DoctorCheck(name="provider local", status="fail",
+                           message=f"missing on this machine: {', '.join(missing)}")
+    return DoctorCheck(name="provider local", status="ok", message="bash, python3, tar and curl/wget present")
 
 
-async def check_runpod(settings: Settings) -> list[Check]:
+async def check_runpod(settings: Settings) -> list[DoctorCheck]:
     """The key against REST v2 (200 / 401 / 403), the rate limits RunPod reports, and whether GraphQL (spot
     pods only) still answers."""
     key = settings.runpod_api_key
     if not key:
         status: Literal["ok", "warn", "fail"] = "fail" if settings.default_provider == "runpod" else "ok"
-        return [Check(name="provider runpod", status=status,
+        return [DoctorCheck(name="provider runpod", status=status,
                       message="no RunPod key (RUNPOD_API_KEY): only the local provider is available")]
     from ..providers.runpod import RunPodProvider
 
     provider = RunPodProvider(key, settings.runpod_api_url, timeout_s=15)
     try:
         ok, message = await provider.check_key()
-        checks = [Check(name="provider runpod", status="ok" if ok else "fail",
+        checks = [DoctorCheck(name="provider runpod", status="ok" if ok else "fail",
                         message=f"{message} ({settings.runpod_api_url}/v2)")]
         if ok:
-            checks.append(Check(name="runpod spot", **await _graphql_answers(settings, key)))
+            checks.append(DoctorCheck(name="runpod spot", **await _graphql_answers(settings, key)))
     finally:
         await provider.close()
     return checks

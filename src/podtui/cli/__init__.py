@@ -18,10 +18,10 @@ from typing import Any, TypeVar
 
 import click
 
-from .client import Client, ControlPlaneError, ControlPlaneUnreachable
-from .config import Settings, load_settings, read_admin_token
-from .fmt import format_duration
-from .models import LaunchSpec, OrphanPod, Run, RunStatus
+from ..client import Client, ControlPlaneError, ControlPlaneUnreachable
+from ..config import Settings, load_settings, read_admin_token
+from ..fmt import format_duration
+from ..models import LaunchSpec, OrphanPod, Run, RunStatus
 
 T = TypeVar("T")
 
@@ -118,7 +118,7 @@ def main(ctx: click.Context, server: str | None, token: str | None) -> None:
     """
     ctx.obj = Context(server, token)
     if ctx.invoked_subcommand is None:
-        from .app import run_tui
+        from ..app import run_tui
 
         sys.exit(run_tui(ctx.obj.settings, server, token))
 
@@ -130,9 +130,9 @@ def main(ctx: click.Context, server: str | None, token: str | None) -> None:
 @click.pass_obj
 def serve(obj: Context, host: str | None, port: int | None, public_url: str | None) -> None:
     """Run the control plane headless (supervising pods while no terminal is attached)."""
-    from .config import public_url_problem
-    from .logs import setup_logging
-    from .server.app import ControlPlane, tune_gc
+    from ..config import public_url_problem
+    from ..logs import setup_logging
+    from ..server.app import ControlPlane, tune_gc
 
     overrides = {k: v for k, v in {"host": host, "port": port, "public_url": public_url}.items() if v is not None}
     try:

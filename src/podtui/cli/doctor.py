@@ -10,38 +10,34 @@ import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import httpx
 
-from .bootstrap.script import render_start_script
-from .client import Client, ControlPlaneError
-from .config import Settings, load_settings, public_url_problem, read_admin_token
-from .models import Dataset
+from ..bootstrap.script import render_start_script
+from ..client import Client, ControlPlaneError
+from ..config import Settings, load_settings, public_url_problem, read_admin_token
+from ..models import Dataset, DoctorCheck
 
-Result = dict[str, str]
-
-
-def result(name: str, status: str, message: str) -> Result:
-    return {"name": name, "status": status, "message": message}
+Status = Literal["ok", "warn", "fail"]
 
 
 @dataclass
 class Report:
-    """Every check's outcome."""
+    """Every check's outcome, the CLI's and the control plane's."""
 
-    checks: list[Result] = field(default_factory=list)
+    checks: list[DoctorCheck] = field(default_factory=list)
 
-    def add(self, name: str, status: str, message: str) -> None:
-        self.checks.append(result(name, status, message))
+    def add(self, name: str, status: Status, message: str) -> None:
+        self.checks.append(DoctorCheck(name=name, status=status, message=message))
 
     @property
     def ok(self) -> bool:
-        return all(c["status"] != "fail" for c in self.checks)
+        return all(c.status != "fail" for c in self.checks)
 
     def as_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, "checks": self.checks}
+        return {"ok": self.ok, "checks": [c.model_dump() for c in self.checks]}
 
 
 def check_data_dir(settings: Settings, report: Report) -> None:
@@ -150,7 +146,7 @@ async def run_doctor(server: str | None, token: str | None) -> Report:
             if server:
                 report.add("control plane", "fail", exc.message)
                 return report
-            from .server.app import ControlPlane
+            from ..server.app import ControlPlane
 
             plane = ControlPlane(settings)
             try:
@@ -162,10 +158,9 @@ async def run_doctor(server: str | None, token: str | None) -> Report:
             client = Client(plane.url, plane.admin_token)
             report.add("control plane", "ok", f"none was running; started one for these checks at {plane.url}")
         try:
-            for check in await client._call("GET", "/api/v1/doctor"):
-                report.add(check["name"], check["status"], check["message"])
-                if check["name"] == "provider runpod" and settings.runpod_api_key and "no RunPod key" in \
-                        check["message"]:
+            for check in map(DoctorCheck.model_validate, await client._call("GET", "/api/v1/doctor")):
+                report.checks.append(check)
+                if check.name == "provider runpod" and settings.runpod_api_key and "no RunPod key" in check.message:
                     report.add("RunPod key", "fail", "RUNPOD_API_KEY is set here, but the control plane already "
                                f"running at {url} was started without it: restart it with the key (one kept in "
                                f"the background stops with `kill $(cat {settings.data_dir / 'serve.pid'})`)")
@@ -192,7 +187,7 @@ async def run_doctor(server: str | None, token: str | None) -> Report:
 
 def format_report(report: Report) -> str:
     marks = {"ok": "✓", "warn": "!", "fail": "✗"}
-    lines = [f"{marks[c['status']]} {c['name']}: {c['message']}" for c in report.checks]
+    lines = [f"{marks[c.status]} {c.name}: {c.message}" for c in report.checks]
     lines.append("all checks passed" if report.ok else "some checks failed")
     return "\n".join(lines)
 

@@ -1,0 +1,5 @@
+"""`python -m podtui.cli` (how podtui starts a background `podtui serve`)."""
+
+from . import main
+
+main()
