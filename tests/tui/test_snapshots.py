@@ -1,11 +1,14 @@
-"""Snapshots of the dashboard with a finished run, the launch screen, the confirm dialog and the help screen.
+"""Snapshots of the dashboard with a finished run, the log view's gap marker, the run detail screen, the launch
+screen, the confirm dialog and the help screen.
 
 Sync test functions (pytest-textual-snapshot runs the app itself); the data is fixed (a finished run with set
-times), so nothing depends on the clock; input cursors do not blink. Update with `pytest --snapshot-update`.
+times, shown in UTC), so nothing depends on the clock; input cursors do not blink. Update with
+`pytest --snapshot-update`.
 """
 
 import asyncio
 import math
+import os
 import time
 
 import pytest
@@ -22,6 +25,8 @@ from tests.support import make_settings
 
 SIZE = (140, 40)
 T0 = 1_790_000_000.0
+os.environ["TZ"] = "UTC"  # the run detail shows local times
+time.tzset()
 
 
 async def populate(settings) -> None:
@@ -48,6 +53,7 @@ async def populate(settings) -> None:
         pass
     await store._write(lambda db: db.execute("UPDATE runs SET ended_at = ?, created_at = ? WHERE id = ?",
                                              (T0 + 403, T0, run.id)).close())
+    await store._write(lambda db: db.execute("UPDATE run_events SET ts = ? + id", (T0,)).close())
     await store.close()
 
 
@@ -82,6 +88,30 @@ async def no_blink(pilot) -> None:
 
 def test_dashboard_with_a_finished_run(snap_compare, app):
     assert snap_compare(app, terminal_size=SIZE, run_before=ready)
+
+
+def test_log_view_marks_a_gap(snap_compare, app):
+    """Lines the feed skipped (seq 40 to 59 never came) show as one marker line, not silently."""
+    from podtui.feed import LogsAdded
+
+    async def gap(pilot):
+        await ready(pilot)
+        lines = [LogLine(seq=i, ts=T0 + 500 + i, text=f"after the gap: line {i}") for i in range(60, 64)]
+        pilot.app.take_entry(LogsAdded(run_id="snap000001", lines=lines))
+        await pilot.pause(0.5)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=gap)
+
+
+def test_run_detail_screen(snap_compare, app):
+    async def open_run(pilot):
+        await ready(pilot)
+        await pilot.press("enter")
+        await until(pilot, lambda: type(pilot.app.screen).__name__ == "RunDetailScreen"
+                    and pilot.app.screen.query_one("#events").row_count > 0)
+        await pilot.pause(0.5)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=open_run)
 
 
 def test_launch_screen(snap_compare, app):
