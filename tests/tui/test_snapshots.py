@@ -126,19 +126,19 @@ def test_launch_screen(snap_compare, app):
     assert snap_compare(app, terminal_size=SIZE, run_before=open_launch)
 
 
-def test_confirm_dialog(snap_compare, app):
-    async def ask(pilot):
+def pressing(key):
+    """Once the dashboard is ready, press a key and let the screen it opens settle."""
+    async def press(pilot):
         await ready(pilot)
-        await pilot.press("ctrl+d")
+        await pilot.press(key)
         await pilot.pause(0.5)
 
-    assert snap_compare(app, terminal_size=SIZE, run_before=ask)
+    return press
+
+
+def test_confirm_dialog(snap_compare, app):
+    assert snap_compare(app, terminal_size=SIZE, run_before=pressing("ctrl+d"))
 
 
 def test_help_screen(snap_compare, app):
-    async def help_(pilot):
-        await ready(pilot)
-        await pilot.press("question_mark")
-        await pilot.pause(0.5)
-
-    assert snap_compare(app, terminal_size=SIZE, run_before=help_)
+    assert snap_compare(app, terminal_size=SIZE, run_before=pressing("question_mark"))
