@@ -224,3 +224,37 @@ async def test_quit_keeping_the_control_plane_in_the_background_then_attach(tmp_
         assert "podtui control plane on" in out
     finally:
         os.kill(int((settings.data_dir / "serve.pid").read_text()), signal.SIGTERM)
+
+
+async def test_a_theme_change_recolours_statuses_and_the_chart(settings):
+    from podtui.feed import MetricsAdded, RunChanged
+    from podtui.models import LaunchSpec, MetricPoint, Run, RunStatus
+    from podtui.widgets.palette import theme_colour
+    from podtui.widgets.runs_table import RunsTable
+
+    app = PodtuiApp(settings)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await wait_for(pilot, lambda: app.dashboard is not None and app.dashboard._client is not None)
+        run = Run(id="theme00001", name="themed", provider="local", status=RunStatus.failed,
+                  spec=LaunchSpec(dataset="demo", gpu_types=["local"], command="true"), dataset_id="d",
+                  created_at=time.time())
+        app.take_entry(RunChanged(run=run))
+        app.take_entry(MetricsAdded(run_id=run.id, points=[
+            MetricPoint(name="train_loss", step=s, value=1 / s, ts=time.time()) for s in range(1, 30)]))
+        table = app.dashboard.query_one(RunsTable)
+        chart = app.dashboard.query_one(LossChart)
+        await wait_for(pilot, lambda: table.row_count == 1 and "train_loss" in chart.series)
+
+        def looks():
+            status = table.get_cell(run.id, "status")
+            return str(status.style), chart._colours
+
+        app.theme = "textual-dark"
+        await pilot.pause(0.3)
+        before = looks()
+        assert before[0] == f"bold {theme_colour(app, 'text-error')}"
+        # a run that logs only train_loss still gets a trend
+        assert app.live.sparks[run.id] and str(table.get_cell(run.id, "trend")).strip()
+        app.theme = "gruvbox"
+        await wait_for(pilot, lambda: looks() != before)
+        assert looks()[0] == f"bold {theme_colour(app, 'text-error')}"
