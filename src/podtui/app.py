@@ -21,7 +21,7 @@ from textual.screen import Screen
 
 from .config import Settings, public_url_problem, read_admin_token
 from .errors import ControlPlaneError
-from .live import LiveRuns
+from .live import Follow, LiveRuns
 from .logs import setup_logging
 from .messages import message_for
 from .screens.confirm import ConfirmScreen
@@ -60,6 +60,8 @@ class PodtuiApp(App[int]):
         self.default_provider = settings.default_provider
         self.live = LiveRuns()
         """The runs as the control plane last said, kept current from its live feed; screens read it."""
+        self.follow = Follow()
+        """The runs the feed brings in full (the selected and the compared one); the rest come as summaries."""
 
     @property
     def embedded(self) -> bool:
@@ -130,7 +132,7 @@ class PodtuiApp(App[int]):
     async def follow_events(self) -> None:
         """Apply the control plane's live feed to the app's runs, then tell the screens (reconnects by itself)."""
         assert self.client is not None
-        async for _, entry in self.client.events():
+        async for _, entry in self.client.events(follow=self.follow):
             self.take_entry(entry)
 
     def take_entry(self, entry: FeedEntry) -> None:

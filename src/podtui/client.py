@@ -11,6 +11,7 @@ import httpx
 
 from .errors import ControlPlaneError, ControlPlaneUnreachable
 from .feed import FeedEntry, parse_entry
+from .live import Follow
 from .models import Dataset, GpuOffer, LaunchSpec, LogsPage, MetricsPage, OrphanPod, PodLogs, Run, RunEvent
 
 
@@ -130,14 +131,20 @@ class Client:
         data = await self._call("GET", f"/api/v1/runs/{run_id}/events", params={"after_id": after_id})
         return [RunEvent.model_validate(e) for e in data]
 
-    async def events(self, after: int | None = None, run_id: str | None = None,
+    async def events(self, after: int | None = None, run_id: str | None = None, follow: Follow | None = None,
                      retry_s: float = 2.0) -> AsyncIterator[tuple[int, FeedEntry]]:
-        """The live feed as (id, typed entry); reconnects with Last-Event-ID, so nothing is missed. Kinds this
-        version does not know (a newer control plane) are skipped."""
+        """The live feed as (id, typed entry); reconnects with Last-Event-ID, so nothing is missed. With `follow`,
+        only its runs come in full (metrics and log lines) and the rest as summaries; when it changes, the stream
+        reconnects with the new subscription from the last entry it took, so a newly followed run's points from
+        then on come too. Kinds this version does not know (a newer control plane) are skipped."""
         last = after
         while True:
+            if follow is not None:
+                follow.changed = False
             headers = {"Last-Event-ID": str(last)} if last is not None else {}
             params = {"run": run_id} if run_id else {}
+            if follow is not None:
+                params["full"] = ",".join(sorted(follow.runs))
             try:
                 async with self._http.stream("GET", "/api/v1/events", headers=headers, params=params,
                                              timeout=httpx.Timeout(30.0, read=None)) as response:
@@ -146,18 +153,25 @@ class Client:
                         raise _error_of(response)
                     event_id, kind, data = None, "message", ""
                     async for line in response.aiter_lines():
+                        if follow is not None and follow.changed:
+                            break  # reconnect with the new subscription
                         if line.startswith("id:"):
                             event_id = int(line[3:].strip())
+                        elif line.startswith(": from ") and last is None:
+                            last = int(line[7:])  # where a stream "from now" began: resume from there
                         elif line.startswith("event:"):
                             kind = line[6:].strip()
                         elif line.startswith("data:"):
                             data += line[5:].strip()
                         elif line == "" and event_id is not None:
-                            last = event_id
                             entry = parse_entry(kind, json.loads(data or "{}"))
+                            last = event_id
                             if entry is not None:
                                 yield event_id, entry
                             event_id, kind, data = None, "message", ""
+                    else:
+                        await asyncio.sleep(retry_s)
+                    continue
             except (httpx.TransportError, httpx.RemoteProtocolError):
                 pass
             await asyncio.sleep(retry_s)

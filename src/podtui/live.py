@@ -1,5 +1,6 @@
 """What the TUI knows of the control plane's runs, kept current from the live feed: the runs and each one's recent
-training loss for its sparkline. The app owns one; screens read it. No textual here."""
+training loss for its sparkline, and which runs the feed brings in full. The app owns them; screens read them. No
+textual here."""
 
 from __future__ import annotations
 
@@ -82,3 +83,22 @@ class LiveRuns:
         spark.extend(float(p.value) for p in entry.points if p.name == name)
         del spark[:-SPARK_POINTS]
         self.version += 1
+
+
+class Follow:
+    """The runs a feed subscription follows in full; the others come as summaries (run changes and events).
+
+    `set` changes them; `Client.events` notices before it takes another line and reconnects with the new
+    subscription from the last entry it yielded. Set it before fetching a newly followed run's history: what that
+    fetch misses comes on the feed."""
+
+    def __init__(self, runs: Iterable[str] = ()) -> None:
+        self.runs = frozenset(runs)
+        self.changed = False
+
+    def set(self, runs: Iterable[str | None]) -> None:
+        """Follow these runs in full from now."""
+        wanted = frozenset(r for r in runs if r)
+        if wanted != self.runs:
+            self.runs = wanted
+            self.changed = True

@@ -162,6 +162,7 @@ class Dashboard(Screen[None]):
         if run_id == self.selected:
             return
         self.selected = run_id
+        self.podtui.follow.set([run_id, self.compare_with])
         self.query_one(LossChart).clear()
         self.query_one(LogView).reset()
         self.load_selected(run_id)
@@ -203,8 +204,9 @@ class Dashboard(Screen[None]):
             self._show_progress()
 
     def on_metrics_arrived(self, message: MetricsArrived) -> None:
-        if message.run_id == self.selected:
-            self.query_one(LossChart).add_points([(p.name, p.step, float(p.value), p.ts) for p in message.points])
+        if message.run_id in (self.selected, self.compare_with):
+            points = [(p.name, p.step, float(p.value), p.ts) for p in message.points]
+            self.query_one(LossChart).add_points(points, compare=message.run_id != self.selected)
 
     def on_logs_arrived(self, message: LogsArrived) -> None:
         if message.run_id == self.selected:
@@ -372,10 +374,12 @@ class Dashboard(Screen[None]):
         chart = self.query_one(LossChart)
         if self.compare_with == self.selected or self.selected is None:
             self.compare_with = None
+            self.podtui.follow.set([self.selected])
             chart.set_compare("", {})
             self.notify("comparison cleared")
             return
         self.compare_with = self.selected
+        self.podtui.follow.set([self.selected, self.compare_with])
         self.load_compare(self.selected)
 
     @work(exclusive=True, group="compare", exit_on_error=False)

@@ -329,8 +329,9 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", RUN + "/events", run_events, auth.ADMIN, "A run's events", response=list[RunEvent],
           params=(Param("after_id", "integer", minimum=0, maximum=INT64_MAX),)),
     Route("GET", "/api/v1/events", events.events, auth.ADMIN, "Live events (SSE, resumable)",
-          content_type="text/event-stream", params=(Param("after", "integer", minimum=0, maximum=INT64_MAX),
-                                                    Param("run"))),
+          content_type="text/event-stream", params=(
+              Param("after", "integer", minimum=0, maximum=INT64_MAX), Param("run"),
+              Param("full", description="run ids to follow in full, comma-separated; other runs as summaries"))),
     Route("GET", "/api/datasets/download", downloads.download_dataset, auth.PUBLIC,
           "Download a run's dataset (download token)", content_type="application/octet-stream",
           params=(Param("token"), Param("path"))),

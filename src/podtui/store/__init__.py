@@ -538,13 +538,18 @@ class Store(Engine):
         rows = await self._read("SELECT coalesce(max(id), 0) FROM feed")
         return int(rows[0][0])
 
-    async def feed_after(self, after_id: int, limit: int = 200, run_id: str | None = None) -> list[FeedItem]:
-        """Feed entries after an id, built from their rows (runs, events, metrics, log lines)."""
+    async def feed_after(self, after_id: int, limit: int = 200, run_id: str | None = None,
+                         full: frozenset[str] | None = None) -> list[FeedItem]:
+        """Feed entries after an id, built from their rows (runs, events, metrics, log lines): of one run, or with
+        `full`, metrics and log lines of those runs only (run changes and events of all)."""
         sql = "SELECT id, run_id, kind, lo, hi FROM feed WHERE id > ?"
         params: list[Any] = [after_id]
         if run_id:
             sql += " AND run_id = ?"
             params.append(run_id)
+        if full is not None:
+            sql += f" AND (kind IN ('run', 'run_event') OR run_id IN ({', '.join('?' * len(full))}))"
+            params.extend(sorted(full))
         rows = await self._read(sql + " ORDER BY id LIMIT ?", (*params, limit))
         items: list[FeedItem] = []
         runs_seen: dict[str, Run] = {}

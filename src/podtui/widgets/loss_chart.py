@@ -101,8 +101,8 @@ class LossChart(Widget):
         self.series = _series().build_series(series)
         self.mark_dirty()
 
-    def add_points(self, points: list[tuple[str, int, float, float]]) -> None:
-        """Append live points (name, step, value, wall time)."""
+    def add_points(self, points: list[tuple[str, int, float, float]], compare: bool = False) -> None:
+        """Append live points (name, step, value, wall time) to the run's series, or to the overlaid run's."""
         grouped: SeriesData = {}
         for name, step, value, ts in points:
             steps, values, times = grouped.setdefault(name, ([], [], []))
@@ -110,7 +110,8 @@ class LossChart(Widget):
             values.append(value)
             times.append(ts)
         for name, (steps, values, times) in grouped.items():
-            self.series.setdefault(name, _series().Series()).extend(steps, values, times)
+            target = self.compare if compare else self.series
+            target.setdefault(name, _series().Series()).extend(steps, values, times)
         self.mark_dirty()
 
     def set_compare(self, name: str, series: SeriesData) -> None:
