@@ -421,6 +421,8 @@ class ReportReply(_Model):
     deadline_in_s: float | None = None
     """Seconds until the run's max runtime or budget runs out: the pod ends the command itself then (on its own
     clock), also while it cannot reach the control plane."""
+    min_interval_s: float | None = None
+    """Set while the control plane is busy: report no more often than this (seconds); agents batch meanwhile."""
 
 
 class MetricSeries(_Model):

@@ -5,7 +5,9 @@
 
 It runs the command, streams its stdout/stderr as numbered log lines, extracts metrics from what the command
 prints (JSON lines, `key=value` lines with a step, Hugging Face Trainer dicts) and from an optional metrics file,
-and posts them with a heartbeat to the control plane about once a second. When the control plane does not
+and posts them with a heartbeat to the control plane as soon as it has them and no report is in flight (at most
+20 reports a second, fewer when the control plane says it is busy; a heartbeat every PODTUI_REPORT_INTERVAL_S
+when idle). When the control plane does not
 answer it keeps everything (memory, then a spill file) and resends in order with backoff; the control plane
 de-duplicates. When the command ends it reports `succeeded` or `failed` and ends the pod (after the keep-alive
 window on success), so a failed run stops billing at once.
@@ -237,8 +239,15 @@ class ControlPlane:
             raise
 
 
+MIN_REPORT_GAP_S = 0.05
+"""At most 20 reports a second: what comes faster rides in the next batch."""
+MAX_SERVER_GAP_S = 10.0
+
+
 class Reporter(threading.Thread):
-    """Sends the outbox about once a second (sooner when it fills), with a heartbeat, in order."""
+    """Sends the outbox in order as soon as something is in it and no report is in flight, at most one report per
+    MIN_REPORT_GAP_S (or the longer gap the control plane asks for when busy), so batches grow only under load;
+    with nothing to send, a heartbeat every `interval` seconds."""
 
     def __init__(self, agent: Agent, interval: float) -> None:
         super().__init__(daemon=True, name="reporter")
@@ -248,6 +257,8 @@ class Reporter(threading.Thread):
         self.stopping = threading.Event()
         self.last_ok = time.time()
         self.failures = 0
+        self.server_gap = 0.0
+        self.last_sent = 0.0
 
     def run(self) -> None:
         while not self.stopping.is_set():
@@ -255,9 +266,13 @@ class Reporter(threading.Thread):
                 self.stopping.wait(self.backoff())  # a full buffer does not cut a backoff short
             else:
                 self.wake.wait(self.interval)
+                gap = max(MIN_REPORT_GAP_S, self.server_gap) - (time.monotonic() - self.last_sent)
+                if gap > 0:
+                    self.stopping.wait(gap)
             self.wake.clear()
             if self.stopping.is_set():
                 return
+            self.last_sent = time.monotonic()
             self.flush_once()
 
     def backoff(self) -> float:
@@ -294,6 +309,9 @@ class Reporter(threading.Thread):
         self.failures = 0
         self.last_ok = time.time()
         agent.outbox.commit(token)
+        gap = reply.get("min_interval_s")
+        busy = isinstance(gap, (int, float)) and not isinstance(gap, bool) and math.isfinite(gap)
+        self.server_gap = min(MAX_SERVER_GAP_S, max(0.0, float(gap))) if busy else 0.0
         left = reply.get("deadline_in_s")
         if isinstance(left, (int, float)) and not isinstance(left, bool) and math.isfinite(left):
             agent.plane_deadline = time.time() + float(left)  # on this pod's clock, not the laptop's
@@ -375,8 +393,7 @@ class Agent:
             if stream == "stdout":
                 for name, step, value in parse_metrics(text, self.parse_state):
                     self.outbox.add("m", {"name": name, "step": step, "value": json_value(value), "ts": now})
-        if len(self.outbox) >= MAX_BATCH_ITEMS:
-            self.reporter.wake.set()
+        self.reporter.wake.set()
 
     def note(self, text: str) -> None:
         """A line of the agent's own, in the run's log."""
@@ -417,6 +434,8 @@ class Agent:
                 for name, step, value in parse_metrics(text, self.file_state):
                     self.outbox.add("m", {"name": name, "step": step, "value": json_value(value), "ts": now})
                     self.last_line_at = now
+            if lines:
+                self.reporter.wake.set()
             if finished:
                 return
             done.wait(0.5)

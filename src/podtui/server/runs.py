@@ -28,6 +28,19 @@ from .responses import ApiError
 log = logging.getLogger(__name__)
 
 
+BUSY_BACKLOG = 64
+"""Writes queued in the store past which agents are asked to report less often."""
+
+
+def slow_down(backlog: int) -> float | None:
+    """How often agents should report while the store has `backlog` writes queued: as usual (None) below
+    BUSY_BACKLOG, then a gap growing with the backlog (0.25 s at 64, 2 s from 512 on): their batches grow and the
+    store catches up on fewer, larger writes."""
+    if backlog < BUSY_BACKLOG:
+        return None
+    return min(2.0, 0.25 * backlog / BUSY_BACKLOG)
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 now (a local pull-mode pod listens there)."""
     with socket.socket() as sock:
@@ -286,7 +299,8 @@ class RunService:
         deadline = await self.pod_deadline(run_id) if status.is_live else None
         return ReportReply(accepted_metrics=result.accepted_metrics, accepted_logs=result.accepted_logs,
                            run_status=status, stop=stop,
-                           deadline_in_s=None if deadline is None else round(deadline - time.time(), 1))
+                           deadline_in_s=None if deadline is None else round(deadline - time.time(), 1),
+                           min_interval_s=slow_down(self.store.backlog))
 
     async def pod_reported_end(self, run: Run, status: RunStatus, exit_code: int | None,
                                error: str | None, stopped: str | None = None) -> Run:

@@ -159,6 +159,11 @@ class Engine:
 
     # -- the writer ---------------------------------------------------------------------------
 
+    @property
+    def backlog(self) -> int:
+        """Writes queued behind the one in progress."""
+        return self._queue.qsize()
+
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self.closed:
             raise StoreUnavailable("the store is closed")

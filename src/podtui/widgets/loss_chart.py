@@ -1,5 +1,6 @@
 """The loss chart: braille curves of a run's metrics (raw faint, EMA-smoothed bright), y-axis ticks, log-y,
-an optional overlay of another run. Redrawn from a dirty flag on a 4 Hz timer, never per point.
+an optional overlay of another run. Redrawn with the frame after new points arrive (refreshes coalesce), never
+per point.
 
 The drawing (the chart package, with numpy) loads with the first metrics: the dashboard's first frame does without it.
 """
@@ -56,14 +57,12 @@ class LossChart(Widget):
         self.series: dict[str, Series] = {}
         self.compare: dict[str, Series] = {}
         self.compare_name = ""
-        self._dirty = True
         self._cache_key: tuple[object, ...] | None = None
         self._cache: Text | None = None
         self._version = 0
 
     def on_mount(self) -> None:
         self.border_title = "loss"
-        self.set_interval(0.25, self._redraw_if_dirty)
         self._take_theme()
         self.app.theme_changed_signal.subscribe(self, lambda _: self._take_theme())
 
@@ -72,15 +71,10 @@ class LossChart(Widget):
                          theme_colour(self.app, COMPARE_VARIABLE), theme_colour(self.app, LR_VARIABLE))
         self.mark_dirty()
 
-    def _redraw_if_dirty(self) -> None:
-        if self._dirty:
-            self._dirty = False
-            self._version += 1
-            self.refresh()
-
     def mark_dirty(self) -> None:
-        """Ask for a redraw on the next tick."""
-        self._dirty = True
+        """Redraw with the next frame (Textual coalesces every refresh asked for before it into one)."""
+        self._version += 1
+        self.refresh()
 
     def watch_log_y(self) -> None:
         self.mark_dirty()
