@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from textual import work
 from textual.app import App, SystemCommand
@@ -85,7 +86,9 @@ class PodtuiApp(App[int]):
         """Start the embedded control plane (or reach --server), then feed the dashboard."""
         url = self.server
         token = self.token
-        if url is None:
+        if url is None and await self._port_answers():
+            url, token = self._attach_local()
+        elif url is None:
             # The server stack (aiohttp, aiosqlite) loads only when embedded, in a thread: the dashboard stays live.
             server_app = await asyncio.to_thread(importlib.import_module, "podtui.server.app")
             plane = self.plane = server_app.ControlPlane(self.settings)  # set first: quitting now still stops it
@@ -95,11 +98,12 @@ class PodtuiApp(App[int]):
                 url, token = plane.url, plane.admin_token
             except OSError:
                 self.plane = None
-                url = self.settings.local_url
-                token = token or read_admin_token(self.settings)
-                self.notify(f"Port {self.settings.port} is busy: attaching to the control plane already running "
-                            f"at {url} (a `podtui serve`, e.g. one kept in the background). Set PODTUI_PORT to run "
-                            "a separate one.", timeout=10)
+                url, token = self._attach_local()
+            else:
+                # The runs are in this process already: show them before the HTTP client has even loaded.
+                self.live.load(await plane.store.list_runs())
+                if self.dashboard is not None:
+                    self.dashboard.show_runs()
         client_module = await asyncio.to_thread(importlib.import_module, "podtui.client")  # httpx: not at start
         self.client = client_module.Client(url, token)
         try:
@@ -109,6 +113,27 @@ class PodtuiApp(App[int]):
         assert self.dashboard is not None
         self.dashboard.attach(self.client, self.status_line(url))
         self.follow_events()
+
+    async def _port_answers(self) -> bool:
+        """Whether something listens on the control plane's port already (a `podtui serve`, e.g. one kept in the
+        background): then attach to it, without loading the server stack at all."""
+        if not self.settings.port:
+            return False
+        try:
+            host = urlsplit(self.settings.local_url).hostname or "127.0.0.1"
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, self.settings.port), 0.5)
+        except (OSError, TimeoutError):
+            return False
+        writer.close()
+        return True
+
+    def _attach_local(self) -> tuple[str, str | None]:
+        """The URL and admin token of the control plane already on this machine's port."""
+        url = self.settings.local_url
+        self.notify(f"Port {self.settings.port} is busy: attached to the control plane already running at {url} (a "
+                    "`podtui serve`, e.g. one kept in the background). Set PODTUI_PORT to run a separate one.",
+                    timeout=8)
+        return url, self.token or read_admin_token(self.settings)
 
     def status_line(self, url: str) -> str:
         """Provider, where pods reach the control plane, and what is wrong with that."""

@@ -116,6 +116,8 @@ class Dashboard(Screen[None]):
         """The control plane is up: load the runs and check for orphan pods a little later."""
         self._client = client
         self.query_one("#status", Static).update(status_line)
+        if self.selected is not None:  # selected while the control plane started (the runs came from its store)
+            self.load_selected(self.selected)
         self.load_runs()
         # Later, so that asking RunPod (and importing its SDK) never slows the start.
         self.set_timer(15.0, self.check_orphans)
@@ -131,7 +133,7 @@ class Dashboard(Screen[None]):
             self.notify(exc.message, severity="error", timeout=10)
             return
         self.live.load(runs)
-        self._refresh_table()
+        self.show_runs()
         for run in runs[:30]:
             try:
                 page = await self.client.metrics(run.id, max_points=SPARK_POINTS)
@@ -165,7 +167,8 @@ class Dashboard(Screen[None]):
         self.podtui.follow.set([run_id, self.compare_with])
         self.query_one(LossChart).clear()
         self.query_one(LogView).reset()
-        self.load_selected(run_id)
+        if self._client is not None:  # else attach() loads it
+            self.load_selected(run_id)
         self._show_progress()
 
     @work(exclusive=True, group="selected", exit_on_error=False)
@@ -224,6 +227,10 @@ class Dashboard(Screen[None]):
             self.notify(f"{name} {event.kind}: {first}", severity="error", timeout=15)
         elif event.kind in ("succeeded", "terminated"):
             self.notify(f"{name} {event.kind}: {first}", timeout=8)
+
+    def show_runs(self) -> None:
+        """Show the app's runs now (not at the next tick)."""
+        self._refresh_table()
 
     def _refresh_table(self, force: bool = False) -> None:
         """Show the runs when they changed since last shown (or always: uptime and cost grow without events)."""
