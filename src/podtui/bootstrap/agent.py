@@ -163,23 +163,26 @@ _TOKEN = re.compile(r"\x1b\[([0-9;?]*)([@-~])|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|
                     r"([\r\n\b])|[\x00-\x07\x0b-\x1f\x7f]+|([^\x00-\x08\x0a-\x1f\x7f]+)")
 _PARTIAL_ESCAPE = re.compile(r"\x1b(?:\[[0-9;?]*|\][^\x07\x1b]*|)$")
 _RANK_PREFIX = re.compile(r"^(?:\[(?:rank|default)(\d{1,5})\]:|\s{0,3}(\d{1,4}): )")
+_PARTIAL_RANK = re.compile(r"\[(?:r(?:a(?:n(?:k\d{0,5}\]?)?)?)?|d(?:e(?:f(?:a(?:u(?:l(?:t\d{0,5}\]?)?)?)?)?)?)?)?$")
 _OTHER_RANK = re.compile(r"\[(?:rank|default)\d{1,5}\]:")
-_MAYBE_PREFIX = re.compile(r"^(?:\[(?:r(?:a(?:n(?:k\d{0,5})?)?)?|d(?:e(?:f(?:a(?:u(?:l(?:t\d{0,5})?)?)?)?)?)?)?"
-                           r"|\s{0,3}\d{0,4})$")
+_MAYBE_PREFIX = re.compile(r"^(?:\[(?:r(?:a(?:n(?:k\d{0,5}\]?)?)?)?|d(?:e(?:f(?:a(?:u(?:l(?:t\d{0,5}\]?)?)?)?)?)?)?)?"
+                           r"|\s{0,3}\d{0,4}:?)$")
 
 
 class Screen:
     """One output stream (of one rank) as a terminal draws it: the rows a program may still redraw, and the
-    lines that have left them for the log (`done`: (text, was_progress))."""
+    lines that have left them for the log (`done`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, rank: int | None = None, done: list | None = None) -> None:
+        self.rank = rank
+        self.prefix = ""  # the launcher's prefix of this rank's lines, put back on them in the log
+        self.done = [] if done is None else done  # (text, was_progress, rank, prefix), shared by a stream's screens
         self.rows = [""]
         self.progress = [False]  # the row was drawn over (\r, \b, cursor moves): a progress line
         self.touched = [0.0]
         self.row = self.col = 0
         self.cleared: set = set()  # rows blanked since their last parse (tqdm clears a bar to print beside it)
         self.changed: set = set()
-        self.done: list = []
         self.held: tuple | None = None  # (text, bar key, time) of a bar drawn a line at a time
         self.returned = False  # a \r since the last line end
         self.drawn: list = []  # drawings of the held bar since the last take (each was a line: all count)
@@ -224,7 +227,7 @@ class Screen:
                 # A bar drawn a line at a time (a launcher that turns \r into \n): each drawing replaces
                 # the last drawing of the same bar, as on the terminal of whoever ran it.
                 if self.held is not None and self.held[1] != key:
-                    self.done.append((self.held[0], True))
+                    self.done.append((self.held[0], True, self.rank, self.prefix))
                 self.held = (self.rows[r].rstrip(), key, now)
                 self.drawn.append(self.held[0])
                 self.rows[r], self.col = "", 0
@@ -233,7 +236,7 @@ class Screen:
                 if not self.rows[r]:  # the empty piece before a drawing's \r, turned into a line
                     self.col = 0
                     return
-                self.done.append((self.held[0], True))
+                self.done.append((self.held[0], True, self.rank, self.prefix))
                 self.held = None
             # a plain line: it and every row above it are the screen's history now
             self.commit(r + 1)
@@ -284,7 +287,7 @@ class Screen:
         for i in range(count):
             text, progress = self.rows[i].rstrip(), self.progress[i]
             if text or not progress:
-                self.done.append((text, progress))
+                self.done.append((text, progress, self.rank, self.prefix))
         del self.rows[:count], self.progress[:count], self.touched[:count]
         if not self.rows:
             self.rows, self.progress, self.touched = [""], [False], [0.0]
@@ -300,13 +303,13 @@ class Screen:
         if top:
             self.commit(top)
         if self.held is not None and now - self.held[2] >= SETTLE_S:
-            self.done.append((self.held[0], True))
+            self.done.append((self.held[0], True, self.rank, self.prefix))
             self.held = None
 
     def close(self) -> None:
         """The stream ended: every row with something on it is a log line."""
         if self.held is not None:
-            self.done.append((self.held[0], True))
+            self.done.append((self.held[0], True, self.rank, self.prefix))
             self.held = None
         last = len(self.rows)
         if self.row == last - 1 and not self.rows[-1] and not self.progress[-1]:
@@ -329,19 +332,20 @@ class Output:
         self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
         self.carry = ""
         self.screens: dict = {}
-        self.prefixes: dict = {}
+        self.done: list = []
         self.rank: int | None = None  # of the line being written; None until its start has been read
         self.line_start = ""
 
     def screen(self, rank: int | None) -> Screen:
         if rank not in self.screens:
-            self.screens[rank] = Screen()
+            self.screens[rank] = Screen(rank, self.done)
         return self.screens[rank]
 
     def feed(self, data: bytes, now: float, final: bool = False) -> None:
         text = self.carry + self.decoder.decode(data, final)
         self.carry = ""
-        partial = None if final else _PARTIAL_ESCAPE.search(text)
+        # An escape sequence, or another rank's prefix, cut by the end of this read: wait for its end.
+        partial = None if final else _PARTIAL_ESCAPE.search(text) or _PARTIAL_RANK.search(text, max(0, len(text) - 12))
         if partial:
             text, self.carry = text[:partial.start()], text[partial.start():]
         while text:
@@ -356,7 +360,7 @@ class Output:
                 m = _RANK_PREFIX.match(start)
                 self.rank = -1 if m is None else int(m.group(1) or m.group(2))
                 if m is not None:
-                    self.prefixes[self.rank] = m.group(0)
+                    self.screen(self.rank).prefix = m.group(0)
                     start = start[m.end():]
                 text = start
             end = text.find("\n")
@@ -385,12 +389,11 @@ class Output:
     def take(self) -> tuple:
         """(lines, states) since the last take: lines are (log text, text, rank, was_progress); states are
         (text, rank, key, after_clear) of progress rows drawn since, as they stand now."""
-        lines, states = [], []
+        lines = [(prefix + text if prefix and text else text, text, rank, progress)
+                 for text, progress, rank, prefix in self.done]
+        self.done.clear()
+        states = []
         for rank, screen in self.screens.items():
-            prefix = self.prefixes.get(rank, "")
-            for text, progress in screen.done:
-                lines.append((prefix + text if prefix and text else text, text, rank, progress))
-            screen.done = []
             states += [(text, rank, (rank, -1), False) for text in screen.drawn]
             screen.drawn = []
             for r in sorted(screen.changed):
@@ -401,11 +404,7 @@ class Output:
         return lines, states
 
     def live(self) -> list:
-        out = []
-        for rank, screen in self.screens.items():
-            prefix = self.prefixes.get(rank, "")
-            out += [prefix + row for row in screen.live()]
-        return out
+        return [screen.prefix + row for screen in self.screens.values() for row in screen.live()]
 
 
 # -- progress bars and trainers' own lines (pure; the agent feeds them what a terminal shows) ----------------
