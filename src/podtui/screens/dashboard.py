@@ -188,6 +188,8 @@ class Dashboard(Screen[None]):
             if line.seq is None:
                 view.pending.append(line)
         view.border_title = f"logs · {self.runs[run_id].name}" if run_id in self.runs else "logs"
+        if run_id in self.runs:
+            view.set_live(self.runs[run_id].live)
 
     # -- live events ----------------------------------------------------------------------------
 
@@ -204,6 +206,7 @@ class Dashboard(Screen[None]):
                 self.select(run.id)
             if run.id == self.selected:
                 self._show_progress()
+                self.query_one(LogView).set_live(run.live)
         elif kind == "metrics":
             run_id = data["run_id"]
             points = [(p["name"], int(p["step"]), as_float(p["value"]), float(p["ts"])) for p in data["points"]]
