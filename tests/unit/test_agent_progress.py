@@ -83,8 +83,9 @@ def test_a_live_tqdm_bar_gives_a_loss_curve_and_one_log_line(tmp_path):
     loss = {step: value for (name, step), value in plane.metrics.items() if name == "loss"}
     assert 200 in loss and loss[200] == pytest.approx(0.01)
     assert len(loss) >= 5 and all(0 <= step <= 200 for step in loss)
-    # the first drawing at a counter carries that step's loss (2 / step)
-    assert all(value == pytest.approx(2 / step, rel=5e-3) for step, value in loss.items() if step)
+    # the first drawing at a counter carries that step's loss (2 / step); when the agent reads a later drawing
+    # of the same counter (reads are at most 50 a second), the loss of a step shortly after
+    assert all(2 / (step + 30) <= value <= 2 / step * 1.005 for step, value in loss.items() if step), loss
     assert any(rows and "Epoch 1:" in rows[0] for rows in plane.live), plane.live  # drawn live, in place
     assert plane.live[-1] == []  # nothing is being drawn once the command ended
     assert plane.sources[-1] == "tqdm postfix, step = epoch x steps per epoch + position (epochs from 1)"
