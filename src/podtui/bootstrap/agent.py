@@ -161,6 +161,7 @@ MAX_ROW = 64 * 1024  # a row that grows past this without a line end is cut into
 SETTLE_S = 2.0  # a progress row the cursor has left, untouched this long, is finished
 _TOKEN = re.compile(r"\x1b\[([0-9;?]*)([@-~])|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[^\[\]]|"
                     r"([\r\n\b])|[\x00-\x07\x0b-\x1f\x7f]+|([^\x00-\x08\x0a-\x1f\x7f]+)")
+_CONTROL = re.compile(r"[\x00-\x0c\x0e-\x1f\x7f]")  # any control character but \r
 _PARTIAL_ESCAPE = re.compile(r"\x1b(?:\[[0-9;?]*|\][^\x07\x1b]*|)$")
 _RANK_PREFIX = re.compile(r"^(?:\[(?:rank|default)(\d{1,5})\]:|\s{0,3}(\d{1,4}): )")
 _PARTIAL_RANK = re.compile(r"\[(?:r(?:a(?:n(?:k\d{0,5}\]?)?)?)?|d(?:e(?:f(?:a(?:u(?:l(?:t\d{0,5}\]?)?)?)?)?)?)?)?$")
@@ -188,6 +189,17 @@ class Screen:
         self.drawn: list = []  # drawings of the held bar since the last take (each was a line: all count)
 
     def feed(self, text: str, now: float) -> None:
+        if not _CONTROL.search(text):  # only \r: a bar redrawn, maybe hundreds of times in this read
+            drawings = text.split("\r")
+            last = drawings[-1]
+            if len(drawings) > 2 and len(last) >= max(map(len, drawings)):
+                # The last drawing covers every one before it: a terminal shows it over the row as it was.
+                self.feed(drawings[0] + "\r", now)
+                if any(map(str.isspace, drawings[1:-1])):
+                    self.cleared.add(self.row)
+                self.col = 0
+                self.write(last, now)
+                return
         for m in _TOKEN.finditer(text):
             plain, control = m.group(4), m.group(3)
             if plain is not None:
