@@ -5,6 +5,7 @@ which steps, and how the run explains it."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -177,6 +178,17 @@ def test_trainer_dicts_without_a_bar_count_lines_as_before():
             run.feed(stream, data)
     run.close()
     assert sorted(run.series("loss")) == [1, 2, 3, 4, 6, 7, 8, 9, 11, 12, 13, 14]
+    assert "step counted by line (no trainer progress bar seen)" in run.reader.explain()
+
+
+def test_trainer_dicts_after_a_bar_that_is_not_the_trainers_count_lines():
+    run = Replay()
+    run.feed("stderr", "\rMap: 100%|██████████| 1000/1000 [00:00<00:00, 5000.00 examples/s]\n")
+    run.now += 10
+    run.feed("stdout", "{'loss': '0.5', 'epoch': '0.1'}\n{'loss': nan, 'epoch': 0.2}\n")
+    run.now += 3
+    run.take("stdout")
+    assert run.series("loss")[1] == 0.5 and math.isnan(run.series("loss")[2])
     assert "step counted by line (no trainer progress bar seen)" in run.reader.explain()
 
 

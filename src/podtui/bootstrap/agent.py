@@ -433,6 +433,11 @@ _SCALE = {"": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
 NOT_METRICS = ("v_num",)  # Lightning's logger version in its bar's postfix
 
 
+def text_of(values: dict) -> str:
+    """A Trainer dict printed again (nan and inf as Python prints them), for the line counter."""
+    return repr(values)
+
+
 def _bar_key(text: str) -> tuple | None:
     """What identifies a tqdm or Keras bar in a drawing of it (its description and total), or None."""
     if "/" not in text or len(text) > 4096:
@@ -642,9 +647,11 @@ class MetricReader:
             epoch = values.get("epoch")
             if self.per_epoch and isinstance(epoch, float):
                 points = self.trainer_points(values, round(epoch * self.per_epoch), "epoch x steps per epoch")
-            else:
-                step = self.bar[0] if self.bar else 0
-                points = self.trainer_points(values, step, "the last counter of its progress bar")
+            elif self.bar and at - self.bar[1] < 5.0:
+                points = self.trainer_points(values, self.bar[0], "the last counter of its progress bar")
+            else:  # the bar seen was no trainer's (a dataset's, say): count dicts as before
+                points = parse_metrics(text_of(values), self.state)
+                self.note("Hugging Face Trainer dicts, step counted by line (no trainer progress bar seen)")
             out += self.named(points, rank)
         self.pending = keep
         return out
@@ -942,13 +949,21 @@ class Agent:
         """Read a stream as it comes (a progress bar never ends its line). A bar redrawn thousands of times a
         second is read at most 50 times a second: only the last drawing of a read counts."""
         fd = pipe.fileno()
+        failed = False
         while True:
             try:
                 data = os.read(fd, 1 << 16)
             except OSError:
                 data = b""
             now = time.time()
-            self.output(stream, data, now)
+            try:
+                self.output(stream, data, now)
+            except Exception as exc:  # never stop reading: a full pipe would hang the command
+                if not failed:
+                    failed = True
+                    self.note(f"reading the {stream} stream failed ({exc!r}); its lines are kept as printed")
+                for text in data.decode("utf-8", "replace").splitlines():
+                    self.line(stream, text)
             if not data:
                 break
             if len(data) > 512:
