@@ -3,9 +3,11 @@
 
     python3 agent.py run -- bash start.sh
 
-It runs the command, streams its stdout/stderr as numbered log lines, extracts metrics from what the command
-prints (JSON lines, `key=value` lines with a step, Hugging Face Trainer dicts) and from an optional metrics file,
-and posts them with a heartbeat to the control plane about once a second. When the control plane does not
+It runs the command, reads its stdout/stderr as a terminal would show them (a progress bar redrawn with \r or
+\b is one live row, stored once when finished; escape codes are drawn, not kept), streams the lines as numbered
+log lines, extracts metrics from what the command prints (JSON lines, `key=value` lines with a step, Hugging Face
+Trainer dicts, tqdm/Lightning and Keras progress bars; launchers' rank prefixes stripped) and from an optional
+metrics file, and posts them with a heartbeat to the control plane about once a second. When the control plane does not
 answer it keeps everything (memory, then a spill file) and resends in order with backoff; the control plane
 de-duplicates. When the command ends it reports `succeeded` or `failed` and ends the pod (after the keep-alive
 window on success), so a failed run stops billing at once.
@@ -16,8 +18,10 @@ own pod-scoped RUNPOD_API_KEY), PODTUI_TERMINATE_CMD (the fallback, or how anoth
 PODTUI_UNREACHABLE_LIMIT_S (while the command runs, default 12 h), PODTUI_UNDELIVERED_KEEP_S (after it ends, how
 long undelivered reports keep the pod, default 30 min), PODTUI_MAX_RUNTIME_S and PODTUI_STALL_TIMEOUT_S (the pod
 enforces them itself, and the deadline the control plane sends in its replies: the budget; PODTUI_LIMIT_GRACE_S
-later than the control plane would), PODTUI_METRICS_FILE,
-PODTUI_REPORT_INTERVAL_S, PODTUI_GRACE_S.
+later than the control plane would), PODTUI_METRICS_FILE, PODTUI_METRICS (auto | json | off: what is read
+from the output), PODTUI_METRICS_RANKS (0 | all), PODTUI_REPORT_INTERVAL_S, PODTUI_GRACE_S.
+
+One file, longer than a module should be: pods fetch it (or get it in their env) as a single script.
 """
 
 from __future__ import annotations
