@@ -39,8 +39,9 @@ async def stored(plane, run_id: str) -> tuple[list[dict], dict[str, dict[int, fl
     return [line for line in lines if line["stream"] != "system" and not start_script.match(line["text"])], series
 
 
-async def launch(plane, command: str) -> str:
-    r = await plane.http.post("/api/v1/runs", json={"dataset": "demo", "gpu_types": ["local"], "command": command})
+async def launch(plane, command: str, **spec: str) -> str:
+    r = await plane.http.post("/api/v1/runs", json={"dataset": "demo", "gpu_types": ["local"], "command": command,
+                                                    **spec})
     assert r.status_code == 201, r.text
     return str(r.json()["id"])
 
@@ -62,6 +63,17 @@ async def test_a_run_printing_only_a_tqdm_bar_gets_a_loss_curve_and_a_readable_l
     assert run["last_step"] == 300
     assert run["metrics_source"] == "tqdm postfix, step = epoch x steps per epoch + position (epochs from 1)"
     assert run["live"] == []
+
+
+async def test_metrics_off_at_launch_reaches_the_pod(local_plane, tmp_path: Path):
+    script = tmp_path / "train.py"
+    script.write_text(TQDM_TRAIN)
+    run_id = await launch(local_plane, f"{sys.executable} {script}", metrics="off")
+    run = await local_plane.wait_status(run_id, FINAL, timeout=90)
+    assert run["status"] == "succeeded" and run["spec"]["metrics"] == "off"
+    lines, series = await stored(local_plane, run_id)
+    assert series == {} and len([1 for line in lines if line["stream"] == "stderr"]) == 1
+    assert run["metrics_source"] == "output not parsed (PODTUI_METRICS=off)"
 
 
 async def test_each_transcript_replayed_by_a_run_is_stored_as_read(local_plane, tmp_path: Path):
