@@ -755,6 +755,7 @@ class Store:
                     sets["exit_code"] = batch.exit_code
                 if batch.live_json is not None and batch.live_json != old_live:
                     sets["live"] = batch.live_json
+                    sets["last_activity"] = now  # a progress bar that moves is activity (the stall guardrail)
                     changed = True
             if batch.metrics_source is not None and batch.metrics_source != old_source:
                 sets["metrics_source"] = batch.metrics_source

@@ -139,8 +139,11 @@ async def test_live_rows_and_how_metrics_were_read_are_on_the_run_until_it_ends(
     await post(plane, run.id, token, report_body())  # a report that says nothing of them leaves them
     got = (await plane.http.get(f"/api/v1/runs/{run.id}")).json()
     assert got["live"] == [bar] and got["metrics_source"].startswith("tqdm postfix")
+    before = (await plane.http.get(f"/api/v1/runs/{run.id}")).json()["last_activity"]
+    await asyncio.sleep(0.01)
     await post(plane, run.id, token, {"live": []})
-    assert (await plane.http.get(f"/api/v1/runs/{run.id}")).json()["live"] == []
+    got = (await plane.http.get(f"/api/v1/runs/{run.id}")).json()
+    assert got["live"] == [] and got["last_activity"] > before  # a moving bar is activity (stall guardrail)
     await post(plane, run.id, token, {"live": [bar]})
     r = await post(plane, run.id, token, {"live": ["x" * 1001]})
     assert r.status_code == 422 and "live" in r.text

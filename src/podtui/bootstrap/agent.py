@@ -934,7 +934,10 @@ class Agent:
                 self.last_line_at = now
                 with self.seq_lock:
                     self.add_points(points, now)
-            self.live = [row[:1000] for o in self.outputs.values() for row in o.live()][-4:]
+            live = [row[:1000] for o in self.outputs.values() for row in o.live()][-4:]
+            if live != self.live:
+                self.live = live
+                self.last_line_at = now  # a bar that moves is a sign of life, lines or not
 
     def note(self, text: str) -> None:
         """A line of the agent's own, in the run's log."""
