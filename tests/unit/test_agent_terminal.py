@@ -87,3 +87,11 @@ def test_a_bar_redrawn_a_line_at_a_time_is_stored_once():
 def test_a_line_without_end_that_grows_forever_is_cut():
     lines, _ = shown("x" * (70 * 1024))
     assert len(lines) == 1 and len(lines[0]) > 60 * 1024
+
+
+def test_an_escape_that_never_ends_does_not_hold_the_stream():
+    out = Output("stdout")
+    out.feed(b"\x1b]0;title" + b"x" * 300, 0.0)
+    out.feed(b"\nnext\n", 0.0)
+    lines = [text for text, *_ in out.take()[0]]
+    assert lines[-1] == "next" and lines[0].endswith("x" * 10)

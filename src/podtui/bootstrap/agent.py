@@ -362,7 +362,7 @@ class Output:
         self.carry = ""
         # An escape sequence, or another rank's prefix, cut by the end of this read: wait for its end.
         partial = None if final else _PARTIAL_ESCAPE.search(text) or _PARTIAL_RANK.search(text, max(0, len(text) - 12))
-        if partial:
+        if partial and len(text) - partial.start() < 256:  # an escape that never ends is drawn as text
             text, self.carry = text[:partial.start()], text[partial.start():]
         while text:
             if self.rank is None:
