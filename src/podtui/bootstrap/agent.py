@@ -887,12 +887,14 @@ class Agent:
         self.stop_reason = ""
 
     # lines and metrics
-    def line(self, stream: str, text: str, points: typing.Iterable = ()) -> None:
-        """One log line (and the metrics read from it)."""
+    def line(self, stream: str, text: str, points: typing.Iterable | None = None) -> None:
+        """One log line, and the metrics read from it (read here when not given)."""
         text = text.rstrip("\r\n")
         if text.startswith(MARKER):
             self.marker(text[len(MARKER):])
             return
+        if points is None:
+            points = () if stream == "system" else self.reader.line(text, None, stream, False, time.time())
         if len(text) > MAX_LINE:
             text = text[:MAX_LINE] + " …[truncated by podtui: line over 16 KiB]"
         now = time.time()
@@ -970,7 +972,7 @@ class Agent:
                     failed = True
                     self.note(f"reading the {stream} stream failed ({exc!r}); its lines are kept as printed")
                 for text in data.decode("utf-8", "replace").splitlines():
-                    self.line(stream, text)
+                    self.line(stream, text, ())
             if not data:
                 break
             if len(data) > 512:
