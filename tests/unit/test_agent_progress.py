@@ -98,3 +98,18 @@ def test_metrics_off_keeps_the_log_and_reads_no_metric(tmp_path):
     assert plane.metrics == {}
     assert len([1 for stream, _ in plane.printed() if stream == "stderr"]) == 1
     assert plane.sources[-1] == "output not parsed (PODTUI_METRICS=off)"
+
+
+def test_a_reading_error_keeps_the_lines_and_the_stream_flowing(tmp_path, monkeypatch):
+    agent = agent_module.Agent(["true"], env={"PODTUI_HOME": str(tmp_path)}, link=agent_module.PullLink())
+
+    def broken(*args: object) -> None:
+        raise ValueError("a reading bug")
+
+    monkeypatch.setattr(agent, "output", broken)
+    read, write = os.pipe()
+    os.write(write, b"one\ntwo\n")
+    os.close(write)
+    agent.pump(os.fdopen(read, "rb"), "stdout")
+    texts = [item["text"] for kind, item in agent.outbox.memory if kind == "l"]
+    assert texts[1:] == ["one", "two"] and "reading the stdout stream failed" in texts[0]
