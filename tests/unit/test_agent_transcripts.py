@@ -79,7 +79,7 @@ def test_tqdm_postfix_gives_a_loss_curve_at_the_bar_counter_and_one_log_line():
     loss = run.series("loss")
     assert sorted(loss) == list(range(0, 201, 10))
     assert all(loss[step] == pytest.approx(2 / step, rel=3e-3) for step in loss if step)
-    assert run.series("lr") == {0: 1e-4}  # a value that never changes is stored once
+    assert run.series("lr") == {0: 1e-4, 200: 1e-4}  # a value that never changes: where it appeared and at the end
     bars = [text for stream, text in run.lines if stream == "stderr"]
     assert bars == ["100%|██████████| 200/200 [00:02<00:00, 94.65it/s, loss=0.01, lr=0.0001]"]
     assert ("stdout", "done") in run.lines and len(run.lines) == 2
@@ -237,3 +237,11 @@ def test_any_chunking_stores_the_same_lines(name):
             run.take(stream)
     run.close()
     assert run.lines == whole.lines
+
+
+def test_a_finished_bar_line_counts_even_when_its_values_did_not_change():
+    run = Replay()
+    run.feed("stdout", "Epoch 1/2\n")
+    run.feed("stdout", "\r30/32 ━━━━━━━━━━━━━━━━━━ 0s 3ms/step - loss: 0.7285")
+    run.feed("stdout", "\b" * 60 + "\r32/32 ━━━━━━━━━━━━━━━━━━━━ 0s 3ms/step - loss: 0.7285 - val_loss: 0.6\n")
+    assert run.close().series("loss") == {30: 0.7285, 32: 0.7285}

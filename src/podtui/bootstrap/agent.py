@@ -508,7 +508,7 @@ class MetricReader:
         if self.mode == "off" or not self.counts(rank):
             return []
         if progress or self.mode == "auto":
-            got = self.bar_state(text, rank, False, now)
+            got = self.bar_state(text, rank, False, now, final=True)
             if got is not None:
                 return self.named(got, rank)
         if stream != "stdout":
@@ -544,14 +544,16 @@ class MetricReader:
         self.last_state[key] = text
         return self.named(self.bar_state(text, rank, after_clear, now) or [], rank)
 
-    def bar_state(self, text: str, rank: int | None, after_clear: bool, now: float) -> list | None:
+    def bar_state(self, text: str, rank: int | None, after_clear: bool, now: float,
+                  final: bool = False) -> list | None:
         """Metrics of a tqdm/Lightning or Keras bar line; None when the text is no bar.
 
         A bar is drawn many times at one counter: plain tqdm draws the counter it last synced with a newer
         postfix (the first drawing at a step holds that step's values), Lightning draws the new counter with
         the last batch's values and then its own (the first new value at a step is the step's). So a point
         is taken when both its step and its value are new: right for both, and a validation loss carried
-        along the bar is stored once, where it appeared, not at every later step."""
+        along the bar is stored once, where it appeared, not at every later step. A finished drawing (a line
+        that left the screen: Keras's end of epoch) counts at a new step whatever its values."""
         if self.mode != "auto" or len(text) > MAX_LINE or "/" not in text:
             return None
         m = _TQDM.match(text.strip())
@@ -566,7 +568,7 @@ class MetricReader:
         for point in points:
             key = (point[0], rank)
             last = self.bar_points.get(key)
-            if last is None or (last[0] != point[1] and last[1] != point[2]):
+            if last is None or (last[0] != point[1] and (final or last[1] != point[2])):
                 self.bar_points[key] = point[1:]
                 fresh.append(point)
         return fresh
