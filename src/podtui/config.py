@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import platformdirs
@@ -126,6 +126,15 @@ class Settings(BaseSettings):
     pod_undelivered_keep_s: float = Field(1800.0, ge=0)
     """After its command ends, how long a pod waits to deliver what it has not yet delivered (default 30 min);
     it ends as soon as everything is delivered."""
+
+    metrics: Literal["auto", "json", "off"] = "auto"
+    """How pods read metrics from what the command prints: `auto` (JSON lines, key=value lines, Trainer dicts,
+    tqdm/Lightning/Keras progress bars), `json` (JSON lines only), `off` (none; the metrics file still counts).
+    A launch can choose its own (`--metrics`)."""
+
+    metrics_ranks: Literal["0", "all"] = "0"
+    """Whose metrics count in a multi-process run whose lines carry a launcher's rank prefix (`[rank1]:`): rank
+    0's, or every rank's (named `rank<N>/<metric>`). A launch can choose its own (`--metrics-ranks`)."""
 
     stop_on_nan: bool = True
     """Terminate a run whose loss becomes NaN or infinite."""

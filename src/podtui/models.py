@@ -35,6 +35,9 @@ MAX_REPORT_BYTES = 1024 * 1024
 MAX_STOP_REASON = 300
 MAX_REPORT_ERROR = 64 * 1024
 MAX_TIMESTAMP = 1e11
+MAX_LIVE_ROWS = 4
+MAX_LIVE_ROW = 1000
+MAX_METRICS_SOURCE = 300
 
 _NON_FINITE = {"nan": math.nan, "inf": math.inf, "+inf": math.inf, "-inf": -math.inf,
                "infinity": math.inf, "+infinity": math.inf, "-infinity": -math.inf}
@@ -250,6 +253,10 @@ class LaunchSpec(_Model):
     keep_alive_s: Duration = 0
     """Keep the pod after success this long (to fetch outputs); 0 terminates at once."""
     container_disk_gb: int = Field(20, ge=5, le=2000)
+    metrics: Literal["auto", "json", "off"] | None = None
+    """How the pod reads metrics from the output: auto, json (JSON lines only) or off; the setting when omitted."""
+    metrics_ranks: Literal["0", "all"] | None = None
+    """Whose metrics count when lines carry a launcher's rank prefix: rank 0's, or all (`rank<N>/<name>`)."""
 
     @field_validator("env")
     @classmethod
@@ -310,6 +317,10 @@ class Run(_Model):
     """GPU memory in use, percent."""
     pod_port: int | None = None
     """The pod's HTTP port in pull mode."""
+    metrics_source: str | None = None
+    """How the pod read this run's metrics from its output, e.g. "tqdm postfix, step from the bar's counter"."""
+    live: list[str] = Field(default_factory=list)
+    """The progress rows the command is drawing now (shown in place under the log), [] when none."""
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -408,6 +419,11 @@ class Report(_Model):
     terminated, as if the control plane had ended it."""
     progress: DownloadProgress | None = None
     heartbeat_ts: Timestamp | None = None
+    live: list[Annotated[str, Field(max_length=MAX_LIVE_ROW)]] | None = Field(None, max_length=MAX_LIVE_ROWS)
+    """The progress rows the command is drawing now (a bar redrawn with \\r), as a terminal shows them; [] when
+    none. Sent when they change: they are no log lines until the command leaves them."""
+    metrics_source: str | None = Field(None, max_length=MAX_METRICS_SOURCE)
+    """How the pod read the run's metrics: which formats, and where their steps came from."""
 
 
 class ReportReply(_Model):

@@ -24,8 +24,11 @@ from .models import (
     INT64_MAX,
     MAX_BATCH_LINES,
     MAX_BATCH_POINTS,
+    MAX_LIVE_ROW,
+    MAX_LIVE_ROWS,
     MAX_LOG_LINE,
     MAX_METRIC_NAME,
+    MAX_METRICS_SOURCE,
     MAX_REPORT_ERROR,
     MAX_STOP_REASON,
     MAX_TIMESTAMP,
@@ -54,6 +57,10 @@ class ReportBatch:
     """{"bytes_done": n, "bytes_total": n}, compact, so an unchanged progress compares equal."""
     stopped: str | None = None
     """Why the pod ended the command at the run's own limit."""
+    live_json: str | None = None
+    """The rows being drawn now as a compact JSON list; None when the report did not say (unchanged)."""
+    metrics_source: str | None = None
+    """How the pod read the metrics; None when the report did not say."""
 
     @classmethod
     def from_report(cls, run_id: str, report: Report) -> ReportBatch:
@@ -66,11 +73,15 @@ class ReportBatch:
         progress = report.progress
         return cls(metric_rows, log_rows, _newest_loss(metric_rows), report.status, report.exit_code, report.error,
                    None if progress is None else progress_json(progress.bytes_done, progress.bytes_total),
-                   report.stopped)
+                   report.stopped, None if report.live is None else live_json(report.live), report.metrics_source)
 
 
 def progress_json(done: int, total: int) -> str:
     return orjson.dumps({"bytes_done": done, "bytes_total": total}).decode()
+
+
+def live_json(rows: list[str]) -> str:
+    return orjson.dumps(rows).decode()
 
 
 # The shape of `models.Report` for msgspec, whose decoder checks types and limits in C as it parses. It reads
@@ -107,6 +118,8 @@ class _Report(Struct, forbid_unknown_fields=True, gc=False):
     stopped: Annotated[str, Meta(max_length=MAX_STOP_REASON)] | None = None
     progress: _Progress | None = None
     heartbeat_ts: _Timestamp | None = None
+    live: Annotated[list[Annotated[str, Meta(max_length=MAX_LIVE_ROW)]], Meta(max_length=MAX_LIVE_ROWS)] | None = None
+    metrics_source: Annotated[str, Meta(max_length=MAX_METRICS_SOURCE)] | None = None
 
 
 _decoder = msgspec.json.Decoder(_Report)
@@ -127,7 +140,7 @@ def parse_report_json(run_id: str, body: bytes) -> ReportBatch | None:
     return ReportBatch(metric_rows, log_rows, _newest_loss(metric_rows), report.status, report.exit_code,
                        report.error, None if progress is None else progress_json(progress.bytes_done,
                                                                                  progress.bytes_total),
-                       report.stopped)
+                       report.stopped, None if report.live is None else live_json(report.live), report.metrics_source)
 
 
 def _newest_loss(rows: list[MetricRow]) -> tuple[int, float] | None:

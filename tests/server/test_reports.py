@@ -126,3 +126,27 @@ async def test_status_progress_and_final_report(plane):
     assert final["status"] == "failed" and final["exit_code"] == 3 and "boom" in final["status_reason"]
     # its ingest token is revoked with the run
     assert (await post(plane, run.id, token, report_body())).status_code == 401
+
+
+async def test_live_rows_and_how_metrics_were_read_are_on_the_run_until_it_ends(plane):
+    run, token = await plane.fake_run()
+    bar = "Epoch 1:  45%|████▌     | 45/100 [00:01<00:01, 30.1it/s, loss=0.123]"
+    r = await post(plane, run.id, token, {"status": "training", "live": [bar],
+                                          "metrics_source": "tqdm postfix, step from the bar's counter"})
+    assert r.status_code == 200, r.text
+    got = (await plane.http.get(f"/api/v1/runs/{run.id}")).json()
+    assert got["live"] == [bar] and got["metrics_source"] == "tqdm postfix, step from the bar's counter"
+    await post(plane, run.id, token, report_body())  # a report that says nothing of them leaves them
+    got = (await plane.http.get(f"/api/v1/runs/{run.id}")).json()
+    assert got["live"] == [bar] and got["metrics_source"].startswith("tqdm postfix")
+    before = (await plane.http.get(f"/api/v1/runs/{run.id}")).json()["last_activity"]
+    await asyncio.sleep(0.01)
+    await post(plane, run.id, token, {"live": []})
+    got = (await plane.http.get(f"/api/v1/runs/{run.id}")).json()
+    assert got["live"] == [] and got["last_activity"] > before  # a moving bar is activity (stall guardrail)
+    await post(plane, run.id, token, {"live": [bar]})
+    r = await post(plane, run.id, token, {"live": ["x" * 1001]})
+    assert r.status_code == 422 and "live" in r.text
+    await post(plane, run.id, token, {"status": "succeeded", "exit_code": 0})
+    final = (await plane.http.get(f"/api/v1/runs/{run.id}")).json()
+    assert final["live"] == [] and final["metrics_source"].startswith("tqdm postfix")

@@ -30,6 +30,8 @@ VALID = st.fixed_dictionaries({}, optional={
     "stopped": st.one_of(st.none(), st.text(max_size=10)),
     "progress": st.one_of(st.none(), st.fixed_dictionaries({"bytes_done": STEPS, "bytes_total": STEPS})),
     "heartbeat_ts": st.one_of(st.none(), TIMES),
+    "live": st.one_of(st.none(), st.lists(st.text(max_size=20), max_size=4)),
+    "metrics_source": st.one_of(st.none(), st.text(max_size=20)),
 })
 """Reports the model accepts."""
 
@@ -44,7 +46,8 @@ EDGES = {
     "text": ["y" * (MAX_LOG_LINE + 1), 1, None], "stream": ["STDOUT", "", None, 1],
     "metrics": [None, {}, "x", [1], [None]], "logs": [None, {}, "x", [1], [None]],
     "status": ["running", "", 1, True], "exit_code": [-256, 256, 1.0, True, "0"],
-    "error": ["e" * (64 * 1024 + 1), 1], "stopped": ["s" * 301, 1], "progress": [{}, [], 1, "x", {"bytes_done": 1}],
+    "error": ["e" * (64 * 1024 + 1), 1], "stopped": ["s" * 301, 1], "metrics_source": ["m" * 301, 1],
+    "live": [["r"] * 5, ["r" * 1001], [1], "x", {}], "progress": [{}, [], 1, "x", {"bytes_done": 1}],
 }
 
 
@@ -78,8 +81,10 @@ def model_rows(body: bytes) -> ReportBatch | None:
 def same(a: ReportBatch, b: ReportBatch) -> bool:
     def loss(x: ReportBatch) -> object:
         return x.loss if x.loss is None or not math.isnan(x.loss[1]) else (x.loss[0], "nan")
-    return (a.metric_rows, a.log_rows, loss(a), a.status, a.exit_code, a.error, a.progress_json, a.stopped) == (
-        b.metric_rows, b.log_rows, loss(b), b.status, b.exit_code, b.error, b.progress_json, b.stopped)
+    return (a.metric_rows, a.log_rows, loss(a), a.status, a.exit_code, a.error, a.progress_json, a.stopped,
+            a.live_json, a.metrics_source) == (
+        b.metric_rows, b.log_rows, loss(b), b.status, b.exit_code, b.error, b.progress_json, b.stopped,
+        b.live_json, b.metrics_source)
 
 
 @settings(max_examples=1500)
@@ -124,7 +129,7 @@ def base_report() -> dict:
     return {"metrics": [{"name": "loss", "step": 7, "value": 0.5, "ts": 1.7e9}],
             "logs": [{"seq": 3, "ts": 1.7e9, "stream": "stderr", "text": "hello"}],
             "status": "training", "exit_code": 0, "error": "e", "stopped": "max runtime reached",
-            "heartbeat_ts": 1.7e9,
+            "heartbeat_ts": 1.7e9, "live": ["Epoch 1:  45%|####5     | 45/100"], "metrics_source": "tqdm postfix",
             "progress": {"bytes_done": 1, "bytes_total": 2}}
 
 

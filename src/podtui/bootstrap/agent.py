@@ -3,11 +3,13 @@
 
     python3 agent.py run -- bash start.sh
 
-It runs the command, streams its stdout/stderr as numbered log lines, extracts metrics from what the command
-prints (JSON lines, `key=value` lines with a step, Hugging Face Trainer dicts) and from an optional metrics file,
-and posts them with a heartbeat to the control plane as soon as it has them and no report is in flight (at most
-20 reports a second, fewer when the control plane says it is busy; a heartbeat every PODTUI_REPORT_INTERVAL_S
-when idle). When the control plane does not
+It runs the command, reads its stdout/stderr as a terminal would show them (a progress bar redrawn with \r or
+\b is one live row, stored once when finished; escape codes are drawn, not kept), streams the lines as numbered
+log lines, extracts metrics from what the command prints (JSON lines, `key=value` lines with a step, Hugging Face
+Trainer dicts, tqdm/Lightning and Keras progress bars; launchers' rank prefixes stripped) and from an optional
+metrics file, and posts them with a heartbeat to the control plane as soon as it has them and no report is in
+flight (at most 20 reports a second, fewer when the control plane says it is busy; a heartbeat every
+PODTUI_REPORT_INTERVAL_S when idle). When the control plane does not
 answer it keeps everything (memory, then a spill file) and resends in order with backoff; the control plane
 de-duplicates. When the command ends it reports `succeeded` or `failed` and ends the pod (after the keep-alive
 window on success), so a failed run stops billing at once.
@@ -18,13 +20,16 @@ own pod-scoped RUNPOD_API_KEY), PODTUI_TERMINATE_CMD (the fallback, or how anoth
 PODTUI_UNREACHABLE_LIMIT_S (while the command runs, default 12 h), PODTUI_UNDELIVERED_KEEP_S (after it ends, how
 long undelivered reports keep the pod, default 30 min), PODTUI_MAX_RUNTIME_S and PODTUI_STALL_TIMEOUT_S (the pod
 enforces them itself, and the deadline the control plane sends in its replies: the budget; PODTUI_LIMIT_GRACE_S
-later than the control plane would), PODTUI_METRICS_FILE,
-PODTUI_REPORT_INTERVAL_S, PODTUI_GRACE_S.
+later than the control plane would), PODTUI_METRICS_FILE, PODTUI_METRICS (auto | json | off: what is read
+from the output), PODTUI_METRICS_RANKS (0 | all), PODTUI_REPORT_INTERVAL_S, PODTUI_GRACE_S.
+
+One file, longer than a module should be: pods fetch it (or get it in their env) as a single script.
 """
 
 from __future__ import annotations
 
 import ast
+import codecs
 import collections
 import hashlib
 import hmac
@@ -65,13 +70,15 @@ def _to_float(text: str) -> float:
     return float(text)  # float() accepts nan, inf, infinity in any case
 
 
-def _numeric_fields(obj: dict) -> dict:
+def _numeric_fields(obj: dict, strings: bool = False) -> dict:
     out = {}
     for key, value in obj.items():
         if not isinstance(key, str) or not key or len(key) > 250 or isinstance(value, bool):
             continue
         if isinstance(value, (int, float)):
             out[key] = float(value)
+        elif strings and isinstance(value, str) and re.fullmatch(_NUMBER, value.strip(), re.IGNORECASE):
+            out[key] = _to_float(value)  # Trainer (transformers 5) prints its numbers as strings
     return out
 
 
@@ -89,6 +96,24 @@ def _split_step(values: dict, state: dict) -> tuple:
     return step, values
 
 
+def _plain_values(text: str) -> tuple:
+    """("json" | "hf", numeric fields) for a line that is a JSON object or a Trainer dict, else ("pairs", None)."""
+    if not (text.startswith("{") and text.endswith("}")):
+        return "pairs", None
+    try:
+        obj = json.loads(text)
+        return "json", _numeric_fields(obj) if isinstance(obj, dict) else None
+    except ValueError:
+        if not text.startswith("{'"):
+            return "json", None
+    try:
+        obj = ast.literal_eval(text)
+        return "hf", _numeric_fields(obj, strings=True) if isinstance(obj, dict) else None
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        # HF prints nan/inf bare, which literal_eval refuses: read the pairs one by one.
+        return "hf", {k: _to_float(v) for k, v in _HF_PAIR.findall(text)} or None
+
+
 def parse_metrics(line: str, state: dict) -> list:
     """Metrics in one printed line, as [(name, step, value)]; [] for lines that carry none.
 
@@ -98,23 +123,11 @@ def parse_metrics(line: str, state: dict) -> list:
     text = line.strip()
     if not text or len(text) > MAX_LINE:
         return []
-    if text.startswith("{") and text.endswith("}"):
-        values = None
-        try:
-            obj = json.loads(text)
-            if isinstance(obj, dict):
-                values = _numeric_fields(obj)
-        except ValueError:
-            if text.startswith("{'"):
-                try:
-                    obj = ast.literal_eval(text)
-                    values = _numeric_fields(obj) if isinstance(obj, dict) else None
-                except (ValueError, SyntaxError, MemoryError, RecursionError):
-                    # HF prints nan/inf bare, which literal_eval refuses: read the pairs one by one.
-                    values = {k: _to_float(v) for k, v in _HF_PAIR.findall(text)} or None
+    kind, values = _plain_values(text)
+    if kind != "pairs":
         if not values:
             return []
-        step, values = _split_step(values, state)
+        step, values = _split_step(dict(values), state)
         return [(name, step, value) for name, value in values.items()]
     pairs = _PAIR.findall(text)
     if len(pairs) < 2:
@@ -142,6 +155,514 @@ def json_value(value: float) -> object:
     if math.isfinite(value):
         return value
     return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+
+
+# -- output as a terminal shows it ----------------------------------------------------------------------
+# Progress bars redraw one line with \r, Keras with \b, nested tqdm bars with cursor moves. What is stored
+# and parsed is what a person would read on the screen: a row that is still being redrawn is "live" (sent as
+# it stands, a few times a second), and it becomes a log line once, when the program has left it.
+
+MAX_ROWS = 8  # rows a program may still redraw (nested bars); older ones scroll into the log
+MAX_ROW = 64 * 1024  # a row that grows past this without a line end is cut into a log line
+SETTLE_S = 2.0  # a progress row the cursor has left, untouched this long, is finished
+_TOKEN = re.compile(r"\x1b\[([0-9;?]*)([@-~])|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[^\[\]]|"
+                    r"([\r\n\b])|[\x00-\x07\x0b-\x1f\x7f]+|([^\x00-\x08\x0a-\x1f\x7f]+)")
+_CONTROL = re.compile(r"[\x00-\x0c\x0e-\x1f\x7f]")  # any control character but \r
+_PARTIAL_ESCAPE = re.compile(r"\x1b(?:\[[0-9;?]*|\][^\x07\x1b]*|)$")
+_RANK_PREFIX = re.compile(r"^(?:\[(?:rank|default)(\d{1,5})\]:|\s{0,3}(\d{1,4}): )")
+_PARTIAL_RANK = re.compile(r"\[(?:r(?:a(?:n(?:k\d{0,5}\]?)?)?)?|d(?:e(?:f(?:a(?:u(?:l(?:t\d{0,5}\]?)?)?)?)?)?)?)?$")
+_OTHER_RANK = re.compile(r"\[(?:rank|default)\d{1,5}\]:")
+_MAYBE_PREFIX = re.compile(r"^(?:\[(?:r(?:a(?:n(?:k\d{0,5}\]?)?)?)?|d(?:e(?:f(?:a(?:u(?:l(?:t\d{0,5}\]?)?)?)?)?)?)?)?"
+                           r"|\s{0,3}\d{0,4}:?)$")
+
+
+class Screen:
+    """One output stream (of one rank) as a terminal draws it: the rows a program may still redraw, and the
+    lines that have left them for the log (`done`)."""
+
+    def __init__(self, rank: int | None = None, done: list | None = None) -> None:
+        self.rank = rank
+        self.prefix = ""  # the launcher's prefix of this rank's lines, put back on them in the log
+        self.done = [] if done is None else done  # (text, was_progress, rank, prefix), shared by a stream's screens
+        self.rows = [""]
+        self.progress = [False]  # the row was drawn over (\r, \b, cursor moves): a progress line
+        self.touched = [0.0]
+        self.row = self.col = 0
+        self.cleared: set = set()  # rows blanked since their last parse (tqdm clears a bar to print beside it)
+        self.changed: set = set()
+        self.held: tuple | None = None  # (text, bar key, time) of a bar drawn a line at a time
+        self.returned = False  # a \r since the last line end
+        self.drawn: list = []  # drawings of the held bar since the last take (each was a line: all count)
+
+    def feed(self, text: str, now: float) -> None:
+        if not _CONTROL.search(text):  # only \r: a bar redrawn, maybe hundreds of times in this read
+            drawings = text.split("\r")
+            last = drawings[-1]
+            if len(drawings) > 2 and len(last) >= max(map(len, drawings)):
+                # The last drawing covers every one before it: a terminal shows it over the row as it was.
+                self.feed(drawings[0] + "\r", now)
+                if any(map(str.isspace, drawings[1:-1])):
+                    self.cleared.add(self.row)
+                self.col = 0
+                self.write(last, now)
+                return
+        for m in _TOKEN.finditer(text):
+            plain, control = m.group(4), m.group(3)
+            if plain is not None:
+                self.write(plain, now)
+            elif control == "\n":
+                self.newline(now)
+            elif control == "\r":
+                if self.rows[self.row] and self.rows[self.row].isspace():
+                    self.cleared.add(self.row)
+                self.col = 0
+                self.returned = True
+            elif control == "\b":
+                self.col = max(0, self.col - 1)
+            elif m.group(2) is not None:
+                self.csi(m.group(1), m.group(2), now)
+
+    def write(self, text: str, now: float) -> None:
+        r, col = self.row, self.col
+        line = self.rows[r]
+        if col > len(line):
+            line += " " * (col - len(line))
+        elif col < len(line) or self.returned:  # drawn over, or drawn after a \r: a progress line
+            self.progress[r] = True
+        self.rows[r] = line[:col] + text + line[col + len(text):]
+        self.col = col + len(text)
+        self.touched[r] = now
+        self.changed.add(r)
+        if len(self.rows[r]) > MAX_ROW:
+            self.newline(now)
+
+    def newline(self, now: float) -> None:
+        r = self.row
+        self.returned = False
+        if not self.progress[r]:
+            key = _bar_key(self.rows[r])
+            if key is not None and self.row == len(self.rows) - 1:
+                # A bar drawn a line at a time (a launcher that turns \r into \n): each drawing replaces
+                # the last drawing of the same bar, as on the terminal of whoever ran it.
+                if self.held is not None and self.held[1] != key:
+                    self.done.append((self.held[0], True, self.rank, self.prefix))
+                self.held = (self.rows[r].rstrip(), key, now)
+                self.drawn.append(self.held[0])
+                self.rows[r], self.col = "", 0
+                return
+            if self.held is not None:
+                if not self.rows[r]:  # the empty piece before a drawing's \r, turned into a line
+                    self.col = 0
+                    return
+                self.done.append((self.held[0], True, self.rank, self.prefix))
+                self.held = None
+            # a plain line: it and every row above it are the screen's history now
+            self.commit(r + 1)
+            r = -1
+        self.row, self.col = r + 1, 0
+        if self.row == len(self.rows):
+            self.rows.append("")
+            self.progress.append(False)
+            self.touched.append(now)
+        if len(self.rows) > MAX_ROWS:
+            self.commit(len(self.rows) - MAX_ROWS)
+
+    def csi(self, args: str, final: str, now: float) -> None:
+        try:
+            n = int(args) if args.isdigit() else 1
+        except ValueError:
+            n = 1
+        r = self.row
+        if final == "A":
+            self.row = max(0, r - n)
+            self.progress[r] = self.progress[self.row] = True
+        elif final == "B":
+            for _ in range(n):
+                if self.row == len(self.rows) - 1:
+                    break
+                self.row += 1
+        elif final == "K":
+            line = self.rows[r]
+            mode = args or "0"
+            self.rows[r] = line[:self.col] if mode == "0" else "" if mode == "2" else " " * self.col + line[self.col:]
+            self.progress[r] = True
+            self.touched[r] = now
+            self.changed.add(r)
+            if not self.rows[r].strip():
+                self.cleared.add(r)
+        elif final == "G":
+            self.col = max(0, n - 1)
+        elif final == "C":
+            self.col += n
+        elif final == "D":
+            self.col = max(0, self.col - n)
+        elif final == "J" and args == "2":  # the screen was cleared: what it showed is history
+            self.commit(len(self.rows))
+            self.rows, self.progress, self.touched, self.row, self.col = [""], [False], [now], 0, 0
+
+    def commit(self, count: int) -> None:
+        """The first `count` rows leave the screen for the log (a cleared progress row leaves nothing)."""
+        for i in range(count):
+            text, progress = self.rows[i].rstrip(), self.progress[i]
+            if text or not progress:
+                self.done.append((text, progress, self.rank, self.prefix))
+        del self.rows[:count], self.progress[:count], self.touched[:count]
+        if not self.rows:
+            self.rows, self.progress, self.touched = [""], [False], [0.0]
+        self.row = max(0, self.row - count)
+        self.changed = {r - count for r in self.changed if r >= count}
+        self.cleared = {r - count for r in self.cleared if r >= count}
+
+    def settle(self, now: float) -> None:
+        """Progress rows above the cursor that nobody redraws any more are finished bars: into the log."""
+        top = 0
+        while top < self.row and self.progress[top] and now - self.touched[top] >= SETTLE_S:
+            top += 1
+        if top:
+            self.commit(top)
+        if self.held is not None and now - self.held[2] >= SETTLE_S:
+            self.done.append((self.held[0], True, self.rank, self.prefix))
+            self.held = None
+
+    def close(self) -> None:
+        """The stream ended: every row with something on it is a log line."""
+        if self.held is not None:
+            self.done.append((self.held[0], True, self.rank, self.prefix))
+            self.held = None
+        last = len(self.rows)
+        if self.row == last - 1 and not self.rows[-1] and not self.progress[-1]:
+            last -= 1  # the empty row after a final line end
+        self.commit(last)
+
+    def live(self) -> list:
+        """The rows being drawn now (progress bars, a line not ended yet), as they stand."""
+        held = [] if self.held is None else [self.held[0]]
+        return held + [row.rstrip() for row in self.rows if row.strip()]
+
+
+class Output:
+    """A stream as the agent reads it: bytes in (any chunking), per-rank screens, lines and states out.
+    Launchers prefix each line with its rank (`[rank1]:`, `[default1]:`, `1: `): each rank draws on its own
+    screen, so their bars do not overwrite each other."""
+
+    def __init__(self, stream: str) -> None:
+        self.stream = stream
+        self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self.carry = ""
+        self.screens: dict = {}
+        self.done: list = []
+        self.rank: int | None = None  # of the line being written; None until its start has been read
+        self.line_start = ""
+
+    def screen(self, rank: int | None) -> Screen:
+        if rank not in self.screens:
+            self.screens[rank] = Screen(rank, self.done)
+        return self.screens[rank]
+
+    def feed(self, data: bytes, now: float, final: bool = False) -> None:
+        text = self.carry + self.decoder.decode(data, final)
+        self.carry = ""
+        # An escape sequence, or another rank's prefix, cut by the end of this read: wait for its end.
+        partial = None if final else _PARTIAL_ESCAPE.search(text) or _PARTIAL_RANK.search(text, max(0, len(text) - 12))
+        if partial and len(text) - partial.start() < 256:  # an escape that never ends is drawn as text
+            text, self.carry = text[:partial.start()], text[partial.start():]
+        while text:
+            if self.rank is None:
+                start = self.line_start + text
+                end = start.find("\n")
+                head = start if end < 0 else start[:end]
+                if end < 0 and not final and len(head) < 16 and _MAYBE_PREFIX.match(head):
+                    self.line_start, text = start, ""  # could still become a rank prefix: wait for more
+                    break
+                self.line_start = ""
+                m = _RANK_PREFIX.match(start)
+                self.rank = -1 if m is None else int(m.group(1) or m.group(2))
+                if m is not None:
+                    self.screen(self.rank).prefix = m.group(0)
+                    start = start[m.end():]
+                text = start
+            end = text.find("\n")
+            other = _OTHER_RANK.search(text, 0, len(text) if end < 0 else end)
+            if other is not None:  # another rank's line starts before this one ended: this one has ended
+                self.screen(self.rank).feed(text[:other.start()] + "\n", now)
+                text, self.rank = text[other.start():], None
+                continue
+            piece, text = (text, "") if end < 0 else (text[:end + 1], text[end + 1:])
+            self.screen(self.rank).feed(piece, now)
+            if end >= 0:
+                self.rank = None
+        if final and self.line_start:
+            self.rank, start, self.line_start = -1, self.line_start, ""
+            self.screen(-1).feed(start, now)
+
+    def settle(self, now: float) -> None:
+        for screen in self.screens.values():
+            screen.settle(now)
+
+    def close(self, now: float) -> None:
+        self.feed(b"", now, final=True)
+        for screen in self.screens.values():
+            screen.close()
+
+    def take(self) -> tuple:
+        """(lines, states) since the last take: lines are (log text, text, rank, was_progress); states are
+        (text, rank, key, after_clear) of progress rows drawn since, as they stand now."""
+        lines = [(prefix + text if prefix and text else text, text, rank, progress)
+                 for text, progress, rank, prefix in self.done]
+        self.done.clear()
+        states = []
+        for rank, screen in self.screens.items():
+            states += [(text, rank, (rank, -1), False) for text in screen.drawn]
+            screen.drawn = []
+            for r in sorted(screen.changed):
+                if screen.progress[r] and screen.rows[r].strip():
+                    states.append((screen.rows[r].rstrip(), rank, (rank, r), r in screen.cleared))
+                    screen.cleared.discard(r)
+            screen.changed = set()
+        return lines, states
+
+    def live(self) -> list:
+        return [screen.prefix + row for screen in self.screens.values() for row in screen.live()]
+
+
+# -- progress bars and trainers' own lines (pure; the agent feeds them what a terminal shows) ----------------
+
+_ELAPSED = r"\d{1,3}:\d\d(?::\d\d)?"
+_TQDM = re.compile(r"^(?P<desc>.*?)(?::\s*)?(?:\b\d{1,3}%\|[^|]*\|\s*)?(?P<n>\d+(?:\.\d+)?[kMGT]?)"
+                   r"(?:/(?P<total>\d+(?:\.\d+)?[kMGT]?))?\s*[A-Za-z]*\s*\[(?P<info>" + _ELAPSED + r"[^\[\]]*)\]\s*$")
+_EPOCH = re.compile(r"\bepoch\s*[:#]?\s*(\d{1,6})(?:\s*/\s*\d+)?\b", re.IGNORECASE)
+_KERAS = re.compile(r"^\s*(?P<n>\d{1,9})/(?P<total>\d{1,9})\s+(?:\S*[\[━─=>. \]]|\d).*?(?P<pairs>(?:\s-\s[A-Za-z_]"
+                    r"[\w./]*:\s[^\s]+)+)\s*$")
+_KERAS_PAIR = re.compile(r"\s-\s([A-Za-z_][\w./]*):\s(" + _NUMBER + r")(?=\s|$)", re.IGNORECASE)
+_KERAS_EPOCH = re.compile(r"^\s*Epoch (\d{1,6})/(\d{1,6})\s*$")
+_SCALE = {"": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
+NOT_METRICS = ("v_num",)  # Lightning's logger version in its bar's postfix
+
+
+def text_of(values: dict) -> str:
+    """A Trainer dict printed again (nan and inf as Python prints them), for the line counter."""
+    return repr(values)
+
+
+def _bar_key(text: str) -> tuple | None:
+    """What identifies a tqdm or Keras bar in a drawing of it (its description and total), or None."""
+    if "/" not in text or len(text) > 4096:
+        return None
+    m = _TQDM.match(text.strip())
+    if m is not None:
+        return ("tqdm", _EPOCH.sub("", m.group("desc")).strip(), m.group("total"))
+    m = _KERAS.match(text)
+    return None if m is None else ("keras", m.group("total"))
+
+
+def _count(text: str) -> int:
+    scale = text[-1] if text[-1] in "kMGT" else ""
+    return round(float(text[:-1] if scale else text) * _SCALE[scale])
+
+
+class MetricReader:
+    """Metrics from what a run prints, with the step each format implies, and a note on how it was read.
+
+    Plain lines (JSON, Hugging Face Trainer dicts, `key=value` with a step) go through `parse_metrics` as
+    before. Progress bars (tqdm and Lightning's, which is tqdm; Keras) give their postfix or ` - name: value`
+    metrics at the bar's counter, made global with the epoch (`Epoch N` in a tqdm bar's description, a Keras
+    `Epoch N/M` line): step = (epoch - first epoch seen) x steps per epoch + position. A Trainer dict takes the
+    counter of the trainer's bar: tqdm clears its bars to print the dict and draws them again at once, so the
+    bar drawn right after a clear holds the trainer's step. `mode` is PODTUI_METRICS (auto, json, off);
+    `ranks` is "all" to count every rank's metrics (named `rank<N>/<name>`), else rank 0's alone."""
+
+    def __init__(self, mode: str = "auto", ranks: str = "0") -> None:
+        self.mode = mode if mode in ("auto", "json", "off") else "auto"
+        self.all_ranks = ranks == "all"
+        self.state: dict = {}  # parse_metrics's line counter
+        self.sources: list = []  # how the metrics were read, first seen first
+        self.first_epoch: dict = {}  # per bar kind and rank
+        self.keras_epoch: dict = {}  # the last `Epoch N/M` line per rank
+        self.bar: tuple | None = None  # (counter, time) of the last drawing of the longest bar
+        self.bar_total = 0
+        self.redrawn: int | None = None  # counter of a bar drawn right after a clear, not yet given to a dict
+        self.pending: list = []  # Trainer dicts waiting for that bar: (values, time, rank)
+        self.ready: list = []  # Trainer dict points resolved by a bar, to be taken by `overdue`
+        self.per_epoch: float | None = None  # Trainer steps per epoch, once a dict met its bar
+        self.last_state: dict = {}
+        self.bar_points: dict = {}  # (step, value) of each bar metric's last point
+
+    def note(self, source: str) -> None:
+        if source not in self.sources:
+            self.sources.append(source)
+
+    def explain(self) -> str:
+        """The note the run shows: which parser produced its metrics and where their steps came from."""
+        sources = (["output not parsed (PODTUI_METRICS=off)"] if self.mode == "off" else []) + self.sources
+        return "; ".join(sources)[:300]
+
+    def counts(self, rank: int | None) -> bool:
+        return self.all_ranks or rank in (None, -1, 0)
+
+    def named(self, points: list, rank: int | None) -> list:
+        if rank is None or rank <= 0:
+            return points
+        return [(f"rank{rank}/{name}", step, value) for name, step, value in points]
+
+    def line(self, text: str, rank: int | None = None, stream: str = "stdout", progress: bool = False,
+             now: float = 0.0) -> list:
+        """The metrics of a line that has left the screen (a finished bar too)."""
+        if self.mode == "off" or not self.counts(rank):
+            return []
+        if progress or self.mode == "auto":
+            got = self.bar_state(text, rank, False, now, final=True)
+            if got is not None:
+                return self.named(got, rank)
+        if stream != "stdout":
+            return []
+        text = text.strip()
+        m = _KERAS_EPOCH.match(text)
+        if m and self.mode == "auto":
+            self.keras_epoch[rank] = int(m.group(1))
+            return []
+        kind, values = _plain_values(text)
+        if self.mode == "json" and kind != "json":
+            return []
+        if kind == "hf" and values and "step" not in values and self.bar is not None:
+            return self.named(self.trainer_dict(values, rank, now), rank)
+        points = parse_metrics(text, self.state)
+        if points:
+            has_step = kind == "pairs" or (values is not None and any(k in values for k in STEP_KEYS))
+            if kind == "hf":
+                self.note("Hugging Face Trainer dicts, " + ("step from their step field" if has_step else
+                          "step counted by line (no trainer progress bar seen)"))
+            elif kind == "json":
+                self.note("JSON lines, " + ("step from their step field" if has_step else "step counted by line"))
+            else:
+                self.note("key=value lines, step from their step key")
+        return self.named(points, rank)
+
+    def state_of(self, text: str, key: tuple, rank: int | None, after_clear: bool, now: float) -> list:
+        """The metrics of a progress row as it stands now (sampled while it is redrawn)."""
+        if self.mode != "auto" or not self.counts(rank):
+            return []
+        if self.last_state.get(key) == text:
+            return []
+        self.last_state[key] = text
+        return self.named(self.bar_state(text, rank, after_clear, now) or [], rank)
+
+    def bar_state(self, text: str, rank: int | None, after_clear: bool, now: float,
+                  final: bool = False) -> list | None:
+        """Metrics of a tqdm/Lightning or Keras bar line; None when the text is no bar.
+
+        A bar is drawn many times at one counter: plain tqdm draws the counter it last synced with a newer
+        postfix (the first drawing at a step holds that step's values), Lightning draws the new counter with
+        the last batch's values and then its own (the first new value at a step is the step's). So a point
+        is taken when both its step and its value are new: right for both, and a validation loss carried
+        along the bar is stored once, where it appeared, not at every later step. A finished drawing (a line
+        that left the screen: Keras's end of epoch) counts at a new step whatever its values."""
+        if self.mode != "auto" or len(text) > MAX_LINE or "/" not in text:
+            return None
+        m = _TQDM.match(text.strip())
+        if m is not None:
+            points = self.tqdm(m, rank, after_clear, now)
+        else:
+            m = _KERAS.match(text)
+            if m is None:
+                return None
+            points = self.keras(m, rank)
+        fresh = []
+        for point in points:
+            key = (point[0], rank)
+            last = self.bar_points.get(key)
+            if last is None or (last[0] != point[1] and (final or last[1] != point[2])):
+                self.bar_points[key] = point[1:]
+                fresh.append(point)
+        return fresh
+
+    def tqdm(self, m: re.Match, rank: int | None, after_clear: bool, now: float) -> list:
+        n = _count(m.group("n"))
+        total = _count(m.group("total")) if m.group("total") else None
+        info = m.group("info")
+        cut = info.find(",")
+        pairs = [(k, v) for k, v in _PAIR.findall(info[cut + 1:] if cut >= 0 else "") if k not in NOT_METRICS]
+        lightning = "v_num=" in info
+        if total and rank in (None, -1, 0) and total >= self.bar_total:  # the trainer's bar: the longest
+            self.bar, self.bar_total = (n, now), total
+            if after_clear:
+                self.redrawn = n
+                self.resolve(n)
+        if not pairs:
+            return []
+        epoch_match = _EPOCH.search(m.group("desc"))
+        kind = "Lightning progress bar" if lightning else "tqdm postfix"
+        step = n
+        if epoch_match and total:
+            epoch = int(epoch_match.group(1))
+            first = self.first_epoch.setdefault(("tqdm", rank), epoch)
+            step = max(0, epoch - first) * total + n
+            self.note(f"{kind}, step = epoch x steps per epoch + position (epochs from {first})")
+        else:
+            self.note(f"{kind}, step from the bar's counter")
+        values: dict = {}
+        for key, raw in pairs:
+            values.setdefault(key, _to_float(raw))
+        return [(name, step, value) for name, value in values.items()]
+
+    def keras(self, m: re.Match, rank: int | None) -> list:
+        n, total = int(m.group("n")), int(m.group("total"))
+        values: dict = {}
+        for key, raw in _KERAS_PAIR.findall(m.group("pairs")):
+            values.setdefault(key, _to_float(raw))
+        if not values:
+            return []
+        epoch = self.keras_epoch.get(rank)
+        if epoch is None:
+            self.note("Keras progress bar, step from the bar's counter")
+            return [(name, n, value) for name, value in values.items()]
+        first = self.first_epoch.setdefault(("keras", rank), epoch)
+        self.note(f"Keras progress bar, step = (epoch - {first}) x steps per epoch + position")
+        step = (epoch - first) * total + n
+        return [(name, step, value) for name, value in values.items()]
+
+    def trainer_dict(self, values: dict, rank: int | None, now: float) -> list:
+        """A Trainer dict printed beside the trainer's bar: its step is the bar's counter, drawn again just
+        after the dict (before or after we read the dict: the two streams race)."""
+        if self.redrawn is not None:
+            step, self.redrawn = self.redrawn, None
+            return self.trainer_points(values, step, "the trainer's progress bar")
+        self.pending.append((values, now, rank))
+        return []
+
+    def trainer_points(self, values: dict, step: int, source: str) -> list:
+        epoch = values.get("epoch")
+        if isinstance(epoch, float) and epoch > 0 and step > 0 and source == "the trainer's progress bar":
+            self.per_epoch = step / epoch
+        self.note(f"Hugging Face Trainer dicts, step from {source}")
+        return [(name, step, value) for name, value in values.items()]
+
+    def resolve(self, step: int) -> None:
+        if self.pending:
+            self.redrawn = None
+            for values, _, rank in self.pending:
+                self.ready += self.named(self.trainer_points(values, step, "the trainer's progress bar"), rank)
+            self.pending = []
+
+    def overdue(self, now: float, wait: float = 2.0) -> list:
+        """Trainer dicts whose bar did not come back within `wait` seconds (or all of them, at the end): their
+        step from epoch x steps per epoch when known, else the bar's last counter; plus dicts resolved since."""
+        out, self.ready = self.ready, []
+        keep = []
+        for values, at, rank in self.pending:
+            if now - at < wait:
+                keep.append((values, at, rank))
+                continue
+            epoch = values.get("epoch")
+            if self.per_epoch and isinstance(epoch, float):
+                points = self.trainer_points(values, round(epoch * self.per_epoch), "epoch x steps per epoch")
+            elif self.bar and at - self.bar[1] < 5.0:
+                points = self.trainer_points(values, self.bar[0], "the last counter of its progress bar")
+            else:  # the bar seen was no trainer's (a dataset's, say): count dicts as before
+                points = parse_metrics(text_of(values), self.state)
+                self.note("Hugging Face Trainer dicts, step counted by line (no trainer progress bar seen)")
+            out += self.named(points, rank)
+        self.pending = keep
+        return out
 
 
 # -- the outbox: ordered, bounded in memory, spilling to a file ---------------------------------------
@@ -291,6 +812,11 @@ class Reporter(threading.Thread):
             payload["progress"] = {"bytes_done": agent.progress[0], "bytes_total": agent.progress[1]}
         if agent.status:
             payload["status"] = agent.status
+        live, source = agent.live, agent.reader.explain()
+        if live != agent.live_sent:
+            payload["live"] = live
+        if source and source != agent.source_sent:
+            payload["metrics_source"] = source
         drained = len(items) >= len(agent.outbox)
         if final and drained:
             payload.update(final)
@@ -309,6 +835,7 @@ class Reporter(threading.Thread):
         self.failures = 0
         self.last_ok = time.time()
         agent.outbox.commit(token)
+        agent.live_sent, agent.source_sent = live, source or agent.source_sent
         gap = reply.get("min_interval_s")
         busy = isinstance(gap, (int, float)) and not isinstance(gap, bool) and math.isfinite(gap)
         self.server_gap = min(MAX_SERVER_GAP_S, max(0.0, float(gap))) if busy else 0.0
@@ -364,7 +891,12 @@ class Agent:
         self.seq_lock = threading.Lock()
         self.seq = 0
         self.tail: collections.deque = collections.deque(maxlen=TAIL_LINES)
-        self.parse_state: dict = {}
+        self.reader = MetricReader(env.get("PODTUI_METRICS") or "auto", env.get("PODTUI_METRICS_RANKS") or "0")
+        self.outputs = {"stdout": Output("stdout"), "stderr": Output("stderr")}
+        self.output_lock = threading.Lock()
+        self.live: list = []  # the progress rows being drawn now, as sent last
+        self.live_sent: list | None = None
+        self.source_sent = ""
         self.file_state: dict = {}
         self.status: str | None = None
         self.progress: tuple | None = None
@@ -375,11 +907,14 @@ class Agent:
         self.stop_reason = ""
 
     # lines and metrics
-    def line(self, stream: str, text: str) -> None:
+    def line(self, stream: str, text: str, points: typing.Iterable | None = None) -> None:
+        """One log line, and the metrics read from it (read here when not given)."""
         text = text.rstrip("\r\n")
         if text.startswith(MARKER):
             self.marker(text[len(MARKER):])
             return
+        if points is None:
+            points = () if stream == "system" else self.reader.line(text, None, stream, False, time.time())
         if len(text) > MAX_LINE:
             text = text[:MAX_LINE] + " …[truncated by podtui: line over 16 KiB]"
         now = time.time()
@@ -390,10 +925,40 @@ class Agent:
             self.seq += 1
             self.tail.append(text)
             self.outbox.add("l", {"seq": seq, "ts": now, "stream": stream, "text": text})
-            if stream == "stdout":
-                for name, step, value in parse_metrics(text, self.parse_state):
-                    self.outbox.add("m", {"name": name, "step": step, "value": json_value(value), "ts": now})
+            self.add_points(points, now)
         self.reporter.wake.set()
+
+    def add_points(self, points: typing.Iterable, now: float) -> None:
+        for name, step, value in points:
+            if 0 <= step < 2**63:
+                self.outbox.add("m", {"name": name, "step": step, "value": json_value(value), "ts": now})
+
+    def output(self, stream: str, data: bytes | None, now: float) -> None:
+        """Bytes the command wrote (None: a pass of the clock, to settle finished bars and late dicts)."""
+        reader = self.reader
+        with self.output_lock:
+            out = self.outputs[stream]
+            if data is None:
+                out.settle(now)
+            elif data:
+                out.feed(data, now)
+            else:
+                out.close(now)
+            lines, states = out.take()
+            for text, content, rank, progress in lines:
+                self.line(stream, text, reader.line(content, rank, stream, progress, now))
+            points: list = []
+            for text, rank, key, after_clear in states:
+                points += reader.state_of(text, key, rank, after_clear, now)
+            points += reader.overdue(now)
+            if points:
+                self.last_line_at = now
+                with self.seq_lock:
+                    self.add_points(points, now)
+            live = [row[:1000] for o in self.outputs.values() for row in o.live()][-4:]
+            if live != self.live:
+                self.live = live
+                self.last_line_at = now  # a bar that moves is a sign of life, lines or not
 
     def note(self, text: str) -> None:
         """A line of the agent's own, in the run's log."""
@@ -409,8 +974,28 @@ class Agent:
             self.progress = (int(parts[1]), int(parts[2]))
 
     def pump(self, pipe: typing.IO[bytes], stream: str) -> None:
-        for raw in iter(pipe.readline, b""):
-            self.line(stream, raw.decode("utf-8", "replace"))
+        """Read a stream as it comes (a progress bar never ends its line). A bar redrawn thousands of times a
+        second is read at most 50 times a second: only the last drawing of a read counts."""
+        fd = pipe.fileno()
+        failed = False
+        while True:
+            try:
+                data = os.read(fd, 1 << 16)
+            except OSError:
+                data = b""
+            now = time.time()
+            try:
+                self.output(stream, data, now)
+            except Exception as exc:  # never stop reading: a full pipe would hang the command
+                if not failed:
+                    failed = True
+                    self.note(f"reading the {stream} stream failed ({exc!r}); its lines are kept as printed")
+                for text in data.decode("utf-8", "replace").splitlines():
+                    self.line(stream, text, ())
+            if not data:
+                break
+            if len(data) > 512:
+                time.sleep(0.02)
         pipe.close()
 
     def tail_metrics_file(self, done: threading.Event) -> None:
@@ -432,6 +1017,7 @@ class Agent:
                 if not text.startswith("{"):
                     continue
                 for name, step, value in parse_metrics(text, self.file_state):
+                    self.reader.note("metrics file ($PODTUI_METRICS_FILE)")
                     self.outbox.add("m", {"name": name, "step": step, "value": json_value(value), "ts": now})
                     self.last_line_at = now
             if lines:
@@ -483,6 +1069,8 @@ class Agent:
 
     def watch(self, done: threading.Event) -> None:
         while not done.wait(1.0):
+            for stream in self.outputs:
+                self.output(stream, None, time.time())
             reason = self.guard_reason(time.time())
             if reason and not self.stopped_by_pod:
                 self.stopped_by_pod = reason
@@ -551,6 +1139,9 @@ class Agent:
         code = child.wait()
         for t in pumps[:2]:
             t.join(10)
+        with self.output_lock, self.seq_lock:  # what the trainer printed last has no bar left to wait for
+            self.add_points(self.reader.overdue(time.time(), 0.0), time.time())
+            self.live = []
         done.set()
         pumps[2].join(5)
         return self.finish(code)

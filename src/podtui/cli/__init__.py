@@ -274,6 +274,11 @@ def gpus(obj: Context, provider: str | None, refresh: bool, as_json: bool) -> No
 @click.option("--ssh", is_flag=True, help="Expose 22/tcp and start sshd (narrows Community capacity).")
 @click.option("--min-gpu-util", "min_gpu_util", help="Warn when GPU use stays below PCT while training; "
               "PCT or PCT/DURATION, e.g. 30 or 30/15m (default duration 10m).")
+@click.option("--metrics", "metrics_mode", type=click.Choice(["auto", "json", "off"]), help="How the pod reads "
+              "metrics from the output: auto (JSON, key=value, Trainer dicts, progress bars), json (JSON lines "
+              "only), off. Default: the PODTUI_METRICS setting (auto).")
+@click.option("--metrics-ranks", type=click.Choice(["0", "all"]), help="With a launcher's rank prefixes "
+              "([rank1]:), count rank 0's metrics (default) or every rank's, named rank<N>/<metric>.")
 @click.option("--max-runtime", help="Terminate after this long, e.g. 2h.")
 @click.option("--budget", type=float, help="Terminate once the pod has cost this many dollars.")
 @click.option("--keep-alive", default="0", show_default=True, help="Keep the pod this long after success.")
@@ -285,7 +290,7 @@ def gpus(obj: Context, provider: str | None, refresh: bool, as_json: bool) -> No
 def launch(obj: Context, dataset: str, gpu_types: tuple[str, ...], command: str | None, workdir: str | None,
            image: str | None, provider: str | None, gpu_count: int, cloud_type: str, spot: bool,
            min_cuda_version: str | None, connect: str | None, ssh: bool, min_gpu_util: str | None,
-           max_runtime: str | None,
+           metrics_mode: str | None, metrics_ranks: str | None, max_runtime: str | None,
            budget: float | None, keep_alive: str, name: str | None,
            env_pairs: tuple[str, ...], wait: bool, as_json: bool) -> None:
     """Launch a run."""
@@ -304,7 +309,7 @@ def launch(obj: Context, dataset: str, gpu_types: tuple[str, ...], command: str 
         "workdir": os.path.abspath(workdir) if workdir else None, "provider": provider, "name": name,
         "gpu_count": gpu_count, "cloud_type": cloud_type, "spot": spot, "max_runtime_s": max_runtime,
         "budget_usd": budget, "keep_alive_s": keep_alive, "env": env, "min_cuda_version": min_cuda_version,
-        "ssh": ssh or None, "connect": connect,
+        "ssh": ssh or None, "connect": connect, "metrics": metrics_mode, "metrics_ranks": metrics_ranks,
     }
     if min_gpu_util:
         pct, _, duration = min_gpu_util.partition("/")
@@ -351,8 +356,12 @@ async def follow_run(client: Client, run_id: str, quiet: bool = False, poll_s: f
     """Print a run's events and progress until it ends; return the final run."""
     last_event = 0
     last_step_shown: int | None = None
+    source_shown: str | None = None
     while True:
         run = await client.run(run_id)
+        if not quiet and run.metrics_source and run.metrics_source != source_shown:
+            source_shown = run.metrics_source
+            click.echo(f"  metrics read from: {run.metrics_source}")
         for event in await client.run_events(run_id, last_event):
             last_event = event.id
             if not quiet:
@@ -462,6 +471,8 @@ def metrics(obj: Context, run_ref: str, as_csv: bool, as_json: bool, name: str |
                              f"{values[-1]:.5g}" if values else "-",
                              f"{min(values):.5g}" if values else "-"])
             table(rows, ["METRIC", "POINTS", "LAST STEP", "LAST", "MIN"])
+            if run.metrics_source:
+                click.echo(f"read from: {run.metrics_source}")
 
     run_async(go)
 

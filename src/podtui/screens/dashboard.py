@@ -196,6 +196,8 @@ class Dashboard(Screen[None]):
             if line.seq is None:
                 view.pending.append(line)
         view.border_title = f"logs · {self.live.name_of(run_id)}"
+        if (run := self.live.get(run_id)) is not None:
+            view.set_live(run.live)
 
     # -- live events ----------------------------------------------------------------------------
 
@@ -205,6 +207,7 @@ class Dashboard(Screen[None]):
             self.select(run.id)
         if run.id == self.selected:
             self._show_progress()
+            self.query_one(LogView).set_live(run.live)
 
     def on_metrics_arrived(self, message: MetricsArrived) -> None:
         if message.run_id in (self.selected, self.compare_with):

@@ -35,6 +35,14 @@ def clock(ts: float | None) -> str:
     return "-" if ts is None else datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def metrics_note(run: Run) -> str:
+    """How the pod read the run's metrics from its output (why a curve looks as it does)."""
+    asked = ", ".join(f"{flag} {value}" for flag, value in (("--metrics", run.spec.metrics),
+                                                              ("--metrics-ranks", run.spec.metrics_ranks)) if value)
+    note = run.metrics_source or "none read yet"
+    return f"{note}  ({asked})" if asked else note
+
+
 def run_facts(app: App[object], run: Run, now: float) -> Table:
     """The run's facts as two columns of label/value pairs."""
     spec = run.spec
@@ -65,6 +73,7 @@ def run_facts(app: App[object], run: Run, now: float) -> Table:
                  f"ended {clock(run.ended_at)}; {format_duration((run.ended_at or now) - started)}"),
         ("progress", "-" if run.last_step is None else
          f"step {run.last_step}, loss {'-' if run.last_loss is None else f'{run.last_loss:.4g}'}"),
+        ("metrics", metrics_note(run)),
         ("exit code", "-" if run.exit_code is None else str(run.exit_code)),
         ("dataset", f"{run.dataset_id[:16]}…" if spec.dataset == run.dataset_id
                     else f"{spec.dataset} ({run.dataset_id[:12]}…)"),

@@ -162,6 +162,8 @@ class RunService:
         env["PODTUI_STALL_TIMEOUT_S"] = str(int(self.settings.stall_timeout_s))
         env["PODTUI_LIMIT_GRACE_S"] = str(self.settings.pod_limit_grace_s)
         env["PODTUI_BOOT_TIMEOUT_S"] = str(int(self.settings.boot_timeout_s))
+        env["PODTUI_METRICS"] = run.spec.metrics or self.settings.metrics
+        env["PODTUI_METRICS_RANKS"] = run.spec.metrics_ranks or self.settings.metrics_ranks
         if run.spec.max_runtime_s:
             env["PODTUI_MAX_RUNTIME_S"] = str(int(run.spec.max_runtime_s))
         return env

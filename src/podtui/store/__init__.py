@@ -50,7 +50,7 @@ _STATUS_RANK = {
 _RUN_COLUMNS = (
     "id, name, provider, status, status_reason, spec, dataset_id, pod_id, gpu_type, price_per_hour, created_at, "
     "started_at, ended_at, last_heartbeat, exit_code, progress, last_step, last_loss, last_loss_nan, "
-    "keep_alive_until, last_activity, gpu_util, gpu_mem, pod_port"
+    "keep_alive_until, last_activity, gpu_util, gpu_mem, pod_port, metrics_source, live"
 )
 _UPDATABLE = {
     "status", "status_reason", "pod_id", "gpu_type", "price_per_hour", "started_at", "ended_at",
@@ -112,7 +112,7 @@ def _none_to_nan(value: float | None) -> float:
 def _row_to_run(row: Sequence[Any]) -> Run:
     (rid, name, provider, status, reason, spec, dataset_id, pod_id, gpu_type, price, created, started, ended,
      heartbeat, exit_code, progress, last_step, last_loss, last_loss_nan, keep_alive_until, last_activity,
-     gpu_util, gpu_mem, pod_port) = row
+     gpu_util, gpu_mem, pod_port, metrics_source, live) = row
     loss = math.nan if last_loss_nan else last_loss
     return Run(
         id=rid, name=name, provider=provider, status=RunStatus(status), status_reason=reason,
@@ -120,7 +120,8 @@ def _row_to_run(row: Sequence[Any]) -> Run:
         price_per_hour=price, created_at=created, started_at=started, ended_at=ended, last_heartbeat=heartbeat,
         exit_code=exit_code, progress=DownloadProgress.model_validate_json(progress) if progress else None,
         last_step=last_step, last_loss=loss, keep_alive_until=keep_alive_until, last_activity=last_activity,
-        gpu_util=gpu_util, gpu_mem=gpu_mem, pod_port=pod_port,
+        gpu_util=gpu_util, gpu_mem=gpu_mem, pod_port=pod_port, metrics_source=metrics_source,
+        live=json.loads(live) if live else [],
     )
 
 
@@ -314,8 +315,8 @@ class Store(Engine):
             if not current.status.is_live:
                 return None
             _exec(db, """UPDATE runs SET status = ?, status_reason = ?, ended_at = ?,
-                         exit_code = coalesce(?, exit_code), keep_alive_until = ?, ingest_revoked_at = ?
-                         WHERE id = ?""",
+                         exit_code = coalesce(?, exit_code), keep_alive_until = ?, ingest_revoked_at = ?,
+                         live = NULL WHERE id = ?""",
                   (status.value, reason, now, exit_code, keep_alive_until,
                    None if keep_alive_until else now, run_id))
             _exec(db, "UPDATE download_tokens SET revoked_at = ? WHERE run_id = ? AND revoked_at IS NULL",
@@ -462,10 +463,12 @@ class Store(Engine):
         new_status = RunStatus(batch.status) if batch.status in ("downloading", "training") else None
 
         def job(db: sqlite3.Connection) -> ReportResult:
-            row = _one(db, "SELECT status, progress, last_step, keep_alive_until FROM runs WHERE id = ?", (run_id,))
+            row = _one(db, "SELECT status, progress, last_step, keep_alive_until, metrics_source, live FROM runs "
+                           "WHERE id = ?", (run_id,))
             if row is None:
                 raise NotFound(f"no run {run_id}")
             status, old_progress, last_step, keep_alive_until = RunStatus(row[0]), row[1], row[2], row[3]
+            old_source, old_live = row[4], row[5] or "[]"
             accepted_metrics = _insert_rows(db, run_id, "metrics", metric_rows, now)
             accepted_logs = _insert_rows(db, run_id, "logs", log_rows, now)
             sets: dict[str, Any] = {"last_heartbeat": now}
@@ -488,6 +491,13 @@ class Store(Engine):
                     changed = True
                 if batch.exit_code is not None:
                     sets["exit_code"] = batch.exit_code
+                if batch.live_json is not None and batch.live_json != old_live:
+                    sets["live"] = batch.live_json
+                    sets["last_activity"] = now  # a progress bar that moves is activity (the stall guardrail)
+                    changed = True
+            if batch.metrics_source is not None and batch.metrics_source != old_source:
+                sets["metrics_source"] = batch.metrics_source
+                changed = True
             assignments = ", ".join(f"{k} = ?" for k in sets)
             _exec(db, f"UPDATE runs SET {assignments} WHERE id = ?", (*sets.values(), run_id))
             if changed:

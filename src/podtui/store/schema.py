@@ -50,4 +50,9 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE runs ADD COLUMN pod_port INTEGER;
     """,
+    # 5: how the pod read the run's metrics, and the progress rows it is drawing now (a JSON list)
+    """
+    ALTER TABLE runs ADD COLUMN metrics_source TEXT;
+    ALTER TABLE runs ADD COLUMN live TEXT;
+    """,
 ]

@@ -1,5 +1,6 @@
 """The log stream of the selected run: buffered and flushed 10 times a second with one write_lines call,
-a follow toggle, a filter, timestamps on demand, and a marker where sequence numbers skip."""
+a follow toggle, a filter, timestamps on demand, a marker where sequence numbers skip, and the progress rows
+the run is drawing now (a tqdm bar) as the last rows, replaced in place rather than added."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
+from textual.geometry import Size
 from textual.reactive import reactive
 from textual.widgets import Log
 
@@ -42,6 +44,9 @@ class LogView(Log):
         self.pending: list[Line] = []
         self.last_seq: int | None = None
         self.missing = 0
+        self.live: list[str] = []
+        self._live_shown = 0
+        self._live_dirty = False
 
     def on_mount(self) -> None:
         self.border_title = "logs"
@@ -53,6 +58,7 @@ class LogView(Log):
         self.pending.clear()
         self.last_seq = None
         self.missing = 0
+        self.live, self._live_shown, self._live_dirty = [], 0, False
         self.clear()
         self.add(lines or [])
         self.flush()
@@ -98,20 +104,49 @@ class LogView(Log):
     def _visible(self, line: Line) -> bool:
         return not self.filter_text or self.filter_text.lower() in line.text.lower()
 
+    def set_live(self, rows: list[str]) -> None:
+        """The rows the run is drawing now (shown on the next flush, in place of the last ones)."""
+        if rows != self.live:
+            self.live = list(rows)
+            self._live_dirty = True
+
     def flush(self) -> None:
         """Write what is queued in one call."""
-        if not self.pending:
+        if not self.pending and not self._live_dirty:
             return
+        self._drop_live()
         batch, self.pending = self.pending, []
         self.history.extend(batch)
         shown = [self._format(line) for line in batch if self._visible(line)]
         if shown:
             self.write_lines(shown, scroll_end=self.follow)
+        self._show_live()
+
+    def _drop_live(self) -> None:
+        """Take the live rows off the end (Log has no call for it: its line list is trimmed directly)."""
+        if not self._live_shown:
+            return
+        end = len(self._lines)
+        del self._lines[end - self._live_shown:]
+        for y in range(end - self._live_shown, end):
+            self._render_line_cache.discard(y)
+        self._live_shown = 0
+        self.virtual_size = Size(self._width, len(self._lines))
+        self.refresh()
+
+    def _show_live(self) -> None:
+        self._live_dirty = False
+        rows = [row for row in self.live if not self.filter_text or self.filter_text.lower() in row.lower()]
+        if rows:
+            self.write_lines(rows, scroll_end=self.follow)
+            self._live_shown = len(rows)
 
     def _rewrite(self) -> None:
         self.clear()
+        self._live_shown = 0
         self.write_lines([self._format(line) for line in self.history if self._visible(line)],
                          scroll_end=self.follow)
+        self._show_live()
         self.border_subtitle = f"filter: {self.filter_text}" if self.filter_text else ""
 
     def watch_filter_text(self) -> None:

@@ -1,0 +1,247 @@
+"""The agent's reading of output, held to what real trainers printed (tests/fixtures/transcripts, made by
+scripts/capture_transcripts.py with the versions in versions.json): which lines are stored, which metrics at
+which steps, and how the run explains it."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from podtui.bootstrap.agent import MetricReader, Output
+
+TRANSCRIPTS = Path(__file__).resolve().parents[1] / "fixtures" / "transcripts"
+
+
+class Replay:
+    """The agent's reading path without its threads: chunks in, log lines and metric points out."""
+
+    def __init__(self, mode: str = "auto", ranks: str = "0") -> None:
+        self.outputs = {"stdout": Output("stdout"), "stderr": Output("stderr")}
+        self.reader = MetricReader(mode, ranks)
+        self.lines: list[tuple[str, str]] = []
+        self.points: list[tuple[str, int, float]] = []
+        self.now = 0.0
+
+    def take(self, stream: str) -> None:
+        lines, states = self.outputs[stream].take()
+        for text, content, rank, progress in lines:
+            self.lines.append((stream, text))
+            self.points += self.reader.line(content, rank, stream, progress, self.now)
+        for text, rank, key, after_clear in states:
+            self.points += self.reader.state_of(text, key, rank, after_clear, self.now)
+        self.points += self.reader.overdue(self.now)
+
+    def feed(self, stream: str, data: str) -> None:
+        self.now += 0.01
+        self.outputs[stream].feed(data.encode(), self.now)
+        self.take(stream)
+
+    def close(self) -> Replay:
+        for stream, out in self.outputs.items():
+            out.close(self.now)
+            self.take(stream)
+        self.points += self.reader.overdue(self.now, 0.0)
+        return self
+
+    def series(self, name: str) -> dict[int, float]:
+        """name's points as the store keeps them: the first value at each step."""
+        out: dict[int, float] = {}
+        for n, step, value in self.points:
+            if n == name:
+                out.setdefault(step, value)
+        return out
+
+
+def chunks(name: str) -> list[tuple[str, str]]:
+    with open(TRANSCRIPTS / f"{name}.jsonl", encoding="utf-8") as f:
+        return [tuple(json.loads(line)) for line in f]  # type: ignore[misc]
+
+
+def replay(name: str, mode: str = "auto", ranks: str = "0") -> Replay:
+    run = Replay(mode, ranks)
+    for stream, data in chunks(name):
+        run.feed(stream, data)
+    return run.close()
+
+
+def test_versions_name_the_libraries_that_printed_the_transcripts():
+    versions = json.loads((TRANSCRIPTS / "versions.json").read_text())
+    assert {"tqdm", "torch", "lightning", "transformers", "keras"} <= set(versions)
+
+
+def test_tqdm_postfix_gives_a_loss_curve_at_the_bar_counter_and_one_log_line():
+    run = replay("tqdm_postfix")
+    # tqdm shows the counter it last synced (every 10 steps here) beside the newest postfix: the first drawing
+    # at a counter is that step's loss (the script's loss is 2 / step).
+    loss = run.series("loss")
+    assert sorted(loss) == list(range(0, 201, 10))
+    assert all(loss[step] == pytest.approx(2 / step, rel=3e-3) for step in loss if step)
+    assert run.series("lr") == {0: 1e-4, 200: 1e-4}  # a value that never changes: where it appeared and at the end
+    bars = [text for stream, text in run.lines if stream == "stderr"]
+    assert bars == ["100%|██████████| 200/200 [00:02<00:00, 94.65it/s, loss=0.01, lr=0.0001]"]
+    assert ("stdout", "done") in run.lines and len(run.lines) == 2
+    assert run.reader.explain() == "tqdm postfix, step from the bar's counter"
+
+
+def test_tqdm_bars_per_epoch_give_global_steps_and_one_line_per_bar():
+    run = replay("tqdm_epochs")
+    loss = run.series("loss")
+    assert sorted(loss) == list(range(0, 151, 10))
+    assert loss[60] == pytest.approx(1 / 60, rel=1e-2) and loss[150] == pytest.approx(1 / 150, rel=1e-2)
+    bars = [text for stream, text in run.lines if stream == "stderr"]
+    assert [b.split(":")[0] for b in bars] == ["Epoch 1", "Epoch 2", "Epoch 3"]
+    assert len(run.lines) == 6
+    assert "epoch x steps per epoch + position (epochs from 1)" in run.reader.explain()
+
+
+def test_lightning_bar_gives_global_steps_and_validation_loss_where_it_appeared():
+    run = replay("lightning")
+    train = run.series("train_loss")
+    # 3 epochs x 20 batches: epoch x 20 + position; a step whose loss shows as the step before's is not new
+    assert set(train) <= set(range(1, 61)) and len(train) >= 55 and {1, 20, 21, 40, 41, 60} <= set(train)
+    assert train[1] == 6.94 and train[2] == 5.7 and train[3] == 2.99  # the value Lightning drew with its step
+    assert run.series("val_loss") == {20: 0.0918, 40: 0.00302, 60: 0.000114}
+    bars = [text for _, text in run.lines if "it/s" in text]
+    assert bars == ["Epoch 2: 100%|██████████| 20/20 [00:00<00:00, 665.60it/s, train_loss=0.000548, "
+                    "val_loss=0.000114]"]
+    assert len(run.lines) == 18  # the model summary, warnings, and the bar once (validation bars clear)
+
+
+def test_lightning_rich_bar_prints_only_its_last_state_to_a_pipe_and_gives_no_metrics():
+    run = replay("lightning_rich")
+    assert run.points == []
+    assert any(text.startswith("Epoch 2/2") for _, text in run.lines)
+
+
+@pytest.mark.parametrize("name", ["keras_pipe", "keras_tty"])
+def test_keras_progbar_backspaces_and_colours_give_global_steps(name):
+    run = replay(name)
+    stdout = [text for stream, text in run.lines if stream == "stdout"]
+    assert stdout[0::2] == ["Epoch 1/3", "Epoch 2/3", "Epoch 3/3"]
+    assert all(line.startswith("32/32 ━━━━━━━━━━━━━━━━━━━━ ") and "\x1b" not in line and "\b" not in line
+               for line in stdout[1::2])
+    assert len(stdout) == 6
+    assert sorted(run.series("val_loss")) == [32, 64, 96]  # end of each epoch: epoch x 32
+    loss = run.series("loss")
+    assert {32, 64, 96} <= set(loss) and max(loss) == 96
+    assert "Keras progress bar, step = (epoch - 1) x steps per epoch + position" in run.reader.explain()
+
+
+def test_keras_end_of_epoch_values_are_the_ones_printed():
+    run = replay("keras_pipe")
+    assert run.series("val_loss") == {32: 0.6735, 64: 0.6233, 96: 0.5817}
+    assert run.series("loss")[96] == 0.6128
+
+
+def hf_expected(run: Replay) -> None:
+    assert sorted(run.series("loss")) == list(range(5, 61, 5))  # logging_steps=5, 60 steps
+    assert run.series("loss")[5] == 7.723 and run.series("loss")[60] == 3.966
+    assert run.series("eval_loss") == {20: 4.026, 40: 3.399, 60: 3.191}  # each epoch's end: 20 steps each
+    assert run.series("train_loss") == {60: 5.897}
+    assert run.series("epoch")[20] == 1.0
+    assert run.reader.explain() == "Hugging Face Trainer dicts, step from the trainer's progress bar"
+
+
+def test_trainer_dicts_land_on_the_trainer_step_beside_eval_loss():
+    run = replay("hf_trainer")
+    hf_expected(run)
+    assert len([1 for stream, _ in run.lines if stream == "stdout"]) == 16
+    assert [text for stream, text in run.lines if stream == "stderr"] == [
+        "100%|██████████| 60/60 [00:00<00:00, 764.39it/s]"]
+
+
+def test_trainer_dicts_keep_their_step_when_the_two_streams_race():
+    # The dict (stdout) and the bar drawn again beside it (stderr) race in two pipes: read each dict after
+    # the stderr chunk that follows it.
+    run = Replay()
+    held: list[str] = []
+    for stream, data in chunks("hf_trainer"):
+        if stream == "stdout":
+            held.append(data)
+            continue
+        run.feed("stderr", data)
+        for text in held:
+            run.feed("stdout", text)
+        held = []
+    for text in held:
+        run.feed("stdout", text)
+    hf_expected(run.close())
+
+
+def test_trainer_dicts_without_a_bar_count_lines_as_before():
+    run = Replay()
+    for stream, data in chunks("hf_trainer"):
+        if stream == "stdout":
+            run.feed(stream, data)
+    run.close()
+    assert sorted(run.series("loss")) == [1, 2, 3, 4, 6, 7, 8, 9, 11, 12, 13, 14]
+    assert "step counted by line (no trainer progress bar seen)" in run.reader.explain()
+
+
+def test_trainer_dicts_after_a_bar_that_is_not_the_trainers_count_lines():
+    run = Replay()
+    run.feed("stderr", "\rMap: 100%|██████████| 1000/1000 [00:00<00:00, 5000.00 examples/s]\n")
+    run.now += 10
+    run.feed("stdout", "{'loss': '0.5', 'epoch': '0.1'}\n{'loss': nan, 'epoch': 0.2}\n")
+    run.now += 3
+    run.take("stdout")
+    assert run.series("loss")[1] == 0.5 and math.isnan(run.series("loss")[2])
+    assert "step counted by line (no trainer progress bar seen)" in run.reader.explain()
+
+
+def test_launcher_rank_prefixes_one_bar_line_per_rank_and_rank_0_metrics():
+    run = replay("torchrun_ranks")
+    bars = [text for stream, text in run.lines if stream == "stderr" and text]
+    assert bars == ["[default1]:Epoch 0: 100%|██████████| 30/30 [00:00<00:00, 49.03it/s, loss=0.0667]",
+                    "[default0]:Epoch 0: 100%|██████████| 30/30 [00:00<00:00, 48.96it/s, loss=0.0333]"]
+    assert "[default1]:step=10 loss=0.2000" in [text for _, text in run.lines]
+    assert {name for name, _, _ in run.points} == {"loss"}
+    assert run.series("loss")[30] == 0.0333  # rank 0's (loss = 1 / step); rank 1's is twice that
+
+
+def test_all_ranks_when_asked_named_by_rank():
+    run = replay("torchrun_ranks", ranks="all")
+    assert run.series("rank1/loss")[30] == 0.0667 and run.series("loss")[30] == 0.0333
+
+
+@pytest.mark.parametrize("name", ["tqdm_postfix", "hf_trainer", "keras_pipe", "lightning"])
+def test_metrics_off_reads_nothing_and_the_log_is_the_same(name):
+    on, off = replay(name), replay(name, mode="off")
+    assert off.points == [] and off.lines == on.lines
+    assert off.reader.explain() == "output not parsed (PODTUI_METRICS=off)"
+
+
+def test_metrics_json_reads_json_lines_only():
+    run = Replay("json")
+    run.feed("stdout", '{"step": 3, "loss": 0.5}\nstep=4 loss=0.4\n')
+    run.feed("stderr", "\r 10%|█ | 10/100 [00:01<00:09, 10.0it/s, loss=0.3]")
+    run.feed("stdout", "{'loss': 0.2, 'epoch': 0.1}\n")
+    assert run.close().points == [("loss", 3, 0.5)]
+    assert run.reader.explain() == "JSON lines, step from their step field"
+
+
+@pytest.mark.parametrize("name", ["tqdm_postfix", "hf_trainer", "keras_tty", "torchrun_ranks"])
+def test_any_chunking_stores_the_same_lines(name):
+    # A pipe hands the agent whatever the kernel has: split every chunk into 7-byte pieces, UTF-8 and escape
+    # sequences cut in the middle.
+    whole = replay(name)
+    run = Replay()
+    for stream, data in chunks(name):
+        raw = data.encode()
+        for i in range(0, len(raw), 7):
+            run.now += 0.001
+            run.outputs[stream].feed(raw[i:i + 7], run.now)
+            run.take(stream)
+    run.close()
+    assert run.lines == whole.lines
+
+
+def test_a_finished_bar_line_counts_even_when_its_values_did_not_change():
+    run = Replay()
+    run.feed("stdout", "Epoch 1/2\n")
+    run.feed("stdout", "\r30/32 ━━━━━━━━━━━━━━━━━━ 0s 3ms/step - loss: 0.7285")
+    run.feed("stdout", "\b" * 60 + "\r32/32 ━━━━━━━━━━━━━━━━━━━━ 0s 3ms/step - loss: 0.7285 - val_loss: 0.6\n")
+    assert run.close().series("loss") == {30: 0.7285, 32: 0.7285}
