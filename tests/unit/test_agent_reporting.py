@@ -1,6 +1,7 @@
 """The agent reports as soon as it has something (no fixed one-second batching), at most ~20 reports a second
 under a flood, and slower when the control plane answers that it is busy."""
 
+import itertools
 import json
 import sys
 import threading
@@ -65,5 +66,6 @@ def test_a_busy_control_plane_slows_the_agent_down(tmp_path):
     code = ("import time\nend = time.time() + 2.5\nwhile time.time() < end:\n"
             "    print('tick', flush=True)\n    time.sleep(0.01)\n")
     run_agent(plane.url, tmp_path, [sys.executable, "-c", code])
-    start, end = plane.reports[1][0], plane.reports[-2][0]
-    assert plane.rate(start, end) <= 2.5
+    times = [at for at, _ in plane.reports]
+    gaps = sorted(b - a for a, b in itertools.pairwise(times[1:-2]))  # the last ones drain at the end
+    assert len(gaps) >= 2 and gaps[len(gaps) // 2] >= 0.4, gaps

@@ -762,6 +762,8 @@ class ControlPlane:
 
 MIN_REPORT_GAP_S = 0.05
 """At most 20 reports a second: what comes faster rides in the next batch."""
+LIVE_ROW_GAP_S = 0.25
+"""A progress row that only moved (no new line, no new point) wakes the reporter at most this often."""
 MAX_SERVER_GAP_S = 10.0
 
 
@@ -896,6 +898,7 @@ class Agent:
         self.output_lock = threading.Lock()
         self.live: list = []  # the progress rows being drawn now, as sent last
         self.live_sent: list | None = None
+        self.live_woke = 0.0
         self.source_sent = ""
         self.file_state: dict = {}
         self.status: str | None = None
@@ -955,10 +958,14 @@ class Agent:
                 self.last_line_at = now
                 with self.seq_lock:
                     self.add_points(points, now)
+                self.reporter.wake.set()
             live = [row[:1000] for o in self.outputs.values() for row in o.live()][-4:]
             if live != self.live:
                 self.live = live
                 self.last_line_at = now  # a bar that moves is a sign of life, lines or not
+                if now - self.live_woke >= LIVE_ROW_GAP_S:  # a moving bar alone goes out a few times a second
+                    self.live_woke = now
+                    self.reporter.wake.set()
 
     def note(self, text: str) -> None:
         """A line of the agent's own, in the run's log."""
