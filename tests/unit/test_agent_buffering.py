@@ -1,57 +1,18 @@
 """The agent against a control plane that refuses, then accepts: everything arrives, in order, once."""
 
-import json
 import os
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import podtui.bootstrap.agent as agent_module
+from tests.fakes.report_sink import ReportSink
 
 AGENT = Path(agent_module.__file__)
 
 
-class FlakyControlPlane:
-    """Answers 503 (or drops the connection) until `open_at`, then stores reports like the real one."""
-
-    def __init__(self, refuse_for_s: float, answer: dict | None = None) -> None:
-        self.open_at = time.time() + refuse_for_s
-        self.refused = 0
-        self.lines: dict[int, str] = {}
-        self.metrics: dict[tuple[str, int], float] = {}
-        self.statuses: list[str] = []
-        self.answer = answer or {"stop": False}
-        plane = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                if time.time() < plane.open_at:
-                    plane.refused += 1
-                    self.send_response(503)
-                    self.end_headers()
-                    return
-                for line in body.get("logs", []):
-                    plane.lines.setdefault(line["seq"], line["text"])
-                for m in body.get("metrics", []):
-                    plane.metrics.setdefault((m["name"], m["step"]), m["value"])
-                if body.get("status"):
-                    plane.statuses.append(body["status"])
-                data = json.dumps(plane.answer).encode()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+FlakyControlPlane = ReportSink
 
 
 def run_agent(url: str, home: Path, command: list[str], **env: str) -> subprocess.CompletedProcess:

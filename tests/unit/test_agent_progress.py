@@ -3,17 +3,15 @@ line for the bar, the live row while it is drawn, and the note on how the metric
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 import podtui.bootstrap.agent as agent_module
+from tests.fakes.report_sink import ReportSink
 
 AGENT = Path(agent_module.__file__)
 TQDM_SCRIPT = """
@@ -27,42 +25,11 @@ print("trained", flush=True)
 """
 
 
-class RecordingPlane:
+class RecordingPlane(ReportSink):
     """Takes every report and keeps what a control plane would store, plus the live rows and the note."""
 
-    def __init__(self) -> None:
-        self.lines: dict[int, tuple[str, str]] = {}
-        self.metrics: dict[tuple[str, int], float] = {}
-        self.live: list[list[str]] = []
-        self.sources: list[str] = []
-        plane = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                for line in body.get("logs", []):
-                    plane.lines.setdefault(line["seq"], (line["stream"], line["text"]))
-                for m in body.get("metrics", []):
-                    plane.metrics.setdefault((m["name"], m["step"]), m["value"])
-                if "live" in body:
-                    plane.live.append(body["live"])
-                if "metrics_source" in body:
-                    plane.sources.append(body["metrics_source"])
-                data = b'{"stop": false}'
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
     def printed(self) -> list[tuple[str, str]]:
-        return [self.lines[s] for s in sorted(self.lines) if self.lines[s][0] != "system"]
+        return [self.logged[s] for s in sorted(self.logged) if self.logged[s][0] != "system"]
 
 
 def run_agent(plane: RecordingPlane, home: Path, script: str, **env: str) -> subprocess.CompletedProcess:

@@ -2,48 +2,25 @@
 under a flood, and slower when the control plane answers that it is busy."""
 
 import itertools
-import json
 import sys
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from tests.fakes.report_sink import ReportSink
 from tests.unit.test_agent_buffering import run_agent
 
 
-class Recorder:
-    """A control plane that stores when each report came and which lines it carried."""
-
-    def __init__(self, answer: dict) -> None:
-        self.reports: list[tuple[float, list[dict]]] = []
-        plane = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                plane.reports.append((time.time(), body.get("logs", [])))
-                data = json.dumps(answer).encode()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+class Recorder(ReportSink):
+    """When each report came and which lines it carried."""
 
     def arrivals(self, prefix: str) -> dict[str, float]:
-        return {line["text"]: at for at, lines in self.reports for line in lines if line["text"].startswith(prefix)}
+        return {line["text"]: at for at, body in self.reports for line in body.get("logs", [])
+                if line["text"].startswith(prefix)}
 
     def rate(self, start: float, end: float) -> float:
         return sum(1 for at, _ in self.reports if start <= at <= end) / (end - start)
 
 
 def test_a_line_goes_out_at_once_not_with_a_one_second_batch(tmp_path):
-    plane = Recorder({"stop": False})
+    plane = Recorder(answer={"stop": False})
     code = "import time\nfor i in range(6):\n    print(f'at {time.time()!r}', flush=True)\n    time.sleep(0.3)\n"
     run_agent(plane.url, tmp_path, [sys.executable, "-c", code])
     delays = [arrived - float(text.split()[1]) for text, arrived in plane.arrivals("at ").items()]
@@ -52,7 +29,7 @@ def test_a_line_goes_out_at_once_not_with_a_one_second_batch(tmp_path):
 
 
 def test_a_flood_is_batched_to_about_twenty_reports_a_second(tmp_path):
-    plane = Recorder({"stop": False})
+    plane = Recorder(answer={"stop": False})
     code = "import time\nend = time.time() + 2\ni = 0\nwhile time.time() < end:\n    print(f'line {i}')\n    i += 1\n"
     run_agent(plane.url, tmp_path, [sys.executable, "-c", code])
     lines = plane.arrivals("line ")
@@ -62,7 +39,7 @@ def test_a_flood_is_batched_to_about_twenty_reports_a_second(tmp_path):
 
 
 def test_a_busy_control_plane_slows_the_agent_down(tmp_path):
-    plane = Recorder({"stop": False, "min_interval_s": 0.5})
+    plane = Recorder(answer={"stop": False, "min_interval_s": 0.5})
     code = ("import time\nend = time.time() + 2.5\nwhile time.time() < end:\n"
             "    print('tick', flush=True)\n    time.sleep(0.01)\n")
     run_agent(plane.url, tmp_path, [sys.executable, "-c", code])
