@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -135,46 +136,80 @@ class Client:
                      retry_s: float = 2.0) -> AsyncIterator[tuple[int, FeedEntry]]:
         """The live feed as (id, typed entry); reconnects with Last-Event-ID, so nothing is missed. With `follow`,
         only its runs come in full (metrics and log lines) and the rest as summaries; when it changes, the stream
-        reconnects with the new subscription from the last entry it took, so a newly followed run's points from
-        then on come too. Kinds this version does not know (a newer control plane) are skipped."""
+        reconnects at once with the new subscription from the last entry yielded, so a newly followed run's points
+        from then on come too. Kinds this version does not know (a newer control plane) are skipped."""
         last = after
         while True:
-            if follow is not None:
-                follow.changed = False
-            headers = {"Last-Event-ID": str(last)} if last is not None else {}
             params = {"run": run_id} if run_id else {}
+            changed = None
             if follow is not None:
                 params["full"] = ",".join(sorted(follow.runs))
+                changed = asyncio.ensure_future(follow.renewed().wait())
+            items: asyncio.Queue[_FeedItem] = asyncio.Queue(256)  # bounded: a slow consumer slows the reading
+            reader = asyncio.create_task(self._read_feed(last, params, items))
+            resubscribe = False
             try:
-                async with self._http.stream("GET", "/api/v1/events", headers=headers, params=params,
-                                             timeout=httpx.Timeout(30.0, read=None)) as response:
-                    if response.status_code >= 400:
-                        await response.aread()
-                        raise _error_of(response)
-                    event_id, kind, data = None, "message", ""
-                    async for line in response.aiter_lines():
-                        if follow is not None and follow.changed:
-                            break  # reconnect with the new subscription
-                        if line.startswith("id:"):
-                            event_id = int(line[3:].strip())
-                        elif line.startswith(": from ") and last is None:
-                            last = int(line[7:])  # where a stream "from now" began: resume from there
-                        elif line.startswith("event:"):
-                            kind = line[6:].strip()
-                        elif line.startswith("data:"):
-                            data += line[5:].strip()
-                        elif line == "" and event_id is not None:
-                            entry = parse_entry(kind, json.loads(data or "{}"))
-                            last = event_id
-                            if entry is not None:
-                                yield event_id, entry
-                            event_id, kind, data = None, "message", ""
-                    else:
-                        await asyncio.sleep(retry_s)
-                    continue
-            except (httpx.TransportError, httpx.RemoteProtocolError):
-                pass
-            await asyncio.sleep(retry_s)
+                while True:
+                    getter = asyncio.ensure_future(items.get())
+                    done, _ = await asyncio.wait([getter] if changed is None else [getter, changed],
+                                                 return_when=asyncio.FIRST_COMPLETED)
+                    if changed is not None and changed.done():  # before anything more of the old subscription
+                        getter.cancel()
+                        resubscribe = True
+                        break
+                    item = getter.result()
+                    if isinstance(item, BaseException):
+                        raise item
+                    if item is None:
+                        break  # the stream ended or failed: reconnect after a pause
+                    event_id, entry = item
+                    if entry is None:  # where a stream "from now" began
+                        last = event_id if last is None else last
+                        continue
+                    last = event_id
+                    yield event_id, entry
+            finally:
+                reader.cancel()
+                if changed is not None:
+                    changed.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reader
+            if not resubscribe:
+                await asyncio.sleep(retry_s)
+
+    async def _read_feed(self, after: int | None, params: dict[str, str], items: asyncio.Queue[_FeedItem]) -> None:
+        """One connection to the feed: its entries into `items`, then None when it ends or fails (an error answer
+        goes in as the exception to raise)."""
+        headers = {"Last-Event-ID": str(after)} if after is not None else {}
+        try:
+            async with self._http.stream("GET", "/api/v1/events", headers=headers, params=params,
+                                         timeout=httpx.Timeout(30.0, read=None)) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    await items.put(_error_of(response))
+                    return
+                event_id, kind, data = None, "message", ""
+                async for line in response.aiter_lines():
+                    if line.startswith("id:"):
+                        event_id = int(line[3:].strip())
+                    elif line.startswith(": from "):
+                        await items.put((int(line[7:]), None))
+                    elif line.startswith("event:"):
+                        kind = line[6:].strip()
+                    elif line.startswith("data:"):
+                        data += line[5:].strip()
+                    elif line == "" and event_id is not None:
+                        entry = parse_entry(kind, json.loads(data or "{}"))
+                        if entry is not None:
+                            await items.put((event_id, entry))
+                        event_id, kind, data = None, "message", ""
+        except (httpx.TransportError, httpx.RemoteProtocolError):
+            pass
+        await items.put(None)
+
+
+_FeedItem = tuple[int, FeedEntry | None] | BaseException | None
+"""What one feed connection hands the reader: (id, entry), (start id, None), an error to raise, or None (ended)."""
 
 
 def _error_of(response: httpx.Response) -> ControlPlaneError:

@@ -4,6 +4,7 @@ textual here."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -88,17 +89,22 @@ class LiveRuns:
 class Follow:
     """The runs a feed subscription follows in full; the others come as summaries (run changes and events).
 
-    `set` changes them; `Client.events` notices before it takes another line and reconnects with the new
-    subscription from the last entry it yielded. Set it before fetching a newly followed run's history: what that
-    fetch misses comes on the feed."""
+    `set` changes them; `Client.events` reconnects at once with the new subscription from the last entry it
+    yielded. Set it before fetching a newly followed run's history: what that fetch misses comes on the feed."""
 
     def __init__(self, runs: Iterable[str] = ()) -> None:
         self.runs = frozenset(runs)
-        self.changed = False
+        self._changed: asyncio.Event | None = None
 
     def set(self, runs: Iterable[str | None]) -> None:
         """Follow these runs in full from now."""
         wanted = frozenset(r for r in runs if r)
         if wanted != self.runs:
             self.runs = wanted
-            self.changed = True
+            if self._changed is not None:
+                self._changed.set()
+
+    def renewed(self) -> asyncio.Event:
+        """An event set at the next change (one per connection of the stream)."""
+        self._changed = asyncio.Event()
+        return self._changed

@@ -159,3 +159,40 @@ async def test_unfollowing_a_run_stops_its_points(plane):
     finally:
         await stream.aclose()
         await client.close()
+
+
+async def test_a_newly_followed_run_that_only_logs_comes_at_once(plane):
+    """The stream reconnects when the subscription changes, not at its next line: while another run writes only
+    what this subscription leaves out, no line would come to notice the change by."""
+    from podtui.feed import LogsAdded
+    from podtui.live import Follow
+
+    a, a_token = await plane.fake_run()
+    b, b_token = await plane.fake_run()
+    client = Client(plane.url, plane.control.admin_token)
+    follow = Follow([])
+    stream = client.events(follow=follow)
+
+    async def lines_only(run, token, start):
+        body = {"logs": [{"seq": s, "ts": time.time(), "text": f"l{s}"} for s in range(start, start + 5)]}
+        r = await plane.http.post(f"/api/v1/runs/{run.id}/report", json=body,
+                                  headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 200
+
+    async def first_lines_of(run):
+        async for _, entry in stream:
+            if isinstance(entry, LogsAdded) and entry.run_id == run.id:
+                return [x.seq for x in entry.lines]
+
+    try:
+        await report(plane, a, a_token, 0, 5)  # gets the stream going
+        reading = asyncio.ensure_future(first_lines_of(b))
+        await asyncio.sleep(0.3)
+        follow.set([b.id])
+        await asyncio.sleep(0.3)
+        await lines_only(b, b_token, 0)
+        await lines_only(a, a_token, 5)
+        assert await asyncio.wait_for(reading, 3.0) == list(range(5))
+    finally:
+        await stream.aclose()
+        await client.close()
