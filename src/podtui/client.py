@@ -151,8 +151,8 @@ class Client:
             try:
                 while True:
                     getter = asyncio.ensure_future(items.get())
-                    done, _ = await asyncio.wait([getter] if changed is None else [getter, changed],
-                                                 return_when=asyncio.FIRST_COMPLETED)
+                    await asyncio.wait([getter] if changed is None else [getter, changed],
+                                       return_when=asyncio.FIRST_COMPLETED)
                     if changed is not None and changed.done():  # before anything more of the old subscription
                         getter.cancel()
                         resubscribe = True
