@@ -127,6 +127,14 @@ class Settings(BaseSettings):
     """After its command ends, how long a pod waits to deliver what it has not yet delivered (default 30 min);
     it ends as soon as everything is delivered."""
 
+    outputs_limit: int = Field(50 * GiB, ge=1)
+    """Most bytes of outputs brought home per run (env `PODTUI_OUTPUTS_LIMIT`); past it a file is refused with
+    an event, the files already home stay and the run goes on."""
+
+    outputs_reserve_bytes: int = Field(256 * MiB, ge=0)
+    """Free space left on the data dir's disk after an output file arrives; a file that would eat into it is
+    refused with an event (the disk is full, not the run)."""
+
     stop_on_nan: bool = True
     """Terminate a run whose loss becomes NaN or infinite."""
 

@@ -38,9 +38,11 @@ async def ingest_report(store: Store, runs: RunService, run_id: str, body: bytes
         run = await runs.pod_reported_end(await store.get_run(run_id), RunStatus(batch.status), batch.exit_code,
                                           batch.error, batch.stopped)
         status = run.status
-    in_keep_alive = status == RunStatus.succeeded and result.keep_alive_until is not None
+    # After its command ended the pod may live to bring its outputs home (succeeded or failed) until then.
+    in_keep_alive = status in (RunStatus.succeeded, RunStatus.failed) and result.keep_alive_until is not None
     stop = status.is_final and not in_keep_alive and batch.status not in ("succeeded", "failed")
     deadline = await runs.pod_deadline(run_id) if status.is_live else None
+    asked = runs.outputs is not None and run_id in runs.outputs.asked
     return ReportReply(accepted_metrics=result.accepted_metrics, accepted_logs=result.accepted_logs,
-                       run_status=status, stop=stop,
+                       run_status=status, stop=stop, sync_outputs=asked,
                        deadline_in_s=None if deadline is None else round(deadline - time.time(), 1))

@@ -46,6 +46,10 @@ class RunService:
         self._ending: dict[str, asyncio.Future[None]] = {}
         self.puller: Any = None
         """The Puller (server/puller.py), set by the app: follows pull-mode runs."""
+        self.outputs: Any = None
+        """Outputs (server/outputs.py), set by the app: receives output files."""
+        self.outputs_syncer: Any = None
+        """OutputsSyncer (server/outputs_sync.py), set by the app: when outputs move."""
 
     def provider(self, name: str) -> Provider:
         """The named provider; 422 when it is not configured."""
@@ -150,6 +154,15 @@ class RunService:
         env["PODTUI_BOOT_TIMEOUT_S"] = str(int(self.settings.boot_timeout_s))
         if run.spec.max_runtime_s:
             env["PODTUI_MAX_RUNTIME_S"] = str(int(run.spec.max_runtime_s))
+        env.update(self.outputs_env(run))
+        return env
+
+    def outputs_env(self, run: Run) -> dict[str, str]:
+        """The pod's outputs: its folder (relative to the workdir; the agent sets PODTUI_OUTPUT_DIR for the
+        command) and how often to bring them home while the command runs."""
+        env = {"PODTUI_OUTPUTS": run.spec.outputs}
+        if run.spec.sync_outputs_s:
+            env["PODTUI_SYNC_OUTPUTS_S"] = str(int(run.spec.sync_outputs_s))
         return env
 
     def deadline_of(self, run: Run) -> float | None:
@@ -210,6 +223,8 @@ class RunService:
             event=("booting", f"pod {pod.pod_id} on {pod.gpu_type} at ${pod.price_per_hour:.3f}/h"))
         if updated is not None and run.connect == "pull":
             self.puller.follow(run.id)
+            if self.outputs_syncer is not None:
+                self.outputs_syncer.follow(run.id)
         if updated is None:
             # The run was terminated while its pod was being created: the pod must not bill.
             await self.store.update_run(run.id, pod_id=pod.pod_id, gpu_type=pod.gpu_type,
@@ -274,9 +289,9 @@ class RunService:
     async def pod_reported_end(self, run: Run, status: RunStatus, exit_code: int | None,
                                error: str | None, stopped: str | None = None) -> Run:
         """The agent says the command ended: finish the run (keeping the ingest token through keep-alive)."""
+        keep = run.spec.keep_alive_s
         if status == RunStatus.succeeded:
             reason = "the training command succeeded"
-            keep = run.spec.keep_alive_s
             until = time.time() + keep if keep > 0 else None
         elif stopped:
             # The pod ended the command at its own limit (max runtime, budget, stall): a guardrail, as if the
@@ -289,7 +304,8 @@ class RunService:
             last = [line for line in (error or "").splitlines()[1:] if line.strip()]
             if last:
                 reason += f": {last[-1][:300]}"
-            until = None
+            # A failed run's last checkpoint matters: its pod brings the outputs home within the keep-alive too.
+            until = time.time() + keep if keep > 0 else None
         finished = await self.store.finish_run(run.id, status, reason, exit_code=exit_code,
                                                keep_alive_until=until)
         if finished is None:
