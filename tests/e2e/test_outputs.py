@@ -5,14 +5,18 @@ are refused; a full disk or the cap leaves an event and the files already home."
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import time
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import Plane, make_settings, start_plane
+import pytest
 
-from .helpers import group_alive  # noqa: F401  (the pods' process groups)
+from podtui.server import outputs as outputs_module
+from podtui.server.outputs import OutputRefused
+from podtui.server.outputs_api import OUTPUTS
+from tests.conftest import Plane, make_settings, start_plane
 
 
 def sha256_of(path: Path) -> str:
@@ -85,3 +89,151 @@ async def test_the_demo_model_comes_home_and_the_pod_ends(local_plane):
     assert r.status_code == 206 and r.content == landed.read_bytes()[5:]
     r = await plane.http.get(url, params={"path": "../podtui.db"})
     assert r.status_code == 400 and "leave" in r.json()["error"]["message"]
+
+
+async def test_a_sync_that_cannot_finish_ends_at_the_keep_alive_bound(local_plane):
+    """The control plane takes no byte (a stuck disk): the pod still ends at its keep-alive, not later."""
+    plane = local_plane
+    outputs = plane.control.runner.app[OUTPUTS]
+
+    async def stuck(*args: Any, **kwargs: Any) -> int:
+        await asyncio.sleep(3600)
+        return 0
+
+    outputs.absorb = stuck
+    command = "head -c 4096 /dev/urandom > $PODTUI_OUTPUT_DIR/weights.bin"
+    run = await launch(plane, command=command, keep_alive_s=3)
+    done = await plane.wait_status(run["id"], {"succeeded", "failed"}, timeout=30)
+    assert done["status"] == "succeeded"
+    provider = plane.runs.providers["local"]
+    assert (await provider.get_pod(done["pod_id"])).phase == "running"  # still trying within the bound
+
+    async def pod_gone() -> bool:
+        return (await provider.get_pod(done["pod_id"])).phase == "gone"
+
+    await wait_for(pod_gone, 12, 0.2)
+    assert time.time() <= done["keep_alive_until"] + 8
+    page = await outputs_of(plane, run["id"])
+    assert page["summary"]["state"] != "home" and page["summary"]["files_home"] == 0
+
+
+async def test_only_new_or_changed_files_move(local_plane):
+    plane = local_plane
+    command = ("cd $PODTUI_OUTPUT_DIR && echo v1 > ckpt.bin && echo same > same.bin && "
+               "while [ ! -e $HOME/go ]; do sleep 0.05; done && echo v2-changed > ckpt.bin")
+    run = await launch(plane, command=command)
+    await plane.wait_status(run["id"], {"training"}, timeout=30)
+    r = await plane.http.post(f"/api/v1/runs/{run['id']}/outputs/sync")
+    assert r.status_code == 202, r.text
+
+    async def both_home() -> dict[str, Any] | None:
+        page = await outputs_of(plane, run["id"])
+        files = {f["path"]: f for f in page["files"] if f["home_at"]}
+        return files if len(files) == 2 else None
+
+    first = await wait_for(both_home, 20)
+    fresh = (await plane.http.get(f"/api/v1/runs/{run['id']}")).json()
+    (pod_dir(plane, fresh) / "go").touch()
+    await plane.wait_status(run["id"], {"succeeded"}, timeout=30)
+
+    async def home() -> dict[str, Any] | None:
+        page = await outputs_of(plane, run["id"])
+        return page if page["summary"]["state"] == "home" else None
+
+    page = await wait_for(home, 20)
+    files = {f["path"]: f for f in page["files"]}
+    assert files["same.bin"]["home_at"] == first["same.bin"]["home_at"]  # unchanged: not sent again
+    assert files["ckpt.bin"]["home_at"] > first["ckpt.bin"]["home_at"]  # changed: sent again
+    assert (Path(page["folder"]) / "ckpt.bin").read_text() == "v2-changed\n"
+    assert files["ckpt.bin"]["sha256"] == hashlib.sha256(b"v2-changed\n").hexdigest()
+
+
+async def test_names_that_leave_the_folder_are_refused(local_plane):
+    plane = local_plane
+    command = ("cd $PODTUI_OUTPUT_DIR && echo ok > model.bin && ln -s /etc/hostname escape && ln -s .. up && "
+               "ln -s model.bin alias && mkdir sub && ln -s ../../.. sub/deep && touch \"$(printf 'bad\\nname')\"")
+    run = await launch(plane, command=command)
+    await plane.wait_status(run["id"], {"succeeded"}, timeout=30)
+
+    async def home() -> dict[str, Any] | None:
+        page = await outputs_of(plane, run["id"])
+        return page if page["summary"]["state"] in ("home",) else None
+
+    page = await wait_for(home, 20)
+    assert sorted(f["path"] for f in page["files"]) == ["alias", "model.bin"]
+    folder = Path(page["folder"])
+    assert not (folder / "escape").exists() and not (folder / "up").exists()
+    assert not any(p.is_symlink() for p in folder.rglob("*"))
+    events = [e["message"] for e in (await plane.http.get(f"/api/v1/runs/{run['id']}/events")).json()
+              if e["kind"] == "output_refused"]
+    assert any("'escape'" in m and "outside" in m for m in events)
+    assert any("'sub/deep'" in m and "outside" in m for m in events)
+    assert any("control character" in m for m in events)
+
+
+async def test_the_control_plane_refuses_names_from_a_pod(plane):
+    """A pod that does not run podtui's agent gets the same refusals from the control plane."""
+    run, token = await plane.fake_run()
+    pod = {"Authorization": f"Bearer {token}"}
+    base = f"/api/v1/runs/{run.id}/outputs"
+    bad = ["../evil", "/etc/passwd", "a/../../b", "a\x00b", "x" * 300, "a//b", ".partial/x"]
+    r = await plane.http.post(base + "/offer", headers=pod, json={
+        "files": [{"path": p, "size": 1, "mtime": 1.0} for p in bad] + [{"path": "ok.bin", "size": 1, "mtime": 1.0}]})
+    assert r.status_code == 200, r.text
+    actions = {f["path"]: f["action"] for f in r.json()["files"]}
+    assert actions.pop("ok.bin") == "send" and set(actions.values()) == {"refuse"}
+    r = await plane.http.put(base + "/upload", headers=pod, content=b"x",
+                             params={"path": "../evil", "size": 1, "mtime": 1.0, "offset": 0})
+    assert r.status_code == 422 and "leave the outputs folder" in r.json()["error"]["message"]
+    r = await plane.http.put(base + "/upload", headers=pod, content=b"x",
+                             params={"path": "ok.bin", "size": "one", "mtime": 1.0})
+    assert r.status_code == 400
+    r = await plane.http.post(base + "/offer", headers=pod, content=b"not json")
+    assert r.status_code == 422
+    # without the run's token, nothing
+    assert (await plane.http.post(base + "/offer", json={"files": []})).status_code in (401, 403)
+    assert not (Path(plane.control.settings.data_dir) / "evil").exists()
+
+
+async def test_the_cap_and_a_full_disk_leave_an_event_and_the_files_home(tmp_path, monkeypatch):
+    plane = await start_plane(make_settings(tmp_path, supervisor_interval_s=0.3, outputs_limit=6000,
+                                            outputs_reserve_bytes=0))
+    try:
+        command = ("cd $PODTUI_OUTPUT_DIR && head -c 1000 /dev/urandom > a-small.bin && "
+                   "head -c 8000 /dev/urandom > b-over-cap.bin && head -c 3000 /dev/urandom > c-disk.bin")
+        outputs = plane.control.runner.app[OUTPUTS]
+        real_append = outputs_module._append
+
+        def append(fd: int, digest: Any, data: bytes) -> None:
+            if len(data) == 3000:  # the disk fills while c-disk.bin arrives
+                raise OSError(errno.ENOSPC, "No space left on device")
+            real_append(fd, digest, data)
+
+        monkeypatch.setattr(outputs_module, "_append", append)
+        run = await launch(plane, command=command)
+        done = await plane.wait_status(run["id"], {"succeeded", "failed"}, timeout=30)
+        assert done["status"] == "succeeded"  # never ended for the outputs
+
+        async def final_sync_ended() -> bool:
+            events = (await plane.http.get(f"/api/v1/runs/{run['id']}/events")).json()
+            return any(e["kind"] == "outputs_incomplete" for e in events)
+
+        await wait_for(final_sync_ended, 20)
+        page = await outputs_of(plane, run["id"])
+        assert page["summary"]["files_moving"] == 0 and page["summary"]["state"] == "synced"
+        assert [f["path"] for f in page["files"] if f["home_at"]] == ["a-small.bin"]
+        assert (Path(page["folder"]) / "a-small.bin").stat().st_size == 1000
+        events = {e["kind"]: e["message"] for e in (await plane.http.get(f"/api/v1/runs/{run['id']}/events")).json()}
+        assert "outputs cap reached" in events["outputs_full"] or "disk full" in events["outputs_full"]
+        messages = [e["message"] for e in (await plane.http.get(f"/api/v1/runs/{run['id']}/events")).json()]
+        assert any("outputs cap reached: 'b-over-cap.bin'" in m for m in messages)
+        assert any("disk full while receiving 'c-disk.bin'" in m for m in messages)
+        assert not list((outputs.root / ".partial" / run["id"]).glob("*"))  # no partial copy left behind
+        # A disk the check sees as full: refused before a byte moves.
+        monkeypatch.setattr(outputs_module, "free_bytes", lambda path: 10)
+        with pytest.raises(OutputRefused) as refused:
+            await outputs.begin(run["id"], "d.bin", 100, 1.0)
+        assert refused.value.code == "disk_full" and "Free some space" in refused.value.message
+    finally:
+        await plane.http.aclose()
+        await plane.control.stop()

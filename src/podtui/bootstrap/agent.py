@@ -422,13 +422,19 @@ class OutputSender:
         self.lock = threading.Lock()
         self.conn: typing.Any = None
         self.said: set = set()
+        self.deadline = 0.0  # no request of a sync outlives it: the keep-alive bound holds
+
+    def timeout(self) -> float:
+        return max(1.0, min(120.0, self.deadline - time.time()))
 
     def connect(self) -> typing.Any:
         import http.client  # only a pushing pod with outputs needs it
 
         if self.conn is None:
             cls = http.client.HTTPSConnection if self.https else http.client.HTTPConnection
-            self.conn = cls(self.netloc, timeout=120)
+            self.conn = cls(self.netloc, timeout=self.timeout())
+        elif self.conn.sock is not None:
+            self.conn.sock.settimeout(self.timeout())
         return self.conn
 
     def drop(self) -> None:
@@ -463,6 +469,7 @@ class OutputSender:
     def sync(self, final: bool, deadline: float) -> tuple:
         """One sync pass: (files sent, files not home). Retries connection problems until the deadline."""
         with self.lock:
+            self.deadline = deadline
             root = self.agent.output_dir
             files, refused = scan_outputs(root)
             for name, why in refused:
