@@ -7,10 +7,17 @@ from __future__ import annotations
 import asyncio
 import errno
 import hashlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from podtui.server import outputs as outputs_module
@@ -237,3 +244,73 @@ async def test_the_cap_and_a_full_disk_leave_an_event_and_the_files_home(tmp_pat
     finally:
         await plane.http.aclose()
         await plane.control.stop()
+
+
+SLOW_SERVE = ("import sys, time, podtui.server.outputs as o; a = o._append; "
+              "o._append = lambda fd, d, b: (time.sleep(0.05), a(fd, d, b))[1]; "
+              "from podtui.cli import main; sys.argv = ['podtui', 'serve']; main()")
+
+
+def serve(env: dict[str, str], code: str | None = None) -> subprocess.Popen[bytes]:
+    argv = [sys.executable, "-c", code] if code else [sys.executable, "-m", "podtui.cli", "serve"]
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            if httpx.get(f"http://127.0.0.1:{env['PODTUI_PORT']}/healthz", timeout=1).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            time.sleep(0.1)
+    proc.kill()
+    raise AssertionError("podtui serve did not start")
+
+
+def test_a_sync_cut_mid_file_by_a_killed_control_plane_resumes(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PODTUI_DATA_DIR": str(tmp_path / "data"), "PODTUI_PORT": str(port),
+           "PODTUI_CONFIG_FILE": str(tmp_path / "none.toml"), "PODTUI_SUPERVISOR_INTERVAL_S": "0.5",
+           "NO_PROXY": "127.0.0.1", "PODTUI_OUTPUTS_RESERVE_BYTES": "0"}
+    plane = serve(env, SLOW_SERVE)  # takes about 20 MiB/s: the kill lands mid-file
+    token = (tmp_path / "data" / "admin_token").read_text().strip()
+    http = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {token}"},
+                        timeout=10)
+    try:
+        command = "head -c 50000000 /dev/urandom > $PODTUI_OUTPUT_DIR/model.bin"
+        run_id = http.post("/api/v1/runs", json={"dataset": "demo", "gpu_types": ["local"],
+                                                  "command": command}).json()["id"]
+        partial_dir = tmp_path / "data" / "outputs" / ".partial" / run_id
+        got = 0
+        for _ in range(300):
+            parts = list(partial_dir.glob("*")) if partial_dir.is_dir() else []
+            got = parts[0].stat().st_size if parts else 0
+            if got > 8_000_000:
+                break
+            time.sleep(0.02)
+        plane.send_signal(signal.SIGKILL)
+        plane.wait()
+        cut_at = list(partial_dir.glob("*"))[0].stat().st_size
+        assert 0 < cut_at < 50_000_000
+        time.sleep(1.0)
+        plane = serve(env)
+        deadline = time.time() + 60
+        page: dict[str, Any] = {}
+        while time.time() < deadline:
+            page = http.get(f"/api/v1/runs/{run_id}/outputs").json()
+            if page["summary"]["state"] == "home":
+                break
+            time.sleep(0.3)
+        assert page["summary"]["state"] == "home", page
+        run = http.get(f"/api/v1/runs/{run_id}").json()
+        original = tmp_path / "data" / "pods" / run["pod_id"] / "work" / "outputs" / "model.bin"
+        landed = Path(page["folder"]) / "model.bin"
+        assert page["files"][0]["sha256"] == sha256_of(original) == sha256_of(landed)
+        lines = http.get(f"/api/v1/runs/{run_id}/logs", params={"limit": 10000}).json()["lines"]
+        assert not any("changed while it was sent" in line["text"] for line in lines)
+        resumed = [int(m.group(1)) for line in lines
+                   if (m := re.search(r"resuming output 'model.bin' at byte (\d+)", line["text"]))]
+        assert resumed and resumed[-1] >= cut_at - 2_000_000  # went on from what had arrived, not from 0
+    finally:
+        http.close()
+        plane.terminate()
+        plane.wait(10)

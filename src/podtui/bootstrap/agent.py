@@ -563,6 +563,8 @@ class OutputSender:
                     status, obj = self.call("PUT", "upload", dict(query, offset=offset))
                     if status == 409 and isinstance(obj.get("received"), int):
                         offset, digest = obj["received"], None
+                    if status in (200, 409) and offset:
+                        self.agent.note(f"resuming output {name!r} at byte {offset} of {size}")
                 except OSError:
                     pass
 
