@@ -289,7 +289,7 @@ def test_a_sync_cut_mid_file_by_a_killed_control_plane_resumes(tmp_path):
             time.sleep(0.02)
         plane.send_signal(signal.SIGKILL)
         plane.wait()
-        cut_at = list(partial_dir.glob("*"))[0].stat().st_size
+        cut_at = next(iter(partial_dir.glob("*"))).stat().st_size
         assert 0 < cut_at < 50_000_000
         time.sleep(1.0)
         plane = serve(env)
