@@ -97,6 +97,26 @@ async def test_the_demo_model_comes_home_and_the_pod_ends(local_plane):
     r = await plane.http.get(url, params={"path": "../podtui.db"})
     assert r.status_code == 400 and "leave" in r.json()["error"]["message"]
 
+    # The CLI lists them and copies them out (through the same HTTP routes a remote client uses).
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "podtui.cli", "--server", plane.url, "--token",
+                               plane.control.admin_token, *args], capture_output=True, text=True, timeout=60)
+
+    listed = await asyncio.to_thread(cli, "outputs", run["id"])
+    assert listed.returncode == 0, listed.stderr
+    assert "model.json" in listed.stdout and "outputs: 2 files" in listed.stdout and ", home" in listed.stdout
+    target = Path(plane.control.settings.data_dir).parent / "copy"
+    (target).mkdir()
+    (target / "model.json.part").write_bytes(landed.read_bytes()[:7])  # an earlier copy that was cut
+    copied = await asyncio.to_thread(cli, "outputs", run["id"], "--to", str(target), "--json")
+    assert copied.returncode == 0, copied.stderr
+    assert sha256_of(target / "model.json") == files["model.json"]["sha256"]
+    assert not (target / "model.json.part").exists()
+    again = await asyncio.to_thread(cli, "outputs", run["id"], "--to", str(target))
+    assert "already there model.json" in again.stdout
+    ended = await asyncio.to_thread(cli, "outputs", run["id"], "--sync")
+    assert ended.returncode == 1 and "has no running command" in ended.stderr and "Traceback" not in ended.stderr
+
 
 async def test_a_sync_that_cannot_finish_ends_at_the_keep_alive_bound(local_plane):
     """The control plane takes no byte (a stuck disk): the pod still ends at its keep-alive, not later."""

@@ -30,52 +30,16 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Settings
+from ..fmt import format_bytes
 from ..models import OutputFile, OutputsPage, OutputsSummary, Run
+from ..output_names import output_name_problem
 from ..store import NotFound, Store
 
 log = logging.getLogger(__name__)
 
-MAX_NAME_BYTES = 1024
-MAX_PART_BYTES = 255
 MAX_FILES_PER_OFFER = 10_000
 WRITE_BATCH = 1 << 20
 """Bytes gathered before one write + hash in a worker thread (the event loop keeps reading meanwhile)."""
-
-
-def output_name_problem(name: str) -> str | None:
-    """Why a file name from a pod cannot be an output (None when it can): it must be a relative path of plain
-    parts inside the folder."""
-    if not name:
-        return "an empty name"
-    if "\x00" in name:
-        return "a NUL byte in the name"
-    if any(ord(c) < 32 or ord(c) == 127 for c in name):
-        return "a control character in the name"
-    try:
-        encoded = name.encode("utf-8")
-    except UnicodeEncodeError:
-        return "a name that is not UTF-8"
-    if len(encoded) > MAX_NAME_BYTES:
-        return f"a name over {MAX_NAME_BYTES} bytes"
-    if name.startswith("/"):
-        return "an absolute path"
-    parts = name.split("/")
-    if any(p in ("", ".", "..") for p in parts):
-        return "`..`, `.` or an empty part in the path (it would leave the outputs folder)"
-    if any(len(p.encode("utf-8")) > MAX_PART_BYTES for p in parts):
-        return f"a part of the path over {MAX_PART_BYTES} bytes"
-    if parts[0] == ".partial":
-        return "the reserved name .partial"
-    return None
-
-
-def format_bytes(n: float) -> str:
-    """Bytes as B, KiB, MiB or GiB."""
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"
 
 
 class OutputRefused(Exception):

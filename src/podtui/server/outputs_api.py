@@ -23,11 +23,12 @@ from typing import Any
 
 from aiohttp import web
 
+from ..fmt import format_bytes
 from ..models import OutputsPage, Run
 from ..store import NotFound, Store
 from . import keys
 from .auth import check_ingest
-from .outputs import MAX_FILES_PER_OFFER, OutputRefused, Outputs, format_bytes
+from .outputs import MAX_FILES_PER_OFFER, OutputRefused, Outputs
 from .responses import ApiError, json_response, read_body
 
 OUTPUTS: web.AppKey[Outputs] = web.AppKey("outputs")
