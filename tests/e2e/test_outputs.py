@@ -229,14 +229,14 @@ async def test_the_cap_and_a_full_disk_leave_an_event_and_the_files_home(tmp_pat
         command = ("cd $PODTUI_OUTPUT_DIR && head -c 1000 /dev/urandom > a-small.bin && "
                    "head -c 8000 /dev/urandom > b-over-cap.bin && head -c 3000 /dev/urandom > c-disk.bin")
         outputs = plane.control.runner.app[OUTPUTS]
-        real_append = outputs_module._append
+        real_write = outputs_module._write_all
 
-        def append(fd: int, digest: Any, data: bytes) -> None:
-            if len(data) == 3000:  # the disk fills while c-disk.bin arrives
+        def write_all(fd: int, blocks: list[bytes]) -> None:
+            if sum(len(b) for b in blocks) == 3000:  # the disk fills while c-disk.bin arrives
                 raise OSError(errno.ENOSPC, "No space left on device")
-            real_append(fd, digest, data)
+            real_write(fd, blocks)
 
-        monkeypatch.setattr(outputs_module, "_append", append)
+        monkeypatch.setattr(outputs_module, "_write_all", write_all)
         run = await launch(plane, command=command)
         done = await plane.wait_status(run["id"], {"succeeded", "failed"}, timeout=30)
         assert done["status"] == "succeeded"  # never ended for the outputs
@@ -266,8 +266,8 @@ async def test_the_cap_and_a_full_disk_leave_an_event_and_the_files_home(tmp_pat
         await plane.control.stop()
 
 
-SLOW_SERVE = ("import sys, time, podtui.server.outputs as o; a = o._append; "
-              "o._append = lambda fd, d, b: (time.sleep(0.05), a(fd, d, b))[1]; "
+SLOW_SERVE = ("import sys, time, podtui.server.outputs as o; a = o._write_all; o.WRITE_BATCH = 1 << 20; "
+              "o._write_all = lambda fd, b: (time.sleep(0.05), a(fd, b))[1]; "
               "from podtui.cli import main; sys.argv = ['podtui', 'serve']; main()")
 
 

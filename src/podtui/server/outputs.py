@@ -38,7 +38,7 @@ from ..store import NotFound, Store
 log = logging.getLogger(__name__)
 
 MAX_FILES_PER_OFFER = 10_000
-WRITE_BATCH = 1 << 20
+WRITE_BATCH = 4 << 20
 """Bytes gathered before one write + hash in a worker thread (the event loop keeps reading meanwhile)."""
 
 
@@ -71,12 +71,18 @@ def _hash_prefix(path: Path, size: int) -> Any:
     return digest
 
 
-def _append(fd: int, digest: Any, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-    digest.update(data)
+def _write_all(fd: int, blocks: list[bytes]) -> None:
+    """Write the blocks at the end of the partial: one writev, no joining copy."""
+    written = os.writev(fd, blocks)
+    if written < sum(len(b) for b in blocks):  # a short write (rare): finish it
+        rest = memoryview(b"".join(blocks))[written:]
+        while rest:
+            rest = rest[os.write(fd, rest):]
+
+
+def _hash_all(digest: Any, blocks: list[bytes]) -> None:
+    for block in blocks:
+        digest.update(block)
 
 
 def free_bytes(path: Path) -> int:
@@ -216,29 +222,51 @@ class Outputs:
                                    hashlib.sha256())
                 self._hashing[key] = hashing
             fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            # Reading the request and writing + hashing overlap: a writer task takes batches from a short queue
+            # (the reader waits when it is full), so the socket is not left idle while a batch is hashed.
+            queue: asyncio.Queue[list[bytes]] = asyncio.Queue(maxsize=4)
+            failure: list[OSError] = []
+            digest = hashing
+
+            async def write_batches() -> None:
+                try:
+                    while blocks := await queue.get():
+                        if failure:
+                            continue
+                        try:
+                            # The write and the hash of a batch run side by side (both leave the GIL).
+                            await asyncio.gather(asyncio.to_thread(_write_all, fd, blocks),
+                                                 asyncio.to_thread(_hash_all, digest.digest, blocks))
+                            digest.size += sum(len(b) for b in blocks)
+                        except OSError as exc:
+                            failure.append(exc)
+                finally:
+                    os.close(fd)
+
+            writer = asyncio.create_task(write_batches())
+            accepted = hashing.size
             pending: list[bytes] = []
             pending_size = 0
             try:
                 async for data in chunks:
-                    if hashing.size + pending_size + len(data) > size:
+                    if failure:
+                        break
+                    if accepted + len(data) > size:
                         raise OutputRefused(400, "too_long", f"more bytes than the {size} announced for {name!r}")
+                    accepted += len(data)
                     pending.append(data)
                     pending_size += len(data)
-                    if pending_size >= WRITE_BATCH:
-                        block = b"".join(pending)
+                    if pending_size >= WRITE_BATCH or len(pending) >= 512:
+                        await queue.put(pending)
                         pending, pending_size = [], 0
-                        await asyncio.to_thread(_append, fd, hashing.digest, block)
-                        hashing.size += len(block)
             finally:
-                try:
-                    if pending:  # what arrived before a cut stays: the next attempt resumes after it
-                        block = b"".join(pending)
-                        await asyncio.to_thread(_append, fd, hashing.digest, block)
-                        hashing.size += len(block)
-                except OSError as exc:
-                    await self._write_failed(run_id, name, size, exc)
-                finally:
-                    os.close(fd)
+                # What arrived before a cut stays: the next attempt resumes after it.
+                if pending:
+                    await queue.put(pending)
+                await queue.put([])
+                await asyncio.shield(writer)
+            if failure:
+                await self._write_failed(run_id, name, size, failure[0])
             return hashing.size
 
     async def _write_failed(self, run_id: str, name: str, size: int, exc: OSError) -> None:
