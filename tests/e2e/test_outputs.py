@@ -122,10 +122,11 @@ async def test_a_sync_that_cannot_finish_ends_at_the_keep_alive_bound(local_plan
     """The control plane takes no byte (a stuck disk): the pod still ends at its keep-alive, not later."""
     plane = local_plane
     outputs = plane.control.runner.app[OUTPUTS]
+    release = asyncio.Event()
 
     async def stuck(*args: Any, **kwargs: Any) -> int:
-        await asyncio.sleep(3600)
-        return 0
+        await release.wait()
+        raise OutputRefused(507, "disk_full", "stuck")
 
     outputs.absorb = stuck
     command = "head -c 4096 /dev/urandom > $PODTUI_OUTPUT_DIR/weights.bin"
@@ -142,6 +143,7 @@ async def test_a_sync_that_cannot_finish_ends_at_the_keep_alive_bound(local_plan
     assert time.time() <= done["keep_alive_until"] + 8
     page = await outputs_of(plane, run["id"])
     assert page["summary"]["state"] != "home" and page["summary"]["files_home"] == 0
+    release.set()
 
 
 async def test_only_new_or_changed_files_move(local_plane):

@@ -20,7 +20,7 @@ def text_of(widget: Static) -> str:
 
 
 async def test_o_brings_the_outputs_home_and_the_detail_lists_them(tmp_path, monkeypatch):
-    monkeypatch.setenv("DEMO_STEPS", "120")
+    monkeypatch.setenv("DEMO_STEPS", "80")
     monkeypatch.setenv("DEMO_STEP_SECONDS", "0.03")
     app = PodtuiApp(make_settings(tmp_path))
     async with app.run_test(size=(160, 45)) as pilot:
