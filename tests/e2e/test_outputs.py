@@ -336,3 +336,20 @@ def test_a_sync_cut_mid_file_by_a_killed_control_plane_resumes(tmp_path):
         http.close()
         plane.terminate()
         plane.wait(10)
+
+
+async def test_sync_outputs_every_n_seconds_while_the_command_runs(local_plane):
+    plane = local_plane
+    command = "echo v1 > $PODTUI_OUTPUT_DIR/ckpt.bin && while [ ! -e $HOME/go ]; do sleep 0.05; done"
+    run = await launch(plane, command=command, sync_outputs_s=1)
+    await plane.wait_status(run["id"], {"training"}, timeout=30)
+
+    async def arrived() -> bool:
+        page = await outputs_of(plane, run["id"])
+        return any(f["path"] == "ckpt.bin" and f["home_at"] for f in page["files"])
+
+    await wait_for(arrived, 15)  # nobody asked: the interval did
+    fresh = (await plane.http.get(f"/api/v1/runs/{run['id']}")).json()
+    assert fresh["status"] == "training"
+    (pod_dir(plane, fresh) / "go").touch()
+    await plane.wait_status(run["id"], {"succeeded"}, timeout=30)
