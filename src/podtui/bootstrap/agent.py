@@ -905,9 +905,17 @@ class Agent:
             self.control_plane.timeout = min(self.control_plane.timeout, 5.0)
         if self.stopped_by_pod:
             patience = min(patience, 60.0)
-        self.reporter.drain(final, time.time() + patience)
+        ended = time.time()
+        delivered = self.reporter.drain(final, ended + patience)
+        # The keep-alive counts from the command's end, not after a long wait to deliver: a pod whose control
+        # plane is away bills the longer of the two, never their sum.
+        until = ended + self.keep_alive
         if self.keep_alive > 0 and not (self.stopped_by_control_plane or self.stopped_by_pod or self.signalled):
-            self.bring_outputs_home(time.time() + self.keep_alive)
+            if delivered and time.time() < until:
+                self.bring_outputs_home(until)
+            elif not delivered:
+                print("podtui agent: the final report was not delivered; the outputs stay in the pod",
+                      file=sys.stderr)
         self.terminate_pod()
         return code
 
