@@ -336,6 +336,8 @@ def launch(obj: Context, dataset: str, gpu_types: tuple[str, ...], command: str 
                 click.echo(f"launched {run.name} ({run.id}) on {run.provider}")
             try:
                 run = await follow_run(client, run.id, quiet=as_json)
+                if not as_json:
+                    await follow_outputs(client, run)
             except asyncio.CancelledError:
                 raise
             if as_json:
@@ -349,6 +351,23 @@ def launch(obj: Context, dataset: str, gpu_types: tuple[str, ...], command: str 
     if code == 130:
         click.echo("stopped following; the run goes on (`podtui terminate RUN` ends it)", err=True)
     sys.exit(code)
+
+
+async def follow_outputs(client: Client, run: Run, poll_s: float = 1.0) -> None:
+    """After the command ended: wait while the outputs come home (at most until the pod's keep-alive bound)."""
+    shown = ""
+    while True:
+        page = await client.outputs(run.id)
+        line = outputs_line(page)
+        if line != shown and page.summary.state != "none":
+            click.echo(f"  {line}")
+            shown = line
+        fresh = await client.run(run.id)
+        if page.summary.state == "home" or not fresh.keep_alive_until or time.time() > fresh.keep_alive_until:
+            if page.summary.state == "home":
+                click.echo(f"  in {page.folder} (`podtui outputs {run.id} --to DIR` copies them)")
+            return
+        await asyncio.sleep(poll_s)
 
 
 async def follow_run(client: Client, run_id: str, quiet: bool = False, poll_s: float = 1.0) -> Run:
