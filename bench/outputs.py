@@ -9,7 +9,9 @@ same run on the same machine:
 
     python bench/outputs.py [--size-mib 1024] [--rounds 3]
 
-Goal: podtui >= 0.9x curl -T. Checks the copy that came home is byte-identical.
+Goal: podtui >= 0.9x curl -T. Checks the copy that came home is byte-identical. A third figure, for diagnosis only,
+is podtui's transport with sha256 switched off on both sides (no check at all: never a mode podtui runs in), which
+shows what the two sha256 passes cost on this machine.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ POD_SCRIPT = """
 import json, sys, time
 sys.path.insert(0, sys.argv[1])
 import agent
+import os
+if os.environ.get("BENCH_NO_SHA256"):  # diagnosis only: what the transport does without the pod's sha256 pass
+    agent.hash_range = lambda path, offset, length, digest, done: done.append(length)
 
 class Pod:
     output_dir = sys.argv[2]
@@ -44,6 +49,14 @@ sender = agent.OutputSender(Pod(), sys.argv[3], sys.argv[4], sys.argv[5])
 started = time.perf_counter()
 sent, failed = sender.sync(True, time.time() + 600)
 print(json.dumps({"seconds": time.perf_counter() - started, "sent": sent, "failed": failed}))
+"""
+
+NO_SHA256_PLANE = """
+import runpy, sys
+import podtui.server.outputs as o
+o._hash_all = lambda digest, blocks: None  # diagnosis only: the control plane's sha256 pass switched off
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 SINK_SCRIPT = """
@@ -91,6 +104,13 @@ def main() -> None:
             digest.update(block)
     sha, size = digest.hexdigest(), data.stat().st_size
     plane, info = start_plane(work / "plane", runs=args.rounds)
+    bare_port = free_port()
+    bare = subprocess.Popen([sys.executable, "-c", NO_SHA256_PLANE, str(ROOT / "bench" / "plane_server.py"),
+                             str(work / "bare"), str(bare_port), str(args.rounds)], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PODTUI_CONFIG_FILE": str(work / "none.toml")})
+    assert bare.stdout is not None
+    bare_info = json.loads(bare.stdout.readline())
+    unchecked: list[float] = []
     peer_port = free_port()
     sink = subprocess.Popen([sys.executable, "-c", SINK_SCRIPT, str(work / "peer.bin"), str(peer_port)])
     ours: list[float] = []
@@ -98,14 +118,22 @@ def main() -> None:
     identical = True
     try:
         wait_for_port(peer_port)
-        def ours_once(attempt: int) -> bool:
-            run_id, token = info["runs"][attempt]
+        def send(where: dict, attempt: int, env: dict[str, str]) -> float:
+            run_id, token = where["runs"][attempt]
             out = subprocess.run([sys.executable, "-c", POD_SCRIPT, str(ROOT / "src/podtui/bootstrap"),
-                                  str(outputs), info["url"], run_id, token], capture_output=True, text=True,
-                                 check=True)
+                                  str(outputs), where["url"], run_id, token], capture_output=True, text=True,
+                                 check=True, env=env)
             result = json.loads(out.stdout.strip().splitlines()[-1])
             assert result["sent"] == 1 and result["failed"] == 0, (result, out.stderr)
-            ours.append(result["seconds"])
+            return float(result["seconds"])
+
+        def unchecked_once(attempt: int) -> None:
+            unchecked.append(send(bare_info, attempt, {**os.environ, "BENCH_NO_SHA256": "1"}))
+            shutil.rmtree(work / "bare" / "outputs" / bare_info["runs"][attempt][0])
+
+        def ours_once(attempt: int) -> bool:
+            run_id = info["runs"][attempt][0]
+            ours.append(send(info, attempt, dict(os.environ)))
             landed = work / "plane" / "outputs" / run_id / "model.bin"
             check = hashlib.sha256()
             with open(landed, "rb") as f:
@@ -129,6 +157,7 @@ def main() -> None:
             else:
                 identical = ours_once(attempt) and identical
                 peer_once()
+            unchecked_once(attempt)
         mib = size / (1 << 20)
         best_ours, best_peer = mib / min(ours), mib / min(peers)
         print(f"output upload, {mib:.0f} MiB file, best of {args.rounds}: podtui {best_ours:.0f} MiB/s "
@@ -136,7 +165,11 @@ def main() -> None:
               f"{best_peer:.0f} MiB/s -> {best_ours / best_peer:.2f}x (goal >= 0.9); all rounds: podtui "
               f"{', '.join(f'{mib / s:.0f}' for s in ours)}, curl {', '.join(f'{mib / s:.0f}' for s in peers)} "
               f"MiB/s; copy home identical: {identical}")
+        print(f"diagnosis: podtui's transport with sha256 off on both sides {mib / min(unchecked):.0f} MiB/s "
+              f"({mib / min(unchecked) / best_peer:.2f}x curl): the rest of the gap is the two sha256 passes "
+              f"(pod and control plane) on this machine's {os.cpu_count()} cores")
     finally:
+        bare.kill()
         sink.kill()
         plane.kill()
         shutil.rmtree(work, ignore_errors=True)

@@ -112,6 +112,16 @@ class Plane:
         raise AssertionError(f"run {run_id} still {run['status']} after {timeout}s: {run.get('status_reason')}")
 
 
+async def settle(plane: Plane, timeout: float = 30.0) -> None:
+    """Wait until every finished run's pod has ended: after its command a pod brings its outputs home first (up to
+    its keep-alive), and a control plane stopped meanwhile would leave it waiting for one that never comes back."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not any(r.status.is_final and r.keep_alive_until for r in await plane.store.list_runs()):
+            return
+        await asyncio.sleep(0.2)
+
+
 async def start_plane(settings: Settings, providers: dict[str, Any] | None = None) -> Plane:
     control = ControlPlane(settings, providers)
     await control.start()
@@ -136,5 +146,6 @@ async def local_plane(tmp_path: Path) -> AsyncIterator[Plane]:
     yield p
     for run in await p.store.list_runs(live_only=True):
         await p.http.post(f"/api/v1/runs/{run.id}/terminate")
+    await settle(p)
     await p.http.aclose()
     await p.control.stop()

@@ -141,6 +141,10 @@ def test_control_plane_killed_mid_run_loses_and_duplicates_nothing(tmp_path, con
         assert run["status"] == "succeeded", run
         lines = http.get(f"/api/v1/runs/{run_id}/logs", params={"limit": 10000}).json()["lines"]
         assert [line["seq"] for line in lines] == list(range(len(lines)))
+        for _ in range(150):  # the pod brings its outputs home, then ends
+            if not http.get(f"/api/v1/runs/{run_id}").json()["keep_alive_until"]:
+                break
+            time.sleep(0.2)
         page = http.get(f"/api/v1/runs/{run_id}/metrics").json()
         assert page["series"]["loss"]["steps"] == list(range(1, steps + 1))
         assert stored_metrics(page) == printed_metrics(lines)

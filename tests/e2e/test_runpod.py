@@ -14,7 +14,7 @@ from podtui.providers.base import PodRequest, ProviderError
 from podtui.providers.local import LocalProvider
 from podtui.providers.runpod import RunPodProvider
 from podtui.server import keys
-from tests.conftest import make_settings, start_plane
+from tests.conftest import make_settings, settle, start_plane
 from tests.fakes.runpod_v2 import GPU_4090, GPU_A100, GPU_A6000, NO_CAPACITY, SERVING_LINE, FakeRunPodV2
 
 from .helpers import printed_metrics, stored_metrics
@@ -63,6 +63,7 @@ async def planes(fake):
     for p in made:
         for run in await p.store.list_runs(live_only=True):
             await p.http.post(f"/api/v1/runs/{run.id}/terminate")
+        await settle(p)
         await p.http.aclose()
         await p.control.stop()
     await wait_until(lambda: not fake.live_pods(), 10)

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from tests.conftest import make_settings, start_plane
+from tests.conftest import make_settings, settle, start_plane
 from tests.fakes.runpod_proxy import FakeRunPodProxy
 from tests.fakes.runpod_v2 import GPU_4090, FakeRunPodV2
 
@@ -44,6 +44,7 @@ async def laptop_plane(tmp_path, api, proxy, **settings):
 
 async def finish(plane, run_id):
     run = await plane.wait_status(run_id, FINAL, timeout=90)
+    await settle(plane)  # the pod brings its outputs home, then ends
     events = (await plane.http.get(f"/api/v1/runs/{run_id}/events")).json()
     return run, events
 

@@ -500,6 +500,9 @@ class OutputSender:
             sent = failed = 0
             for item in plan.get("files") or []:
                 name = item.get("path")
+                if getattr(self.agent, "signalled", False):  # the pod is being stopped: no new file starts
+                    failed += 1
+                    continue
                 if item.get("action") == "refuse":
                     failed += 1
                     self.note_once(f"output {name!r} not brought home: {item.get('reason', '')}")
@@ -532,7 +535,7 @@ class OutputSender:
                     return None
             except OSError:
                 pass
-            if time.time() + pause > deadline:
+            if time.time() + pause > deadline or getattr(self.agent, "signalled", False):
                 return None
             time.sleep(pause)
             pause = min(pause * 2, 15.0)
@@ -570,7 +573,7 @@ class OutputSender:
             except OSError as exc:
                 if not os.path.exists(path):
                     return False  # deleted while it was sent: the next sync knows
-                if time.time() + pause > deadline:
+                if time.time() + pause > deadline or getattr(self.agent, "signalled", False):
                     self.note_once(f"output {name!r} not sent in time ({exc})")
                     return False
                 time.sleep(pause)
@@ -943,6 +946,9 @@ class Agent:
     def bring_outputs_home(self, until: float) -> None:
         """After the command: the final sync (push), or wait for the control plane's (pull); the keep-alive
         bounds it, and the pod ends as soon as it is complete."""
+        files, refused = scan_outputs(self.output_dir)
+        if not files and not refused:
+            return  # nothing to bring home: the pod ends at once, as it always did
         if self.sender is not None:
             try:
                 sent, failed = self.sender.sync(True, until)
@@ -954,10 +960,14 @@ class Agent:
         else:
             self.note(f"waiting at most {until - time.time():.0f} s (keep-alive) for the control plane to fetch "
                       "the outputs")
-            if self.outputs_done.wait(max(0.0, until - time.time())):
+            while not self.outputs_done.wait(min(1.0, max(0.0, until - time.time()))):
+                if self.signalled or time.time() >= until:  # a stop's SIGTERM ends the wait at once
+                    break
+            if self.outputs_done.is_set():
                 self.note("the control plane has the outputs; ending the pod")
             else:
-                self.note("keep-alive over before the outputs were fetched; ending the pod")
+                self.note("the outputs were not all fetched (keep-alive over, or the pod is being stopped); "
+                          "ending the pod")
         self.send_notes(min(until, time.time() + 10))
 
     def send_notes(self, deadline: float) -> None:
