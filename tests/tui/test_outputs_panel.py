@@ -19,24 +19,25 @@ def text_of(widget: Static) -> str:
     return console.export_text()
 
 
-async def test_o_brings_the_outputs_home_and_the_detail_lists_them(tmp_path, monkeypatch):
-    monkeypatch.setenv("DEMO_STEPS", "80")
-    monkeypatch.setenv("DEMO_STEP_SECONDS", "0.03")
-    app = PodtuiApp(make_settings(tmp_path))
+async def test_o_brings_the_outputs_home_and_the_detail_lists_them(tmp_path):
+    settings = make_settings(tmp_path)
+    app = PodtuiApp(settings)
+    command = ("echo step-10 > $PODTUI_OUTPUT_DIR/checkpoint.json && while [ ! -e $HOME/go ]; do sleep 0.05; done && "
+               "echo weights > $PODTUI_OUTPUT_DIR/model.json")
     async with app.run_test(size=(160, 45)) as pilot:
         await wait_for(pilot, lambda: app.dashboard is not None and app.dashboard._client is not None)
         dash = app.dashboard
-        run = await app.client.launch(LaunchSpec(dataset="demo", gpu_types=["local"],
-                                                 env={"DEMO_CHECKPOINT_EVERY": "10"}))
-        await wait_for(pilot, lambda: run.id in dash.runs and (dash.runs[run.id].last_step or 0) >= 20)
+        run = await app.client.launch(LaunchSpec(dataset="demo", gpu_types=["local"], command=command))
+        await wait_for(pilot, lambda: run.id in dash.runs and dash.runs[run.id].status.value == "training")
         await wait_for(pilot, lambda: dash.query_one("#runs", DataTable).row_count == 1)
         dash.query_one("#runs").focus()
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, RunDetailScreen))
         panel = app.screen.query_one("#outputs", Static)
         await pilot.press("o")
-        await wait_for(pilot, lambda: "checkpoint.json" in text_of(panel))  # while the run still trains
+        await wait_for(pilot, lambda: "checkpoint.json" in text_of(panel))  # while the command still runs
         assert dash.runs[run.id].status.value == "training"
+        (settings.data_dir / "pods" / str(dash.runs[run.id].pod_id) / "go").touch()
         await wait_for(pilot, lambda: "home" in text_of(panel) and "model.json" in text_of(panel))
         shown = text_of(panel)
         assert "outputs: 2 files" in shown and ", home" in shown
