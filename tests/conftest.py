@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import Plane, RecordingProvider, make_settings, start_plane
+from tests.support import Plane, RecordingProvider, make_settings, settle, start_plane
 
 
 @pytest.fixture
@@ -26,5 +26,6 @@ async def local_plane(tmp_path: Path) -> AsyncIterator[Plane]:
     yield p
     for run in await p.store.list_runs(live_only=True):
         await p.http.post(f"/api/v1/runs/{run.id}/terminate")
+    await settle(p)
     await p.http.aclose()
     await p.control.stop()

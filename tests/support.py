@@ -20,7 +20,7 @@ from podtui.server.app import ControlPlane
 from podtui.server.runs import free_port
 from podtui.tokens import hash_token, new_token
 
-__all__ = ["Plane", "RecordingProvider", "free_port", "make_settings", "start_plane"]
+__all__ = ["Plane", "RecordingProvider", "free_port", "make_settings", "settle", "start_plane"]
 
 # Fast demo runs in tests; the pod inherits these through the local provider.
 os.environ.setdefault("DEMO_STEPS", "40")
@@ -112,6 +112,16 @@ class Plane:
                 return dict(run)
             await asyncio.sleep(0.2)
         raise AssertionError(f"run {run_id} still {run['status']} after {timeout}s: {run.get('status_reason')}")
+
+
+async def settle(plane: Plane, timeout: float = 30.0) -> None:
+    """Wait until every finished run's pod has ended: after its command a pod brings its outputs home first (up to
+    its keep-alive), and a control plane stopped meanwhile would leave it waiting for one that never comes back."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not any(r.status.is_final and r.keep_alive_until for r in await plane.store.list_runs()):
+            return
+        await asyncio.sleep(0.2)
 
 
 async def start_plane(settings: Settings, providers: dict[str, Any] | None = None) -> Plane:

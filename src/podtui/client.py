@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,7 +16,20 @@ import httpx
 from .errors import ControlPlaneError, ControlPlaneUnreachable
 from .feed import FeedEntry, parse_entry
 from .live import Follow
-from .models import Dataset, GpuOffer, LaunchSpec, LogsPage, MetricsPage, OrphanPod, PodLogs, Run, RunEvent
+from .models import (
+    Dataset,
+    GpuOffer,
+    LaunchSpec,
+    LogsPage,
+    MetricsPage,
+    OrphanPod,
+    OutputFile,
+    OutputsPage,
+    PodLogs,
+    Run,
+    RunEvent,
+)
+from .output_names import output_name_problem
 
 
 class Client:
@@ -132,6 +148,57 @@ class Client:
         data = await self._call("GET", f"/api/v1/runs/{run_id}/events", params={"after_id": after_id})
         return [RunEvent.model_validate(e) for e in data]
 
+    async def outputs(self, run_id: str) -> OutputsPage:
+        """A run's outputs: the files home, what still moves, the summary."""
+        return OutputsPage.model_validate(await self._call("GET", f"/api/v1/runs/{run_id}/outputs"))
+
+    async def sync_outputs(self, run_id: str) -> dict[str, Any]:
+        """Ask for a live run's outputs now."""
+        return dict(await self._call("POST", f"/api/v1/runs/{run_id}/outputs/sync"))
+
+    async def download_output(self, run_id: str, file: OutputFile, folder: Path,
+                              progress: Callable[[int], None] | None = None) -> tuple[Path, bool]:
+        """Copy one output file that is home into `folder` (under its own relative name): resumed from a
+        `.part` file after an interruption, its sha256 checked before it takes its name. (path, copied): an
+        identical file already there is not copied again."""
+        problem = output_name_problem(file.path)
+        if problem:
+            raise ControlPlaneError(f"the control plane named an output {file.path[:200]!r}: {problem}; not written")
+        dest = folder / file.path
+        if dest.is_file() and dest.stat().st_size == file.size and \
+                await asyncio.to_thread(_sha256_of, dest) == file.sha256:
+            return dest, False
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        part = dest.with_name(dest.name + ".part")
+        for _attempt in range(2):
+            have = part.stat().st_size if part.exists() else 0
+            # A newer version may have replaced the file since the .part began: the sha256 check catches it.
+            headers = {"Range": f"bytes={have}-"} if have else {}
+            try:
+                async with self._http.stream("GET", f"/api/v1/runs/{run_id}/outputs/file",
+                                             params={"path": file.path}, headers=headers,
+                                             timeout=httpx.Timeout(60.0, read=300.0)) as response:
+                    if response.status_code >= 400 and response.status_code != 416:
+                        await response.aread()
+                        raise _error_of(response)
+                    if response.status_code == 416:  # the .part is whole already
+                        await response.aread()
+                    else:
+                        with open(part, "ab" if response.status_code == 206 else "wb") as f:
+                            async for chunk in response.aiter_bytes(1 << 20):
+                                f.write(chunk)
+                                if progress is not None:
+                                    progress(len(chunk))
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                raise ControlPlaneUnreachable(self.url) from exc
+            except httpx.TransportError as exc:
+                raise ControlPlaneError(f"copying {file.path} stopped ({exc!r}); run it again to resume") from exc
+            if await asyncio.to_thread(_sha256_of, part) == file.sha256:
+                os.replace(part, dest)
+                return dest, True
+            part.unlink(missing_ok=True)  # a different version was there: fetch it whole once more
+        raise ControlPlaneError(f"{file.path} arrived with another sha256 than the control plane's; try again")
+
     async def events(self, after: int | None = None, run_id: str | None = None, follow: Follow | None = None,
                      retry_s: float = 2.0) -> AsyncIterator[tuple[int, FeedEntry]]:
         """The live feed as (id, typed entry); reconnects with Last-Event-ID, so nothing is missed. With `follow`,
@@ -210,6 +277,14 @@ class Client:
 
 _FeedItem = tuple[int, FeedEntry | None] | BaseException | None
 """What one feed connection hands the reader: (id, entry), (start id, None), an error to raise, or None (ended)."""
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _error_of(response: httpx.Response) -> ControlPlaneError:

@@ -135,6 +135,13 @@ class Settings(BaseSettings):
     metrics_ranks: Literal["0", "all"] = "0"
     """Whose metrics count in a multi-process run whose lines carry a launcher's rank prefix (`[rank1]:`): rank
     0's, or every rank's (named `rank<N>/<metric>`). A launch can choose its own (`--metrics-ranks`)."""
+    outputs_limit: int = Field(50 * GiB, ge=1)
+    """Most bytes of outputs brought home per run (env `PODTUI_OUTPUTS_LIMIT`); past it a file is refused with
+    an event, the files already home stay and the run goes on."""
+
+    outputs_reserve_bytes: int = Field(256 * MiB, ge=0)
+    """Free space left on the data dir's disk after an output file arrives; a file that would eat into it is
+    refused with an event (the disk is full, not the run)."""
 
     stop_on_nan: bool = True
     """Terminate a run whose loss becomes NaN or infinite."""

@@ -6,7 +6,9 @@ No numpy here: the CLI and the dashboard's first frame use these before any metr
 from __future__ import annotations
 
 import math
+import time as _time
 from collections.abc import Sequence
+from typing import Any
 
 _SPARKS = "▁▂▃▄▅▆▇█"
 
@@ -29,3 +31,28 @@ def sparkline(values: Sequence[float], width: int) -> str:
     lo, hi = min(vals), max(vals)
     span = (hi - lo) or 1.0
     return "".join(_SPARKS[min(7, int((v - lo) / span * 7.999))] for v in vals)
+
+
+def format_bytes(n: float) -> str:
+    """Bytes as B, KiB, MiB or GiB."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def outputs_line(page: Any, now: float | None = None) -> str:
+    """One line for a run's outputs: "outputs: 3 files, 1.2 GiB, home", or what still moves and until when."""
+    s = page.summary
+    now = _time.time() if now is None else now
+    text = f"outputs: {s.files_home} file{'s' if s.files_home != 1 else ''}, {format_bytes(s.bytes_home)}"
+    if s.state == "home":
+        return text + ", home"
+    if s.state == "moving":
+        text += f"; {s.files_moving} moving ({format_bytes(s.bytes_received)} of {format_bytes(s.bytes_moving)})"
+    elif s.state == "none":
+        text = "outputs: none yet"
+    if s.pod_until:
+        text += f"; the pod ends in {format_duration(max(0.0, s.pod_until - now))} at the latest (keep-alive)"
+    return text

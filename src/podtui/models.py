@@ -250,8 +250,14 @@ class LaunchSpec(_Model):
     """Terminate the pod after this long (seconds, or `2h`)."""
     budget_usd: float | None = Field(None, ge=0, le=100_000)
     """Terminate the pod once it has cost this much."""
-    keep_alive_s: Duration = 0
-    """Keep the pod after success this long (to fetch outputs); 0 terminates at once."""
+    keep_alive_s: Duration = 1800
+    """After the command ends, the longest the pod may stay to bring its outputs home (default 30 min): it ends
+    as soon as they are home. 0 ends it at once (the outputs then stay in the pod and are lost with it)."""
+    outputs: str = Field("outputs", min_length=1, max_length=255, pattern=r"^[^/\x00][^\x00]*$")
+    """The pod's outputs folder ($PODTUI_OUTPUT_DIR), relative to the workdir."""
+    sync_outputs_s: Duration | None = Field(None)
+    """Also bring the outputs home every this long while the command runs (e.g. `10m`); None or 0: only at the
+    end and on demand. A sync that finds nothing new costs one small request."""
     container_disk_gb: int = Field(20, ge=5, le=2000)
     metrics: Literal["auto", "json", "off"] | None = None
     """How the pod reads metrics from the output: auto, json (JSON lines only) or off; the setting when omitted."""
@@ -269,6 +275,15 @@ class LaunchSpec(_Model):
             if "\x00" in value:
                 raise ValueError(f"env value of {key} contains a NUL byte")
         return env
+
+    @field_validator("outputs")
+    @classmethod
+    def _relative_outputs(cls, value: str) -> str:
+        parts = [p for p in value.split("/") if p not in ("", ".")]
+        if not parts or ".." in parts:
+            raise ValueError(f"outputs must be a folder inside the workdir, like `outputs` or `runs/out` "
+                             f"(no `..`): {value[:100]!r}")
+        return "/".join(parts)
 
     @field_validator("gpu_types")
     @classmethod
@@ -439,6 +454,8 @@ class ReportReply(_Model):
     clock), also while it cannot reach the control plane."""
     min_interval_s: float | None = None
     """Set while the control plane is busy: report no more often than this (seconds); agents batch meanwhile."""
+    sync_outputs: bool = False
+    """Someone asked for the outputs now (`podtui outputs RUN --sync`, key `o`): the pod sends what changed."""
 
 
 class MetricSeries(_Model):
@@ -491,3 +508,48 @@ class ErrorBody(_Model):
     """Every error answer of the control plane."""
 
     error: ErrorDetail
+
+
+class OutputFile(_Model):
+    """One file of a run's outputs on the control plane: the version home (hash checked), and one moving."""
+
+    path: str
+    """Relative to the run's outputs folder."""
+    size: int | None = None
+    """Bytes of the version home (None while no version is home yet)."""
+    sha256: str | None = None
+    mtime: float | None = None
+    """When the pod last changed the version home (the pod's clock)."""
+    home_at: float | None = None
+    """When that version arrived and its sha256 matched."""
+    moving_size: int | None = None
+    """Size of a newer version on its way (None when nothing moves)."""
+    received: int = 0
+    """Bytes of that version received so far."""
+
+
+class OutputsSummary(_Model):
+    """A run's outputs at a glance: what is home, what still moves, and the pod's last moment."""
+
+    files_home: int = 0
+    bytes_home: int = 0
+    files_moving: int = 0
+    bytes_moving: int = 0
+    bytes_received: int = 0
+    state: Literal["none", "moving", "synced", "home"] = "none"
+    """none: nothing yet; moving: a sync is under way; synced: a sync finished while the run goes on; home: the
+    final sync after the command ended is complete."""
+    last_sync_at: float | None = None
+    final_at: float | None = None
+    pod_until: float | None = None
+    """When the pod ends at the latest if the outputs are not home by then (the keep-alive bound)."""
+
+
+class OutputsPage(_Model):
+    """A run's outputs: its files and a summary."""
+
+    run_id: str
+    folder: str
+    """Where they are on the control plane's machine."""
+    files: list[OutputFile]
+    summary: OutputsSummary

@@ -42,7 +42,11 @@ async def test_demo_run_succeeds_with_every_metric_and_line(local_plane):
     assert run["last_step"] == int(os.environ["DEMO_STEPS"])
     stats = await local_plane.store.download_token_stats(run_id)
     assert stats and all(s["revoked_at"] is not None for s in stats) and stats[0]["uses"] >= 1
-    revoked = await local_plane.store.ingest_token_hash(run_id)
+    for _ in range(100):  # the token lives while the pod brings its outputs home, and goes with the pod
+        revoked = await local_plane.store.ingest_token_hash(run_id)
+        if revoked[1] is not None:
+            break
+        await asyncio.sleep(0.1)
     assert revoked[1] is not None
     kinds = [e["kind"] for e in (await local_plane.http.get(f"/api/v1/runs/{run_id}/events")).json()]
     for kind in ("provisioning", "attempt", "booting", "downloading", "training", "succeeded"):
@@ -132,6 +136,10 @@ def test_control_plane_killed_mid_run_loses_and_duplicates_nothing(tmp_path, con
         assert run["status"] == "succeeded", run
         lines = http.get(f"/api/v1/runs/{run_id}/logs", params={"limit": 10000}).json()["lines"]
         assert [line["seq"] for line in lines] == list(range(len(lines)))
+        for _ in range(150):  # the pod brings its outputs home, then ends
+            if not http.get(f"/api/v1/runs/{run_id}").json()["keep_alive_until"]:
+                break
+            time.sleep(0.2)
         page = http.get(f"/api/v1/runs/{run_id}/metrics").json()
         assert page["series"]["loss"]["steps"] == list(range(1, steps + 1))
         assert stored_metrics(page) == printed_metrics(lines)
@@ -141,16 +149,15 @@ def test_control_plane_killed_mid_run_loses_and_duplicates_nothing(tmp_path, con
         serve.wait(10)
 
 
-@pytest.mark.parametrize("keep_alive", [2])
-async def test_keep_alive_keeps_the_pod_then_ends_it(local_plane, keep_alive):
+async def test_keep_alive_is_an_upper_bound_not_a_wait(local_plane):
+    """Nothing in the outputs folder: the pod ends at once after success, long before its keep-alive."""
     r = await local_plane.http.post("/api/v1/runs", json={
-        "dataset": "demo", "gpu_types": ["local"], "command": "echo done", "keep_alive_s": keep_alive})
+        "dataset": "demo", "gpu_types": ["local"], "command": "echo done", "keep_alive_s": 600})
     run_id = r.json()["id"]
     run = await local_plane.wait_status(run_id, {"succeeded", "failed"}, timeout=30)
     assert run["status"] == "succeeded" and run["keep_alive_until"]
     pod_dir = local_plane.control.settings.data_dir / "pods" / run["pod_id"]
     pid = json.loads((pod_dir / "pod.json").read_text())["pid"]
-    assert group_alive(pid)
     for _ in range(100):
         if not group_alive(pid):
             break

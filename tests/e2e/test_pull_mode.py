@@ -8,7 +8,7 @@ import asyncio
 import httpx
 import pytest
 
-from tests.support import make_settings, start_plane
+from tests.support import make_settings, settle, start_plane
 
 from .helpers import printed_metrics, stored_metrics
 
@@ -40,6 +40,7 @@ async def test_demo_in_pull_mode_stores_every_printed_step(tmp_path, monkeypatch
         assert len(page["series"]["loss"]["steps"]) == 200
         assert stored_metrics(page) == printed_metrics(lines)
         assert any(e["kind"] == "pod_started" and "inputs uploaded" in e["message"] for e in events)
+        await settle(plane)
     finally:
         await plane.http.aclose()
         await plane.control.stop()
@@ -86,6 +87,7 @@ async def test_control_plane_gone_60_s_and_back_loses_and_doubles_nothing(tmp_pa
         assert stored_metrics(page) == printed_metrics(lines)
         seqs = [line["seq"] for line in lines]
         assert seqs == list(range(len(seqs)))  # every line once, none missing
+        await settle(again)
     finally:
         await again.http.aclose()
         await again.control.stop()

@@ -15,7 +15,7 @@ from podtui.providers.local import LocalProvider
 from podtui.providers.runpod import RunPodProvider
 from podtui.server import keys
 from tests.fakes.runpod_v2 import GPU_4090, GPU_A100, GPU_A6000, NO_CAPACITY, SERVING_LINE, FakeRunPodV2
-from tests.support import free_port, make_settings, start_plane
+from tests.support import free_port, make_settings, settle, start_plane
 
 from .helpers import printed_metrics, stored_metrics
 
@@ -62,6 +62,7 @@ async def planes(fake):
     for p in made:
         for run in await p.store.list_runs(live_only=True):
             await p.http.post(f"/api/v1/runs/{run.id}/terminate")
+        await settle(p)
         await p.http.aclose()
         await p.control.stop()
     await wait_until(lambda: not fake.live_pods(), 10)

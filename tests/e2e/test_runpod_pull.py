@@ -9,7 +9,7 @@ import pytest
 
 from tests.fakes.runpod_proxy import FakeRunPodProxy
 from tests.fakes.runpod_v2 import GPU_4090, FakeRunPodV2
-from tests.support import free_port, make_settings, start_plane
+from tests.support import free_port, make_settings, settle, start_plane
 
 from .helpers import printed_metrics, stored_metrics
 
@@ -43,6 +43,7 @@ async def laptop_plane(tmp_path, api, proxy, **settings):
 
 async def finish(plane, run_id):
     run = await plane.wait_status(run_id, FINAL, timeout=90)
+    await settle(plane)  # the pod brings its outputs home, then ends
     events = (await plane.http.get(f"/api/v1/runs/{run_id}/events")).json()
     return run, events
 

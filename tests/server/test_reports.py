@@ -124,7 +124,9 @@ async def test_status_progress_and_final_report(plane):
     r = await post(plane, run.id, token, {"status": "failed", "exit_code": 3, "error": "exit code 3\nboom"})
     final = (await plane.http.get(f"/api/v1/runs/{run.id}")).json()
     assert final["status"] == "failed" and final["exit_code"] == 3 and "boom" in final["status_reason"]
-    # its ingest token is revoked with the run
+    # its ingest token lives while the pod brings its outputs home (the keep-alive window), and goes with the pod
+    assert (await post(plane, run.id, token, report_body())).status_code == 200
+    await plane.store.revoke_ingest_token(run.id)  # what the supervisor does once the pod is gone
     assert (await post(plane, run.id, token, report_body())).status_code == 401
 
 

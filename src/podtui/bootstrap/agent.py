@@ -846,6 +846,8 @@ class Reporter(threading.Thread):
             agent.plane_deadline = time.time() + float(left)  # on this pod's clock, not the laptop's
         if reply.get("stop"):
             agent.gone("the control plane ended this run")
+        if reply.get("sync_outputs"):
+            agent.want_outputs.set()
         return bool(final) and drained
 
     def drain(self, final: dict, deadline: float) -> bool:
@@ -858,6 +860,330 @@ class Reporter(threading.Thread):
             if self.agent.stopped_by_control_plane:
                 return False
         return False
+
+
+# -- outputs: the files of $PODTUI_OUTPUT_DIR brought home ---------------------------------------------
+
+MAX_OUTPUT_NAME = 1024
+MAX_OUTPUT_PART = 255
+OUTPUT_PIECE = 64 * 1024 * 1024  # bytes per PUT: a tunnel in front of the control plane often caps a body at 100 MB
+SEND_BLOCK = 1 << 20
+
+
+def output_name_problem(name: str) -> str | None:
+    """Why a name under the outputs folder is not sent (None when it is fine): the control plane checks the same."""
+    if not name or "\x00" in name:
+        return "an empty name or a NUL byte in it"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return "a control character in the name"
+    try:
+        encoded = name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "a name that is not UTF-8"
+    if len(encoded) > MAX_OUTPUT_NAME:
+        return f"a name over {MAX_OUTPUT_NAME} bytes"
+    parts = name.split("/")
+    if name.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        return "a path that leaves the outputs folder"
+    if any(len(p.encode("utf-8")) > MAX_OUTPUT_PART for p in parts):
+        return f"a part of the path over {MAX_OUTPUT_PART} bytes"
+    if parts[0] == ".partial":
+        return "the reserved name .partial"
+    return None
+
+
+def printable(name: str) -> str:
+    """A name as text any JSON parser and terminal takes (bytes that are not UTF-8 shown as escapes)."""
+    return name.encode("utf-8", "backslashreplace").decode("utf-8")[:300]
+
+
+def scan_outputs(root: str) -> tuple:
+    """The files under `root` as sorted [(name, real path, size, mtime)], and the names refused [(name, why)].
+    Symlinks pointing outside the folder are refused, never followed; one pointing to a file inside is sent
+    under its own name; folders are walked without following links."""
+    files: list = []
+    refused: list = []
+    real_root = os.path.realpath(root)
+    stack = [("", root)]
+    while stack:
+        prefix, folder = stack.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            name = prefix + entry.name
+            problem = output_name_problem(name)
+            if problem:
+                refused.append((printable(name), problem))
+                continue
+            try:
+                if entry.is_symlink():
+                    target = os.path.realpath(entry.path)
+                    if not target.startswith(real_root + os.sep):
+                        refused.append((name, "a symlink pointing outside the outputs folder (not followed)"))
+                    elif os.path.isfile(target):
+                        st = os.stat(target)
+                        files.append((name, target, st.st_size, st.st_mtime))
+                    continue  # a linked folder inside is listed under its own name already
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append((name + "/", entry.path))
+                elif entry.is_file(follow_symlinks=False):
+                    st = entry.stat(follow_symlinks=False)
+                    files.append((name, entry.path, st.st_size, st.st_mtime))
+            except OSError:
+                continue  # gone while listed: the next sync sees what is there then
+    files.sort()
+    return files, refused
+
+
+def hash_prefix(path: str, size: int) -> typing.Any:
+    """The sha256 object of a file's first `size` bytes (to go on from an offset)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        left = size
+        while left > 0:
+            block = f.read(min(SEND_BLOCK, left))
+            if not block:
+                raise OSError(f"{path} is shorter than {size} bytes")
+            digest.update(block)
+            left -= len(block)
+    return digest
+
+
+def hash_range(path: str, offset: int, length: int, digest: typing.Any, done: list) -> None:
+    """Feed `length` bytes of a file from `offset` to `digest`; appends the count hashed to `done`."""
+    count = 0
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            while count < length:
+                block = f.read(min(4 * SEND_BLOCK, length - count))
+                if not block:
+                    break
+                digest.update(block)
+                count += len(block)
+    except OSError:
+        pass
+    done.append(count)
+
+
+class Refused(Exception):
+    """The control plane will not take a file (cap, disk full, a bad name): not retried in this sync."""
+
+
+class OutputSender:
+    """Push mode: sends what is new or changed in the outputs folder to the control plane, in pieces that resume
+    from what the control plane has after any interruption, each file finished with its sha256."""
+
+    def __init__(self, agent: Agent, url: str, run_id: str, token: str) -> None:
+        self.agent = agent
+        parts = urllib.parse.urlsplit(url)
+        self.https = parts.scheme == "https"
+        self.netloc = parts.netloc
+        self.base = parts.path.rstrip("/") + "/api/v1/runs/" + urllib.parse.quote(run_id, safe="") + "/outputs/"
+        self.token = token
+        self.lock = threading.Lock()
+        self.conn: typing.Any = None
+        self.said: set = set()
+        self.deadline = 0.0  # no request of a sync outlives it: the keep-alive bound holds
+
+    def timeout(self) -> float:
+        return max(1.0, min(120.0, self.deadline - time.time()))
+
+    def connect(self) -> typing.Any:
+        import http.client  # only a pushing pod with outputs needs it
+
+        if self.conn is None:
+            cls = http.client.HTTPSConnection if self.https else http.client.HTTPConnection
+            self.conn = cls(self.netloc, timeout=self.timeout())
+        elif self.conn.sock is not None:
+            self.conn.sock.settimeout(self.timeout())
+        return self.conn
+
+    def drop(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    def call(self, method: str, route: str, query: dict | None = None, body: bytes = b"") -> tuple:
+        """One small request; (status, JSON answer). Connection problems raise OSError."""
+        import http.client
+
+        url = self.base + route + ("?" + urllib.parse.urlencode(query) if query else "")
+        conn = self.connect()
+        try:
+            conn.request(method, url, body=body, headers={"Authorization": "Bearer " + self.token,
+                                                          "Content-Type": "application/json"})
+            resp = conn.getresponse()
+            raw = resp.read()
+        except (OSError, http.client.HTTPException) as exc:
+            self.drop()
+            raise OSError(f"{type(exc).__name__}: {exc}") from None
+        try:
+            return resp.status, json.loads(raw or b"{}")
+        except ValueError:
+            return resp.status, {}
+
+    def note_once(self, text: str) -> None:
+        if text not in self.said:
+            self.said.add(text)
+            self.agent.note(text)
+
+    def sync(self, final: bool, deadline: float) -> tuple:
+        """One sync pass: (files sent, files not home). Retries connection problems until the deadline."""
+        with self.lock:
+            self.deadline = deadline
+            root = self.agent.output_dir
+            files, refused = scan_outputs(root)
+            for name, why in refused:
+                self.note_once(f"output {name!r} not sent: {why}")
+            offer = json.dumps({"files": [{"path": n, "size": s, "mtime": m} for n, _, s, m in files][:10000],
+                                "refused": [{"path": n, "why": w} for n, w in refused][:100], "final": final})
+            plan = self.retry(lambda: self.call("POST", "offer", body=offer.encode()), deadline)
+            if plan is None:
+                return 0, len(files)
+            where = {n: (p, s, m) for n, p, s, m in files}
+            sent = failed = 0
+            for item in plan.get("files") or []:
+                name = item.get("path")
+                if getattr(self.agent, "signalled", False):  # the pod is being stopped: no new file starts
+                    failed += 1
+                    continue
+                if item.get("action") == "refuse":
+                    failed += 1
+                    self.note_once(f"output {name!r} not brought home: {item.get('reason', '')}")
+                    continue
+                if item.get("action") != "send" or name not in where:
+                    continue
+                path, size, mtime = where[name]
+                try:
+                    if self.send_file(name, path, size, mtime, int(item.get("offset") or 0), deadline):
+                        sent += 1
+                    else:
+                        failed += 1
+                except Refused as exc:
+                    failed += 1
+                    self.note_once(f"output {name!r} not brought home: {exc}")
+            self.retry(lambda: self.call("POST", "synced", body=json.dumps(
+                {"final": final, "sent": sent, "failed": failed}).encode()), deadline)
+            return sent, failed
+
+    def retry(self, fn: typing.Callable, deadline: float) -> dict | None:
+        """fn() until it answers 2xx (its JSON) or the deadline passes (None); 401/403/404/410 end at once."""
+        pause = 1.0
+        while True:
+            try:
+                status, obj = fn()
+                if 200 <= status < 300:
+                    return dict(obj)
+                if status in (401, 403, 404, 410):
+                    self.note_once(f"the control plane refused outputs ({status}); not sending them")
+                    return None
+            except OSError:
+                pass
+            if time.time() + pause > deadline or getattr(self.agent, "signalled", False):
+                return None
+            time.sleep(pause)
+            pause = min(pause * 2, 15.0)
+
+    def send_file(self, name: str, path: str, size: int, mtime: float, offset: int, deadline: float) -> bool:
+        """Send one file from `offset`, then its sha256. True once the control plane has it home."""
+        query = {"path": name, "size": size, "mtime": repr(mtime)}
+        digest: typing.Any = None  # the sha256 of the file's first `offset` bytes
+        pause = 1.0
+        empty_sent = False
+        while True:
+            try:
+                if digest is None:
+                    digest = hash_prefix(path, offset)
+                if offset < size or (size == 0 and not empty_sent):
+                    empty_sent = True
+                    offset, digest = self.put_piece(name, path, query, offset, min(OUTPUT_PIECE, size - offset),
+                                                    digest)
+                    pause = 1.0
+                    continue
+                st = os.stat(path)
+                if st.st_size != size or st.st_mtime != mtime:
+                    self.agent.note(f"output {name!r} changed while it was sent; the next sync sends it again")
+                    return False
+                status, obj = self.call("POST", "done", dict(query, sha256=digest.hexdigest()))
+                if status == 200:
+                    return True
+                if status == 422 and (obj.get("error") or {}).get("code") == "sha256_mismatch":
+                    offset, digest = 0, None  # the control plane dropped its copy: send it all again
+                    continue
+                if status == 409 and isinstance(obj.get("received"), int):
+                    offset, digest = obj["received"], None
+                    continue
+                raise Refused(str((obj.get("error") or {}).get("message") or f"HTTP {status}"))
+            except OSError as exc:
+                if not os.path.exists(path):
+                    return False  # deleted while it was sent: the next sync knows
+                if time.time() + pause > deadline or getattr(self.agent, "signalled", False):
+                    self.note_once(f"output {name!r} not sent in time ({exc})")
+                    return False
+                time.sleep(pause)
+                pause = min(pause * 2, 15.0)
+                # Ask where the control plane stands: an empty piece at our offset answers 409 with its size.
+                try:
+                    status, obj = self.call("PUT", "upload", dict(query, offset=offset))
+                    if status == 409 and isinstance(obj.get("received"), int):
+                        offset, digest = obj["received"], None
+                    if status in (200, 409) and offset:
+                        self.agent.note(f"resuming output {name!r} at byte {offset} of {size}")
+                except OSError:
+                    pass
+
+    def put_piece(self, name: str, path: str, query: dict, offset: int, length: int,
+                  digest: typing.Any) -> tuple:
+        """PUT `length` bytes of the file from `offset`, hashing them on the way. (The offset the control plane
+        is at, the sha256 up to it, or None when it must be computed again.)"""
+        import http.client
+
+        conn = self.connect()
+        url = self.base + "upload?" + urllib.parse.urlencode(dict(query, offset=offset))
+        running = digest.copy()
+        # The piece is hashed in a second thread while the kernel sends it from the page cache (sendfile; plain
+        # reads and sends over TLS): the pod's CPU hashes while the wire is busy. The file must not change
+        # meanwhile, or the control plane's sha256 will not match and the file is sent again.
+        hashed: list = []
+        hasher = threading.Thread(target=hash_range, args=(path, offset, length, running, hashed), daemon=True)
+        try:
+            conn.putrequest("PUT", url, skip_accept_encoding=True)
+            conn.putheader("Authorization", "Bearer " + self.token)
+            conn.putheader("Content-Type", "application/octet-stream")
+            conn.putheader("Content-Length", str(length))
+            conn.endheaders()
+            hasher.start()
+            with open(path, "rb") as f:
+                if length:
+                    sent = conn.sock.sendfile(f, offset, length)
+                    if sent != length:
+                        raise OSError(f"{name} shrank while it was sent")
+            resp = conn.getresponse()
+            raw = resp.read()
+        except (OSError, http.client.HTTPException) as exc:
+            self.drop()
+            raise OSError(f"{type(exc).__name__}: {exc}") from None
+        finally:
+            if hasher.ident is not None:
+                hasher.join()
+        if hashed != [length]:
+            raise OSError(f"{name} changed while it was sent")
+        try:
+            obj = json.loads(raw or b"{}")
+        except ValueError:
+            obj = {}
+        if resp.status == 200 and obj.get("received") == offset + length:
+            return offset + length, running
+        if resp.status == 409 and isinstance(obj.get("received"), int):
+            return int(obj["received"]), None
+        if resp.status in (400, 413, 422, 507):
+            raise Refused(str((obj.get("error") or {}).get("message") or f"HTTP {resp.status}"))
+        if resp.status in (401, 403, 404, 410):
+            raise Refused(f"the control plane answered {resp.status}")
+        raise OSError(f"HTTP {resp.status}")
 
 
 # -- the agent ----------------------------------------------------------------------------------------
@@ -908,6 +1234,17 @@ class Agent:
         self.stopped_by_pod = ""
         self.signalled = False
         self.stop_reason = ""
+        # Outputs: $PODTUI_OUTPUT_DIR for the command, brought home at the end, on request and every N s.
+        work = os.path.join(self.home, "work")
+        rel = os.path.normpath(env.get("PODTUI_OUTPUTS") or "outputs").lstrip("/")
+        self.output_dir = os.path.join(work, "outputs" if rel.startswith("..") or rel == "." else rel)
+        self.sync_every = float(env.get("PODTUI_SYNC_OUTPUTS_S") or 0)
+        self.want_outputs = threading.Event()
+        self.outputs_done = threading.Event()
+        """Pull mode: the control plane says the final sync is home (POST /v1/outputs/done)."""
+        self.sender: OutputSender | None = None
+        if link is None:
+            self.sender = OutputSender(self, env["PODTUI_URL"], env["PODTUI_RUN_ID"], env["PODTUI_TOKEN"])
 
     # lines and metrics
     def line(self, stream: str, text: str, points: typing.Iterable | None = None) -> None:
@@ -1126,7 +1463,12 @@ class Agent:
         signal.signal(signal.SIGTERM, self.on_signal)
         signal.signal(signal.SIGINT, self.on_signal)
         self.reporter.start()
-        env = dict(os.environ, PYTHONUNBUFFERED="1", PODTUI_METRICS_FILE=self.metrics_file)
+        env = dict(os.environ, PYTHONUNBUFFERED="1", PODTUI_METRICS_FILE=self.metrics_file,
+                   PODTUI_OUTPUT_DIR=self.output_dir)
+        try:
+            os.makedirs(self.output_dir, exist_ok=True)
+        except OSError as exc:
+            self.note(f"cannot create the outputs folder {self.output_dir}: {exc}")
         try:
             child = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      stdin=subprocess.DEVNULL, env=env, start_new_session=True)
@@ -1143,6 +1485,7 @@ class Agent:
         for t in pumps:
             t.start()
         threading.Thread(target=self.watch, args=(done,), daemon=True, name="watchdog").start()
+        threading.Thread(target=self.sync_while_running, args=(done,), daemon=True, name="outputs").start()
         code = child.wait()
         for t in pumps[:2]:
             t.join(10)
@@ -1182,20 +1525,74 @@ class Agent:
             self.control_plane.timeout = min(self.control_plane.timeout, 5.0)
         if self.stopped_by_pod:
             patience = min(patience, 60.0)
-        self.reporter.drain(final, time.time() + patience)
-        if code == 0 and self.keep_alive > 0 and not self.stopped_by_control_plane:
-            self.note(f"keeping the pod {self.keep_alive:.0f} s as asked (keep-alive)")
-            until = time.time() + self.keep_alive
-            while time.time() < until and not self.stopped_by_control_plane and not self.signalled:
-                time.sleep(min(5.0, max(0.0, until - time.time())))
-                try:
-                    reply = self.control_plane.post({"heartbeat_ts": time.time()})
-                    if reply.get("stop"):
-                        break
-                except Exception:
-                    pass
+        ended = time.time()
+        delivered = self.reporter.drain(final, ended + patience)
+        # The keep-alive counts from the command's end, not after a long wait to deliver: a pod whose control
+        # plane is away bills the longer of the two, never their sum.
+        until = ended + self.keep_alive
+        if self.keep_alive > 0 and not (self.stopped_by_control_plane or self.stopped_by_pod or self.signalled):
+            if delivered and time.time() < until:
+                self.bring_outputs_home(until)
+            elif not delivered:
+                print("podtui agent: the final report was not delivered; the outputs stay in the pod",
+                      file=sys.stderr)
         self.terminate_pod()
         return code
+
+    # outputs
+    def sync_while_running(self, done: threading.Event) -> None:
+        """Push mode: a sync every PODTUI_SYNC_OUTPUTS_S and whenever the control plane asks, while the command
+        runs (the final one is in finish)."""
+        if self.sender is None:
+            return
+        last = time.time()
+        while not done.is_set():
+            self.want_outputs.wait(1.0)
+            due = self.sync_every > 0 and time.time() - last >= self.sync_every
+            if done.is_set() or not (self.want_outputs.is_set() or due):
+                continue
+            self.want_outputs.clear()
+            last = time.time()
+            try:
+                sent, failed = self.sender.sync(False, time.time() + 600)
+                if sent or failed:
+                    self.note(f"outputs sync: {sent} file(s) sent" + (f", {failed} not" if failed else ""))
+            except Exception as exc:  # a sync must never take the run down
+                self.note(f"outputs sync failed: {exc}")
+
+    def bring_outputs_home(self, until: float) -> None:
+        """After the command: the final sync (push), or wait for the control plane's (pull); the keep-alive
+        bounds it, and the pod ends as soon as it is complete."""
+        files, refused = scan_outputs(self.output_dir)
+        if not files and not refused:
+            return  # nothing to bring home: the pod ends at once, as it always did
+        if self.sender is not None:
+            try:
+                sent, failed = self.sender.sync(True, until)
+            except Exception as exc:
+                self.note(f"final outputs sync failed: {exc}")
+                return
+            self.note(f"outputs home: {sent} file(s) sent" + (f"; {failed} not brought home" if failed else "")
+                      + "; ending the pod")
+        else:
+            self.note(f"waiting at most {until - time.time():.0f} s (keep-alive) for the control plane to fetch "
+                      "the outputs")
+            while not self.outputs_done.wait(min(1.0, max(0.0, until - time.time()))):
+                if self.signalled or time.time() >= until:  # a stop's SIGTERM ends the wait at once
+                    break
+            if self.outputs_done.is_set():
+                self.note("the control plane has the outputs; ending the pod")
+            else:
+                self.note("the outputs were not all fetched (keep-alive over, or the pod is being stopped); "
+                          "ending the pod")
+        self.send_notes(min(until, time.time() + 10))
+
+    def send_notes(self, deadline: float) -> None:
+        """Deliver the lines still in the outbox (the reporter has stopped), until the deadline."""
+        while len(self.outbox) and time.time() < deadline:
+            self.reporter.flush_once()
+            if self.reporter.failures:
+                time.sleep(min(1.0, max(0.0, deadline - time.time())))
 
 
 # -- pull mode: the control plane comes to the pod -------------------------------------------------
@@ -1334,6 +1731,38 @@ class PodPort:
             self.done[slot] = True
             return 200, {"size": size, "done": True}
 
+    # outputs (pull mode): the agent sets output_dir and outputs_done
+    output_dir = ""
+    outputs_done = threading.Event()
+
+    def list_outputs(self) -> dict:
+        """The outputs folder now; remembered, so only files of a listing are ever read."""
+        files, refused = scan_outputs(self.output_dir) if self.output_dir else ([], [])
+        with self.lock:
+            self.listed = {n: (p, s, m) for n, p, s, m in files}
+        return {"files": [{"path": n, "size": s, "mtime": m} for n, _, s, m in files][:10000],
+                "refused": [{"path": n, "why": w} for n, w in refused][:100]}
+
+    def output_path(self, name: str, size: int, mtime: float) -> str | None:
+        """The real path of a listed file, when it is still as listed."""
+        with self.lock:
+            found = getattr(self, "listed", {}).get(name)
+        if found is None or found[1] != size or found[2] != mtime:
+            return None
+        try:
+            st = os.stat(found[0])
+        except OSError:
+            return None
+        return found[0] if st.st_size == size and st.st_mtime == mtime else None
+
+    def output_sha256(self, path: str, size: int, mtime: float) -> str:
+        """A file's sha256 (kept per version: the control plane may ask again after a restart)."""
+        key = (path, size, mtime)
+        cache = self.__dict__.setdefault("hashes", {})
+        if key not in cache:
+            cache[key] = hash_prefix(path, size).hexdigest()
+        return str(cache[key])
+
     def serve(self, port: int) -> http.server.ThreadingHTTPServer:
         pod = self
 
@@ -1395,8 +1824,53 @@ class PodPort:
                         self.answer(204)
                     else:
                         self.answer(200, {"seq": pending[0], "report": json.loads(pending[1])})
+                elif parts[:2] == ["v1", "outputs"] and len(parts) <= 3:
+                    self.outputs(parts[2:], query)
                 else:
                     self.answer(404, {"error": "no such route"})
+
+            def outputs(self, rest: list, query: dict) -> None:
+                """GET /v1/outputs (the listing), /v1/outputs/file?path=&size=&mtime=&offset=&length= (a range),
+                /v1/outputs/sha256?path=&size=&mtime=. Only files of the last listing are read."""
+                if not rest:
+                    self.answer(200, pod.list_outputs())
+                    return
+                try:
+                    name, size, mtime = query["path"], int(query["size"]), float(query["mtime"])
+                    offset, length = int(query.get("offset", "0")), int(query.get("length", "0"))
+                except (KeyError, ValueError):
+                    self.answer(400, {"error": "path, size, mtime (and offset, length) are required"})
+                    return
+                path = pod.output_path(name, size, mtime)
+                if path is None:
+                    self.answer(409, {"error": "not in the listing, or changed since"})
+                elif rest == ["sha256"]:
+                    self.answer(200, {"sha256": pod.output_sha256(path, size, mtime), "size": size, "mtime": mtime})
+                elif rest == ["file"] and 0 <= offset <= size and 0 <= length <= MAX_CHUNK * 2:
+                    self.send_range(path, offset, min(length, size - offset))
+                else:
+                    self.answer(400, {"error": "want an offset within the file and a length up to 64 MiB"})
+
+            def send_range(self, path: str, offset: int, length: int) -> None:
+                try:
+                    f = open(path, "rb")  # noqa: SIM115 (closed by the with below; a failed open answers 409)
+                except OSError:
+                    self.answer(409, {"error": "the file is gone"})
+                    return
+                with f:
+                    f.seek(offset)
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/octet-stream")
+                    self.send_header("Content-Length", str(length))
+                    self.end_headers()
+                    left = length
+                    while left > 0:
+                        block = f.read(min(SEND_BLOCK, left))
+                        if not block:  # it shrank: the control plane sees a short body and the hash will not match
+                            self.close_connection = True
+                            return
+                        self.wfile.write(block)
+                        left -= len(block)
 
             def do_PUT(self) -> None:
                 if not self.authorized():
@@ -1436,6 +1910,9 @@ class PodPort:
                         return
                     pod.started.set()
                     self.answer(200, {"started": True})
+                elif parts == ["v1", "outputs", "done"]:
+                    pod.outputs_done.set()
+                    self.answer(200, {"done": True})
                 elif parts == ["v1", "ack"]:
                     try:
                         obj = json.loads(raw)
@@ -1464,6 +1941,7 @@ def pull_main(env: typing.Mapping[str, str]) -> int:
     port = PodPort(home, env["PODTUI_POD_TOKEN"], link)
     port.serve(int(env.get("PODTUI_POD_PORT") or 8419))
     agent = Agent(["bash", port.path("script")], env, link=link)
+    port.output_dir, port.outputs_done = agent.output_dir, agent.outputs_done
     signal.signal(signal.SIGTERM, agent.on_signal)
     # No control plane came to start it (a laptop closed before the upload): the pod must not bill forever.
     # Counted from the control plane's last request, so a slow upload is not cut short.

@@ -20,7 +20,7 @@ import click
 
 from ..client import Client, ControlPlaneError, ControlPlaneUnreachable
 from ..config import Settings, load_settings, read_admin_token
-from ..fmt import format_duration
+from ..fmt import format_duration, outputs_line
 from ..models import LaunchSpec, OrphanPod, Run, RunStatus
 
 T = TypeVar("T")
@@ -281,7 +281,11 @@ def gpus(obj: Context, provider: str | None, refresh: bool, as_json: bool) -> No
               "([rank1]:), count rank 0's metrics (default) or every rank's, named rank<N>/<metric>.")
 @click.option("--max-runtime", help="Terminate after this long, e.g. 2h.")
 @click.option("--budget", type=float, help="Terminate once the pod has cost this many dollars.")
-@click.option("--keep-alive", default="0", show_default=True, help="Keep the pod this long after success.")
+@click.option("--keep-alive", default="30m", show_default=True, help="After the command ends, the longest the pod "
+              "may stay to bring its outputs home (it ends as soon as they are); 0 ends it at once.")
+@click.option("--outputs", "outputs_dir", help="The pod's outputs folder ($PODTUI_OUTPUT_DIR), relative to the "
+              "workdir (default: outputs).")
+@click.option("--sync-outputs", help="Also bring the outputs home every this long while the command runs, e.g. 10m.")
 @click.option("--name", help="Run name.")
 @click.option("--env", "env_pairs", multiple=True, help="KEY=VALUE for the training command; repeatable.")
 @click.option("--wait", is_flag=True, help="Follow the run; exit 0 on success, non-zero otherwise.")
@@ -291,8 +295,8 @@ def launch(obj: Context, dataset: str, gpu_types: tuple[str, ...], command: str 
            image: str | None, provider: str | None, gpu_count: int, cloud_type: str, spot: bool,
            min_cuda_version: str | None, connect: str | None, ssh: bool, min_gpu_util: str | None,
            metrics_mode: str | None, metrics_ranks: str | None, max_runtime: str | None,
-           budget: float | None, keep_alive: str, name: str | None,
-           env_pairs: tuple[str, ...], wait: bool, as_json: bool) -> None:
+           budget: float | None, keep_alive: str, outputs_dir: str | None, sync_outputs: str | None,
+           name: str | None, env_pairs: tuple[str, ...], wait: bool, as_json: bool) -> None:
     """Launch a run."""
     env = {}
     for pair in env_pairs:
@@ -310,6 +314,7 @@ def launch(obj: Context, dataset: str, gpu_types: tuple[str, ...], command: str 
         "gpu_count": gpu_count, "cloud_type": cloud_type, "spot": spot, "max_runtime_s": max_runtime,
         "budget_usd": budget, "keep_alive_s": keep_alive, "env": env, "min_cuda_version": min_cuda_version,
         "ssh": ssh or None, "connect": connect, "metrics": metrics_mode, "metrics_ranks": metrics_ranks,
+        "outputs": outputs_dir, "sync_outputs_s": sync_outputs,
     }
     if min_gpu_util:
         pct, _, duration = min_gpu_util.partition("/")
@@ -337,6 +342,8 @@ def launch(obj: Context, dataset: str, gpu_types: tuple[str, ...], command: str 
                 click.echo(f"launched {run.name} ({run.id}) on {run.provider}")
             try:
                 run = await follow_run(client, run.id, quiet=as_json)
+                if not as_json:
+                    await follow_outputs(client, run)
             except asyncio.CancelledError:
                 raise
             if as_json:
@@ -350,6 +357,23 @@ def launch(obj: Context, dataset: str, gpu_types: tuple[str, ...], command: str 
     if code == 130:
         click.echo("stopped following; the run goes on (`podtui terminate RUN` ends it)", err=True)
     sys.exit(code)
+
+
+async def follow_outputs(client: Client, run: Run, poll_s: float = 1.0) -> None:
+    """After the command ended: wait while the outputs come home (at most until the pod's keep-alive bound)."""
+    shown = ""
+    while True:
+        page = await client.outputs(run.id)
+        line = outputs_line(page)
+        if line != shown and page.summary.state != "none":
+            click.echo(f"  {line}")
+            shown = line
+        fresh = await client.run(run.id)
+        if page.summary.state == "home" or not fresh.keep_alive_until or time.time() > fresh.keep_alive_until:
+            if page.summary.state == "home":
+                click.echo(f"  in {page.folder} (`podtui outputs {run.id} --to DIR` copies them)")
+            return
+        await asyncio.sleep(poll_s)
 
 
 async def follow_run(client: Client, run_id: str, quiet: bool = False, poll_s: float = 1.0) -> Run:
@@ -473,6 +497,57 @@ def metrics(obj: Context, run_ref: str, as_csv: bool, as_json: bool, name: str |
             table(rows, ["METRIC", "POINTS", "LAST STEP", "LAST", "MIN"])
             if run.metrics_source:
                 click.echo(f"read from: {run.metrics_source}")
+
+    run_async(go)
+
+
+@main.command()
+@click.argument("run_ref", metavar="RUN")
+@click.option("--to", "to_dir", type=click.Path(file_okay=False), help="Copy the files that are home into DIR "
+              "(resumable; sha256 checked; identical files are skipped).")
+@click.option("--sync", "sync_now", is_flag=True, help="Ask the running pod for its outputs now.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def outputs(obj: Context, run_ref: str, to_dir: str | None, sync_now: bool, as_json: bool) -> None:
+    """List a run's outputs (files brought home from its pod), copy them out, or ask for a sync now."""
+    from pathlib import Path
+
+    async def go() -> None:
+        async with obj.client() as client:
+            run = await resolve_run(client, run_ref)
+            if sync_now:
+                await client.sync_outputs(run.id)
+                if not as_json:
+                    click.echo(f"asked {run.name} ({run.id}) for its outputs; `podtui outputs {run.id}` shows them "
+                               "as they arrive")
+            page = await client.outputs(run.id)
+            if to_dir is not None:
+                folder = Path(to_dir)
+                copied = []
+                for f in page.files:
+                    if f.size is None:
+                        continue
+                    path, fresh = await client.download_output(run.id, f, folder)
+                    copied.append({"path": f.path, "to": str(path), "copied": fresh, "sha256": f.sha256})
+                    if not as_json:
+                        click.echo(f"{'copied ' if fresh else 'already there '}{f.path} -> {path}")
+                if as_json:
+                    emit_json({"run_id": run.id, "files": copied})
+                elif not copied:
+                    click.echo("no output is home yet")
+                return
+            if as_json:
+                emit_json(page)
+                return
+            rows = []
+            for f in page.files:
+                when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(f.home_at)) if f.home_at else "-"
+                moving = "" if f.moving_size is None else f"moving {fmt_size(f.received)}/{fmt_size(f.moving_size)}"
+                rows.append([f.path, "-" if f.size is None else fmt_size(f.size), (f.sha256 or "-")[:16], when,
+                             moving])
+            if rows:
+                table(rows, ["NAME", "SIZE", "SHA256", "HOME AT", ""])
+            click.echo(outputs_line(page) + (f"  ({page.folder})" if page.files else ""))
 
     run_async(go)
 

@@ -2,7 +2,9 @@
 
 Python standard library only, so it runs on any pod. It reads the CSV at $PODTUI_DATASET_PATH, prints one
 `step=N loss=X lr=Y` line per step and a JSON eval line every 25 steps, and takes about a minute
-(DEMO_STEPS and DEMO_STEP_SECONDS change that).
+(DEMO_STEPS and DEMO_STEP_SECONDS change that). Into $PODTUI_OUTPUT_DIR it writes a checkpoint every
+DEMO_CHECKPOINT_EVERY steps (default 50; `checkpoint.json`, overwritten) and the model at the end (`model.json`),
+which podtui brings home.
 """
 
 import csv
@@ -31,6 +33,15 @@ def mse(w, b, xs, ys):
     return total / len(xs)
 
 
+def save(folder, name, step, w, b, header):
+    """Write the weights as JSON (a model file small enough for any disk)."""
+    if not folder:
+        return
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, name), "w") as f:
+        json.dump({"step": step, "features": header[:-1], "weights": w, "bias": b}, f)
+
+
 def main():
     path = os.environ.get("PODTUI_DATASET_PATH")
     if not path or not os.path.exists(path):
@@ -47,6 +58,8 @@ def main():
     vw = [0.0] * len(w)
     vb = 0.0
     batch = 32
+    outputs = os.environ.get("PODTUI_OUTPUT_DIR", "")
+    every = int(os.environ.get("DEMO_CHECKPOINT_EVERY", "50"))
     for step in range(1, steps + 1):
         lr = 0.02 * 0.5 * (1 + math.cos(math.pi * step / steps)) + 1e-4
         idx = [rng.randrange(len(train_x)) for _ in range(batch)]
@@ -67,7 +80,10 @@ def main():
         print(f"step={step} loss={loss / batch:.6f} lr={lr:.6g}", flush=True)
         if step % 25 == 0 or step == steps:
             print(json.dumps({"step": step, "eval_loss": round(mse(w, b, eval_x, eval_y), 6)}), flush=True)
+        if every > 0 and step % every == 0:
+            save(outputs, "checkpoint.json", step, w, b, header)
         time.sleep(pause)
+    save(outputs, "model.json", steps, w, b, header)
     print(f"demo trainer: done, weights {[round(v, 3) for v in w]}", flush=True)
 
 

@@ -120,7 +120,7 @@ class LaunchScreen(Dialog[Run | None]):
                     yield Input(placeholder="e.g. 5.00", id="budget", type="number")
                 with Vertical():
                     yield Label("keep alive after success")
-                    yield Input(value="0", id="keep_alive")
+                    yield Input(value="30m", id="keep_alive")  # the bound for bringing outputs home
             yield Static("", id="error")
             with Horizontal(id="buttons"):
                 yield Button("Launch (ctrl+s)", variant="success", id="launch")

@@ -17,17 +17,17 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
 from ..errors import ControlPlaneError
-from ..fmt import format_duration
+from ..fmt import format_bytes, format_duration, outputs_line
 from ..messages import RunEventArrived, RunUpdated
 from ..widgets.key_hints import KeyHints
-from ..widgets.palette import event_style, status_style
+from ..widgets.palette import event_style, status_style, theme_colour
 
 if TYPE_CHECKING:
     from textual.app import App
 
     from ..app import PodtuiApp
     from ..client import Client
-    from ..models import Run, RunEvent
+    from ..models import OutputsPage, Run, RunEvent
 
 
 def clock(ts: float | None) -> str:
@@ -98,12 +98,15 @@ class RunDetailScreen(Screen[None]):
         Binding("escape", "app.pop_screen", "Back", id="detail.back", tooltip="Back to the dashboard"),
         Binding("ctrl+d", "terminate", "Terminate", id="detail.terminate", tooltip="Terminate the pod (asks)"),
         Binding("s", "stop", "Stop", id="detail.stop", tooltip="Stop the pod (asks)"),
+        Binding("o", "sync_outputs", "Outputs now", id="detail.sync_outputs",
+                tooltip="Bring the run's outputs home now (while its command runs)"),
     ]
     DEFAULT_CSS = """
     RunDetailScreen #facts { height: auto; padding: 0 1; }
     RunDetailScreen #events { height: 1fr; }
     RunDetailScreen #pod-log { height: 12; display: none; border: round $warning; padding: 0 1; }
     RunDetailScreen #pod-log.shown { display: block; }
+    RunDetailScreen #outputs { height: auto; max-height: 12; padding: 0 1; }
     """
 
     def __init__(self, client: Client, run_id: str) -> None:
@@ -121,6 +124,7 @@ class RunDetailScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Static(id="facts", classes="pane")
+            yield Static(id="outputs", classes="pane")
             yield Static(id="pod-log")
             yield DataTable(id="events", cursor_type="row", zebra_stripes=True, classes="pane")
         yield KeyHints()
@@ -137,6 +141,53 @@ class RunDetailScreen(Screen[None]):
         self.load_pod_log()
         self.set_interval(4.0, self.load_pod_log)
         self.app.theme_changed_signal.subscribe(self, lambda _: self._restyle())
+        self.query_one("#outputs").border_title = "outputs"
+        self._outputs: OutputsPage | None = None
+        self.load_outputs()
+        self.set_interval(2.0, self.load_outputs)
+        self.set_interval(1.0, self.show_outputs)  # the keep-alive countdown
+
+    @work(exclusive=True, group="detail-outputs", exit_on_error=False)
+    async def load_outputs(self) -> None:
+        """The run's outputs: what is home (name, size, sha256, time) and what still moves."""
+        try:
+            self._outputs = await self.client.outputs(self.run_id)
+        except ControlPlaneError:
+            return  # an older control plane without outputs, or a blip: the next poll tries again
+        self.show_outputs()
+
+    def show_outputs(self) -> None:
+        page = self._outputs
+        if page is None:
+            return
+        table = Table.grid(padding=(0, 2))
+        table.add_column(overflow="fold")
+        table.add_column(justify="right", no_wrap=True)
+        table.add_column(style="dim", no_wrap=True)
+        table.add_column(style="dim", no_wrap=True)
+        head = Text(outputs_line(page), theme_colour(self.app, "text-success") if page.summary.state == "home" else "")
+        for f in page.files[:8]:
+            size = "-" if f.size is None else format_bytes(f.size)
+            moving = "" if f.moving_size is None else \
+                f"  moving {format_bytes(f.received)}/{format_bytes(f.moving_size)}"
+            table.add_row(f.path, size, (f.sha256 or "")[:16], clock(f.home_at) + moving)
+        if len(page.files) > 8:
+            table.add_row(f"… {len(page.files) - 8} more (`podtui outputs {self.run_id}`)", "", "", "")
+        grid = Table.grid()
+        grid.add_row(head)
+        if page.files:
+            grid.add_row(table)
+        self.query_one("#outputs", Static).update(grid)
+
+    @work(group="detail-sync", exit_on_error=False)
+    async def action_sync_outputs(self) -> None:
+        """Ask the pod for its outputs now."""
+        try:
+            await self.client.sync_outputs(self.run_id)
+        except ControlPlaneError as exc:
+            self.notify(exc.message, severity="warning")
+            return
+        self.notify("asked the pod for its outputs; they show here as they arrive")
 
     def show_facts(self) -> None:
         run = self.podtui.live.get(self.run_id)

@@ -23,6 +23,7 @@ from ..models import (
     MetricSeries,
     MetricsPage,
     OrphanPod,
+    OutputsPage,
     PodLogLine,
     PodLogs,
     Report,
@@ -33,7 +34,7 @@ from ..models import (
 )
 from ..providers.base import ProviderError
 from ..store import NotFound, Store
-from . import auth, doctor, downloads, events, ingest, keys
+from . import auth, doctor, downloads, events, ingest, keys, outputs_api
 from .datasets import DatasetError, scan_dataset
 from .responses import ApiError, json_response, query_flag, query_int, read_model
 from .runs import RunService
@@ -349,4 +350,22 @@ ROUTES: tuple[Route, ...] = (
           response=doctor.Nonce, status=201),
     Route("GET", "/api/v1/doctor/echo/{nonce}", doctor.echo_nonce, auth.PUBLIC,
           "Echo a nonce this control plane minted (once)", response=doctor.Nonce),
+    # outputs (issue 13): the admin side, then the pod's side in push mode
+    Route("GET", RUN + "/outputs", outputs_api.list_outputs, auth.ADMIN, "A run's outputs and what still moves",
+          response=OutputsPage),
+    Route("GET", RUN + "/outputs/file", outputs_api.output_file, auth.ADMIN,
+          "One output file that is home (Range, If-Range; X-Podtui-Sha256)", content_type="application/octet-stream",
+          params=(Param("path", description="the file's path in the run's outputs"),)),
+    Route("POST", RUN + "/outputs/sync", outputs_api.sync_now, auth.ADMIN, "Bring a live run's outputs home now",
+          response=dict, status=202),
+    Route("POST", RUN + "/outputs/offer", outputs_api.offer, auth.POD, "The pod's listing of its outputs: what "
+          "to send", response=dict),
+    Route("PUT", RUN + "/outputs/upload", outputs_api.upload, auth.POD, "A piece of an output file at an offset",
+          response=dict, params=(Param("path"), Param("size", "integer", minimum=0),
+                                 Param("mtime", "number"), Param("offset", "integer", minimum=0))),
+    Route("POST", RUN + "/outputs/done", outputs_api.done, auth.POD, "An output file is whole: check its sha256",
+          response=dict, params=(Param("path"), Param("size", "integer", minimum=0), Param("mtime", "number"),
+                                 Param("sha256"))),
+    Route("POST", RUN + "/outputs/synced", outputs_api.synced, auth.POD, "A sync pass of the pod ended",
+          response=dict),
 )

@@ -23,6 +23,9 @@ from .datasets import DatasetError, scan_dataset
 from .demo import DEMO_NAME, write_demo_dataset
 from .doctor import NONCES
 from .guardrails import Limits
+from .outputs import Outputs
+from .outputs_api import OUTPUTS, SYNCER
+from .outputs_sync import OutputsSyncer
 from .puller import Puller
 from .responses import ApiError, describe_validation, error_response
 from .runs import RunService
@@ -82,6 +85,10 @@ def create_app(settings: Settings, store: Store, providers: dict[str, Provider],
     app[keys.SUPERVISOR] = supervisor
     puller = Puller(settings, store, runs)
     runs.puller = puller
+    outputs = Outputs(settings, store)
+    syncer = OutputsSyncer(store, outputs, runs, settings.upload_chunk_bytes)
+    runs.outputs, runs.outputs_syncer = outputs, syncer
+    app[OUTPUTS], app[SYNCER] = outputs, syncer
     app[NONCES] = {}
     streams: set[asyncio.Task[Any]] = set()
     app[keys.STREAMS] = streams
@@ -97,7 +104,9 @@ def create_app(settings: Settings, store: Store, providers: dict[str, Provider],
     async def lifecycle(app: web.Application) -> Any:
         await supervisor.start()
         await puller.resume()
+        await syncer.resume()
         yield
+        await syncer.stop()
         await puller.stop()
         await supervisor.stop()
         await runs.close()

@@ -60,6 +60,10 @@ class RunService:
         self._ending: dict[str, asyncio.Future[None]] = {}
         self.puller: Any = None
         """The Puller (server/puller.py), set by the app: follows pull-mode runs."""
+        self.outputs: Any = None
+        """Outputs (server/outputs.py), set by the app: receives output files."""
+        self.outputs_syncer: Any = None
+        """OutputsSyncer (server/outputs_sync.py), set by the app: when outputs move."""
 
     def provider(self, name: str) -> Provider:
         """The named provider; 422 when it is not configured."""
@@ -166,6 +170,15 @@ class RunService:
         env["PODTUI_METRICS_RANKS"] = run.spec.metrics_ranks or self.settings.metrics_ranks
         if run.spec.max_runtime_s:
             env["PODTUI_MAX_RUNTIME_S"] = str(int(run.spec.max_runtime_s))
+        env.update(self.outputs_env(run))
+        return env
+
+    def outputs_env(self, run: Run) -> dict[str, str]:
+        """The pod's outputs: its folder (relative to the workdir; the agent sets PODTUI_OUTPUT_DIR for the
+        command) and how often to bring them home while the command runs."""
+        env = {"PODTUI_OUTPUTS": run.spec.outputs}
+        if run.spec.sync_outputs_s:
+            env["PODTUI_SYNC_OUTPUTS_S"] = str(int(run.spec.sync_outputs_s))
         return env
 
     def deadline_of(self, run: Run) -> float | None:
@@ -226,6 +239,8 @@ class RunService:
             event=("booting", f"pod {pod.pod_id} on {pod.gpu_type} at ${pod.price_per_hour:.3f}/h"))
         if updated is not None and run.connect == "pull":
             self.puller.follow(run.id)
+            if self.outputs_syncer is not None:
+                self.outputs_syncer.follow(run.id)
         if updated is None:
             # The run was terminated while its pod was being created: the pod must not bill.
             await self.store.update_run(run.id, pod_id=pod.pod_id, gpu_type=pod.gpu_type,
@@ -296,20 +311,22 @@ class RunService:
             run = await self.pod_reported_end(await self.store.get_run(run_id), RunStatus(batch.status),
                                               batch.exit_code, batch.error, batch.stopped)
             status = run.status
-        in_keep_alive = status == RunStatus.succeeded and result.keep_alive_until is not None
+        # After its command ended the pod may live to bring its outputs home (succeeded or failed) until then.
+        in_keep_alive = status in (RunStatus.succeeded, RunStatus.failed) and result.keep_alive_until is not None
         stop = status.is_final and not in_keep_alive and batch.status not in ("succeeded", "failed")
         deadline = await self.pod_deadline(run_id) if status.is_live else None
+        asked = self.outputs is not None and run_id in self.outputs.asked
         return ReportReply(accepted_metrics=result.accepted_metrics, accepted_logs=result.accepted_logs,
-                           run_status=status, stop=stop,
+                           run_status=status, stop=stop, sync_outputs=asked,
                            deadline_in_s=None if deadline is None else round(deadline - time.time(), 1),
                            min_interval_s=slow_down(self.store.backlog))
 
     async def pod_reported_end(self, run: Run, status: RunStatus, exit_code: int | None,
                                error: str | None, stopped: str | None = None) -> Run:
         """The agent says the command ended: finish the run (keeping the ingest token through keep-alive)."""
+        keep = run.spec.keep_alive_s
         if status == RunStatus.succeeded:
             reason = "the training command succeeded"
-            keep = run.spec.keep_alive_s
             until = time.time() + keep if keep > 0 else None
         elif stopped:
             # The pod ended the command at its own limit (max runtime, budget, stall): a guardrail, as if the
@@ -322,7 +339,8 @@ class RunService:
             last = [line for line in (error or "").splitlines()[1:] if line.strip()]
             if last:
                 reason += f": {last[-1][:300]}"
-            until = None
+            # A failed run's last checkpoint matters: its pod brings the outputs home within the keep-alive too.
+            until = time.time() + keep if keep > 0 else None
         finished = await self.store.finish_run(run.id, status, reason, exit_code=exit_code,
                                                keep_alive_until=until)
         if finished is None:

@@ -55,4 +55,12 @@ MIGRATIONS: list[str] = [
     ALTER TABLE runs ADD COLUMN metrics_source TEXT;
     ALTER TABLE runs ADD COLUMN live TEXT;
     """,
+    # 6: outputs brought home from pods: per file the version home and one moving; per run its syncs
+    """
+    CREATE TABLE outputs (
+        run_id TEXT NOT NULL, path TEXT NOT NULL, size INTEGER, sha256 TEXT, mtime REAL, home_at REAL,
+        moving_size INTEGER, moving_mtime REAL, updated_at REAL NOT NULL, PRIMARY KEY (run_id, path));
+    CREATE TABLE output_syncs (
+        run_id TEXT PRIMARY KEY, last_sync_at REAL, final_at REAL, requested_at REAL);
+    """,
 ]
