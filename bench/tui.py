@@ -338,12 +338,12 @@ async def bench_latency(steps: int = 150) -> None:
     redraws: list[float] = []
     original_add, original_redraw = LossChart.add_points, LossChart._redraw_if_dirty
 
-    def add_points(self: LossChart, points: list[tuple[str, int, float, float]]) -> None:
+    def add_points(self: LossChart, points: list[tuple[str, int, float, float]], compare: bool = False) -> None:
         now = time.time()
         for name, step, _, _ in points:
-            if name == "loss":
+            if name == "loss" and not compare:
                 arrivals.setdefault(step, now)
-        original_add(self, points)
+        original_add(self, points, compare)
 
     def redraw(self: LossChart) -> None:
         if self._dirty:
