@@ -11,7 +11,8 @@ watchers run in a second process. Then the peer: the same generator against a st
 that reads each POST and answers 200 with a tiny JSON, storing nothing), to show the generator is not the limit.
 
 Checks: every point and line the pods sent is in the control plane's SQLite (counted per run), and every watcher
-got its run's points and lines over SSE (each once) and a run change for every run.
+got its run's points and lines over SSE (each once), and every run change in the feed after it connected (counted
+in SQLite), which covers every run.
 
     python bench/team.py [--pods 500] [--seconds 60] [--watchers 10] [--stub-seconds S] [--no-stub]
 
@@ -169,6 +170,8 @@ class Watcher:
     foreign: int = 0
     """metrics/logs entries of a run it did not follow (must be 0)."""
     reconnects: int = 0
+    from_id: int | None = None
+    """Where its stream began (the feed's newest id when it first connected)."""
     last_id: int | None = None
     connected: asyncio.Event = field(default_factory=asyncio.Event)
     caught_up_s: float | None = None
@@ -224,13 +227,26 @@ class Watcher:
             elif line.startswith(b"data:"):
                 data += line[5:]
             elif line.startswith(b": from ") and self.last_id is None:
-                self.last_id = int(line[7:])
+                self.last_id = self.from_id = int(line[7:])
         if event_id is not None:
             self.take(kind.decode(), data)
             self.last_id = event_id
 
-    def complete(self, points: int, lines: int, runs: int) -> bool:
-        return len(self.points) >= points and len(self.seqs) >= lines and len(self.runs_changed) >= runs
+    def complete(self, points: int, lines: int, last_id: int) -> bool:
+        return len(self.points) >= points and len(self.seqs) >= lines and (self.last_id or 0) >= last_id
+
+
+def feed_targets(db_path: str, run_id: str, from_id: int) -> tuple[int, int]:
+    """The last feed id a watcher of `run_id` subscribes to, and the run changes after `from_id` (the load has
+    ended: the feed is complete)."""
+    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        last = db.execute("SELECT coalesce(max(id), 0) FROM feed WHERE kind IN ('run', 'run_event') OR run_id = ?",
+                          (run_id,)).fetchone()[0]
+        changes = db.execute("SELECT count(*) FROM feed WHERE kind = 'run' AND id > ?", (from_id,)).fetchone()[0]
+    finally:
+        db.close()
+    return last, changes
 
 
 async def watchers_main(url: str, token: str, followed: list[str]) -> None:
@@ -245,11 +261,12 @@ async def watchers_main(url: str, token: str, followed: list[str]) -> None:
         line = await asyncio.to_thread(sys.stdin.readline)
         expected = json.loads(line)
         t0 = time.monotonic()
+        targets = {w.run_id: feed_targets(expected["db"], w.run_id, w.from_id or 0) for w in watchers}
         deadline = t0 + float(expected["wait_s"])
         while time.monotonic() < deadline:
             for w in watchers:
                 points, lines = expected["runs"][w.run_id]
-                if w.caught_up_s is None and w.complete(points, lines, expected["n_runs"]):
+                if w.caught_up_s is None and w.complete(points, lines, targets[w.run_id][0]):
                     w.caught_up_s = time.monotonic() - t0
             if all(w.caught_up_s is not None for w in watchers):
                 break
@@ -261,6 +278,7 @@ async def watchers_main(url: str, token: str, followed: list[str]) -> None:
     print(json.dumps({"cpu": time.process_time() - cpu0, "watchers": [
         {"run_id": w.run_id, "points": len(w.points), "point_entries": w.point_entries, "lines": len(w.seqs),
          "line_entries": w.line_entries, "runs_changed": len(w.runs_changed), "run_entries": w.run_entries,
+         "run_entries_expected": targets[w.run_id][1],
          "foreign": w.foreign, "reconnects": w.reconnects, "caught_up_s": w.caught_up_s} for w in watchers]}),
         flush=True)
 
@@ -343,7 +361,8 @@ def bench_plane(args: argparse.Namespace, work: Path) -> bool:
         server_cpu = proc_cpu(plane.pid) - cpu0
         rss_peak, rss_now = proc_status_mb(plane.pid, "VmHWM"), proc_status_mb(plane.pid, "VmRSS")
         expected = {run_id: (n * POINTS_PER_REPORT, n * LINES_PER_REPORT) for run_id, n in result.sent.items()}
-        watchers.stdin.write(json.dumps({"runs": expected, "n_runs": len(runs), "wait_s": 60}) + "\n")
+        watchers.stdin.write(json.dumps({"runs": expected, "db": str(work / "plane" / "podtui.db"),
+                                         "wait_s": 60}) + "\n")
         watchers.stdin.flush()
         seen = json.loads(watchers.stdout.readline())
         stored = stored_counts(work / "plane" / "podtui.db")
@@ -372,16 +391,18 @@ def bench_plane(args: argparse.Namespace, work: Path) -> bool:
     for w in seen["watchers"]:
         points_w, lines_w = expected[w["run_id"]]
         good = (w["points"] == points_w and w["point_entries"] == points_w and w["lines"] == lines_w
-                and w["line_entries"] == lines_w and w["runs_changed"] == len(runs) and w["foreign"] == 0)
+                and w["line_entries"] == lines_w and w["runs_changed"] == len(runs) and w["foreign"] == 0
+                and w["run_entries"] == w["run_entries_expected"])
         complete += good
         if not good:
             print(f"  watcher of {w['run_id']}: {w['points']}/{points_w} points ({w['point_entries']} entries), "
                   f"{w['lines']}/{lines_w} lines ({w['line_entries']}), run changes of {w['runs_changed']}/"
-                  f"{len(runs)} runs, {w['foreign']} entries of runs it did not follow, {w['reconnects']} "
+                  f"{len(runs)} runs ({w['run_entries']}/{w['run_entries_expected']} entries), {w['foreign']} entries of runs it did not follow, {w['reconnects']} "
                   f"reconnects")
     caught = [w["caught_up_s"] for w in seen["watchers"] if w["caught_up_s"] is not None]
-    print(f"  watchers        : {complete}/{len(seen['watchers'])} got every point and line of their run once and a "
-          f"run change for every run; {sum(w['run_entries'] for w in seen['watchers']):,} run changes, "
+    print(f"  watchers        : {complete}/{len(seen['watchers'])} got every point and line of their run once and "
+          f"every run change of every run in the feed after they connected "
+          f"({sum(w['run_entries'] for w in seen['watchers']):,} run changes in all), "
           f"{sum(w['reconnects'] for w in seen['watchers'])} reconnects; the last caught up "
           f"{max(caught, default=float('nan')):.1f} s after the load stopped")
     return ok and complete == len(seen["watchers"])
