@@ -397,8 +397,8 @@ def bench_plane(args: argparse.Namespace, work: Path) -> bool:
         if not good:
             print(f"  watcher of {w['run_id']}: {w['points']}/{points_w} points ({w['point_entries']} entries), "
                   f"{w['lines']}/{lines_w} lines ({w['line_entries']}), run changes of {w['runs_changed']}/"
-                  f"{len(runs)} runs ({w['run_entries']}/{w['run_entries_expected']} entries), {w['foreign']} entries of runs it did not follow, {w['reconnects']} "
-                  f"reconnects")
+                  f"{len(runs)} runs ({w['run_entries']}/{w['run_entries_expected']} entries), {w['foreign']} "
+                  f"entries of runs it did not follow, {w['reconnects']} reconnects")
     caught = [w["caught_up_s"] for w in seen["watchers"] if w["caught_up_s"] is not None]
     print(f"  watchers        : {complete}/{len(seen['watchers'])} got every point and line of their run once and "
           f"every run change of every run in the feed after they connected "
