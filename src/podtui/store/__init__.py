@@ -33,7 +33,7 @@ from ..models import (
     RunStatus,
 )
 from ..report_rows import ReportBatch
-from .engine import Engine, StoreUnavailable, _exec, _one
+from .engine import Engine, StoreUnavailable, _all, _exec, _one
 
 __all__ = ["DatasetRecord", "FeedItem", "NotFound", "ReportResult", "Store", "StoreUnavailable", "TokenCheck"]
 
@@ -630,38 +630,69 @@ class Store(Engine):
         if full is not None:
             sql += f" AND (kind IN ('run', 'run_event') OR run_id IN ({', '.join('?' * len(full))}))"
             params.extend(sorted(full))
-        rows = await self._read(sql + " ORDER BY id LIMIT ?", (*params, limit))
+        sql += " ORDER BY id LIMIT ?"
+        params.append(limit)
+        try:
+            # One hop to the reader's thread for the batch and every row it names: a hop per entry (a run change
+            # each report) cost more than the reads, times every watcher.
+            rows, runs, events, ranges = await self._r._execute(_read_feed, self._r._conn, sql, params)
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"the store cannot be read: {exc}") from exc
         items: list[FeedItem] = []
         runs_seen: dict[str, Run] = {}
-        for fid, rid, kind, lo, hi in rows:
-            entry = await self._entry(kind, rid, lo, hi, runs_seen)
+        for fid, rid, kind, lo, _ in rows:
+            entry = _entry(kind, rid, fid, lo, runs, events, ranges, runs_seen)
             if entry is not None:
                 items.append(FeedItem(fid, rid, entry))
         return items
 
-    async def _entry(self, kind: str, run_id: str, lo: int | None, hi: int | None,
-                     runs_seen: dict[str, Run]) -> FeedEntry | None:
-        """One feed row as its typed entry (None when its rows are gone). Rows come from this store, already
-        checked on the way in: the models are built without validating them again."""
-        if kind == "run":
-            if run_id not in runs_seen:
-                runs_seen[run_id] = await self.get_run(run_id)
-            return RunChanged(run=runs_seen[run_id])
-        if kind == "run_event":
-            rows = await self._read("SELECT id, run_id, ts, kind, message FROM run_events WHERE id = ?", (lo,))
-            if not rows:
-                return None
-            return RunEventAdded(event=RunEvent(id=rows[0][0], run_id=rows[0][1], ts=rows[0][2], kind=rows[0][3],
-                                                message=rows[0][4]))
+
+def _read_feed(db: sqlite3.Connection, sql: str, params: list[Any]) -> tuple[
+        list[Any], dict[str, Any], dict[int, Any], dict[int, list[Any]]]:
+    """Feed rows and the rows they name: runs by id, run events by id, metrics and log lines by feed id."""
+    rows = _all(db, sql, params)
+    run_ids = sorted({rid for _, rid, kind, _, _ in rows if kind == "run"})
+    runs = {}
+    if run_ids:
+        runs = {r[0]: r for r in _all(
+            db, f"SELECT {_RUN_COLUMNS} FROM runs WHERE id IN ({', '.join('?' * len(run_ids))})", run_ids)}
+    event_ids = [lo for _, _, kind, lo, _ in rows if kind == "run_event"]
+    events = {}
+    if event_ids:
+        events = {r[0]: r for r in _all(
+            db, f"SELECT id, run_id, ts, kind, message FROM run_events WHERE id IN ({', '.join('?' * len(event_ids))})",
+            event_ids)}
+    ranges: dict[int, list[Any]] = {}
+    for fid, _, kind, lo, hi in rows:
         if kind == "metrics":
-            rows = await self._read(
-                "SELECT name, step, value, ts FROM metrics WHERE rowid BETWEEN ? AND ? ORDER BY rowid", (lo, hi))
-            points = [MetricPoint.model_construct(name=r[0], step=r[1], value=_none_to_nan(r[2]), ts=r[3])
-                      for r in rows]
-            return MetricsAdded.model_construct(run_id=run_id, points=points)
-        if kind == "logs":
-            rows = await self._read(
-                "SELECT seq, ts, stream, text FROM logs WHERE rowid BETWEEN ? AND ? ORDER BY rowid", (lo, hi))
-            lines = [LogLine.model_construct(seq=r[0], ts=r[1], stream=r[2], text=r[3]) for r in rows]
-            return LogsAdded.model_construct(run_id=run_id, lines=lines)
-        return None
+            ranges[fid] = _all(db, "SELECT name, step, value, ts FROM metrics WHERE rowid BETWEEN ? AND ? "
+                                   "ORDER BY rowid", (lo, hi))
+        elif kind == "logs":
+            ranges[fid] = _all(db, "SELECT seq, ts, stream, text FROM logs WHERE rowid BETWEEN ? AND ? "
+                                   "ORDER BY rowid", (lo, hi))
+    return rows, runs, events, ranges
+
+
+def _entry(kind: str, run_id: str, fid: int, lo: int | None, runs: dict[str, Any], events: dict[int, Any],
+           ranges: dict[int, list[Any]], runs_seen: dict[str, Run]) -> FeedEntry | None:
+    """One feed row as its typed entry (None when its rows are gone). Rows come from this store, already checked
+    on the way in: the models are built without validating them again."""
+    if kind == "run":
+        if run_id not in runs_seen:
+            if run_id not in runs:
+                raise NotFound(f"no run {run_id}")
+            runs_seen[run_id] = _row_to_run(runs[run_id])
+        return RunChanged(run=runs_seen[run_id])
+    if kind == "run_event":
+        row = events.get(lo) if lo is not None else None
+        if row is None:
+            return None
+        return RunEventAdded(event=RunEvent(id=row[0], run_id=row[1], ts=row[2], kind=row[3], message=row[4]))
+    if kind == "metrics":
+        points = [MetricPoint.model_construct(name=r[0], step=r[1], value=_none_to_nan(r[2]), ts=r[3])
+                  for r in ranges[fid]]
+        return MetricsAdded.model_construct(run_id=run_id, points=points)
+    if kind == "logs":
+        lines = [LogLine.model_construct(seq=r[0], ts=r[1], stream=r[2], text=r[3]) for r in ranges[fid]]
+        return LogsAdded.model_construct(run_id=run_id, lines=lines)
+    return None
