@@ -46,7 +46,7 @@ def simulated_pod(url: str, run_id: str, token: str, seconds: float, home: Path,
     env = {"PODTUI_URL": url, "PODTUI_RUN_ID": run_id, "PODTUI_TOKEN": token, "PODTUI_HOME": str(home),
            "PODTUI_UNREACHABLE_LIMIT_S": "120"}
     agent = agent_module.Agent(["true"], env=env)
-    post = agent.control_plane.post
+    post = agent.link.post
 
     def timed_post(payload: dict[str, Any]) -> dict[str, Any]:
         start = time.perf_counter()
@@ -58,7 +58,7 @@ def simulated_pod(url: str, run_id: str, token: str, seconds: float, home: Path,
         finally:
             stats.latencies.append((time.perf_counter() - start) * 1000)
 
-    agent.control_plane.post = timed_post  # type: ignore[method-assign]
+    agent.link.post = timed_post  # type: ignore[method-assign]
     agent.reporter.start()
     step = 0
     deadline = time.monotonic() + seconds

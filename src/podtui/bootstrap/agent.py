@@ -742,7 +742,10 @@ class Gone(Exception):
     """The control plane says this run is over (or this token is no longer valid): stop."""
 
 
-class ControlPlane:
+class PushLink:
+    """Push mode's way to the control plane: `post` sends a report to its URL with the run's ingest token and
+    returns the reply (Gone when the run or the token is no longer valid). PullLink stands in for it in pull mode."""
+
     def __init__(self, url: str, run_id: str, token: str) -> None:
         self.url = url.rstrip("/") + "/api/v1/runs/" + run_id + "/report"
         self.token = token
@@ -823,7 +826,7 @@ class Reporter(threading.Thread):
         if final and drained:
             payload.update(final)
         try:
-            reply = agent.control_plane.post(payload)
+            reply = agent.link.post(payload)
         except Gone as exc:
             agent.gone(str(exc))
             return False
@@ -1195,8 +1198,7 @@ class Agent:
         self.command = command
         self.home = env.get("PODTUI_HOME") or os.path.join(os.path.expanduser("~"), "podtui")
         os.makedirs(self.home, exist_ok=True)
-        self.control_plane: typing.Any = link or ControlPlane(env["PODTUI_URL"], env["PODTUI_RUN_ID"],
-                                                             env["PODTUI_TOKEN"])
+        self.link: typing.Any = link or PushLink(env["PODTUI_URL"], env["PODTUI_RUN_ID"], env["PODTUI_TOKEN"])
         self.keep_alive = float(env.get("PODTUI_KEEP_ALIVE_S") or 0)
         self.terminate_cmd = env.get("PODTUI_TERMINATE_CMD", "")
         self.runpod_api = env.get("PODTUI_RUNPOD_API_URL", "")
@@ -1521,8 +1523,8 @@ class Agent:
         # control plane (a laptop that sleeps) and ends all the same.
         # A pod past its own limit does not bill another half hour for a report: a minute at most.
         patience = min(10.0, self.grace) if self.signalled else self.undelivered_keep
-        if self.signalled and isinstance(self.control_plane, PullLink):
-            self.control_plane.timeout = min(self.control_plane.timeout, 5.0)
+        if self.signalled and isinstance(self.link, PullLink):
+            self.link.timeout = min(self.link.timeout, 5.0)
         if self.stopped_by_pod:
             patience = min(patience, 60.0)
         ended = time.time()
