@@ -46,7 +46,7 @@ class PodtuiApp(App[int]):
     BINDINGS = [
         Binding("q", "quit_guarded", "Quit", id="app.quit", tooltip="Quit (asks when pods still run)"),
         Binding("question_mark", "help", "Help", key_display="?", id="app.help", tooltip="Show every key"),
-        Binding("colon", "command_palette", "Commands", key_display=":", id="app.palette", show=False,
+        Binding("colon,ctrl+p", "command_palette", "Commands", key_display=":", id="app.palette", show=False,
                 tooltip="Open the command palette"),
     ]
 

@@ -49,3 +49,43 @@ def test_run_detail_says_how_the_metrics_were_read():
     console.print(run_facts(App(), run, time.time()))
     text = console.export_text()
     assert "tqdm postfix, step from the bar's counter  (--metrics auto, --metrics-ranks all)" in text
+
+
+async def test_the_view_keeps_following_while_a_live_row_is_replaced():
+    """Taking the live row off moves the end; the view must still follow the new lines (it stuck mid-way)."""
+    app = LogApp()
+    async with app.run_test(size=(100, 12)) as pilot:
+        view = app.query_one(LogView)
+        for n in range(60):
+            view.add([Line(n, 0.0, f"step={n}")])
+            view.set_live([f"Epoch 1: {n}/100"])
+            view.flush()
+            await pilot.pause()
+            assert view.is_vertical_scroll_end, n
+        assert view.lines[-1] == "Epoch 1: 59/100"
+        view.scroll_home(animate=False)  # a person scrolled up: new lines do not pull the view down
+        await pilot.pause()
+        view.add([Line(60, 0.0, "step=60")])
+        view.flush()
+        await pilot.pause()
+        assert view.scroll_y == 0
+
+
+async def test_the_view_keeps_following_when_it_gets_shorter():
+    """A row mounted above the log (the dataset download bar) shortens it: it must stay at the end (it stuck)."""
+    from textual.widgets import Static
+
+    app = LogApp()
+    async with app.run_test(size=(100, 16)) as pilot:
+        view = app.query_one(LogView)
+        view.add([Line(n, 0.0, f"step={n}") for n in range(40)])
+        view.flush()
+        await pilot.pause()
+        assert view.is_vertical_scroll_end
+        await app.screen.mount(Static("dataset ▇▇▇▇\n\n\n"), before=view)
+        await pilot.pause()
+        for n in range(40, 45):
+            view.add([Line(n, 0.0, f"step={n}")])
+            view.flush()
+            await pilot.pause()
+        assert view.is_vertical_scroll_end

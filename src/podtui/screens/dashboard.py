@@ -280,8 +280,8 @@ class Dashboard(Screen[None]):
             if run is not None:
                 self.live.put(run)
                 self._refresh_table()
-                self.selected = None
                 self.select(run.id)
+                self.query_one(RunsTable).move_to(run.id)  # or the cursor's row selects the old run again
                 self.notify(f"launched {run.name} on {run.provider}")
 
         from .launch import LaunchScreen

@@ -15,7 +15,7 @@ class HelpScreen(Dialog[None]):
 
     BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close", id="help.close", tooltip="Close help")]
     DEFAULT_CSS = """
-    HelpScreen > .box { width: 72; height: 80%; }
+    HelpScreen > .box { width: 110; height: 80%; }
     """
 
     def __init__(self, bindings: list[Binding]) -> None:
@@ -26,8 +26,8 @@ class HelpScreen(Dialog[None]):
         lines = ["[b]podtui keys[/b]", ""]
         for binding in self.key_bindings:
             key = binding.key_display or binding.key
-            lines.append(f"  [b]{key:<12}[/b] {binding.description}  [dim]{binding.tooltip}[/dim]")
-        lines += ["", "Keys can be remapped in config.toml under [keymap], by binding id.",
+            lines.append(f"  [b]{key:<12}[/b] {binding.description}  [dim]{binding.tooltip}  ({binding.id})[/dim]")
+        lines += ["", "Keys can be remapped in config.toml under \\[keymap], by binding id.",
                   "`:` or ctrl+p opens the command palette."]
         with VerticalScroll(classes="box"):
             yield Static("\n".join(lines))

@@ -114,13 +114,16 @@ class LogView(Log):
         """Write what is queued in one call."""
         if not self.pending and not self._live_dirty:
             return
+        at_end = self.is_vertical_scroll_end  # before the live rows come off, which moves the end
         self._drop_live()
         batch, self.pending = self.pending, []
         self.history.extend(batch)
         shown = [self._format(line) for line in batch if self._visible(line)]
         if shown:
-            self.write_lines(shown, scroll_end=self.follow)
+            self.write_lines(shown, scroll_end=False)
         self._show_live()
+        if self.follow and at_end and not self.is_vertical_scrollbar_grabbed:
+            self.scroll_end(animate=False, immediate=True, x_axis=False)
 
     def _drop_live(self) -> None:
         """Take the live rows off the end (Log has no call for it: its line list is trimmed directly)."""
@@ -138,16 +141,22 @@ class LogView(Log):
         self._live_dirty = False
         rows = [row for row in self.live if not self.filter_text or self.filter_text.lower() in row.lower()]
         if rows:
-            self.write_lines(rows, scroll_end=self.follow)
+            self.write_lines(rows, scroll_end=False)
             self._live_shown = len(rows)
 
     def _rewrite(self) -> None:
         self.clear()
         self._live_shown = 0
-        self.write_lines([self._format(line) for line in self.history if self._visible(line)],
-                         scroll_end=self.follow)
+        self.write_lines([self._format(line) for line in self.history if self._visible(line)], scroll_end=False)
         self._show_live()
+        if self.follow:
+            self.scroll_end(animate=False, immediate=True, x_axis=False)
         self.border_subtitle = f"filter: {self.filter_text}" if self.filter_text else ""
+
+    def on_resize(self) -> None:
+        """Following, the view stays at the end when it gets shorter (a download bar mounted above it)."""
+        if self.follow:
+            self.call_after_refresh(self.scroll_end, animate=False, immediate=True, x_axis=False)
 
     def watch_filter_text(self) -> None:
         self._rewrite()
@@ -157,6 +166,7 @@ class LogView(Log):
 
     def watch_follow(self, follow: bool) -> None:
         self.auto_scroll = follow
-        self.border_title = "logs" if follow else "logs (paused)"
+        title = str(self.border_title or "logs").removesuffix(" (paused)")
+        self.border_title = title if follow else f"{title} (paused)"
         if follow:
             self.scroll_end(animate=False)

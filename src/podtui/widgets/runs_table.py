@@ -75,6 +75,12 @@ class RunsTable(DataTable[str | Text]):
             for column, value in zip(COLUMNS, run_cells(self.app, run, losses.get(run.id, []), now), strict=True):
                 self.update_cell(run.id, column, value, update_width=True)  # "pending" becomes "training"
 
+    def move_to(self, run_id: str) -> None:
+        """Put the cursor on a run's row (which selects it)."""
+        ids = [k.value for k in self.rows]
+        if run_id in ids:
+            self.move_cursor(row=ids.index(run_id))
+
     @property
     def selected_run_id(self) -> str | None:
         """The run under the cursor."""
