@@ -19,6 +19,8 @@ class ReportSink:
         """(arrival time, body) of every report taken."""
         self.logged: dict[int, tuple[str, str]] = {}
         """seq -> (stream, text)"""
+        self.lines: dict[int, str] = {}
+        """seq -> text"""
         self.metrics: dict[tuple[str, int], float] = {}
         self.statuses: list[str] = []
         self.live: list[list[str]] = []
@@ -52,6 +54,7 @@ class ReportSink:
         self.reports.append((time.time(), body))
         for line in body.get("logs", []):
             self.logged.setdefault(line["seq"], (line["stream"], line["text"]))
+            self.lines.setdefault(line["seq"], line["text"])
         for m in body.get("metrics", []):
             self.metrics.setdefault((m["name"], m["step"]), m["value"])
         if body.get("status"):
@@ -60,8 +63,3 @@ class ReportSink:
             self.live.append(body["live"])
         if "metrics_source" in body:
             self.sources.append(body["metrics_source"])
-
-    @property
-    def lines(self) -> dict[int, str]:
-        """seq -> text"""
-        return {seq: text for seq, (_, text) in self.logged.items()}
