@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import os
 from collections.abc import AsyncIterator, Callable
@@ -13,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from .digest import sha256_file
 from .errors import ControlPlaneError, ControlPlaneUnreachable
 from .feed import FeedEntry, parse_entry
 from .live import Follow
@@ -166,7 +166,7 @@ class Client:
             raise ControlPlaneError(f"the control plane named an output {file.path[:200]!r}: {problem}; not written")
         dest = folder / file.path
         if dest.is_file() and dest.stat().st_size == file.size and \
-                await asyncio.to_thread(_sha256_of, dest) == file.sha256:
+                await asyncio.to_thread(sha256_file, dest) == file.sha256:
             return dest, False
         dest.parent.mkdir(parents=True, exist_ok=True)
         part = dest.with_name(dest.name + ".part")
@@ -193,7 +193,7 @@ class Client:
                 raise ControlPlaneUnreachable(self.url) from exc
             except httpx.TransportError as exc:
                 raise ControlPlaneError(f"copying {file.path} stopped ({exc!r}); run it again to resume") from exc
-            if await asyncio.to_thread(_sha256_of, part) == file.sha256:
+            if await asyncio.to_thread(sha256_file, part) == file.sha256:
                 os.replace(part, dest)
                 return dest, True
             part.unlink(missing_ok=True)  # a different version was there: fetch it whole once more
@@ -277,14 +277,6 @@ class Client:
 
 _FeedItem = tuple[int, FeedEntry | None] | BaseException | None
 """What one feed connection hands the reader: (id, entry), (start id, None), an error to raise, or None (ended)."""
-
-
-def _sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _error_of(response: httpx.Response) -> ControlPlaneError:

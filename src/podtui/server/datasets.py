@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..digest import sha256_file
 from ..models import Dataset
 
 _ENCODED_SEPARATOR = re.compile(r"%(2f|5c|2e|00)", re.IGNORECASE)
-_HASH_CHUNK = 1024 * 1024
 
 
 class DatasetError(ValueError):
@@ -54,15 +54,6 @@ def is_inside(root: str, path: str) -> bool:
     root = os.path.realpath(root)
     path = os.path.realpath(path)
     return os.path.commonpath([root, path]) == root
-
-
-def sha256_file(path: str) -> str:
-    """Hex SHA-256 of a file's content."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def manifest_text(manifest: list[dict[str, Any]]) -> str:

@@ -28,6 +28,7 @@ import httpx
 
 from ..bootstrap.script import render_start_script
 from ..config import Settings, ensure_secret
+from ..digest import sha256_file
 from ..models import DownloadProgress, Report, Run, RunStatus
 from ..report_rows import ReportBatch
 from ..store import NotFound, Store
@@ -241,7 +242,7 @@ class Puller:
         bundle = self.runs.bundle_path(run.id)
         if run.spec.workdir and bundle.is_file():
             uploads.append(Upload("bundle", bundle.stat().st_size,
-                                  await asyncio.to_thread(_sha256_of, str(bundle)), path=str(bundle)))
+                                  await asyncio.to_thread(sha256_file, bundle), path=str(bundle)))
         return uploads
 
     async def _upload_inputs(self, run: Run, link: PodLink, state: dict[str, Any]) -> None:
@@ -299,9 +300,3 @@ def _read(upload: Upload, offset: int, size: int) -> bytes:
         return f.read(size)
 
 
-def _sha256_of(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
