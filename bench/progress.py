@@ -14,16 +14,16 @@ Goal: the agent under 5% of a core; one stored line per bar.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
 import tempfile
 import textwrap
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: tests/fakes
+from tests.fakes.report_sink import ReportSink
 
 AGENT = Path(__file__).resolve().parents[1] / "src" / "podtui" / "bootstrap" / "agent.py"
 TICK = os.sysconf("SC_CLK_TCK")
@@ -61,37 +61,6 @@ DRAIN = textwrap.dedent("""
 """)
 
 
-class RecordingPlane:
-    """Stores what reports carry, as the control plane would (first point per step)."""
-
-    def __init__(self) -> None:
-        self.lines: dict[int, tuple[str, str]] = {}
-        self.points: dict[tuple[str, int], float] = {}
-        self.reports = 0
-        plane = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                plane.reports += 1
-                for line in body.get("logs", []):
-                    plane.lines.setdefault(line["seq"], (line["stream"], line["text"]))
-                for m in body.get("metrics", []):
-                    plane.points.setdefault((m["name"], m["step"]), m["value"])
-                data = b'{"stop": false}'
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-
 def own_cpu(pid: int) -> float | None:
     """Seconds of CPU the process itself used (not its children), or None once it is gone."""
     try:
@@ -126,7 +95,7 @@ def main() -> None:
     drawing_s = args.bars * args.seconds
     drawings = int(args.bars * args.seconds * args.rate)
 
-    plane = RecordingPlane()
+    plane = ReportSink()
     with tempfile.TemporaryDirectory() as home:
         env = {**os.environ, "PODTUI_URL": plane.url, "PODTUI_RUN_ID": "bench", "PODTUI_TOKEN": "t",
                "PODTUI_HOME": home, "NO_PROXY": "127.0.0.1"}
@@ -138,9 +107,9 @@ def main() -> None:
     cat_cpu, _ = measure(["cat"], stdin=read_end)
     drawer.wait()
 
-    printed = [text for stream, text in plane.lines.values() if stream != "system"]
+    printed = [text for stream, text in plane.logged.values() if stream != "system"]
     bar_lines = [text for text in printed if text.startswith("Epoch")]
-    loss = sorted(step for name, step in plane.points if name == "loss")
+    loss = sorted(step for name, step in plane.metrics if name == "loss")
     print(f"{args.bars} bars x {args.seconds:g} s at {args.rate:,} drawings/s = {drawings:,} drawings "
           f"({drawing_s:g} s), agent ran {agent_wall:.1f} s")
     print(f"agent CPU                       : {100 * agent_cpu / drawing_s:6.2f} % of a core "
@@ -151,7 +120,7 @@ def main() -> None:
     print(f"stored log lines of the bars    : {len(bar_lines)} (one per finished bar: {args.bars}); "
           f"all lines {len(printed)}")
     print(f"loss points                     : {len(loss)} (steps {loss[0] if loss else '-'}.."
-          f"{loss[-1] if loss else '-'}), reports {plane.reports}")
+          f"{loss[-1] if loss else '-'}), reports {len(plane.reports)}")
     print(f"goal: agent < 5 % of a core: {'met' if agent_cpu / drawing_s < 0.05 else 'NOT met'}; "
           f"one line per bar: {'met' if len(bar_lines) == args.bars else 'NOT met'}")
 
