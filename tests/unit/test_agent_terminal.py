@@ -5,9 +5,9 @@ from __future__ import annotations
 from podtui.bootstrap.agent import Output, Screen
 
 
-def shown(*chunks: str, stream: str = "stderr") -> tuple[list[str], list[str]]:
+def shown(*chunks: str) -> tuple[list[str], list[str]]:
     """(log lines, live rows) after the chunks and before the stream ends."""
-    out = Output(stream)
+    out = Output()
     for i, chunk in enumerate(chunks):
         out.feed(chunk.encode(), float(i))
     lines, _ = out.take()
@@ -15,7 +15,7 @@ def shown(*chunks: str, stream: str = "stderr") -> tuple[list[str], list[str]]:
 
 
 def closed(*chunks: str) -> list[str]:
-    out = Output("stderr")
+    out = Output()
     for chunk in chunks:
         out.feed(chunk.encode(), 0.0)
     out.close(0.0)
@@ -60,7 +60,7 @@ def test_a_row_the_program_left_is_stored_once_it_settles():
 
 
 def test_escape_and_utf8_cut_between_reads():
-    out = Output("stdout")
+    out = Output()
     data = "\x1b[32m█ok\x1b[0m\n".encode()
     for i in range(len(data)):
         out.feed(data[i:i + 1], 0.0)
@@ -68,7 +68,7 @@ def test_escape_and_utf8_cut_between_reads():
 
 
 def test_rank_prefixes_are_stripped_for_reading_and_kept_in_the_log():
-    out = Output("stdout")
+    out = Output()
     out.feed(b"[rank1]:step=1 loss=2\n[rank0]:step=1 loss=1\n0: hello\n", 0.0)
     lines = out.take()[0]
     assert [(text, content, rank) for text, content, rank, _ in lines] == [
@@ -90,7 +90,7 @@ def test_a_line_without_end_that_grows_forever_is_cut():
 
 
 def test_an_escape_that_never_ends_does_not_hold_the_stream():
-    out = Output("stdout")
+    out = Output()
     out.feed(b"\x1b]0;title" + b"x" * 300, 0.0)
     out.feed(b"\nnext\n", 0.0)
     lines = [text for text, *_ in out.take()[0]]

@@ -19,7 +19,7 @@ class Replay:
     """The agent's reading path without its threads: chunks in, log lines and metric points out."""
 
     def __init__(self, mode: str = "auto", ranks: str = "0") -> None:
-        self.outputs = {"stdout": Output("stdout"), "stderr": Output("stderr")}
+        self.outputs = {"stdout": Output(), "stderr": Output()}
         self.reader = MetricReader(mode, ranks)
         self.lines: list[tuple[str, str]] = []
         self.points: list[tuple[str, int, float]] = []

@@ -123,7 +123,11 @@ def parse_metrics(line: str, state: dict) -> list:
     text = line.strip()
     if not text or len(text) > MAX_LINE:
         return []
-    kind, values = _plain_values(text)
+    return _metrics_of(text, *_plain_values(text), state)
+
+
+def _metrics_of(text: str, kind: str, values: dict | None, state: dict) -> list:
+    """parse_metrics for a stripped line whose _plain_values are known."""
     if kind != "pairs":
         if not values:
             return []
@@ -345,8 +349,7 @@ class Output:
     Launchers prefix each line with its rank (`[rank1]:`, `[default1]:`, `1: `): each rank draws on its own
     screen, so their bars do not overwrite each other."""
 
-    def __init__(self, stream: str) -> None:
-        self.stream = stream
+    def __init__(self) -> None:
         self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
         self.carry = ""
         self.screens: dict = {}
@@ -516,16 +519,18 @@ class MetricReader:
         if stream != "stdout":
             return []
         text = text.strip()
+        if not text or len(text) > MAX_LINE:
+            return []
         m = _KERAS_EPOCH.match(text)
         if m and self.mode == "auto":
             self.keras_epoch[rank] = int(m.group(1))
             return []
-        kind, values = _plain_values(text)
+        kind, values = _plain_values(text)  # decoded once: _metrics_of takes it
         if self.mode == "json" and kind != "json":
             return []
         if kind == "hf" and values and "step" not in values and self.bar is not None:
             return self.named(self.trainer_dict(values, rank, now), rank)
-        points = parse_metrics(text, self.state)
+        points = _metrics_of(text, kind, values, self.state)
         if points:
             has_step = kind == "pairs" or (values is not None and any(k in values for k in STEP_KEYS))
             if kind == "hf":
@@ -1050,7 +1055,7 @@ class OutputSender:
             sent = failed = 0
             for item in plan.get("files") or []:
                 name = item.get("path")
-                if getattr(self.agent, "signalled", False):  # the pod is being stopped: no new file starts
+                if self.agent.signalled:  # the pod is being stopped: no new file starts
                     failed += 1
                     continue
                 if item.get("action") == "refuse":
@@ -1085,7 +1090,7 @@ class OutputSender:
                     return None
             except OSError:
                 pass
-            if time.time() + pause > deadline or getattr(self.agent, "signalled", False):
+            if time.time() + pause > deadline or self.agent.signalled:
                 return None
             time.sleep(pause)
             pause = min(pause * 2, 15.0)
@@ -1123,7 +1128,7 @@ class OutputSender:
             except OSError as exc:
                 if not os.path.exists(path):
                     return False  # deleted while it was sent: the next sync knows
-                if time.time() + pause > deadline or getattr(self.agent, "signalled", False):
+                if time.time() + pause > deadline or self.agent.signalled:
                     self.note_once(f"output {name!r} not sent in time ({exc})")
                     return False
                 time.sleep(pause)
@@ -1222,7 +1227,7 @@ class Agent:
         self.seq = 0
         self.tail: collections.deque = collections.deque(maxlen=TAIL_LINES)
         self.reader = MetricReader(env.get("PODTUI_METRICS") or "auto", env.get("PODTUI_METRICS_RANKS") or "0")
-        self.outputs = {"stdout": Output("stdout"), "stderr": Output("stderr")}
+        self.outputs = {"stdout": Output(), "stderr": Output()}
         self.output_lock = threading.Lock()
         self.live: list = []  # the progress rows being drawn now, as sent last
         self.live_sent: list | None = None
@@ -1358,15 +1363,16 @@ class Agent:
             partial += data
             *lines, partial = partial.split(b"\n")
             now = time.time()
+            points: list = []
             for raw in lines:
                 text = raw.decode("utf-8", "replace").strip()
-                if not text.startswith("{"):
-                    continue
-                for name, step, value in parse_metrics(text, self.file_state):
-                    self.reader.note("metrics file ($PODTUI_METRICS_FILE)")
-                    self.outbox.add("m", {"name": name, "step": step, "value": json_value(value), "ts": now})
-                    self.last_line_at = now
-            if lines:
+                if text.startswith("{"):
+                    points += parse_metrics(text, self.file_state)
+            if points:
+                self.reader.note("metrics file ($PODTUI_METRICS_FILE)")
+                self.last_line_at = now
+                with self.seq_lock:
+                    self.add_points(points, now)
                 self.reporter.wake.set()
             if finished:
                 return
@@ -1848,10 +1854,11 @@ class PodPort:
                     self.answer(409, {"error": "not in the listing, or changed since"})
                 elif rest == ["sha256"]:
                     self.answer(200, {"sha256": pod.output_sha256(path, size, mtime), "size": size, "mtime": mtime})
-                elif rest == ["file"] and 0 <= offset <= size and 0 <= length <= MAX_CHUNK * 2:
+                elif rest == ["file"] and 0 <= offset <= size and 0 <= length <= OUTPUT_PIECE:
                     self.send_range(path, offset, min(length, size - offset))
                 else:
-                    self.answer(400, {"error": "want an offset within the file and a length up to 64 MiB"})
+                    limit = OUTPUT_PIECE >> 20
+                    self.answer(400, {"error": f"want an offset within the file and a length up to {limit} MiB"})
 
             def send_range(self, path: str, offset: int, length: int) -> None:
                 try:
