@@ -8,10 +8,8 @@ import asyncio
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from .metric_names import TRAIN_LOSS_NAMES
-
 if TYPE_CHECKING:  # the models load once the control plane answers, after the first frame
-    from .feed import FeedEntry, MetricsAdded
+    from .feed import FeedEntry
     from .models import Run
 
 SPARK_POINTS = 40
@@ -19,12 +17,14 @@ SPARK_POINTS = 40
 
 class LiveRuns:
     """Runs by id and their sparklines; `apply` takes each feed entry. `version` grows with every change the runs
-    table shows, so a view redraws only when it moved."""
+    table shows, so a view redraws only when it moved.
+
+    A sparkline is a run's recent training loss: fetched once, then grown from the run's own changes (its
+    `last_loss` at each new step), which the feed brings for every run, followed in full or not."""
 
     def __init__(self) -> None:
         self.runs: dict[str, Run] = {}
         self.sparks: dict[str, list[float]] = {}
-        self._spark_names: dict[str, str] = {}
         self.version = 0
 
     def get(self, run_id: str | None) -> Run | None:
@@ -43,10 +43,15 @@ class LiveRuns:
 
     def put(self, run: Run) -> bool:
         """A run as it is now (from the feed or an API answer); True when it is new."""
-        new = run.id not in self.runs
+        old = self.runs.get(run.id)
         self.runs[run.id] = run
+        stepped = run.last_step is not None and (old is None or old.last_step is None or run.last_step > old.last_step)
+        if stepped and run.last_loss is not None:
+            spark = self.sparks.setdefault(run.id, [])
+            spark.append(run.last_loss)
+            del spark[:-SPARK_POINTS]
         self.version += 1
-        return new
+        return old is None
 
     def load(self, runs: Iterable[Run]) -> None:
         """The list fetched at start: a run the feed already brought is newer and stays."""
@@ -54,36 +59,17 @@ class LiveRuns:
             self.runs.setdefault(run.id, run)
         self.version += 1
 
-    def set_spark(self, run_id: str, name: str, values: list[float]) -> None:
+    def set_spark(self, run_id: str, values: list[float]) -> None:
         """A run's recent training loss, fetched."""
-        self._spark_names[run_id] = name
         self.sparks[run_id] = values[-SPARK_POINTS:]
         self.version += 1
 
     def apply(self, entry: FeedEntry) -> None:
-        """Take one feed entry."""
-        from .feed import MetricsAdded, RunChanged
+        """Take one feed entry (the runs table shows run changes only)."""
+        from .feed import RunChanged
 
         if isinstance(entry, RunChanged):
             self.put(entry.run)
-        elif isinstance(entry, MetricsAdded):
-            self._add_points(entry)
-
-    def _add_points(self, entry: MetricsAdded) -> None:
-        run_id = entry.run_id
-        name = self._spark_names.get(run_id)
-        if name is None or name != TRAIN_LOSS_NAMES[0]:  # "loss" wins over "train_loss" once it shows up
-            seen = {p.name for p in entry.points if p.name in TRAIN_LOSS_NAMES}
-            better = next((n for n in TRAIN_LOSS_NAMES if n in seen), None)
-            if better is not None and (name is None or TRAIN_LOSS_NAMES.index(better) < TRAIN_LOSS_NAMES.index(name)):
-                name = self._spark_names[run_id] = better
-                self.sparks[run_id] = []
-        if name is None:
-            return
-        spark = self.sparks.setdefault(run_id, [])
-        spark.extend(float(p.value) for p in entry.points if p.name == name)
-        del spark[:-SPARK_POINTS]
-        self.version += 1
 
 
 class Follow:

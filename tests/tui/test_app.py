@@ -241,6 +241,8 @@ async def test_a_theme_change_recolours_statuses_and_the_chart(settings):
         app.take_entry(RunChanged(run=run))
         app.take_entry(MetricsAdded(run_id=run.id, points=[
             MetricPoint(name="train_loss", step=s, value=1 / s, ts=time.time()) for s in range(1, 30)]))
+        for step in (10, 20, 29):  # the run's changes that reports of train_loss make (its last_loss)
+            app.take_entry(RunChanged(run=run.model_copy(update={"last_step": step, "last_loss": 1 / step})))
         table = app.dashboard.query_one(RunsTable)
         chart = app.dashboard.query_one(LossChart)
         await wait_for(pilot, lambda: table.row_count == 1 and "train_loss" in chart.series)

@@ -123,7 +123,8 @@ def parse_metrics(line: str, state: dict) -> list:
     text = line.strip()
     if not text or len(text) > MAX_LINE:
         return []
-    return _metrics_of(text, *_plain_values(text), state)
+    kind, values = _plain_values(text)
+    return _metrics_of(text, kind, values, state)
 
 
 def _metrics_of(text: str, kind: str, values: dict | None, state: dict) -> list:

@@ -141,7 +141,7 @@ class Dashboard(Screen[None]):
                 continue
             name = next((n for n in TRAIN_LOSS_NAMES if n in page.series), None)
             if name is not None:
-                self.live.set_spark(run.id, name, page.series[name].values)
+                self.live.set_spark(run.id, page.series[name].values)
         self._refresh_table()
         if runs and self.selected is None:
             self.select(runs[0].id)
