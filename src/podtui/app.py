@@ -184,9 +184,17 @@ class PodtuiApp(App[int]):
         yield SystemCommand("logs: older", "Page in older log lines from the store", d.action_older_logs)
 
     def action_help(self) -> None:
-        """Show every key."""
+        """Show every key (the run detail's own ones too)."""
+        from .screens.run_detail import RunDetailScreen
+
         bindings = [b for b in [*self.BINDINGS, *Dashboard.BINDINGS] if isinstance(b, Binding)]
+        keys = {b.key for b in bindings}
+        bindings += [b for b in RunDetailScreen.BINDINGS if isinstance(b, Binding) and b.key not in keys]
         self.push_screen(HelpScreen(bindings))
+
+    async def action_quit(self) -> None:
+        """Textual's own quit (the command palette's "Quit") asks like `q` when pods still run."""
+        self.action_quit_guarded()
 
     def action_quit_guarded(self) -> None:
         """Quit; with live pods, ask whether to terminate them, keep them, or stay."""
@@ -221,7 +229,8 @@ class PodtuiApp(App[int]):
 
         self.push_screen(ConfirmScreen(
             f"Terminate [b]{run.name}[/b] ({run.status.value}, {run.gpu_type or 'no pod yet'})?\n"
-            "Its pod ends and stops billing; anything not saved elsewhere is lost.", yes="Terminate"), answered)
+            "Its pod ends and stops billing. Outputs not home yet are lost: `o` in the run detail brings them home "
+            "first.", yes="Terminate"), answered)
 
     def action_stop_run(self, run_id: str) -> None:
         """Stop a run's pod (asks)."""
@@ -235,7 +244,8 @@ class PodtuiApp(App[int]):
                 self.end_pod(run.id, stop=True)
 
         self.push_screen(ConfirmScreen(
-            f"Stop [b]{run.name}[/b]? Its pod stops (GPU billing ends; RunPod keeps the disk).", yes="Stop"),
+            f"Stop [b]{run.name}[/b]? Its pod stops and GPU billing ends. Outputs not home yet stay behind: `o` "
+            "in the run detail brings them home first.", yes="Stop"),
             answered)
 
     @work(group="terminate", exit_on_error=False)

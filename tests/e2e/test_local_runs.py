@@ -73,6 +73,19 @@ async def test_failing_command_reports_exit_code_and_tail_and_leaves_no_process(
     assert not group_alive(pid) and not group_alive(child)
 
 
+async def test_a_stop_ends_the_run_as_stopped_not_failed(local_plane):
+    """The agent reports its command killed by the stop (exit -15); the run stays what the user made it."""
+    r = await local_plane.http.post("/api/v1/runs", json={
+        "dataset": "demo", "gpu_types": ["local"], "command": "echo started; sleep 300"})
+    run_id = r.json()["id"]
+    await local_plane.wait_status(run_id, {"training"}, timeout=30)
+    r = await local_plane.http.post(f"/api/v1/runs/{run_id}/stop")
+    assert r.status_code == 200, r.text
+    await asyncio.sleep(1.0)  # the agent's last report has come by now
+    run = (await local_plane.http.get(f"/api/v1/runs/{run_id}")).json()
+    assert run["status"] == "terminated" and run["status_reason"] == "stopped by the user", run
+
+
 async def test_terminate_from_the_api_ends_the_process_group(local_plane):
     r = await local_plane.http.post("/api/v1/runs", json={
         "dataset": "demo", "gpu_types": ["local"], "command": "echo started; sleep 300"})

@@ -260,3 +260,18 @@ async def test_a_theme_change_recolours_statuses_and_the_chart(settings):
         app.theme = "gruvbox"
         await wait_for(pilot, lambda: looks() != before)
         assert looks()[0] == f"bold {theme_colour(app, 'text-error')}"
+
+
+async def test_the_palettes_quit_asks_when_pods_still_run(settings):
+    from podtui.feed import RunChanged
+    from podtui.models import LaunchSpec, Run, RunStatus
+
+    app = PodtuiApp(settings)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await wait_for(pilot, lambda: app.dashboard is not None and app.dashboard._client is not None)
+        app.take_entry(RunChanged(run=Run(id="live000001", name="live", provider="local", status=RunStatus.training,
+                                          spec=LaunchSpec(dataset="demo", gpu_types=["local"], command="true"),
+                                          dataset_id="d", created_at=time.time())))
+        await app.action_quit()  # what the command palette's "Quit" runs
+        await wait_for(pilot, lambda: isinstance(app.screen, QuitScreen))
+        await pilot.press("escape")
