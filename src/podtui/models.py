@@ -276,11 +276,13 @@ class LaunchSpec(_Model):
                 raise ValueError(f"env value of {key} contains a NUL byte")
         return env
 
-    @field_validator("outputs")
+    @field_validator("outputs", mode="before")
     @classmethod
-    def _relative_outputs(cls, value: str) -> str:
+    def _relative_outputs(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value  # the type check says what is wrong
         parts = [p for p in value.split("/") if p not in ("", ".")]
-        if not parts or ".." in parts:
+        if not parts or ".." in parts or value.startswith("/") or "\x00" in value:
             raise ValueError(f"outputs must be a folder inside the workdir, like `outputs` or `runs/out` "
                              f"(no `..`): {value[:100]!r}")
         return "/".join(parts)

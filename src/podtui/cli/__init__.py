@@ -17,10 +17,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import click
+from pydantic import ValidationError
 
 from ..client import Client, ControlPlaneError, ControlPlaneUnreachable
 from ..config import Settings, load_settings, read_admin_token
-from ..fmt import format_duration, outputs_line
+from ..fmt import format_bytes, format_duration, outputs_line
 from ..models import LaunchSpec, OrphanPod, Run, RunStatus
 
 T = TypeVar("T")
@@ -82,16 +83,6 @@ def table(rows: list[list[str]], header: list[str]) -> None:
         click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
 
 
-def fmt_size(n: int) -> str:
-    """Bytes as B, KiB, MiB or GiB."""
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
-
-
 async def resolve_run(client: Client, ref: str) -> Run:
     """A run by id, id prefix or name."""
     runs = await client.runs()
@@ -105,6 +96,23 @@ async def resolve_run(client: Client, ref: str) -> Run:
         raise ControlPlaneError(f"{ref!r} matches several runs: {', '.join(r.id for r in prefixed)}")
     raise ControlPlaneError(f"no run {ref!r}; `podtui runs` lists them")
 
+
+
+OPTION_OF_FIELD = {"gpu_types": "--gpu", "budget_usd": "--budget", "max_runtime_s": "--max-runtime",
+                   "keep_alive_s": "--keep-alive", "sync_outputs_s": "--sync-outputs", "cloud_type": "--cloud",
+                   "min_cuda_version": "--min-cuda", "min_gpu_util_pct": "--min-gpu-util",
+                   "min_gpu_util_s": "--min-gpu-util", "env": "--env"}
+"""The launch option a LaunchSpec field comes from, where the names differ (else --field-name)."""
+
+
+def launch_problems(exc: ValidationError) -> str:
+    """A launch's bad options, named as the user typed them: `--budget: must be at least 0`."""
+    problems = []
+    for err in exc.errors(include_url=False):
+        field = str(err["loc"][0]) if err["loc"] else ""
+        option = OPTION_OF_FIELD.get(field, "--" + field.replace("_", "-"))
+        problems.append(f"{option}: {str(err['msg']).removeprefix('Value error, ')}")
+    return "; ".join(problems)
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--server", envvar="PODTUI_SERVER", help="URL of a running control plane (default: the local one).")
@@ -201,7 +209,7 @@ def datasets(ctx: click.Context, as_json: bool) -> None:
         if as_json:
             emit_json(found)
             return
-        table([[d.name, d.id[:12], d.kind, fmt_size(d.size_bytes), str(d.file_count), d.path] for d in found],
+        table([[d.name, d.id[:12], d.kind, format_bytes(d.size_bytes), str(d.file_count), d.path] for d in found],
               ["NAME", "ID", "KIND", "SIZE", "FILES", "PATH"])
 
     run_async(go)
@@ -221,7 +229,7 @@ def datasets_add(obj: Context, path: str, name: str | None, as_json: bool) -> No
         if as_json:
             emit_json(dataset)
         else:
-            click.echo(f"registered {dataset.name} ({fmt_size(dataset.size_bytes)}, sha256 {dataset.sha256[:12]})")
+            click.echo(f"registered {dataset.name} ({format_bytes(dataset.size_bytes)}, sha256 {dataset.sha256[:12]})")
 
     run_async(go)
 
@@ -325,8 +333,8 @@ def launch(obj: Context, dataset: str, gpu_types: tuple[str, ...], command: str 
         fields["image"] = image
     try:
         spec = LaunchSpec.model_validate({k: v for k, v in fields.items() if v is not None})
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
+    except ValidationError as exc:
+        raise click.UsageError(launch_problems(exc)) from None
 
     async def go() -> int:
         async with obj.client() as client:
@@ -542,8 +550,9 @@ def outputs(obj: Context, run_ref: str, to_dir: str | None, sync_now: bool, as_j
             rows = []
             for f in page.files:
                 when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(f.home_at)) if f.home_at else "-"
-                moving = "" if f.moving_size is None else f"moving {fmt_size(f.received)}/{fmt_size(f.moving_size)}"
-                rows.append([f.path, "-" if f.size is None else fmt_size(f.size), (f.sha256 or "-")[:16], when,
+                moving = "" if f.moving_size is None else \
+                    f"moving {format_bytes(f.received)}/{format_bytes(f.moving_size)}"
+                rows.append([f.path, "-" if f.size is None else format_bytes(f.size), (f.sha256 or "-")[:16], when,
                              moving])
             if rows:
                 table(rows, ["NAME", "SIZE", "SHA256", "HOME AT", ""])
