@@ -176,3 +176,11 @@ async def test_keep_alive_is_an_upper_bound_not_a_wait(local_plane):
             break
         await asyncio.sleep(0.1)
     assert not group_alive(pid)
+
+
+async def test_a_gpu_the_local_provider_does_not_have_is_refused_at_launch(local_plane):
+    r = await local_plane.http.post("/api/v1/runs", json={"dataset": "demo", "gpu_types": ["NVIDIA GeForce RTX 4090"]})
+    assert r.status_code == 422, r.text
+    message = r.json()["error"]["message"]
+    assert "offers only the GPU type `local`" in message and "--gpu local" in message
+    assert await local_plane.store.list_runs() == []

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..models import GpuOffer
+from ..models import GpuOffer, LaunchSpec
 from .base import AttemptCallback, LaunchAttempt, Pod, PodRequest, PodState, ProviderError
 
 LOCAL_GPU = "local"
@@ -94,6 +94,13 @@ class LocalProvider:
         return [GpuOffer(id=LOCAL_GPU, name=f"This machine (CPU x{os.cpu_count() or 1}, no GPU)",
                          provider=self.name, vram_gb=None, secure_price=price, community_price=price,
                          spot_price=price, stock="High", max_gpu_count=1)]
+
+    async def check_spec(self, spec: LaunchSpec) -> list[str]:
+        """What a local pod cannot be (the launch is refused with it, before anything starts)."""
+        if LOCAL_GPU in spec.gpu_types:
+            return []
+        return [f"gpu_types: the local provider offers only the GPU type `local` (asked: "
+                f"{', '.join(spec.gpu_types)}); launch with --gpu local, or set RUNPOD_API_KEY for RunPod's GPUs"]
 
     async def create_pod(self, request: PodRequest, on_attempt: AttemptCallback) -> Pod:
         """Start the boot command as a new process group."""
