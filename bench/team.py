@@ -11,8 +11,8 @@ watchers run in a second process. Then the peer: the same generator against a st
 that reads each POST and answers 200 with a tiny JSON, storing nothing), to show the generator is not the limit.
 
 Checks: every point and line the pods sent is in the control plane's SQLite (counted per run), and every watcher
-got its run's points and lines over SSE (each once), and every run change in the feed after it connected (counted
-in SQLite), which covers every run.
+got its run's points and lines over SSE (each once), and a change of every run (the feed sends a run's last change
+of each batch it reads, so at most the run changes stored after it connected, counted in SQLite).
 
     python bench/team.py [--pods 500] [--seconds 60] [--watchers 10] [--stub-seconds S] [--no-stub]
 
@@ -349,8 +349,10 @@ def bench_plane(args: argparse.Namespace, work: Path) -> bool:
     runs: list[list[str]] = info["runs"]
     step = max(1, len(runs) // args.watchers)
     followed = [runs[i * step][0] for i in range(args.watchers)]
-    watchers = subprocess.Popen([sys.executable, __file__, "--role", "watchers", info["url"], info["admin_token"],
-                                 ",".join(followed)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    # The token goes in the environment: as an argument, one starting with "-" read as an option.
+    watchers = subprocess.Popen([sys.executable, __file__, "--role", "watchers", info["url"], ",".join(followed)],
+                                env={**os.environ, "BENCH_ADMIN_TOKEN": info["admin_token"]},
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     ok = True
     try:
         assert watchers.stdin is not None and watchers.stdout is not None
@@ -392,7 +394,7 @@ def bench_plane(args: argparse.Namespace, work: Path) -> bool:
         points_w, lines_w = expected[w["run_id"]]
         good = (w["points"] == points_w and w["point_entries"] == points_w and w["lines"] == lines_w
                 and w["line_entries"] == lines_w and w["runs_changed"] == len(runs) and w["foreign"] == 0
-                and w["run_entries"] == w["run_entries_expected"])
+                and 0 < w["run_entries"] <= w["run_entries_expected"])
         complete += good
         if not good:
             print(f"  watcher of {w['run_id']}: {w['points']}/{points_w} points ({w['point_entries']} entries), "
@@ -401,8 +403,8 @@ def bench_plane(args: argparse.Namespace, work: Path) -> bool:
                   f"entries of runs it did not follow, {w['reconnects']} reconnects")
     caught = [w["caught_up_s"] for w in seen["watchers"] if w["caught_up_s"] is not None]
     print(f"  watchers        : {complete}/{len(seen['watchers'])} got every point and line of their run once and "
-          f"every run change of every run in the feed after they connected "
-          f"({sum(w['run_entries'] for w in seen['watchers']):,} run changes in all), "
+          f"the changes of every run ({sum(w['run_entries'] for w in seen['watchers']):,} run changes in all, of "
+          f"{sum(w['run_entries_expected'] for w in seen['watchers']):,} stored after they connected), "
           f"{sum(w['reconnects'] for w in seen['watchers'])} reconnects; the last caught up "
           f"{max(caught, default=float('nan')):.1f} s after the load stopped")
     return ok and complete == len(seen["watchers"])
@@ -442,8 +444,8 @@ def main() -> None:
     parser.add_argument("role_args", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.role == "watchers":
-        url, token, followed = args.role_args
-        asyncio.run(watchers_main(url, token, followed.split(",")))
+        url, followed = args.role_args
+        asyncio.run(watchers_main(url, os.environ["BENCH_ADMIN_TOKEN"], followed.split(",")))
         return
     if args.role == "stub":
         stub_main(int(args.role_args[0]))

@@ -640,7 +640,11 @@ class Store(Engine):
             raise StoreUnavailable(f"the store cannot be read: {exc}") from exc
         items: list[FeedItem] = []
         runs_seen: dict[str, Run] = {}
+        # Every run change of a run carries its row as it is now, so within a batch only the last one goes out.
+        last_change = {rid: fid for fid, rid, kind, _, _ in rows if kind == "run"}
         for fid, rid, kind, lo, _ in rows:
+            if kind == "run" and last_change[rid] != fid:
+                continue
             entry = _entry(kind, rid, fid, lo, runs, events, ranges, runs_seen)
             if entry is not None:
                 items.append(FeedItem(fid, rid, entry))
