@@ -215,38 +215,33 @@ class PodtuiApp(App[int]):
 
     def action_terminate_run(self, run_id: str, ask: bool = True) -> None:
         """Terminate a run's pod (asks first unless told not to)."""
+        self._end_asking(run_id, stop=False, ask=ask)
+
+    def action_stop_run(self, run_id: str) -> None:
+        """Stop a run's pod (asks)."""
+        self._end_asking(run_id, stop=True, ask=True)
+
+    def _end_asking(self, run_id: str, stop: bool, ask: bool) -> None:
         run = self.live.get(run_id)
         if run is None:
             self.notify("no such run", severity="warning")
             return
         if not ask:
-            self.end_pod(run.id, stop=False)
+            self.end_pod(run.id, stop)
             return
+        lost = "Outputs not home yet are lost: `o` in the run detail brings them home first."
+        if stop:
+            question, yes = f"Stop [b]{run.name}[/b]? Its pod stops and GPU billing ends. {lost}", "Stop"
+        else:
+            question = (f"Terminate [b]{run.name}[/b] ({run.status.value}, {run.gpu_type or 'no pod yet'})?\n"
+                        f"Its pod ends and stops billing. {lost}")
+            yes = "Terminate"
 
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self.end_pod(run.id, stop=False)
+        def answered(confirmed: bool | None) -> None:
+            if confirmed:
+                self.end_pod(run.id, stop)
 
-        self.push_screen(ConfirmScreen(
-            f"Terminate [b]{run.name}[/b] ({run.status.value}, {run.gpu_type or 'no pod yet'})?\n"
-            "Its pod ends and stops billing. Outputs not home yet are lost: `o` in the run detail brings them home "
-            "first.", yes="Terminate"), answered)
-
-    def action_stop_run(self, run_id: str) -> None:
-        """Stop a run's pod (asks)."""
-        run = self.live.get(run_id)
-        if run is None:
-            self.notify("no such run", severity="warning")
-            return
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self.end_pod(run.id, stop=True)
-
-        self.push_screen(ConfirmScreen(
-            f"Stop [b]{run.name}[/b]? Its pod stops and GPU billing ends. Outputs not home yet stay behind: `o` "
-            "in the run detail brings them home first.", yes="Stop"),
-            answered)
+        self.push_screen(ConfirmScreen(question, yes=yes), answered)
 
     @work(group="terminate", exit_on_error=False)
     async def end_pod(self, run_id: str, stop: bool) -> None:

@@ -93,7 +93,7 @@ class Dashboard(Screen[None]):
         yield KeyHints()
 
     def on_mount(self) -> None:
-        self.set_interval(0.5, self._refresh_table)
+        self.set_interval(0.5, self.show_runs)
         self.set_interval(1.0, self._tick)
 
     @property
@@ -133,7 +133,7 @@ class Dashboard(Screen[None]):
             self.notify(exc.message, severity="error", timeout=10)
             return
         self.live.load(runs)
-        self.show_runs()
+        self.show_runs()  # now: the sparklines' fetches below take a request per run
         for run in runs[:30]:
             try:
                 page = await self.client.metrics(run.id, max_points=SPARK_POINTS)
@@ -142,7 +142,7 @@ class Dashboard(Screen[None]):
             name = next((n for n in TRAIN_LOSS_NAMES if n in page.series), None)
             if name is not None:
                 self.live.set_spark(run.id, page.series[name].values)
-        self._refresh_table()
+        self.show_runs()
         if runs and self.selected is None:
             self.select(runs[0].id)
 
@@ -231,11 +231,7 @@ class Dashboard(Screen[None]):
         elif event.kind in ("succeeded", "terminated"):
             self.notify(f"{name} {event.kind}: {first}", timeout=8)
 
-    def show_runs(self) -> None:
-        """Show the app's runs now (not at the next tick)."""
-        self._refresh_table()
-
-    def _refresh_table(self, force: bool = False) -> None:
+    def show_runs(self, force: bool = False) -> None:
         """Show the runs when they changed since last shown (or always: uptime and cost grow without events)."""
         if self._table_version == self.live.version and not force:
             return
@@ -279,7 +275,7 @@ class Dashboard(Screen[None]):
         def launched(run: Run | None) -> None:
             if run is not None:
                 self.live.put(run)
-                self._refresh_table()
+                self.show_runs()
                 self.select(run.id)
                 self.query_one(RunsTable).move_to(run.id)  # or the cursor's row selects the old run again
                 self.notify(f"launched {run.name} on {run.provider}")
@@ -425,5 +421,5 @@ class Dashboard(Screen[None]):
     def _tick(self) -> None:
         """Uptime and cost of live runs grow without events: redraw them each second."""
         if self.live.live():
-            self._refresh_table(force=True)
+            self.show_runs(force=True)
 

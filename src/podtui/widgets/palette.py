@@ -25,10 +25,11 @@ LR_VARIABLE = "text-accent"
 
 
 def theme_colour(app: App[object], variable: str) -> str:
-    """A theme variable as an opaque #rrggbb (empty when the theme lacks it: rich then uses the default colour)."""
-    value = app.theme_variables.get(variable) or app.get_css_variables().get(variable, "")
+    """A theme variable as an opaque #rrggbb, a translucent one (`foreground-muted`) blended over the background as
+    the screen shows it; empty when the theme lacks it (rich then uses the default colour)."""
+    variables = app.theme_variables
     try:
-        return Color.parse(value).hex6
+        return (Color.parse(variables.get("background", "black")) + Color.parse(variables.get(variable, ""))).hex6
     except ColorParseError:
         return ""
 

@@ -77,9 +77,8 @@ class RunsTable(DataTable[str | Text]):
 
     def move_to(self, run_id: str) -> None:
         """Put the cursor on a run's row (which selects it)."""
-        ids = [k.value for k in self.rows]
-        if run_id in ids:
-            self.move_cursor(row=ids.index(run_id))
+        if run_id in self.rows:
+            self.move_cursor(row=self.get_row_index(run_id))
 
     @property
     def selected_run_id(self) -> str | None:
