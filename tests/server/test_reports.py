@@ -152,3 +152,33 @@ async def test_live_rows_and_how_metrics_were_read_are_on_the_run_until_it_ends(
     await post(plane, run.id, token, {"status": "succeeded", "exit_code": 0})
     final = (await plane.http.get(f"/api/v1/runs/{run.id}")).json()
     assert final["live"] == [] and final["metrics_source"].startswith("tqdm postfix")
+
+
+async def test_a_deadline_read_while_the_price_changes_is_not_kept(plane):
+    """A report's deadline computed from the run as it was before a price change must not stay cached after it."""
+    import asyncio as aio
+
+    run, _ = await plane.fake_run()
+    runs = plane.runs
+    runs.settings.default_budget_usd = 10.0  # the run's budget: its deadline depends on the price
+    await plane.store.update_run(run.id, started_at=1000.0, price_per_hour=1.0)
+    gate = aio.Event()
+    real_get_run = runs.store.get_run
+
+    async def slow_get_run(run_id):
+        before = await real_get_run(run_id)  # read, then held while the price changes
+        await gate.wait()
+        return before
+
+    runs.store.get_run = slow_get_run
+    try:
+        first = aio.ensure_future(runs.pod_deadline(run.id))
+        await aio.sleep(0.05)
+        await plane.store.update_run(run.id, price_per_hour=2.0)
+        runs.forget_deadline(run.id)
+        gate.set()
+        stale = await first
+    finally:
+        runs.store.get_run = real_get_run
+    fresh = await runs.pod_deadline(run.id)
+    assert stale == 1000.0 + 10.0 * 3600.0 and fresh == 1000.0 + 5.0 * 3600.0

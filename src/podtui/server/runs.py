@@ -57,6 +57,8 @@ class RunService:
         self.providers = providers
         self._tasks: set[asyncio.Task[None]] = set()
         self._deadlines: dict[str, float | None] = {}
+        self._deadlines_forgotten = 0
+        """Counts forget_deadline calls: a deadline computed across one is not cached (it may be stale)."""
         self._ending: dict[str, asyncio.Future[None]] = {}
         self.puller: Any = None
         """The Puller (server/puller.py), set by the app: follows pull-mode runs."""
@@ -195,13 +197,19 @@ class RunService:
 
     async def pod_deadline(self, run_id: str) -> float | None:
         """The deadline sent to a run's pod in every reply (cached; forget_deadline when price or start change)."""
-        if run_id not in self._deadlines:
-            self._deadlines[run_id] = self.deadline_of(await self.store.get_run(run_id))
-        return self._deadlines[run_id]
+        if run_id in self._deadlines:
+            return self._deadlines[run_id]
+        forgotten = self._deadlines_forgotten
+        deadline = self.deadline_of(await self.store.get_run(run_id))
+        if forgotten == self._deadlines_forgotten:
+            self._deadlines[run_id] = deadline
+        return deadline
 
     def forget_deadline(self, run_id: str) -> None:
-        """The run's price or start changed: compute its deadline again on the next report."""
+        """The run's price or start has changed (call it after the store has them): compute its deadline again on
+        the next report."""
         self._deadlines.pop(run_id, None)
+        self._deadlines_forgotten += 1
 
     async def _provision(self, run: Run, provider: Provider, ingest_token: str) -> None:
         spec = run.spec
@@ -232,11 +240,11 @@ class RunService:
             await self.store.finish_run(run.id, RunStatus.failed, f"no pod: internal error ({exc})")
             return
         await self.store.record_pod(provider.name, pod.pod_id, run.id, pod.gpu_type, pod.price_per_hour, "running")
-        self.forget_deadline(run.id)
         updated = await self.store.update_run(
             run.id, only_if_live=True, status=RunStatus.booting, pod_id=pod.pod_id, gpu_type=pod.gpu_type,
             price_per_hour=pod.price_per_hour, started_at=time.time(),
             event=("booting", f"pod {pod.pod_id} on {pod.gpu_type} at ${pod.price_per_hour:.3f}/h"))
+        self.forget_deadline(run.id)  # after the store has the start and price
         if updated is not None and run.connect == "pull":
             self.puller.follow(run.id)
             if self.outputs_syncer is not None:

@@ -110,10 +110,10 @@ class Supervisor:
             if found is not None:
                 pod = found
                 await self.store.record_pod(provider.name, pod.pod_id, run.id, None, pod.price_per_hour, "running")
-                self.runs.forget_deadline(run.id)
                 await self.store.update_run(run.id, status=RunStatus.booting, pod_id=pod.pod_id,
                                             price_per_hour=pod.price_per_hour, started_at=time.time(),
                                             event=("adopted", f"found pod {pod.pod_id} after a restart"))
+                self.runs.forget_deadline(run.id)
             else:
                 await self.store.finish_run(run.id, RunStatus.failed,
                                             "the control plane restarted before a pod was created")
@@ -183,10 +183,10 @@ class Supervisor:
                 self.runs.drop_bundle(run.id)
             return  # an exited pod still exists: the finished-runs pass terminates it
         if state.price_per_hour and abs(state.price_per_hour - (run.price_per_hour or 0.0)) > 1e-6:
-            self.runs.forget_deadline(run.id)
             run = await self.store.update_run(
                 run.id, price_per_hour=state.price_per_hour, event=(
                     "price", f"{provider.name} bills ${state.price_per_hour:.3f}/h for pod {state.pod_id}")) or run
+            self.runs.forget_deadline(run.id)  # after the store has the price
         if state.gpu_util is not None or state.gpu_mem is not None:
             step = int(now - (run.started_at or now))
             await self.store.record_gpu_use(run.id, state.gpu_util, state.gpu_mem, step, now)
