@@ -196,3 +196,125 @@ async def test_a_newly_followed_run_that_only_logs_comes_at_once(plane):
     finally:
         await stream.aclose()
         await client.close()
+
+
+async def test_many_streams_share_one_read_of_each_entry_and_each_gets_its_subscription(plane):
+    """Six streams with different subscriptions, one of them starting from the feed's beginning (behind the shared
+    tail) and the tail cut small so it forgets entries as they go: every stream gets each point and line of the
+    runs it follows once, none of the others, and a change of every run; the store is read once per batch of
+    writes, not once per stream."""
+    from podtui.feed import LogsAdded, RunChanged
+    from podtui.live import Follow
+    from podtui.server import keys
+
+    store = plane.control.store
+    tail = plane.control.runner.app[keys.FEED_TAIL]
+    tail.max_bytes = 20_000  # a few reports' worth: the tail forgets as the streams read
+    runs = [await plane.fake_run() for _ in range(3)]
+    a, b, c = (run.id for run, _ in runs)
+    await report(plane, *runs[0], 0, 5)  # before any stream: only the late stream (after=0) gets these
+    reads = {"tail": 0, "own": 0}
+    feed_tail, feed_after = store.feed_tail, store.feed_after
+
+    async def counted_tail(*args, **kwargs):
+        reads["tail"] += 1
+        return await feed_tail(*args, **kwargs)
+
+    async def counted_after(*args, **kwargs):
+        reads["own"] += 1
+        return await feed_after(*args, **kwargs)
+
+    store.feed_tail, store.feed_after = counted_tail, counted_after
+    client = Client(plane.url, plane.control.admin_token)
+    # stream -> (runs whose points and lines it gets, whether it starts at the feed's beginning)
+    subscriptions = {
+        "follows a": (client.events(follow=Follow([a])), {a}, False),
+        "follows b and c": (client.events(follow=Follow([b, c])), {b, c}, False),
+        "run c only": (client.events(run_id=c), {c}, False),
+        "summaries": (client.events(follow=Follow([])), set(), False),
+        "everything": (client.events(), {a, b, c}, False),
+        "late, from the start": (client.events(after=0, follow=Follow([a, b])), {a, b}, True),
+    }
+    got = {name: {"points": [], "lines": [], "changed": set()} for name in subscriptions}
+
+    async def read(name, stream):
+        async for _, entry in stream:
+            seen = got[name]
+            if isinstance(entry, MetricsAdded):
+                seen["points"] += [(entry.run_id, p.step) for p in entry.points]
+            elif isinstance(entry, LogsAdded):
+                seen["lines"] += [(entry.run_id, line.seq) for line in entry.lines]
+            elif isinstance(entry, RunChanged):
+                seen["changed"].add(entry.run.id)
+
+    readers = [asyncio.ensure_future(read(name, s)) for name, (s, _, late) in subscriptions.items() if not late]
+    try:
+        await asyncio.sleep(0.5)  # the live streams are connected
+        for start in range(5, 50, 5):
+            await asyncio.gather(*(report(plane, run, token, start, 5) for run, token in runs))
+        readers.append(asyncio.ensure_future(read("late, from the start", subscriptions["late, from the start"][0])))
+
+        def sent(run_id, name):
+            first = 0 if run_id == a and subscriptions[name][2] else 5
+            return [(run_id, s) for s in range(first, 50)]
+
+        def complete():
+            return all(sorted(got[name]["points"]) == sorted(p for r in sorted(want) for p in sent(r, name))
+                       for name, (_, want, _) in subscriptions.items())
+
+        deadline = time.monotonic() + 10
+        while not complete() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)  # anything more (a duplicate, another run's points) would come now
+        for name, (_, want, _) in subscriptions.items():
+            expected = sorted(p for r in sorted(want) for p in sent(r, name))
+            assert sorted(got[name]["points"]) == expected, name
+            assert sorted(got[name]["lines"]) == expected, name
+            assert got[name]["changed"] == ({c} if name == "run c only" else {a, b, c}), name
+        assert reads["tail"] <= 9 * 3 + 10  # once per write (27 reports) at most, not once per stream
+        assert reads["own"] < 9 * 3  # the late stream, and streams meeting a run the tail had not read
+    finally:
+        for r in readers:
+            r.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
+        for stream, _, _ in subscriptions.values():
+            await stream.aclose()
+        await client.close()
+
+
+async def test_a_stream_following_a_run_no_stream_followed_reads_its_points_from_the_store(plane):
+    """The shared tail reads a run's points only while some stream follows it; a stream that resumes from before,
+    now following that run, gets those points from the store, once, and the rest from the tail."""
+    from podtui.live import Follow
+
+    (a, a_token), (b, b_token) = await plane.fake_run(), await plane.fake_run()
+    client = Client(plane.url, plane.control.admin_token)
+    watching_a = client.events(follow=Follow([a.id]))
+    try:
+        first = asyncio.ensure_future(collect(watching_a, set(range(5))))
+        await asyncio.sleep(0.3)
+        before_b = await plane.control.store.last_feed_id()
+        await report(plane, a, a_token, 0, 5)
+        await report(plane, b, b_token, 0, 5)  # the tail reads this run's points only as a bare row
+        await first
+        store = plane.control.store
+        own_reads = 0
+        feed_after = store.feed_after
+
+        async def counted(*args, **kwargs):
+            nonlocal own_reads
+            own_reads += 1
+            return await feed_after(*args, **kwargs)
+
+        store.feed_after = counted
+        watching_b = client.events(after=before_b, follow=Follow([b.id]))
+        reading = asyncio.ensure_future(collect(watching_b, set(range(10))))
+        await asyncio.sleep(0.3)
+        await report(plane, b, b_token, 5, 5)  # after it connected: from the tail
+        steps, _ = await reading
+        await watching_b.aclose()
+        assert steps == set(range(10))
+        assert own_reads >= 1
+    finally:
+        await watching_a.aclose()
+        await client.close()

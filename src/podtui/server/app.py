@@ -22,6 +22,7 @@ from .api import ROUTES
 from .datasets import DatasetError, scan_dataset
 from .demo import DEMO_NAME, write_demo_dataset
 from .doctor import NONCES
+from .events import FeedTail
 from .guardrails import Limits
 from .outputs import Outputs
 from .outputs_api import OUTPUTS, SYNCER
@@ -92,6 +93,7 @@ def create_app(settings: Settings, store: Store, providers: dict[str, Provider],
     app[NONCES] = {}
     streams: set[asyncio.Task[Any]] = set()
     app[keys.STREAMS] = streams
+    app[keys.FEED_TAIL] = FeedTail(store)
 
     async def end_streams(app: web.Application) -> None:
         for task in list(streams):

@@ -100,6 +100,17 @@ class FeedItem:
     id: int
     run_id: str
     entry: FeedEntry
+    kind: str = ""
+    """The feed row's kind (`run`, `run_event`, `metrics`, `logs`)."""
+
+
+@dataclass(slots=True)
+class FeedRow:
+    """A feed row whose points or lines were not read (`feed_tail` reads them only for the runs asked)."""
+
+    id: int
+    run_id: str
+    kind: str
 
 
 def _nan_to_none(value: float) -> float | None:
@@ -638,22 +649,45 @@ class Store(Engine):
             rows, runs, events, ranges = await self._r._execute(_read_feed, self._r._conn, sql, params)
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(f"the store cannot be read: {exc}") from exc
-        items: list[FeedItem] = []
-        runs_seen: dict[str, Run] = {}
-        # Every run change of a run carries its row as it is now, so within a batch only the last one goes out.
-        last_change = {rid: fid for fid, rid, kind, _, _ in rows if kind == "run"}
-        for fid, rid, kind, lo, _ in rows:
-            if kind == "run" and last_change[rid] != fid:
-                continue
-            entry = _entry(kind, rid, fid, lo, runs, events, ranges, runs_seen)
-            if entry is not None:
-                items.append(FeedItem(fid, rid, entry))
-        return items
+        return [item for item in _items(rows, runs, events, ranges) if isinstance(item, FeedItem)]
+
+    async def feed_tail(self, after_id: int, limit: int,
+                        full: frozenset[str] | None) -> tuple[list[FeedItem | FeedRow], int, bool]:
+        """Every feed entry after an id, for a cache many streams share: run changes and events built, and metrics
+        and log lines built for the runs in `full` (every run when None), the others as bare `FeedRow`s; the id of
+        the last row read (`after_id` when none); and whether there may be more (`limit` rows came)."""
+        sql = "SELECT id, run_id, kind, lo, hi FROM feed WHERE id > ? ORDER BY id LIMIT ?"
+        try:
+            rows, runs, events, ranges = await self._r._execute(_read_feed, self._r._conn, sql, [after_id, limit],
+                                                                full)
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"the store cannot be read: {exc}") from exc
+        return _items(rows, runs, events, ranges), (rows[-1][0] if rows else after_id), len(rows) == limit
 
 
-def _read_feed(db: sqlite3.Connection, sql: str, params: list[Any]) -> tuple[
+def _items(rows: list[Any], runs: dict[str, Any], events: dict[int, Any],
+           ranges: dict[int, list[Any]]) -> list[FeedItem | FeedRow]:
+    """Feed rows as entries, a bare `FeedRow` where their points or lines were not read. Every run change of a run
+    carries its row as it is now, so within a batch only the last one goes out."""
+    items: list[FeedItem | FeedRow] = []
+    runs_seen: dict[str, Run] = {}
+    last_change = {rid: fid for fid, rid, kind, _, _ in rows if kind == "run"}
+    for fid, rid, kind, lo, _ in rows:
+        if kind == "run" and last_change[rid] != fid:
+            continue
+        if kind in ("metrics", "logs") and fid not in ranges:
+            items.append(FeedRow(fid, rid, kind))
+            continue
+        entry = _entry(kind, rid, fid, lo, runs, events, ranges, runs_seen)
+        if entry is not None:
+            items.append(FeedItem(fid, rid, entry, kind))
+    return items
+
+
+def _read_feed(db: sqlite3.Connection, sql: str, params: list[Any], full: frozenset[str] | None = None) -> tuple[
         list[Any], dict[str, Any], dict[int, Any], dict[int, list[Any]]]:
-    """Feed rows and the rows they name: runs by id, run events by id, metrics and log lines by feed id."""
+    """Feed rows and the rows they name: runs by id, run events by id, metrics and log lines by feed id (of the
+    runs in `full` only, when given)."""
     rows = _all(db, sql, params)
     run_ids = sorted({rid for _, rid, kind, _, _ in rows if kind == "run"})
     runs = {}
@@ -667,7 +701,9 @@ def _read_feed(db: sqlite3.Connection, sql: str, params: list[Any]) -> tuple[
             db, f"SELECT id, run_id, ts, kind, message FROM run_events WHERE id IN ({', '.join('?' * len(event_ids))})",
             event_ids)}
     ranges: dict[int, list[Any]] = {}
-    for fid, _, kind, lo, hi in rows:
+    for fid, rid, kind, lo, hi in rows:
+        if full is not None and rid not in full:
+            continue
         if kind == "metrics":
             ranges[fid] = _all(db, "SELECT name, step, value, ts FROM metrics WHERE rowid BETWEEN ? AND ? "
                                    "ORDER BY rowid", (lo, hi))
