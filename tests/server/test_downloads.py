@@ -212,3 +212,37 @@ async def test_size_limit(tmp_path):
     finally:
         await p.http.aclose()
         await p.control.stop()
+
+
+async def test_the_demo_is_registered_once_and_again_when_touched(tmp_path):
+    """A start with the demo as registered writes nothing; one after the file was touched registers it again, so
+    it is served (a touched file is refused until registered again)."""
+    from podtui.server.app import ensure_demo_dataset
+    from podtui.store import Store
+    from tests.support import RecordingProvider, make_settings, start_plane
+
+    settings = make_settings(tmp_path)
+    store = await Store.open(settings.store_path)
+    try:
+        await ensure_demo_dataset(settings, store)
+        demo = settings.data_dir / "demo" / "demo.csv"
+        written = demo.stat().st_mtime_ns
+        await ensure_demo_dataset(settings, store)
+        assert demo.stat().st_mtime_ns == written  # not written again
+        os.utime(demo, ns=(written + 5_000_000_000, written + 5_000_000_000))
+        await ensure_demo_dataset(settings, store)
+        record = await store.find_dataset("demo")
+        assert record.manifest[0]["mtime_ns"] == demo.stat().st_mtime_ns
+    finally:
+        await store.close()
+    plane = await start_plane(settings, {"local": RecordingProvider()})
+    try:
+        record = await plane.store.find_dataset("demo")
+        run, _ = await plane.fake_run("demo")
+        token = await issue_download_token(plane.store, record.dataset.id, run.id, 3600)
+        r = await plane.http.get("/api/datasets/download", params={"token": token})
+        assert r.status_code == 200 and r.content == demo.read_bytes()
+    finally:
+        await plane.http.aclose()
+        await plane.control.stop()
+

@@ -124,17 +124,28 @@ class RunPodApi:
     def __init__(self, api_key: str, base_url: str = DEFAULT_API_URL, timeout_s: float = 30.0) -> None:
         self.base_url = base_url.rstrip("/")
         self.rate = RateLimitState()
-        self._client = httpx.AsyncClient(
-            base_url=self.base_url,
-            headers={"Authorization": f"Bearer {api_key}", "Accept": "application/json"},
-            timeout=httpx.Timeout(timeout_s, connect=10.0),
-            limits=httpx.Limits(max_connections=8, max_keepalive_connections=4),
-            trust_env=True,
-        )
+        self._api_key = api_key
+        self._timeout_s = timeout_s
+        self._http: httpx.AsyncClient | None = None
+
+    @property
+    def _client(self) -> httpx.AsyncClient:
+        """The pooled client, made at the first request: making it loads the CA store, which the dashboard's start
+        does not need to wait for."""
+        if self._http is None:
+            self._http = httpx.AsyncClient(
+                base_url=self.base_url,
+                headers={"Authorization": f"Bearer {self._api_key}", "Accept": "application/json"},
+                timeout=httpx.Timeout(self._timeout_s, connect=10.0),
+                limits=httpx.Limits(max_connections=8, max_keepalive_connections=4),
+                trust_env=True,
+            )
+        return self._http
 
     async def close(self) -> None:
         """Close the pooled connections."""
-        await self._client.aclose()
+        if self._http is not None:
+            await self._http.aclose()
 
     async def send(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None,
                    stream: bool = False, deadline: float | None = None) -> httpx.Response:
