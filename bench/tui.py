@@ -2,8 +2,9 @@
 
 - start: to the first frame of the dashboard (embedded control plane included, a RunPod key set), and to "usable":
   the runs table showing a run the store already held, filled from the control plane (time from process start
-  until the RunsTable has that row), both vs a minimal Textual app's first frame; checks that the runpod SDK was
-  not imported. `--tmux` adds the same in a real terminal: tmux polled (`capture-pane`) until the run's name is
+  until the RunsTable has that row), both vs a minimal Textual app's first frame; and usable when a control
+  plane already serves on the port (`podtui serve`, or one kept in the background at quit: the TUI attaches);
+  checks that the runpod SDK was not imported. `--tmux` adds the same in a real terminal: tmux polled (`capture-pane`) until the run's name is
   on screen, vs until a minimal app's text is;
 - CPU while 10,000 log lines/s reach the selected run through the real feed: a control plane in its own process,
   a feeder process POSTing the lines as pod reports to /api/v1/runs/{id}/report, the app (headless, attached with
@@ -23,6 +24,7 @@ import compileall
 import os
 import resource
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -105,7 +107,8 @@ PODTUI_USABLE = textwrap.dedent("""
             print(time.time())  # the runs table shows the run
             self.exit(0)
 
-    Usable(Settings(data_dir=Path(sys.argv[1]), port=0, runpod_api_key="rpa-bench-not-a-key")).run(headless=True)
+    port = int(sys.argv[3]) if len(sys.argv) > 3 else 0  # a control plane serving there: attach to it
+    Usable(Settings(data_dir=Path(sys.argv[1]), port=port, runpod_api_key="rpa-bench-not-a-key")).run(headless=True)
 """)
 
 
@@ -161,10 +164,38 @@ def bench_start(runs: int = 5, tmux: bool = False) -> None:
         print(f"  podtui, first frame of the dashboard : {spread(first)} -> {statistics.median(first) / p:.2f}x")
         print(f"  podtui, usable (runs table shows the stored run): {spread(usable)} -> "
               f"{statistics.median(usable) / p:.2f}x (goal <= 2x the minimal app); runpod SDK not imported")
+        attached = timed_attached(work / "data", run_id, runs)
+        print(f"  podtui, usable attached to a running control plane (`podtui serve`, or one kept in the background):"
+              f" {spread(attached)} -> {statistics.median(attached) / p:.2f}x")
         if tmux:
             bench_start_tmux(work, runs)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def timed_attached(data_dir: Path, run_id: str, runs: int) -> list[float]:
+    """PODTUI_USABLE with `podtui serve` already answering on the data dir's port (the TUI attaches to it)."""
+    from podtui.server.runs import free_port
+
+    port = free_port()
+    env = {**os.environ, "PODTUI_CONFIG_FILE": "/nonexistent/config.toml", "PODTUI_DATA_DIR": str(data_dir),
+           "PODTUI_PORT": str(port)}
+    serve = subprocess.Popen([sys.executable, "-c", "import sys; from podtui.cli import main; sys.argv[0] = 'podtui';"
+                              " main()", "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or serve.poll() is not None:
+                    raise SystemExit("`podtui serve` did not start") from None
+                time.sleep(0.02)
+        return timed(PODTUI_USABLE, runs, str(data_dir), run_id, str(port))
+    finally:
+        serve.terminate()
+        serve.wait()
 
 
 MINIMAL_TMUX = textwrap.dedent("""
