@@ -318,3 +318,57 @@ async def test_a_stream_following_a_run_no_stream_followed_reads_its_points_from
     finally:
         await watching_a.aclose()
         await client.close()
+
+
+async def test_the_shared_tail_stays_within_its_bound_when_no_stream_follows_points(plane):
+    """Only summaries are followed and the pod sends only lines (no run change): the tail keeps a bare row for each
+    batch, and those count against its bound too (else they would pile up for as long as the control plane runs)."""
+    from podtui.live import Follow
+    from podtui.server import keys
+
+    tail = plane.control.runner.app[keys.FEED_TAIL]
+    tail.max_bytes = 4_000
+    run, token = await plane.fake_run()
+    client = Client(plane.url, plane.control.admin_token)
+    stream = client.events(follow=Follow([]))
+    reading = asyncio.ensure_future(anext(stream))
+    try:
+        await asyncio.sleep(0.3)
+        for seq in range(300):
+            body = {"logs": [{"seq": seq, "ts": time.time(), "text": f"line {seq}"}]}
+            r = await plane.http.post(f"/api/v1/runs/{run.id}/report", json=body,
+                                      headers={"Authorization": f"Bearer {token}"})
+            assert r.status_code == 200
+            if seq % 50 == 0:
+                await asyncio.sleep(0.05)  # the stream reads (and the tail with it)
+        await asyncio.sleep(0.3)
+        assert 0 < len(tail) <= 4_000 // 120  # of the 300 lines' bare rows
+    finally:
+        reading.cancel()
+        await asyncio.gather(reading, return_exceptions=True)
+        await stream.aclose()
+        await client.close()
+
+
+async def test_an_id_from_the_future_does_not_send_the_past_again(plane):
+    run, token = await plane.fake_run()
+    await report(plane, run, token, 0, 5)
+    client = Client(plane.url, plane.control.admin_token)
+    stream = client.events(after=10**9)
+    seen = []
+
+    async def go():
+        async for _, entry in stream:
+            seen.append(entry)
+
+    reading = asyncio.ensure_future(go())
+    try:
+        await asyncio.sleep(0.3)
+        await report(plane, run, token, 5, 5)
+        await asyncio.sleep(0.5)
+        assert seen == []
+    finally:
+        reading.cancel()
+        await asyncio.gather(reading, return_exceptions=True)
+        await stream.aclose()
+        await client.close()

@@ -138,6 +138,10 @@ class FeedTail:
         self._followed: Counter[str] = Counter()
         """Runs that open streams follow in full; ALL when one follows every run."""
 
+    def __len__(self) -> int:
+        """The entries the tail holds."""
+        return len(self._items)
+
     def follow(self, runs: frozenset[str] | None) -> None:
         """A stream follows these runs in full (None: every run)."""
         self._followed.update(runs if runs is not None else (ALL,))
@@ -152,6 +156,8 @@ class FeedTail:
         await self._catch_up()
         if self._start is None or after < self._start:
             return None
+        if after >= self._last:
+            return b"", after  # nothing newer (an id from the future stays where it is: ids only go forward)
         chunks: list[bytes] = []
         items = self._items
         for i in range(bisect_right(self._ids, after), len(items)):
@@ -180,7 +186,7 @@ class FeedTail:
                     event = _event(item.id, item.kind, item.entry) if isinstance(item, FeedItem) else None
                     self._ids.append(item.id)
                     self._items.append(_Shared(item.id, item.run_id, item.kind, event))
-                    self._bytes += len(event or b"")
+                    self._bytes += _size(event)
                 self._last = last
                 self._trim()
                 if not more:
@@ -192,13 +198,19 @@ class FeedTail:
             return
         cut, dropped = 0, 0
         while cut < len(self._items) and self._bytes - dropped > self.max_bytes * 3 // 4:
-            dropped += len(self._items[cut].event or b"")
+            dropped += _size(self._items[cut].event)
             cut += 1
         self._start = self._ids[cut - 1]
         del self._ids[:cut], self._items[:cut]
         self._bytes -= dropped
 
 
+def _size(event: bytes | None) -> int:
+    """What an entry costs the tail's memory: its event, and its own objects (a bare row has only those)."""
+    return ENTRY_BYTES + (0 if event is None else len(event))
+
+
+ENTRY_BYTES = 120
 ALL = "*"
 """In FeedTail's followed runs: some stream follows every run in full."""
 SUMMARY_KINDS = frozenset(("run", "run_event"))
