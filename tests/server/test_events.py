@@ -342,7 +342,7 @@ async def test_the_shared_tail_stays_within_its_bound_when_no_stream_follows_poi
             if seq % 50 == 0:
                 await asyncio.sleep(0.05)  # the stream reads (and the tail with it)
         await asyncio.sleep(0.3)
-        assert 0 < len(tail) <= 4_000 // 120  # of the 300 lines' bare rows
+        assert 0 < len(tail) <= 4_000 // 240  # of the 300 lines' bare rows
     finally:
         reading.cancel()
         await asyncio.gather(reading, return_exceptions=True)
@@ -372,3 +372,131 @@ async def test_an_id_from_the_future_does_not_send_the_past_again(plane):
         await asyncio.gather(reading, return_exceptions=True)
         await stream.aclose()
         await client.close()
+
+
+async def _first_metrics(stream, timeout=30):
+    async def go():
+        async for _, entry in stream:
+            if isinstance(entry, MetricsAdded):
+                return entry
+    return await asyncio.wait_for(go(), timeout)
+
+
+async def test_a_stream_opened_after_a_quiet_spell_does_not_wait_for_the_gap_to_be_read(plane):
+    """No stream open while ~1,000 reports come: a new stream from now is answered without the shared tail
+    reading (and encoding) every feed row written meanwhile. (From a helper's review.)"""
+    from podtui.server import keys
+
+    store = plane.control.store
+    streams = plane.control.runner.app[keys.STREAMS]
+    run, token = await plane.fake_run()
+    client = Client(plane.url, plane.control.admin_token)
+    first = client.events()
+    reading = asyncio.ensure_future(_first_metrics(first))
+    await asyncio.sleep(0.3)
+    await report(plane, run, token, 0, 5)
+    await reading
+    await first.aclose()
+    await report(plane, run, token, 5, 5)  # the closed stream's handler notices on its next write
+    for _ in range(50):
+        if not streams:
+            break
+        await asyncio.sleep(0.05)
+    assert not streams
+    step = 10
+    for _ in range(40):
+        await asyncio.gather(*(report(plane, run, token, step + 5 * i, 5) for i in range(25)))
+        step += 125
+    rows_read = 0
+    feed_tail = store.feed_tail
+
+    async def counted(after, limit, full):
+        nonlocal rows_read
+        items, last, more = await feed_tail(after, limit, full)
+        rows_read += last - after
+        return items, last, more
+
+    store.feed_tail = counted
+    second = client.events()
+    reading = asyncio.ensure_future(_first_metrics(second))
+    try:
+        await asyncio.sleep(0.3)
+        await report(plane, run, token, step, 5)
+        entry = await reading
+        assert entry.points[0].step == step
+        assert rows_read < 50
+    finally:
+        await second.aclose()
+        await client.close()
+
+
+async def test_streams_are_served_while_commits_land_during_every_read_of_the_tail(plane):
+    """A commit during each of the tail's reads must not keep it reading under its lock (no stream would get
+    anything for as long as that lasts). (From a helper's review.)"""
+    store = plane.control.store
+    run, token = await plane.fake_run()
+    client = Client(plane.url, plane.control.admin_token)
+    stream = client.events()
+    got = []
+
+    async def read():
+        async for _, entry in stream:
+            if isinstance(entry, MetricsAdded):
+                got.append(time.monotonic())
+
+    reader = asyncio.ensure_future(read())
+    try:
+        await asyncio.sleep(0.3)
+        feed_tail = store.feed_tail
+        stop = time.monotonic() + 3
+
+        async def a_commit_during_each_read(after, limit, full):
+            result = await feed_tail(after, limit, full)
+            if time.monotonic() < stop:
+                await store.set_output_sync(run.id, synced=True)  # any write: a commit meanwhile
+            return result
+
+        store.feed_tail = a_commit_during_each_read
+        t0 = time.monotonic()
+        await report(plane, run, token, 0, 5)
+        await asyncio.sleep(1.5)
+        assert got and got[0] - t0 < 1.0
+    finally:
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
+        await stream.aclose()
+        await client.close()
+
+
+async def test_the_tail_starts_afresh_when_more_waits_than_it_would_keep(plane):
+    """A stream that did not read while many reports came (a slow client): the tail reads at most about its bound
+    of what waited, then starts from the newest entry; the stream, now behind it, reads from the store."""
+    from podtui.server.events import FeedTail
+
+    store = plane.control.store
+    tail = FeedTail(store, max_bytes=20_000)
+    tail.follow(None)
+    run, token = await plane.fake_run()
+    assert await tail.read(0, None, None) is None  # before the tail's start
+    after = await store.last_feed_id()
+    assert await tail.read(after, None, None) == (b"", after)
+    for start in range(0, 1000, 5):
+        await report(plane, run, token, start, 5)
+    rows_read = 0
+    feed_tail = store.feed_tail
+
+    async def counted(after_id, limit, full):
+        nonlocal rows_read
+        items, last, more = await feed_tail(after_id, limit, full)
+        rows_read += last - after_id
+        return items, last, more
+
+    store.feed_tail = counted
+    assert await tail.read(after, None, None) is None  # behind the fresh start: from the store
+    assert rows_read < 600 - 100  # of the 600 feed rows (3 per report) that waited
+    assert len(tail) == 0
+    await report(plane, run, token, 1000, 5)
+    newest = await store.last_feed_id()
+    data, went_to = await tail.read(newest - 3, None, None)
+    assert went_to == newest and b"event: metrics" in data and b'"step":1000' in data
+    tail.unfollow(None)

@@ -121,9 +121,10 @@ class FeedTail:
     Ten watchers used to read and encode every run change ten times (the team bench: 500 pods, 10 watchers). The
     tail reads each feed row once; a run's points and lines only while some stream follows that run in full
     (else a bare row that makes such a stream, should it come, read them from the store itself). It keeps the
-    newest `max_bytes` of events; a stream further behind reads from the store until it catches up."""
+    newest `max_bytes` of events, and starts afresh from the newest entry when more than that waits (no stream
+    was open, or none read for a while); a stream further behind reads from the store until it catches up."""
 
-    def __init__(self, store: Store, max_bytes: int = 16 << 20, batch: int = 1000) -> None:
+    def __init__(self, store: Store, max_bytes: int = 16 << 20, batch: int = BATCH) -> None:
         self.store = store
         self.max_bytes = max_bytes
         self.batch = batch
@@ -131,10 +132,11 @@ class FeedTail:
         self._items: list[_Shared] = []
         self._bytes = 0
         self._start: int | None = None
-        """The tail holds every entry after this feed id (None: not read yet)."""
+        """The tail holds every entry after this feed id (None: it has not read since the last stream closed)."""
         self._last = 0
         self._version = -1
         self._lock = asyncio.Lock()
+        self._streams = 0
         self._followed: Counter[str] = Counter()
         """Runs that open streams follow in full; ALL when one follows every run."""
 
@@ -143,12 +145,17 @@ class FeedTail:
         return len(self._items)
 
     def follow(self, runs: frozenset[str] | None) -> None:
-        """A stream follows these runs in full (None: every run)."""
+        """A stream opens, following these runs in full (None: every run)."""
+        self._streams += 1
         self._followed.update(runs if runs is not None else (ALL,))
 
     def unfollow(self, runs: frozenset[str] | None) -> None:
+        """A stream closes; with the last one the tail forgets everything (nobody reads it meanwhile)."""
+        self._streams -= 1
         self._followed.subtract(runs if runs is not None else (ALL,))
         self._followed += Counter()  # drop the runs no stream follows now
+        if self._streams == 0:
+            self._forget(None)
 
     async def read(self, after: int, run_id: str | None, full: frozenset[str] | None) -> tuple[bytes, int] | None:
         """A stream's events after `after` (at most BATCH) and the id to go on from; None when the tail cannot
@@ -173,24 +180,42 @@ class FeedTail:
         return b"".join(chunks), self._last
 
     async def _catch_up(self) -> None:
+        """Read what committed since the last read, up to the store's write version of now (commits landing
+        meanwhile are the next reader's: no stream waits on the lock behind an endless read)."""
         async with self._lock:
-            while self._version != self.store.write_version:
-                version = self.store.write_version
-                if self._start is None:
-                    self._start = self._last = await self.store.last_feed_id()
-                    self._version = version
-                    return
-                followed = None if ALL in self._followed else frozenset(self._followed)
+            target = self.store.write_version
+            if self._start is None:
+                self._forget(await self.store.last_feed_id())
+                self._version = target
+                return
+            if self._version == target:
+                return
+            followed = None if ALL in self._followed else frozenset(self._followed)
+            read = 0
+            while True:
                 items, last, more = await self.store.feed_tail(self._last, self.batch, followed)
                 for item in items:
                     event = _event(item.id, item.kind, item.entry) if isinstance(item, FeedItem) else None
                     self._ids.append(item.id)
                     self._items.append(_Shared(item.id, item.run_id, item.kind, event))
                     self._bytes += _size(event)
+                    read += _size(event)
                 self._last = last
                 self._trim()
                 if not more:
-                    self._version = version
+                    break
+                if read > self.max_bytes:
+                    # More waits than the tail would keep: start afresh from the newest entry (the streams behind
+                    # read from the store) instead of reading and encoding what would be forgotten at once.
+                    self._forget(await self.store.last_feed_id())
+                    break
+            self._version = target
+
+    def _forget(self, newest: int | None) -> None:
+        """Hold nothing: from `newest` on (None: from whatever is newest at the next read)."""
+        self._ids, self._items, self._bytes = [], [], 0
+        self._start = newest
+        self._last = newest or 0
 
     def _trim(self) -> None:
         """Forget the oldest events beyond max_bytes (a quarter at a time: each cut copies the lists)."""
@@ -210,7 +235,8 @@ def _size(event: bytes | None) -> int:
     return ENTRY_BYTES + (0 if event is None else len(event))
 
 
-ENTRY_BYTES = 120
+ENTRY_BYTES = 240
+"""A held entry's own objects (measured: a bare row's ~225 bytes)."""
 ALL = "*"
 """In FeedTail's followed runs: some stream follows every run in full."""
 SUMMARY_KINDS = frozenset(("run", "run_event"))
