@@ -4,8 +4,8 @@
   the runs table showing a run the store already held, filled from the control plane (time from process start
   until the RunsTable has that row), both vs a minimal Textual app's first frame; and usable when a control
   plane already serves on the port (`podtui serve`, or one kept in the background at quit: the TUI attaches);
-  checks that the runpod SDK was not imported. `--tmux` adds the same in a real terminal: tmux polled (`capture-pane`) until the run's name is
-  on screen, vs until a minimal app's text is;
+  checks that the runpod SDK was not imported. `--tmux` adds the same in a real terminal: tmux polled
+  (`capture-pane`) until the run's name is on screen, vs until a minimal app's text is;
 - CPU while 10,000 log lines/s reach the selected run through the real feed: a control plane in its own process,
   a feeder process POSTing the lines as pod reports to /api/v1/runs/{id}/report, the app (headless, attached with
   --server) following the run over SSE; checks that every line arrived;
