@@ -31,6 +31,14 @@ async def collect(stream, want_steps, timeout=10.0):
     return steps, last_id
 
 
+async def stop_reading(task, stream, client):
+    """Cancel a task reading a stream, then close the stream and its client."""
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await stream.aclose()
+    await client.close()
+
+
 async def test_subscriber_sees_metrics_and_resumes_without_gaps(plane):
     run, token = await plane.fake_run()
     client = Client(plane.url, plane.control.admin_token)
@@ -344,10 +352,7 @@ async def test_the_shared_tail_stays_within_its_bound_when_no_stream_follows_poi
         await asyncio.sleep(0.3)
         assert 0 < len(tail) <= 4_000 // 240  # of the 300 lines' bare rows
     finally:
-        reading.cancel()
-        await asyncio.gather(reading, return_exceptions=True)
-        await stream.aclose()
-        await client.close()
+        await stop_reading(reading, stream, client)
 
 
 async def test_an_id_from_the_future_does_not_send_the_past_again(plane):
@@ -368,10 +373,21 @@ async def test_an_id_from_the_future_does_not_send_the_past_again(plane):
         await asyncio.sleep(0.5)
         assert seen == []
     finally:
-        reading.cancel()
-        await asyncio.gather(reading, return_exceptions=True)
-        await stream.aclose()
-        await client.close()
+        await stop_reading(reading, stream, client)
+
+
+def rows_read_by_the_tail(store):
+    """Count the feed rows the shared tail reads from now on (in the returned dict's "rows")."""
+    read = {"rows": 0}
+    feed_tail = store.feed_tail
+
+    async def counted(after_id, limit, full):
+        items, last, more = await feed_tail(after_id, limit, full)
+        read["rows"] += last - after_id
+        return items, last, more
+
+    store.feed_tail = counted
+    return read
 
 
 async def _first_metrics(stream, timeout=30):
@@ -407,16 +423,7 @@ async def test_a_stream_opened_after_a_quiet_spell_does_not_wait_for_the_gap_to_
     for _ in range(40):
         await asyncio.gather(*(report(plane, run, token, step + 5 * i, 5) for i in range(25)))
         step += 125
-    rows_read = 0
-    feed_tail = store.feed_tail
-
-    async def counted(after, limit, full):
-        nonlocal rows_read
-        items, last, more = await feed_tail(after, limit, full)
-        rows_read += last - after
-        return items, last, more
-
-    store.feed_tail = counted
+    read = rows_read_by_the_tail(store)
     second = client.events()
     reading = asyncio.ensure_future(_first_metrics(second))
     try:
@@ -424,7 +431,7 @@ async def test_a_stream_opened_after_a_quiet_spell_does_not_wait_for_the_gap_to_
         await report(plane, run, token, step, 5)
         entry = await reading
         assert entry.points[0].step == step
-        assert rows_read < 50
+        assert read["rows"] < 50
     finally:
         await second.aclose()
         await client.close()
@@ -462,10 +469,7 @@ async def test_streams_are_served_while_commits_land_during_every_read_of_the_ta
         await asyncio.sleep(1.5)
         assert got and got[0] - t0 < 1.0
     finally:
-        reader.cancel()
-        await asyncio.gather(reader, return_exceptions=True)
-        await stream.aclose()
-        await client.close()
+        await stop_reading(reader, stream, client)
 
 
 async def test_the_tail_starts_afresh_when_more_waits_than_it_would_keep(plane):
@@ -482,18 +486,9 @@ async def test_the_tail_starts_afresh_when_more_waits_than_it_would_keep(plane):
     assert await tail.read(after, None, None) == (b"", after)
     for start in range(0, 1000, 5):
         await report(plane, run, token, start, 5)
-    rows_read = 0
-    feed_tail = store.feed_tail
-
-    async def counted(after_id, limit, full):
-        nonlocal rows_read
-        items, last, more = await feed_tail(after_id, limit, full)
-        rows_read += last - after_id
-        return items, last, more
-
-    store.feed_tail = counted
+    read = rows_read_by_the_tail(store)
     assert await tail.read(after, None, None) is None  # behind the fresh start: from the store
-    assert rows_read < 600 - 100  # of the 600 feed rows (3 per report) that waited
+    assert read["rows"] < 600 - 100  # of the 600 feed rows (3 per report) that waited
     assert len(tail) == 0
     await report(plane, run, token, 1000, 5)
     newest = await store.last_feed_id()
