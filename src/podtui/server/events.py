@@ -91,7 +91,7 @@ async def _stream(response: web.StreamResponse, store: Store, tail: FeedTail, af
                 data, after = shared
             else:
                 items = await store.feed_after(after, BATCH, run_id, full)
-                data = b"".join(_event(item.id, item.kind, item.entry) for item in items)
+                data = b"".join(_event(item.id, item.entry) for item in items)
                 after = items[-1].id if items else after
             if data:
                 await response.write(data)
@@ -101,9 +101,9 @@ async def _stream(response: web.StreamResponse, store: Store, tail: FeedTail, af
         tail.unfollow(wanted)
 
 
-def _event(fid: int, kind: str, entry: FeedEntry) -> bytes:
+def _event(fid: int, entry: FeedEntry) -> bytes:
     """One entry as an SSE event, its feed id as the event's id."""
-    return b"id: %d\nevent: %s\ndata: %s\n\n" % (fid, kind.encode(), orjson.dumps(entry.wire()))
+    return b"id: %d\nevent: %s\ndata: %s\n\n" % (fid, entry.kind.encode(), orjson.dumps(entry.wire()))
 
 
 @dataclass(slots=True)
@@ -195,9 +195,12 @@ class FeedTail:
             while True:
                 items, last, more = await self.store.feed_tail(self._last, self.batch, followed)
                 for item in items:
-                    event = _event(item.id, item.kind, item.entry) if isinstance(item, FeedItem) else None
+                    if isinstance(item, FeedItem):
+                        kind, event = item.entry.kind, _event(item.id, item.entry)
+                    else:
+                        kind, event = item.kind, None
                     self._ids.append(item.id)
-                    self._items.append(_Shared(item.id, item.run_id, item.kind, event))
+                    self._items.append(_Shared(item.id, item.run_id, kind, event))
                     self._bytes += _size(event)
                     read += _size(event)
                 self._last = last

@@ -100,8 +100,6 @@ class FeedItem:
     id: int
     run_id: str
     entry: FeedEntry
-    kind: str = ""
-    """The feed row's kind (`run`, `run_event`, `metrics`, `logs`)."""
 
 
 @dataclass(slots=True)
@@ -680,7 +678,7 @@ def _items(rows: list[Any], runs: dict[str, Any], events: dict[int, Any],
             continue
         entry = _entry(kind, rid, fid, lo, runs, events, ranges, runs_seen)
         if entry is not None:
-            items.append(FeedItem(fid, rid, entry, kind))
+            items.append(FeedItem(fid, rid, entry))
     return items
 
 
