@@ -118,3 +118,23 @@ async def test_checkpoints_beside_concurrent_reads_never_fail(tmp_path, caplog):
         assert not [r for r in caplog.records if "checkpoint" in r.getMessage()]
     finally:
         await store.close()
+
+
+async def test_closing_the_store_finishes_the_writes_queued_before(tmp_path):
+    """Writes queued when the store closes are made (their callers get their answers, none waits forever); a write
+    asked for after it closed is refused."""
+    from podtui.store import Store, StoreUnavailable
+
+    store = await Store.open(tmp_path / "podtui.db")
+    writes = [asyncio.ensure_future(store.add_download_token(f"{i:064x}", "d", "r", time.time() + 60))
+              for i in range(50)]
+    await asyncio.sleep(0)  # queued, not yet written
+    await store.close()
+    await asyncio.wait_for(asyncio.gather(*writes), 5)
+    with pytest.raises(StoreUnavailable):
+        await store.add_download_token("f" * 64, "d", "r", time.time() + 60)
+    reopened = await Store.open(tmp_path / "podtui.db")
+    try:
+        assert (await reopened._read("SELECT count(*) FROM download_tokens"))[0][0] == 50
+    finally:
+        await reopened.close()

@@ -9,6 +9,7 @@ beside the writer).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 from collections.abc import Callable, Sequence
@@ -138,22 +139,21 @@ class Engine:
         return len(MIGRATIONS)
 
     async def close(self) -> None:
-        """Finish queued writes and close both connections."""
+        """Finish queued writes and close both connections; writes asked for from now on are refused."""
         if self.closed:
             return
         self.closed = True
-        if self._checkpoint_task:
-            self._checkpoint_task.cancel()
-            try:
-                await self._checkpoint_task
-            except asyncio.CancelledError:
-                pass
-        if self._writer_task:
-            self._writer_task.cancel()
-            try:
-                await self._writer_task
-            except asyncio.CancelledError:
-                pass
+        if self._writer_task is not None and not self._writer_task.done():
+            # The writer takes jobs in order: once this no-op is done, every write queued before it is too.
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._queue.put_nowait((lambda db: None, done))
+            with contextlib.suppress(Exception):
+                await done
+        for task in (self._checkpoint_task, self._writer_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self._w.close()
         await self._r.close()
 
