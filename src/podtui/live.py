@@ -26,6 +26,8 @@ class LiveRuns:
         self.runs: dict[str, Run] = {}
         self.sparks: dict[str, list[float]] = {}
         self.version = 0
+        self._current: set[str] = set()
+        """Runs put one by one (from the feed or an API answer): newer than any list loaded since."""
 
     def get(self, run_id: str | None) -> Run | None:
         return self.runs.get(run_id or "")
@@ -45,6 +47,7 @@ class LiveRuns:
         """A run as it is now (from the feed or an API answer); True when it is new."""
         old = self.runs.get(run.id)
         self.runs[run.id] = run
+        self._current.add(run.id)
         stepped = run.last_step is not None and (old is None or old.last_step is None or run.last_step > old.last_step)
         if stepped and run.last_loss is not None:
             spark = self.sparks.setdefault(run.id, [])
@@ -54,9 +57,11 @@ class LiveRuns:
         return old is None
 
     def load(self, runs: Iterable[Run]) -> None:
-        """The list fetched at start: a run the feed already brought is newer and stays."""
+        """A list of the runs (from the store at start, then from the control plane): it replaces an earlier
+        list's copy of a run, but not one the feed brought since, which is newer."""
         for run in runs:
-            self.runs.setdefault(run.id, run)
+            if run.id not in self._current:
+                self.runs[run.id] = run
         self.version += 1
 
     def set_spark(self, run_id: str, values: list[float]) -> None:
