@@ -41,6 +41,17 @@ async def test_o_brings_the_outputs_home_and_the_detail_lists_them(tmp_path):
         await wait_for(pilot, lambda: "home" in text_of(panel) and "model.json" in text_of(panel))
         shown = text_of(panel)
         assert "outputs: 2 files" in shown and ", home" in shown
+        await wait_for(pilot, lambda: app.screen._outputs_settled())  # a page read after the run ended
+        asked = []
+        outputs = app.client.outputs
+
+        async def counted(run_id):
+            asked.append(run_id)
+            return await outputs(run_id)
+
+        app.client.outputs = counted
+        await pilot.pause(2.5)
+        assert asked == []  # home after the end: nothing more to ask for (it asked every 2 s)
         await pilot.press("o")  # the command has ended: a clear word, not a traceback
         await pilot.pause(0.5)
         assert any("no running command" in str(n.message) for n in app._notifications)

@@ -143,18 +143,34 @@ class RunDetailScreen(Screen[None]):
         self.app.theme_changed_signal.subscribe(self, lambda _: self._restyle())
         self.query_one("#outputs").border_title = "outputs"
         self._outputs: OutputsPage | None = None
+        self._outputs_after_end = False
         self.load_outputs()
         self.set_interval(2.0, self.load_outputs)
-        self.set_interval(1.0, self.show_outputs)  # the keep-alive countdown
+        self.set_interval(1.0, lambda: None if self._outputs_settled() else self.show_outputs())  # the countdown
 
     @work(exclusive=True, group="detail-outputs", exit_on_error=False)
     async def load_outputs(self) -> None:
-        """The run's outputs: what is home (name, size, sha256, time) and what still moves."""
+        """The run's outputs: what is home (name, size, sha256, time) and what still moves; no more asking once
+        they can no longer change."""
+        if self._outputs_settled():
+            return
+        run = self.podtui.live.get(self.run_id)
+        ended = run is not None and not run.status.is_live  # before asking: the page is from after the end
         try:
-            self._outputs = await self.client.outputs(self.run_id)
+            page = await self.client.outputs(self.run_id)
         except ControlPlaneError:
             return  # an older control plane without outputs, or a blip: the next poll tries again
+        self._outputs, self._outputs_after_end = page, ended
         self.show_outputs()
+
+    def _outputs_settled(self) -> bool:
+        """The outputs were last read after the run ended, and they are home, or nothing moves and the pod is gone
+        (a minute's margin past the keep-alive bound for the last word)."""
+        page = self._outputs
+        if page is None or not self._outputs_after_end:
+            return False
+        s = page.summary
+        return s.state == "home" or (s.state != "moving" and (s.pod_until or 0) + 60 < time.time())
 
     def show_outputs(self) -> None:
         page = self._outputs
