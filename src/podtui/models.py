@@ -247,9 +247,9 @@ class LaunchSpec(_Model):
     env: dict[EnvName, EnvValue] = Field(default_factory=dict, max_length=40,
                                          json_schema_extra={"additionalProperties": False})
     max_runtime_s: Duration | None = None
-    """Terminate the pod after this long (seconds, or `2h`)."""
+    """Terminate the pod after this long (seconds, or `2h`); None or 0: no limit."""
     budget_usd: float | None = Field(None, ge=0, le=100_000)
-    """Terminate the pod once it has cost this much."""
+    """Terminate the pod once it has cost this much; None or 0: no limit."""
     keep_alive_s: Duration = 1800
     """After the command ends, the longest the pod may stay to bring its outputs home (default 30 min): it ends
     as soon as they are home. 0 ends it at once (the outputs then stay in the pod and are lost with it)."""
@@ -275,6 +275,13 @@ class LaunchSpec(_Model):
             if "\x00" in value:
                 raise ValueError(f"env value of {key} contains a NUL byte")
         return env
+
+    @field_validator("max_runtime_s", "budget_usd")
+    @classmethod
+    def _zero_is_no_limit(cls, value: float | None) -> float | None:
+        # A limit of 0 would end the run the moment it starts: people who type it mean "no limit" (as
+        # sync_outputs_s's 0 means "not while it runs").
+        return None if value == 0 else value
 
     @field_validator("outputs", mode="before")
     @classmethod

@@ -66,3 +66,12 @@ def test_launch_spec_durations_and_env():
         LaunchSpec(dataset="demo", gpu_types=[])
     with pytest.raises(ValueError):
         parse_duration("two hours")
+
+
+def test_a_limit_of_zero_is_no_limit():
+    """0 would end the run the moment it starts; someone who types it means no limit (a new user did, and the run
+    was terminated 2 s later)."""
+    spec = LaunchSpec(dataset="demo", gpu_types=["a"], max_runtime_s="0", budget_usd=0)
+    assert spec.max_runtime_s is None and spec.budget_usd is None
+    assert LaunchSpec(dataset="demo", gpu_types=["a"], max_runtime_s="0s").max_runtime_s is None
+    assert LaunchSpec(dataset="demo", gpu_types=["a"], budget_usd=0.5).budget_usd == 0.5

@@ -287,8 +287,9 @@ def gpus(obj: Context, provider: str | None, refresh: bool, as_json: bool) -> No
               "only), off. Default: the PODTUI_METRICS setting (auto).")
 @click.option("--metrics-ranks", type=click.Choice(["0", "all"]), help="With a launcher's rank prefixes "
               "([rank1]:), count rank 0's metrics (default) or every rank's, named rank<N>/<metric>.")
-@click.option("--max-runtime", help="Terminate after this long, e.g. 2h.")
-@click.option("--budget", type=float, help="Terminate once the pod has cost this many dollars.")
+@click.option("--max-runtime", help="Terminate after this long, e.g. 2h (0: no limit, the default).")
+@click.option("--budget", type=float, help="Terminate once the pod has cost this many dollars (0: no limit, the "
+              "default).")
 @click.option("--keep-alive", default="30m", show_default=True, help="After the command ends, the longest the pod "
               "may stay to bring its outputs home (it ends as soon as they are); 0 ends it at once.")
 @click.option("--outputs", "outputs_dir", help="The pod's outputs folder ($PODTUI_OUTPUT_DIR), relative to the "

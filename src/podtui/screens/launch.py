@@ -113,10 +113,10 @@ class LaunchScreen(Dialog[Run | None]):
                     yield Input(placeholder="(automatic)", id="name")
             with Horizontal():
                 with Vertical():
-                    yield Label("max runtime")
+                    yield Label("max runtime (empty: no limit)")
                     yield Input(placeholder="e.g. 2h", id="max_runtime")
                 with Vertical():
-                    yield Label("budget $")
+                    yield Label("budget $ (empty: no limit)")
                     yield Input(placeholder="e.g. 5.00", id="budget", type="number")
                 with Vertical():
                     yield Label("keep alive after success")
