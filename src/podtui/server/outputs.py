@@ -147,6 +147,7 @@ class Outputs:
                                 f"output {str(item.get('path', ''))[:200]!r} refused by the pod: "
                                 f"{str(item.get('why', ''))[:200]}")
         home = {f.path: f for f in await self.store.output_files(run_id)}
+        home_bytes = sum(f.size or 0 for f in home.values())  # read once: the listing changes no file home
         answers: list[dict[str, Any]] = []
         for item in files:
             name, size, mtime = str(item["path"]), int(item["size"]), float(item["mtime"])
@@ -155,18 +156,20 @@ class Outputs:
                 answers.append({"path": name, "action": "skip"})
                 continue
             try:
-                offset = await self.begin(run_id, name, size, mtime)
+                others = home_bytes - (known.size or 0 if known is not None else 0)
+                offset = await self.begin(run_id, name, size, mtime, others)
             except OutputRefused as exc:
                 answers.append({"path": name, "action": "refuse", "reason": exc.message})
                 continue
             answers.append({"path": name, "action": "send", "offset": offset})
         return answers
 
-    async def _room_for(self, run_id: str, name: str, size: int, offset: int) -> None:
-        """The per-run cap and the disk's free space, checked before each file (and each piece)."""
+    async def _room_for(self, run_id: str, name: str, size: int, offset: int, others: int | None) -> None:
+        """The per-run cap and the disk's free space, checked before each file (and each piece). `others`: the
+        bytes home of the run's other files, when the caller knows them."""
         limit = self.settings.outputs_limit
-        home = await self.store.output_files(run_id)
-        others = sum(f.size or 0 for f in home if f.path != name)
+        if others is None:
+            others = sum(f.size or 0 for f in await self.store.output_files(run_id) if f.path != name)
         if others + size > limit:
             message = (f"outputs cap reached: {name!r} ({format_bytes(size)}) is not brought home; the run's "
                        f"outputs may take {format_bytes(limit)} (PODTUI_OUTPUTS_LIMIT) and "
@@ -184,8 +187,9 @@ class Outputs:
             await self.say_once(run_id, "outputs_full", message)
             raise OutputRefused(507, "disk_full", message)
 
-    async def begin(self, run_id: str, name: str, size: int, mtime: float) -> int:
-        """Get ready for a version of a file (size, mtime); the offset to send from (what a partial holds)."""
+    async def begin(self, run_id: str, name: str, size: int, mtime: float, others: int | None = None) -> int:
+        """Get ready for a version of a file (size, mtime); the offset to send from (what a partial holds).
+        `others`: the bytes home of the run's other files, when the caller knows them (else they are read)."""
         self.target(run_id, name)
         if size < 0:
             raise OutputRefused(400, "bad_size", "size must be 0 or more")
@@ -198,7 +202,7 @@ class Outputs:
                 self._hashing.pop((run_id, name), None)
                 have = 0
             try:
-                await self._room_for(run_id, name, size, have)
+                await self._room_for(run_id, name, size, have, others)
             except OutputRefused:
                 await self.store.output_not_moving(run_id, name)
                 raise
