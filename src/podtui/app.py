@@ -226,10 +226,14 @@ class PodtuiApp(App[int]):
         if run is None:
             self.notify("no such run", severity="warning")
             return
+        if stop and not run.status.is_live:
+            self.notify(f"{run.name} has ended ({run.status.value}): there is nothing to stop", severity="warning")
+            return
         if not ask:
             self.end_pod(run.id, stop)
             return
-        lost = "Outputs not home yet are lost: `o` in the run detail brings them home first."
+        lost = "Outputs not home yet are lost: `o` in the run detail brings them home first." if run.status.is_live \
+            else ""
         if stop:
             question, yes = f"Stop [b]{run.name}[/b]? Its pod stops and GPU billing ends. {lost}", "Stop"
         else:

@@ -81,6 +81,19 @@ async def test_launch_then_terminate_with_recording_provider(plane):
     assert [e["kind"] for e in events][-2:] == ["terminated", "pod_terminated"]
 
 
+async def test_stopping_a_run_that_has_ended_says_so_and_changes_nothing(plane):
+    """A new user pressed `s` on a succeeded run: it was marked "stopped by the user" and its pod ended again."""
+    r = await plane.http.post("/api/v1/runs", json={"dataset": "demo", "gpu_types": ["local"]})
+    run_id = r.json()["id"]
+    await plane.wait_status(run_id, {"booting"}, timeout=5)
+    assert (await plane.http.post(f"/api/v1/runs/{run_id}/terminate")).status_code == 200
+    before = (await plane.http.get(f"/api/v1/runs/{run_id}/events")).json()
+    r = await plane.http.post(f"/api/v1/runs/{run_id}/stop")
+    assert r.status_code == 409 and "has ended (terminated)" in r.json()["error"]["message"]
+    assert "terminate ends its pod" in r.json()["error"]["message"]
+    assert (await plane.http.get(f"/api/v1/runs/{run_id}/events")).json() == before
+
+
 async def test_terminate_during_provisioning_still_ends_the_pod(plane):
     provider = plane.runs.providers["local"]
     gate = asyncio.Event()

@@ -56,6 +56,10 @@ async def test_launch_from_the_form_watch_the_chart_and_terminate(settings):
         await pilot.press("y")
         await wait_for(pilot, lambda: app.live.runs[run_id].status.value == "terminated")
         await wait_for(pilot, lambda: not group_alive(pid), timeout=10)
+        await pilot.press("s")  # an ended run: a word, no dialog that warns of outputs lost
+        await pilot.pause(0.3)
+        assert not isinstance(app.screen, ConfirmScreen)
+        assert any("there is nothing to stop" in str(n.message) for n in app._notifications)
 
 
 async def test_quit_guard_with_a_live_run(settings):

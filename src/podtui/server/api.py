@@ -156,9 +156,12 @@ async def stop_run(request: web.Request) -> web.Response:
     """Stop the run's pod (GPU billing ends; the provider may keep its disk)."""
     run = await _run_or_404(request)
     runs = _runs(request)
+    if not run.status.is_live:
+        raise ApiError(409, "run_ended", f"run {run.name} has ended ({run.status.value}): there is no run to stop; "
+                       "terminate ends its pod if one is still there (e.g. bringing outputs home)")
     # The run ends first: the agent's report of its command killed by the stop must not make it "failed".
     await _store(request).finish_run(run.id, RunStatus.terminated, "stopped by the user")
-    if run.status.is_live and run.pod_id:
+    if run.pod_id:
         try:
             await runs.provider(run.provider).stop_pod(run.pod_id)
         except ProviderError as exc:
