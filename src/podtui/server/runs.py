@@ -344,7 +344,9 @@ class RunService:
             until = None
         else:
             reason = f"the training command failed (exit code {exit_code})"
-            last = [line for line in (error or "").splitlines()[1:] if line.strip()]
+            # The command's own last words, not the start script's line about where it failed (it names only
+            # `bash -c "$TRAIN_COMMAND"`); the whole tail is the run's failure_tail event.
+            last = [line for line in (error or "").splitlines()[1:] if line.strip() and " [podtui] " not in line]
             if last:
                 reason += f": {last[-1][:300]}"
             # A failed run's last checkpoint matters: its pod brings the outputs home within the keep-alive too.
