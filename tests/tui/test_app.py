@@ -279,3 +279,28 @@ async def test_the_palettes_quit_asks_when_pods_still_run(settings):
         await app.action_quit()  # what the command palette's "Quit" runs
         await wait_for(pilot, lambda: isinstance(app.screen, QuitScreen))
         await pilot.press("escape")
+
+
+async def test_the_launch_forms_errors_name_its_fields_in_words(settings):
+    """What a new user saw: `max_runtime_s: Value error, ...`, `budget_usd: Input should be greater than or equal
+    to 0`, `name: String should match pattern '^[A-Za-z0-9._-]*$'`."""
+    from textual.widgets import Input, Static
+
+    app = PodtuiApp(settings)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await wait_for(pilot, lambda: app.dashboard is not None and app.dashboard._client is not None)
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, LaunchScreen)
+                       and app.screen.query_one(OffersTable).picked == ["local"])
+        form = app.screen
+        form.query_one("#max_runtime", Input).value = "banana"
+        form.query_one("#budget", Input).value = "-3"
+        form.query_one("#name", Input).value = "bad name"
+        await pilot.press("ctrl+s")
+        await pilot.pause(0.2)
+        shown = str(form.query_one("#error", Static).content)
+        assert "max runtime: 'banana' is not a duration" in shown
+        assert "budget $: must be at least 0" in shown
+        assert "name: must be letters, digits" in shown
+        assert "_s:" not in shown and "_usd" not in shown and "pattern" not in shown and "Value error" not in shown
+        assert isinstance(app.screen, LaunchScreen) and not app.live.runs  # nothing launched

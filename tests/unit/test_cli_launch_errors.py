@@ -7,8 +7,12 @@ from podtui.cli import main
 
 
 @pytest.mark.parametrize(("args", "said"), [
-    (["--budget", "-1"], "--budget: Input should be greater than or equal to 0"),
-    (["--gpu-count", "0"], "--gpu-count: Input should be greater than or equal to 1"),
+    (["--budget", "-1"], "--budget: must be at least 0"),
+    (["--gpu-count", "0"], "--gpu-count: must be at least 1"),
+    (["--max-runtime", "40d"], "--max-runtime: must be at most 30 days"),
+    (["--name", "bad name"], "--name: must be letters, digits"),
+    (["--image", "bad image!"], "--image: must be an image reference with no spaces"),
+    (["--min-cuda", "abc"], "--min-cuda: must be a version like 12.8"),
     (["--outputs", "/abs"], "--outputs: outputs must be a folder inside the workdir"),
     (["--outputs", "../x"], "--outputs: outputs must be a folder inside the workdir"),
     (["--max-runtime", "abc"], "--max-runtime: 'abc' is not a duration"),
@@ -19,3 +23,4 @@ def test_bad_launch_options_name_the_option(tmp_path, monkeypatch, args, said):
     result = CliRunner().invoke(main, ["launch", "--dataset", "demo", "--gpu", "local", *args])
     assert result.exit_code == 2, result.output
     assert said in result.output and "validation error" not in result.output and "pydantic" not in result.output
+    assert "should match pattern" not in result.output and "Input should" not in result.output

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from ..client import Client, ControlPlaneError, ControlPlaneUnreachable
 from ..config import Settings, load_settings, read_admin_token
 from ..fmt import format_bytes, format_duration, outputs_line
-from ..models import LaunchSpec, OrphanPod, Run, RunStatus
+from ..models import LaunchSpec, OrphanPod, Run, RunStatus, spec_problems
 
 T = TypeVar("T")
 
@@ -107,12 +107,7 @@ OPTION_OF_FIELD = {"gpu_types": "--gpu", "budget_usd": "--budget", "max_runtime_
 
 def launch_problems(exc: ValidationError) -> str:
     """A launch's bad options, named as the user typed them: `--budget: must be at least 0`."""
-    problems = []
-    for err in exc.errors(include_url=False):
-        field = str(err["loc"][0]) if err["loc"] else ""
-        option = OPTION_OF_FIELD.get(field, "--" + field.replace("_", "-"))
-        problems.append(f"{option}: {str(err['msg']).removeprefix('Value error, ')}")
-    return "; ".join(problems)
+    return spec_problems(exc, lambda field: OPTION_OF_FIELD.get(field, "--" + field.replace("_", "-")))
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--server", envvar="PODTUI_SERVER", help="URL of a running control plane (default: the local one).")

@@ -14,7 +14,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Input, Label, Select, Static
 
 from ..errors import ControlPlaneError
-from ..models import Dataset, GpuOffer, LaunchSpec, Run
+from ..models import Dataset, GpuOffer, LaunchSpec, Run, spec_problems
 from ..widgets.offers_table import OffersTable
 from .dialog import Dialog
 
@@ -43,6 +43,11 @@ def preview(dataset: Dataset) -> str:
 SPOT_LABEL = "spot (until 2027)"
 SPOT_NOTE = ("spot pods are rented through RunPod's GraphQL API, which RunPod retires in early 2027 (REST v2 has "
              "no spot pods); they can be interrupted at any time")
+
+
+LABEL_OF_FIELD = {"max_runtime_s": "max runtime", "budget_usd": "budget $", "keep_alive_s": "keep alive",
+                  "gpu_count": "GPU count", "cloud_type": "cloud", "dataset": "dataset"}
+"""The form's label of a LaunchSpec field, where it is not the field's name with spaces."""
 
 
 class LaunchScreen(Dialog[Run | None]):
@@ -206,10 +211,10 @@ class LaunchScreen(Dialog[Run | None]):
         try:
             spec = self.spec()
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:4])
-            if "gpu_types" in problems:
-                problems = "pick at least one GPU type (space in the table); " + problems
-            self.show_error(problems)
+            if any(e["loc"][:1] == ("gpu_types",) for e in exc.errors()):
+                self.show_error("pick at least one GPU type (space in the table)")
+                return
+            self.show_error(spec_problems(exc, lambda field: LABEL_OF_FIELD.get(field, field.replace("_", " "))))
             return
         self.show_error("launching…")
         self.submit(spec)
