@@ -5,14 +5,22 @@ from __future__ import annotations
 
 import hashlib
 import os
+from typing import Any
 
 _BLOCK = 1 << 20
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
     """Hex SHA-256 of a file's content."""
+    return sha256_of(path).hexdigest()
+
+
+def sha256_of(path: str | os.PathLike[str], limit: int | None = None) -> Any:
+    """The SHA-256 object of a file's first `limit` bytes (all of it when None), to go on updating."""
     digest = hashlib.sha256()
+    left = -1 if limit is None else limit
     with open(path, "rb") as f:
-        while block := f.read(_BLOCK):
+        while left and (block := f.read(_BLOCK if left < 0 else min(_BLOCK, left))):
             digest.update(block)
-    return digest.hexdigest()
+            left -= len(block) if left > 0 else 0
+    return digest

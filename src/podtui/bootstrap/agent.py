@@ -1274,7 +1274,8 @@ class Agent:
             self.tail.append(text)
             self.outbox.add("l", {"seq": seq, "ts": now, "stream": stream, "text": text})
             self.add_points(points, now)
-        self.reporter.wake.set()
+        if not self.reporter.wake.is_set():  # a flood of lines sets it once, not under its lock each time
+            self.reporter.wake.set()
 
     def add_points(self, points: typing.Iterable, now: float) -> None:
         for name, step, value in points:

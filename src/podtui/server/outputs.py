@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Settings
+from ..digest import sha256_of
 from ..fmt import format_bytes
 from ..models import OutputFile, OutputsPage, OutputsSummary, Run
 from ..output_names import output_name_problem
@@ -56,19 +57,6 @@ class _Hashing:
 
     size: int
     digest: Any
-
-
-def _hash_prefix(path: Path, size: int) -> Any:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        left = size
-        while left > 0:
-            block = f.read(min(1 << 20, left))
-            if not block:
-                break
-            digest.update(block)
-            left -= len(block)
-    return digest
 
 
 def _write_all(fd: int, blocks: list[bytes]) -> None:
@@ -222,7 +210,7 @@ class Outputs:
                 raise OutputRefused(409, "wrong_offset", f"expected offset {have}", received=have)
             hashing = self._hashing.get(key)
             if hashing is None or hashing.size != have:
-                hashing = _Hashing(have, await asyncio.to_thread(_hash_prefix, partial, have) if have else
+                hashing = _Hashing(have, await asyncio.to_thread(sha256_of, partial, have) if have else
                                    hashlib.sha256())
                 self._hashing[key] = hashing
             fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -298,7 +286,7 @@ class Outputs:
                 raise OutputRefused(409, "incomplete", f"{name!r} has {have} of {size} bytes", received=have)
             hashing = self._hashing.get(key)
             if hashing is None or hashing.size != size:
-                hashing = _Hashing(size, await asyncio.to_thread(_hash_prefix, partial, size))
+                hashing = _Hashing(size, await asyncio.to_thread(sha256_of, partial, size))
             got = hashing.digest.hexdigest()
             self._hashing.pop(key, None)
             if got != sha256.lower():
@@ -328,7 +316,7 @@ class Outputs:
             if f.moving_size is not None:
                 partial = self.partial(run.id, f.path)
                 f.received = partial.stat().st_size if partial.exists() else 0
-        last, final, _ = await self.store.output_sync(run.id)
+        last, final = await self.store.output_sync(run.id)
         home = [f for f in files if f.size is not None]
         moving = [f for f in files if f.moving_size is not None]
         if moving:

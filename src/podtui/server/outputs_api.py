@@ -49,7 +49,7 @@ async def _pod_run(request: web.Request) -> tuple[Store, Outputs, Run]:
     return store, request.app[OUTPUTS], await store.get_run(run_id)
 
 
-def _query_file(request: web.Request, need_offset: bool = False) -> tuple[str, int, float, int]:
+def _query_file(request: web.Request) -> tuple[str, int, float, int]:
     q = request.query
     name = q.get("path", "")
     try:

@@ -333,15 +333,17 @@ class RunService:
                                error: str | None, stopped: str | None = None) -> Run:
         """The agent says the command ended: finish the run (keeping the ingest token through keep-alive)."""
         keep = run.spec.keep_alive_s
+        # After success or failure the pod may stay to bring its outputs home (a failed run's last checkpoint
+        # matters too); not after a limit the pod enforced.
+        ended_by_limit = bool(stopped) and status != RunStatus.succeeded
+        until = time.time() + keep if keep > 0 and not ended_by_limit else None
         if status == RunStatus.succeeded:
             reason = "the training command succeeded"
-            until = time.time() + keep if keep > 0 else None
-        elif stopped:
+        elif ended_by_limit:
             # The pod ended the command at its own limit (max runtime, budget, stall): a guardrail, as if the
             # control plane had ended it.
             status = RunStatus.terminated
             reason = f"{stopped} (enforced by the pod)"
-            until = None
         else:
             reason = f"the training command failed (exit code {exit_code})"
             # The command's own last words, not the start script's line about where it failed (it names only
@@ -349,8 +351,6 @@ class RunService:
             last = [line for line in (error or "").splitlines()[1:] if line.strip() and " [podtui] " not in line]
             if last:
                 reason += f": {last[-1][:300]}"
-            # A failed run's last checkpoint matters: its pod brings the outputs home within the keep-alive too.
-            until = time.time() + keep if keep > 0 else None
         finished = await self.store.finish_run(run.id, status, reason, exit_code=exit_code,
                                                keep_alive_until=until)
         if finished is None:

@@ -561,15 +561,14 @@ class Store(Engine):
 
         await self._write(job)
 
-    async def output_sync(self, run_id: str) -> tuple[float | None, float | None, float | None]:
-        """(last sync completed, final sync completed, sync requested) of a run."""
-        rows = await self._read("SELECT last_sync_at, final_at, requested_at FROM output_syncs WHERE run_id = ?",
-                                (run_id,))
-        return (rows[0][0], rows[0][1], rows[0][2]) if rows else (None, None, None)
+    async def output_sync(self, run_id: str) -> tuple[float | None, float | None]:
+        """(last sync completed, final sync completed) of a run. (Migration 6's requested_at column is unused: a
+        push pod's "sync now" is held in memory, `Outputs.asked`, until its next report.)"""
+        rows = await self._read("SELECT last_sync_at, final_at FROM output_syncs WHERE run_id = ?", (run_id,))
+        return (rows[0][0], rows[0][1]) if rows else (None, None)
 
-    async def set_output_sync(self, run_id: str, *, synced: bool = False, final: bool = False,
-                              requested: bool | None = None) -> None:
-        """A sync completed (final: the one after the command ended), or a sync was asked for / taken."""
+    async def set_output_sync(self, run_id: str, *, synced: bool = False, final: bool = False) -> None:
+        """A sync completed (final: the one after the command ended)."""
         now = time.time()
 
         def job(db: sqlite3.Connection) -> None:
@@ -578,9 +577,6 @@ class Store(Engine):
                 _exec(db, "UPDATE output_syncs SET last_sync_at = ? WHERE run_id = ?", (now, run_id))
             if final:
                 _exec(db, "UPDATE output_syncs SET final_at = ? WHERE run_id = ?", (now, run_id))
-            if requested is not None:
-                _exec(db, "UPDATE output_syncs SET requested_at = ? WHERE run_id = ?",
-                      (now if requested else None, run_id))
             _feed(db, run_id, "run", None, None, now)
 
         await self._write(job)
