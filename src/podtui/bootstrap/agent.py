@@ -1000,6 +1000,12 @@ class OutputSender:
     def timeout(self) -> float:
         return max(1.0, min(120.0, self.deadline - time.time()))
 
+    def bound(self, until: float) -> None:
+        """The command has ended: a pass under way gives up by `until` (the keep-alive bound) instead of its own
+        later deadline, so the final pass, which waits for it, is not held past the bound."""
+        if self.deadline:
+            self.deadline = min(self.deadline, until)
+
     def connect(self) -> typing.Any:
         import http.client  # only a pushing pod with outputs needs it
 
@@ -1039,8 +1045,9 @@ class OutputSender:
             self.said.add(text)
             self.agent.note(text)
 
-    def sync(self, final: bool, deadline: float) -> tuple:
-        """One sync pass: (files sent, files not home). Retries connection problems until the deadline."""
+    def sync(self, final: bool, deadline: float, stop: threading.Event | None = None) -> tuple:
+        """One sync pass: (files sent, files not home). Retries connection problems until the deadline; once
+        `stop` is set no new file starts (the command ended: the final pass takes over)."""
         with self.lock:
             self.deadline = deadline
             root = self.agent.output_dir
@@ -1056,8 +1063,8 @@ class OutputSender:
             sent = failed = 0
             for item in plan.get("files") or []:
                 name = item.get("path")
-                if self.agent.signalled:  # the pod is being stopped: no new file starts
-                    failed += 1
+                if self.agent.signalled or (stop is not None and stop.is_set()) or time.time() >= self.deadline:
+                    failed += 1  # the pod is being stopped, the command ended, or the bound passed: no new file
                     continue
                 if item.get("action") == "refuse":
                     failed += 1
@@ -1091,7 +1098,7 @@ class OutputSender:
                     return None
             except OSError:
                 pass
-            if time.time() + pause > deadline or self.agent.signalled:
+            if time.time() + pause > min(deadline, self.deadline) or self.agent.signalled:
                 return None
             time.sleep(pause)
             pause = min(pause * 2, 15.0)
@@ -1129,7 +1136,7 @@ class OutputSender:
             except OSError as exc:
                 if not os.path.exists(path):
                     return False  # deleted while it was sent: the next sync knows
-                if time.time() + pause > deadline or self.agent.signalled:
+                if time.time() + pause > min(deadline, self.deadline) or self.agent.signalled:
                     self.note_once(f"output {name!r} not sent in time ({exc})")
                     return False
                 time.sleep(pause)
@@ -1564,7 +1571,7 @@ class Agent:
             self.want_outputs.clear()
             last = time.time()
             try:
-                sent, failed = self.sender.sync(False, time.time() + 600)
+                sent, failed = self.sender.sync(False, time.time() + 600, stop=done)
                 if sent or failed:
                     self.note(f"outputs sync: {sent} file(s) sent" + (f", {failed} not" if failed else ""))
             except Exception as exc:  # a sync must never take the run down
@@ -1577,6 +1584,7 @@ class Agent:
         if not files and not refused:
             return  # nothing to bring home: the pod ends at once, as it always did
         if self.sender is not None:
+            self.sender.bound(until)  # a periodic pass under way ends by then (and starts no new file)
             try:
                 sent, failed = self.sender.sync(True, until)
             except Exception as exc:
