@@ -105,7 +105,11 @@ class PodtuiApp(App[int]):
                 if self.dashboard is not None:
                     self.dashboard.show_runs()
         client_module = await asyncio.to_thread(importlib.import_module, "podtui.client")  # httpx: not at start
-        self.client = client_module.Client(url, token)
+        try:
+            self.client = client_module.Client(url, token)
+        except ControlPlaneError as exc:  # --server that is not a URL
+            self.notify(exc.message, severity="error", timeout=60)
+            return
         try:
             await self.client.health()
         except ControlPlaneError as exc:

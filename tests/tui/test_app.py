@@ -304,3 +304,11 @@ async def test_the_launch_forms_errors_name_its_fields_in_words(settings):
         assert "name: must be letters, digits" in shown
         assert "_s:" not in shown and "_usd" not in shown and "pattern" not in shown and "Value error" not in shown
         assert isinstance(app.screen, LaunchScreen) and not app.live.runs  # nothing launched
+
+
+async def test_a_server_that_is_not_a_url_is_a_notification(settings):
+    app = PodtuiApp(settings, server="notaurl")
+    async with app.run_test(size=(160, 45)) as pilot:
+        await wait_for(pilot, lambda: any("is not a control plane's URL" in str(n.message)
+                                          for n in app._notifications), timeout=10)
+        assert app.client is None

@@ -24,3 +24,12 @@ def test_bad_launch_options_name_the_option(tmp_path, monkeypatch, args, said):
     assert result.exit_code == 2, result.output
     assert said in result.output and "validation error" not in result.output and "pydantic" not in result.output
     assert "should match pattern" not in result.output and "Input should" not in result.output
+
+
+def test_a_server_that_is_not_a_url_says_what_to_give(tmp_path, monkeypatch):
+    """A new user's `--server notaurl` printed httpx's UnsupportedProtocol(...)."""
+    monkeypatch.setenv("PODTUI_CONFIG_FILE", str(tmp_path / "none.toml"))
+    result = CliRunner().invoke(main, ["--server", "notaurl", "runs"])
+    assert result.exit_code != 0
+    assert "'notaurl' is not a control plane's URL: give one like http://127.0.0.1:8765" in result.output
+    assert "UnsupportedProtocol" not in result.output and "Traceback" not in result.output
