@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 from typing import TYPE_CHECKING, Any
 
 from textual import on, work
@@ -186,15 +187,13 @@ class Dashboard(Screen[None]):
         chart = self.query_one(LossChart)
         chart.set_series(series_data(page))
         chart.border_title = f"loss · {self.live.name_of(run_id)}"
-        lines = [Line(line.seq, line.ts, line.text) for line in logs.lines]
-        lines += [Line(None, e.ts, f"» {e.kind}: {e.message.splitlines()[0] if e.message else ''}")
-                  for e in events]
-        lines.sort(key=lambda line: line.ts)
+        # The run's events among its lines by time; the lines keep their own order (by seq: a resorted line would
+        # look like a resend to the view).
+        notes = sorted((Line(None, e.ts, f"» {e.kind}: {e.message.splitlines()[0] if e.message else ''}")
+                        for e in events), key=lambda line: line.ts)
         view = self.query_one(LogView)
-        view.reset([line for line in lines if line.seq is not None])
-        for line in lines:
-            if line.seq is None:
-                view.pending.append(line)
+        view.reset(list(heapq.merge([Line(x.seq, x.ts, x.text) for x in logs.lines], notes,
+                                    key=lambda line: line.ts)))
         view.border_title = f"logs · {self.live.name_of(run_id)}"
         if (run := self.live.get(run_id)) is not None:
             view.set_live(run.live)
