@@ -23,10 +23,12 @@ class HelpScreen(Dialog[None]):
         self.key_bindings = bindings
 
     def compose(self) -> ComposeResult:
-        lines = ["[b]podtui keys[/b]", ""]
+        lines = ["[b]podtui keys[/b]   [dim]esc, q or ? closes this[/dim]", ""]
         for binding in self.key_bindings:
             key = binding.key_display or binding.key
-            lines.append(f"  [b]{key:<12}[/b] {binding.description}  [dim]{binding.tooltip}  ({binding.id})[/dim]")
+            # "Quit  Quit (asks when pods still run)": the tooltip alone when it begins with the description
+            said = binding.description if not binding.tooltip.startswith(binding.description) else ""
+            lines.append(f"  [b]{key:<12}[/b] {said}{'  ' if said else ''}[dim]{binding.tooltip}  ({binding.id})[/dim]")
         lines += ["", "Keys can be remapped in config.toml under \\[keymap], by binding id.",
                   "`:` or ctrl+p opens the command palette."]
         with VerticalScroll(classes="box"):
