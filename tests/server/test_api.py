@@ -94,6 +94,20 @@ async def test_stopping_a_run_that_has_ended_says_so_and_changes_nothing(plane):
     assert (await plane.http.get(f"/api/v1/runs/{run_id}/events")).json() == before
 
 
+async def test_a_runpod_launch_without_a_key_says_how_to_restart_this_control_plane(plane):
+    """The kill hint names serve.pid only when this control plane is the one a TUI left in the background (a new
+    user was told to kill a pid file while the control plane was the one inside the TUI)."""
+    import os
+
+    body = {"dataset": "demo", "gpu_types": ["NVIDIA A40"], "provider": "runpod"}
+    r = await plane.http.post("/api/v1/runs", json=body)
+    assert r.status_code == 409 and "restart it" in r.json()["error"]["message"]
+    assert "serve.pid" not in r.json()["error"]["message"]
+    (plane.control.settings.data_dir / "serve.pid").write_text(f"{os.getpid()}\n")
+    r = await plane.http.post("/api/v1/runs", json=body)
+    assert "kept in the background, stops with `kill $(cat" in r.json()["error"]["message"]
+
+
 async def test_terminate_during_provisioning_still_ends_the_pod(plane):
     provider = plane.runs.providers["local"]
     gate = asyncio.Event()

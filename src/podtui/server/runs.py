@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
 import socket
 import time
@@ -74,10 +75,15 @@ class RunService:
         except KeyError:
             # 409: a valid request this control plane's configuration cannot serve
             if name == "runpod":
+                pid_file = self.settings.data_dir / "serve.pid"
+                try:  # this control plane is the one a TUI left in the background
+                    background = int(pid_file.read_text()) == os.getpid()
+                except (OSError, ValueError):
+                    background = False
+                how = f" (this one, kept in the background, stops with `kill $(cat {pid_file})`)" if background else ""
                 raise ApiError(409, "provider_unavailable", "this control plane was started without a RunPod key: "
                                "set RUNPOD_API_KEY (or runpod_api_key in config.toml) where it runs and restart "
-                               "it (one kept in the background stops with "
-                               f"`kill $(cat {self.settings.data_dir / 'serve.pid'})`)") from None
+                               f"it{how}") from None
             raise ApiError(404, "provider_unavailable", f"unknown provider {name!r}; use local or runpod") from None
 
     def bundle_path(self, run_id: str) -> Path:
