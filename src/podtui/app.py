@@ -215,7 +215,7 @@ class PodtuiApp(App[int]):
             elif choice == "background":
                 self.exit(BACKGROUND)
 
-        self.push_screen(QuitScreen(len(live), self.embedded), chosen)
+        self.push_screen(QuitScreen(len(live), self.embedded, any(r.provider != "local" for r in live)), chosen)
 
     def action_terminate_run(self, run_id: str, ask: bool = True) -> None:
         """Terminate a run's pod (asks first unless told not to)."""

@@ -72,6 +72,9 @@ async def test_quit_guard_with_a_live_run(settings):
                        and app.live.runs[run.id].status.is_live)
         await pilot.press("q")
         await wait_for(pilot, lambda: isinstance(app.screen, QuitScreen))
+        from textual.widgets import Static
+        said = str(app.screen.query(Static).first().content)
+        assert "1 pod still running." in said and "billing" not in said  # a local process bills nothing
         await pilot.press("escape")
         await wait_for(pilot, lambda: not isinstance(app.screen, QuitScreen))
         assert app.is_running

@@ -30,10 +30,12 @@ class QuitScreen(Dialog[QuitChoice]):
     QuitScreen Button { width: 100%; margin-top: 1; }
     """
 
-    def __init__(self, live: int, embedded: bool) -> None:
+    def __init__(self, live: int, embedded: bool, billing: bool = True) -> None:
         super().__init__()
         self.live = live
         self.embedded = embedded
+        self.billing = billing
+        """Some of the pods are rented (not local processes)."""
 
     def compose(self) -> ComposeResult:
         pods = f"{self.live} pod{'s' if self.live != 1 else ''}"
@@ -42,7 +44,7 @@ class QuitScreen(Dialog[QuitChoice]):
                    "plane goes on storing them (push-mode pods need it) and the next `podtui` attaches to it."
                    if self.embedded else " The remote control plane keeps supervising them.")
         with Vertical(classes="box"):
-            yield Static(f"{pods} still running and billing.{warning}")
+            yield Static(f"{pods} still running{' and billing' if self.billing else ''}.{warning}")
             them = "them" if self.live != 1 else "it"
             yield Button(f"Terminate {pods} and quit (t)", variant="error", id="terminate")
             if self.embedded:
