@@ -130,7 +130,8 @@ async def sync_ended(store: Store, outputs: Outputs, run: Run, final: bool, fail
     await store.set_output_sync(run.id, synced=True, final=final and not failed)
     if not final:
         return
-    page = await outputs.page(await store.get_run(run.id))
+    fresh = await store.get_run(run.id)  # as the sync left it
+    page = await outputs.page(fresh)
     s = page.summary
     if failed:
         await store.add_event(run.id, "outputs_incomplete", f"final sync ended with {failed} file(s) not home; "
@@ -138,7 +139,6 @@ async def sync_ended(store: Store, outputs: Outputs, run: Run, final: bool, fail
     else:
         await store.add_event(run.id, "outputs_home", f"outputs home: {s.files_home} file(s), "
                               f"{format_bytes(s.bytes_home)} in {page.folder}")
-    fresh = await store.get_run(run.id)
     if fresh.status.is_final and fresh.keep_alive_until:
         until = min(fresh.keep_alive_until, time.time() + END_AFTER_FINAL_S)
         await store.update_run(run.id, keep_alive_until=until)
