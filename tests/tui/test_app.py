@@ -25,6 +25,14 @@ async def wait_for(pilot, predicate, timeout=30.0):
     raise AssertionError("condition not met in time")
 
 
+async def open_the_launch_form(app, pilot):
+    """Once the control plane answers: `n`, until the form offers the local GPU (picked)."""
+    await wait_for(pilot, lambda: app.dashboard is not None and app.dashboard._client is not None)
+    await pilot.press("n")
+    await wait_for(pilot, lambda: isinstance(app.screen, LaunchScreen)
+                   and app.screen.query_one(OffersTable).picked == ["local"])
+
+
 @pytest.fixture
 def settings(tmp_path, monkeypatch):
     monkeypatch.setenv("DEMO_STEPS", "200")
@@ -35,10 +43,7 @@ def settings(tmp_path, monkeypatch):
 async def test_launch_from_the_form_watch_the_chart_and_terminate(settings):
     app = PodtuiApp(settings)
     async with app.run_test(size=(160, 45)) as pilot:
-        await wait_for(pilot, lambda: app.dashboard is not None and app.dashboard._client is not None)
-        await pilot.press("n")
-        await wait_for(pilot, lambda: isinstance(app.screen, LaunchScreen)
-                       and app.screen.query_one(OffersTable).picked == ["local"])
+        await open_the_launch_form(app, pilot)
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: not isinstance(app.screen, LaunchScreen))
         dash = app.dashboard
@@ -291,10 +296,7 @@ async def test_the_launch_forms_errors_name_its_fields_in_words(settings):
 
     app = PodtuiApp(settings)
     async with app.run_test(size=(160, 45)) as pilot:
-        await wait_for(pilot, lambda: app.dashboard is not None and app.dashboard._client is not None)
-        await pilot.press("n")
-        await wait_for(pilot, lambda: isinstance(app.screen, LaunchScreen)
-                       and app.screen.query_one(OffersTable).picked == ["local"])
+        await open_the_launch_form(app, pilot)
         form = app.screen
         form.query_one("#max_runtime", Input).value = "banana"
         form.query_one("#budget", Input).value = "-3"
