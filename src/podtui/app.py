@@ -237,9 +237,8 @@ class PodtuiApp(App[int]):
             self.end_pod(run.id, stop)
             return
         # Outputs can still be lost while the run lives, or while its pod stays to bring them home (keep-alive).
-        keeping = run.keep_alive_until is not None and run.keep_alive_until > time.time()
         lost = "Outputs not home yet are lost: `o` in the run detail brings them home first." \
-            if run.status.is_live or keeping else ""
+            if run.outputs_may_come(time.time()) else ""
         if stop:
             question, yes = f"Stop [b]{run.name}[/b]? Its pod stops and GPU billing ends. {lost}", "Stop"
         else:

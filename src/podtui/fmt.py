@@ -42,8 +42,9 @@ def format_bytes(n: float) -> str:
     return f"{n:.1f} GiB"
 
 
-def outputs_line(page: Any, now: float | None = None) -> str:
-    """One line for a run's outputs: "outputs: 3 files, 1.2 GiB, home", or what still moves and until when."""
+def outputs_line(page: Any, more_may_come: bool = True, now: float | None = None) -> str:
+    """One line for a run's outputs: "outputs: 3 files, 1.2 GiB, home", or what still moves and until when;
+    "none yet" while `more_may_come` (`Run.outputs_may_come`), else "none"."""
     s = page.summary
     now = _time.time() if now is None else now
     text = f"outputs: {s.files_home} file{'s' if s.files_home != 1 else ''}, {format_bytes(s.bytes_home)}"
@@ -52,7 +53,7 @@ def outputs_line(page: Any, now: float | None = None) -> str:
     if s.state == "moving":
         text += f"; {s.files_moving} moving ({format_bytes(s.bytes_received)} of {format_bytes(s.bytes_moving)})"
     elif s.state == "none":
-        text = "outputs: none yet"
+        text = "outputs: none yet" if more_may_come else "outputs: none"
     if s.pod_until:
         text += f"; the pod ends in {format_duration(max(0.0, s.pod_until - now))} at the latest (keep-alive)"
     return text

@@ -75,3 +75,20 @@ def test_a_limit_of_zero_is_no_limit():
     assert spec.max_runtime_s is None and spec.budget_usd is None
     assert LaunchSpec(dataset="demo", gpu_types=["a"], max_runtime_s="0s").max_runtime_s is None
     assert LaunchSpec(dataset="demo", gpu_types=["a"], budget_usd=0.5).budget_usd == 0.5
+
+
+def test_outputs_say_none_yet_only_while_more_can_come():
+    from podtui.fmt import outputs_line
+    from podtui.models import OutputsPage, OutputsSummary, Run, RunStatus
+
+    now = 1_800_000_000.0
+    run = Run(id="r1", name="r", provider="local", status=RunStatus.training, dataset_id="d", created_at=now,
+              spec=LaunchSpec(dataset="demo", gpu_types=["local"]))
+    page = OutputsPage(run_id="r1", folder="/x", files=[], summary=OutputsSummary())
+    assert run.outputs_may_come(now)
+    assert outputs_line(page, run.outputs_may_come(now)) == "outputs: none yet"
+    ended = run.model_copy(update={"status": RunStatus.failed})
+    assert not ended.outputs_may_come(now)
+    assert outputs_line(page, ended.outputs_may_come(now)) == "outputs: none"
+    kept = ended.model_copy(update={"keep_alive_until": now + 60})  # its pod stays to bring them home
+    assert kept.outputs_may_come(now) and not kept.outputs_may_come(now + 61)

@@ -552,7 +552,8 @@ def outputs(obj: Context, run_ref: str, to_dir: str | None, sync_now: bool, as_j
                              moving])
             if rows:
                 table(rows, ["NAME", "SIZE", "SHA256", "HOME AT", ""])
-            click.echo(outputs_line(page) + (f"  ({page.folder})" if page.files else ""))
+            click.echo(outputs_line(page, run.outputs_may_come(time.time()))
+                       + (f"  ({page.folder})" if page.files else ""))
 
     run_async(go)
 

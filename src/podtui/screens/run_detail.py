@@ -181,7 +181,10 @@ class RunDetailScreen(Screen[None]):
         table.add_column(justify="right", no_wrap=True)
         table.add_column(style="dim", no_wrap=True)
         table.add_column(style="dim", no_wrap=True)
-        head = Text(outputs_line(page), theme_colour(self.app, "text-success") if page.summary.state == "home" else "")
+        run = self.podtui.live.get(self.run_id)
+        more_may_come = run is None or run.outputs_may_come(time.time())
+        style = theme_colour(self.app, "text-success") if page.summary.state == "home" else ""
+        head = Text(outputs_line(page, more_may_come), style)
         for f in page.files[:8]:
             size = "-" if f.size is None else format_bytes(f.size)
             moving = "" if f.moving_size is None else \
