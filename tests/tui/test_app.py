@@ -311,6 +311,31 @@ async def test_the_launch_forms_errors_name_its_fields_in_words(settings):
         assert isinstance(app.screen, LaunchScreen) and not app.live.runs  # nothing launched
 
 
+async def test_the_launch_form_sets_the_outputs_folder_and_their_sync(settings):
+    """Bringing the model home was only configurable from the CLI (--outputs, --sync-outputs)."""
+    from textual.widgets import Input, Static
+
+    app = PodtuiApp(settings)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await open_the_launch_form(app, pilot)
+        form = app.screen
+        assert form.query_one("#outputs", Input).value == "outputs"  # the default, shown
+        form.query_one("#outputs", Input).value = "/abs"
+        form.query_one("#sync_outputs", Input).value = "soon"
+        await pilot.press("ctrl+s")
+        await pilot.pause(0.2)
+        shown = str(form.query_one("#error", Static).content)
+        assert "outputs folder:" in shown and "sync outputs every: 'soon' is not a duration" in shown
+        assert not app.live.runs
+        form.query_one("#outputs", Input).value = "checkpoints"
+        form.query_one("#sync_outputs", Input).value = "10m"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: len(app.live.runs) == 1)
+        run = next(iter(app.live.runs.values()))
+        assert (run.spec.outputs, run.spec.sync_outputs_s) == ("checkpoints", 600)
+        await app.client.terminate(run.id)
+
+
 async def test_a_server_that_is_not_a_url_is_a_notification(settings):
     app = PodtuiApp(settings, server="notaurl")
     async with app.run_test(size=(160, 45)) as pilot:

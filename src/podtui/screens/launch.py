@@ -46,7 +46,8 @@ SPOT_NOTE = ("spot pods are rented through RunPod's GraphQL API, which RunPod re
 
 
 LABEL_OF_FIELD = {"max_runtime_s": "max runtime", "budget_usd": "budget $", "keep_alive_s": "keep alive",
-                  "gpu_count": "GPU count", "cloud_type": "cloud", "dataset": "dataset"}
+                  "gpu_count": "GPU count", "cloud_type": "cloud", "dataset": "dataset",
+                  "outputs": "outputs folder", "sync_outputs_s": "sync outputs every"}
 """The form's label of a LaunchSpec field, where it is not the field's name with spaces."""
 
 
@@ -126,6 +127,13 @@ class LaunchScreen(Dialog[Run | None]):
                 with Vertical():
                     yield Label("keep alive after success")
                     yield Input(value="30m", id="keep_alive")  # the bound for bringing outputs home
+            with Horizontal():
+                with Vertical():
+                    yield Label("outputs folder (in the workdir; comes home)")
+                    yield Input(value=LaunchSpec.model_fields["outputs"].default, id="outputs")
+                with Vertical():
+                    yield Label("sync outputs every (empty: when the command ends)")
+                    yield Input(placeholder="e.g. 15m", id="sync_outputs")
             yield Static("", id="error")
             with Horizontal(id="buttons"):
                 yield Button("Launch (ctrl+s)", variant="success", id="launch")
@@ -198,6 +206,7 @@ class LaunchScreen(Dialog[Run | None]):
             "gpu_count": text("gpu_count") or 1, "cloud_type": self.query_one("#cloud_type", Select).value,
             "name": text("name"), "max_runtime_s": text("max_runtime"), "budget_usd": text("budget"),
             "keep_alive_s": text("keep_alive") or 0,
+            "outputs": text("outputs"), "sync_outputs_s": text("sync_outputs"),
             "spot": self.query_one("#pricing", Select).value == "spot",
             "connect": None if self.query_one("#connect", Select).value == "auto"
             else self.query_one("#connect", Select).value,
