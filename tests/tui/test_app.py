@@ -342,3 +342,31 @@ async def test_a_server_that_is_not_a_url_is_a_notification(settings):
         await wait_for(pilot, lambda: any("is not a control plane's URL" in str(n.message)
                                           for n in app._notifications), timeout=10)
         assert app.client is None
+
+
+async def test_the_runs_table_shows_every_column_of_a_runpod_run_at_160_columns(settings):
+    """A RunPod GPU type ("NVIDIA GeForce RTX 4090") and a long run name pushed the time column out of sight."""
+    from podtui.feed import RunChanged
+    from podtui.models import LaunchSpec, Run, RunStatus
+    from podtui.widgets.runs_table import RunsTable
+
+    app = PodtuiApp(settings)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await wait_for(pilot, lambda: app.dashboard is not None and app.dashboard._client is not None)
+        run = Run(id="wide000001", name="llama-finetune-lora-r16-lr2e-4-warmup", provider="runpod",
+                  status=RunStatus.training, gpu_type="NVIDIA GeForce RTX 4090", price_per_hour=0.69,
+                  spec=LaunchSpec(dataset="demo", gpu_types=["NVIDIA GeForce RTX 4090"], command="true"),
+                  dataset_id="d", created_at=time.time() - 3725, started_at=time.time() - 3725, last_step=123456,
+                  last_loss=0.012345)
+        app.take_entry(RunChanged(run=run))
+        table = app.dashboard.query_one(RunsTable)
+        await wait_for(pilot, lambda: table.row_count == 1)
+        await pilot.pause(0.2)
+        assert table.virtual_size.width <= table.scrollable_content_region.width
+        shown = [str(column.label) for column in table.columns.values()]
+        assert shown == ["name", "gpu", "use", "status", "step", "loss", "spent", "time"]  # provider, $/h, trend went
+        assert [str(cell) for cell in table.get_row(run.id)] == [
+            "llama-finetune-lora-r16…", "RTX 4090", "-", "training", "123456", "0.01235", "0.71", "1h02m"]
+        await pilot.resize_terminal(220, 45)  # room for every column again
+        await wait_for(pilot, lambda: len(table.columns) == 11)
+        assert table.virtual_size.width <= table.scrollable_content_region.width

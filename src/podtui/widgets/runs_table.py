@@ -1,11 +1,16 @@
-"""The runs table: name, provider, GPU, GPU use, status, step, last loss with a sparkline, $/h, $ spent, uptime."""
+"""The runs table: name, provider, GPU, GPU use, status, step, last loss with a sparkline, $/h, $ spent, uptime.
+
+When its rows are wider than the table, the least needed columns go first (provider, $/h, the trend, GPU use, step,
+GPU): every column shown is whole, and the cost and the time stay."""
 
 from __future__ import annotations
 
 import time
 from typing import TYPE_CHECKING
 
+from rich.cells import cell_len
 from rich.text import Text
+from textual import events
 from textual.widgets import DataTable
 
 from ..fmt import format_duration, sparkline
@@ -17,6 +22,26 @@ if TYPE_CHECKING:  # the models load with the first runs, not for the first fram
     from ..models import Run
 
 COLUMNS = ("name", "provider", "gpu", "use", "status", "step", "loss", "trend", "$/h", "spent", "time")
+DROPPED_FIRST = ("provider", "$/h", "trend", "use", "step", "gpu")
+"""The columns a narrow table leaves out, in this order, until its rows fit."""
+NAME_WIDTH = 24
+"""A longer run name is cut with "…" in the table (whole in the run detail)."""
+GPU_WORDS = ("NVIDIA ", "GeForce ", "AMD ", "Radeon ")
+"""Words a GPU type's id starts with that tell nothing in a narrow column ("NVIDIA GeForce RTX 4090")."""
+
+
+def short_gpu(gpu_type: str | None) -> str:
+    """A GPU type as the table shows it: "NVIDIA GeForce RTX 4090" -> "RTX 4090"."""
+    if not gpu_type:
+        return "-"
+    for word in GPU_WORDS:
+        gpu_type = gpu_type.removeprefix(word)
+    return gpu_type
+
+
+def cut(text: str, width: int) -> str:
+    """`text` in at most `width` cells, ending in "…" when cut."""
+    return text if len(text) <= width else text[:width - 1] + "…"
 
 
 def gpu_use(app: App[object], run: Run) -> str | Text:
@@ -36,7 +61,7 @@ def run_cells(app: App[object], run: Run, losses: list[float], now: float) -> li
     loss = "-" if run.last_loss is None else f"{run.last_loss:.4g}"
     price = "-" if run.price_per_hour is None else f"{run.price_per_hour:.2f}"
     started = run.started_at or run.created_at
-    return [run.name, run.provider, run.gpu_type or "-", gpu_use(app, run), status,
+    return [cut(run.name, NAME_WIDTH), run.provider, short_gpu(run.gpu_type), gpu_use(app, run), status,
             "-" if run.last_step is None else str(run.last_step), loss,
             Text(sparkline(losses, 8), theme_colour(app, "text-primary")),
             price, f"{run.cost_at(now):.2f}", format_duration((run.ended_at or now) - started)]
@@ -52,28 +77,60 @@ class RunsTable(DataTable[str | Text]):
     def on_mount(self) -> None:
         self.cursor_type = "row"
         self.zebra_stripes = True
-        for column in COLUMNS:
-            self.add_column(column, key=column)
         self.border_title = "runs"
         self._shown: tuple[list[Run], dict[str, list[float]]] = ([], {})
+        self._set_columns(COLUMNS)
         self.app.theme_changed_signal.subscribe(self, lambda _: self.show(*self._shown))
 
+    def on_resize(self, event: events.Resize) -> None:
+        self.show(*self._shown)
+
+    def _set_columns(self, columns: tuple[str, ...]) -> None:
+        self.clear(columns=True)
+        for column in columns:
+            self.add_column(column, key=column)
+
+    def fitting(self, rows: list[list[str | Text]]) -> tuple[str, ...]:
+        """The columns to show: all of them, less the first of DROPPED_FIRST while the rows are wider than the
+        table."""
+        widths = {column: cell_len(column) for column in COLUMNS}
+        for cells in rows:
+            for column, value in zip(COLUMNS, cells, strict=True):
+                widths[column] = max(widths[column], value.cell_len if isinstance(value, Text) else cell_len(value))
+        room = self.scrollable_content_region.width
+        pad = 2 * self.cell_padding
+        shown = list(COLUMNS)
+        for column in DROPPED_FIRST:
+            if room <= 0 or sum(widths[c] + pad for c in shown) <= room:
+                break
+            shown.remove(column)
+        return tuple(shown)
+
     def show(self, runs: list[Run], losses: dict[str, list[float]]) -> None:
-        """Update rows in place; rebuild (keeping the cursor on its run) when runs come or go."""
+        """Update rows in place; rebuild (keeping the cursor on its run) when runs come or go, or the columns that
+        fit change."""
         self._shown = (runs, losses)
         now = time.time()
+        rows = [run_cells(self.app, run, losses.get(run.id, []), now) for run in runs]
+        columns = self.fitting(rows)
         ids = [r.id for r in runs]
-        if ids != [k.value for k in self.rows]:
+        if columns != tuple(k.value for k in self.columns):
+            selected = self.selected_run_id
+            self._set_columns(columns)
+        elif ids == [k.value for k in self.rows]:
+            for run, cells in zip(runs, rows, strict=True):
+                for column, value in zip(COLUMNS, cells, strict=True):
+                    if column in columns:
+                        self.update_cell(run.id, column, value, update_width=True)  # "pending" becomes "training"
+            return
+        else:
             selected = self.selected_run_id
             self.clear()
-            for run in runs:
-                self.add_row(*run_cells(self.app, run, losses.get(run.id, []), now), key=run.id)
-            if selected in ids:
-                self.move_cursor(row=ids.index(selected))
-            return
-        for run in runs:
-            for column, value in zip(COLUMNS, run_cells(self.app, run, losses.get(run.id, []), now), strict=True):
-                self.update_cell(run.id, column, value, update_width=True)  # "pending" becomes "training"
+        for run, cells in zip(runs, rows, strict=True):
+            self.add_row(*(value for column, value in zip(COLUMNS, cells, strict=True) if column in columns),
+                         key=run.id)
+        if selected in ids:
+            self.move_cursor(row=ids.index(selected))
 
     def move_to(self, run_id: str) -> None:
         """Put the cursor on a run's row (which selects it)."""
