@@ -79,7 +79,7 @@ def run_facts(app: App[object], run: Run, now: float) -> Table:
                     else f"{spec.dataset} ({run.dataset_id[:12]}…)"),
         ("command", spec.command or "(the demo trainer)"),
         ("workdir", spec.workdir or "-"),
-        ("image", spec.image),
+        ("image", spec.image if run.provider != "local" else "- (a local pod runs on this machine, in no image)"),
         ("limits", limits),
         ("env", ", ".join(sorted(spec.env)) or "-"),  # names only: values may be secrets
     ]
