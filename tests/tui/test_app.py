@@ -319,6 +319,7 @@ async def test_the_launch_form_sets_the_outputs_folder_and_their_sync(settings):
     async with app.run_test(size=(160, 45)) as pilot:
         await open_the_launch_form(app, pilot)
         form = app.screen
+        assert app.focused is form.query_one("#dataset")  # the first field (was the form's scroll box)
         assert form.query_one("#outputs", Input).value == "outputs"  # the default, shown
         form.query_one("#outputs", Input).value = "/abs"
         form.query_one("#sync_outputs", Input).value = "soon"

@@ -54,6 +54,8 @@ LABEL_OF_FIELD = {"max_runtime_s": "max runtime", "budget_usd": "budget $", "kee
 class LaunchScreen(Dialog[Run | None]):
     """Fill in a run and launch it; dismisses with the new run."""
 
+    AUTO_FOCUS = "#dataset"  # the first field, not the form's scroll box
+
     BINDINGS = [
         Binding("escape", "cancel", "Cancel", id="launch.cancel", tooltip="Close without launching"),
         Binding("ctrl+s", "launch", "Launch", id="launch.submit", tooltip="Launch the run"),
