@@ -238,7 +238,7 @@ class PodtuiApp(App[int]):
             return
         # Outputs can still be lost while the run lives, or while its pod stays to bring them home (keep-alive).
         lost = "Outputs not home yet are lost: `o` in the run detail brings them home first." \
-            if run.outputs_may_come(time.time()) else ""
+            if run.pod_in_use(time.time()) else ""
         if stop:
             question, yes = f"Stop [b]{run.name}[/b]? Its pod stops and GPU billing ends. {lost}", "Stop"
         else:

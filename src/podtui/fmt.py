@@ -44,7 +44,7 @@ def format_bytes(n: float) -> str:
 
 def outputs_line(page: Any, more_may_come: bool = True, now: float | None = None) -> str:
     """One line for a run's outputs: "outputs: 3 files, 1.2 GiB, home", or what still moves and until when;
-    "none yet" while `more_may_come` (`Run.outputs_may_come`), else "none"."""
+    "none yet" while `more_may_come` (`Run.pod_in_use`), else "none"."""
     s = page.summary
     now = _time.time() if now is None else now
     text = f"outputs: {s.files_home} file{'s' if s.files_home != 1 else ''}, {format_bytes(s.bytes_home)}"

@@ -400,9 +400,9 @@ class Run(_Model):
         """How the pod and the control plane talk: `push` or `pull` (decided at launch)."""
         return self.spec.connect or "push"
 
-    def outputs_may_come(self, now: float) -> bool:
-        """Whether more of its outputs can still come home: the run lives, or its pod stays to bring them home
-        (keep-alive)."""
+    def pod_in_use(self, now: float) -> bool:
+        """Whether the run still uses its pod, so more of its outputs can come home: it lives, or its pod stays to
+        bring them home (keep-alive)."""
         return self.status.is_live or (self.keep_alive_until is not None and self.keep_alive_until > now)
 
     def cost_at(self, now: float) -> float:

@@ -85,10 +85,10 @@ def test_outputs_say_none_yet_only_while_more_can_come():
     run = Run(id="r1", name="r", provider="local", status=RunStatus.training, dataset_id="d", created_at=now,
               spec=LaunchSpec(dataset="demo", gpu_types=["local"]))
     page = OutputsPage(run_id="r1", folder="/x", files=[], summary=OutputsSummary())
-    assert run.outputs_may_come(now)
-    assert outputs_line(page, run.outputs_may_come(now)) == "outputs: none yet"
+    assert run.pod_in_use(now)
+    assert outputs_line(page, run.pod_in_use(now)) == "outputs: none yet"
     ended = run.model_copy(update={"status": RunStatus.failed})
-    assert not ended.outputs_may_come(now)
-    assert outputs_line(page, ended.outputs_may_come(now)) == "outputs: none"
+    assert not ended.pod_in_use(now)
+    assert outputs_line(page, ended.pod_in_use(now)) == "outputs: none"
     kept = ended.model_copy(update={"keep_alive_until": now + 60})  # its pod stays to bring them home
-    assert kept.outputs_may_come(now) and not kept.outputs_may_come(now + 61)
+    assert kept.pod_in_use(now) and not kept.pod_in_use(now + 61)

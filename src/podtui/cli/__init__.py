@@ -373,7 +373,7 @@ async def follow_outputs(client: Client, run: Run, poll_s: float = 1.0) -> None:
             click.echo(f"  {line}")
             shown = line
         fresh = await client.run(run.id)
-        if page.summary.state == "home" or not fresh.keep_alive_until or time.time() > fresh.keep_alive_until:
+        if page.summary.state == "home" or not fresh.pod_in_use(time.time()):
             if page.summary.state == "home":
                 click.echo(f"  in {page.folder} (`podtui outputs {run.id} --to DIR` copies them)")
             return
@@ -552,7 +552,7 @@ def outputs(obj: Context, run_ref: str, to_dir: str | None, sync_now: bool, as_j
                              moving])
             if rows:
                 table(rows, ["NAME", "SIZE", "SHA256", "HOME AT", ""])
-            click.echo(outputs_line(page, run.outputs_may_come(time.time()))
+            click.echo(outputs_line(page, run.pod_in_use(time.time()))
                        + (f"  ({page.folder})" if page.files else ""))
 
     run_async(go)

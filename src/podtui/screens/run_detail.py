@@ -182,7 +182,7 @@ class RunDetailScreen(Screen[None]):
         table.add_column(style="dim", no_wrap=True)
         table.add_column(style="dim", no_wrap=True)
         run = self.podtui.live.get(self.run_id)
-        more_may_come = run is None or run.outputs_may_come(time.time())
+        more_may_come = run is None or run.pod_in_use(time.time())
         style = theme_colour(self.app, "text-success") if page.summary.state == "home" else ""
         head = Text(outputs_line(page, more_may_come), style)
         for f in page.files[:8]:

@@ -56,7 +56,7 @@ class OutputsSyncer:
         for run in await self.store.list_runs():
             if run.connect != "pull" or not run.pod_id:
                 continue
-            if run.status.is_live or (run.keep_alive_until and run.keep_alive_until > time.time()):
+            if run.pod_in_use(time.time()):
                 self.follow(run.id)
 
     async def stop(self) -> None:

@@ -188,9 +188,7 @@ class Puller:
 
     def _worth_pulling(self, run: Run) -> bool:
         """A live run, or a finished one whose pod is kept alive (it still sends heartbeats)."""
-        if run.status.is_live:
-            return True
-        return bool(run.keep_alive_until and run.keep_alive_until > time.time())
+        return run.pod_in_use(time.time())
 
     async def _pull_reports(self, run_id: str, link: PodLink) -> bool:
         """Pull, store and acknowledge reports until the run is over (True) or the pod stops answering."""
