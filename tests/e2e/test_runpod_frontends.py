@@ -101,10 +101,11 @@ async def test_run_detail_shows_the_pod_log_until_the_agent_reports(fake, tmp_pa
         await wait_for(pilot, lambda: not fake.live_pods(), timeout=10)
 
 
-async def podtui(env, *args, timeout=60):
+async def podtui(env, *args, timeout=60, answer=None):
     proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "podtui.cli", *args, env=env,
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+                                                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(None if answer is None else answer.encode()), timeout)
     return proc.returncode, out.decode(), err.decode()
 
 
@@ -140,6 +141,9 @@ async def test_cli_launch_runs_and_terminate_against_v2(fake, tmp_path):
                 break
             await asyncio.sleep(0.3)
         assert listed["gpu_type"] == GPU_A6000 and listed["price_per_hour"] == 0.76, listed
+        code, out, err = await podtui(env, "terminate", run["id"], answer="n\n")  # asks, and says what is lost
+        assert code == 0 and "left running" in out, err
+        assert f"Outputs not home yet are lost: `podtui outputs {run['id']} --sync` brings them home first" in out
         code, out, err = await podtui(env, "terminate", run["id"], "--yes", "--json")
         assert code == 0, err
         assert json.loads(out)["status"] == "terminated"

@@ -608,7 +608,9 @@ def terminate(obj: Context, run_ref: str, yes: bool, as_json: bool) -> None:
             return await resolve_run(client, run_ref)
 
     run = run_async(find)
-    if not yes and not click.confirm(f"Terminate {run.name} ({run.id}, {run.status.value})?", default=False):
+    lost = f" Outputs not home yet are lost: `podtui outputs {run.id} --sync` brings them home first." \
+        if run.pod_in_use(time.time()) else ""
+    if not yes and not click.confirm(f"Terminate {run.name} ({run.id}, {run.status.value})?{lost}", default=False):
         click.echo("left running")
         return
 
