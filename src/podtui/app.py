@@ -63,6 +63,8 @@ class PodtuiApp(App[int]):
         """The runs as the control plane last said, kept current from its live feed; screens read it."""
         self.follow = Follow()
         """The runs the feed brings in full (the selected and the compared one); the rest come as summaries."""
+        self.left_running = 0
+        """The live pods the user chose to keep running at quit."""
 
     @property
     def embedded(self) -> bool:
@@ -211,6 +213,7 @@ class PodtuiApp(App[int]):
             if choice == "terminate":
                 self.terminate_all_and_exit([r.id for r in live])
             elif choice == "keep":
+                self.left_running = len(live)
                 self.exit(0)
             elif choice == "background":
                 self.exit(BACKGROUND)
@@ -296,7 +299,20 @@ def run_tui(settings: Settings, server: str | None, token: str | None) -> int:
     result = app.run()
     if result == BACKGROUND:  # the embedded control plane has stopped: a headless one takes over its port
         return serve_in_background(settings)
+    if app.left_running:
+        print(kept_running_note(app.left_running, app.embedded))
     return int(result or 0)
+
+
+def kept_running_note(pods: int, embedded: bool) -> str:
+    """What the user is told after quitting with pods kept running."""
+    one = pods == 1
+    many = f"{pods} pod{'' if one else 's'} keep{'s' if one else ''} running"
+    if not embedded:
+        return f"{many}, supervised by the control plane podtui was attached to."
+    return (f"{many}{'' if one else ', each'} within {'its' if one else 'their'} own limits (max runtime, budget, "
+            f"stalls), keeping {'its' if one else 'their'} reports; nothing supervises {'it' if one else 'them'} "
+            "until `podtui` or `podtui serve` starts again.")
 
 
 BACKGROUND = 10

@@ -80,6 +80,7 @@ async def test_quit_guard_with_a_live_run(settings):
         from textual.widgets import Static
         said = str(app.screen.query(Static).first().content)
         assert "1 pod still running." in said and "billing" not in said  # a local process bills nothing
+        assert "Terminating it loses the outputs not home yet." in said
         await pilot.press("escape")
         await wait_for(pilot, lambda: not isinstance(app.screen, QuitScreen))
         assert app.is_running
@@ -92,6 +93,37 @@ async def test_quit_guard_with_a_live_run(settings):
 
     status = sqlite3.connect(store_file).execute("SELECT status FROM runs WHERE id = ?", (run.id,)).fetchone()[0]
     assert status == "terminated"
+
+
+async def test_quitting_keeping_pods_running_says_so_after(settings):
+    """`k` printed nothing: a user reopening podtui wondered why the run sat still."""
+    import os
+    import signal
+
+    from podtui.app import kept_running_note
+    from podtui.models import LaunchSpec
+
+    app = PodtuiApp(settings)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await wait_for(pilot, lambda: app.dashboard is not None and app.dashboard._client is not None)
+        run = await app.client.launch(LaunchSpec(dataset="demo", gpu_types=["local"], command="sleep 120"))
+        await wait_for(pilot, lambda: run.id in app.live.runs and app.live.runs[run.id].pod_id is not None
+                       and app.live.runs[run.id].status.is_live)
+        pod_id = app.live.runs[run.id].pod_id
+        await pilot.press("q")
+        await wait_for(pilot, lambda: isinstance(app.screen, QuitScreen))
+        await pilot.press("k")
+        await wait_for(pilot, lambda: not app.is_running, timeout=30)
+    try:
+        assert app.left_running == 1 and app.embedded
+        assert kept_running_note(app.left_running, app.embedded) == (
+            "1 pod keeps running within its own limits (max runtime, budget, stalls), keeping its reports; nothing "
+            "supervises it until `podtui` or `podtui serve` starts again.")
+        assert kept_running_note(2, False) == "2 pods keep running, supervised by the control plane podtui was " \
+            "attached to."
+    finally:
+        pid = json.loads((settings.data_dir / "pods" / pod_id / "pod.json").read_text())["pid"]
+        os.killpg(pid, signal.SIGKILL)
 
 
 async def test_busy_port_is_a_notification_not_a_crash(tmp_path):

@@ -39,13 +39,14 @@ class QuitScreen(Dialog[QuitChoice]):
 
     def compose(self) -> ComposeResult:
         pods = f"{self.live} pod{'s' if self.live != 1 else ''}"
+        them = "them" if self.live != 1 else "it"
         warning = (" This podtui runs the control plane itself. Each pod keeps its own max runtime, budget and "
                    "stall limits and keeps its reports until they are fetched; in the background, the control "
                    "plane goes on storing them (push-mode pods need it) and the next `podtui` attaches to it."
-                   if self.embedded else " The remote control plane keeps supervising them.")
+                   if self.embedded else f" The control plane this podtui is attached to keeps supervising {them}.")
         with Vertical(classes="box"):
-            yield Static(f"{pods} still running{' and billing' if self.billing else ''}.{warning}")
-            them = "them" if self.live != 1 else "it"
+            yield Static(f"{pods} still running{' and billing' if self.billing else ''}.{warning} Terminating "
+                         f"{them} loses the outputs not home yet.")
             yield Button(f"Terminate {pods} and quit (t)", variant="error", id="terminate")
             if self.embedded:
                 yield Button(f"Keep {them}, and the control plane in the background (b)", variant="success",
