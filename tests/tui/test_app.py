@@ -357,8 +357,12 @@ async def test_the_launch_form_sets_the_outputs_folder_and_their_sync(settings):
         form.query_one("#sync_outputs", Input).value = "soon"
         await pilot.press("ctrl+s")
         await pilot.pause(0.2)
-        shown = str(form.query_one("#error", Static).content)
+        error = form.query_one("#error", Static)
+        shown = str(error.content)
         assert "outputs folder:" in shown and "sync outputs every: 'soon' is not a duration" in shown
+        await pilot.pause(0.2)
+        box = form.query_one(".box").content_region  # the errors are in view, not below the fold (at 45 rows)
+        assert box.y <= error.region.y and error.region.bottom <= box.bottom, (box, error.region)
         assert not app.live.runs
         form.query_one("#outputs", Input).value = "checkpoints"
         form.query_one("#sync_outputs", Input).value = "10m"

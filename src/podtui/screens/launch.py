@@ -61,7 +61,7 @@ class LaunchScreen(Dialog[Run | None]):
         Binding("ctrl+s", "launch", "Launch", id="launch.submit", tooltip="Launch the run"),
     ]
     DEFAULT_CSS = """
-    LaunchScreen > .box { width: 110; height: 95%; padding: 0 2; }
+    LaunchScreen > .box { width: 110; max-width: 100%; height: 95%; padding: 0 2; }
     LaunchScreen Label { margin-top: 1; color: $text-muted; }
     LaunchScreen #preview { height: auto; max-height: 7; color: $text-muted; background: $boost; padding: 0 1; }
     LaunchScreen #error { color: $error; height: auto; margin-top: 1; }
@@ -181,8 +181,11 @@ class LaunchScreen(Dialog[Run | None]):
             self.query_one("#preview", Static).update(preview(dataset) if dataset else "")
 
     def show_error(self, message: str) -> None:
-        """Inline error under the form."""
-        self.query_one("#error", Static).update(message)
+        """Inline error under the form, scrolled into view (it is below the fold of a short terminal)."""
+        error = self.query_one("#error", Static)
+        error.update(message)
+        if message:
+            self.call_after_refresh(error.scroll_visible, animate=False)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "launch":
