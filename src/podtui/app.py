@@ -181,7 +181,9 @@ class PodtuiApp(App[int]):
         yield SystemCommand("run: terminate", "Terminate the selected run's pod", d.action_terminate)
         yield SystemCommand("run: stop", "Stop the selected run's pod", d.action_stop)
         yield SystemCommand("run: compare", "Overlay the selected run on the next one", d.action_compare)
-        yield SystemCommand("run: open", "Show the selected run full width", d.action_zoom)
+        yield SystemCommand("run: open", "Show the selected run's detail (spec, pod, cost, outputs, events)",
+                            d.action_open_run)
+        yield SystemCommand("run: zoom", "Show the chart and the logs full width", d.action_zoom)
         yield SystemCommand("logs: filter", "Filter log lines", d.action_filter)
         yield SystemCommand("logs: follow", "Follow new log lines on/off", d.action_follow)
         yield SystemCommand("logs: timestamps", "Timestamps on/off", d.action_timestamps)

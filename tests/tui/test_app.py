@@ -173,14 +173,20 @@ async def test_the_download_bar_and_the_filter_box_come_when_needed(settings):
         app.take_entry(RunChanged(run=run.model_copy()))
         await wait_for(pilot, lambda: not dash.query("#progress-row"))
 
+        from podtui.widgets.runs_table import RunsTable
+
+        table = dash.query_one(RunsTable)
+        table.focus()
         await pilot.press("slash")
         await wait_for(pilot, lambda: bool(dash.query("#filter")) and dash.query_one("#filter", Input).has_focus)
         await pilot.press("l", "o", "s", "s", "enter")
         assert dash.query_one(LogView).filter_text == "loss"
+        assert table.has_focus  # back where it was: the arrows move the runs table again
         await pilot.press("slash")
         await wait_for(pilot, lambda: dash.query_one("#filter", Input).has_focus)
         await pilot.press("escape")
         assert dash.query_one(LogView).filter_text == "" and not dash.query_one("#filter", Input).has_focus
+        assert table.has_focus
 
 
 async def test_enter_opens_the_run_detail_and_terminates_from_there(settings):
@@ -407,3 +413,34 @@ async def test_the_runs_table_shows_every_column_of_a_runpod_run_at_160_columns(
         await pilot.resize_terminal(220, 45)  # room for every column again
         await wait_for(pilot, lambda: len(table.columns) == 11)
         assert table.virtual_size.width <= table.scrollable_content_region.width
+
+
+async def test_compare_overlays_the_first_run_on_the_next_one_and_c_again_clears(settings):
+    """`c` drew the run over itself until another was selected, and `c` after a comparison started a new one."""
+    from podtui.models import LaunchSpec
+    from podtui.widgets.runs_table import RunsTable
+
+    app = PodtuiApp(settings)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await wait_for(pilot, lambda: app.dashboard is not None and app.dashboard._client is not None)
+        a = await app.client.launch(LaunchSpec(dataset="demo", gpu_types=["local"], name="run-a"))
+        b = await app.client.launch(LaunchSpec(dataset="demo", gpu_types=["local"], name="run-b"))
+        await wait_for(pilot, lambda: all(r in app.live.runs and (app.live.runs[r].last_step or 0) >= 3
+                                          for r in (a.id, b.id)))
+        dash, chart, table = app.dashboard, app.dashboard.query_one(LossChart), app.dashboard.query_one(RunsTable)
+        table.move_to(a.id)
+        await wait_for(pilot, lambda: dash.selected == a.id and "loss" in chart.series)
+        await pilot.press("c")
+        await pilot.pause(0.3)
+        assert chart.compare == {} and chart.compare_name == ""  # not over itself
+        table.move_to(b.id)
+        await wait_for(pilot, lambda: dash.selected == b.id and chart.compare_name == "run-a"
+                       and "loss" in chart.compare)
+        await pilot.press("c")
+        await pilot.pause(0.3)
+        assert chart.compare == {} and dash.compare_with is None  # cleared, not a comparison of run-b with itself
+        commands = {c.title: c.callback for c in app.get_system_commands(dash)}
+        assert commands["run: open"] == dash.action_open_run  # it was zoom's
+        assert commands["run: zoom"] == dash.action_zoom and commands["run: compare"] == dash.action_compare
+        for run in (a, b):
+            await app.client.terminate(run.id)

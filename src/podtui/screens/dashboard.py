@@ -10,6 +10,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
+from textual.widget import Widget
 from textual.widgets import DataTable, Input, ProgressBar, Static
 
 from ..errors import ControlPlaneError
@@ -81,6 +82,7 @@ class Dashboard(Screen[None]):
         self.compare_with: str | None = None
         self._table_version = -1
         self._progress_bar: ProgressBar | None = None
+        self._focus_before_filter: Widget | None = None
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="main"):
@@ -166,7 +168,12 @@ class Dashboard(Screen[None]):
             return
         self.selected = run_id
         self.podtui.follow.set([run_id, self.compare_with])
-        self.query_one(LossChart).clear()
+        chart = self.query_one(LossChart)
+        chart.clear()
+        if self.compare_with not in (None, run_id) and self._client is not None:
+            self.load_compare(self.compare_with)
+        else:
+            chart.set_compare("", {})  # not over itself
         self.query_one(LogView).reset()
         if self._client is not None:  # else attach() loads it
             self.load_selected(run_id)
@@ -310,22 +317,28 @@ class Dashboard(Screen[None]):
         if box is None:
             box = Input(placeholder="filter log lines (enter applies, esc clears)", id="filter")
             await self.query_one("#detail").mount(box)
+        if not box.has_focus:
+            self._focus_before_filter = self.app.focused
         box.add_class("active")
         box.focus()
+
+    def _close_filter(self, box: Input) -> None:
+        """Hide the filter box; the focus goes back where it was (the arrows moved the runs table, then did not)."""
+        box.remove_class("active")
+        before, self._focus_before_filter = self._focus_before_filter, None
+        (before if before is not None and before.is_attached else self.query_one(RunsTable)).focus()
 
     @on(Input.Submitted, "#filter")
     def _apply_filter(self, event: Input.Submitted) -> None:
         self.query_one(LogView).filter_text = event.value.strip()
-        event.input.remove_class("active")
-        self.query_one(LogView).focus()
+        self._close_filter(event.input)
 
     def on_key(self, event: Any) -> None:
         box = next(self.query("#filter").results(Input), None)
         if event.key == "escape" and box is not None and box.has_focus:
             box.value = ""
             self.query_one(LogView).filter_text = ""
-            box.remove_class("active")
-            self.query_one(LogView).focus()
+            self._close_filter(box)
             event.stop()
 
     def action_follow(self) -> None:
@@ -375,17 +388,16 @@ class Dashboard(Screen[None]):
             view.prepend([Line(line.seq, line.ts, line.text) for line in page.lines])
 
     def action_compare(self) -> None:
-        """Overlay the selected run on the next one selected; again on the same run clears it."""
+        """Overlay the selected run's loss on the next run selected; `c` again clears the comparison."""
         chart = self.query_one(LossChart)
-        if self.compare_with == self.selected or self.selected is None:
+        if self.compare_with is not None or self.selected is None:
             self.compare_with = None
             self.podtui.follow.set([self.selected])
             chart.set_compare("", {})
             self.notify("comparison cleared")
             return
         self.compare_with = self.selected
-        self.podtui.follow.set([self.selected, self.compare_with])
-        self.load_compare(self.selected)
+        self.notify(f"{self.live.name_of(self.selected)}'s loss goes over the next run you select (c again: clear)")
 
     @work(exclusive=True, group="compare", exit_on_error=False)
     async def load_compare(self, run_id: str) -> None:
@@ -395,9 +407,8 @@ class Dashboard(Screen[None]):
         except ControlPlaneError as exc:
             self.notify(exc.message, severity="error")
             return
-        name = self.live.name_of(run_id)
-        self.query_one(LossChart).set_compare(name, series_data(page))
-        self.notify(f"comparing with {name}: select another run")
+        if run_id == self.compare_with and run_id != self.selected:
+            self.query_one(LossChart).set_compare(self.live.name_of(run_id), series_data(page))
 
     def action_open_run(self) -> None:
         """The selected run's detail screen."""
