@@ -30,6 +30,11 @@ def default_config_file() -> Path:
     return Path(platformdirs.user_config_dir("podtui")) / "config.toml"
 
 
+def config_file_path() -> Path:
+    """The TOML file settings are read from: `PODTUI_CONFIG_FILE`, else the default one (either may not exist)."""
+    return Path(os.environ.get("PODTUI_CONFIG_FILE") or default_config_file())
+
+
 def default_data_dir() -> Path:
     """Where the store, the admin token and local pods live by default."""
     return Path(platformdirs.user_data_dir("podtui"))
@@ -181,8 +186,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml_path = Path(os.environ.get("PODTUI_CONFIG_FILE") or default_config_file())
-        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=config_file_path()))
 
     # -- derived values -------------------------------------------------------------------------
 

@@ -38,6 +38,12 @@ async def test_good_local_setup_passes(tmp_path):
     assert code == 0, checks
     for name in ("settings", "data dir", "store", "dataset demo", "provider local", "start script"):
         assert checks[name]["status"] == "ok", checks[name]
+    # it said "read (config file: ...)" of a file that is not there
+    assert checks["settings"]["message"] == f"no config file at {tmp_path / 'c.toml'}: the defaults and PODTUI_* " \
+        "variables"
+    (tmp_path / "c.toml").write_text("log_level = 'INFO'\n")
+    code, checks = await doctor(tmp_path)
+    assert checks["settings"]["message"] == f"read from {tmp_path / 'c.toml'}"
 
 
 async def test_public_url_round_trip_reaches_this_control_plane(tmp_path):

@@ -17,7 +17,7 @@ import httpx
 
 from ..bootstrap.script import render_start_script
 from ..client import Client, ControlPlaneError
-from ..config import Settings, load_settings, public_url_problem, read_admin_token
+from ..config import Settings, config_file_path, load_settings, public_url_problem, read_admin_token
 from ..models import Dataset, DoctorCheck
 
 Status = Literal["ok", "warn", "fail"]
@@ -128,7 +128,9 @@ async def run_doctor(server: str | None, token: str | None) -> Report:
     report = Report()
     try:
         settings = load_settings()
-        report.add("settings", "ok", f"read (config file: {settings.config_file or 'default location'})")
+        path = config_file_path()
+        report.add("settings", "ok", f"read from {path}" if path.is_file()
+                   else f"no config file at {path}: the defaults and PODTUI_* variables")
     except ValueError as exc:
         report.add("settings", "fail", str(exc))
         return report
