@@ -376,6 +376,7 @@ async def test_the_launch_form_sets_the_outputs_folder_and_their_sync(settings):
         await wait_for(pilot, lambda: len(app.live.runs) == 1)
         run = next(iter(app.live.runs.values()))
         assert (run.spec.outputs, run.spec.sync_outputs_s) == ("checkpoints", 600)
+        assert run.spec.dataset == "demo"  # by name (the run's facts showed the id's hash)
         await app.client.terminate(run.id)
 
 

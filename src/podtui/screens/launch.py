@@ -218,6 +218,10 @@ class LaunchScreen(Dialog[Run | None]):
         }
         if fields["dataset"] is Select.BLANK:
             fields["dataset"] = ""
+        else:  # by name, as the run's facts show it, unless another dataset has that name too
+            picked = next((d for d in self.datasets if d.id == fields["dataset"]), None)
+            if picked is not None and sum(d.name == picked.name for d in self.datasets) == 1:
+                fields["dataset"] = picked.name
         return LaunchSpec.model_validate({k: v for k, v in fields.items() if v is not None})
 
     def action_launch(self) -> None:
