@@ -445,3 +445,13 @@ async def test_compare_overlays_the_first_run_on_the_next_one_and_c_again_clears
         assert commands["run: zoom"] == dash.action_zoom and commands["run: compare"] == dash.action_compare
         for run in (a, b):
             await app.client.terminate(run.id)
+
+
+async def test_a_first_start_says_how_to_launch_a_run(settings):
+    """The first dashboard was an empty table and "waiting for metrics…", with no word of `n`."""
+    app = PodtuiApp(settings)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await wait_for(pilot, lambda: app.dashboard is not None and app.dashboard._client is not None)
+        chart = app.dashboard.query_one(LossChart)
+        await wait_for(pilot, lambda: "Press n to launch one" in chart.draw(60, 10).plain)
+        assert "on this machine (free)" in chart.draw(120, 10).plain  # the local provider: no RunPod key here

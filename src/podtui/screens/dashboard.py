@@ -19,7 +19,7 @@ from ..messages import LogsArrived, MetricsArrived, RunEventArrived, RunUpdated
 from ..metric_names import TRAIN_LOSS_NAMES
 from ..widgets.key_hints import KeyHints
 from ..widgets.log_view import Line, LogView
-from ..widgets.loss_chart import LossChart, SeriesData
+from ..widgets.loss_chart import WAITING, LossChart, SeriesData, no_runs
 from ..widgets.runs_table import RunsTable
 
 if TYPE_CHECKING:  # the client (httpx) and the models load once the control plane answers, after the first frame
@@ -242,7 +242,10 @@ class Dashboard(Screen[None]):
         if self._table_version == self.live.version and not force:
             return
         self._table_version = self.live.version
-        self.query_one(RunsTable).show(self.live.newest_first(), self.live.sparks)
+        runs = self.live.newest_first()
+        self.query_one(RunsTable).show(runs, self.live.sparks)
+        self.query_one(LossChart).say_idle(WAITING if runs or self._client is None
+                                           else no_runs(self.podtui.default_provider))
 
     def _show_progress(self) -> None:
         """The dataset download bar of the selected run, while its pod downloads."""

@@ -36,6 +36,15 @@ def _draw() -> ModuleType:
     return draw
 
 
+WAITING = "waiting for metrics…"
+
+
+def no_runs(provider: str) -> str:
+    """What the chart says before the first run, by the default provider."""
+    if provider == "local":
+        return "No runs yet. Press n to launch one: the demo dataset and trainer are ready, on this machine (free)."
+    return "No runs yet. Press n to launch one: pick GPU types by price and stock; the demo dataset is ready."
+
 class LossChart(Widget):
     """Curves of the selected run's loss-like metrics."""
 
@@ -60,6 +69,8 @@ class LossChart(Widget):
         self._cache_key: tuple[object, ...] | None = None
         self._cache: Text | None = None
         self._version = 0
+        self.idle_text = WAITING
+        """What it says while it has no curve to draw."""
 
     def on_mount(self) -> None:
         self.border_title = "loss"
@@ -84,6 +95,12 @@ class LossChart(Widget):
 
     def watch_by_time(self) -> None:
         self.mark_dirty()
+
+    def say_idle(self, text: str) -> None:
+        """What to say while there is no curve (no run yet, or none of its metrics)."""
+        if text != self.idle_text:
+            self.idle_text = text
+            self.mark_dirty()
 
     def clear(self) -> None:
         """Forget the shown run."""
@@ -133,7 +150,7 @@ class LossChart(Widget):
         """The whole chart as text (y labels, braille plot, legend)."""
         names = self.shown_names()
         if not names or width < 12 or height < 3:
-            return Text("waiting for metrics…", style="dim")
+            return Text(self.idle_text, style="dim")
         draw = _draw()
         colours = draw.Colours() if self._colours is None else draw.Colours(*self._colours)
         view = draw.ChartView(self.series, names, self.compare, self.compare_name, self.log_y, self.smoothing,
