@@ -455,3 +455,18 @@ async def test_a_first_start_says_how_to_launch_a_run(settings):
         chart = app.dashboard.query_one(LossChart)
         await wait_for(pilot, lambda: "Press n to launch one" in chart.draw(60, 10).plain)
         assert "on this machine (free)" in chart.draw(120, 10).plain  # the local provider: no RunPod key here
+
+
+async def test_a_narrow_key_line_keeps_quit_and_help(settings):
+    """At 80 columns the hints were cut before "q Quit ? Help"."""
+    from podtui.widgets.key_hints import KeyHints
+
+    app = PodtuiApp(settings)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.dashboard is not None and app.dashboard._client is not None)
+        hints = app.dashboard.query_one(KeyHints)
+        line = hints.render().plain
+        assert "q Quit" in line and "? Help" in line and len(line) <= 80 and "n New run" in line
+        await pilot.resize_terminal(200, 24)
+        await pilot.pause(0.2)
+        assert "c Compare" in hints.render().plain  # room for all again

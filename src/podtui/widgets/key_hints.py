@@ -8,6 +8,8 @@ from textual import events
 from textual.screen import Screen
 from textual.widget import Widget
 
+KEPT = frozenset(("app.quit", "app.help"))
+"""The hints a narrow line keeps when it drops others."""
 _ENABLED = Style()
 _DISABLED = Style(dim=True)
 
@@ -52,14 +54,25 @@ class KeyHints(Widget):
         palette_binding = self.screen.active_bindings.get(palette) if palette else None
         if palette_binding is not None:
             hints.append((palette_binding.binding, palette_binding.enabled))
+        shown = []
         for binding, enabled in hints:
             if binding.action in actions:  # several keys for one action: the first is enough
                 continue
             actions.add(binding.action)
+            shown.append((binding, enabled, f" {self.app.get_key_display(binding)} ",
+                          f"{binding.description or binding.action} "))
+        # Too narrow for all: the screen's last hints go first; quit and help stay (help shows every key).
+        room = self.size.width
+        while sum(len(k) + len(d) for _, _, k, d in shown) > room:
+            dropped = next((i for i in range(len(shown) - 1, -1, -1) if shown[i][0].id not in KEPT), None)
+            if dropped is None:
+                break
+            del shown[dropped]
+        for binding, enabled, key, description in shown:
             start = len(text)
             dim = _ENABLED if enabled else _DISABLED
-            text.append(f" {self.app.get_key_display(binding)} ", style=key_style + dim)
-            text.append(f"{binding.description or binding.action} ", style=description_style + dim)
+            text.append(key, style=key_style + dim)
+            text.append(description, style=description_style + dim)
             spans.append((start, len(text), binding.key))
         self._spans = spans
         return text
