@@ -192,12 +192,14 @@ class PodtuiApp(App[int]):
         yield SystemCommand("logs: older", "Page in older log lines from the store", d.action_older_logs)
 
     def action_help(self) -> None:
-        """Show every key (the run detail's own ones too)."""
+        """Show every key (the run detail's and the launch form's own ones too)."""
+        from .screens.launch import LaunchScreen
         from .screens.run_detail import RunDetailScreen
 
         bindings = [b for b in [*self.BINDINGS, *Dashboard.BINDINGS] if isinstance(b, Binding)]
-        keys = {b.key for b in bindings}
-        bindings += [b for b in RunDetailScreen.BINDINGS if isinstance(b, Binding) and b.key not in keys]
+        for screen in (RunDetailScreen, LaunchScreen):
+            keys = {b.key for b in bindings}
+            bindings += [b for b in screen.BINDINGS if isinstance(b, Binding) and b.key not in keys]
         self.push_screen(HelpScreen(bindings))
 
     async def action_quit(self) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from rich.table import Table
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -23,13 +25,18 @@ class HelpScreen(Dialog[None]):
         self.key_bindings = bindings
 
     def compose(self) -> ComposeResult:
-        lines = ["[b]podtui keys[/b]   [dim]esc, q or ? closes this[/dim]", ""]
+        # a grid: a long line wraps within its column (it wrapped to the box's left edge)
+        keys = Table.grid(padding=(0, 1))
+        keys.add_column(style="bold", no_wrap=True)
+        keys.add_column(overflow="fold", ratio=1)
+        keys.add_column(style="dim", no_wrap=True)
         for binding in self.key_bindings:
-            key = binding.key_display or binding.key
             # "Quit  Quit (asks when pods still run)": the tooltip alone when it begins with the description
             said = binding.description if not binding.tooltip.startswith(binding.description) else ""
-            lines.append(f"  [b]{key:<12}[/b] {said}{'  ' if said else ''}[dim]{binding.tooltip}  ({binding.id})[/dim]")
-        lines += ["", "Keys can be remapped in config.toml under \\[keymap], by binding id.",
-                  "`:` or ctrl+p opens the command palette."]
+            keys.add_row(binding.key_display or binding.key,
+                         Text.assemble(f"{said}  " if said else "", (binding.tooltip, "dim")), binding.id or "")
         with VerticalScroll(classes="box"):
-            yield Static("\n".join(lines))
+            yield Static(Text.from_markup("[b]podtui keys[/b]   [dim]esc, q or ? closes this[/dim]\n"))
+            yield Static(keys)
+            yield Static("\nKeys can be remapped in config.toml under \\[keymap], by binding id.\n"
+                         "`:` or ctrl+p opens the command palette.")

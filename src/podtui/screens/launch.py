@@ -58,7 +58,7 @@ class LaunchScreen(Dialog[Run | None]):
 
     BINDINGS = [
         Binding("escape", "cancel", "Cancel", id="launch.cancel", tooltip="Close without launching"),
-        Binding("ctrl+s", "launch", "Launch", id="launch.submit", tooltip="Launch the run"),
+        Binding("ctrl+s", "launch", "Launch", id="launch.submit", tooltip="Launch the run (in the launch form)"),
     ]
     DEFAULT_CSS = """
     LaunchScreen > .box { width: 110; max-width: 100%; height: 95%; padding: 0 2; }
