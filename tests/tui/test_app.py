@@ -358,6 +358,7 @@ async def test_the_launch_form_sets_the_outputs_folder_and_their_sync(settings):
         await open_the_launch_form(app, pilot)
         form = app.screen
         assert app.focused is form.query_one("#dataset")  # the first field (was the form's scroll box)
+        assert all(form.query_one(f).disabled for f in ("#image", "#cloud_type", "#pricing"))  # RunPod's only
         assert form.query_one("#outputs", Input).value == "outputs"  # the default, shown
         form.query_one("#outputs", Input).value = "/abs"
         form.query_one("#sync_outputs", Input).value = "soon"

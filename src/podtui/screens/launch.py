@@ -45,6 +45,8 @@ SPOT_NOTE = ("spot pods are rented through RunPod's GraphQL API, which RunPod re
              "no spot pods); they can be interrupted at any time")
 
 
+RUNPOD_ONLY = ("#image", "#cloud_type", "#pricing")
+"""Fields a local pod (a process on this machine) has no use for."""
 LABEL_OF_FIELD = {"max_runtime_s": "max runtime", "budget_usd": "budget $", "keep_alive_s": "keep alive",
                   "gpu_count": "GPU count", "cloud_type": "cloud", "dataset": "dataset",
                   "outputs": "outputs folder", "sync_outputs_s": "sync outputs every"}
@@ -161,8 +163,10 @@ class LaunchScreen(Dialog[Run | None]):
         self.show_offers()
 
     def show_offers(self) -> None:
-        """Offers of the chosen provider."""
+        """Offers of the chosen provider; RunPod's own fields are greyed out for local pods."""
         provider = self.query_one("#provider", Select).value
+        for field in RUNPOD_ONLY:
+            self.query_one(field).disabled = provider == "local"
         offers = [o for o in self.all_offers if o.provider == provider]
         table = self.query_one(OffersTable)
         table.show(offers, preselect=[offers[0].id] if len(offers) == 1 else [])
