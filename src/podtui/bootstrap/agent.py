@@ -1703,6 +1703,8 @@ class PodPort:
         self.last_contact = time.time()
         self.limit = int(os.environ.get("PODTUI_INPUTS_LIMIT") or 1 << 40)
         self.received = 0
+        self.sent: dict = {}
+        """(path, size, mtime) -> (bytes sent in order from the start, their sha256 object)."""
 
     def path(self, slot: str) -> str:
         return os.path.join(self.dir, slot)
@@ -1774,12 +1776,36 @@ class PodPort:
         return found[0] if st.st_size == size and st.st_mtime == mtime else None
 
     def output_sha256(self, path: str, size: int, mtime: float) -> str:
-        """A file's sha256 (kept per version: the control plane may ask again after a restart)."""
+        """A file's sha256 (kept per version: the control plane may ask again after a restart): the hash of what
+        was sent when the file went out whole and in order, else read from the file (a resumed transfer)."""
         key = (path, size, mtime)
         cache = self.__dict__.setdefault("hashes", {})
         if key not in cache:
-            cache[key] = hash_prefix(path, size).hexdigest()
+            with self.lock:
+                at, digest = self.sent.pop(key, (0, None))
+            whole = digest is not None and at == size
+            cache[key] = (digest if whole else hash_prefix(path, size)).hexdigest()
         return str(cache[key])
+
+    def sent_hash(self, key: tuple, offset: int) -> typing.Any:
+        """A sha256 to feed the range of a file version sent from `offset`: the one of everything sent before it,
+        in order from the start (a copy), or None when that is not what was sent (the pod reads the file to hash it
+        instead: for a 10 GB checkpoint, a second read while the pod bills)."""
+        with self.lock:
+            at, digest = self.sent.get(key, (0, None))
+        if offset == 0:
+            return hashlib.sha256()
+        return digest.copy() if digest is not None and at == offset else None
+
+    def sent_to(self, key: tuple, offset: int, end: int, digest: typing.Any) -> None:
+        """A range [offset, end) went out whole, fed to `digest`: it now covers the file up to `end` (a transfer
+        started again from 0 starts it again)."""
+        with self.lock:
+            at, _ = self.sent.get(key, (0, None))
+            if at == offset or offset == 0:
+                if len(self.sent) >= 1000 and key not in self.sent:
+                    self.sent.clear()  # bounded: versions abandoned mid-file
+                self.sent[key] = (end, digest)
 
     def serve(self, port: int) -> http.server.ThreadingHTTPServer:
         pod = self
@@ -1865,17 +1891,20 @@ class PodPort:
                 elif rest == ["sha256"]:
                     self.answer(200, {"sha256": pod.output_sha256(path, size, mtime), "size": size, "mtime": mtime})
                 elif rest == ["file"] and 0 <= offset <= size and 0 <= length <= OUTPUT_PIECE:
-                    self.send_range(path, offset, min(length, size - offset))
+                    self.send_range(path, offset, min(length, size - offset), (path, size, mtime))
                 else:
                     limit = OUTPUT_PIECE >> 20
                     self.answer(400, {"error": f"want an offset within the file and a length up to {limit} MiB"})
 
-            def send_range(self, path: str, offset: int, length: int) -> None:
+            def send_range(self, path: str, offset: int, length: int, key: tuple) -> None:
                 try:
                     f = open(path, "rb")  # noqa: SIM115 (closed by the with below; a failed open answers 409)
                 except OSError:
                     self.answer(409, {"error": "the file is gone"})
                     return
+                digest = pod.sent_hash(key, offset)
+                if digest is not None and length == 0:
+                    pod.sent_to(key, offset, offset, digest)
                 with f:
                     f.seek(offset)
                     self.send_response(200)
@@ -1888,8 +1917,15 @@ class PodPort:
                         if not block:  # it shrank: the control plane sees a short body and the hash will not match
                             self.close_connection = True
                             return
-                        self.wfile.write(block)
                         left -= len(block)
+                        if digest is not None:
+                            digest.update(block)
+                            if left == 0:
+                                # before the last bytes go: the next request may come on another connection as
+                                # soon as they arrive. Should they not, the control plane asks from an offset short
+                                # of this one, and the hash is read from the file instead.
+                                pod.sent_to(key, offset, offset + length, digest)
+                        self.wfile.write(block)
 
             def do_PUT(self) -> None:
                 if not self.authorized():
