@@ -37,6 +37,7 @@ def _draw() -> ModuleType:
 
 
 WAITING = "waiting for metrics…"
+"""What the chart says while the selected run has sent no metrics yet."""
 
 
 def no_runs(provider: str) -> str:
@@ -44,6 +45,7 @@ def no_runs(provider: str) -> str:
     if provider == "local":
         return "No runs yet. Press n to launch one: the demo dataset and trainer are ready, on this machine (free)."
     return "No runs yet. Press n to launch one: pick GPU types by price and stock; the demo dataset is ready."
+
 
 class LossChart(Widget):
     """Curves of the selected run's loss-like metrics."""
