@@ -4,6 +4,7 @@ stream, and shows the dashboard. The TUI is always a client of the control plane
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib
 import logging
 import os
@@ -200,6 +201,9 @@ class PodtuiApp(App[int]):
         for screen in (RunDetailScreen, LaunchScreen):
             keys = {b.key for b in bindings}
             bindings += [b for b in screen.BINDINGS if isinstance(b, Binding) and b.key not in keys]
+        remapped = self.settings.keymap  # [keymap] in config.toml: the key a user set is the one to show
+        bindings = [dataclasses.replace(b, key=remapped[b.id], key_display=None) if b.id in remapped else b
+                    for b in bindings]
         self.push_screen(HelpScreen(bindings))
 
     async def action_quit(self) -> None:

@@ -471,3 +471,30 @@ async def test_a_narrow_key_line_keeps_quit_and_help(settings):
         await pilot.resize_terminal(200, 24)
         await pilot.pause(0.2)
         assert "c Compare" in hints.render().plain  # room for all again
+
+
+async def test_a_remapped_key_works_and_help_shows_it(tmp_path):
+    """Help read the classes' bindings, so a key remapped in config.toml still showed its old key there."""
+    from textual.widgets import Static
+
+    from podtui.screens.help import HelpScreen
+
+    app = PodtuiApp(make_settings(tmp_path, keymap={"run.terminate": "ctrl+x"}))
+    async with app.run_test(size=(160, 45)) as pilot:
+        await wait_for(pilot, lambda: app.dashboard is not None and app.dashboard._client is not None)
+        await pilot.press("question_mark")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
+        rows = app.screen.query(Static)[1].content.columns  # the grid: keys, what they do, binding ids
+        keys = dict(zip(rows[2].cells, rows[0].cells, strict=True))
+        assert keys["run.terminate"] == "ctrl+x" and keys["run.kill"] == "ctrl+k"
+        await pilot.press("escape")
+        from podtui.feed import RunChanged
+        from podtui.models import LaunchSpec, Run, RunStatus
+
+        run = Run(id="remap00001", name="remapped", provider="local", status=RunStatus.training, dataset_id="d",
+                  spec=LaunchSpec(dataset="demo", gpu_types=["local"], command="true"), created_at=time.time())
+        app.take_entry(RunChanged(run=run))
+        await wait_for(pilot, lambda: app.dashboard.selected == run.id)
+        await pilot.press("ctrl+x")  # the remapped key asks to terminate
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("escape")
