@@ -149,7 +149,7 @@ async def test_a_sync_that_cannot_finish_ends_at_the_keep_alive_bound(local_plan
 async def test_only_new_or_changed_files_move(local_plane):
     plane = local_plane
     command = ("cd $PODTUI_OUTPUT_DIR && echo v1 > ckpt.bin && echo same > same.bin && "
-               "while [ ! -e $HOME/go ]; do sleep 0.05; done && echo v2-changed > ckpt.bin")
+               "while [ ! -e $HOME/go ]; do sleep 0.05; done && echo v2-changed > ckpt.bin && : > empty.bin")
     run = await launch(plane, command=command)
     await plane.wait_status(run["id"], {"training"}, timeout=30)
     r = await plane.http.post(f"/api/v1/runs/{run['id']}/outputs/sync")
@@ -175,6 +175,8 @@ async def test_only_new_or_changed_files_move(local_plane):
     assert files["ckpt.bin"]["home_at"] > first["ckpt.bin"]["home_at"]  # changed: sent again
     assert (Path(page["folder"]) / "ckpt.bin").read_text() == "v2-changed\n"
     assert files["ckpt.bin"]["sha256"] == hashlib.sha256(b"v2-changed\n").hexdigest()
+    assert files["empty.bin"]["sha256"] == hashlib.sha256(b"").hexdigest()  # an empty file comes home too
+    assert (Path(page["folder"]) / "empty.bin").read_bytes() == b""
 
 
 async def test_names_that_leave_the_folder_are_refused(local_plane):

@@ -17,7 +17,7 @@ async def test_pull_mode_brings_the_model_home_and_syncs_on_request(local_plane)
     plane = local_plane
     command = ("cd $PODTUI_OUTPUT_DIR && echo v1 > ckpt.bin && echo same > same.bin && "
                "while [ ! -e $HOME/go ]; do sleep 0.05; done && echo v2-changed > ckpt.bin && "
-               "head -c 3000000 /dev/urandom > model.bin")
+               "head -c 3000000 /dev/urandom > model.bin && : > empty.bin")
     run = await launch(plane, command=command, connect="pull")
     await plane.wait_status(run["id"], {"training"}, timeout=30)
     r = await plane.http.post(f"/api/v1/runs/{run['id']}/outputs/sync")
@@ -43,6 +43,8 @@ async def test_pull_mode_brings_the_model_home_and_syncs_on_request(local_plane)
     assert files["ckpt.bin"]["sha256"] == hashlib.sha256(b"v2-changed\n").hexdigest()
     original = pod_dir(plane, done) / "work" / "outputs" / "model.bin"
     assert files["model.bin"]["sha256"] == sha256_of(original) == sha256_of(Path(page["folder"]) / "model.bin")
+    assert files["empty.bin"]["sha256"] == hashlib.sha256(b"").hexdigest()  # an empty file comes home too
+    assert (Path(page["folder"]) / "empty.bin").read_bytes() == b""
     provider = plane.runs.providers["local"]
 
     async def pod_gone() -> bool:

@@ -1108,13 +1108,11 @@ class OutputSender:
         query = {"path": name, "size": size, "mtime": repr(mtime)}
         digest: typing.Any = None  # the sha256 of the file's first `offset` bytes
         pause = 1.0
-        empty_sent = False
         while True:
             try:
                 if digest is None:
                     digest = hash_prefix(path, offset)
-                if offset < size or (size == 0 and not empty_sent):
-                    empty_sent = True
+                if offset < size:
                     offset, digest = self.put_piece(name, path, query, offset, min(OUTPUT_PIECE, size - offset),
                                                     digest)
                     pause = 1.0

@@ -281,6 +281,9 @@ class Outputs:
         key = (run_id, name)
         async with self._lock(run_id, name):
             partial = self.partial(run_id, name)
+            if size == 0 and not partial.exists():  # an empty file: no piece came to make its partial
+                partial.parent.mkdir(parents=True, exist_ok=True)
+                os.close(os.open(partial, os.O_WRONLY | os.O_CREAT, 0o600))
             have = partial.stat().st_size if partial.exists() else 0
             if have != size:
                 raise OutputRefused(409, "incomplete", f"{name!r} has {have} of {size} bytes", received=have)

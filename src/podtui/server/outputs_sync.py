@@ -173,16 +173,9 @@ class OutputsSyncer:
             if answer.status_code != 200:
                 await self.store.output_not_moving(run.id, name)
                 return False
-            if size == 0:
-                await self.outputs.absorb(run.id, name, size, mtime, 0, _nothing())
             await self.outputs.complete(run.id, name, size, mtime, str(answer.json()["sha256"]))
             return True
         except OutputRefused:
             return False
         except httpx.HTTPError as exc:
             raise PodUnreachable(type(exc).__name__) from None
-
-
-async def _nothing() -> Any:
-    return
-    yield b""
