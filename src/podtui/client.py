@@ -38,15 +38,15 @@ class Client:
 
     def __init__(self, url: str, admin_token: str | None, timeout: float = 30.0) -> None:
         self.url = url.rstrip("/")
-        if urlsplit(self.url).scheme.lower() not in ("http", "https"):
+        scheme = urlsplit(self.url).scheme.lower()
+        if scheme not in ("http", "https"):
             raise ControlPlaneError(f"{url[:200]!r} is not a control plane's URL: give one like http://127.0.0.1:8765 "
                                     "(--server or PODTUI_SERVER)")
         headers = {"Authorization": f"Bearer {admin_token}"} if admin_token else {}
         # Certificates are checked for every https control plane. A plain-http one never speaks TLS (no redirects
         # are followed), so its client skips loading the system's CA store: 20 ms of the dashboard's start.
-        tls = urlsplit(self.url).scheme.lower() == "https"
         self._http = httpx.AsyncClient(base_url=self.url, headers=headers, timeout=timeout, trust_env=False,
-                                       verify=tls)
+                                       verify=scheme == "https")
 
     async def __aenter__(self) -> Client:
         return self

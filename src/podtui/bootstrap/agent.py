@@ -1703,6 +1703,13 @@ class PodPort:
         self.received = 0
         self.sent: dict = {}
         """(path, size, mtime) -> (bytes sent in order from the start, their sha256 object)."""
+        self.hashes: dict = {}
+        """(path, size, mtime) -> sha256 hex, once asked for."""
+        self.listed: dict = {}
+        """The outputs of the last listing: name -> (real path, size, mtime); only these are ever read."""
+        # outputs (pull mode): the agent sets these to its own
+        self.output_dir = ""
+        self.outputs_done = threading.Event()
 
     def path(self, slot: str) -> str:
         return os.path.join(self.dir, slot)
@@ -1749,10 +1756,6 @@ class PodPort:
             self.done[slot] = True
             return 200, {"size": size, "done": True}
 
-    # outputs (pull mode): the agent sets output_dir and outputs_done
-    output_dir = ""
-    outputs_done = threading.Event()
-
     def list_outputs(self) -> dict:
         """The outputs folder now; remembered, so only files of a listing are ever read."""
         files, refused = scan_outputs(self.output_dir) if self.output_dir else ([], [])
@@ -1764,7 +1767,7 @@ class PodPort:
     def output_path(self, name: str, size: int, mtime: float) -> str | None:
         """The real path of a listed file, when it is still as listed."""
         with self.lock:
-            found = getattr(self, "listed", {}).get(name)
+            found = self.listed.get(name)
         if found is None or found[1] != size or found[2] != mtime:
             return None
         try:
@@ -1777,7 +1780,7 @@ class PodPort:
         """A file's sha256 (kept per version: the control plane may ask again after a restart): the hash of what
         was sent when the file went out whole and in order, else read from the file (a resumed transfer)."""
         key = (path, size, mtime)
-        cache = self.__dict__.setdefault("hashes", {})
+        cache = self.hashes
         if key not in cache:
             with self.lock:
                 at, digest = self.sent.pop(key, (0, None))
