@@ -4,6 +4,7 @@ copied out by the client (the pod agent has its own copy: it is standard library
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from typing import Any
 
@@ -18,9 +19,9 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
 def sha256_of(path: str | os.PathLike[str], limit: int | None = None) -> Any:
     """The SHA-256 object of a file's first `limit` bytes (all of it when None), to go on updating."""
     digest = hashlib.sha256()
-    left = -1 if limit is None else limit
+    left = math.inf if limit is None else limit
     with open(path, "rb") as f:
-        while left and (block := f.read(_BLOCK if left < 0 else min(_BLOCK, left))):
+        while left > 0 and (block := f.read(int(min(_BLOCK, left)))):
             digest.update(block)
-            left -= len(block) if left > 0 else 0
+            left -= len(block)
     return digest
