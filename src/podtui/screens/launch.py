@@ -129,7 +129,7 @@ class LaunchScreen(Dialog[Run | None]):
                     yield Label("budget $ (empty: no limit)")
                     yield Input(placeholder="e.g. 5.00", id="budget", type="number")
                 with Vertical():
-                    yield Label("keep alive after success")
+                    yield Label("keep alive after the command ends")
                     yield Input(value="30m", id="keep_alive")  # the bound for bringing outputs home
             with Horizontal():
                 with Vertical():
