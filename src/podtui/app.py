@@ -23,6 +23,7 @@ from textual.screen import Screen
 
 from .config import Settings, public_url_problem, read_admin_token
 from .errors import ControlPlaneError
+from .fmt import format_duration
 from .live import Follow, LiveRuns
 from .logs import setup_logging
 from .messages import message_for
@@ -226,7 +227,8 @@ class PodtuiApp(App[int]):
             elif choice == "background":
                 self.exit(BACKGROUND)
 
-        self.push_screen(QuitScreen(len(live), self.embedded, any(r.provider != "local" for r in live)), chosen)
+        self.push_screen(QuitScreen(len(live), self.embedded, any(r.provider != "local" for r in live),
+                                    self.settings.pod_undelivered_keep_s), chosen)
 
     def action_terminate_run(self, run_id: str, ask: bool = True) -> None:
         """Terminate a run's pod (asks first unless told not to)."""
@@ -308,19 +310,20 @@ def run_tui(settings: Settings, server: str | None, token: str | None) -> int:
     if result == BACKGROUND:  # the embedded control plane has stopped: a headless one takes over its port
         return serve_in_background(settings)
     if app.left_running:
-        print(kept_running_note(app.left_running, app.embedded))
+        print(kept_running_note(app.left_running, app.embedded, settings.pod_undelivered_keep_s))
     return int(result or 0)
 
 
-def kept_running_note(pods: int, embedded: bool) -> str:
+def kept_running_note(pods: int, embedded: bool, wait_s: float) -> str:
     """What the user is told after quitting with pods kept running."""
     one = pods == 1
     many = f"{pods} pod{'' if one else 's'} keep{'s' if one else ''} running"
     if not embedded:
         return f"{many}, supervised by the control plane podtui was attached to."
-    return (f"{many}{'' if one else ', each'} within {'its' if one else 'their'} own limits (max runtime, budget, "
-            f"stalls), keeping {'its' if one else 'their'} reports; nothing supervises {'it' if one else 'them'} "
-            "until `podtui` or `podtui serve` starts again.")
+    its, it = ("its", "it") if one else ("their", "them")
+    return (f"{many}{'' if one else ', each'} within {its} own limits (max runtime, budget, stalls), keeping {its} "
+            f"reports; nothing supervises {it} until `podtui` or `podtui serve` starts again. Start it within "
+            f"{format_duration(wait_s)} of a command's end, or that run's outputs are lost with its pod.")
 
 
 BACKGROUND = 10

@@ -81,6 +81,7 @@ async def test_quit_guard_with_a_live_run(settings):
         said = str(app.screen.query(Static).first().content)
         assert "1 pod still running." in said and "billing" not in said  # a local process bills nothing
         assert "Terminating it loses the outputs not home yet." in said
+        assert "Kept alone (k), a pod waits 30m00s after its command ends for podtui to start again" in said
         await pilot.press("escape")
         await wait_for(pilot, lambda: not isinstance(app.screen, QuitScreen))
         assert app.is_running
@@ -116,11 +117,12 @@ async def test_quitting_keeping_pods_running_says_so_after(settings):
         await wait_for(pilot, lambda: not app.is_running, timeout=30)
     try:
         assert app.left_running == 1 and app.embedded
-        assert kept_running_note(app.left_running, app.embedded) == (
+        assert kept_running_note(app.left_running, app.embedded, 1800) == (
             "1 pod keeps running within its own limits (max runtime, budget, stalls), keeping its reports; nothing "
-            "supervises it until `podtui` or `podtui serve` starts again.")
-        assert kept_running_note(2, False) == "2 pods keep running, supervised by the control plane podtui was " \
-            "attached to."
+            "supervises it until `podtui` or `podtui serve` starts again. Start it within 30m00s of a command's "
+            "end, or that run's outputs are lost with its pod.")  # what a user who came back too late lost
+        assert kept_running_note(2, False, 1800) == "2 pods keep running, supervised by the control plane podtui " \
+            "was attached to."
     finally:
         pid = json.loads((settings.data_dir / "pods" / pod_id / "pod.json").read_text())["pid"]
         os.killpg(pid, signal.SIGKILL)

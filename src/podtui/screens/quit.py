@@ -10,6 +10,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import Button, Static
 
+from ..fmt import format_duration
 from .dialog import Dialog
 
 QuitChoice = Literal["terminate", "background", "keep", "cancel"]
@@ -30,19 +31,23 @@ class QuitScreen(Dialog[QuitChoice]):
     QuitScreen Button { width: 100%; margin-top: 1; }
     """
 
-    def __init__(self, live: int, embedded: bool, billing: bool = True) -> None:
+    def __init__(self, live: int, embedded: bool, billing: bool = True, wait_s: float = 1800) -> None:
         super().__init__()
         self.live = live
         self.embedded = embedded
         self.billing = billing
         """Some of the pods are rented (not local processes)."""
+        self.wait_s = wait_s
+        """How long a pod waits, after its command ends, for a control plane to take its reports and outputs."""
 
     def compose(self) -> ComposeResult:
         pods = f"{self.live} pod{'s' if self.live != 1 else ''}"
         them = "them" if self.live != 1 else "it"
         warning = (" This podtui runs the control plane itself. Each pod keeps its own max runtime, budget and "
                    "stall limits and keeps its reports until they are fetched; in the background, the control "
-                   "plane goes on storing them (push-mode pods need it) and the next `podtui` attaches to it."
+                   "plane goes on storing them (push-mode pods need it) and the next `podtui` attaches to it. Kept "
+                   f"alone (k), a pod waits {format_duration(self.wait_s)} after its command ends for podtui to "
+                   "start again: its outputs are lost after that."
                    if self.embedded else f" The control plane this podtui is attached to keeps supervising {them}.")
         with Vertical(classes="box"):
             yield Static(f"{pods} still running{' and billing' if self.billing else ''}.{warning} Terminating "
