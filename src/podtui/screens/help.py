@@ -17,7 +17,7 @@ class HelpScreen(Dialog[None]):
 
     BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close", id="help.close", tooltip="Close help")]
     DEFAULT_CSS = """
-    HelpScreen > .box { width: 110; height: 80%; }
+    HelpScreen > .box { width: 110; max-width: 100%; height: 80%; }
     """
 
     def __init__(self, bindings: list[Binding]) -> None:
@@ -26,7 +26,7 @@ class HelpScreen(Dialog[None]):
 
     def compose(self) -> ComposeResult:
         # a grid: a long line wraps within its column (it wrapped to the box's left edge)
-        keys = Table.grid(padding=(0, 1))
+        keys = Table.grid(padding=(0, 2))
         keys.add_column(style="bold", no_wrap=True)
         keys.add_column(overflow="fold", ratio=1)
         keys.add_column(style="dim", no_wrap=True)

@@ -8,7 +8,7 @@ from textual import events
 from textual.screen import Screen
 from textual.widget import Widget
 
-KEPT = frozenset(("app.quit", "app.help"))
+KEPT = frozenset(("app.quit", "app.help", "app.palette"))
 """The hints a narrow line keeps when it drops others."""
 _ENABLED = Style()
 _DISABLED = Style(dim=True)
