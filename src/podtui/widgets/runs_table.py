@@ -1,7 +1,7 @@
 """The runs table: name, provider, GPU, GPU use, status, step, last loss with a sparkline, $/h, $ spent, uptime.
 
 When its rows are wider than the table, the least needed columns go first (provider, $/h, the trend, GPU use, step,
-GPU): every column shown is whole, and the cost and the time stay."""
+GPU), then names are cut shorter: every column shown is whole, and the cost and the time stay."""
 
 from __future__ import annotations
 
@@ -26,6 +26,8 @@ DROPPED_FIRST = ("provider", "$/h", "trend", "use", "step", "gpu")
 """The columns a narrow table leaves out, in this order, until its rows fit."""
 NAME_WIDTH = 24
 """A longer run name is cut with "…" in the table (whole in the run detail)."""
+MIN_NAME_WIDTH = 6
+"""How short a name may be cut for a narrow table to show the cost and the time."""
 GPU_WORDS = ("NVIDIA ", "GeForce ", "AMD ", "Radeon ")
 """Words a GPU type's id starts with that tell nothing in a narrow column ("NVIDIA GeForce RTX 4090")."""
 
@@ -92,7 +94,7 @@ class RunsTable(DataTable[str | Text]):
 
     def fitting(self, rows: list[list[str | Text]]) -> tuple[str, ...]:
         """The columns to show: all of them, less the first of DROPPED_FIRST while the rows are wider than the
-        table."""
+        table; past those, the names are cut shorter (in `rows`), down to MIN_NAME_WIDTH."""
         widths = {column: cell_len(column) for column in COLUMNS}
         for cells in rows:
             for column, value in zip(COLUMNS, cells, strict=True):
@@ -104,6 +106,11 @@ class RunsTable(DataTable[str | Text]):
             if room <= 0 or sum(widths[c] + pad for c in shown) <= room:
                 break
             shown.remove(column)
+        over = sum(widths[c] + pad for c in shown) - room
+        if room > 0 and over > 0:  # an 80-column terminal cut the time column ("1m" of "1m43s")
+            name_width = max(MIN_NAME_WIDTH, widths["name"] - over)
+            for cells in rows:
+                cells[0] = cut(str(cells[0]), name_width)
         return tuple(shown)
 
     def show(self, runs: list[Run], losses: dict[str, list[float]]) -> None:
