@@ -62,6 +62,8 @@ class LogView(Log):
         self.clear()
         self.add(lines or [])
         self.flush()
+        if self.follow:  # the new run's last lines (flush goes by where the old run's view was)
+            self.scroll_end(animate=False, immediate=True, x_axis=False)
 
     def add(self, lines: list[Line]) -> None:
         """Queue lines (written on the next flush); a skipped seq adds a `… N lines missing …` line."""
