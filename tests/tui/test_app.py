@@ -205,7 +205,7 @@ async def test_enter_opens_the_run_detail_and_terminates_from_there(settings):
         await wait_for(pilot, lambda: app.dashboard is not None and app.dashboard._client is not None)
         dash = app.dashboard
         run = await app.client.launch(LaunchSpec(dataset="demo", gpu_types=["local"], budget_usd=5,
-                                                 env={"HF_TOKEN": "secret-value"}))
+                                                 env={"HF_TOKEN": "secret-value"}, sync_outputs_s=600))
         await wait_for(pilot, lambda: run.id in app.live.runs and app.live.runs[run.id].status.value == "training")
         await wait_for(pilot, lambda: dash.query_one("#runs", DataTable).row_count == 1)
         dash.query_one("#runs").focus()
@@ -218,6 +218,7 @@ async def test_enter_opens_the_run_detail_and_terminates_from_there(settings):
         console.print(screen.query_one("#facts", Static).content)
         facts = console.export_text()
         assert run.name in facts and "budget $5.00" in facts and "training" in facts
+        assert "outputs/ in the workdir: home when the command ends, and every 10m00s while it runs" in facts
         assert "HF_TOKEN" in facts and "secret-value" not in facts  # env names only
         await pilot.press("ctrl+d")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))

@@ -81,6 +81,9 @@ def run_facts(app: App[object], run: Run, now: float) -> Table:
         ("workdir", spec.workdir or "-"),
         ("image", spec.image if run.provider != "local" else "- (a local pod runs on this machine, in no image)"),
         ("limits", limits),
+        ("outputs", f"{spec.outputs}/ in the workdir: home when the command ends"
+                    + (f", and every {format_duration(spec.sync_outputs_s)} while it runs" if spec.sync_outputs_s
+                       else "")),
         ("env", ", ".join(sorted(spec.env)) or "-"),  # names only: values may be secrets
     ]
     table = Table.grid(padding=(0, 2))
