@@ -81,10 +81,14 @@ class RunsTable(DataTable[str | Text]):
         self.zebra_stripes = True
         self.border_title = "runs"
         self._shown: tuple[list[Run], dict[str, list[float]]] = ([], {})
+        self._refit = False
         self._set_columns(COLUMNS)
         self.app.theme_changed_signal.subscribe(self, lambda _: self.show(*self._shown))
 
     def on_resize(self, event: events.Resize) -> None:
+        """Fitted again from scratch: rows fitted to a width the table had while laid out keep their cut cells
+        and column widths otherwise."""
+        self._refit = True
         self.show(*self._shown)
 
     def _set_columns(self, columns: tuple[str, ...]) -> None:
@@ -121,7 +125,8 @@ class RunsTable(DataTable[str | Text]):
         rows = [run_cells(self.app, run, losses.get(run.id, []), now) for run in runs]
         columns = self.fitting(rows)
         ids = [r.id for r in runs]
-        if columns != tuple(k.value for k in self.columns):
+        if columns != tuple(k.value for k in self.columns) or self._refit:
+            self._refit = False
             selected = self.selected_run_id
             self._set_columns(columns)
         elif ids == [k.value for k in self.rows]:
