@@ -61,9 +61,18 @@ plus RUNPOD_POD_ID, RUNPOD_API_KEY (pod-scoped), RUNPOD_GPU_COUNT, RUNPOD_DC_ID,
 RUNPOD_TCP_PORT_<n>, FAKE_RUNPOD_URL; PATH starts with workdir/bin and sys.executable's directory; stdout and
 stderr go to workdir/pods/<id>/container.log and into the log stream (source "container"). Stop, delete and
 restarts SIGKILL the container's process group and the agent's child group (workdir/pods/<id>/podtui/agent.json
-"child_pgid"). workdir/bin/runpodctl is a shim that ends the pod through v2: `runpodctl remove pod ID` and
-`runpodctl pod delete ID` send DELETE {FAKE_RUNPOD_URL}/v2/pods/ID with $RUNPOD_API_KEY; `runpodctl stop pod ID`
-posts the stop action.
+"child_pgid"). workdir/bin/runpodctl is a shim that speaks the APIs the real runpodctl speaks, which RunPod
+retires: `runpodctl remove pod ID` sends GraphQL podTerminate with $RUNPOD_API_KEY (the pod-scoped key: the fake's
+GraphQL takes the account key only, so it fails, as it will everywhere once GraphQL is retired), `runpodctl pod
+delete ID` sends REST v1 DELETE /v1/pods/ID (retired: 404), `runpodctl stop pod ID` GraphQL podStop.
+
+Keys and refusals (this round): `pod_delete_denied: bool`: a pod-scoped key's DELETE (and terminate action) on its
+own pod answers 404 "not found or is not accessible to the caller" and ends nothing (what a pod-scoped key may do
+is undocumented; the document's 404 allows it). `read_only_keys: set[str]`: keys that may GET anything and answer
+403 "access denied" to every write (create, delete, action, PATCH, PUT). `ssh_keys: list[str]`: the account's keys
+(GET / PUT /v2/account/ssh-keys). `spot_unlisted: bool`: v2 neither lists, reads nor deletes spot pods (GET and
+DELETE 404); GraphQL `pod(input: {podId})` reads them and `podTerminate` ends them. Spot rentals honour
+`allowedCudaVersions` (exact match); without it a pod lands on the oldest CUDA host (assumed).
 
 Recorded: `calls` ("POST /v2/pods", "GET /v2/pods/{id}" with the literal route template, "graphql:<field>",
 "fault:<kind>" for a queued fault, "fault:create:<kind>" for a create_fault, "graphql:down" /
@@ -181,34 +190,34 @@ def cloudflare_html(status: int, text: str) -> str:
 
 
 RUNPODCTL = """#!/usr/bin/env python3
-# Stand-in for runpodctl inside a fake pod, speaking REST API v2 with the pod-scoped key:
-#   runpodctl remove pod ID | runpodctl pod delete ID  -> DELETE /v2/pods/ID
-#   runpodctl stop pod ID   | runpodctl pod stop ID    -> POST /v2/pods/ID/action {"action": "stop"}
+# Stand-in for runpodctl inside a fake pod, speaking the APIs the real one speaks, which RunPod retires:
+#   runpodctl remove pod ID  -> GraphQL podTerminate (retired early 2027) with the pod-scoped key
+#   runpodctl pod delete ID  -> REST v1 DELETE /v1/pods/ID (retired 2026-11-15: no such route any more)
+#   runpodctl stop pod ID    -> GraphQL podStop
 import json, os, sys, urllib.error, urllib.request
 args = sys.argv[1:]
-if len(args) == 3 and args[:2] in (["remove", "pod"], ["pod", "delete"]):
-    method, suffix, body, done = "DELETE", "", None, "removed"
+base = os.environ["FAKE_RUNPOD_URL"]
+if len(args) == 3 and args[:2] == ["remove", "pod"]:
+    url, method, body = base + "/graphql", "POST", {"query": 'mutation { podTerminate(input: {podId: "%s"}) }' % args[2]}
+elif len(args) == 3 and args[:2] == ["pod", "delete"]:
+    url, method, body = base + "/v1/pods/" + args[2], "DELETE", None
 elif len(args) == 3 and args[:2] in (["stop", "pod"], ["pod", "stop"]):
-    method, suffix, body, done = "POST", "/action", json.dumps({"action": "stop"}).encode(), "stopped"
+    url, method, body = base + "/graphql", "POST", {"query": 'mutation { podStop(input: {podId: "%s"}) { id } }' % args[2]}
 else:
     sys.exit("usage: runpodctl remove pod POD_ID | runpodctl pod delete POD_ID | runpodctl stop pod POD_ID")
-pod_id = args[2]
-req = urllib.request.Request(os.environ["FAKE_RUNPOD_URL"] + "/v2/pods/" + pod_id + suffix, data=body,
-                             method=method, headers={"Authorization": "Bearer " + os.environ["RUNPOD_API_KEY"],
-                                                     "Content-Type": "application/json"})
+req = urllib.request.Request(url, data=None if body is None else json.dumps(body).encode(), method=method,
+                             headers={"Authorization": "Bearer " + os.environ["RUNPOD_API_KEY"],
+                                      "Content-Type": "application/json"})
 opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 try:
-    opener.open(req, timeout=10).read()
+    answer = json.loads(opener.open(req, timeout=10).read() or b"{}")
 except urllib.error.HTTPError as exc:
-    text = exc.read().decode(errors="replace")
-    try:
-        text = json.loads(text).get("detail", text)
-    except ValueError:
-        pass
-    sys.exit("Error: " + str(exc.code) + " " + text)
-except OSError as exc:
+    sys.exit("Error: " + str(exc.code) + " " + exc.read().decode(errors="replace")[:200])
+except (OSError, ValueError) as exc:
     sys.exit("Error: " + str(exc))
-print('pod "' + pod_id + '" ' + done)
+if answer.get("errors"):
+    sys.exit("Error: " + str(answer["errors"][0].get("message")))
+print('pod "' + args[2] + '" removed')
 """
 
 WRAPPER_ENTRYPOINT = f"""#!/usr/bin/env bash
@@ -418,6 +427,7 @@ def _operations() -> dict[str, Operation]:
 OPERATIONS = _operations()
 ROUTED = ("listPods", "createPod", "getPod", "updatePod", "deletePod", "podAction", "getPodLogs", "listGpuTypes",
           "getGpuType", "listDataCenters", "getDataCenter")
+ROUTED += ("getSshKeys", "updateSshKeys")
 
 
 class Problem(Exception):
@@ -512,6 +522,10 @@ class FakeRunPodV2:
         self.rate_limits: list[tuple[str, int, int]] = [("minute", 60, 60), ("hour", 3000, 3600),
                                                         ("day", 50000, 86400)]
         self.validate_responses = True
+        self.pod_delete_denied = False
+        self.read_only_keys: set[str] = set()
+        self.ssh_keys: list[str] = []
+        self.spot_unlisted = False
         self._faults: list[tuple[str, dict[str, Any]]] = []
         self._keys: dict[str, str] = {}  # pod-scoped key -> pod id
         self._windows: dict[str, tuple[float, int]] = {}
@@ -753,6 +767,8 @@ class FakeRunPodV2:
         key = key.strip()
         if key == self.api_key:
             return "account"
+        if key in self.read_only_keys:
+            return "read-only"
         if key in self._keys:
             return ("pod", self._keys[key])
         return Problem(401, "invalid API key")
@@ -781,6 +797,10 @@ class FakeRunPodV2:
     def _check_scope(self, principal: str | tuple[str, str], op: Operation, path_id: str | None) -> None:
         if principal == "account":
             return
+        if principal == "read-only":  # a key created with read access only: every read, no write
+            if op.call.startswith("GET "):
+                return
+            raise Problem(403, "access denied")
         _, own = principal
         if op.id in ("getPod", "deletePod", "podAction", "getPodLogs") and path_id == own:
             return
@@ -830,10 +850,22 @@ class FakeRunPodV2:
         if op.id == "updatePod":
             return Reply(200, self._update(self._pod(pid), body))
         if op.id == "deletePod":
-            self._terminate(self._pod(pid))
+            pod = self._pod(pid)
+            if self.pod_delete_denied and self._principal(request) != "account":
+                self.calls.append("denied:deletePod")
+                raise Problem(404, f"pod {pid} not found or is not accessible to the caller")
+            self._terminate(pod)
             return Reply(204)
         if op.id == "podAction":
-            return self._action(self._pod(pid), body["action"])
+            pod = self._pod(pid)
+            if self.pod_delete_denied and body["action"] == "terminate" and self._principal(request) != "account":
+                raise Problem(404, f"pod {pid} not found or is not accessible to the caller")
+            return self._action(pod, body["action"])
+        if op.id == "getSshKeys":
+            return Reply(200, {"keys": list(self.ssh_keys)})
+        if op.id == "updateSshKeys":
+            self.ssh_keys = list(body["keys"])
+            return Reply(200, {"keys": list(self.ssh_keys)})
         if op.id == "listGpuTypes":
             avail = _catalog_rules(query)
             gpus = [self._gpu_type(g, query, avail) for g in self.gpus]
@@ -859,11 +891,13 @@ class FakeRunPodV2:
     # -- pods ------------------------------------------------------------------------------------------------
 
     def _visible(self, pod: dict[str, Any]) -> bool:
-        return pod["status"] != "TERMINATED" and time.time() - pod["_created"] >= self.list_lag_s
+        return (pod["status"] != "TERMINATED" and time.time() - pod["_created"] >= self.list_lag_s
+                and not (self.spot_unlisted and pod.get("_spot")))
 
     def _pod(self, pod_id: str, lag: bool = False) -> dict[str, Any]:
         pod = self.pods.get(pod_id)
-        if pod is None or pod["status"] == "TERMINATED" or (lag and not self._visible(pod)):
+        if (pod is None or pod["status"] == "TERMINATED" or (lag and not self._visible(pod))
+                or (self.spot_unlisted and pod.get("_spot"))):
             raise Problem(404, f"pod {pod_id} not found")
         return pod
 
@@ -1317,6 +1351,7 @@ class FakeRunPodV2:
         self.bodies.append((f"graphql:{name}", body))
         args = {a.name.value: graphql.value_from_ast_untyped(a.value) for a in node.arguments or ()}
         resolvers = {("Query", "gpuTypes"): self._r_gpu_types, ("Query", "myself"): self._r_myself,
+                     ("Query", "pod"): self._r_pod, ("Mutation", "podTerminate"): self._r_pod_terminate,
                      ("Mutation", "podRentInterruptable"): self._r_pod_rent_interruptable}
         resolver = resolvers.get((root, name))
         if resolver is None:
@@ -1360,6 +1395,28 @@ class FakeRunPodV2:
                         "oneWeekPrice": None, "lowestPrice": None})
         return out
 
+    def _gql_pod(self, pod: dict[str, Any]) -> dict[str, Any]:
+        self._sync(pod)
+        status = {"PROVISIONING": "CREATED", "STARTING": "CREATED"}.get(pod["status"], pod["status"])
+        return {"id": pod["id"], "name": pod["name"], "desiredStatus": status, "costPerHr": pod["cost"],
+                "imageName": pod["image"], "dockerArgs": pod["args"], "gpuCount": pod["gpu"]["count"],
+                "podType": "INTERRUPTABLE" if pod.get("_spot") else "RESERVED", "uptimeSeconds": 0,
+                "env": [f"{k}={v}" for k, v in pod["env"].items()], "machineId": "m-" + pod["id"][:6],
+                "runtime": None, "lastStatusChange": "Rented by User"}
+
+    def _r_pod(self, args: dict[str, Any]) -> dict[str, Any] | None:
+        """GraphQL `pod(input: {podId})`: the pod, or null once it is gone (as the SDK's get_pod reads it)."""
+        pod = self.pods.get(str(args.get("podId")))
+        if pod is None or pod["status"] == "TERMINATED":
+            return None
+        return self._gql_pod(pod)
+
+    def _r_pod_terminate(self, args: dict[str, Any]) -> None:
+        """GraphQL `podTerminate(input: {podId})`: null, whether or not there was such a pod (reported)."""
+        pod = self.pods.get(str(args.get("podId")))
+        if pod is not None and pod["status"] != "TERMINATED":
+            self._terminate(pod)
+
     def _r_myself(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"id": "user-1", "pubKey": "", "networkVolumes": []}
 
@@ -1374,7 +1431,11 @@ class FakeRunPodV2:
         cloud = "COMMUNITY" if args.get("cloudType") == "COMMUNITY" else "SECURE"
         spot = gpu["spot"][cloud.lower()]
         dc = next((d for d in self.data_centers if self._has_capacity(gpu["id"], cloud, d["id"])), None)
-        if spot is None or dc is None or gpu["id"] in self.forbidden_gpus:
+        # Without allowedCudaVersions any host takes the pod, the oldest driver first (assumed); with it, only
+        # the hosts of those versions (matched exactly, as v2's create does).
+        allowed = args.get("allowedCudaVersions")
+        cudas = [v for v in CUDA_VERSIONS if v in allowed] if allowed else CUDA_VERSIONS[:1]
+        if spot is None or dc is None or gpu["id"] in self.forbidden_gpus or not cudas:
             raise GraphQLFault(NO_CAPACITY)
         bid = float(args["bidPerGpu"])
         if bid < spot:
@@ -1386,7 +1447,7 @@ class FakeRunPodV2:
             name=str(args.get("name") or ""), image=str(args.get("imageName") or ""),
             args=str(args.get("dockerArgs") or ""), disk=int(args.get("containerDiskInGb") or DEFAULT_DISK_GB),
             mounts={}, ports=ports, env=env, registry=None, compute={"gpu": {"id": gpu["id"], "count": count}},
-            cloud=cloud, dc=dc["id"], cuda=CUDA_VERSIONS[-1], rate=spot, count=count, global_networking=False,
+            cloud=cloud, dc=dc["id"], cuda=cudas[-1], rate=spot, count=count, global_networking=False,
             spot=True, bid=bid)
         self._sync(pod)
         return {"id": pod["id"], "name": pod["name"], "imageName": pod["image"], "dockerArgs": pod["args"],
@@ -1447,7 +1508,8 @@ class _Raw(Exception):
         self.response = response
 
 
-GRAPHQL_TYPES = {"myself": "User", "gpuTypes": "GpuType", "podRentInterruptable": "Pod", "lowestPrice": "LowestPrice",
+GRAPHQL_TYPES = {"myself": "User", "gpuTypes": "GpuType", "podRentInterruptable": "Pod", "pod": "Pod",
+                 "lowestPrice": "LowestPrice",
                  "machine": "PodMachine", "runtime": "PodRuntime", "networkVolumes": "NetworkVolume"}
 
 

@@ -401,8 +401,8 @@ async def test_logs_tail_follow_resume_and_end(fake: FakeRunPodV2, client: httpx
 # -- execute mode ---------------------------------------------------------------------------------------------
 
 
-async def test_execute_runs_restarts_and_ends_itself_with_runpodctl(xfake: FakeRunPodV2,
-                                                                    xclient: httpx.AsyncClient) -> None:
+async def test_execute_runs_restarts_and_a_pod_ends_itself_through_v2_not_runpodctl(
+        xfake: FakeRunPodV2, xclient: httpx.AsyncClient) -> None:
     args = "bash -c 'echo hello $RUNPOD_POD_ID $RUNPOD_GPU_COUNT $RUNPOD_DC_ID $A'"
     pod_id = (await xclient.post("/v2/pods", json=pod_body(args=args, env={"A": "from-env"}))).json()["id"]
     await wait_for(lambda: xfake.restarts[pod_id] >= 1)
@@ -417,11 +417,47 @@ async def test_execute_runs_restarts_and_ends_itself_with_runpodctl(xfake: FakeR
     await asyncio.sleep(0.4)
     assert xfake.restarts[pod_id] == count and pod_id not in xfake.procs  # a stopped pod is not restarted
 
-    args = "bash -c 'echo ending; runpodctl remove pod \"$RUNPOD_POD_ID\"; sleep 30'"
+    # runpodctl speaks the APIs RunPod retires (GraphQL podTerminate, REST v1): it ends nothing.
+    args = ("bash -c 'runpodctl remove pod $RUNPOD_POD_ID || echo remove-failed; runpodctl pod delete $RUNPOD_POD_ID "
+            "|| echo delete-failed; sleep 30'")
+    kept = (await xclient.post("/v2/pods", json=pod_body(args=args))).json()["id"]
+    await wait_for(lambda: "delete-failed" in xfake.log_lines(kept, "container"))
+    assert "remove-failed" in xfake.log_lines(kept, "container") and xfake.pods[kept]["status"] != "TERMINATED"
+    assert "graphql:unauthorized" in xfake.calls and "DELETE /v1/pods/" + kept in xfake.calls
+    checked(xfake, "deletePod", await xclient.delete(f"/v2/pods/{kept}"), 204)
+    # v2's DELETE with the pod's own key ends it.
+    args = ("bash -c 'curl -fsS -X DELETE -H \"Authorization: Bearer $RUNPOD_API_KEY\" "
+            "$FAKE_RUNPOD_URL/v2/pods/$RUNPOD_POD_ID; sleep 30'")
     ender = (await xclient.post("/v2/pods", json=pod_body(args=args))).json()["id"]
     await wait_for(lambda: xfake.pods[ender]["status"] == "TERMINATED")
     assert "DELETE /v2/pods/{id}" in xfake.calls and ender not in xfake.procs
     assert xfake.restarts[ender] == 0
+
+
+async def test_a_pod_scoped_key_may_be_denied_its_own_delete_and_a_read_only_key_every_write(
+        fake: FakeRunPodV2, client: httpx.AsyncClient) -> None:
+    pod_id = (await client.post("/v2/pods", json=pod_body())).json()["id"]
+    fake.pod_delete_denied = True
+    own = {"Authorization": f"Bearer {fake.pod_key(pod_id)}"}
+    answer = await client.delete(f"/v2/pods/{pod_id}", headers=own)
+    checked(fake, "deletePod", answer, 404)
+    assert "not accessible" in answer.json()["detail"] and fake.pods[pod_id]["status"] != "TERMINATED"
+    fake.read_only_keys.add("read-only")
+    ro = {"Authorization": "Bearer read-only"}
+    checked(fake, "listPods", await client.get("/v2/pods", headers=ro), 200)
+    answer = await client.post("/v2/pods", json=pod_body(), headers=ro)
+    checked(fake, "createPod", answer, 403)
+    assert answer.json()["detail"] == "access denied"
+    checked(fake, "deletePod", await client.delete(f"/v2/pods/{pod_id}", headers=ro), 403)
+    checked(fake, "deletePod", await client.delete(f"/v2/pods/{pod_id}"), 204)  # the account key may
+
+
+async def test_ssh_keys_are_read_and_replaced(fake: FakeRunPodV2, client: httpx.AsyncClient) -> None:
+    checked(fake, "getSshKeys", answer := await client.get("/v2/account/ssh-keys"), 200)
+    assert answer.json() == {"keys": []}
+    key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILXGDN/SclOozk1xsDztpmhGiKkkrfQB9SKoO8dSIQQZ me@example.com"
+    checked(fake, "updateSshKeys", await client.put("/v2/account/ssh-keys", json={"keys": [key]}), 200)
+    assert (await client.get("/v2/account/ssh-keys")).json() == {"keys": [key]}
 
 
 def alive(pid: int) -> bool:
@@ -487,9 +523,21 @@ async def test_graphql_spot_pod_shares_the_pod_store(fake: FakeRunPodV2, client:
     assert [p["id"] for p in pods] == [spot["id"]] and pods[0]["cost"] == 0.29
     r = await client.post("/graphql", json={"query": "query { myself { id } }"})
     assert r.json() == {"data": {"myself": {"id": "user-1"}}}
-    r = await client.post("/graphql", json={"query": 'mutation { podTerminate(input: {podId: "x"}) }'})
+    r = await client.post("/graphql", json={"query": 'mutation { podResume(input: {podId: "x"}) { id } }'})
     assert r.status_code == 400
-    assert r.json()["errors"][0]["message"] == 'Cannot query field "podTerminate" on type "Mutation".'
+    assert r.json()["errors"][0]["message"] == 'Cannot query field "podResume" on type "Mutation".'
+    # v2 may not see spot pods (undocumented): GraphQL reads and ends them.
+    fake.spot_unlisted = True
+    assert checked(fake, "listPods", await client.get("/v2/pods"), 200)["pods"] == []
+    checked(fake, "getPod", await client.get(f"/v2/pods/{spot['id']}"), 404)
+    r = await client.post("/graphql", json={"query": 'query { pod(input: {podId: "%s"}) { id desiredStatus '
+                                                     'costPerHr } }' % spot["id"]})
+    assert r.json()["data"]["pod"]["id"] == spot["id"] and r.json()["data"]["pod"]["costPerHr"] == 0.29
+    r = await client.post("/graphql", json={"query": 'mutation { podTerminate(input: {podId: "%s"}) }' % spot["id"]})
+    assert r.json() == {"data": {"podTerminate": None}} and fake.pods[spot["id"]]["status"] == "TERMINATED"
+    r = await client.post("/graphql", json={"query": 'query { pod(input: {podId: "%s"}) { id } }' % spot["id"]})
+    assert r.json() == {"data": {"pod": None}}
+    fake.spot_unlisted = False
     r = await client.post("/graphql", json={"query": mutation.replace("bidPerGpu: 0.3, ", "")})
     assert r.json()["errors"][0]["message"] == "bidPerGpu is required" and r.json()["data"] is None
     async with httpx.AsyncClient(base_url=fake.url, trust_env=False) as anonymous:
