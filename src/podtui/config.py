@@ -132,6 +132,10 @@ class Settings(BaseSettings):
     """After its command ends, how long a pod waits to deliver what it has not yet delivered (default 30 min);
     it ends as soon as everything is delivered."""
 
+    pod_end_proof_s: float = Field(120.0, gt=0)
+    """How long a RunPod pod may still run after asking RunPod to end it before it reports `pod_end_failed`
+    (only its own end proves it ended); it asks again with backoff from then on."""
+
     metrics: Literal["auto", "json", "off"] = "auto"
     """How pods read metrics from what the command prints: `auto` (JSON lines, key=value lines, Trainer dicts,
     tqdm/Lightning/Keras progress bars), `json` (JSON lines only), `off` (none; the metrics file still counts).

@@ -40,6 +40,9 @@ MAX_TIMESTAMP = 1e11
 MAX_LIVE_ROWS = 4
 MAX_LIVE_ROW = 1000
 MAX_METRICS_SOURCE = 300
+MAX_POD_END_FAILED = 500
+POD_END_FAILED_LABEL = "pod end failed"
+"""A run's status where its pod could not end itself: shown in red until podtui has ended it."""
 
 _NON_FINITE = {"nan": math.nan, "inf": math.inf, "+inf": math.inf, "-inf": -math.inf,
                "infinity": math.inf, "+infinity": math.inf, "-infinity": -math.inf}
@@ -393,6 +396,13 @@ class Run(_Model):
     """How the pod read this run's metrics from its output, e.g. "tqdm postfix, step from the bar's counter"."""
     live: list[str] = Field(default_factory=list)
     """The progress rows the command is drawing now (shown in place under the log), [] when none."""
+    pod_end_failed: str | None = None
+    """What the pod said when it could not end itself (it bills until podtui ends it); None once it is gone."""
+
+    @property
+    def status_label(self) -> str:
+        """The status as the user reads it: a pod that could not end itself outranks how the run ended."""
+        return POD_END_FAILED_LABEL if self.pod_end_failed else self.status.value
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -501,6 +511,8 @@ class Report(_Model):
     none. Sent when they change: they are no log lines until the command leaves them."""
     metrics_source: str | None = Field(None, max_length=MAX_METRICS_SOURCE)
     """How the pod read the run's metrics: which formats, and where their steps came from."""
+    pod_end_failed: str | None = Field(None, max_length=MAX_POD_END_FAILED)
+    """The pod asked its provider to end it and is still running: the control plane ends it with the user's key."""
 
 
 class ReportReply(_Model):

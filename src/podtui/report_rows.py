@@ -29,6 +29,7 @@ from .models import (
     MAX_LOG_LINE,
     MAX_METRIC_NAME,
     MAX_METRICS_SOURCE,
+    MAX_POD_END_FAILED,
     MAX_REPORT_ERROR,
     MAX_STOP_REASON,
     MAX_TIMESTAMP,
@@ -61,6 +62,8 @@ class ReportBatch:
     """The rows being drawn now as a compact JSON list; None when the report did not say (unchanged)."""
     metrics_source: str | None = None
     """How the pod read the metrics; None when the report did not say."""
+    pod_end_failed: str | None = None
+    """The pod could not end itself: what it said."""
 
     @classmethod
     def from_report(cls, run_id: str, report: Report) -> ReportBatch:
@@ -73,7 +76,8 @@ class ReportBatch:
         progress = report.progress
         return cls(metric_rows, log_rows, _newest_loss(metric_rows), report.status, report.exit_code, report.error,
                    None if progress is None else progress_json(progress.bytes_done, progress.bytes_total),
-                   report.stopped, None if report.live is None else live_json(report.live), report.metrics_source)
+                   report.stopped, None if report.live is None else live_json(report.live), report.metrics_source,
+                   report.pod_end_failed)
 
 
 def progress_json(done: int, total: int) -> str:
@@ -120,6 +124,7 @@ class _Report(Struct, forbid_unknown_fields=True, gc=False):
     heartbeat_ts: _Timestamp | None = None
     live: Annotated[list[Annotated[str, Meta(max_length=MAX_LIVE_ROW)]], Meta(max_length=MAX_LIVE_ROWS)] | None = None
     metrics_source: Annotated[str, Meta(max_length=MAX_METRICS_SOURCE)] | None = None
+    pod_end_failed: Annotated[str, Meta(max_length=MAX_POD_END_FAILED)] | None = None
 
 
 _decoder = msgspec.json.Decoder(_Report)
@@ -140,7 +145,8 @@ def parse_report_json(run_id: str, body: bytes) -> ReportBatch | None:
     return ReportBatch(metric_rows, log_rows, _newest_loss(metric_rows), report.status, report.exit_code,
                        report.error, None if progress is None else progress_json(progress.bytes_done,
                                                                                  progress.bytes_total),
-                       report.stopped, None if report.live is None else live_json(report.live), report.metrics_source)
+                       report.stopped, None if report.live is None else live_json(report.live), report.metrics_source,
+                       report.pod_end_failed)
 
 
 def _newest_loss(rows: list[MetricRow]) -> tuple[int, float] | None:

@@ -1,6 +1,7 @@
 """A stand-in control plane for the pod agent's tests: it takes /report posts on 127.0.0.1 and keeps what a control
 plane would store (first copy of each line and point), when each report came, and the report fields the agent
-sends (status, live rows, metrics source). Until `refuse_for_s` has passed it answers 503."""
+sends (status, live rows, metrics source). Until `refuse_for_s` has passed it answers 503. A GET (a boot fetch)
+answers 410 with podtui's JSON refusal, as for a run that has ended."""
 
 from __future__ import annotations
 
@@ -39,6 +40,14 @@ class ReportSink:
                 sink.take(body)
                 data = json.dumps(sink.answer).encode()
                 self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:  # a boot fetch: this stand-in says the run is over, as podtui does
+                data = json.dumps({"error": {"code": "run_ended", "message": "the run has ended"}}).encode()
+                self.send_response(410)
+                self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)

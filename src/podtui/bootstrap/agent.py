@@ -15,8 +15,10 @@ de-duplicates. When the command ends it reports `succeeded` or `failed` and ends
 window on success), so a failed run stops billing at once.
 
 Environment: PODTUI_URL, PODTUI_RUN_ID, PODTUI_TOKEN (the run's ingest token), PODTUI_HOME (its folder),
-PODTUI_KEEP_ALIVE_S, PODTUI_RUNPOD_API_URL (a RunPod pod ends itself with DELETE /v2/pods/$RUNPOD_POD_ID and its
-own pod-scoped RUNPOD_API_KEY), PODTUI_TERMINATE_CMD (the fallback, or how another pod ends itself; empty = exit),
+PODTUI_KEEP_ALIVE_S, PODTUI_RUNPOD_API_URL (a RunPod pod asks to end itself with DELETE /v2/pods/$RUNPOD_POD_ID
+and its own pod-scoped RUNPOD_API_KEY, then stays up, idle, until it ends: only its own end proves it, and past
+PODTUI_END_PROOF_S (default 120) it tells the control plane `pod_end_failed` and asks again with backoff),
+PODTUI_TERMINATE_CMD (how another provider's pod ends itself; on RunPod one more try, never a proof; empty = exit),
 PODTUI_UNREACHABLE_LIMIT_S (while the command runs, default 12 h), PODTUI_UNDELIVERED_KEEP_S (after it ends, how
 long undelivered reports keep the pod, default 30 min), PODTUI_MAX_RUNTIME_S and PODTUI_STALL_TIMEOUT_S (the pod
 enforces them itself, and the deadline the control plane sends in its replies: the budget; PODTUI_LIMIT_GRACE_S
@@ -44,6 +46,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 import typing
 import urllib.error
 import urllib.parse
@@ -1215,6 +1218,8 @@ class Agent:
         self.runpod_api = env.get("PODTUI_RUNPOD_API_URL", "")
         self.runpod_pod = env.get("RUNPOD_POD_ID", "")
         self.runpod_key = env.get("RUNPOD_API_KEY", "")
+        self.end_proof = float(env.get("PODTUI_END_PROOF_S") or 120)
+        """How long after asking RunPod to end the pod this process may still run before the end counts as failed."""
         self.unreachable_limit = float(env.get("PODTUI_UNREACHABLE_LIMIT_S") or 12 * 3600)
         self.undelivered_keep = float(env.get("PODTUI_UNDELIVERED_KEEP_S") or 1800)
         self.started = time.time()
@@ -1441,38 +1446,75 @@ class Agent:
         self.signalled = True  # the pod is being stopped: the last report must go out within the grace
         self.stop_child()
 
-    def end_pod_through_api(self) -> bool:
-        """DELETE /v2/pods/$RUNPOD_POD_ID with the pod's own pod-scoped RUNPOD_API_KEY (RunPod REST v2);
-        False when this is no RunPod pod or the call failed (then the terminate command is the fallback)."""
+    def end_pod_through_api(self) -> str:
+        """Ask RunPod to end this pod: DELETE /v2/pods/$RUNPOD_POD_ID with the pod's own pod-scoped RUNPOD_API_KEY
+        (REST v2). Returns what RunPod answered. No answer proves the pod ended: RunPod's 404 reads "not found or
+        not accessible to the caller", and a 204 is proven only when this process ends with its pod."""
         api, pod, key = self.runpod_api, self.runpod_pod, self.runpod_key
-        if not (api and pod and key):
-            return False
         req = urllib.request.Request(api.rstrip("/") + "/v2/pods/" + urllib.parse.quote(pod, safe=""),
                                      method="DELETE", headers={"Authorization": "Bearer " + key})
         try:
             with urllib.request.urlopen(req, timeout=30) as r:
                 r.read()
-            return True
+            return f"{r.status}"
         except urllib.error.HTTPError as exc:
-            if exc.code == 404:  # already gone
-                return True
-            print(f"podtui agent: RunPod answered {exc.code} to ending the pod", file=sys.stderr)
+            return f"{exc.code}"
         except Exception as exc:
-            print(f"podtui agent: ending the pod through RunPod's API failed ({exc})", file=sys.stderr)
-        return False
+            return f"no answer ({type(exc).__name__})"
+
+    def run_terminate_cmd(self) -> bool:
+        """PODTUI_TERMINATE_CMD, when the provider gave one; True when it exited 0."""
+        if not self.terminate_cmd:
+            return False
+        try:
+            result = subprocess.run(["bash", "-c", self.terminate_cmd], capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.SubprocessError) as exc:
+            print(f"podtui agent: ending the pod failed ({exc})", file=sys.stderr)
+            return False
+        if result.returncode != 0:
+            print(f"podtui agent: ending the pod failed ({result.stderr.strip()[:300]})", file=sys.stderr)
+        return result.returncode == 0
 
     def terminate_pod(self) -> None:
-        if not self.terminate_cmd and not self.runpod_api:
+        """End the pod. A local pod (no API, no command) ends with this process; another provider's pod ends when
+        its terminate command succeeds; a RunPod pod only by its own end (end_runpod_pod never returns)."""
+        if self.runpod_api and self.runpod_pod and self.runpod_key:
+            self.end_runpod_pod()
+        if not self.terminate_cmd:
             return
         for attempt in range(5):
-            if self.end_pod_through_api():
+            if self.run_terminate_cmd():
                 return
-            if self.terminate_cmd:
-                result = subprocess.run(["bash", "-c", self.terminate_cmd], capture_output=True, text=True)
-                if result.returncode == 0:
-                    return
-                print(f"podtui agent: ending the pod failed ({result.stderr.strip()}); retrying", file=sys.stderr)
             time.sleep(5 * (attempt + 1))
+
+    def end_runpod_pod(self) -> None:
+        """Ask RunPod to end this pod, then stay up, idle: PID 1 never exits, since RunPod restarts a container
+        whose process exits and the training would run again. Still alive PODTUI_END_PROOF_S after asking, the pod
+        did not end: tell the control plane (`pod_end_failed`, which ends it with the user's key) and ask again
+        with backoff, telling it again at every ask, until the pod ends and this process with it."""
+        first = time.time()
+        asks = 0
+        while True:
+            said = self.end_pod_through_api()
+            asks += 1
+            if self.terminate_cmd:  # runpodctl speaks APIs RunPod retires: one more try, never a proof
+                self.run_terminate_cmd()
+            time.sleep(self.end_proof if asks == 1 else min(600.0, self.end_proof * 2 ** (asks - 1)))
+            detail = (f"the pod could not end itself; it bills until podtui ends it (RunPod answered {said} to "
+                      f"its DELETE, asked {asks} time(s); still running {int(time.time() - first)} s after the "
+                      "first ask)")
+            print(f"podtui agent: {detail}", file=sys.stderr, flush=True)
+            self.tell_end_failed(detail)
+
+    def tell_end_failed(self, detail: str) -> None:
+        """Tell the control plane that this pod could not end itself (push: a report; pull: the next report it
+        fetches). Best effort: a control plane away now hears it at the next ask."""
+        if isinstance(self.link, PullLink):
+            self.link.timeout = min(self.link.timeout, 60.0)
+        try:
+            self.link.post({"heartbeat_ts": time.time(), "pod_end_failed": detail[:500]})
+        except Exception as exc:
+            print(f"podtui agent: could not tell the control plane ({exc})", file=sys.stderr)
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self.on_signal)
@@ -2009,7 +2051,18 @@ def pull_main(env: typing.Mapping[str, str]) -> int:
             print("podtui agent: no control plane started this pod in time; ending it", file=sys.stderr)
             agent.terminate_pod()
             return 1
-    return agent.run()
+    return run_guarded(agent)
+
+
+def run_guarded(agent: Agent) -> int:
+    """agent.run(); a crash still ends the pod: PID 1 must not exit with the pod up, since RunPod would restart the
+    container and the training would run again."""
+    try:
+        return agent.run()
+    except Exception:
+        traceback.print_exc()
+        agent.terminate_pod()
+        return 1
 
 
 def main(argv: list) -> int:
@@ -2018,7 +2071,7 @@ def main(argv: list) -> int:
     if len(argv) < 3 or argv[0] != "run" or argv[1] != "--":
         print("usage: agent.py run -- COMMAND [ARG ...] | agent.py pull", file=sys.stderr)
         return 2
-    return Agent(argv[2:]).run()
+    return run_guarded(Agent(argv[2:]))
 
 
 if __name__ == "__main__":

@@ -69,18 +69,44 @@ for name, out in (("agent", "agent.py"), ("script", "start.sh")):
 PY
 then
   echo "podtui boot: giving up; ending the pod so it does not bill" >&2
-  python3 - <<'PY' || eval "${PODTUI_TERMINATE_CMD:-true}"
-import os, sys, urllib.error, urllib.request
-api, pod, key = (os.environ.get(k, "") for k in ("PODTUI_RUNPOD_API_URL", "RUNPOD_POD_ID", "RUNPOD_API_KEY"))
-if not (api and pod and key):
-    sys.exit(1)
-req = urllib.request.Request(api.rstrip("/") + "/v2/pods/" + pod, method="DELETE",
-                             headers={"Authorization": "Bearer " + key})
-try:
-    urllib.request.urlopen(req, timeout=30).read()
-except urllib.error.HTTPError as e:
-    sys.exit(0 if e.code == 404 else 1)
+  if [ -n "${PODTUI_RUNPOD_API_URL:-}" ] && [ -n "${RUNPOD_POD_ID:-}" ] && [ -n "${RUNPOD_API_KEY:-}" ]; then
+    # Only the pod's own end proves it ended (RunPod's 404 also means "not accessible to the caller"). This process
+    # stays, idle, so RunPod never restarts the container into a second boot; it asks again with backoff and tells
+    # the control plane at every ask.
+    exec python3 - <<'PY'
+import json, os, sys, time, urllib.error, urllib.request
+api, pod, key = (os.environ[k] for k in ("PODTUI_RUNPOD_API_URL", "RUNPOD_POD_ID", "RUNPOD_API_KEY"))
+proof = float(os.environ.get("PODTUI_END_PROOF_S") or 120)
+first, asks = time.time(), 0
+while True:
+    try:
+        req = urllib.request.Request(api.rstrip("/") + "/v2/pods/" + pod, method="DELETE",
+                                     headers={"Authorization": "Bearer " + key})
+        urllib.request.urlopen(req, timeout=30).read()
+        said = "204"
+    except urllib.error.HTTPError as e:
+        said = str(e.code)
+    except Exception as e:
+        said = "no answer (%s)" % type(e).__name__
+    asks += 1
+    time.sleep(proof if asks == 1 else min(600.0, proof * 2 ** (asks - 1)))
+    detail = ("the pod could not end itself after a failed boot; it bills until podtui ends it (RunPod answered %s "
+              "to its DELETE, asked %d time(s), still running %d s after the first ask)"
+              % (said, asks, time.time() - first))
+    print("podtui boot: " + detail, file=sys.stderr, flush=True)
+    if os.environ.get("PODTUI_URL") and os.environ.get("PODTUI_TOKEN"):
+        try:
+            req = urllib.request.Request(
+                os.environ["PODTUI_URL"].rstrip("/") + "/api/v1/runs/" + os.environ["PODTUI_RUN_ID"] + "/report",
+                data=json.dumps({"heartbeat_ts": time.time(), "pod_end_failed": detail}).encode(), method="POST",
+                headers={"Authorization": "Bearer " + os.environ["PODTUI_TOKEN"],
+                         "Content-Type": "application/json"})
+            urllib.request.urlopen(req, timeout=20).read()
+        except Exception as e:
+            print("podtui boot: could not tell the control plane (%s)" % type(e).__name__, file=sys.stderr)
 PY
+  fi
+  eval "${PODTUI_TERMINATE_CMD:-true}"
   exit 1
 fi
 exec python3 "$d/agent.py" run -- bash "$d/start.sh"

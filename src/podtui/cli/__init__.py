@@ -232,14 +232,18 @@ def datasets_add(obj: Context, path: str, name: str | None, as_json: bool) -> No
 @main.command()
 @click.option("--provider", type=click.Choice(["local", "runpod"]), help="Only this provider's offers.")
 @click.option("--refresh", is_flag=True, help="Ask the provider again instead of using the cached prices.")
+@click.option("--cloud", "cloud_type", type=click.Choice(["SECURE", "COMMUNITY", "ALL"]), default="SECURE",
+              show_default=True, help="Stock for this cloud type (ALL: the better of the two).")
+@click.option("--gpu-count", type=click.IntRange(1, 8), default=1, show_default=True,
+              help="Stock for this many GPUs on one pod.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
-def gpus(obj: Context, provider: str | None, refresh: bool, as_json: bool) -> None:
-    """GPU offers: id, name, VRAM, price per hour (secure/community/spot), stock."""
+def gpus(obj: Context, provider: str | None, refresh: bool, cloud_type: str, gpu_count: int, as_json: bool) -> None:
+    """GPU offers: id, name, VRAM, price per hour (secure/community/spot), stock for the cloud and GPU count."""
 
     async def go() -> None:
         async with obj.client() as client:
-            offers = await client.gpus(provider, refresh=refresh)
+            offers = await client.gpus(provider, refresh=refresh, cloud=cloud_type, count=gpu_count)
         if as_json:
             emit_json(offers)
             return
@@ -249,7 +253,8 @@ def gpus(obj: Context, provider: str | None, refresh: bool, as_json: bool) -> No
 
         table([[o.id, o.name, "-" if o.vram_gb is None else f"{o.vram_gb:g} GB", price(o.secure_price),
                 price(o.community_price), price(o.spot_price), o.stock or "-", o.provider] for o in offers],
-              ["ID", "NAME", "VRAM", "SECURE/H", "COMMUNITY/H", "SPOT/H", "STOCK", "PROVIDER"])
+              ["ID", "NAME", "VRAM", "SECURE/H", "COMMUNITY/H", "SPOT/H",
+               f"STOCK ({cloud_type.lower()}, x{gpu_count})", "PROVIDER"])
         if any(o.provider == "runpod" for o in offers):
             click.echo("RunPod prices are list prices per GPU (REST v2 catalog); a pod's billed rate shows on its "
                        "run. Spot: `--spot` rents at RunPod's current spot price through GraphQL, which RunPod "
@@ -373,6 +378,9 @@ async def follow_outputs(client: Client, run: Run, poll_s: float = 1.0) -> None:
             click.echo(f"  {line}")
             shown = line
         fresh = await client.run(run.id)
+        if fresh.pod_end_failed:
+            click.secho(f"  {fresh.pod_end_failed}", fg="red", bold=True, err=True)
+            return
         if page.summary.state == "home" or not fresh.pod_in_use(time.time()):
             if page.summary.state == "home":
                 click.echo(f"  in {page.folder} (`podtui outputs {run.id} --to DIR` copies them)")
@@ -393,8 +401,9 @@ async def follow_run(client: Client, run_id: str, quiet: bool = False, poll_s: f
         for event in await client.run_events(run_id, last_event):
             last_event = event.id
             if not quiet:
-                click.echo(f"{time.strftime('%H:%M:%S', time.localtime(event.ts))} {event.kind}: "
-                           f"{event.message.splitlines()[0] if event.message else ''}")
+                click.secho(f"{time.strftime('%H:%M:%S', time.localtime(event.ts))} {event.kind}: "
+                            f"{event.message.splitlines()[0] if event.message else ''}",
+                            fg="red" if event.kind == "pod_end_failed" else None)
         if not quiet and run.last_step is not None and run.last_step != last_step_shown:
             last_step_shown = run.last_step
             click.echo(f"  step {run.last_step}  loss {run.last_loss:.5g}  spent ${run.spent_usd:.4f}")
@@ -422,10 +431,13 @@ def runs(obj: Context, as_json: bool) -> None:
         for r in found:
             loss = "-" if r.last_loss is None else f"{r.last_loss:.4g}"
             age = format_duration((r.ended_at or now) - (r.started_at or r.created_at))
-            rows.append([r.id, r.name, r.provider, r.gpu_type or "-", r.status.value,
+            rows.append([r.id, r.name, r.provider, r.gpu_type or "-", r.status_label,
                          "-" if r.last_step is None else str(r.last_step), loss, f"${r.spent_usd:.2f}", age,
                          (r.status_reason or "")[:60]])
         table(rows, ["ID", "NAME", "PROVIDER", "GPU", "STATUS", "STEP", "LOSS", "SPENT", "TIME", "REASON"])
+        for r in found:
+            if r.pod_end_failed:
+                click.secho(f"{r.name} ({r.id}): {r.pod_end_failed}", fg="red", bold=True, err=True)
 
     run_async(go)
 

@@ -49,6 +49,9 @@ def run_facts(app: App[object], run: Run, now: float) -> Table:
     status = Text(run.status.value, status_style(app, run.status.value))
     if run.status_reason:
         status.append(f"  {run.status_reason}", "dim")
+    if run.pod_end_failed:
+        status = Text(run.status.value, status_style(app, run.status.value))
+        status.append(f"  {run.pod_end_failed}", status_style(app, run.status_label))
     started = run.started_at or run.created_at
     price = "-" if run.price_per_hour is None else f"${run.price_per_hour:.2f}/h"
     limits = ", ".join(part for part in (

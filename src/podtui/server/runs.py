@@ -171,6 +171,7 @@ class RunService:
         # The pod enforces its own limits too: the control plane may be a laptop that sleeps.
         env["PODTUI_UNREACHABLE_LIMIT_S"] = str(int(self.settings.pod_unreachable_limit_s))
         env["PODTUI_UNDELIVERED_KEEP_S"] = str(int(self.settings.pod_undelivered_keep_s))
+        env["PODTUI_END_PROOF_S"] = str(self.settings.pod_end_proof_s)
         env["PODTUI_STALL_TIMEOUT_S"] = str(int(self.settings.stall_timeout_s))
         env["PODTUI_LIMIT_GRACE_S"] = str(self.settings.pod_limit_grace_s)
         env["PODTUI_BOOT_TIMEOUT_S"] = str(int(self.settings.boot_timeout_s))
@@ -276,8 +277,41 @@ class RunService:
         except ProviderError as exc:
             await self.store.add_event(run_id, "terminate_failed", f"terminating pod {pod_id} failed: {exc}")
             raise
-        await self.store.set_pod_status(provider.name, pod_id, "gone")
+        await self.pod_gone(run_id, provider.name, pod_id)
         await self.store.add_event(run_id, "pod_terminated", f"pod {pod_id} terminated: {why}")
+
+    async def pod_gone(self, run_id: str, provider_name: str, pod_id: str) -> None:
+        """The provider confirmed the pod gone: remembered, and a pod that could not end itself bills no more."""
+        await self.store.set_pod_status(provider_name, pod_id, "gone")
+        run = await self.store.get_run(run_id)
+        if run.pod_end_failed and run.pod_id == pod_id:
+            await self.store.update_run(run_id, pod_end_failed=None, event=(
+                "pod_ended", f"pod {pod_id}, which could not end itself, is gone: it bills no more"))
+
+    async def pod_could_not_end(self, run_id: str, detail: str) -> None:
+        """The pod asked its provider to end it and still runs (it bills until podtui ends it): say so, in red
+        until the pod is gone, and end it now with the user's key (a live run fails with it)."""
+        run = await self.store.get_run(run_id)
+        first = run.pod_end_failed is None
+        await self.store.update_run(run_id, pod_end_failed=detail,
+                                    event=("pod_end_failed", detail) if first else None)
+        if first:
+            log.warning("run %s: %s", run_id, detail)
+        if not run.pod_id or run.provider not in self.providers or run.pod_id in self._ending:
+            return
+        if run.status.is_live:
+            self.terminate_soon(run_id, detail, RunStatus.failed)
+            return
+        provider, pod_id = self.providers[run.provider], run.pod_id
+
+        async def end() -> None:
+            try:
+                await self.end_pod(run_id, provider, pod_id, "it could not end itself")
+                await self.store.revoke_ingest_token(run_id)
+            except ProviderError as exc:  # the supervisor tries again, and the pod tells us again
+                log.warning("run %s: ending pod %s that could not end itself: %s", run_id, pod_id, exc)
+
+        self._spawn(end())
 
     async def terminate(self, run_id: str, reason: str, status: RunStatus = RunStatus.terminated) -> Run:
         """End a run and its pod. 502 when the provider did not confirm; the supervisor retries."""
@@ -321,6 +355,8 @@ class RunService:
         pod acts on (stop, the run's status, how long it may still run). NotFound for an unknown run."""
         result = await self.store.apply_report(run_id, batch, time.time())
         status = result.status
+        if batch.pod_end_failed:
+            await self.pod_could_not_end(run_id, batch.pod_end_failed)
         if batch.status in ("succeeded", "failed") and status.is_live:
             run = await self.pod_reported_end(await self.store.get_run(run_id), RunStatus(batch.status),
                                               batch.exit_code, batch.error, batch.stopped)

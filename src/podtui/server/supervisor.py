@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
@@ -141,8 +142,12 @@ class Supervisor:
         wanted: dict[str, set[str]] = {}
         for run in live:
             wanted.setdefault(run.provider, set()).add(run.pod_id or "")
-        for name, pod_id, _ in ended:
+            self.note_spot(run)
+        for name, pod_id, run_id in ended:
             wanted.setdefault(name, set()).add(pod_id)
+            if hasattr(self.runs.providers[name], "note_spot"):
+                with contextlib.suppress(NotFound):
+                    self.note_spot(await self.store.get_run(run_id))
         states: dict[str, dict[str, PodState]] = {}
         for name, pod_ids in wanted.items():
             try:
@@ -164,6 +169,13 @@ class Supervisor:
         self._passes += 1
         if self._passes % self.stray_every == 1 or self.stray_every == 1:
             await self.end_strays()
+
+    def note_spot(self, run: Run) -> None:
+        """Tell the provider which pods are spot pods (RunPod looks them up through GraphQL when v2 does not list
+        them, so none counts as gone while it bills); it forgets across a restart."""
+        note = getattr(self.runs.providers.get(run.provider), "note_spot", None)
+        if note is not None and run.spec.spot and run.pod_id:
+            note(run.pod_id)
 
     async def check_live_run(self, run: Run, state: PodState, now: float) -> None:
         """One live run against what its provider says of its pod."""
@@ -218,7 +230,7 @@ class Supervisor:
             return
         try:
             if state.phase == "gone":
-                await self.store.set_pod_status(provider_name, pod_id, "gone")
+                await self.runs.pod_gone(run_id, provider_name, pod_id)
                 await self.store.revoke_ingest_token(run_id)
                 return
             deadline = pod_may_live_until(run, now)

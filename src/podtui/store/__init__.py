@@ -51,11 +51,12 @@ _STATUS_RANK = {
 _RUN_COLUMNS = (
     "id, name, provider, status, status_reason, spec, dataset_id, pod_id, gpu_type, price_per_hour, created_at, "
     "started_at, ended_at, last_heartbeat, exit_code, progress, last_step, last_loss, last_loss_nan, "
-    "keep_alive_until, last_activity, gpu_util, gpu_mem, pod_port, metrics_source, live"
+    "keep_alive_until, last_activity, gpu_util, gpu_mem, pod_port, metrics_source, live, pod_end_failed"
 )
 _UPDATABLE = {
     "status", "status_reason", "pod_id", "gpu_type", "price_per_hour", "started_at", "ended_at",
     "last_heartbeat", "exit_code", "keep_alive_until", "ingest_revoked_at", "gpu_util", "gpu_mem", "pod_port",
+    "pod_end_failed",
 }
 
 
@@ -122,7 +123,7 @@ def _none_to_nan(value: float | None) -> float:
 def _row_to_run(row: Sequence[Any]) -> Run:
     (rid, name, provider, status, reason, spec, dataset_id, pod_id, gpu_type, price, created, started, ended,
      heartbeat, exit_code, progress, last_step, last_loss, last_loss_nan, keep_alive_until, last_activity,
-     gpu_util, gpu_mem, pod_port, metrics_source, live) = row
+     gpu_util, gpu_mem, pod_port, metrics_source, live, pod_end_failed) = row
     loss = math.nan if last_loss_nan else last_loss
     return Run(
         id=rid, name=name, provider=provider, status=RunStatus(status), status_reason=reason,
@@ -131,7 +132,7 @@ def _row_to_run(row: Sequence[Any]) -> Run:
         exit_code=exit_code, progress=DownloadProgress.model_validate_json(progress) if progress else None,
         last_step=last_step, last_loss=loss, keep_alive_until=keep_alive_until, last_activity=last_activity,
         gpu_util=gpu_util, gpu_mem=gpu_mem, pod_port=pod_port, metrics_source=metrics_source,
-        live=json.loads(live) if live else [],
+        live=json.loads(live) if live else [], pod_end_failed=pod_end_failed,
     )
 
 

@@ -63,4 +63,8 @@ MIGRATIONS: list[str] = [
     CREATE TABLE output_syncs (
         run_id TEXT PRIMARY KEY, last_sync_at REAL, final_at REAL, requested_at REAL);
     """,
+    # 7: a pod that said it could not end itself (it bills until the control plane ends it); NULL once it is gone
+    """
+    ALTER TABLE runs ADD COLUMN pod_end_failed TEXT;
+    """,
 ]

@@ -10,13 +10,13 @@ STATUS_LOOK = {  # RunStatus value -> (theme variable, bold)
     "pending": ("foreground-muted", False), "provisioning": ("text-warning", False),
     "booting": ("text-warning", False), "downloading": ("text-primary", False), "training": ("text-success", True),
     "succeeded": ("text-success", False), "failed": ("text-error", True), "terminated": ("text-secondary", False),
-    "lost": ("text-error", False),
+    "lost": ("text-error", False), "pod end failed": ("text-error", True),
 }
 EVENT_LOOK = {  # run event kind -> (theme variable, bold)
     "attempt_failed": ("text-warning", False), "terminate_failed": ("text-error", True),
     "failed": ("text-error", True), "lost": ("text-error", False), "budget_warning": ("text-warning", False),
     "gpu_util_low": ("text-warning", False), "succeeded": ("text-success", False),
-    "terminated": ("text-secondary", False),
+    "terminated": ("text-secondary", False), "pod_end_failed": ("text-error", True),
 }
 SERIES_VARIABLES = ("text-primary", "text-warning", "text-success", "text-secondary", "text-error")
 """The chart's series colours, in order."""

@@ -57,7 +57,7 @@ def gpu_use(app: App[object], run: Run) -> str | Text:
 
 def run_cells(app: App[object], run: Run, losses: list[float], now: float) -> list[str | Text]:
     """The row of one run."""
-    status = Text(run.status.value, status_style(app, run.status.value))
+    status = Text(run.status_label, status_style(app, run.status_label))
     if run.status == "downloading" and run.progress and run.progress.bytes_total:
         status.append(f" {100 * run.progress.bytes_done / run.progress.bytes_total:.0f}%")
     loss = "-" if run.last_loss is None else f"{run.last_loss:.4g}"
