@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import time
 import urllib.parse
 import urllib.request
 
@@ -68,3 +69,54 @@ def test_a_resumed_file_is_read_for_its_sha256(pod):
     assert fetch(url, "model.bin", size, mtime, start=PIECE) == data[PIECE:]
     said = json.loads(get(url, "/v1/outputs/sha256", path="model.bin", size=size, mtime=repr(mtime)))["sha256"]
     assert said == hashlib.sha256(data).hexdigest() and len(reads) == 1
+
+
+async def test_long_hashing_answers_202_within_the_proxy_limit_and_is_asked_again(pod, monkeypatch):
+    """RunPod's proxy ends a request at 100 s: the pod answers 202 while it hashes, and the control plane's
+    call_until_done asks again until the sha256 comes."""
+    from podtui.server.puller import PodLink
+
+    port, out, url, _ = pod
+    port.answer_within = 0.05
+    real = agent.hash_prefix
+
+    def slow(path: str, size: int) -> object:
+        time.sleep(0.6)  # a large file read at disk speed
+        return real(path, size)
+
+    monkeypatch.setattr(agent, "hash_prefix", slow)
+    data = os.urandom(PIECE + 3)
+    (out / "ckpt.pt").write_bytes(data)
+    entry = json.loads(get(url, "/v1/outputs"))["files"][0]
+    query = {"path": "ckpt.pt", "size": entry["size"], "mtime": repr(entry["mtime"])}
+    request = urllib.request.Request(f"{url}/v1/outputs/sha256?{urllib.parse.urlencode(query)}",
+                                     headers={"Authorization": "Bearer pod-token"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 202 and json.loads(response.read())["pending"] is True
+    link = PodLink(url, "pod-token")
+    try:
+        answer = await link.call_until_done("GET", "/v1/outputs/sha256", params=query)
+    finally:
+        await link.close()
+    assert answer.status_code == 200 and answer.json()["sha256"] == hashlib.sha256(data).hexdigest()
+    assert port.jobs == {}
+
+
+async def test_a_large_input_is_checked_off_the_request(pod):
+    from podtui.server.puller import PodLink
+
+    port, _, url, _ = pod
+    port.answer_within = 0.0
+    data = os.urandom(2 * PIECE)
+    link = PodLink(url, "pod-token")
+    try:
+        put = await link.call("PUT", "/v1/inputs/data-0", params={"offset": 0}, content=data)
+        assert put.status_code == 200, put.text
+        first = await link.call("POST", "/v1/inputs/data-0/done", content=b"{}",
+                                params={"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)})
+        assert first.status_code == 202
+        answer = await link.call_until_done("POST", "/v1/inputs/data-0/done", content=b"{}",
+                                            params={"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)})
+    finally:
+        await link.close()
+    assert answer.status_code == 200 and answer.json()["done"] is True and port.done["data-0"]

@@ -1727,6 +1727,10 @@ class BoundedServer(http.server.ThreadingHTTPServer):
             self.slots.release()
 
 
+PENDING = (202, {"pending": True, "error": "still working on it; ask again"})
+"""The answer to a request whose work outlasts the proxy's patience (hashing a large file)."""
+
+
 class PodPort:
     """What the control plane finds on the pod's port: inputs uploaded in chunks (resumable, sha256 checked),
     the start signal, the outbox (long poll) and its acknowledgements. Every request carries the run's pod
@@ -1752,6 +1756,34 @@ class PodPort:
         # outputs (pull mode): the agent sets these to its own
         self.output_dir = ""
         self.outputs_done = threading.Event()
+        self.answer_within = float(os.environ.get("PODTUI_POD_ANSWER_S") or 60)
+        """The longest a request waits for long work (hashing a large file): RunPod's proxy ends a request at
+        100 s (524), so past this the pod answers 202 and the control plane asks again."""
+        self.jobs: dict = {}
+        """Long work under way, by what it is for: {"done": Event, "answer": (status, body)}."""
+
+    def in_background(self, key: tuple, work: typing.Callable[[], tuple]) -> tuple | None:
+        """Run `work` (returning (status, body)) off the request; its answer when done within answer_within
+        seconds, else None: the caller answers 202 and the same request later finds the same work."""
+        with self.lock:
+            job: typing.Any = self.jobs.get(key)
+            if job is None:
+                job = self.jobs[key] = {"done": threading.Event(), "answer": None}
+
+                def run() -> None:
+                    try:
+                        job["answer"] = work()
+                    except Exception as exc:  # the control plane asks again and sees it
+                        job["answer"] = (500, {"error": f"{type(exc).__name__}: {exc}"})
+                    job["done"].set()
+
+                threading.Thread(target=run, daemon=True, name="pod-work").start()
+        if not job["done"].wait(self.answer_within):
+            return None
+        with self.lock:
+            if self.jobs.get(key) is job:
+                del self.jobs[key]
+        return typing.cast(tuple, job["answer"])
 
     def path(self, slot: str) -> str:
         return os.path.join(self.dir, slot)
@@ -1932,7 +1964,10 @@ class PodPort:
                 if path is None:
                     self.answer(409, {"error": "not in the listing, or changed since"})
                 elif rest == ["sha256"]:
-                    self.answer(200, {"sha256": pod.output_sha256(path, size, mtime), "size": size, "mtime": mtime})
+                    found = path
+                    self.answer(*pod.in_background(("sha256", path, size, mtime), lambda: (200, {
+                        "sha256": pod.output_sha256(found, size, mtime), "size": size, "mtime": mtime}))
+                                or PENDING)
                 elif rest == ["file"] and 0 <= offset <= size and 0 <= length <= OUTPUT_PIECE:
                     self.send_range(path, offset, min(length, size - offset), (path, size, mtime))
                 else:
@@ -2000,7 +2035,9 @@ class PodPort:
                     except ValueError:
                         self.answer(400, {"error": "size must be an integer"})
                         return
-                    self.answer(*pod.finish(parts[2], query.get("sha256", ""), size))
+                    slot, sha256 = parts[2], query.get("sha256", "")
+                    self.answer(*pod.in_background(("inputs", slot, sha256, size),
+                                                   lambda: pod.finish(slot, sha256, size)) or PENDING)
                 elif parts == ["v1", "start"]:
                     missing = [n for n in ("script",) if not pod.done.get(n)]
                     if missing:

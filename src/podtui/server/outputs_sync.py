@@ -169,7 +169,7 @@ class OutputsSyncer:
                     if response.status_code != 200:
                         raise PodUnreachable(f"HTTP {response.status_code} reading {name!r}")
                     offset = await self.outputs.absorb(run.id, name, size, mtime, offset, response.aiter_bytes())
-            answer = await link.call("GET", "/v1/outputs/sha256", params=params, timeout=600)
+            answer = await link.call_until_done("GET", "/v1/outputs/sha256", params=params)
             if answer.status_code != 200:
                 await self.store.output_not_moving(run.id, name)
                 return False

@@ -40,6 +40,9 @@ from .runs import RunService
 log = logging.getLogger(__name__)
 
 POLL_WAIT_S = 25.0
+PROXY_ANSWER_S = 90.0
+"""The longest any request through RunPod's proxy waits (the proxy itself gives up at 100 s with a 524)."""
+ASK_AGAIN_S = 1.0
 RETRY_S = (1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0)
 
 
@@ -84,6 +87,15 @@ class PodLink:
                                            response.headers.get("content-type", "")):
             raise PodUnreachable(f"HTTP {response.status_code} before the pod's agent answered")
         return response
+
+    async def call_until_done(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """A call whose work on the pod may outlast RunPod's proxy (it ends a request at 100 s): the pod answers
+        202 while it works, and the call is made again until it answers otherwise."""
+        while True:
+            response = await self.call(method, path, timeout=PROXY_ANSWER_S, **kwargs)
+            if response.status_code != 202:
+                return response
+            await asyncio.sleep(ASK_AGAIN_S)
 
     async def state(self) -> dict[str, Any]:
         return dict((await self.call("GET", "/v1/state")).json())
@@ -259,8 +271,8 @@ class Puller:
             async for sent in send_input(link, upload, offset, self.settings.upload_chunk_bytes):
                 if upload.slot != "script":
                     await self._progress(run.id, done_bytes + sent, total)
-            answer = await link.call("POST", f"/v1/inputs/{upload.slot}/done", content=b"{}",
-                                     params={"sha256": upload.sha256, "size": upload.size})
+            answer = await link.call_until_done("POST", f"/v1/inputs/{upload.slot}/done", content=b"{}",
+                                                params={"sha256": upload.sha256, "size": upload.size})
             if answer.status_code != 200:
                 raise ValueError(f"the pod refused {upload.slot} after upload ({answer.status_code}: "
                                  f"{answer.text[:200]}); sending it again")
