@@ -38,7 +38,7 @@ class RecordingProvider:
         self.terminated: list[str] = []
         self.alive: set[str] = set()
 
-    async def list_offers(self, refresh: bool = False) -> list[Any]:
+    async def list_offers(self, refresh: bool = False, cloud: str = "SECURE", count: int = 1) -> list[Any]:
         from podtui.models import GpuOffer
 
         return [GpuOffer(id="local", name="recording", provider="local", secure_price=0.0)]

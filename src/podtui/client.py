@@ -88,11 +88,14 @@ class Client:
         body = {"path": path, **({"name": name} if name else {})}
         return Dataset.model_validate(await self._call("POST", "/api/v1/datasets", json=body, timeout=None))
 
-    async def gpus(self, provider: str | None = None, refresh: bool = False) -> list[GpuOffer]:
-        """GPU offers."""
+    async def gpus(self, provider: str | None = None, refresh: bool = False, cloud: str = "SECURE",
+                   count: int = 1) -> list[GpuOffer]:
+        """GPU offers, with the stock for this cloud type and GPU count."""
         params = {"provider": provider} if provider else {}
         if refresh:
             params["refresh"] = "1"
+        if cloud != "SECURE" or count != 1:
+            params.update(cloud=cloud, count=str(count))
         return [GpuOffer.model_validate(o) for o in await self._call("GET", "/api/v1/gpus", params=params)]
 
     async def orphans(self) -> list[OrphanPod]:

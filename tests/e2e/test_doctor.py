@@ -85,6 +85,13 @@ async def test_runpod_key_accepted_shows_rate_limits_and_spot(tmp_path, runpod):
     assert "60/minute" in checks["provider runpod"]["message"] and "REST v2" in checks["provider runpod"]["message"]
     assert checks["runpod spot"]["status"] == "ok" and "early 2027" in checks["runpod spot"]["message"]
     assert "GET /v2/pods" in runpod.calls
+    assert "a read-only key shows only at the first launch" in checks["provider runpod"]["message"]
+    # --ssh needs an SSH key on the account (startSsh provisions those only)
+    assert checks["runpod ssh keys"]["status"] == "warn" and "no SSH public key" in checks["runpod ssh keys"]["message"]
+    assert "pod_end_failed" in checks["runpod pod end"]["message"]
+    runpod.ssh_keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILXGDN/SclOozk1xsDztpmhGiKkkrfQB9SKoO8dSIQQZ me@x"]
+    code, checks = await doctor(tmp_path, PODTUI_PROVIDER="local", **runpod_env(runpod, "test-key"))
+    assert checks["runpod ssh keys"]["status"] == "ok" and "1 SSH public key" in checks["runpod ssh keys"]["message"]
 
 
 async def test_localhost_public_url_with_runpod_fails_for_push(tmp_path, runpod):

@@ -20,6 +20,7 @@ from tests.support import free_port, make_settings, start_plane
 from .helpers import printed_metrics, stored_metrics
 
 FINAL = {"succeeded", "failed", "terminated", "lost"}
+SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILXGDN/SclOozk1xsDztpmhGiKkkrfQB9SKoO8dSIQQZ me@example.com"
 AGENT_ENV_BUDGET = 40_000
 """Our budget for the agent carried in a pull-mode pod's env (about 34.5 KB now). RunPod documents no limit on an
 env value; Linux takes 128 KiB per string. A create RunPod refused for it would fail the run with RunPod's words."""
@@ -149,6 +150,26 @@ async def test_offers_come_from_the_v2_catalog_with_stock(fake, tmp_path, planes
     assert "?include=AVAILABILITY&product=POD" in next(r for r in fake.requests if "/catalog/gpus" in r)
 
 
+async def test_stock_is_for_the_cloud_and_gpu_count_picked(fake, tmp_path, planes):
+    fake.no_capacity.add((GPU_4090, "COMMUNITY"))
+    next(g for g in fake.gpus if g["id"] == GPU_A6000)["maxCount"]["secure"] = 4  # no 6-GPU secure A6000 pods
+    plane = await plane_for(tmp_path, fake, planes)
+
+    async def stock(**params):
+        r = await plane.http.get("/api/v1/gpus", params={"provider": "runpod", **params})
+        assert r.status_code == 200, r.text
+        return {o["id"]: o["stock"] for o in r.json()}
+
+    assert (await stock())[GPU_4090] == "High"
+    assert (await stock(cloud="COMMUNITY"))[GPU_4090] == "None"
+    assert (await stock(cloud="ALL"))[GPU_4090] == "High"  # the better of the two clouds
+    assert (await stock(count=2))[GPU_A6000] == "High" and (await stock(count=6))[GPU_A6000] == "None"
+    asked = [r for r in fake.requests if "/catalog/gpus" in r]
+    assert any("cloud=COMMUNITY" in r and "count=1" in r for r in asked) and any("count=6" in r for r in asked)
+    r = await plane.http.get("/api/v1/gpus", params={"provider": "runpod", "count": "9"})
+    assert r.status_code == 400 and "count" in r.json()["error"]["message"]
+
+
 # -- a whole run -----------------------------------------------------------------------------------------------
 
 async def test_run_launches_reports_and_ends_its_own_pod_through_v2(fake, tmp_path, planes, monkeypatch):
@@ -175,6 +196,7 @@ async def test_run_launches_reports_and_ends_its_own_pod_through_v2(fake, tmp_pa
 
 
 async def test_ssh_only_when_asked(fake, tmp_path, planes):
+    fake.ssh_keys = [SSH_KEY]
     plane = await plane_for(tmp_path, fake, planes)
     run_id = await launch(plane, ssh=True, cloud_type="COMMUNITY", gpu_count=2)
     await wait_pod(plane, run_id)
@@ -261,6 +283,18 @@ async def test_403_skips_the_gpu_type(fake, tmp_path, planes):
     failed = [e["message"] for e in await events_of(plane, run_id) if e["kind"] == "attempt_failed"]
     assert len(failed) == 1 and "cannot use this GPU type" in failed[0] and "403" in failed[0]
     await terminate_and_check_zero(plane, fake, run_id)
+
+
+async def test_403_on_every_candidate_names_the_key_not_capacity(fake, tmp_path, planes):
+    fake.read_only_keys.add("read-only-key")  # passes every read (doctor's check), 403 on the create
+    plane = await plane_for(tmp_path, fake, planes, key="read-only-key")
+    ok, said = await plane.runs.providers["runpod"].check_key()
+    assert ok and "a read-only key shows only at the first launch" in said
+    run_id = await launch(plane, gpu_types=[GPU_4090, GPU_A6000])
+    run = await plane.wait_status(run_id, {"failed"}, timeout=20)
+    assert "RunPod refused this key for creating pods" in run["status_reason"]
+    assert "read-only or restricted key" in run["status_reason"] and "capacity" not in run["status_reason"]
+    assert len(create_bodies(fake)) == 2 and fake.live_pods() == []
 
 
 async def test_422_fails_with_runpods_errors_and_is_never_retried(fake, tmp_path):
@@ -501,6 +535,66 @@ async def test_spot_fails_over_like_on_demand(fake, tmp_path, planes):
     await terminate_and_check_zero(plane, fake, run_id)
 
 
+def spot_bodies(fake):
+    return [body["query"] for call, body in fake.bodies if call == "graphql:podRentInterruptable"]
+
+
+async def test_spot_is_rented_with_the_cuda_floor_and_the_ssh_port_of_on_demand(fake, tmp_path, planes):
+    fake.ssh_keys = [SSH_KEY]
+    plane = await plane_for(tmp_path, fake, planes)
+    run_id = await launch(plane, spot=True, cloud_type="COMMUNITY", ssh=True)  # the default image: cu1281
+    run = await wait_pod(plane, run_id, timeout=30)
+    (query,) = spot_bodies(fake)
+    assert 'allowedCudaVersions: ["12.8", "12.9"' in query and '"12.6"' not in query
+    assert 'ports: "22/tcp"' in query and "startSsh: true" in query
+    assert fake.pods[run["pod_id"]]["cudaVersion"] == "12.8"  # not the oldest driver's host
+    await terminate_and_check_zero(plane, fake, run_id)
+
+
+async def test_ssh_without_an_account_key_is_refused_before_any_pod(fake, tmp_path, planes):
+    plane = await plane_for(tmp_path, fake, planes)
+    r = await plane.http.post("/api/v1/runs", json={"dataset": "demo", "gpu_types": [GPU_4090],
+                                                    "provider": "runpod", "ssh": True})
+    assert r.status_code == 422 and "no SSH public key registered" in r.json()["error"]["message"], r.text
+    assert "POST /v2/pods" not in fake.calls and "GET /v2/account/ssh-keys" in fake.calls
+
+
+async def test_a_refused_bid_tries_the_next_candidate(fake, tmp_path, planes):
+    fake.bid_floor_rise[GPU_4090] = 0.05  # the minimum bid rose after podtui read the price
+    plane = await plane_for(tmp_path, fake, planes)
+    run_id = await launch(plane, spot=True, cloud_type="COMMUNITY", gpu_types=[GPU_4090, GPU_A6000])
+    run = await wait_pod(plane, run_id, timeout=30)
+    assert run["gpu_type"] == GPU_A6000, (run["status_reason"], await events_of(plane, run_id))
+    failed = [e["message"] for e in await events_of(plane, run_id) if e["kind"] == "attempt_failed"]
+    assert len(failed) == 1 and "bid" in failed[0]
+    await terminate_and_check_zero(plane, fake, run_id)
+
+
+async def test_secure_spot_never_bids_the_community_price(fake, tmp_path, planes):
+    plane = await plane_for(tmp_path, fake, planes)
+    # The A100 has a community spot price (0.89) and no secure one.
+    run_id = await launch(plane, spot=True, cloud_type="SECURE", gpu_types=[GPU_A100, GPU_4090])
+    run = await wait_pod(plane, run_id, timeout=30)
+    assert run["gpu_type"] == GPU_4090 and run["price_per_hour"] == 0.35  # the 4090's secure spot price
+    queries = spot_bodies(fake)
+    assert len(queries) == 1 and GPU_4090 in queries[0] and "bidPerGpu: 0.35" in queries[0]
+    failed = [e["message"] for e in await events_of(plane, run_id) if e["kind"] == "attempt_failed"]
+    assert len(failed) == 1 and "no secure spot price" in failed[0]
+    await terminate_and_check_zero(plane, fake, run_id)
+
+
+async def test_a_spot_pod_v2_does_not_list_is_looked_up_and_ended_through_graphql(fake, tmp_path, planes):
+    fake.spot_unlisted = True
+    plane = await plane_for(tmp_path, fake, planes, provider_options={"gone_grace_s": 0.0})
+    run_id = await launch(plane, spot=True, cloud_type="COMMUNITY")
+    run = await wait_pod(plane, run_id, timeout=30)
+    assert await wait_until(lambda: fake.calls.count("graphql:pod") >= 3, 20)  # several passes, v2 404 each time
+    assert (await run_of(plane, run_id))["status"] in ("booting", "downloading", "training")  # never called gone
+    assert fake.pods[run["pod_id"]]["status"] != "TERMINATED"
+    await terminate_and_check_zero(plane, fake, run_id)
+    assert "graphql:podTerminate" in fake.calls
+
+
 async def test_spot_after_graphql_is_retired_fails_clearly(fake, tmp_path, planes):
     fake.graphql_down = True
     plane = await plane_for(tmp_path, fake, planes)
@@ -626,3 +720,29 @@ async def test_terminate_is_confirmed_by_404_and_an_already_gone_pod_is_fine(fak
         assert fake.calls[-1] == "GET /v2/pods/{id}"
     finally:
         await provider.close()
+
+
+# -- a pod that cannot end itself ---------------------------------------------------------------------------
+
+async def test_a_pod_whose_self_delete_fails_is_ended_by_the_control_plane_and_never_trains_again(
+        fake, tmp_path, planes, monkeypatch):
+    monkeypatch.setenv("DEMO_STEPS", "10")
+    fake.execute = True
+    fake.pod_delete_denied = True  # RunPod answers the pod's own key 404: "not found or not accessible"
+    plane = await plane_for(tmp_path, fake, planes, pod_end_proof_s=2.0)
+    run_id = await launch(plane, keep_alive_s=0)
+    run = await plane.wait_status(run_id, FINAL, timeout=60)
+    assert run["status"] == "succeeded", run["status_reason"]
+    pod_id = run["pod_id"]
+    failed = await wait_event(plane, run_id, "pod_end_failed", timeout=30)
+    assert "could not end itself; it bills until podtui ends it" in failed["message"]
+    # The control plane ends it with the user's key at once, long before the supervisor's grace would.
+    ended = await wait_event(plane, run_id, "pod_ended", timeout=20)
+    assert ended["ts"] - run["ended_at"] < 25
+    assert fake.pods[pod_id]["status"] == "TERMINATED"
+    assert "denied:deletePod" in fake.calls
+    assert fake.restarts[pod_id] == 0  # PID 1 never exited: the training never ran a second time
+    lines = (await plane.http.get(f"/api/v1/runs/{run_id}/logs", params={"limit": 5000})).json()["lines"]
+    assert sum("[podtui] training:" in line["text"] for line in lines) == 1
+    assert "could not end itself" in (fake.workdir / "pods" / pod_id / "container.log").read_text()
+    assert (await run_of(plane, run_id))["pod_end_failed"] is None  # gone: no longer shown in red

@@ -73,6 +73,9 @@ is undocumented; the document's 404 allows it). `read_only_keys: set[str]`: keys
 (GET / PUT /v2/account/ssh-keys). `spot_unlisted: bool`: v2 neither lists, reads nor deletes spot pods (GET and
 DELETE 404); GraphQL `pod(input: {podId})` reads them and `podTerminate` ends them. Spot rentals honour
 `allowedCudaVersions` (exact match); without it a pod lands on the oldest CUDA host (assumed).
+GET /v2/pods/{id}/logs answers 406 to an Accept without text/event-stream (the only type it declares).
+`bid_floor_rise: dict[str, float]`: GPU id -> how far the minimum spot bid rose after the price was read (a bid
+below it is refused with "Your bid price ... is below the minimum bid price", wording assumed).
 
 Recorded: `calls` ("POST /v2/pods", "GET /v2/pods/{id}" with the literal route template, "graphql:<field>",
 "fault:<kind>" for a queued fault, "fault:create:<kind>" for a create_fault, "graphql:down" /
@@ -198,11 +201,13 @@ import json, os, sys, urllib.error, urllib.request
 args = sys.argv[1:]
 base = os.environ["FAKE_RUNPOD_URL"]
 if len(args) == 3 and args[:2] == ["remove", "pod"]:
-    url, method, body = base + "/graphql", "POST", {"query": 'mutation { podTerminate(input: {podId: "%s"}) }' % args[2]}
+    url, method = base + "/graphql", "POST"
+    body = {"query": 'mutation { podTerminate(input: {podId: "%s"}) }' % args[2]}
 elif len(args) == 3 and args[:2] == ["pod", "delete"]:
     url, method, body = base + "/v1/pods/" + args[2], "DELETE", None
 elif len(args) == 3 and args[:2] in (["stop", "pod"], ["pod", "stop"]):
-    url, method, body = base + "/graphql", "POST", {"query": 'mutation { podStop(input: {podId: "%s"}) { id } }' % args[2]}
+    url, method = base + "/graphql", "POST"
+    body = {"query": 'mutation { podStop(input: {podId: "%s"}) { id } }' % args[2]}
 else:
     sys.exit("usage: runpodctl remove pod POD_ID | runpodctl pod delete POD_ID | runpodctl stop pod POD_ID")
 req = urllib.request.Request(url, data=None if body is None else json.dumps(body).encode(), method=method,
@@ -526,6 +531,7 @@ class FakeRunPodV2:
         self.read_only_keys: set[str] = set()
         self.ssh_keys: list[str] = []
         self.spot_unlisted = False
+        self.bid_floor_rise: dict[str, float] = {}
         self._faults: list[tuple[str, dict[str, Any]]] = []
         self._keys: dict[str, str] = {}  # pod-scoped key -> pod id
         self._windows: dict[str, tuple[float, int]] = {}
@@ -1142,6 +1148,11 @@ class FakeRunPodV2:
     async def _stream_logs(self, request: web.Request, pod_id: str, query: dict[str, Any],
                            rate: dict[str, str]) -> web.StreamResponse:
         try:
+            accept = request.headers.get("Accept", "*/*")
+            if not any(kind in accept for kind in ("text/event-stream", "text/*", "*/*")):
+                # The operation declares text/event-stream alone; an Accept that rules it out is refused (assumed:
+                # the document does not say what RunPod answers; 406 is HTTP's answer).
+                raise Problem(406, f"this operation answers text/event-stream only, not {accept}")
             self._pod(pod_id, lag=True)
             entries = self.logs[pod_id]
             source = query.get("source")
@@ -1438,6 +1449,7 @@ class FakeRunPodV2:
         if spot is None or dc is None or gpu["id"] in self.forbidden_gpus or not cudas:
             raise GraphQLFault(NO_CAPACITY)
         bid = float(args["bidPerGpu"])
+        spot += self.bid_floor_rise.get(gpu["id"], 0.0)  # the minimum moved since the price was read
         if bid < spot:
             raise GraphQLFault(f"Your bid price (${bid}/hr) is below the minimum bid price (${spot}/hr).")  # assumed
         count = int(args.get("gpuCount") or 1)

@@ -530,14 +530,14 @@ async def test_graphql_spot_pod_shares_the_pod_store(fake: FakeRunPodV2, client:
     fake.spot_unlisted = True
     assert checked(fake, "listPods", await client.get("/v2/pods"), 200)["pods"] == []
     checked(fake, "getPod", await client.get(f"/v2/pods/{spot['id']}"), 404)
-    r = await client.post("/graphql", json={"query": 'query { pod(input: {podId: "%s"}) { id desiredStatus '
-                                                     'costPerHr } }' % spot["id"]})
+    pod_query = 'query { pod(input: {podId: "ID"}) { id desiredStatus costPerHr } }'
+    r = await client.post("/graphql", json={"query": pod_query.replace("ID", spot["id"])})
     assert r.json()["data"]["pod"]["id"] == spot["id"] and r.json()["data"]["pod"]["costPerHr"] == 0.29
-    r = await client.post("/graphql", json={"query": 'mutation { podTerminate(input: {podId: "%s"}) }' % spot["id"]})
+    ending = 'mutation { podTerminate(input: {podId: "ID"}) }'.replace("ID", spot["id"])
+    r = await client.post("/graphql", json={"query": ending})
     assert r.json() == {"data": {"podTerminate": None}} and fake.pods[spot["id"]]["status"] == "TERMINATED"
-    r = await client.post("/graphql", json={"query": 'query { pod(input: {podId: "%s"}) { id } }' % spot["id"]})
+    r = await client.post("/graphql", json={"query": pod_query.replace("ID", spot["id"])})
     assert r.json() == {"data": {"pod": None}}
-    fake.spot_unlisted = False
     r = await client.post("/graphql", json={"query": mutation.replace("bidPerGpu: 0.3, ", "")})
     assert r.json()["errors"][0]["message"] == "bidPerGpu is required" and r.json()["data"] is None
     async with httpx.AsyncClient(base_url=fake.url, trust_env=False) as anonymous:

@@ -92,8 +92,8 @@ class Provider(Protocol):
     """Shell command a pod runs to end itself when its own API call fails (RunPod: runpodctl remove pod ...;
     local: empty, exit)."""
 
-    async def list_offers(self, refresh: bool = False) -> list[GpuOffer]:
-        """GPU types with live prices and stock."""
+    async def list_offers(self, refresh: bool = False, cloud: str = "SECURE", count: int = 1) -> list[GpuOffer]:
+        """GPU types with live prices, and their stock for this cloud type (SECURE, COMMUNITY, ALL) and GPU count."""
         ...
 
     async def create_pod(self, request: PodRequest, on_attempt: AttemptCallback) -> Pod:

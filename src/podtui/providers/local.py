@@ -88,7 +88,7 @@ class LocalProvider:
         self.price_per_hour = price_per_hour
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
 
-    async def list_offers(self, refresh: bool = False) -> list[GpuOffer]:
+    async def list_offers(self, refresh: bool = False, cloud: str = "SECURE", count: int = 1) -> list[GpuOffer]:
         """One offer: this machine's CPU (free unless a rehearsal price is set)."""
         price = self.price_per_hour
         return [GpuOffer(id=LOCAL_GPU, name=f"This machine (CPU x{os.cpu_count() or 1}, no GPU)",

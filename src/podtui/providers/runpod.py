@@ -42,9 +42,12 @@ log = logging.getLogger(__name__)
 
 SELF_TERMINATE = "runpodctl remove pod $RUNPOD_POD_ID"
 OFFERS_TTL_S = 60.0
+STOCK_RANK = {"NONE": 0, "LOW": 1, "MEDIUM": 2, "HIGH": 3}
 CATALOG_PARAMS = {"include": "AVAILABILITY", "product": "POD"}
 NO_CAPACITY = "no longer any instances available"
 PROXY_URL = "https://{pod_id}-{port}.proxy.runpod.net"
+NO_SSH_KEYS = ("your RunPod account has no SSH public key registered, so the pod would start without SSH (RunPod's "
+               "startSsh provisions the account's keys only): add one under Settings > SSH Public Keys on runpod.io")
 LOGS_TTL_S = 10.0
 """A pod's logs are read from RunPod at most this often (each read is two requests of the key's quota)."""
 GONE_GRACE_S = 60.0
@@ -121,36 +124,54 @@ class RunPodProvider:
         self.find_window_s = find_window_s
         self.gone_grace_s = gone_grace_s
         self._offers: tuple[float, list[GpuOffer]] | None = None
+        self._offers_by: dict[tuple[str, int], tuple[float, list[GpuOffer]]] = {}
         self._max_counts: dict[str, dict[str, int]] = {}
         self._logs_cache: dict[tuple[str, int], tuple[float, list[dict[str, str]]]] = {}
         self._created: dict[str, float] = {}
         self._misses: dict[str, int] = {}
+        self._spot_ids: set[str] = set()
+        """Spot pods (GraphQL-created): v2 may not list, read or delete them (undocumented), so they are looked up
+        and ended through GraphQL before they count as gone."""
 
     # -- offers ----------------------------------------------------------------------------------
 
-    async def list_offers(self, refresh: bool = False) -> list[GpuOffer]:
-        """GPU types with per-GPU prices per cloud and current pod stock; cached for a minute."""
-        if self._offers and not refresh and time.monotonic() - self._offers[0] < OFFERS_TTL_S:
-            return self._offers[1]
-        data = await self.api.json("GET", "/v2/catalog/gpus", params=CATALOG_PARAMS)
+    async def list_offers(self, refresh: bool = False, cloud: str = "SECURE", count: int = 1) -> list[GpuOffer]:
+        """GPU types with per-GPU prices per cloud and the current pod stock for this cloud (`ALL`: the better of
+        Secure and Community) and GPU count; cached for a minute per (cloud, count)."""
+        key = (cloud, count)
+        cached = self._offers_by.get(key)
+        if cached and not refresh and time.monotonic() - cached[0] < OFFERS_TTL_S:
+            return cached[1]
+        reads = []
+        for one in (["SECURE", "COMMUNITY"] if cloud == "ALL" else [cloud]):
+            data = await self.api.json("GET", "/v2/catalog/gpus",
+                                       params={**CATALOG_PARAMS, "cloud": one, "count": count})
+            reads.append([g for g in (data or {}).get("gpus") or [] if isinstance(g, dict)])
+        stock: dict[str, str] = {}
+        for gpus in reads:
+            for gpu in gpus:
+                level = str(gpu.get("availability") or "").upper()
+                if level and STOCK_RANK.get(level, 0) >= STOCK_RANK.get(stock.get(str(gpu.get("id")), ""), -1):
+                    stock[str(gpu.get("id"))] = level
         offers = []
-        for gpu in (data or {}).get("gpus") or []:
-            if not isinstance(gpu, dict) or gpu.get("id") in (None, "unknown"):
+        for gpu in reads[0]:
+            if gpu.get("id") in (None, "unknown"):
                 continue
             price = gpu.get("price") or {}
             most = gpu.get("maxCount") or {}
-            stock = gpu.get("availability")
+            known = stock.get(str(gpu["id"]))
             offers.append(GpuOffer(
                 id=gpu["id"], name=gpu.get("name") or gpu["id"], provider=self.name, vram_gb=gpu.get("memory"),
                 secure_price=price.get("secure") if gpu.get("secure", True) else None,
                 community_price=price.get("community") if gpu.get("community", True) else None,
-                spot_price=None, stock=str(stock).title() if stock else None,
+                spot_price=None, stock=known.title() if known else None,
                 max_gpu_count=max([int(v) for v in most.values() if isinstance(v, int)], default=None)))
         offers.sort(key=lambda o: (o.secure_price or o.community_price or 1e9, o.id))
         self._max_counts = {str(g["id"]): {k: int(v) for k, v in (g.get("maxCount") or {}).items()
                                            if isinstance(v, int)}
-                            for g in (data or {}).get("gpus") or [] if isinstance(g, dict) and g.get("id")}
+                            for g in reads[0] if g.get("id")}
         self._offers = (time.monotonic(), offers)
+        self._offers_by[key] = self._offers
         return offers
 
     async def catalog_price(self, gpu_type: str, cloud: str, count: int) -> float | None:
@@ -196,14 +217,28 @@ class RunPodProvider:
                 problems.append(f"cloud_type: {gpu} is not offered in Secure Cloud; choose COMMUNITY or ALL")
             elif spec.cloud_type == "COMMUNITY" and offer.community_price is None and not spec.spot:
                 problems.append(f"cloud_type: {gpu} is not offered in Community Cloud; choose SECURE or ALL")
+        if spec.ssh:
+            try:
+                registered = await self.ssh_keys()
+            except ProviderError as exc:
+                log.info("SSH keys not checked: %s", exc)
+            else:
+                if not registered:
+                    problems.append(f"ssh: {NO_SSH_KEYS}")
         return problems
+
+    async def ssh_keys(self) -> list[str]:
+        """The account's registered SSH public keys (`GET /v2/account/ssh-keys`): what `startSsh` provisions."""
+        data = await self.api.json("GET", "/v2/account/ssh-keys")
+        found = data.get("keys") if isinstance(data, dict) else None
+        return [str(k) for k in found] if isinstance(found, list) else []
 
     # -- pods ------------------------------------------------------------------------------------
 
     async def create_pod(self, request: PodRequest, on_attempt: AttemptCallback) -> Pod:
         """Create one pod, trying (GPU type, cloud) candidates in order as RunPod's failure table says."""
         last_400: ApiProblem | None = None
-        every_400 = True
+        every_400 = every_403 = True
         tried: list[str] = []
         for gpu_type, cloud in candidates(request):
             tried.append(gpu_type if request.cloud_type != "ALL" else f"{gpu_type} ({cloud.lower()})")
@@ -215,6 +250,7 @@ class RunPodProvider:
                     raise
                 message = self._attempt_message(exc, cloud)
                 await on_attempt(LaunchAttempt(gpu_type, False, message))
+                every_403 = every_403 and exc.status == 403
                 if exc.status == 400:
                     last_400 = exc
                     continue
@@ -230,10 +266,18 @@ class RunPodProvider:
                 raise ProviderError(message) from None
             pod_id = str(created["id"])
             self._created[pod_id] = time.monotonic()
+            if request.spot:
+                self._spot_ids.add(pod_id)
             price = await self._price(created, gpu_type, cloud, request.gpu_count)
             await on_attempt(LaunchAttempt(gpu_type, True, f"pod {pod_id} created in {cloud.lower()} cloud"
                                            f"{' (spot)' if request.spot else ''} at ${price:.3f}/h"))
             return Pod(pod_id=pod_id, gpu_type=gpu_type, price_per_hour=price)
+        if every_403 and tried:
+            raise ProviderError(
+                f"RunPod refused this key for creating pods (403 on every GPU type tried: {', '.join(tried)}): a "
+                "read-only or restricted key? Create a key with read/write access under Settings > API Keys on "
+                "runpod.io and set RUNPOD_API_KEY to it; if the key has it, this account may not use these GPU "
+                "types or this cloud")
         if last_400 is not None and every_400 and NO_CAPACITY not in last_400.detail.lower():
             raise ProviderError(f"RunPod refused the pod on every GPU type tried (400): {last_400.detail}")
         raise NoCapacity(f"no capacity on RunPod for {', '.join(tried)} ({request.cloud_type.lower()} cloud); "
@@ -316,17 +360,32 @@ class RunPodProvider:
             raise Unanswered(f"RunPod's pod list came without `pods`: {str(data)[:200]}")
         return [p for p in pods if isinstance(p, dict)]
 
+    def note_spot(self, pod_id: str) -> None:
+        """This pod is a spot pod (after a restart the provider no longer knows which were)."""
+        self._spot_ids.add(pod_id)
+
     async def _get_raw(self, pod_id: str, deadline: float | None = None) -> dict[str, Any] | None:
-        """The pod, or None on a 404."""
+        """The pod, or None on a 404 (for a spot pod: once GraphQL does not know it either)."""
         try:
             pod = await self.api.json("GET", f"/v2/pods/{pod_id}", deadline=deadline)
         except ApiProblem as exc:
             if exc.status == 404:  # RunPod's own problem object (an edge's HTML 404 is Unanswered)
-                return None
+                return await self._spot_pod(pod_id) if pod_id in self._spot_ids else None
             raise
         if not isinstance(pod, dict) or not pod.get("id"):
             raise Unanswered(f"RunPod answered pod {pod_id} without a pod: {str(pod)[:100]}")
         return pod
+
+    async def _spot_pod(self, pod_id: str) -> dict[str, Any] | None:
+        """A spot pod v2 does not know, as GraphQL sees it, in v2's shape; None once GraphQL says it is gone.
+        GraphQL not answering raises: such a pod must not count as gone unseen."""
+        found = await self.spot.pod(pod_id)
+        if found is None:
+            self._spot_ids.discard(pod_id)
+            return None
+        status = {"CREATED": "STARTING", "RESTARTING": "STARTING", "PAUSED": "EXITED", "DEAD": "EXITED"}.get(
+            str(found.get("desiredStatus")), str(found.get("desiredStatus")))
+        return {"id": pod_id, "status": status, "cost": found.get("costPerHr")}
 
     async def get_pod(self, pod_id: str) -> PodState:
         """Phase, billed rate and GPU use of a pod (`gone` on a 404 or TERMINATED)."""
@@ -374,6 +433,11 @@ class RunPodProvider:
             except ApiProblem as exc:
                 if exc.status not in (404,):
                     problem = exc
+                elif pod_id in self._spot_ids:  # v2 may not delete a GraphQL spot pod: end it where it was made
+                    try:
+                        await self.spot.terminate(pod_id)
+                    except ProviderError as spot_exc:
+                        problem = spot_exc
             except ProviderError as exc:
                 problem = exc
             try:
@@ -437,7 +501,7 @@ class RunPodProvider:
     async def _read_logs(self, pod_id: str, source: str, tail: int, idle_s: float,
                          into: list[dict[str, str]]) -> None:
         response = await self.api.send("GET", f"/v2/pods/{pod_id}/logs", params={"source": source, "tail": tail},
-                                       stream=True)
+                                       stream=True, accept="text/event-stream")  # the only type it declares
         count = 0
         lines = response.aiter_lines()
         try:
@@ -475,7 +539,10 @@ class RunPodProvider:
             return False, str(exc)
         except ProviderError as exc:
             return False, str(exc)
-        return True, f"API key accepted by REST v2; rate limits: {self.api.rate.describe()}"
+        # RunPod's document offers no harmless way to learn what a key may do (a write would have to be tried):
+        # a read-only key passes here and shows at the first launch.
+        return True, (f"API key accepted by REST v2 (read access; a read-only key shows only at the first launch: "
+                      f"RunPod says 403 to the create); rate limits: {self.api.rate.describe()}")
 
     async def close(self) -> None:
         """Close the HTTP client."""

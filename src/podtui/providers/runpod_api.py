@@ -148,7 +148,8 @@ class RunPodApi:
             await self._http.aclose()
 
     async def send(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None,
-                   stream: bool = False, deadline: float | None = None) -> httpx.Response:
+                   stream: bool = False, deadline: float | None = None,
+                   accept: str = "application/json") -> httpx.Response:
         """One request; 429s waited out (never past `deadline`, a monotonic time). Raises ApiProblem for error
         statuses, Unanswered for no usable answer."""
         for attempt in range(RATE_LIMIT_RETRIES + 1):
@@ -158,7 +159,7 @@ class RunPodApi:
             if wait > 0:
                 log.info("RunPod rate limit: waiting %.1f s", wait)
                 await asyncio.sleep(wait)
-            request = self._client.build_request(method, path, json=json, params=params)
+            request = self._client.build_request(method, path, json=json, params=params, headers={"Accept": accept})
             try:
                 response = await self._client.send(request, stream=stream)
             except httpx.TimeoutException as exc:

@@ -56,10 +56,26 @@ def gql(value: Any) -> str:
     return str(value)
 
 
+CUDA_RELEASES = ("11.8", "12.0", "12.1", "12.2", "12.3", "12.4", "12.5", "12.6", "12.7", "12.8", "12.9", "13.0",
+                 "13.1", "13.2")
+"""CUDA versions a host may report (GraphQL's allowedCudaVersions matches exactly and has no minimum; assumed: the
+list RunPod's console offers, plus the next releases)."""
+
+
+def allowed_cuda(minimum: str | None) -> list[str]:
+    """The CUDA versions at or above `minimum` (none: no constraint)."""
+    if not minimum:
+        return []
+    floor = tuple(int(p) for p in minimum.split("."))
+    return [v for v in CUDA_RELEASES if tuple(int(p) for p in v.split(".")) >= floor]
+
+
 def spot_mutation(request: PodRequest, gpu_type: str, cloud: str, bid: float) -> str:
-    """The podRentInterruptable mutation for one GPU type."""
+    """The podRentInterruptable mutation for one GPU type: the same CUDA floor and ports as an on-demand pod."""
     env = ", ".join(f"{{ key: {gql(k)}, value: {gql(v)} }}" for k, v in request.env.items())
-    ports = ",".join(request.ports)
+    ports = ",".join([*request.ports, *(["22/tcp"] if request.ssh and "22/tcp" not in request.ports else [])])
+    cuda = allowed_cuda(request.min_cuda_version)
+    allowed = f", allowedCudaVersions: [{', '.join(gql(v) for v in cuda)}]" if cuda else ""
     return f"""
     mutation {{
       podRentInterruptable(input: {{
@@ -67,7 +83,7 @@ def spot_mutation(request: PodRequest, gpu_type: str, cloud: str, bid: float) ->
         volumeInGb: 0, containerDiskInGb: {request.container_disk_gb}, minVcpuCount: 1, minMemoryInGb: 1,
         gpuTypeId: {gql(gpu_type)}, name: {gql(request.name)}, imageName: {gql(request.image)},
         dockerArgs: {gql(request.start_command)}, ports: {gql(ports)}, volumeMountPath: "/workspace",
-        startSsh: {gql(request.ssh)}, supportPublicIp: {gql(request.ssh)}, env: [{env}]
+        startSsh: {gql(request.ssh)}, supportPublicIp: {gql(request.ssh)}, env: [{env}]{allowed}
       }}) {{ id costPerHr }}
     }}"""
 
@@ -76,6 +92,8 @@ def graphql_problem(message: str) -> ProviderError:
     """A GraphQL error as the REST create table's status, so spot candidates fail over like on-demand ones."""
     lowered = message.lower()
     if "no longer any instances available" in lowered or "not enough free gpus" in lowered:
+        return ApiProblem(400, "Bad Request", message)
+    if "bid" in lowered:  # a refused bid (below the current minimum): the next candidate may take it
         return ApiProblem(400, "Bad Request", message)
     if "balance" in lowered or "insufficient funds" in lowered:
         return ApiProblem(402, "Payment Required", message)
@@ -116,13 +134,24 @@ class SpotRental:
         for gpu in (data.get("data") or {}).get("gpuTypes") or []:
             if gpu.get("id") != gpu_type:
                 continue
-            preferred = gpu.get("communitySpotPrice") if cloud == "COMMUNITY" else gpu.get("secureSpotPrice")
-            price = preferred or gpu.get("communitySpotPrice") or (gpu.get("lowestPrice") or {}).get(
-                "minimumBidPrice")
+            # This cloud's own spot price only: a Secure request never bids the (lower) Community price.
+            price = gpu.get("communitySpotPrice") if cloud == "COMMUNITY" else gpu.get("secureSpotPrice")
             if price:
                 return float(price)
         # Read as the create table's 400: the next candidate may have one.
-        raise ApiProblem(400, "Bad Request", f"{gpu_type} has no spot price on RunPod; launch it on demand")
+        raise ApiProblem(400, "Bad Request", f"{gpu_type} has no {cloud.lower()} spot price on RunPod; try another "
+                                             "GPU type or cloud, or launch it on demand")
+
+    async def pod(self, pod_id: str) -> dict[str, Any] | None:
+        """A spot pod as GraphQL sees it ({"id", "desiredStatus", "costPerHr"}), or None once it is gone (for the
+        spot pods REST v2 does not list: whether it does is undocumented)."""
+        data = await self.graphql(f"query {{ pod(input: {{podId: {gql(pod_id)}}}) {{ id desiredStatus costPerHr }} }}")
+        found = (data.get("data") or {}).get("pod")
+        return dict(found) if isinstance(found, dict) and found.get("id") else None
+
+    async def terminate(self, pod_id: str) -> None:
+        """GraphQL podTerminate (answers null whether or not the pod existed: confirm with pod())."""
+        await self.graphql(f"mutation {{ podTerminate(input: {{podId: {gql(pod_id)}}}) }}")
 
     async def rent(self, request: PodRequest, gpu_type: str, cloud: str) -> dict[str, Any]:
         """Rent one spot pod; returns {"id", "costPerHr"}."""

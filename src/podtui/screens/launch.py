@@ -175,7 +175,31 @@ class LaunchScreen(Dialog[Run | None]):
         else:
             self.show_error("")
 
+    @work(exclusive=True, group="launch-stock", exit_on_error=False)
+    async def load_stock(self) -> None:
+        """The offers again, with the stock for the cloud type and GPU count picked (RunPod's stock depends on
+        both); the GPU types picked stay picked."""
+        cloud = self.query_one("#cloud_type", Select).value
+        try:
+            count = int(self.query_one("#gpu_count", Input).value or "1")
+        except ValueError:
+            return
+        if not isinstance(cloud, str) or not 1 <= count <= 8:
+            return
+        try:
+            self.all_offers = await self.client.gpus(cloud=cloud, count=count)
+        except ControlPlaneError as exc:
+            self.show_error(exc.message)
+            return
+        self.query_one(OffersTable).restock(self.all_offers)
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "gpu_count" and self.all_offers:
+            self.load_stock()
+
     def on_select_changed(self, event: Select.Changed) -> None:
+        if event.select.id == "cloud_type" and self.all_offers:
+            self.load_stock()
         if event.select.id == "provider":
             self.show_offers()
         elif event.select.id == "pricing":

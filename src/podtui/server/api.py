@@ -89,11 +89,20 @@ async def list_gpus(request: web.Request) -> web.Response:
     if wanted is not None and wanted not in ("local", "runpod"):
         raise ApiError(400, "invalid_query", "provider must be local or runpod")
     refresh = query_flag(request, "refresh")
+    cloud = request.query.get("cloud", "SECURE")
+    if cloud not in ("SECURE", "COMMUNITY", "ALL"):
+        raise ApiError(400, "invalid_query", "cloud must be SECURE, COMMUNITY or ALL")
+    try:
+        count = int(request.query.get("count", "1"))
+    except ValueError:
+        count = 0
+    if not 1 <= count <= 8:
+        raise ApiError(400, "invalid_query", "count must be a whole number of GPUs from 1 to 8")
     names = [wanted] if wanted else list(runs.providers)
     offers: list[GpuOffer] = []
     for name in names:
         try:
-            offers += await runs.provider(name).list_offers(refresh=refresh)
+            offers += await runs.provider(name).list_offers(refresh=refresh, cloud=cloud, count=count)
         except ProviderError as exc:
             raise ApiError(502, "provider_error", f"{name}: {exc}") from None
     return json_response([o.model_dump(mode="json") for o in offers])
@@ -313,7 +322,11 @@ ROUTES: tuple[Route, ...] = (
           response=Dataset, status=201),
     Route("GET", "/api/v1/gpus", list_gpus, auth.ADMIN, "GPU offers", response=list[GpuOffer],
           params=(Param("provider", description="local or runpod", enum=("local", "runpod")),
-                  Param("refresh", enum=FLAG))),
+                  Param("refresh", enum=FLAG),
+                  Param("cloud", description="stock for this cloud type (default SECURE)",
+                        enum=("SECURE", "COMMUNITY", "ALL")),
+                  Param("count", "integer", minimum=1, maximum=8,
+                        description="stock for this many GPUs on one pod (default 1)"))),
     Route("GET", "/api/v1/pods/orphans", list_orphans, auth.ADMIN, "Pods no run knows", response=list[OrphanPod]),
     Route("POST", "/api/v1/pods/{provider}/{pod_id}/terminate", terminate_orphan, auth.ADMIN,
           "Terminate an orphan pod", response=dict),

@@ -8,7 +8,7 @@ import os
 import secrets
 import shutil
 import time
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import httpx
 from aiohttp import web
@@ -20,6 +20,9 @@ from ..store import Store
 from . import keys
 from .datasets import DatasetError, resolve_served_file
 from .responses import ApiError, json_response
+
+if TYPE_CHECKING:
+    from ..providers.runpod import RunPodProvider
 
 NONCE_TTL_S = 120.0
 
@@ -94,9 +97,33 @@ async def check_runpod(settings: Settings) -> list[DoctorCheck]:
                         message=f"{message} ({settings.runpod_api_url}/v2)")]
         if ok:
             checks.append(DoctorCheck(name="runpod spot", **await _graphql_answers(settings, key)))
+            checks.append(await _ssh_keys(provider))
+            checks.append(DoctorCheck(name="runpod pod end", status="ok", message=POD_END))
     finally:
         await provider.close()
     return checks
+
+
+POD_END = ("while podtui is not running, a pod ends itself at its own limits (max runtime, budget, stall; 12 h "
+           "without its control plane; 30 min after its command ends) by asking RunPod with its own pod-scoped key; "
+           "only its own end proves it, so a pod that RunPod does not end stays up, idle (never training again), "
+           "and says `pod_end_failed` until a podtui ends it with your key: keep `podtui serve` running on a server "
+           "to end such a pod at once")
+
+
+async def _ssh_keys(provider: RunPodProvider) -> DoctorCheck:
+    """Whether --ssh would give SSH: RunPod provisions the account's registered keys only."""
+    from ..providers.base import ProviderError
+    from ..providers.runpod import NO_SSH_KEYS
+
+    try:
+        registered = await provider.ssh_keys()
+    except ProviderError as exc:
+        return DoctorCheck(name="runpod ssh keys", status="warn", message=f"cannot read the account's SSH keys: {exc}")
+    if not registered:
+        return DoctorCheck(name="runpod ssh keys", status="warn", message=f"--ssh: {NO_SSH_KEYS}")
+    return DoctorCheck(name="runpod ssh keys", status="ok",
+                       message=f"{len(registered)} SSH public key(s) registered: --ssh gives SSH")
 
 
 async def _graphql_answers(settings: Settings, key: str) -> dict[str, str]:

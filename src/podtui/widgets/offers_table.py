@@ -15,6 +15,10 @@ def _price(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
+def _stock(offer: GpuOffer) -> Text:
+    return Text(offer.stock or "-", "green" if offer.stock == "High" else "yellow")
+
+
 class OffersTable(DataTable[str | Text]):
     """Space picks or unpicks the offer under the cursor; picks are tried in the order made."""
 
@@ -39,10 +43,17 @@ class OffersTable(DataTable[str | Text]):
         self.clear()
         self.picked = [o for o in (preselect or []) if any(x.id == o for x in offers)]
         for offer in offers:
-            stock = Text(offer.stock or "-", "green" if offer.stock == "High" else "yellow")
             vram = "-" if offer.vram_gb is None else f"{offer.vram_gb:g} GB"
             self.add_row(self._pick_label(offer.id), offer.name, vram, _price(offer.secure_price),
-                         _price(offer.community_price), _price(offer.spot_price), stock, key=offer.id)
+                         _price(offer.community_price), _price(offer.spot_price), _stock(offer), key=offer.id)
+
+    def restock(self, offers: list[GpuOffer]) -> None:
+        """New stock figures (another cloud type or GPU count) for the offers shown; the picks stay."""
+        fresh = {o.id: o for o in offers}
+        for offer in self.offers:
+            if offer.id in fresh:
+                self.update_cell(offer.id, "stock", _stock(fresh[offer.id]))
+        self.offers = [fresh.get(o.id, o) for o in self.offers]
 
     def _pick_label(self, offer_id: str) -> str:
         return f"[{self.picked.index(offer_id) + 1}]" if offer_id in self.picked else "[ ]"
