@@ -3,6 +3,7 @@ HTTPS proxy (524 after its timeout, 413 past 100 MB, injected 502s). Every test 
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 import pytest
@@ -143,3 +144,31 @@ async def test_tui_on_a_laptop_with_only_a_key_launches_watches_and_ends_a_run(c
         await pilot.press("y")
         await wait_for(pilot, lambda: app.live.runs[run_id].status.value == "terminated")
         await wait_for(pilot, lambda: not api.live_pods(), timeout=10)
+
+
+async def test_a_pod_that_cannot_end_itself_is_heard_through_the_proxy_and_ended(cloud, tmp_path, monkeypatch):
+    api, proxy = cloud
+    monkeypatch.setenv("DEMO_STEPS", "10")
+    api.pod_delete_denied = True  # RunPod answers the pod's own key 404: "not found or not accessible"
+    plane = await laptop_plane(tmp_path, api, proxy, pod_end_proof_s=2.0)
+    try:
+        r = await plane.http.post("/api/v1/runs", json={"dataset": "demo", "gpu_types": [GPU_4090],
+                                                        "keep_alive_s": 600})
+        run_id = r.json()["id"]
+        run = await plane.wait_status(run_id, FINAL, timeout=90)
+        assert run["status"] == "succeeded", run["status_reason"]
+        # Its outputs home, the pod asks RunPod to end it, is still there 2 s later, and says so in its next
+        # report, which the control plane pulls through the proxy; it ends the pod with the user's key.
+        ended = None
+        for _ in range(150):
+            events = (await plane.http.get(f"/api/v1/runs/{run_id}/events")).json()
+            ended = next((e for e in events if e["kind"] == "pod_ended"), None)
+            if ended:
+                break
+            await asyncio.sleep(0.2)
+        kinds = [e["kind"] for e in events]
+        assert ended is not None and "pod_end_failed" in kinds, events
+        assert api.live_pods() == [] and api.restarts[run["pod_id"]] == 0
+    finally:
+        await plane.http.aclose()
+        await plane.control.stop()
