@@ -20,6 +20,18 @@ for i in bar:
     time.sleep(0.003)
     bar.set_postfix(loss=round(3.0 / (i + 1), 5))
 """
+EVAL_BETWEEN_BARS = """
+import time
+from tqdm import tqdm
+step = 0
+for epoch in range(2):
+    bar = tqdm(range(120), desc=f"Epoch {epoch}")
+    for i in bar:
+        step += 1
+        time.sleep(0.004)
+        bar.set_postfix(train_loss=round(1.0 / step, 5))
+    tqdm.write(str({'eval_loss': round(0.5 / (epoch + 1), 4), 'epoch': epoch}))
+"""
 REPLAY = """
 import json, sys, time
 streams = {"stdout": sys.stdout.buffer, "stderr": sys.stderr.buffer}
@@ -63,6 +75,24 @@ async def test_a_run_printing_only_a_tqdm_bar_gets_a_loss_curve_and_a_readable_l
     assert run["last_step"] == 300
     assert run["metrics_source"] == "tqdm postfix, step = epoch x steps per epoch + position (epochs from 1)"
     assert run["live"] == []
+
+
+async def test_evals_written_between_per_epoch_bars_land_at_the_ends_of_their_epochs(local_plane, tmp_path: Path):
+    # The loop of issue 28, run for real (real tqdm): each eval on the global step its epoch ended at, the
+    # axis the bar gives train_loss, not the bar's own position.
+    script = tmp_path / "train.py"
+    script.write_text(EVAL_BETWEEN_BARS)
+    run_id = await launch(local_plane, f"{sys.executable} {script}")
+    run = await local_plane.wait_status(run_id, FINAL, timeout=90)
+    assert run["status"] == "succeeded", run["status_reason"]
+    _, series = await stored(local_plane, run_id)
+    assert series["eval_loss"] == {120: 0.5, 240: 0.25}
+    assert series["epoch"] == {120: 0.0, 240: 1.0}
+    train = series["train_loss"]
+    assert max(train) == 240 and set(train) <= set(range(241)) and len(train) >= 4
+    assert all(1 / (step + 30) <= value <= 1 / step * 1.01 for step, value in train.items() if step), train
+    assert run["metrics_source"] == ("tqdm postfix, step = epoch x steps per epoch + position (epochs from 0); "
+                                     "Python dicts without a step: the step of the bar carrying the loss")
 
 
 async def test_metrics_off_at_launch_reaches_the_pod(local_plane, tmp_path: Path):
