@@ -95,6 +95,21 @@ async def test_evals_written_between_per_epoch_bars_land_at_the_ends_of_their_ep
                                      "Python dicts without a step: the step of the bar carrying the loss")
 
 
+async def test_a_huge_printed_line_is_stored_as_one_line_with_its_head_and_end(local_plane, tmp_path: Path):
+    # print("X" * 5_000_000) was stored as 39 cut lines; a 200 KB line lost its end and left an empty line
+    script = tmp_path / "print.py"
+    script.write_text("print('X' * 5_000_000)\nprint('head' + 'm' * 200_000 + 'end')\nprint('done')\n")
+    run_id = await launch(local_plane, f"{sys.executable} {script}")
+    run = await local_plane.wait_status(run_id, FINAL, timeout=90)
+    assert run["status"] == "succeeded", run["status_reason"]
+    lines, _ = await stored(local_plane, run_id)
+    texts = [line["text"] for line in lines if line["stream"] == "stdout"]
+    assert len(texts) == 3 and texts[2] == "done"
+    assert texts[0].startswith("X" * 8000) and texts[0].endswith("X" * 8000) and "…[4867 KiB cut]…" in texts[0]
+    assert texts[1].startswith("head" + "m" * 8000) and texts[1].endswith("m" * 8000 + "end")
+    assert "…[179 KiB cut]…" in texts[1] and all(len(text) <= 16 * 1024 for text in texts)
+
+
 async def test_metrics_off_at_launch_reaches_the_pod(local_plane, tmp_path: Path):
     script = tmp_path / "train.py"
     script.write_text(TQDM_TRAIN)

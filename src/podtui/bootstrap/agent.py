@@ -155,6 +155,21 @@ def _metrics_of(text: str, kind: str, values: dict | None, state: dict) -> list:
     return [(name, step, value) for name, value in values.items()]
 
 
+KEEP = MAX_LINE // 2 - 64  # characters kept at each end of a line over MAX_LINE
+_CUT = "KiB cut]…"
+
+
+def shorten(text: str, cut: int = 0) -> str:
+    """A printed line as one stored line: a line over MAX_LINE keeps its head and its end, with how much was
+    cut between ("…[N KiB cut]…"); `cut` is what was cut from its middle already (bytes, UTF-8)."""
+    if len(text) <= MAX_LINE and not cut:
+        return text
+    if len(text) > 2 * KEEP:
+        cut += len(text[KEEP:len(text) - KEEP].encode("utf-8", "replace"))
+        text = text[:KEEP] + text[len(text) - KEEP:]
+    return f"{text[:KEEP]}…[{max(1, round(cut / 1024))} {_CUT}{text[KEEP:]}"
+
+
 def json_value(value: float) -> object:
     """JSON has no NaN or infinity: send them as the strings the control plane reads."""
     if math.isfinite(value):
@@ -168,7 +183,7 @@ def json_value(value: float) -> object:
 # it stands, a few times a second), and it becomes a log line once, when the program has left it.
 
 MAX_ROWS = 8  # rows a program may still redraw (nested bars); older ones scroll into the log
-MAX_ROW = 64 * 1024  # a row that grows past this without a line end is cut into a log line
+MAX_ROW = 64 * 1024  # a row that grows past this without a line end keeps its head and end (see `shorten`)
 SETTLE_S = 2.0  # a progress row the cursor has left, untouched this long, is finished
 _TOKEN = re.compile(r"\x1b\[([0-9;?]*)([@-~])|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[^\[\]]|"
                     r"([\r\n\b])|[\x00-\x07\x0b-\x1f\x7f]+|([^\x00-\x08\x0a-\x1f\x7f]+)")
@@ -194,6 +209,7 @@ class Screen:
         self.touched = [0.0]
         self.row = self.col = 0
         self.cleared: set = set()  # rows blanked since their last parse (tqdm clears a bar to print beside it)
+        self.cut: dict = {}  # row: bytes cut from the middle of a row that grew past MAX_ROW
         self.changed: set = set()
         self.held: tuple | None = None  # (text, bar key, time) of a bar drawn a line at a time
         self.returned = False  # a \r since the last line end
@@ -240,7 +256,16 @@ class Screen:
         self.touched[r] = now
         self.changed.add(r)
         if len(self.rows[r]) > MAX_ROW:
-            self.newline(now)
+            self.squeeze(r)
+
+    def squeeze(self, r: int) -> None:
+        """A row past MAX_ROW keeps its first and last KEEP characters: one log line, however long it gets."""
+        row = self.rows[r]
+        middle = row[KEEP:len(row) - KEEP]
+        self.cut[r] = self.cut.get(r, 0) + len(middle.encode("utf-8", "replace"))
+        self.rows[r] = row[:KEEP] + row[len(row) - KEEP:]
+        if self.col > KEEP:
+            self.col = max(KEEP, self.col - len(middle))
 
     def newline(self, now: float) -> None:
         r = self.row
@@ -255,6 +280,7 @@ class Screen:
                 self.held = (self.rows[r].rstrip(), key, now)
                 self.drawn.append(self.held[0])
                 self.rows[r], self.col = "", 0
+                self.cut.pop(r, None)
                 return
             if self.held is not None:
                 if not self.rows[r]:  # the empty piece before a drawing's \r, turned into a line
@@ -291,6 +317,8 @@ class Screen:
             line = self.rows[r]
             mode = args or "0"
             self.rows[r] = line[:self.col] if mode == "0" else "" if mode == "2" else " " * self.col + line[self.col:]
+            if len(self.rows[r]) <= KEEP:
+                self.cut.pop(r, None)
             self.progress[r] = True
             self.touched[r] = now
             self.changed.add(r)
@@ -305,14 +333,17 @@ class Screen:
         elif final == "J" and args == "2":  # the screen was cleared: what it showed is history
             self.commit(len(self.rows))
             self.rows, self.progress, self.touched, self.row, self.col = [""], [False], [now], 0, 0
+            self.cut = {}
 
     def commit(self, count: int) -> None:
         """The first `count` rows leave the screen for the log (a cleared progress row leaves nothing)."""
         for i in range(count):
             text, progress = self.rows[i].rstrip(), self.progress[i]
             if text or not progress:
-                self.done.append((text, progress, self.rank, self.prefix))
+                self.done.append((shorten(text, self.cut.get(i, 0)), progress, self.rank, self.prefix))
         del self.rows[:count], self.progress[:count], self.touched[:count]
+        if self.cut:
+            self.cut = {r - count: n for r, n in self.cut.items() if r >= count}
         if not self.rows:
             self.rows, self.progress, self.touched = [""], [False], [0.0]
         self.row = max(0, self.row - count)
@@ -559,7 +590,7 @@ class MetricReader:
         if stream != "stdout":
             return []
         text = text.strip()
-        if not text or len(text) > MAX_LINE:
+        if not text or len(text) > MAX_LINE or (len(text) > 2 * KEEP and _CUT in text):
             return []
         m = _KERAS_EPOCH.match(text)
         if m and self.mode == "auto":
@@ -1379,8 +1410,7 @@ class Agent:
             return
         if points is None:
             points = () if stream == "system" else self.reader.line(text, None, stream, False, time.time())
-        if len(text) > MAX_LINE:
-            text = text[:MAX_LINE] + " …[truncated by podtui: line over 16 KiB]"
+        text = shorten(text)
         now = time.time()
         if stream != "system":  # the agent's own notes are no sign of life from the command
             self.last_line_at = now
