@@ -353,3 +353,43 @@ def test_a_line_between_a_bar_and_the_next_epochs_lands_at_the_first_ones_end():
     run.feed("stderr", "\n" + bar(2, 0, 0.45))
     run.close()
     assert run.series("eval_loss") == {100: 0.4}
+
+
+def test_a_bar_without_a_total_that_carries_the_loss_is_the_axis_too():
+    run = Replay()
+    run.feed("stderr", "\r500it [00:05, 100.00it/s, loss=0.3]")
+    run.feed("stdout", "{'eval_loss': 0.25}\n")
+    run.feed("stderr", "\r510it [00:05, 100.00it/s, loss=0.29]")
+    run.close()
+    assert run.series("eval_loss") == {500: 0.25} and run.series("loss") == {500: 0.3, 510: 0.29}
+
+
+def test_json_lines_beside_a_bar_without_metrics_are_still_counted_by_line():
+    # the JSON lines are the loss here: one a step, more than the bar draws; each keeps a point of its own
+    run = Replay()
+    run.feed("stderr", "\r 10%|█ | 10/100 [00:01<00:09, 10.0it/s]")
+    run.feed("stdout", "".join(f'{{"loss": {1 / i}}}\n' for i in range(1, 6)))
+    run.close()
+    assert sorted(run.series("loss")) == [1, 2, 3, 4, 5]
+    assert run.reader.explain() == "JSON lines, step counted by line"
+
+
+@pytest.mark.parametrize("size", [1, 7, 64])
+@pytest.mark.parametrize(("name", "metrics"), [("hf_trainer", ("loss", "eval_loss")),
+                                                ("tqdm_eval", ("eval_loss", "epoch")),
+                                                ("tqdm_eval_hf", ("eval_loss", "learning_rate")),
+                                                ("tqdm_eval_lines", ("val_loss", "val_f1"))])
+def test_lines_without_a_step_land_alike_however_the_reads_cut_the_bars(name, metrics, size):
+    # A read that ends inside a drawing made after a clear must not lose the clear: the rest of it is the
+    # drawing that holds the step.
+    whole = replay(name)
+    run = Replay()
+    for stream, data in chunks(name):
+        raw = data.encode()
+        for i in range(0, len(raw), size):
+            run.now += 0.001
+            run.outputs[stream].feed(raw[i:i + size], run.now)
+            run.take(stream)
+    run.close()
+    for metric in metrics:
+        assert run.series(metric) == whole.series(metric), metric

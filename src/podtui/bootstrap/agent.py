@@ -559,6 +559,7 @@ class MetricReader:
         self.ready: list = []  # their points once placed, to be taken by `overdue`
         self.per_epoch: float | None = None  # Trainer steps per epoch, once a dict met its bar
         self.last_state: dict = {}
+        self.half_drawn: set = set()  # rows whose drawing after a clear was read in part (no bar yet)
         self.bar_points: dict = {}  # (step, value) of each bar metric's last point
 
     def note(self, source: str) -> None:
@@ -600,8 +601,8 @@ class MetricReader:
         if self.mode == "json" and kind != "json":
             return []
         axis = self.axis
-        if axis is not None:
-            unstepped = _pair_values(text) if kind == "pairs" and axis.metrics else values
+        if axis is not None and (axis.metrics or kind == "hf"):  # beside a bare bar, JSON is counted by line
+            unstepped = _pair_values(text) if kind == "pairs" else values
             if unstepped and not any(key in unstepped for key in STEP_KEYS):
                 return self.named(self.on_axis(unstepped, rank, kind, now), rank)
         points = _metrics_of(text, kind, values, self.state)
@@ -628,7 +629,13 @@ class MetricReader:
             if self.axis is not None and key == self.axis_key:
                 self.axis.cleared = True
             return []
-        return self.named(self.bar_state(text, rank, after_clear, now, key=key) or [], rank)
+        after_clear = after_clear or key in self.half_drawn
+        got = self.bar_state(text, rank, after_clear, now, key=key)
+        if got is None and after_clear:
+            self.half_drawn.add(key)  # a drawing cut by the end of a read: its end is still drawn after a clear
+        else:
+            self.half_drawn.discard(key)
+        return self.named(got or [], rank)
 
     def bar_state(self, text: str, rank: int | None, after_clear: bool, now: float,
                   final: bool = False, key: tuple | None = None) -> list | None:
@@ -676,9 +683,9 @@ class MetricReader:
             base = max(0, epoch - first) * total
             step, end = base + n, base + total
             rule = f"epoch x steps per epoch + position (epochs from {first})"
-        if total and rank in (None, -1, 0):
-            ident = ("tqdm", rank, _EPOCH.sub("", desc).strip(), epoch, total)
-            self.drawn(BarAt(ident, n, total, step, end, now, bool(pairs), rule), key, after_clear, final)
+        if (total or pairs) and rank in (None, -1, 0):  # a bar with no total counts only if it carries metrics
+            ident = ("tqdm", rank, _EPOCH.sub("", desc).strip(), epoch, total or 0)
+            self.drawn(BarAt(ident, n, total or 0, step, end, now, bool(pairs), rule), key, after_clear, final)
         if not pairs:
             return []
         kind = "Lightning progress bar" if lightning else "tqdm postfix"
@@ -747,7 +754,7 @@ class MetricReader:
         if bar.ident == read.ident and bar.n >= read.n:
             if bar.n == read.n:
                 return None  # the same position drawn again (a new postfix): wait for the bar to move
-            if bar.n >= bar.total:
+            if bar.total and bar.n >= bar.total:
                 return bar.step, "end"  # the bar's last drawing, read after the line (two pipes race)
             return read.step, "read"  # the bar went on: the line was printed mid-bar
         return read.end, "end"  # the next bar started: the line came between the two, at the end of the first
@@ -762,7 +769,7 @@ class MetricReader:
         if redrawn is not None and now - redrawn[1] < REDRAW_S and redrawn[0] == axis.step:
             self.redrawn = None
             return self.at_step(entry, axis.step, "redrawn")
-        if not axis.cleared and axis.n >= axis.total and (axis.metrics or now - axis.at < 5.0):
+        if not axis.cleared and axis.total and axis.n >= axis.total and (axis.metrics or now - axis.at < 5.0):
             return self.at_step(entry, axis.step, "end")
         self.pending.append(entry)
         return []
