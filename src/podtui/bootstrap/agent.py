@@ -755,7 +755,7 @@ class MetricReader:
             if bar.n == read.n:
                 return None  # the same position drawn again (a new postfix): wait for the bar to move
             if bar.total and bar.n >= bar.total:
-                return bar.step, "end"  # the bar's last drawing, read after the line (two pipes race)
+                return bar.step, "drawn"  # the bar's last drawing, read after the line (two pipes race)
             return read.step, "read"  # the bar went on: the line was printed mid-bar
         return read.end, "end"  # the next bar started: the line came between the two, at the end of the first
 
@@ -770,7 +770,7 @@ class MetricReader:
             self.redrawn = None
             return self.at_step(entry, axis.step, "redrawn")
         if not axis.cleared and axis.total and axis.n >= axis.total and (axis.metrics or now - axis.at < 5.0):
-            return self.at_step(entry, axis.step, "end")
+            return self.at_step(entry, axis.step, "drawn")
         self.pending.append(entry)
         return []
 
@@ -778,7 +778,7 @@ class MetricReader:
         """A waiting line's points at `step`, and the note saying which rule placed it."""
         values, _, _, kind, read = entry
         if read.metrics:
-            late = how == "end" and step == read.end and step != read.step
+            late = how == "end" and step != read.step  # placed past the last drawing it was read beside
             self.note(f"{LABELS[kind]} without a step: " + ("the end of the loss bar's epoch (its last step not "
                       "drawn)" if late else "the step of the bar carrying the loss"))
         else:
