@@ -10,7 +10,8 @@ progress bar with backspaces (`unbuffer`, `script -q` or a notebook bridge give 
 
 Each transcript is `<name>.jsonl`: one `["stdout"|"stderr", "text"]` chunk per line, in arrival order, so a
 test can hand the agent the same chunks in the same order. `versions.json` names the library and Python
-versions that made them. The transcripts are checked in; run this again only to refresh them.
+versions that made them. The transcripts are checked in; run this again only to refresh them. The tqdm-only
+ones need no torch: `--venv .venv --skip-install --only tqdm_eval tqdm_eval_hf ...` with the test extras.
 """
 
 from __future__ import annotations
