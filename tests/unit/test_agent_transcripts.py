@@ -393,3 +393,14 @@ def test_lines_without_a_step_land_alike_however_the_reads_cut_the_bars(name, me
     run.close()
     for metric in metrics:
         assert run.series(metric) == whole.series(metric), metric
+
+
+def test_a_flood_of_lines_at_one_drawing_waits_bounded_and_keeps_every_point():
+    run = Replay()
+    run.feed("stderr", bar(1, 10, 0.5))
+    run.feed("stdout", "".join(f"{{'grad_norm_{i}': {i}}}\n" for i in range(3000)))
+    assert len(run.reader.pending) <= 2000
+    run.feed("stderr", bar(1, 11, 0.4))
+    run.close()
+    got = {name: steps for name in (f"grad_norm_{i}" for i in range(3000)) if (steps := run.series(name))}
+    assert len(got) == 3000 and all(steps == {10: float(name[10:])} for name, steps in got.items())

@@ -511,6 +511,7 @@ def _pair_values(text: str) -> dict | None:
 LABELS = {"hf": "Python dicts", "json": "JSON lines", "pairs": "key=value lines"}
 REDRAW_S = 2.0  # a bar drawn again after a clear gives its step to a dict read this long after it
 LOSS_BAR_WAIT_S = 10.0  # a dict read mid-bar waits this long for the bar to move on or end
+MAX_PENDING = 2000  # lines waiting for the bar to move, at most
 
 
 class BarAt:
@@ -772,7 +773,10 @@ class MetricReader:
         if not axis.cleared and axis.total and axis.n >= axis.total and (axis.metrics or now - axis.at < 5.0):
             return self.at_step(entry, axis.step, "drawn")
         self.pending.append(entry)
-        return []
+        if len(self.pending) <= MAX_PENDING:
+            return []
+        oldest = self.pending.pop(0)  # a flood of lines at one drawing: the oldest keep the step they were read at
+        return self.named(self.at_step(oldest, oldest[4].step, "read"), oldest[2])
 
     def at_step(self, entry: tuple, step: int, how: str) -> list:
         """A waiting line's points at `step`, and the note saying which rule placed it."""
@@ -786,7 +790,7 @@ class MetricReader:
             epoch = values.get("epoch")
             if how == "redrawn" and isinstance(epoch, float) and epoch > 0 and step > 0:
                 self.per_epoch = step / epoch
-            self.note(f"{'Hugging Face Trainer dicts' if kind == 'hf' else LABELS[kind]}, step from {source}")
+            self.note(f"Hugging Face Trainer dicts, step from {source}")  # beside a bare bar, dicts alone wait
         return [(name, step, value) for name, value in values.items()]
 
     def overdue(self, now: float, wait: float = 2.0) -> list:
@@ -797,7 +801,7 @@ class MetricReader:
         out, self.ready = self.ready, []
         keep = []
         for entry in self.pending:
-            values, at, rank, kind, read = entry
+            values, at, rank, _, read = entry
             if wait > 0 and now - at < (LOSS_BAR_WAIT_S if read.metrics else wait):
                 keep.append(entry)
                 continue
@@ -807,14 +811,12 @@ class MetricReader:
                                       "read")
             elif self.per_epoch and isinstance(epoch, float):
                 points = [(name, round(epoch * self.per_epoch), value) for name, value in values.items()]
-                self.note(f"{'Hugging Face Trainer dicts' if kind == 'hf' else LABELS[kind]}, step from epoch x "
-                          "steps per epoch")
+                self.note("Hugging Face Trainer dicts, step from epoch x steps per epoch")
             elif at - read.at < 5.0:
                 points = self.at_step(entry, read.step, "late")
             else:  # the bar seen was no trainer's (a dataset's, say): count lines as before
-                points = parse_metrics(text_of(values) if kind == "hf" else json.dumps(values), self.state)
-                self.note(f"{'Hugging Face Trainer dicts' if kind == 'hf' else LABELS[kind]}, step counted by "
-                          "line (no trainer progress bar seen)")
+                points = parse_metrics(text_of(values), self.state)
+                self.note("Hugging Face Trainer dicts, step counted by line (no trainer progress bar seen)")
             out += self.named(points, rank)
         self.pending = keep
         return out
