@@ -10,7 +10,8 @@ progress bar with backspaces (`unbuffer`, `script -q` or a notebook bridge give 
 
 Each transcript is `<name>.jsonl`: one `["stdout"|"stderr", "text"]` chunk per line, in arrival order, so a
 test can hand the agent the same chunks in the same order. `versions.json` names the library and Python
-versions that made them. The transcripts are checked in; run this again only to refresh them.
+versions that made them. The transcripts are checked in; run this again only to refresh them. The tqdm-only
+ones need no torch: `--venv .venv --skip-install --only tqdm_eval tqdm_eval_hf ...` with the test extras.
 """
 
 from __future__ import annotations
@@ -149,6 +150,74 @@ bar.close()
 dist.destroy_process_group()
 """
 
+# Metrics printed between per-epoch bars (a custom loop): the eval must land on the loss's global step.
+TQDM_EVAL = """
+import time
+from tqdm import tqdm
+
+step = 0
+for epoch in range(2):
+    bar = tqdm(range(120), desc=f"Epoch {epoch}")
+    for i in bar:
+        step += 1
+        time.sleep(0.005)
+        bar.set_postfix(train_loss=round(1.0 / step, 5))
+    tqdm.write(str({'eval_loss': round(0.5 / (epoch + 1), 4), 'epoch': epoch}))
+"""
+
+# Hugging Face-style dicts: one written mid-epoch beside the bar (tqdm clears and redraws it), one printed
+# between the bars on the other stream.
+TQDM_EVAL_HF = """
+import time
+from tqdm import tqdm
+
+step = 0
+for epoch in range(1, 4):
+    bar = tqdm(range(40), desc=f"Epoch {epoch}")
+    for i in bar:
+        step += 1
+        time.sleep(0.01)
+        bar.set_postfix(loss=round(1.0 / step, 5))
+        if i == 19:
+            bar.write(str({'loss': round(1.0 / step, 5), 'learning_rate': 0.001, 'epoch': round(step / 40, 2)}))
+    bar.close()
+    print({'eval_loss': round(0.5 / epoch, 4), 'eval_runtime': 0.01, 'epoch': float(epoch)})
+"""
+
+# Keras-style end-of-epoch lines (` - name: value`, no step) and JSON lines without a step between the bars.
+TQDM_EVAL_LINES = """
+import json, time
+from tqdm import tqdm
+
+step = 0
+for epoch in range(1, 3):
+    bar = tqdm(range(60), desc=f"Epoch {epoch}/2")
+    for i in bar:
+        step += 1
+        time.sleep(0.005)
+        bar.set_postfix(loss=round(1.0 / step, 5))
+    bar.close()
+    print(f"Epoch {epoch}/2 - val_loss: {0.5 / epoch:.4f} - val_accuracy: {0.6 + 0.1 * epoch:.4f}")
+    print(json.dumps({"val_f1": round(0.5 + 0.1 * epoch, 3), "epoch": epoch}))
+"""
+
+# A bar that is not drawn at its last step: it redraws at most every 0.3 s and is cleared at its end
+# (leave=False), so its last drawing stops short of the end of the epoch.
+TQDM_EVAL_UNFINISHED = """
+import time
+from tqdm import tqdm
+
+step = 0
+for epoch in range(2):
+    bar = tqdm(range(120), desc=f"Epoch {epoch}", leave=False, mininterval=0.3, miniters=1)
+    for i in bar:
+        step += 1
+        time.sleep(0.004)
+        bar.set_postfix(train_loss=round(1.0 / step, 5), refresh=False)
+    bar.close()
+    tqdm.write(str({'eval_loss': round(0.5 / (epoch + 1), 4), 'epoch': epoch}))
+"""
+
 # name: (script, how it is launched, whether stdout is a pseudo-terminal)
 SCENARIOS: dict[str, tuple[str, list[str], bool]] = {
     "tqdm_postfix": (TQDM_POSTFIX, [], False),
@@ -158,6 +227,10 @@ SCENARIOS: dict[str, tuple[str, list[str], bool]] = {
     "keras_pipe": (KERAS, [], False),
     "keras_tty": (KERAS, [], True),
     "hf_trainer": (HF_TRAINER, [], False),
+    "tqdm_eval": (TQDM_EVAL, [], False),
+    "tqdm_eval_hf": (TQDM_EVAL_HF, [], False),
+    "tqdm_eval_lines": (TQDM_EVAL_LINES, [], False),
+    "tqdm_eval_unfinished": (TQDM_EVAL_UNFINISHED, [], False),
     "torchrun_ranks": (RANKS, ["-m", "torch.distributed.run", "--nproc-per-node", "2", "--tee", "3"], False),
 }
 
@@ -178,11 +251,17 @@ def install(venv: Path) -> None:
 
 
 def versions(venv: Path) -> dict[str, str]:
+    """The versions of the libraries installed in the venv (a venv with tqdm alone records the tqdm ones)."""
     code = ("import json, sys, importlib.metadata as m\n"
             f"names = {['torch', *PACKAGES]!r}\n"
-            "print(json.dumps({'python': sys.version.split()[0], **{n: m.version(n) for n in names}}))")
+            "def version(n):\n"
+            "    try:\n"
+            "        return m.version(n)\n"
+            "    except m.PackageNotFoundError:\n"
+            "        return None\n"
+            "print(json.dumps({'python': sys.version.split()[0], **{n: version(n) for n in names}}))")
     out = subprocess.run([str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True, check=True)
-    return dict(json.loads(out.stdout))
+    return {k: v for k, v in json.loads(out.stdout).items() if v is not None}
 
 
 def record(python: Path, script: str, launch: list[str], tty: bool, workdir: Path) -> list[list[str]]:
@@ -242,7 +321,8 @@ def main() -> int:
     if not args.skip_install:
         install(args.venv)
     OUT.mkdir(parents=True, exist_ok=True)
-    made = versions(args.venv)
+    old = OUT / "versions.json"
+    made = {**(json.loads(old.read_text()) if old.exists() else {}), **versions(args.venv)}
     for name in args.only or SCENARIOS:
         script, launch, tty = SCENARIOS[name]
         started = time.monotonic()

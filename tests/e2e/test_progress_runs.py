@@ -20,6 +20,18 @@ for i in bar:
     time.sleep(0.003)
     bar.set_postfix(loss=round(3.0 / (i + 1), 5))
 """
+EVAL_BETWEEN_BARS = """
+import time
+from tqdm import tqdm
+step = 0
+for epoch in range(2):
+    bar = tqdm(range(120), desc=f"Epoch {epoch}")
+    for i in bar:
+        step += 1
+        time.sleep(0.004)
+        bar.set_postfix(train_loss=round(1.0 / step, 5))
+    tqdm.write(str({'eval_loss': round(0.5 / (epoch + 1), 4), 'epoch': epoch}))
+"""
 REPLAY = """
 import json, sys, time
 streams = {"stdout": sys.stdout.buffer, "stderr": sys.stderr.buffer}
@@ -63,6 +75,39 @@ async def test_a_run_printing_only_a_tqdm_bar_gets_a_loss_curve_and_a_readable_l
     assert run["last_step"] == 300
     assert run["metrics_source"] == "tqdm postfix, step = epoch x steps per epoch + position (epochs from 1)"
     assert run["live"] == []
+
+
+async def test_evals_written_between_per_epoch_bars_land_at_the_ends_of_their_epochs(local_plane, tmp_path: Path):
+    # The loop of issue 28, run for real (real tqdm): each eval on the global step its epoch ended at, the
+    # axis the bar gives train_loss, not the bar's own position.
+    script = tmp_path / "train.py"
+    script.write_text(EVAL_BETWEEN_BARS)
+    run_id = await launch(local_plane, f"{sys.executable} {script}")
+    run = await local_plane.wait_status(run_id, FINAL, timeout=90)
+    assert run["status"] == "succeeded", run["status_reason"]
+    _, series = await stored(local_plane, run_id)
+    assert series["eval_loss"] == {120: 0.5, 240: 0.25}
+    assert series["epoch"] == {120: 0.0, 240: 1.0}
+    train = series["train_loss"]
+    assert max(train) == 240 and set(train) <= set(range(241)) and len(train) >= 4
+    assert all(1 / (step + 30) <= value <= 1 / step * 1.01 for step, value in train.items() if step), train
+    assert run["metrics_source"] == ("tqdm postfix, step = epoch x steps per epoch + position (epochs from 0); "
+                                     "Python dicts without a step: the step of the bar carrying the loss")
+
+
+async def test_a_huge_printed_line_is_stored_as_one_line_with_its_head_and_end(local_plane, tmp_path: Path):
+    # print("X" * 5_000_000) was stored as 39 cut lines; a 200 KB line lost its end and left an empty line
+    script = tmp_path / "print.py"
+    script.write_text("print('X' * 5_000_000)\nprint('head' + 'm' * 200_000 + 'end')\nprint('done')\n")
+    run_id = await launch(local_plane, f"{sys.executable} {script}")
+    run = await local_plane.wait_status(run_id, FINAL, timeout=90)
+    assert run["status"] == "succeeded", run["status_reason"]
+    lines, _ = await stored(local_plane, run_id)
+    texts = [line["text"] for line in lines if line["stream"] == "stdout"]
+    assert len(texts) == 3 and texts[2] == "done"
+    assert texts[0].startswith("X" * 8000) and texts[0].endswith("X" * 8000) and "…[4867 KiB cut]…" in texts[0]
+    assert texts[1].startswith("head" + "m" * 8000) and texts[1].endswith("m" * 8000 + "end")
+    assert "…[179 KiB cut]…" in texts[1] and all(len(text) <= 16 * 1024 for text in texts)
 
 
 async def test_metrics_off_at_launch_reaches_the_pod(local_plane, tmp_path: Path):

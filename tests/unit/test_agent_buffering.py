@@ -98,3 +98,18 @@ def test_a_batch_spilled_while_in_flight_loses_nothing(tmp_path, monkeypatch):
         seen += [item["seq"] for _, item in items]
         box.commit(token)
     assert set(seen) == set(range(102))  # nothing lost (a spilled in-flight item may be sent twice)
+
+
+def test_each_printed_line_is_one_stored_line_however_long(tmp_path):
+    plane = FlakyControlPlane(refuse_for_s=0)
+    script = ("import sys\nprint('X' * 5_000_000)\nprint('head' + 'm' * 200_000 + 'end')\n"
+              "print('é' * 20_000, file=sys.stderr)\nprint('last')\n")
+    result = run_agent(plane.url, tmp_path, [sys.executable, "-c", script])
+    assert result.returncode == 0, result.stderr
+    logged = [plane.logged[s] for s in sorted(plane.logged)]
+    keep = 8128  # characters kept at each end: 16 KiB in all with the mark between
+    assert [text for stream, text in logged if stream == "stdout"] == [
+        "X" * keep + "…[4867 KiB cut]…" + "X" * keep,
+        "head" + "m" * (keep - 4) + "…[179 KiB cut]…" + "m" * (keep - 3) + "end",
+        "last"]
+    assert [text for stream, text in logged if stream == "stderr"] == ["é" * keep + "…[7 KiB cut]…" + "é" * keep]

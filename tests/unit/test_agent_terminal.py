@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from podtui.bootstrap.agent import Output, Screen
+from podtui.bootstrap.agent import KEEP, MAX_LINE, Output, Screen, shorten
 
 
 def shown(*chunks: str) -> tuple[list[str], list[str]]:
@@ -84,9 +84,41 @@ def test_a_bar_redrawn_a_line_at_a_time_is_stored_once():
     assert lines == ["[default0]:Epoch 0: 100%|###| 10/10 [00:01<00:00, 9.0it/s, loss=0.1]", "[default0]:done"]
 
 
-def test_a_line_without_end_that_grows_forever_is_cut():
-    lines, _ = shown("x" * (70 * 1024))
-    assert len(lines) == 1 and len(lines[0]) > 60 * 1024
+def test_a_line_without_end_that_grows_forever_stays_one_bounded_row():
+    out = Output()
+    for i in range(100):  # 6.4 MB, never ended
+        out.feed(b"x" * 65536, float(i))
+    assert out.take()[0] == []
+    assert len(out.screens[-1].rows[0]) <= 64 * 1024
+    out.close(100.0)
+    lines = [text for text, *_ in out.take()[0]]
+    assert lines == ["x" * KEEP + "…[6384 KiB cut]…" + "x" * KEEP]  # (6553600 - 2 x KEEP) / 1024
+
+
+def test_one_huge_printed_line_is_one_stored_line_with_its_head_and_end():
+    # print("X" * 5_000_000) read as a pipe hands it over: 64 KiB at a time
+    data = ("X" * 5_000_000 + "\n").encode()
+    out = Output()
+    for i in range(0, len(data), 65536):
+        out.feed(data[i:i + 65536], 0.0)
+    lines = [text for text, *_ in out.take()[0]]
+    assert lines == ["X" * KEEP + "…[4867 KiB cut]…" + "X" * KEEP]
+    assert len(lines[0]) <= MAX_LINE
+
+
+def test_a_200_kb_line_keeps_its_end_and_leaves_no_empty_line():
+    head, tail = "start " + "a" * 100, "b" * 100 + " the end"
+    lines = closed(head + "m" * 200_000 + tail + "\n", "next\n")
+    assert len(lines) == 2 and lines[1] == "next"
+    assert lines[0].startswith(head) and lines[0].endswith(tail) and "KiB cut]…" in lines[0]
+    assert len(lines[0]) <= MAX_LINE
+
+
+def test_a_line_at_the_limit_is_stored_whole_and_one_past_it_is_cut_in_the_middle():
+    assert shorten("é" * MAX_LINE) == "é" * MAX_LINE
+    cut = shorten("é" * (MAX_LINE + 1))
+    assert cut == "é" * KEEP + "…[1 KiB cut]…" + "é" * KEEP  # 129 characters of 2 bytes each, about 0.25 KiB
+    assert closed("y" * 20_000 + "\n") == ["y" * KEEP + "…[4 KiB cut]…" + "y" * KEEP]
 
 
 def test_an_escape_that_never_ends_does_not_hold_the_stream():

@@ -245,3 +245,162 @@ def test_a_finished_bar_line_counts_even_when_its_values_did_not_change():
     run.feed("stdout", "\r30/32 ━━━━━━━━━━━━━━━━━━ 0s 3ms/step - loss: 0.7285")
     run.feed("stdout", "\b" * 60 + "\r32/32 ━━━━━━━━━━━━━━━━━━━━ 0s 3ms/step - loss: 0.7285 - val_loss: 0.6\n")
     assert run.close().series("loss") == {30: 0.7285, 32: 0.7285}
+
+
+# -- metrics printed between progress bars: on the loss's global step, never a bar's own position -----------
+
+def test_eval_dicts_written_after_each_epochs_bar_land_at_the_end_of_their_epoch():
+    # The issue's loop: one bar per epoch (desc "Epoch {epoch}", train_loss in its postfix), then
+    # tqdm.write(str({'eval_loss': ..., 'epoch': ...})): 2 epochs of 120 steps.
+    run = replay("tqdm_eval")
+    train = run.series("train_loss")
+    assert min(train) == 0 and max(train) == 240 and {120, 240} <= set(train)
+    assert run.series("eval_loss") == {120: 0.5, 240: 0.25}
+    assert run.series("epoch") == {120: 0.0, 240: 1.0}
+    assert run.reader.explain() == ("tqdm postfix, step = epoch x steps per epoch + position (epochs from 0); "
+                                    "Python dicts without a step: the step of the bar carrying the loss")
+
+
+def test_eval_dicts_read_before_the_bars_last_drawing_still_land_at_the_end_of_their_epoch():
+    # Two pipes race: read each dict before the stderr chunks that came just before it (the bar's last
+    # drawing, and the next epoch's first).
+    items = chunks("tqdm_eval")
+    for i, (stream, _) in enumerate(items):
+        if stream == "stdout" and i >= 2 and items[i - 1][0] == items[i - 2][0] == "stderr":
+            items[i - 2:i + 1] = [items[i], items[i - 2], items[i - 1]]
+    assert items != chunks("tqdm_eval")
+    run = Replay()
+    for stream, data in items:
+        run.feed(stream, data)
+    assert run.close().series("eval_loss") == {120: 0.5, 240: 0.25}
+
+
+def test_trainer_style_dicts_mid_epoch_and_between_bars_share_the_loss_axis():
+    run = replay("tqdm_eval_hf")
+    # 3 epochs x 40: a dict written beside the bar at step 20 of each epoch, one printed after each bar
+    assert run.series("learning_rate") == {20: 0.001, 60: 0.001, 100: 0.001}
+    assert run.series("eval_loss") == {40: 0.5, 80: 0.25, 120: 0.1667}
+    assert run.series("epoch") == {20: 0.5, 40: 1.0, 60: 1.5, 80: 2.0, 100: 2.5, 120: 3.0}
+    # the dict's own loss (1 / step) at the step the bar drew the same value
+    loss = run.series("loss")
+    assert max(loss) == 120 and all(loss[step] == pytest.approx(1 / step, rel=0.2) for step in (20, 60, 100))
+
+
+def test_keras_style_epoch_lines_and_json_lines_without_a_step_land_at_the_end_of_their_epoch():
+    run = replay("tqdm_eval_lines")
+    assert run.series("val_loss") == {60: 0.5, 120: 0.25}
+    assert run.series("val_accuracy") == {60: 0.7, 120: 0.8}
+    assert run.series("val_f1") == {60: 0.6, 120: 0.7}
+    assert max(run.series("loss")) == 120
+    explained = run.reader.explain()
+    assert "key=value lines without a step: the step of the bar carrying the loss" in explained
+    assert "JSON lines without a step: the step of the bar carrying the loss" in explained
+
+
+def test_a_bar_cleared_before_its_last_step_was_drawn_puts_the_eval_at_its_epochs_end():
+    # leave=False and a 0.3 s redraw interval: the bars' last drawings are at 74/120 and 73/120
+    run = replay("tqdm_eval_unfinished")
+    assert sorted(run.series("train_loss")) == [74, 193]
+    assert run.series("eval_loss") == {120: 0.5, 240: 0.25}
+    assert "the end of the loss bar's epoch (its last step not drawn)" in run.reader.explain()
+
+
+def test_a_callback_dict_between_keras_epochs_lands_at_the_end_of_its_epoch():
+    # The captured Keras run, with a dict printed after each epoch's last line (as a callback would).
+    run = Replay()
+    for stream, data in chunks("keras_pipe"):
+        run.feed(stream, data)
+        if stream == "stdout" and "val_loss" in data and data.endswith("\n"):
+            run.feed("stdout", "{'lr': 0.001, 'epoch': 1}\n")
+    run.close()
+    assert run.series("lr") == {32: 0.001, 64: 0.001, 96: 0.001}
+    assert sorted(run.series("val_loss")) == [32, 64, 96]
+
+
+def bar(epoch: int, n: int, loss: float) -> str:
+    return f"\rEpoch {epoch}:  {n}%|█         | {n}/100 [00:01<00:09, 10.00it/s, loss={loss}]"
+
+
+def test_a_line_with_its_own_step_keeps_it():
+    run = Replay()
+    run.feed("stderr", bar(1, 100, 0.5) + "\n" + bar(2, 0, 0.5))
+    run.feed("stdout", "{'eval_loss': 0.4, 'step': 7}\n{\"global_step\": 8, \"val\": 1.5}\n"
+                       "iteration=9 acc=0.9 top5=0.99\n")
+    run.feed("stderr", bar(2, 10, 0.3))
+    run.close()
+    assert run.series("eval_loss") == {7: 0.4} and run.series("val") == {8: 1.5}
+    assert run.series("acc") == {9: 0.9} and run.series("loss") == {100: 0.5, 110: 0.3}
+
+
+def test_a_line_printed_mid_epoch_keeps_the_step_drawn_then_however_slow_the_bar():
+    run = Replay()
+    run.feed("stderr", bar(1, 10, 0.5))
+    run.feed("stdout", "{'grad_norm': 2.0}\nlr=0.001 wd=0.1\n")
+    run.now += 8  # a slow step: the bar moves on only now
+    run.feed("stderr", bar(1, 11, 0.4))
+    run.now += 30
+    run.feed("stdout", '{"grad_norm": 1.0}\n')  # read mid-bar, and the bar never drawn again
+    run.close()
+    assert run.series("grad_norm") == {10: 2.0, 11: 1.0}
+    assert run.series("lr") == {10: 0.001}
+
+
+def test_a_line_between_a_bar_and_the_next_epochs_lands_at_the_first_ones_end():
+    # the bar's last drawing was at 90 of 100 (throttled), then the next epoch's bar: the line came between
+    run = Replay()
+    run.feed("stderr", bar(1, 90, 0.5))
+    run.feed("stdout", "{'eval_loss': 0.4}\n")
+    run.feed("stderr", "\n" + bar(2, 0, 0.45))
+    run.close()
+    assert run.series("eval_loss") == {100: 0.4}
+
+
+def test_a_bar_without_a_total_that_carries_the_loss_is_the_axis_too():
+    run = Replay()
+    run.feed("stderr", "\r500it [00:05, 100.00it/s, loss=0.3]")
+    run.feed("stdout", "{'eval_loss': 0.25}\n")
+    run.feed("stderr", "\r510it [00:05, 100.00it/s, loss=0.29]")
+    run.close()
+    assert run.series("eval_loss") == {500: 0.25} and run.series("loss") == {500: 0.3, 510: 0.29}
+
+
+def test_json_lines_beside_a_bar_without_metrics_are_still_counted_by_line():
+    # the JSON lines are the loss here: one a step, more than the bar draws; each keeps a point of its own
+    run = Replay()
+    run.feed("stderr", "\r 10%|█ | 10/100 [00:01<00:09, 10.0it/s]")
+    run.feed("stdout", "".join(f'{{"loss": {1 / i}}}\n' for i in range(1, 6)))
+    run.close()
+    assert sorted(run.series("loss")) == [1, 2, 3, 4, 5]
+    assert run.reader.explain() == "JSON lines, step counted by line"
+
+
+@pytest.mark.parametrize("size", [1, 7, 64])
+@pytest.mark.parametrize(("name", "metrics"), [("hf_trainer", ("loss", "eval_loss")),
+                                                ("tqdm_eval", ("eval_loss", "epoch")),
+                                                ("tqdm_eval_hf", ("eval_loss", "learning_rate")),
+                                                ("tqdm_eval_lines", ("val_loss", "val_f1"))])
+def test_lines_without_a_step_land_alike_however_the_reads_cut_the_bars(name, metrics, size):
+    # A read that ends inside a drawing made after a clear must not lose the clear: the rest of it is the
+    # drawing that holds the step.
+    whole = replay(name)
+    run = Replay()
+    for stream, data in chunks(name):
+        raw = data.encode()
+        for i in range(0, len(raw), size):
+            run.now += 0.001
+            run.outputs[stream].feed(raw[i:i + size], run.now)
+            run.take(stream)
+    run.close()
+    for metric in metrics:
+        assert run.series(metric) == whole.series(metric), metric
+
+
+def test_a_flood_of_lines_at_one_drawing_waits_bounded_and_keeps_every_point():
+    run = Replay()
+    run.feed("stderr", bar(1, 10, 0.5))
+    run.feed("stdout", "".join(f"{{'grad_norm_{i}': {i}}}\n" for i in range(3000)))
+    assert len(run.reader.pending) <= 2000
+    run.feed("stderr", bar(1, 11, 0.4))
+    run.close()
+    got = {name: steps for name in (f"grad_norm_{i}" for i in range(3000)) if (steps := run.series(name))}
+    assert len(got) == 3000 and all(steps == {10: float(name[10:])} for name, steps in got.items())
