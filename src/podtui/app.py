@@ -4,7 +4,6 @@ stream, and shows the dashboard. The TUI is always a client of the control plane
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import importlib
 import logging
 import os
@@ -18,10 +17,10 @@ from urllib.parse import urlsplit
 
 from textual import work
 from textual.app import App, SystemCommand
-from textual.binding import Binding
 from textual.screen import Screen
 
-from .config import Settings, public_url_problem, read_admin_token
+from .actions import keymap_problems, palette_actions
+from .config import Settings, config_file_path, public_url_problem, read_admin_token
 from .errors import ControlPlaneError
 from .fmt import format_duration
 from .live import Follow, LiveRuns
@@ -31,6 +30,7 @@ from .screens.confirm import ConfirmScreen
 from .screens.dashboard import Dashboard
 from .screens.help import HelpScreen
 from .screens.quit import QuitChoice, QuitScreen
+from .widgets.keys import bindings, help_bindings
 
 if TYPE_CHECKING:
     from .client import Client
@@ -45,12 +45,7 @@ class PodtuiApp(App[int]):
 
     TITLE = "podtui"
     CSS_PATH = Path(__file__).with_name("podtui.tcss")  # absolute: subclasses elsewhere find it too
-    BINDINGS = [
-        Binding("q", "quit_guarded", "Quit", id="app.quit", tooltip="Quit (asks when pods still run)"),
-        Binding("question_mark", "help", "Help", key_display="?", id="app.help", tooltip="Show every key"),
-        Binding("colon,ctrl+p", "command_palette", "Commands", key_display=":", id="app.palette", show=False,
-                tooltip="Open the command palette"),
-    ]
+    BINDINGS = bindings("app")
 
     def __init__(self, settings: Settings, server: str | None = None, token: str | None = None) -> None:
         super().__init__()
@@ -178,34 +173,13 @@ class PodtuiApp(App[int]):
         yield from super().get_system_commands(screen)
         if self.dashboard is None:
             return
-        d = self.dashboard
-        yield SystemCommand("run: new", "Open the launch form", d.action_new_run)
-        yield SystemCommand("run: terminate", "Terminate the selected run's pod", d.action_terminate)
-        yield SystemCommand("run: stop", "Stop the selected run's pod", d.action_stop)
-        yield SystemCommand("run: compare", "Overlay the selected run on the next one", d.action_compare)
-        yield SystemCommand("run: open", "Show the selected run's detail (spec, pod, cost, outputs, events)",
-                            d.action_open_run)
-        yield SystemCommand("run: zoom", "Show the chart and the logs full width", d.action_zoom)
-        yield SystemCommand("logs: filter", "Filter log lines", d.action_filter)
-        yield SystemCommand("logs: follow", "Follow new log lines on/off", d.action_follow)
-        yield SystemCommand("logs: timestamps", "Timestamps on/off", d.action_timestamps)
-        yield SystemCommand("chart: log-y", "Logarithmic y axis on/off", d.action_log_y)
-        yield SystemCommand("chart: step / wall time", "x axis by step or by wall time", d.action_x_axis)
-        yield SystemCommand("logs: older", "Page in older log lines from the store", d.action_older_logs)
+        for action in palette_actions():  # the dashboard's, from the action table
+            yield SystemCommand(action.command or action.id, action.tooltip,
+                                getattr(self.dashboard, f"action_{action.action}"))
 
     def action_help(self) -> None:
-        """Show every key (the run detail's and the launch form's own ones too)."""
-        from .screens.launch import LaunchScreen
-        from .screens.run_detail import RunDetailScreen
-
-        bindings = [b for b in [*self.BINDINGS, *Dashboard.BINDINGS] if isinstance(b, Binding)]
-        for screen in (RunDetailScreen, LaunchScreen):
-            keys = {b.key for b in bindings}
-            bindings += [b for b in screen.BINDINGS if isinstance(b, Binding) and b.key not in keys]
-        remapped = self.settings.keymap  # [keymap] in config.toml: the key a user set is the one to show
-        bindings = [dataclasses.replace(b, key=remapped[b.id], key_display=None) if b.id in remapped else b
-                    for b in bindings]
-        self.push_screen(HelpScreen(bindings))
+        """Show every key (the run detail's and the launch form's own ones too), as [keymap] sets them."""
+        self.push_screen(HelpScreen(help_bindings(self.settings.keymap)))
 
     async def action_quit(self) -> None:
         """Textual's own quit (the command palette's "Quit") asks like `q` when pods still run."""
@@ -303,7 +277,11 @@ class PodtuiApp(App[int]):
 
 
 def run_tui(settings: Settings, server: str | None, token: str | None) -> int:
-    """Run the app; the log goes to the data dir's log file, never onto the screen."""
+    """Run the app; the log goes to the data dir's log file, never onto the screen. A [keymap] that names no
+    binding, or takes a key another binding owns, is refused before the screen opens."""
+    if problems := keymap_problems(settings.keymap):
+        print(f"podtui does not start: {config_file_path()}:\n  " + "\n  ".join(problems), file=sys.stderr)
+        return 2
     setup_logging(settings.log_file, settings.log_level, stderr=False)
     app = PodtuiApp(settings, server, token)
     result = app.run()

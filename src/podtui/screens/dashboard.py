@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any
 
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widget import Widget
@@ -18,6 +17,7 @@ from ..live import SPARK_POINTS, LiveRuns
 from ..messages import LogsArrived, MetricsArrived, RunEventArrived, RunUpdated
 from ..metric_names import TRAIN_LOSS_NAMES
 from ..widgets.key_hints import KeyHints
+from ..widgets.keys import bindings
 from ..widgets.log_view import Line, LogView
 from ..widgets.loss_chart import WAITING, LossChart, SeriesData, no_runs
 from ..widgets.runs_table import RunsTable
@@ -38,31 +38,7 @@ def series_data(page: MetricsPage) -> SeriesData:
 class Dashboard(Screen[None]):
     """The main screen."""
 
-    BINDINGS = [
-        Binding("n", "new_run", "New run", id="run.new", tooltip="Open the launch form"),
-        Binding("enter", "open_run", "Open run", id="run.open",
-                tooltip="The selected run's launch spec, pod, cost and events"),
-        Binding("z", "zoom", "Zoom", id="run.zoom", show=False, tooltip="Chart and logs full width (esc: back)"),
-        Binding("ctrl+d", "terminate", "Terminate", id="run.terminate", tooltip="Terminate the run's pod (asks)"),
-        Binding("ctrl+k", "terminate(False)", "Kill", id="run.kill", show=False,
-                tooltip="Terminate the run's pod without asking"),
-        Binding("s", "stop", "Stop", id="run.stop", tooltip="Stop the run's pod (asks)"),
-        Binding("l", "focus_logs", "Logs", id="logs.focus", tooltip="Focus the log stream"),
-        Binding("slash", "filter", "Filter", key_display="/", id="logs.filter", tooltip="Filter log lines"),
-        Binding("f", "follow", "Follow", id="logs.follow", tooltip="Follow new log lines on/off"),
-        Binding("t", "timestamps", "Times", id="logs.timestamps", show=False, tooltip="Timestamps on/off"),
-        Binding("g", "log_y", "Log-y", id="chart.log_y", tooltip="Logarithmic y axis on/off"),
-        Binding("plus", "smoothing(0.1)", "Smooth+", key_display="+", id="chart.smooth_more", show=False,
-                tooltip="More smoothing"),
-        Binding("minus", "smoothing(-0.1)", "Smooth-", key_display="-", id="chart.smooth_less", show=False,
-                tooltip="Less smoothing"),
-        Binding("x", "x_axis", "Step/time", id="chart.x_axis", show=False, tooltip="x axis by step or wall time"),
-        Binding("h", "older_logs", "Older", id="logs.older", show=False,
-                tooltip="Page in older log lines from the store"),
-        Binding("c", "compare", "Compare", id="chart.compare",
-                tooltip="Overlay this run's loss on the next run you select (again: clear)"),
-        Binding("escape", "unzoom", "Back", id="run.back", show=False, tooltip="Leave the full-width view"),
-    ]
+    BINDINGS = bindings("dashboard")
     DEFAULT_CSS = """
     Dashboard #main { height: 1fr; }
     Dashboard RunsTable { width: 56%; }

@@ -9,13 +9,14 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
+from ..widgets.keys import bindings
 from .dialog import Dialog
 
 
 class HelpScreen(Dialog[None]):
     """Every key and what it does."""
 
-    BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close", id="help.close", tooltip="Close help")]
+    BINDINGS = bindings("help")
     DEFAULT_CSS = """
     HelpScreen > .box { width: 110; max-width: 100%; height: 80%; }
     """

@@ -11,7 +11,6 @@ from rich.table import Table
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Static
@@ -20,6 +19,7 @@ from ..errors import ControlPlaneError
 from ..fmt import format_bytes, format_duration, outputs_line
 from ..messages import RunEventArrived, RunUpdated
 from ..widgets.key_hints import KeyHints
+from ..widgets.keys import bindings
 from ..widgets.palette import event_style, status_style, theme_colour
 
 if TYPE_CHECKING:
@@ -97,13 +97,7 @@ def run_facts(app: App[object], run: Run, now: float) -> Table:
 class RunDetailScreen(Screen[None]):
     """A run's facts and its event history, kept live from the app's runs and the live feed."""
 
-    BINDINGS = [
-        Binding("escape", "app.pop_screen", "Back", id="detail.back", tooltip="Back to the dashboard"),
-        Binding("ctrl+d", "terminate", "Terminate", id="detail.terminate", tooltip="Terminate the pod (asks)"),
-        Binding("s", "stop", "Stop", id="detail.stop", tooltip="Stop the pod (asks)"),
-        Binding("o", "sync_outputs", "Outputs now", id="detail.sync_outputs",
-                tooltip="Bring the run's outputs home now (while its command runs)"),
-    ]
+    BINDINGS = bindings("detail")
     DEFAULT_CSS = """
     RunDetailScreen #facts { height: auto; padding: 0 1; }
     RunDetailScreen #events { height: 1fr; }
