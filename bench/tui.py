@@ -359,7 +359,7 @@ async def bench_cpu(seconds: float = 10.0, rate: int = 10_000) -> None:
 async def bench_latency(steps: int = 150) -> None:
     from podtui.app import PodtuiApp
     from podtui.config import Settings
-    from podtui.models import LaunchSpec
+    from podtui.models import LaunchSpec, MetricPoint
     from podtui.widgets.loss_chart import LossChart
 
     work = Path(tempfile.mkdtemp())
@@ -371,11 +371,11 @@ async def bench_latency(steps: int = 150) -> None:
     redraws: list[float] = []
     original_add, original_draw = LossChart.add_points, LossChart.draw
 
-    def add_points(self: LossChart, points: list[tuple[str, int, float, float]], compare: bool = False) -> None:
+    def add_points(self: LossChart, points: list[MetricPoint], compare: bool = False) -> None:
         now = time.time()
-        for name, step, _, _ in points:
-            if name == "loss" and not compare:
-                arrivals.setdefault(step, now)
+        for point in points:
+            if point.name == "loss" and not compare:
+                arrivals.setdefault(point.step, now)
         original_add(self, points, compare)
 
     def draw(self: LossChart, width: int, height: int) -> Text:

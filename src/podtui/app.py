@@ -25,7 +25,7 @@ from .errors import ControlPlaneError
 from .fmt import format_duration
 from .live import Follow, LiveRuns
 from .logs import setup_logging
-from .messages import message_for
+from .messages import EndPodAsked, message_for
 from .screens.confirm import ConfirmScreen
 from .screens.dashboard import Dashboard
 from .screens.help import HelpScreen
@@ -35,6 +35,7 @@ from .widgets.keys import bindings, help_bindings
 if TYPE_CHECKING:
     from .client import Client
     from .feed import FeedEntry
+    from .models import RunEvent
     from .server.app import ControlPlane
 
 log = logging.getLogger(__name__)
@@ -70,8 +71,8 @@ class PodtuiApp(App[int]):
 
     def get_default_screen(self) -> Screen[Any]:
         """The dashboard is the first screen (no blank default screen painted and replaced)."""
-        self.dashboard = Dashboard("starting the control plane…" if self.server is None else f"connecting to "
-                                   f"{self.server}…")
+        self.dashboard = Dashboard(self.live, self.follow, self.default_provider, "starting the control plane…"
+                                   if self.server is None else f"connecting to {self.server}…")
         return self.dashboard
 
     def on_mount(self) -> None:
@@ -116,6 +117,22 @@ class PodtuiApp(App[int]):
         assert self.dashboard is not None
         self.dashboard.attach(self.client, self.status_line(url))
         self.follow_events()
+        # Later, so that asking RunPod (and importing its SDK) never slows the start.
+        self.set_timer(15.0, self.check_orphans)
+
+    @work(exclusive=True, group="orphans", exit_on_error=False)
+    async def check_orphans(self) -> None:
+        """Warn about pods named like podtui's that no run knows (they bill unseen)."""
+        assert self.client is not None
+        try:
+            orphans = await self.client.orphans()
+        except ControlPlaneError as exc:
+            self.notify(f"could not check for orphan pods: {exc.message}", severity="warning")
+            return
+        if orphans:
+            self.notify(f"{len(orphans)} pod(s) named podtui-* belong to no run and may be billing: "
+                        f"{', '.join(o.pod_id for o in orphans[:3])}. `podtui orphans --terminate` ends them.",
+                        severity="error", timeout=30)
 
     async def _port_answers(self) -> bool:
         """Whether something listens on the control plane's port already (a `podtui serve`, e.g. one kept in the
@@ -168,6 +185,19 @@ class PodtuiApp(App[int]):
         self.live.apply(entry)
         for screen in self.screen_stack:
             screen.post_message(message_for(entry))
+        if (event := getattr(entry, "event", None)) is not None:
+            self.tell_event(event)
+
+    def tell_event(self, event: RunEvent) -> None:
+        """A run's failures, its end and its pod's troubles as notifications, on whichever screen is open."""
+        first = event.message.splitlines()[0] if event.message else ""
+        name = self.live.name_of(event.run_id)
+        if event.kind in ("attempt_failed", "terminate_failed"):
+            self.notify(f"{name}: {first}", severity="warning", timeout=8)
+        elif event.kind in ("failed", "lost"):
+            self.notify(f"{name} {event.kind}: {first}", severity="error", timeout=15)
+        elif event.kind in ("succeeded", "terminated"):
+            self.notify(f"{name} {event.kind}: {first}", timeout=8)
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
@@ -204,13 +234,9 @@ class PodtuiApp(App[int]):
         self.push_screen(QuitScreen(len(live), self.embedded, any(r.provider != "local" for r in live),
                                     self.settings.pod_undelivered_keep_s), chosen)
 
-    def action_terminate_run(self, run_id: str, ask: bool = True) -> None:
-        """Terminate a run's pod (asks first unless told not to)."""
-        self._end_asking(run_id, stop=False, ask=ask)
-
-    def action_stop_run(self, run_id: str) -> None:
-        """Stop a run's pod (asks)."""
-        self._end_asking(run_id, stop=True, ask=True)
+    def on_end_pod_asked(self, message: EndPodAsked) -> None:
+        """A screen asks to terminate (or stop) a run's pod."""
+        self._end_asking(message.run_id, stop=message.stopping, ask=message.ask)
 
     def _end_asking(self, run_id: str, stop: bool, ask: bool) -> None:
         run = self.live.get(run_id)
