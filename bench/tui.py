@@ -76,6 +76,8 @@ PODTUI = textwrap.dedent("""
                 self.call_after_refresh(self.done)
                 return
             assert "runpod" not in sys.modules, "the runpod SDK was imported at start"
+            early = [m for m in ("aiohttp", "httpx", "podtui.models", "numpy") if m in sys.modules]
+            assert not early, f"imported before the first frame: {early}"
             print(time.time())  # the first frame is on screen
             self.exit(0)
 
@@ -111,6 +113,30 @@ PODTUI_USABLE = textwrap.dedent("""
     Usable(Settings(data_dir=Path(sys.argv[1]), port=port, runpod_api_key="rpa-bench-not-a-key")).run(headless=True)
 """)
 
+
+
+PODTUI_LIVE = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from podtui.app import PodtuiApp
+    from podtui.config import Settings
+    from podtui.screens.dashboard import Dashboard
+
+    attach = Dashboard.attach
+
+    def watched_attach(self, client, status_line):
+        attach(self, client, status_line)  # the control plane answers: live updates join
+        self.app.call_after_refresh(self.app.done)
+
+    Dashboard.attach = watched_attach
+
+    class Live(PodtuiApp):
+        def done(self):
+            print(time.time())
+            self.exit(0)
+
+    Live(Settings(data_dir=Path(sys.argv[1]), port=0, runpod_api_key="rpa-bench-not-a-key")).run(headless=True)
+""")
 
 
 def timed(code: str, runs: int, *args: str) -> list[float]:
@@ -164,6 +190,9 @@ def bench_start(runs: int = 5, tmux: bool = False) -> None:
         print(f"  podtui, first frame of the dashboard : {spread(first)} -> {statistics.median(first) / p:.2f}x")
         print(f"  podtui, usable (runs table shows the stored run): {spread(usable)} -> "
               f"{statistics.median(usable) / p:.2f}x (goal <= 2x the minimal app); runpod SDK not imported")
+        live = timed(PODTUI_LIVE, runs, str(work / "data"))
+        print(f"  podtui, live (the embedded control plane answers, the feed joins): {spread(live)} -> "
+              f"{statistics.median(live) / p:.2f}x")
         attached = timed_attached(work / "data", run_id, runs)
         print(f"  podtui, usable attached to a running control plane (`podtui serve`, or one kept in the background):"
               f" {spread(attached)} -> {statistics.median(attached) / p:.2f}x")

@@ -30,6 +30,7 @@ from .screens.confirm import ConfirmScreen
 from .screens.dashboard import Dashboard
 from .screens.help import HelpScreen
 from .screens.quit import QuitChoice, QuitScreen
+from .stored_runs import read_runs
 from .widgets.keys import bindings, help_bindings
 
 if TYPE_CHECKING:
@@ -70,7 +71,10 @@ class PodtuiApp(App[int]):
         return self.plane is not None
 
     def get_default_screen(self) -> Screen[Any]:
-        """The dashboard is the first screen (no blank default screen painted and replaced)."""
+        """The dashboard is the first screen (no blank default screen painted and replaced), with this machine's
+        runs read straight from its store (read-only) on its first frame, before the control plane has started."""
+        if self.server is None:
+            self.live.load_stored(read_runs(self.settings.store_path))
         self.dashboard = Dashboard(self.live, self.follow, self.default_provider, "starting the control plane…"
                                    if self.server is None else f"connecting to {self.server}…")
         return self.dashboard

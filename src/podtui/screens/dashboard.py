@@ -56,6 +56,7 @@ class Dashboard(Screen[None]):
         yield KeyHints()
 
     def on_mount(self) -> None:
+        self.show_runs()  # the store's runs, on the first frame
         self.set_interval(0.5, self.show_runs)
         self.set_interval(1.0, self._tick)
 

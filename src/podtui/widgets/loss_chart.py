@@ -123,7 +123,7 @@ class LossChart(Widget):
     def set_compare(self, name: str, series: Mapping[str, Columns]) -> None:
         """Overlay another run's loss (empty name clears it)."""
         self.compare_name = name
-        self.compare = _series().build_series(series)
+        self.compare = _series().build_series(series) if series else {}  # none: numpy need not load for it
         self.mark_dirty()
 
     def shown_names(self) -> list[str]:
