@@ -285,7 +285,10 @@ class PodtuiApp(App[int]):
     @work(exclusive=True, group="quit", exit_on_error=False)
     async def terminate_all_and_exit(self, run_ids: list[str]) -> None:
         """Terminate every live run, then quit; stay (with the errors) when one fails."""
-        assert self.client is not None
+        if self.client is None:  # the live runs were read from the store at start
+            self.notify("the control plane is still starting: podtui stays open; quit again once it answers",
+                        severity="warning", timeout=10)
+            return
         failed = []
         for run_id in run_ids:
             try:

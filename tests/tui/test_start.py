@@ -86,3 +86,26 @@ async def test_stored_runs_read_as_the_store_holds_them_and_give_way_to_the_cont
 
 def test_the_stored_live_statuses_are_the_models():
     assert {s.value for s in LIVE_STATUSES} == LIVE
+
+
+async def test_before_the_control_plane_answers_its_stored_live_runs_are_guarded(tmp_path, monkeypatch):
+    """Quitting while the control plane started left its live pods unmentioned (the runs came only from it)."""
+    from podtui.app import PodtuiApp
+    from podtui.screens.quit import QuitScreen
+    from podtui.widgets.runs_table import RunsTable
+    from tests.tui.test_app import wait_for
+
+    settings = make_settings(tmp_path)
+    await stored(settings, a_run("live000001", RunStatus.training, time.time()))
+    monkeypatch.setattr(PodtuiApp, "connect", lambda self: None)  # the control plane has not answered yet
+    app = PodtuiApp(settings)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await wait_for(pilot, lambda: app.dashboard.query_one(RunsTable).row_count == 1)
+        assert app.dashboard.selected == "live000001"
+        await pilot.press("ctrl+d")
+        await wait_for(pilot, lambda: any("still starting" in str(n.message) for n in app._notifications))
+        await pilot.press("q")
+        await wait_for(pilot, lambda: isinstance(app.screen, QuitScreen))
+        await pilot.press("t")
+        await wait_for(pilot, lambda: any("podtui stays open" in str(n.message) for n in app._notifications))
+        assert app.is_running and not isinstance(app.screen, QuitScreen)

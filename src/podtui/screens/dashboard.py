@@ -165,8 +165,9 @@ class Dashboard(Screen[None]):
 
     def _selected_run(self) -> Run | None:
         run = self.live.get(self.selected)
-        if run is None:
-            self.notify("no run selected", severity="warning")
+        if run is None:  # none, or one read from the store at start: the control plane has not answered yet
+            self.notify("the control plane is still starting" if self.selected else "no run selected",
+                        severity="warning")
         return run
 
     def action_terminate(self, ask: bool = True) -> None:
