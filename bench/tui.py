@@ -1,10 +1,12 @@
 """TUI benchmarks (issues 5 and 16), each against a peer measured in the same run:
 
-- start: to the first frame of the dashboard (embedded control plane included, a RunPod key set), and to "usable":
-  the runs table showing a run the store already held, filled from the control plane (time from process start
-  until the RunsTable has that row), both vs a minimal Textual app's first frame; and usable when a control
-  plane already serves on the port (`podtui serve`, or one kept in the background at quit: the TUI attaches);
-  checks that the runpod SDK was not imported. `--tmux` adds the same in a real terminal: tmux polled
+- start: to the first frame of the dashboard (embedded control plane included, a RunPod key set; nothing of aiohttp,
+  httpx, the pydantic models or numpy imported by then), to "usable": the runs table showing a run the store
+  already held (read straight from the store for the first frame; time from process start until the RunsTable has
+  that row), and to "live": the embedded control plane answers and the feed joins, all vs a minimal Textual app's
+  first frame, timed in turn (one of each per round); and usable when a control plane already serves on the port
+  (`podtui serve`, or one kept in the background at quit: the TUI attaches); checks that the runpod SDK was not
+  imported. `--tmux` adds the same in a real terminal: tmux polled
   (`capture-pane`) until the run's name is on screen, vs until a minimal app's text is;
 - CPU while 10,000 log lines/s reach the selected run through the real feed: a control plane in its own process,
   a feeder process POSTing the lines as pod reports to /api/v1/runs/{id}/report, the app (headless, attached with
@@ -150,6 +152,16 @@ def timed(code: str, runs: int, *args: str) -> list[float]:
     return times
 
 
+def interleaved(variants: list[tuple[str, tuple[str, ...]]], runs: int) -> list[list[float]]:
+    """Each variant timed `runs` times, one of each in turn: a load that comes and goes on a shared machine
+    falls on all of them alike, not on whichever ran while it lasted."""
+    times: list[list[float]] = [[] for _ in variants]
+    for _ in range(runs):
+        for i, (code, args) in enumerate(variants):
+            times[i] += timed(code, 1, *args)
+    return times
+
+
 def known_store(data_dir: Path) -> str:
     """A data dir whose store holds one finished run (as a user's store holds older runs); returns its id."""
     from podtui.config import Settings, ensure_admin_token
@@ -181,16 +193,15 @@ def bench_start(runs: int = 5, tmux: bool = False) -> None:
     work = Path(tempfile.mkdtemp(prefix="podtui-start-"))
     try:
         run_id = known_store(work / "data")
-        peer = timed(MINIMAL, runs)
-        first = timed(PODTUI, runs, str(work / "data"))
-        usable = timed(PODTUI_USABLE, runs, str(work / "data"), run_id)
+        data = str(work / "data")
+        peer, first, usable, live = interleaved([(MINIMAL, ()), (PODTUI, (data,)), (PODTUI_USABLE, (data, run_id)),
+                                                 (PODTUI_LIVE, (data,))], runs)
         p = statistics.median(peer)
         print(f"start, {runs} runs each (headless, in-process timing of the frame)")
         print(f"  minimal Textual app, first frame     : {spread(peer)}")
         print(f"  podtui, first frame of the dashboard : {spread(first)} -> {statistics.median(first) / p:.2f}x")
         print(f"  podtui, usable (runs table shows the stored run): {spread(usable)} -> "
               f"{statistics.median(usable) / p:.2f}x (goal <= 2x the minimal app); runpod SDK not imported")
-        live = timed(PODTUI_LIVE, runs, str(work / "data"))
         print(f"  podtui, live (the embedded control plane answers, the feed joins): {spread(live)} -> "
               f"{statistics.median(live) / p:.2f}x")
         attached = timed_attached(work / "data", run_id, runs)
