@@ -279,7 +279,7 @@ def bench_start_tmux(work: Path, runs: int) -> None:
         return
     socket = f"podtui-bench-{os.getpid()}"
     env = {"PODTUI_DATA_DIR": str(work / "data"), "PODTUI_PORT": "0"}
-    podtui = [sys.executable, "-c", "import sys; from podtui.cli import main; sys.argv[0] = 'podtui'; main()"]
+    podtui = [sys.executable, "-c", "import sys; from podtui.entry import main; sys.argv[0] = 'podtui'; main()"]
     try:
         peer, ours = [], []
         for _ in range(runs):
