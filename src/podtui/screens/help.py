@@ -1,4 +1,4 @@
-"""The key map, read from the app's and the dashboard's bindings (so a remapped key shows as remapped)."""
+"""The key map, made from the action table with the keys [keymap] sets (so a remapped key shows as remapped)."""
 
 from __future__ import annotations
 
