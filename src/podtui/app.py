@@ -25,7 +25,7 @@ from .errors import ControlPlaneError
 from .fmt import format_duration
 from .live import Follow, LiveRuns
 from .logs import setup_logging
-from .messages import EndPodAsked, message_for
+from .messages import EndPodAsked, RunEventArrived, message_for
 from .screens.confirm import ConfirmScreen
 from .screens.dashboard import Dashboard
 from .screens.help import HelpScreen
@@ -189,8 +189,8 @@ class PodtuiApp(App[int]):
         self.live.apply(entry)
         for screen in self.screen_stack:
             screen.post_message(message_for(entry))
-        if (event := getattr(entry, "event", None)) is not None:
-            self.tell_event(event)
+        if isinstance(told := message_for(entry), RunEventArrived):
+            self.tell_event(told.event)
 
     def tell_event(self, event: RunEvent) -> None:
         """A run's failures, its end and its pod's troubles as notifications, on whichever screen is open."""

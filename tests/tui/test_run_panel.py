@@ -67,3 +67,23 @@ async def test_the_panel_follows_its_runs_and_draws_the_feeds_points(tmp_path):
         assert list(chart.series["loss"].values) == [0.5] and list(chart.compare["loss"].values) == [0.7]
         await pilot.press("c")
         await wait_for(pilot, lambda: app.follow.runs == {"bb00000001"} and not chart.compare)
+
+
+async def test_a_runs_end_is_told_once_on_whichever_screen_is_open(tmp_path):
+    """Run notifications are the app's now (they were the dashboard's): one each, also over the run detail."""
+    from podtui.feed import RunEventAdded
+    from podtui.models import RunEvent
+    from podtui.screens.run_detail import RunDetailScreen
+
+    app = PodtuiApp(make_settings(tmp_path))
+    async with app.run_test(size=(160, 45)) as pilot:
+        await wait_for(pilot, lambda: app.dashboard is not None and app.dashboard._client is not None)
+        app.take_entry(RunChanged(run=a_run("ff00000001", RunStatus.training)))
+        await wait_for(pilot, lambda: app.dashboard.selected == "ff00000001")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunDetailScreen))
+        app.take_entry(RunEventAdded(event=RunEvent(id=1, run_id="ff00000001", ts=time.time(), kind="failed",
+                                                    message="exit code 2\nTraceback ...")))
+        await pilot.pause(0.3)
+        told = [str(n.message) for n in app._notifications if "failed" in str(n.message)]
+        assert told == ["ff00000001 failed: exit code 2"]
