@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import statistics
 import time
+from typing import NamedTuple
 
 import numpy as np
 from textual.app import App, ComposeResult
@@ -29,6 +30,23 @@ from podtui.widgets.loss_chart import LossChart
 WIDTH, HEIGHT = 120, 30
 
 
+class Columns(NamedTuple):
+    """A metric's columns as the chart takes them (the metrics API's MetricSeries has the same fields)."""
+
+    steps: list[int]
+    values: list[float]
+    ts: list[float]
+
+
+class Point(NamedTuple):
+    """A live point as the chart takes it (the feed's MetricPoint has the same fields)."""
+
+    name: str
+    step: int
+    value: float
+    ts: float
+
+
 def make_chart(points: int, chart: LossChart | None = None) -> LossChart:
     chart = chart or LossChart()
     steps = np.arange(1, points + 1)
@@ -36,8 +54,8 @@ def make_chart(points: int, chart: LossChart | None = None) -> LossChart:
     loss = 3.0 * np.exp(-steps / (points / 5)) + 0.05 + np.abs(rng.normal(0, 0.02, points))
     loss[points // 2] = 40.0  # a spike that must stay visible
     evals = steps[::10]
-    chart.set_series({"loss": (steps.tolist(), loss.tolist(), (steps * 0.1).tolist()),
-                      "eval_loss": (evals.tolist(), (loss[::10] + 0.05).tolist(), (evals * 0.1).tolist())})
+    chart.set_series({"loss": Columns(steps.tolist(), loss.tolist(), (steps * 0.1).tolist()),
+                      "eval_loss": Columns(evals.tolist(), (loss[::10] + 0.05).tolist(), (evals * 0.1).tolist())})
     chart.log_y = True
     chart.smoothing = 0.6
     return chart
@@ -109,7 +127,7 @@ async def textual_frames(points: int, frames: int) -> tuple[list[float], list[fl
             for _ in range(frames):
                 new = list(range(step + 1, step + 101))
                 start = time.perf_counter()
-                app.chart.add_points([("loss", s, 0.05, s * 0.1) for s in new])
+                app.chart.add_points([Point("loss", s, 0.05, s * 0.1) for s in new])
                 _, size = textual_frame(app)
                 appended.append((time.perf_counter() - start) * 1000)
                 sizes.append(size)
@@ -138,7 +156,7 @@ def main() -> None:
     step = args.points
     for _ in range(args.frames):
         new = list(range(step + 1, step + 101))
-        big.add_points([("loss", s, 0.05, s * 0.1) for s in new])
+        big.add_points([Point("loss", s, 0.05, s * 0.1) for s in new])
         step += 100
         appended += frame_ms(big, 1)
     drawn = big.draw(WIDTH, HEIGHT).plain

@@ -1,10 +1,12 @@
 """TUI benchmarks (issues 5 and 16), each against a peer measured in the same run:
 
-- start: to the first frame of the dashboard (embedded control plane included, a RunPod key set), and to "usable":
-  the runs table showing a run the store already held, filled from the control plane (time from process start
-  until the RunsTable has that row), both vs a minimal Textual app's first frame; and usable when a control
-  plane already serves on the port (`podtui serve`, or one kept in the background at quit: the TUI attaches);
-  checks that the runpod SDK was not imported. `--tmux` adds the same in a real terminal: tmux polled
+- start: to the first frame of the dashboard (embedded control plane included, a RunPod key set; nothing of aiohttp,
+  httpx, the pydantic models or numpy imported by then), to "usable": the runs table showing a run the store
+  already held (read straight from the store for the first frame; time from process start until the RunsTable has
+  that row), and to "live": the embedded control plane answers and the feed joins, all vs a minimal Textual app's
+  first frame, timed in turn (one of each per round); and usable when a control plane already serves on the port
+  (`podtui serve`, or one kept in the background at quit: the TUI attaches); checks that the runpod SDK was not
+  imported. `--tmux` adds the same in a real terminal: tmux polled
   (`capture-pane`) until the run's name is on screen, vs until a minimal app's text is;
 - CPU while 10,000 log lines/s reach the selected run through the real feed: a control plane in its own process,
   a feeder process POSTing the lines as pod reports to /api/v1/runs/{id}/report, the app (headless, attached with
@@ -76,6 +78,8 @@ PODTUI = textwrap.dedent("""
                 self.call_after_refresh(self.done)
                 return
             assert "runpod" not in sys.modules, "the runpod SDK was imported at start"
+            early = [m for m in ("aiohttp", "httpx", "podtui.models", "numpy") if m in sys.modules]
+            assert not early, f"imported before the first frame: {early}"
             print(time.time())  # the first frame is on screen
             self.exit(0)
 
@@ -113,6 +117,30 @@ PODTUI_USABLE = textwrap.dedent("""
 
 
 
+PODTUI_LIVE = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from podtui.app import PodtuiApp
+    from podtui.config import Settings
+    from podtui.screens.dashboard import Dashboard
+
+    attach = Dashboard.attach
+
+    def watched_attach(self, client, status_line):
+        attach(self, client, status_line)  # the control plane answers: live updates join
+        self.app.call_after_refresh(self.app.done)
+
+    Dashboard.attach = watched_attach
+
+    class Live(PodtuiApp):
+        def done(self):
+            print(time.time())
+            self.exit(0)
+
+    Live(Settings(data_dir=Path(sys.argv[1]), port=0, runpod_api_key="rpa-bench-not-a-key")).run(headless=True)
+""")
+
+
 def timed(code: str, runs: int, *args: str) -> list[float]:
     times = []
     env = {**os.environ, "PODTUI_CONFIG_FILE": "/nonexistent/config.toml"}
@@ -121,6 +149,16 @@ def timed(code: str, runs: int, *args: str) -> list[float]:
         out = subprocess.run([sys.executable, "-c", code, *args], check=True, env=env, capture_output=True,
                              text=True)
         times.append(float(out.stdout.strip().splitlines()[-1]) - start)
+    return times
+
+
+def interleaved(variants: list[tuple[str, tuple[str, ...]]], runs: int) -> list[list[float]]:
+    """Each variant timed `runs` times, one of each in turn: a load that comes and goes on a shared machine
+    falls on all of them alike, not on whichever ran while it lasted."""
+    times: list[list[float]] = [[] for _ in variants]
+    for _ in range(runs):
+        for i, (code, args) in enumerate(variants):
+            times[i] += timed(code, 1, *args)
     return times
 
 
@@ -155,15 +193,17 @@ def bench_start(runs: int = 5, tmux: bool = False) -> None:
     work = Path(tempfile.mkdtemp(prefix="podtui-start-"))
     try:
         run_id = known_store(work / "data")
-        peer = timed(MINIMAL, runs)
-        first = timed(PODTUI, runs, str(work / "data"))
-        usable = timed(PODTUI_USABLE, runs, str(work / "data"), run_id)
+        data = str(work / "data")
+        peer, first, usable, live = interleaved([(MINIMAL, ()), (PODTUI, (data,)), (PODTUI_USABLE, (data, run_id)),
+                                                 (PODTUI_LIVE, (data,))], runs)
         p = statistics.median(peer)
         print(f"start, {runs} runs each (headless, in-process timing of the frame)")
         print(f"  minimal Textual app, first frame     : {spread(peer)}")
         print(f"  podtui, first frame of the dashboard : {spread(first)} -> {statistics.median(first) / p:.2f}x")
         print(f"  podtui, usable (runs table shows the stored run): {spread(usable)} -> "
               f"{statistics.median(usable) / p:.2f}x (goal <= 2x the minimal app); runpod SDK not imported")
+        print(f"  podtui, live (the embedded control plane answers, the feed joins): {spread(live)} -> "
+              f"{statistics.median(live) / p:.2f}x")
         attached = timed_attached(work / "data", run_id, runs)
         print(f"  podtui, usable attached to a running control plane (`podtui serve`, or one kept in the background):"
               f" {spread(attached)} -> {statistics.median(attached) / p:.2f}x")
@@ -239,7 +279,7 @@ def bench_start_tmux(work: Path, runs: int) -> None:
         return
     socket = f"podtui-bench-{os.getpid()}"
     env = {"PODTUI_DATA_DIR": str(work / "data"), "PODTUI_PORT": "0"}
-    podtui = [sys.executable, "-c", "import sys; from podtui.cli import main; sys.argv[0] = 'podtui'; main()"]
+    podtui = [sys.executable, "-c", "import sys; from podtui.entry import main; sys.argv[0] = 'podtui'; main()"]
     try:
         peer, ours = [], []
         for _ in range(runs):
@@ -359,7 +399,7 @@ async def bench_cpu(seconds: float = 10.0, rate: int = 10_000) -> None:
 async def bench_latency(steps: int = 150) -> None:
     from podtui.app import PodtuiApp
     from podtui.config import Settings
-    from podtui.models import LaunchSpec
+    from podtui.models import LaunchSpec, MetricPoint
     from podtui.widgets.loss_chart import LossChart
 
     work = Path(tempfile.mkdtemp())
@@ -371,11 +411,11 @@ async def bench_latency(steps: int = 150) -> None:
     redraws: list[float] = []
     original_add, original_draw = LossChart.add_points, LossChart.draw
 
-    def add_points(self: LossChart, points: list[tuple[str, int, float, float]], compare: bool = False) -> None:
+    def add_points(self: LossChart, points: list[MetricPoint], compare: bool = False) -> None:
         now = time.time()
-        for name, step, _, _ in points:
-            if name == "loss" and not compare:
-                arrivals.setdefault(step, now)
+        for point in points:
+            if point.name == "loss" and not compare:
+                arrivals.setdefault(point.step, now)
         original_add(self, points, compare)
 
     def draw(self: LossChart, width: int, height: int) -> Text:

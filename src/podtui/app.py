@@ -4,7 +4,6 @@ stream, and shows the dashboard. The TUI is always a client of the control plane
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import importlib
 import logging
 import os
@@ -18,23 +17,26 @@ from urllib.parse import urlsplit
 
 from textual import work
 from textual.app import App, SystemCommand
-from textual.binding import Binding
 from textual.screen import Screen
 
-from .config import Settings, public_url_problem, read_admin_token
+from .actions import keymap_problems, palette_actions
+from .config import Settings, config_file_path, public_url_problem, read_admin_token
 from .errors import ControlPlaneError
 from .fmt import format_duration
 from .live import Follow, LiveRuns
 from .logs import setup_logging
-from .messages import message_for
+from .messages import EndPodAsked, RunEventArrived, message_for
 from .screens.confirm import ConfirmScreen
 from .screens.dashboard import Dashboard
 from .screens.help import HelpScreen
 from .screens.quit import QuitChoice, QuitScreen
+from .stored_runs import read_runs
+from .widgets.keys import bindings, help_bindings
 
 if TYPE_CHECKING:
     from .client import Client
     from .feed import FeedEntry
+    from .models import RunEvent
     from .server.app import ControlPlane
 
 log = logging.getLogger(__name__)
@@ -45,12 +47,7 @@ class PodtuiApp(App[int]):
 
     TITLE = "podtui"
     CSS_PATH = Path(__file__).with_name("podtui.tcss")  # absolute: subclasses elsewhere find it too
-    BINDINGS = [
-        Binding("q", "quit_guarded", "Quit", id="app.quit", tooltip="Quit (asks when pods still run)"),
-        Binding("question_mark", "help", "Help", key_display="?", id="app.help", tooltip="Show every key"),
-        Binding("colon,ctrl+p", "command_palette", "Commands", key_display=":", id="app.palette", show=False,
-                tooltip="Open the command palette"),
-    ]
+    BINDINGS = bindings("app")
 
     def __init__(self, settings: Settings, server: str | None = None, token: str | None = None) -> None:
         super().__init__()
@@ -74,9 +71,12 @@ class PodtuiApp(App[int]):
         return self.plane is not None
 
     def get_default_screen(self) -> Screen[Any]:
-        """The dashboard is the first screen (no blank default screen painted and replaced)."""
-        self.dashboard = Dashboard("starting the control plane…" if self.server is None else f"connecting to "
-                                   f"{self.server}…")
+        """The dashboard is the first screen (no blank default screen painted and replaced), with this machine's
+        runs read straight from its store (read-only) on its first frame, before the control plane has started."""
+        if self.server is None:
+            self.live.load_stored(read_runs(self.settings.store_path))
+        self.dashboard = Dashboard(self.live, self.follow, self.default_provider, "starting the control plane…"
+                                   if self.server is None else f"connecting to {self.server}…")
         return self.dashboard
 
     def on_mount(self) -> None:
@@ -121,6 +121,22 @@ class PodtuiApp(App[int]):
         assert self.dashboard is not None
         self.dashboard.attach(self.client, self.status_line(url))
         self.follow_events()
+        # Later, so that asking RunPod (and importing its SDK) never slows the start.
+        self.set_timer(15.0, self.check_orphans)
+
+    @work(exclusive=True, group="orphans", exit_on_error=False)
+    async def check_orphans(self) -> None:
+        """Warn about pods named like podtui's that no run knows (they bill unseen)."""
+        assert self.client is not None
+        try:
+            orphans = await self.client.orphans()
+        except ControlPlaneError as exc:
+            self.notify(f"could not check for orphan pods: {exc.message}", severity="warning")
+            return
+        if orphans:
+            self.notify(f"{len(orphans)} pod(s) named podtui-* belong to no run and may be billing: "
+                        f"{', '.join(o.pod_id for o in orphans[:3])}. `podtui orphans --terminate` ends them.",
+                        severity="error", timeout=30)
 
     async def _port_answers(self) -> bool:
         """Whether something listens on the control plane's port already (a `podtui serve`, e.g. one kept in the
@@ -173,39 +189,31 @@ class PodtuiApp(App[int]):
         self.live.apply(entry)
         for screen in self.screen_stack:
             screen.post_message(message_for(entry))
+        if isinstance(told := message_for(entry), RunEventArrived):
+            self.tell_event(told.event)
+
+    def tell_event(self, event: RunEvent) -> None:
+        """A run's failures, its end and its pod's troubles as notifications, on whichever screen is open."""
+        first = event.message.splitlines()[0] if event.message else ""
+        name = self.live.name_of(event.run_id)
+        if event.kind in ("attempt_failed", "terminate_failed"):
+            self.notify(f"{name}: {first}", severity="warning", timeout=8)
+        elif event.kind in ("failed", "lost"):
+            self.notify(f"{name} {event.kind}: {first}", severity="error", timeout=15)
+        elif event.kind in ("succeeded", "terminated"):
+            self.notify(f"{name} {event.kind}: {first}", timeout=8)
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         if self.dashboard is None:
             return
-        d = self.dashboard
-        yield SystemCommand("run: new", "Open the launch form", d.action_new_run)
-        yield SystemCommand("run: terminate", "Terminate the selected run's pod", d.action_terminate)
-        yield SystemCommand("run: stop", "Stop the selected run's pod", d.action_stop)
-        yield SystemCommand("run: compare", "Overlay the selected run on the next one", d.action_compare)
-        yield SystemCommand("run: open", "Show the selected run's detail (spec, pod, cost, outputs, events)",
-                            d.action_open_run)
-        yield SystemCommand("run: zoom", "Show the chart and the logs full width", d.action_zoom)
-        yield SystemCommand("logs: filter", "Filter log lines", d.action_filter)
-        yield SystemCommand("logs: follow", "Follow new log lines on/off", d.action_follow)
-        yield SystemCommand("logs: timestamps", "Timestamps on/off", d.action_timestamps)
-        yield SystemCommand("chart: log-y", "Logarithmic y axis on/off", d.action_log_y)
-        yield SystemCommand("chart: step / wall time", "x axis by step or by wall time", d.action_x_axis)
-        yield SystemCommand("logs: older", "Page in older log lines from the store", d.action_older_logs)
+        for action in palette_actions():  # the dashboard's, from the action table
+            yield SystemCommand(action.command or action.id, action.tooltip,
+                                getattr(self.dashboard, f"action_{action.action}"))
 
     def action_help(self) -> None:
-        """Show every key (the run detail's and the launch form's own ones too)."""
-        from .screens.launch import LaunchScreen
-        from .screens.run_detail import RunDetailScreen
-
-        bindings = [b for b in [*self.BINDINGS, *Dashboard.BINDINGS] if isinstance(b, Binding)]
-        for screen in (RunDetailScreen, LaunchScreen):
-            keys = {b.key for b in bindings}
-            bindings += [b for b in screen.BINDINGS if isinstance(b, Binding) and b.key not in keys]
-        remapped = self.settings.keymap  # [keymap] in config.toml: the key a user set is the one to show
-        bindings = [dataclasses.replace(b, key=remapped[b.id], key_display=None) if b.id in remapped else b
-                    for b in bindings]
-        self.push_screen(HelpScreen(bindings))
+        """Show every key (the run detail's and the launch form's own ones too), as [keymap] sets them."""
+        self.push_screen(HelpScreen(help_bindings(self.settings.keymap)))
 
     async def action_quit(self) -> None:
         """Textual's own quit (the command palette's "Quit") asks like `q` when pods still run."""
@@ -230,13 +238,9 @@ class PodtuiApp(App[int]):
         self.push_screen(QuitScreen(len(live), self.embedded, any(r.provider != "local" for r in live),
                                     self.settings.pod_undelivered_keep_s), chosen)
 
-    def action_terminate_run(self, run_id: str, ask: bool = True) -> None:
-        """Terminate a run's pod (asks first unless told not to)."""
-        self._end_asking(run_id, stop=False, ask=ask)
-
-    def action_stop_run(self, run_id: str) -> None:
-        """Stop a run's pod (asks)."""
-        self._end_asking(run_id, stop=True, ask=True)
+    def on_end_pod_asked(self, message: EndPodAsked) -> None:
+        """A screen asks to terminate (or stop) a run's pod."""
+        self._end_asking(message.run_id, stop=message.stopping, ask=message.ask)
 
     def _end_asking(self, run_id: str, stop: bool, ask: bool) -> None:
         run = self.live.get(run_id)
@@ -281,7 +285,10 @@ class PodtuiApp(App[int]):
     @work(exclusive=True, group="quit", exit_on_error=False)
     async def terminate_all_and_exit(self, run_ids: list[str]) -> None:
         """Terminate every live run, then quit; stay (with the errors) when one fails."""
-        assert self.client is not None
+        if self.client is None:  # the live runs were read from the store at start
+            self.notify("the control plane is still starting: podtui stays open; quit again once it answers",
+                        severity="warning", timeout=10)
+            return
         failed = []
         for run_id in run_ids:
             try:
@@ -303,7 +310,11 @@ class PodtuiApp(App[int]):
 
 
 def run_tui(settings: Settings, server: str | None, token: str | None) -> int:
-    """Run the app; the log goes to the data dir's log file, never onto the screen."""
+    """Run the app; the log goes to the data dir's log file, never onto the screen. A [keymap] that names no
+    binding, or takes a key another binding owns, is refused before the screen opens."""
+    if problems := keymap_problems(settings.keymap):
+        print(f"podtui does not start: {config_file_path()}:\n  " + "\n  ".join(problems), file=sys.stderr)
+        return 2
     setup_logging(settings.log_file, settings.log_level, stderr=False)
     app = PodtuiApp(settings, server, token)
     result = app.run()

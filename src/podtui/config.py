@@ -12,7 +12,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import platformdirs
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, BaseModel, Field, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -40,10 +40,9 @@ def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("podtui"))
 
 
-class Settings(BaseSettings):
-    """Everything podtui can be told; see DESIGN.md (Interfaces) for the names users rely on."""
-
-    model_config = SettingsConfigDict(env_prefix="PODTUI_", extra="ignore", validate_default=True)
+class ServerSettings(BaseModel):
+    """The control plane: where it listens and what URL pods use, its data dir and tokens, what it takes in
+    (datasets, bundles, outputs) and its log."""
 
     public_url: str | None = None
     """The URL pods use to reach this control plane (https, reachable from the internet for RunPod)."""
@@ -65,6 +64,50 @@ class Settings(BaseSettings):
 
     provider: str | None = None
     """Default provider: `local` or `runpod`; `runpod` when a RunPod key is set, else `local`."""
+
+    download_token_ttl_s: int = Field(7200, ge=60, le=7 * 24 * 3600)
+    """Lifetime of a dataset download token in seconds (default 2 h, at most 7 days)."""
+
+    dataset_size_limit: int = Field(20 * GiB, ge=1)
+    """Largest dataset (file, or all files of a directory) that can be registered, in bytes."""
+
+    bundle_size_limit: int = Field(200 * MiB, ge=1)
+    """Largest code bundle (the launch's workdir, .gitignore honoured) in bytes."""
+
+    dataset_roots: list[Path] = Field(default_factory=list)
+    """When not empty, only paths inside these folders can be registered as datasets."""
+
+    token_cleanup_interval_s: float = Field(600.0, gt=0)
+    """How often the server deletes expired download tokens."""
+
+    sse_keepalive_s: float = Field(15.0, gt=0)
+    """Seconds between keep-alive comments on the live event stream."""
+
+    outputs_limit: int = Field(50 * GiB, ge=1)
+    """Most bytes of outputs brought home per run (env `PODTUI_OUTPUTS_LIMIT`); past it a file is refused with
+    an event, the files already home stay and the run goes on."""
+
+    outputs_reserve_bytes: int = Field(256 * MiB, ge=0)
+    """Free space left on the data dir's disk after an output file arrives; a file that would eat into it is
+    refused with an event (the disk is full, not the run)."""
+
+    log_level: str = "INFO"
+    """Level of podtui's log file (and of stderr for `podtui serve`)."""
+
+    @field_validator("public_url")
+    @classmethod
+    def _strip_public_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip().rstrip("/")
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"public URL must be an http(s) URL like https://pods.example.com, not {value!r}")
+        return value
+
+
+class RunPodSettings(BaseModel):
+    """RunPod: the API key and URLs, and how the control plane reaches a pod in pull mode."""
 
     runpod_api_key: str | None = Field(
         None, validation_alias=AliasChoices("RUNPOD_API_KEY", "PODTUI_RUNPOD_API_KEY", "runpod_api_key")
@@ -90,23 +133,10 @@ class Settings(BaseSettings):
     allow_loopback_public_url: bool = False
     """Let RunPod-provider pods use a loopback public URL: only for a fake RunPod API on this machine (tests)."""
 
-    download_token_ttl_s: int = Field(7200, ge=60, le=7 * 24 * 3600)
-    """Lifetime of a dataset download token in seconds (default 2 h, at most 7 days)."""
 
-    dataset_size_limit: int = Field(20 * GiB, ge=1)
-    """Largest dataset (file, or all files of a directory) that can be registered, in bytes."""
-
-    bundle_size_limit: int = Field(200 * MiB, ge=1)
-    """Largest code bundle (the launch's workdir, .gitignore honoured) in bytes."""
-
-    dataset_roots: list[Path] = Field(default_factory=list)
-    """When not empty, only paths inside these folders can be registered as datasets."""
-
-    token_cleanup_interval_s: float = Field(600.0, gt=0)
-    """How often the server deletes expired download tokens."""
-
-    sse_keepalive_s: float = Field(15.0, gt=0)
-    """Seconds between keep-alive comments on the live event stream."""
+class PodLimitSettings(BaseModel):
+    """Pods' limits and defaults: the supervisor's guardrails, budgets and NaN, how long a pod waits for its
+    control plane, how pods read metrics."""
 
     supervisor_interval_s: float = Field(5.0, gt=0)
     """How often the supervisor polls live runs' pods."""
@@ -144,13 +174,6 @@ class Settings(BaseSettings):
     metrics_ranks: Literal["0", "all"] = "0"
     """Whose metrics count in a multi-process run whose lines carry a launcher's rank prefix (`[rank1]:`): rank
     0's, or every rank's (named `rank<N>/<metric>`). A launch can choose its own (`--metrics-ranks`)."""
-    outputs_limit: int = Field(50 * GiB, ge=1)
-    """Most bytes of outputs brought home per run (env `PODTUI_OUTPUTS_LIMIT`); past it a file is refused with
-    an event, the files already home stay and the run goes on."""
-
-    outputs_reserve_bytes: int = Field(256 * MiB, ge=0)
-    """Free space left on the data dir's disk after an output file arrives; a file that would eat into it is
-    refused with an event (the disk is full, not the run)."""
 
     stop_on_nan: bool = True
     """Terminate a run whose loss becomes NaN or infinite."""
@@ -164,22 +187,20 @@ class Settings(BaseSettings):
     budget_warning_fraction: float = Field(0.8, gt=0, lt=1)
     """Share of the budget at which a warning event is recorded."""
 
+
+class TuiSettings(BaseModel):
+    """The dashboard."""
+
     keymap: dict[str, str] = Field(default_factory=dict)
     """Key remaps by binding id, e.g. {"run.terminate" = "ctrl+x"} under [keymap] in config.toml."""
 
-    log_level: str = "INFO"
-    """Level of podtui's log file (and of stderr for `podtui serve`)."""
 
-    @field_validator("public_url")
-    @classmethod
-    def _strip_public_url(cls, value: str | None) -> str | None:
-        if value is None or not value.strip():
-            return None
-        value = value.strip().rstrip("/")
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"public URL must be an http(s) URL like https://pods.example.com, not {value!r}")
-        return value
+class Settings(ServerSettings, RunPodSettings, PodLimitSettings, TuiSettings, BaseSettings):
+    """Everything podtui can be told, in groups (server, RunPod, pod limits, TUI: one class each, above); the
+    names users set are the fields' own, flat as before: `PODTUI_PORT`, `port = 8765` in config.toml. See
+    DESIGN.md (Interfaces) for the names users rely on."""
+
+    model_config = SettingsConfigDict(env_prefix="PODTUI_", extra="ignore", validate_default=True)
 
     @classmethod
     def settings_customise_sources(
@@ -232,6 +253,11 @@ class Settings(BaseSettings):
         if self.provider:
             return self.provider
         return "runpod" if self.runpod_api_key else "local"
+
+
+SETTING_GROUPS: dict[str, type[BaseModel]] = {"server": ServerSettings, "RunPod": RunPodSettings,
+                                              "pod limits": PodLimitSettings, "TUI": TuiSettings}
+"""The settings' groups by title, in the order the docs list them."""
 
 
 def load_settings(**overrides: Any) -> Settings:

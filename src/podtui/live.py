@@ -8,6 +8,8 @@ import asyncio
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from .stored_runs import StoredRun
+
 if TYPE_CHECKING:  # the models load once the control plane answers, after the first frame
     from .feed import FeedEntry
     from .models import Run
@@ -24,6 +26,8 @@ class LiveRuns:
 
     def __init__(self) -> None:
         self.runs: dict[str, Run] = {}
+        self.stored: dict[str, StoredRun] = {}
+        """The runs read straight from the store at start, shown until the control plane's list replaces them."""
         self.sparks: dict[str, list[float]] = {}
         self.version = 0
         self._current: set[str] = set()
@@ -33,15 +37,24 @@ class LiveRuns:
         return self.runs.get(run_id or "")
 
     def name_of(self, run_id: str) -> str:
-        run = self.runs.get(run_id)
+        run = self.runs.get(run_id) or self.stored.get(run_id)
         return run.name if run is not None else run_id
 
-    def newest_first(self) -> list[Run]:
-        return sorted(self.runs.values(), key=lambda r: r.created_at, reverse=True)
+    def shown(self) -> list[Run | StoredRun]:
+        """The runs, and those read from the store that the control plane has not told of yet."""
+        return [*self.runs.values(), *(r for r in self.stored.values() if r.id not in self.runs)]
 
-    def live(self) -> list[Run]:
+    def newest_first(self) -> list[Run | StoredRun]:
+        return sorted(self.shown(), key=lambda r: r.created_at, reverse=True)
+
+    def live(self) -> list[Run | StoredRun]:
         """Runs whose pods may still bill."""
-        return [r for r in self.runs.values() if r.status.is_live]
+        return [r for r in self.shown() if r.status.is_live]
+
+    def load_stored(self, runs: Iterable[StoredRun]) -> None:
+        """The runs as the store held them at start (before the control plane answers)."""
+        self.stored = {r.id: r for r in runs}
+        self.version += 1
 
     def put(self, run: Run) -> bool:
         """A run as it is now (from the feed or an API answer); True when it is new."""
@@ -62,6 +75,7 @@ class LiveRuns:
         for run in runs:
             if run.id not in self._current:
                 self.runs[run.id] = run
+        self.stored.clear()  # the control plane's list is whole
         self.version += 1
 
     def set_spark(self, run_id: str, values: list[float]) -> None:

@@ -1,5 +1,6 @@
-"""The TUI's messages: the live feed's entries as Textual messages. The app applies each entry to its `LiveRuns`
-first, then posts the message to the screens on its stack, so a handler reads state that already includes it."""
+"""The TUI's messages: the live feed's entries as Textual messages (the app applies each entry to its `LiveRuns`
+first, then posts the message to the screens on its stack, so a handler reads state that already includes it), and
+what screens ask of the app (they do not import it)."""
 
 from __future__ import annotations
 
@@ -45,6 +46,16 @@ class LogsArrived(FeedMessage):
 
     run_id: str
     lines: list[LogLine]
+
+
+@dataclass
+class EndPodAsked(Message):
+    """A screen asks the app to terminate (or stop) a run's pod; the app asks the user first unless told not to."""
+
+    run_id: str
+    stopping: bool = False
+    """Stop the pod (its disk stays) instead of terminating it."""
+    ask: bool = True
 
 
 def message_for(entry: FeedEntry) -> FeedMessage:

@@ -174,3 +174,16 @@ async def test_a_key_set_here_but_not_in_the_running_control_plane_is_named(tmp_
         serve.wait(10)
     assert code == 1
     assert "started without it" in checks["RunPod key"]["message"] and "serve.pid" in checks["RunPod key"]["message"]
+
+
+async def test_a_keymap_that_takes_quit_or_names_no_binding_fails(tmp_path):
+    """Doctor said the settings were fine while `"run.new" = "q"` had taken over Quit."""
+    (tmp_path / "c.toml").write_text('[keymap]\n"run.new" = "q"\n"run.nwe" = "m"\n')
+    code, checks = await doctor(tmp_path)
+    assert code == 1 and checks["keymap"]["status"] == "fail", checks
+    message = checks["keymap"]["message"]
+    assert "'run.new'" in message and "'app.quit'" in message and "takes q" in message
+    assert "'run.nwe'" in message and "did you mean 'run.new'" in message
+    (tmp_path / "c.toml").write_text('[keymap]\n"run.terminate" = "ctrl+x"\n')
+    code, checks = await doctor(tmp_path)
+    assert checks["keymap"]["status"] == "ok", checks

@@ -173,7 +173,7 @@ async def test_the_download_bar_and_the_filter_box_come_when_needed(settings):
         await wait_for(pilot, lambda: dash.query_one("#progress", ProgressBar).percentage == 0.75)
         run.status, run.progress = RunStatus.training, None
         app.take_entry(RunChanged(run=run.model_copy()))
-        await wait_for(pilot, lambda: not dash.query("#progress-row"))
+        await wait_for(pilot, lambda: not dash.query_one("#progress-row").display)  # hidden, updated in place
 
         from podtui.widgets.runs_table import RunsTable
 

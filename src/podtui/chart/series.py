@@ -3,6 +3,9 @@ redraw costs the same at 1k or 1M points."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Protocol
+
 import numpy as np
 
 from .raster import BLOCK, block_summary
@@ -52,7 +55,7 @@ class Series:
     def ts(self) -> np.ndarray:
         return self._ts.array
 
-    def replace(self, steps: list[int], values: list[float], ts: list[float] | None = None) -> None:
+    def replace(self, steps: Sequence[int], values: Sequence[float], ts: Sequence[float] | None = None) -> None:
         self._steps, self._values = Column(steps), Column(values)
         self._ts = Column(ts if ts is not None else [0.0] * len(steps))
         self._smooth = None
@@ -113,11 +116,46 @@ class Series:
         return summary
 
 
-def build_series(data: dict[str, tuple[list[int], list[float], list[float]]]) -> dict[str, Series]:
-    """Series from name -> (steps, values, wall times)."""
+class Columns(Protocol):
+    """One metric as parallel columns (a `models.MetricSeries` from the metrics API is one)."""
+
+    @property
+    def steps(self) -> Sequence[int]: ...
+    @property
+    def values(self) -> Sequence[float]: ...
+    @property
+    def ts(self) -> Sequence[float]: ...
+
+
+class Point(Protocol):
+    """One value of one metric at one step (a `models.MetricPoint` from the live feed is one)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def step(self) -> int: ...
+    @property
+    def value(self) -> float | str: ...
+    @property
+    def ts(self) -> float: ...
+
+
+def build_series(data: Mapping[str, Columns]) -> dict[str, Series]:
+    """Series from each metric's columns, by name."""
     built = {}
-    for name, (steps, values, ts) in data.items():
+    for name, columns in data.items():
         s = Series()
-        s.replace(steps, values, ts)
+        s.replace(columns.steps, columns.values, columns.ts)
         built[name] = s
     return built
+
+
+def grouped(points: Iterable[Point]) -> dict[str, tuple[list[int], list[float], list[float]]]:
+    """Points by metric name, as the columns `Series.extend` appends."""
+    columns: dict[str, tuple[list[int], list[float], list[float]]] = {}
+    for p in points:
+        steps, values, times = columns.setdefault(p.name, ([], [], []))
+        steps.append(p.step)
+        values.append(float(p.value))
+        times.append(p.ts)
+    return columns

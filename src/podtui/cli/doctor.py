@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from ..actions import keymap_problems
 from ..bootstrap.script import render_start_script
 from ..client import Client, ControlPlaneError
 from ..config import Settings, config_file_path, load_settings, public_url_problem, read_admin_token
@@ -48,6 +49,15 @@ def check_data_dir(settings: Settings, report: Report) -> None:
         report.add("data dir", "ok", f"{settings.data_dir} is writable")
     except OSError as exc:
         report.add("data dir", "fail", f"{settings.data_dir} is not writable ({exc.strerror}); set PODTUI_DATA_DIR")
+
+
+def check_keymap(settings: Settings, report: Report) -> None:
+    """A [keymap] the dashboard would refuse at start."""
+    if not settings.keymap:
+        return
+    problems = keymap_problems(settings.keymap)
+    report.add("keymap", "fail" if problems else "ok",
+               "; ".join(problems) or f"{len(settings.keymap)} key(s) remapped, none taken from another binding")
 
 
 def check_start_script(report: Report) -> None:
@@ -134,6 +144,7 @@ async def run_doctor(server: str | None, token: str | None) -> Report:
     except ValueError as exc:
         report.add("settings", "fail", str(exc))
         return report
+    check_keymap(settings, report)
     check_data_dir(settings, report)
     check_start_script(report)
     url = server or settings.local_url

@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Static
 
+from ..widgets.keys import bindings
 from .dialog import Dialog
 
 
 class ConfirmScreen(Dialog[bool]):
     """Asks a question; dismisses with True (yes) or False."""
 
-    BINDINGS = [
-        Binding("y", "answer(True)", "Yes", id="confirm.yes", tooltip="Confirm"),
-        Binding("n,escape", "answer(False)", "No", id="confirm.no", tooltip="Cancel"),
-    ]
+    BINDINGS = bindings("confirm")
     DEFAULT_CSS = """
     ConfirmScreen > .box { width: 64; border: thick $error; }
     ConfirmScreen Horizontal { height: auto; align: center middle; margin-top: 1; }

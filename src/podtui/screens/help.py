@@ -1,4 +1,4 @@
-"""The key map, read from the app's and the dashboard's bindings (so a remapped key shows as remapped)."""
+"""The key map, made from the action table with the keys [keymap] sets (so a remapped key shows as remapped)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,14 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
+from ..widgets.keys import bindings
 from .dialog import Dialog
 
 
 class HelpScreen(Dialog[None]):
     """Every key and what it does."""
 
-    BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close", id="help.close", tooltip="Close help")]
+    BINDINGS = bindings("help")
     DEFAULT_CSS = """
     HelpScreen > .box { width: 110; max-width: 100%; height: 80%; }
     """

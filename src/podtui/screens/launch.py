@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Input, Label, Select, Static
 
 from ..errors import ControlPlaneError
 from ..models import Dataset, GpuOffer, LaunchSpec, Run, spec_problems
+from ..widgets.keys import bindings
 from ..widgets.offers_table import OffersTable
 from .dialog import Dialog
 
@@ -58,10 +58,7 @@ class LaunchScreen(Dialog[Run | None]):
 
     AUTO_FOCUS = "#dataset"  # the first field, not the form's scroll box
 
-    BINDINGS = [
-        Binding("escape", "cancel", "Cancel", id="launch.cancel", tooltip="Close without launching"),
-        Binding("ctrl+s", "launch", "Launch", id="launch.submit", tooltip="Launch the run (in the launch form)"),
-    ]
+    BINDINGS = bindings("launch")
     DEFAULT_CSS = """
     LaunchScreen > .box { width: 110; max-width: 100%; height: 95%; padding: 0 2; }
     LaunchScreen Label { margin-top: 1; color: $text-muted; }

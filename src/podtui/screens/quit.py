@@ -6,11 +6,11 @@ from __future__ import annotations
 from typing import Literal
 
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import Button, Static
 
 from ..fmt import format_duration
+from ..widgets.keys import bindings
 from .dialog import Dialog
 
 QuitChoice = Literal["terminate", "background", "keep", "cancel"]
@@ -19,13 +19,7 @@ QuitChoice = Literal["terminate", "background", "keep", "cancel"]
 class QuitScreen(Dialog[QuitChoice]):
     """The quit guard."""
 
-    BINDINGS = [
-        Binding("t", "choose('terminate')", "Terminate all", id="quit.terminate", tooltip="Terminate every live pod"),
-        Binding("b", "choose('background')", "Keep, supervised", id="quit.background",
-                tooltip="Quit, leave pods running, and keep the control plane running in the background"),
-        Binding("k", "choose('keep')", "Keep running", id="quit.keep", tooltip="Quit and leave pods running"),
-        Binding("escape,c", "choose('cancel')", "Cancel", id="quit.cancel", tooltip="Stay in podtui"),
-    ]
+    BINDINGS = bindings("quit")
     DEFAULT_CSS = """
     QuitScreen > .box { width: 76; border: thick $warning; }
     QuitScreen Button { width: 100%; margin-top: 1; }

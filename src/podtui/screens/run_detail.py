@@ -11,21 +11,21 @@ from rich.table import Table
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
 from ..errors import ControlPlaneError
 from ..fmt import format_bytes, format_duration, outputs_line
-from ..messages import RunEventArrived, RunUpdated
+from ..live import LiveRuns
+from ..messages import EndPodAsked, RunEventArrived, RunUpdated
 from ..widgets.key_hints import KeyHints
+from ..widgets.keys import bindings
 from ..widgets.palette import event_style, status_style, theme_colour
 
 if TYPE_CHECKING:
     from textual.app import App
 
-    from ..app import PodtuiApp
     from ..client import Client
     from ..models import OutputsPage, Run, RunEvent
 
@@ -100,13 +100,7 @@ def run_facts(app: App[object], run: Run, now: float) -> Table:
 class RunDetailScreen(Screen[None]):
     """A run's facts and its event history, kept live from the app's runs and the live feed."""
 
-    BINDINGS = [
-        Binding("escape", "app.pop_screen", "Back", id="detail.back", tooltip="Back to the dashboard"),
-        Binding("ctrl+d", "terminate", "Terminate", id="detail.terminate", tooltip="Terminate the pod (asks)"),
-        Binding("s", "stop", "Stop", id="detail.stop", tooltip="Stop the pod (asks)"),
-        Binding("o", "sync_outputs", "Outputs now", id="detail.sync_outputs",
-                tooltip="Bring the run's outputs home now (while its command runs)"),
-    ]
+    BINDINGS = bindings("detail")
     DEFAULT_CSS = """
     RunDetailScreen #facts { height: auto; padding: 0 1; }
     RunDetailScreen #events { height: 1fr; }
@@ -115,17 +109,15 @@ class RunDetailScreen(Screen[None]):
     RunDetailScreen #outputs { height: auto; max-height: 12; padding: 0 1; }
     """
 
-    def __init__(self, client: Client, run_id: str) -> None:
+    def __init__(self, client: Client, live: LiveRuns, run_id: str) -> None:
         super().__init__()
         self.client = client
+        self.live = live
+        """The app's runs, kept current from the live feed."""
         self.run_id = run_id
         self._events: list[RunEvent] = []
         self._early: list[RunEvent] | None = []
         """Events the feed brought before the first page came (None once it has)."""
-
-    @property
-    def podtui(self) -> PodtuiApp:
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -160,7 +152,7 @@ class RunDetailScreen(Screen[None]):
         they can no longer change."""
         if self._outputs_settled():
             return
-        run = self.podtui.live.get(self.run_id)
+        run = self.live.get(self.run_id)
         ended = run is not None and not run.status.is_live  # before asking: the page is from after the end
         try:
             page = await self.client.outputs(self.run_id)
@@ -187,7 +179,7 @@ class RunDetailScreen(Screen[None]):
         table.add_column(justify="right", no_wrap=True)
         table.add_column(style="dim", no_wrap=True)
         table.add_column(style="dim", no_wrap=True)
-        run = self.podtui.live.get(self.run_id)
+        run = self.live.get(self.run_id)
         more_may_come = run is None or run.pod_in_use(time.time())
         style = theme_colour(self.app, "text-success") if page.summary.state == "home" else ""
         head = Text(outputs_line(page, more_may_come), style)
@@ -215,7 +207,7 @@ class RunDetailScreen(Screen[None]):
         self.notify("asked the pod for its outputs; they show here as they arrive")
 
     def show_facts(self) -> None:
-        run = self.podtui.live.get(self.run_id)
+        run = self.live.get(self.run_id)
         if run is not None:
             self.query_one("#facts", Static).update(run_facts(self.app, run, time.time()))
 
@@ -265,7 +257,7 @@ class RunDetailScreen(Screen[None]):
     async def load_pod_log(self) -> None:
         """While a pod boots without a word from its agent, the tail of its provider-side logs: an image that
         cannot be pulled or a crash before the agent shows here."""
-        run = self.podtui.live.get(self.run_id)
+        run = self.live.get(self.run_id)
         pane = self.query_one("#pod-log", Static)
         if run is None or not run.pod_id or run.last_heartbeat is not None or not run.status.is_live:
             pane.set_class(False, "shown")
@@ -286,8 +278,8 @@ class RunDetailScreen(Screen[None]):
 
     def action_terminate(self) -> None:
         """Terminate this run's pod (asks)."""
-        self.podtui.action_terminate_run(self.run_id)
+        self.post_message(EndPodAsked(self.run_id))
 
     def action_stop(self) -> None:
         """Stop this run's pod (asks)."""
-        self.podtui.action_stop_run(self.run_id)
+        self.post_message(EndPodAsked(self.run_id, stopping=True))

@@ -18,10 +18,9 @@ from ..metric_names import LOSS_NAMES
 from .palette import COMPARE_VARIABLE, LR_VARIABLE, SERIES_VARIABLES, theme_colour
 
 if TYPE_CHECKING:
-    from ..chart.series import Series
+    from collections.abc import Iterable, Mapping
 
-SeriesData = dict[str, tuple[list[int], list[float], list[float]]]
-"""name -> (steps, values, wall times)"""
+    from ..chart.series import Columns, Point, Series
 
 
 def _series() -> ModuleType:
@@ -109,28 +108,22 @@ class LossChart(Widget):
         self.series.clear()
         self.mark_dirty()
 
-    def set_series(self, series: SeriesData) -> None:
-        """Replace all series (a newly selected run): name -> (steps, values, wall times)."""
+    def set_series(self, series: Mapping[str, Columns]) -> None:
+        """Replace all series (a newly selected run): each metric's columns by name (a metrics page's series)."""
         self.series = _series().build_series(series)
         self.mark_dirty()
 
-    def add_points(self, points: list[tuple[str, int, float, float]], compare: bool = False) -> None:
-        """Append live points (name, step, value, wall time) to the run's series, or to the overlaid run's."""
-        grouped: SeriesData = {}
-        for name, step, value, ts in points:
-            steps, values, times = grouped.setdefault(name, ([], [], []))
-            steps.append(step)
-            values.append(value)
-            times.append(ts)
-        for name, (steps, values, times) in grouped.items():
-            target = self.compare if compare else self.series
+    def add_points(self, points: Iterable[Point], compare: bool = False) -> None:
+        """Append live points (the feed's) to the run's series, or to the overlaid run's."""
+        target = self.compare if compare else self.series
+        for name, (steps, values, times) in _series().grouped(points).items():
             target.setdefault(name, _series().Series()).extend(steps, values, times)
         self.mark_dirty()
 
-    def set_compare(self, name: str, series: SeriesData) -> None:
+    def set_compare(self, name: str, series: Mapping[str, Columns]) -> None:
         """Overlay another run's loss (empty name clears it)."""
         self.compare_name = name
-        self.compare = _series().build_series(series)
+        self.compare = _series().build_series(series) if series else {}  # none: numpy need not load for it
         self.mark_dirty()
 
     def shown_names(self) -> list[str]:

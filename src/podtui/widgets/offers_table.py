@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from rich.text import Text
-from textual.binding import Binding
 from textual.widgets import DataTable
 
 from ..models import GpuOffer
+from .keys import bindings
 
 COLUMNS = ("pick", "gpu", "vram", "secure $/h", "community $/h", "spot $/h", "stock")
 
@@ -22,7 +22,7 @@ def _stock(offer: GpuOffer) -> Text:
 class OffersTable(DataTable[str | Text]):
     """Space picks or unpicks the offer under the cursor; picks are tried in the order made."""
 
-    BINDINGS = [Binding("space", "toggle_pick", "Pick GPU", id="offers.pick", tooltip="Add/remove as a fallback")]
+    BINDINGS = bindings("offers")
     DEFAULT_CSS = """
     OffersTable { height: auto; max-height: 10; }
     """

@@ -16,10 +16,11 @@ from textual.widgets import DataTable
 from ..fmt import format_duration, sparkline
 from .palette import status_style, theme_colour
 
-if TYPE_CHECKING:  # the models load with the first runs, not for the first frame
+if TYPE_CHECKING:  # the models load with the control plane's runs; the first frame shows the store's (StoredRun)
     from textual.app import App
 
     from ..models import Run
+    from ..stored_runs import StoredRun
 
 COLUMNS = ("name", "provider", "gpu", "use", "status", "step", "loss", "trend", "$/h", "spent", "time")
 DROPPED_FIRST = ("provider", "$/h", "trend", "use", "step", "gpu")
@@ -46,7 +47,7 @@ def cut(text: str, width: int) -> str:
     return text if len(text) <= width else text[:width - 1] + "…"
 
 
-def gpu_use(app: App[object], run: Run) -> str | Text:
+def gpu_use(app: App[object], run: Run | StoredRun) -> str | Text:
     """GPU utilisation as the provider reports it; in the error colour while a live pod idles (it bills all the
     same)."""
     if run.gpu_util is None or not run.status.is_live:
@@ -55,7 +56,7 @@ def gpu_use(app: App[object], run: Run) -> str | Text:
     return Text(f"{run.gpu_util:.0f}%", f"bold {theme_colour(app, 'text-error')}" if idle else "")
 
 
-def run_cells(app: App[object], run: Run, losses: list[float], now: float) -> list[str | Text]:
+def run_cells(app: App[object], run: Run | StoredRun, losses: list[float], now: float) -> list[str | Text]:
     """The row of one run."""
     status = Text(run.status_label, status_style(app, run.status_label))
     if run.status == "downloading" and run.progress and run.progress.bytes_total:
@@ -80,7 +81,7 @@ class RunsTable(DataTable[str | Text]):
         self.cursor_type = "row"
         self.zebra_stripes = True
         self.border_title = "runs"
-        self._shown: tuple[list[Run], dict[str, list[float]]] = ([], {})
+        self._shown: tuple[list[Run | StoredRun], dict[str, list[float]]] = ([], {})
         self._refit = False
         self._set_columns(COLUMNS)
         self.app.theme_changed_signal.subscribe(self, lambda _: self.show(*self._shown))
@@ -117,7 +118,7 @@ class RunsTable(DataTable[str | Text]):
                 cells[0] = cut(str(cells[0]), name_width)
         return tuple(shown)
 
-    def show(self, runs: list[Run], losses: dict[str, list[float]]) -> None:
+    def show(self, runs: list[Run | StoredRun], losses: dict[str, list[float]]) -> None:
         """Update rows in place; rebuild (keeping the cursor on its run) when runs come or go, or the columns that
         fit change."""
         self._shown = (runs, losses)

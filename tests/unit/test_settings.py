@@ -1,0 +1,36 @@
+"""Settings in groups (server, RunPod, pod limits, TUI), read by the names users have always set."""
+
+import pytest
+
+from podtui.config import SETTING_GROUPS, Settings, load_settings
+
+
+def test_every_setting_is_in_one_group():
+    grouped = [name for group in SETTING_GROUPS.values() for name in group.model_fields]
+    assert sorted(grouped) == sorted(Settings.model_fields) and len(grouped) == len(set(grouped))
+    assert list(SETTING_GROUPS) == ["server", "RunPod", "pod limits", "TUI"]
+    assert "keymap" in SETTING_GROUPS["TUI"].model_fields and "port" in SETTING_GROUPS["server"].model_fields
+
+
+def test_the_names_users_set_are_unchanged(tmp_path, monkeypatch):
+    config = tmp_path / "config.toml"
+    config.write_text('port = 9001\nrunpod_api_url = "http://127.0.0.1:9/v2"\nstall_timeout_s = 60\n'
+                      '[keymap]\n"run.new" = "m"\n')
+    for name in list(__import__("os").environ):
+        if name.startswith("PODTUI_") or name == "RUNPOD_API_KEY":
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("PODTUI_CONFIG_FILE", str(config))
+    monkeypatch.setenv("PODTUI_HOST", "0.0.0.0")
+    monkeypatch.setenv("RUNPOD_API_KEY", "rpa-test")
+    monkeypatch.setenv("PODTUI_POD_UNREACHABLE_LIMIT_S", "600")
+    monkeypatch.setenv("PODTUI_STOP_ON_NAN", "false")
+    settings = load_settings()
+    assert (settings.port, settings.host, settings.runpod_api_key) == (9001, "0.0.0.0", "rpa-test")
+    assert settings.runpod_api_url == "http://127.0.0.1:9/v2" and settings.stall_timeout_s == 60
+    assert settings.pod_unreachable_limit_s == 600 and settings.stop_on_nan is False
+    assert settings.keymap == {"run.new": "m"} and settings.default_provider == "runpod"
+    monkeypatch.setenv("PODTUI_PORT", "9002")  # the environment wins over the file, as before
+    assert load_settings().port == 9002
+    monkeypatch.setenv("PODTUI_PUBLIC_URL", "ftp://pods.example.com")
+    with pytest.raises(ValueError, match="public URL must be an http"):
+        load_settings()
