@@ -27,6 +27,8 @@ from pydantic import (
     field_validator,
 )
 
+from .stored_runs import POD_END_FAILED_LABEL
+
 INT64_MAX = 2**63 - 1
 MAX_BATCH_POINTS = 5000
 MAX_BATCH_LINES = 5000
@@ -41,8 +43,6 @@ MAX_LIVE_ROWS = 4
 MAX_LIVE_ROW = 1000
 MAX_METRICS_SOURCE = 300
 MAX_POD_END_FAILED = 500
-POD_END_FAILED_LABEL = "pod end failed"
-"""A run's status where its pod could not end itself: shown in red until podtui has ended it."""
 
 _NON_FINITE = {"nan": math.nan, "inf": math.inf, "+inf": math.inf, "-inf": -math.inf,
                "infinity": math.inf, "+infinity": math.inf, "-infinity": -math.inf}

@@ -18,6 +18,10 @@ LIVE = frozenset({"pending", "provisioning", "booting", "downloading", "training
 
 COLUMNS = ("id, name, provider, status, gpu_type, gpu_util, price_per_hour, created_at, started_at, ended_at, "
            "last_step, last_loss, last_loss_nan, progress")
+LATER_COLUMNS = ", pod_end_failed"
+"""Columns of later migrations: a store the control plane has not migrated yet is read without them."""
+POD_END_FAILED_LABEL = "pod end failed"
+"""A run's status where its pod could not end itself: shown in red until podtui has ended it."""
 
 
 class StoredStatus(str):
@@ -58,6 +62,12 @@ class StoredRun:
     last_loss: float | None
     progress: StoredProgress | None = None
     live: list[str] = field(default_factory=list)
+    pod_end_failed: str | None = None
+
+    @property
+    def status_label(self) -> str:
+        """The status as the user reads it, as `models.Run.status_label`."""
+        return POD_END_FAILED_LABEL if self.pod_end_failed else self.status.value
 
     def cost_at(self, now: float) -> float:
         """Cost so far, as `models.Run.cost_at` counts it."""
@@ -74,7 +84,10 @@ def read_runs(path: Path) -> list[StoredRun]:
     try:
         db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=1.0)
         try:
-            rows = db.execute(f"SELECT {COLUMNS} FROM runs ORDER BY created_at DESC").fetchall()
+            try:
+                rows = db.execute(f"SELECT {COLUMNS}{LATER_COLUMNS} FROM runs ORDER BY created_at DESC").fetchall()
+            except sqlite3.OperationalError:  # not migrated yet
+                rows = db.execute(f"SELECT {COLUMNS} FROM runs ORDER BY created_at DESC").fetchall()
         finally:
             db.close()
     except sqlite3.Error as exc:  # an older schema before its migration, a locked or broken file
@@ -85,7 +98,8 @@ def read_runs(path: Path) -> list[StoredRun]:
 
 def _run(row: tuple[object, ...]) -> StoredRun:
     (rid, name, provider, status, gpu_type, gpu_util, price, created, started, ended, last_step, last_loss,
-     last_loss_nan, progress) = row
+     last_loss_nan, progress) = row[:14]
+    pod_end_failed = _str(row[14]) if len(row) > 14 else None
     done_total = json.loads(progress) if isinstance(progress, str) else None
     return StoredRun(
         id=str(rid), name=str(name), provider=str(provider), status=StoredStatus(status), gpu_type=_str(gpu_type),
@@ -94,7 +108,7 @@ def _run(row: tuple[object, ...]) -> StoredRun:
         last_step=last_step if isinstance(last_step, int) else None,
         last_loss=math.nan if last_loss_nan else _float(last_loss),
         progress=StoredProgress(int(done_total["bytes_done"]), int(done_total["bytes_total"]))
-        if isinstance(done_total, dict) else None)
+        if isinstance(done_total, dict) else None, pod_end_failed=pod_end_failed)
 
 
 def _float(value: object) -> float | None:

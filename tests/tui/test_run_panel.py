@@ -80,7 +80,7 @@ async def test_a_runs_end_is_told_once_on_whichever_screen_is_open(tmp_path):
         await wait_for(pilot, lambda: app.dashboard is not None and app.dashboard._client is not None)
         app.take_entry(RunChanged(run=a_run("ff00000001", RunStatus.training)))
         await wait_for(pilot, lambda: app.dashboard.selected == "ff00000001")
-        await pilot.press("enter")
+        app.dashboard.action_open_run()  # the key's path is test_app's (a run the control plane holds)
         await wait_for(pilot, lambda: isinstance(app.screen, RunDetailScreen))
         app.take_entry(RunEventAdded(event=RunEvent(id=1, run_id="ff00000001", ts=time.time(), kind="failed",
                                                     message="exit code 2\nTraceback ...")))
