@@ -63,4 +63,10 @@ MIGRATIONS: list[str] = [
     CREATE TABLE output_syncs (
         run_id TEXT PRIMARY KEY, last_sync_at REAL, final_at REAL, requested_at REAL);
     """,
+    # 7: a run that outlives its pod (--retries): its ended attempts (a JSON list), and which attempt each
+    # metric point came from (a later attempt's value replaces an earlier one's at the same step)
+    """
+    ALTER TABLE runs ADD COLUMN attempts TEXT;
+    ALTER TABLE metrics ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1;
+    """,
 ]
