@@ -4,9 +4,13 @@ agent and its command) is replaced by a new attempt that resumes from the checkp
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -117,6 +121,17 @@ async def test_killed_pod_is_replaced_and_training_resumes_from_the_checkpoint(p
     kinds = [e["kind"] for e in (await plane.http.get(f"/api/v1/runs/{run_id}/events")).json()]
     assert "attempt_lost" in kinds and "resumed" in kinds
     assert json.loads(home.read_text())["step"] >= resume_step
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "podtui.cli", "--server", plane.url, "--token",
+                               plane.control.admin_token, *args], capture_output=True, text=True, timeout=60)
+
+    listed = await asyncio.to_thread(cli, "runs")
+    assert listed.returncode == 0, listed.stderr
+    header, row = listed.stdout.splitlines()[:2]
+    assert row.split()[header.split().index("TRY")] == "2/2"
+    rows = list(csv.DictReader(io.StringIO((await asyncio.to_thread(cli, "metrics", run_id, "--csv",
+                                                                       "--name", "loss")).stdout)))
+    assert {int(r["step"]): int(r["attempt"]) for r in rows} == by_step
     await wait_for(lambda: _none(live_pods(plane)), 60, "no pod left")
     for pod in (lost_pod, run["pod_id"]):
         assert not any(group_alive(g) for g in pod_groups(plane, pod))
