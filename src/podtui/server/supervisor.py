@@ -197,8 +197,11 @@ class Supervisor:
             # Silent while the provider no longer reports the pod running (a boot stuck on its host, a machine
             # gone quiet): lost, not a guardrail's end, so a new pod may resume the run.
             silent = silence_reason(run, self.limits, now, self.awake_since)
-            if silent and self.runs.retries.pod_lost(run, f"{silent} and {provider.name} reports pod "
-                                                              f"{state.pod_id} {state.detail or state.phase}"):
+            if silent:
+                reason = f"{silent} and {provider.name} reports pod {state.pod_id} {state.detail or state.phase}"
+                if not self.runs.retries.pod_lost(run, reason):
+                    self.runs.terminate_soon(run.id, f"{reason}; no new pod: {self.runs.retries.refusal(run)}",
+                                             RunStatus.lost)
                 return
         if state.gpu_util is not None or state.gpu_mem is not None:
             step = int(run.runtime_at(now))  # seconds of pod time over every attempt: steps go on across them
