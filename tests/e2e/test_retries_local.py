@@ -67,10 +67,13 @@ async def live_pods(plane: Plane) -> list[str]:
     return [p.pod_id for p in await provider.list_pods()]
 
 
-async def test_killed_pod_is_replaced_and_training_resumes_from_the_checkpoint(priced_plane: Plane) -> None:
+@pytest.mark.parametrize("connect", ["push", "pull"])
+async def test_killed_pod_is_replaced_and_training_resumes_from_the_checkpoint(priced_plane: Plane,
+                                                                               connect: str) -> None:
     plane = priced_plane
     r = await plane.http.post("/api/v1/runs", json={
         "dataset": "demo", "gpu_types": ["local"], "retries": 1, "sync_outputs_s": 1, "keep_alive_s": 60,
+        "connect": connect,
         "env": {"DEMO_STEPS": "150", "DEMO_STEP_SECONDS": "0.04", "DEMO_CHECKPOINT_EVERY": "20"}})
     assert r.status_code == 201, r.text
     run_id = r.json()["id"]

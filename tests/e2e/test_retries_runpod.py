@@ -87,7 +87,7 @@ async def test_a_vanished_pod_is_replaced_then_retries_run_out(fake, tmp_path, p
     assert second["attempts"][0]["pod_id"] == first["pod_id"] and second["attempts"][0]["reason"]
     fake.pods.pop(second["pod_id"])
     run = await plane.wait_status(run_id, FINAL, timeout=30)
-    assert run["status"] == "lost" and "no new pod: its 1 retry are used up" in run["status_reason"], run
+    assert run["status"] == "lost" and "no new pod: its 1 retry is used up" in run["status_reason"], run
     assert len([c for c in fake.calls if c == "POST /v2/pods"]) == 2
     assert pods.live() == 0 and fake.live_pods() == []
 
@@ -141,7 +141,7 @@ async def test_a_pod_silent_and_not_running_is_lost_then_the_guardrail_ends_it(f
     second = await wait_attempt(plane, run_id, 2)
     assert "no report within" in second["attempts"][0]["reason"] and "reports pod" in second["attempts"][0]["reason"]
     run = await plane.wait_status(run_id, FINAL, timeout=30)
-    assert run["status"] == "lost" and "no new pod: its 1 retry are used up" in run["status_reason"], run
+    assert run["status"] == "lost" and "no new pod: its 1 retry is used up" in run["status_reason"], run
     assert first["pod_id"] != run["pod_id"]
     assert pods.live() == 0 and fake.live_pods() == []
 

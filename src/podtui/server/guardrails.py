@@ -81,7 +81,7 @@ def retry_refusal(run: Run, limits: Limits, now: float) -> str | None:
     if retries <= 0:
         return "retries are off (--retries 0)"
     if run.attempt > retries:
-        return f"its {retries} {'retry' if retries == 1 else 'retries'} are used up ({run.attempt} pods lost)"
+        return f"its {retries} {'retry is' if retries == 1 else 'retries are'} used up ({run.attempt} pods lost)"
     budget = budget_of(run, limits)
     spent = run.cost_at(now)
     if budget is not None and spent >= budget:
