@@ -2,6 +2,7 @@
 follow the earlier ones, its points replace the earlier attempt's from the step it resumed at; a resend changes
 nothing; the run's cost and runtime count every attempt; the resume route serves only with the run's token."""
 
+import asyncio
 import tarfile
 import time
 
@@ -81,3 +82,25 @@ async def test_the_resume_route_serves_the_outputs_to_the_runs_pod_only(plane, t
     archive.unlink()
     r = await plane.http.get(f"/api/v1/boot/{run.id}/resume", headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 404 and r.json()["error"]["code"] == "no_resume"
+
+
+async def test_a_restart_between_attempts_makes_the_next_pod(plane):
+    from podtui.models import LaunchSpec, Run
+    from podtui.server import keys
+
+    record = await plane.store.find_dataset("demo")
+    run = Run(id="a1b2c3d4e5", name="t", provider="local", status=RunStatus.training,
+              spec=LaunchSpec(dataset="demo", gpu_types=["local"], command="true", retries=1),
+              dataset_id=record.dataset.id, created_at=time.time())
+    await plane.store.create_run(run, hash_token(new_token()))
+    await next_attempt(plane, run)
+    await plane.store.update_run(run.id, pod_id=None, started_at=None)  # the restart came before the new pod
+    provider = plane.runs.providers["local"]
+    await plane.control.runner.app[keys.SUPERVISOR].resume_after_restart()
+    deadline = time.monotonic() + 10
+    while not (got := await plane.store.get_run(run.id)).pod_id:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    assert got.status.is_live and got.attempt == 2 and len(provider.created) == 1
+    assert provider.created[0].env["PODTUI_ATTEMPT"] == "2"
+    assert await plane.store.has_event(run.id, "resumed")

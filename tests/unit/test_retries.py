@@ -67,3 +67,9 @@ def test_the_current_attempt_is_costed_until_now():
     current = run.attempts[-1]
     assert current.ended_at is None and current.reason is None
     assert abs(current.cost_usd - (time.time() - (NOW - 600)) / 3600 * 3.6) < 0.01
+
+
+def test_a_run_waiting_for_its_next_pod_counts_the_lost_attempt_once():
+    waiting = make_run([lost(0.1, 10)], retries=1).model_copy(update={"pod_id": None, "started_at": None})
+    assert retry_refusal(waiting, LIMITS, NOW, waiting=True) is None
+    assert retry_refusal(waiting, LIMITS, NOW) == "its 1 retry is used up (2 pods lost)"

@@ -74,13 +74,14 @@ def silence_reason(run: Run, limits: Limits, now: float, awake_since: float = 0.
     return None
 
 
-def retry_refusal(run: Run, limits: Limits, now: float) -> str | None:
+def retry_refusal(run: Run, limits: Limits, now: float, waiting: bool = False) -> str | None:
     """Why a run whose pod was lost gets no new pod (an attempt), or None when it may have one: retries left,
-    and budget and max runtime not reached over every attempt so far."""
+    and budget and max runtime not reached over every attempt so far. `waiting`: the lost attempt is already
+    closed and the run waits for its next pod (its attempt number is the next one's)."""
     retries = run.spec.retries or 0
     if retries <= 0:
         return "retries are off (--retries 0)"
-    if run.attempt > retries:
+    if run.attempt - (1 if waiting else 0) > retries:
         return f"its {retries} {'retry is' if retries == 1 else 'retries are'} used up ({run.attempt} pods lost)"
     budget = budget_of(run, limits)
     spent = run.cost_at(now)

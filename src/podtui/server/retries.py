@@ -138,13 +138,31 @@ class Retries:
                    f"{reason}; starting attempt {n + 1}"))
         if fresh is None:
             return
-        files, size = await self._pack(fresh)
-        gpu_first = current.gpu_type if current.gpu_type in fresh.spec.gpu_types else None
-        pod_id = await self.runs.start_pod(fresh, provider, token, gpu_first=gpu_first)
+        await self.start_next(fresh, token)
+
+    async def start_next(self, run: Run, token: str) -> None:
+        """Pack the outputs home and create the run's next pod (its ingest token's hash is already the run's)."""
+        files, size = await self._pack(run)
+        last = run.ended_attempts[-1].gpu if run.ended_attempts else None
+        pod_id = await self.runs.start_pod(run, self.runs.provider(run.provider), token, gpu_first=last)
         if pod_id is not None:
             what = (f"{files} output file{'s' if files != 1 else ''} ({size:,} bytes) in $PODTUI_RESUME_DIR"
                     if files else "no outputs home yet: it starts from scratch")
-            await self.store.add_event(run.id, "resumed", f"attempt {n + 1} of {total} on pod {pod_id}: {what}")
+            await self.store.add_event(run.id, "resumed", f"attempt {run.attempt} of {(run.spec.retries or 0) + 1} "
+                                       f"on pod {pod_id}: {what}")
+
+    async def after_restart(self, run: Run) -> bool:
+        """A run whose lost pod was being replaced when the control plane stopped (it lives, has no pod, and had
+        attempts): make its next pod now. False when it may not have one."""
+        if not run.ended_attempts or retry_refusal(run, self.limits, time.time(), waiting=True) is not None:
+            return False
+        token = new_token()
+        if not await self.store.set_ingest_token(run.id, hash_token(token)):
+            return False
+        await self.store.add_event(run.id, "supervisor", "the control plane restarted while a lost pod was being "
+                                   "replaced: making the new pod now")
+        self.runs._spawn(self.start_next(run, token))
+        return True
 
     async def _pack(self, run: Run) -> tuple[int, int]:
         names = [f.path for f in await self.store.output_files(run.id) if f.size is not None]

@@ -114,7 +114,7 @@ class Supervisor:
                                             price_per_hour=pod.price_per_hour, started_at=time.time(),
                                             event=("adopted", f"found pod {pod.pod_id} after a restart"))
                 self.runs.forget_deadline(run.id)
-            else:
+            elif not await self.runs.retries.after_restart(run):
                 await self.store.finish_run(run.id, RunStatus.failed,
                                             "the control plane restarted before a pod was created")
 

@@ -398,6 +398,23 @@ class Store(Engine):
         finally:
             self._ingest.pop(run_id, None)
 
+    async def set_ingest_token(self, run_id: str, ingest_token_hash: str) -> bool:
+        """A live run's pod token replaced (its next pod gets the new one); False when the run has ended."""
+
+        def job(db: sqlite3.Connection) -> bool:
+            cur = db.execute("UPDATE runs SET ingest_token_hash = ?, ingest_revoked_at = NULL WHERE id = ? AND "
+                             "status IN ({})".format(",".join(f"'{s.value}'" for s in LIVE_STATUSES)),
+                             (ingest_token_hash, run_id))
+            try:
+                return cur.rowcount > 0
+            finally:
+                cur.close()
+
+        try:
+            return await self._write(job)
+        finally:
+            self._ingest.pop(run_id, None)
+
     async def record_gpu_use(self, run_id: str, util: float | None, mem: float | None, step: int,
                              now: float) -> None:
         """GPU use the provider reports for a run's pod: on the run (the runs table) and as the metrics
