@@ -166,3 +166,4 @@ async def test_failing_command_is_retried_with_retry_failed(local_plane: Plane) 
     assert any(t.startswith("attempt 1 resume dir /") for t in texts)
     assert any(t.startswith("attempt 2 resume dir /") for t in texts)
     assert run["attempts"][0]["reason"].startswith("the training command failed (exit code 5)")
+    assert "no new pod: its 1 retry is used up" in run["status_reason"]

@@ -368,6 +368,7 @@ class RunService:
         # After success or failure the pod may stay to bring its outputs home (a failed run's last checkpoint
         # matters too); not after a limit the pod enforced.
         ended_by_limit = bool(stopped) and status != RunStatus.succeeded
+        refusal: str | None = None
         until = time.time() + keep if keep > 0 and not ended_by_limit else None
         if status == RunStatus.succeeded:
             reason = "the training command succeeded"
@@ -378,15 +379,19 @@ class RunService:
             reason = f"{stopped} (enforced by the pod)"
         else:
             reason = f"the training command failed (exit code {exit_code})"
-            if run.spec.retry_failed and self.retries.pod_lost(run, reason):
-                if error:
-                    await self.store.add_event(run.id, "failure_tail", error[-8000:])
-                return run
+            if run.spec.retry_failed:
+                if self.retries.pod_lost(run, reason):
+                    if error:
+                        await self.store.add_event(run.id, "failure_tail", error[-8000:])
+                    return run
+                refusal = self.retries.refusal(run)
             # The command's own last words, not the start script's line about where it failed (it names only
             # `bash -c "$TRAIN_COMMAND"`); the whole tail is the run's failure_tail event.
             last = [line for line in (error or "").splitlines()[1:] if line.strip() and " [podtui] " not in line]
             if last:
                 reason += f": {last[-1][:300]}"
+            if run.spec.retry_failed and refusal:
+                reason += f"; no new pod: {refusal}"
         finished = await self.store.finish_run(run.id, status, reason, exit_code=exit_code,
                                                keep_alive_until=until)
         if finished is None:
