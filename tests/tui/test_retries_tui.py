@@ -52,5 +52,12 @@ async def test_a_killed_pod_is_replaced_and_the_curve_goes_on(settings):
         await wait_for(pilot, lambda: len(chart.series["loss"].steps) == 160)
         assert chart.series["loss"].steps.tolist() == stored.steps  # one curve, no step twice
         assert chart.series["loss"].values.tolist() == pytest.approx(stored.values)  # the later attempt's values
+        first_of_2 = next(line.text.split()[5] for line in (await app.client.logs(run_id, limit=5000)).lines
+                          if line.text.startswith("demo trainer: resuming from step"))
+        assert chart.resumes == [int(first_of_2) + 1]  # marked where the new pod took over
+        drawn = chart.draw(100, 20).plain
+        assert "↻" in drawn and "resumed on a new pod" in drawn
+        app.dashboard.load_selected(run_id)  # loaded again from the control plane: the same mark
+        await wait_for(pilot, lambda: chart.resumes == [int(first_of_2) + 1] and not chart.resume_pending)
         text = attempts_text(run, run.ended_at or 0.0)
         assert text.startswith(f"1. pod {lost_pod} on local") and f"2. pod {run.pod_id} on local" in text

@@ -16,10 +16,10 @@ from textual.widgets import DataTable, Input, ProgressBar, Static
 from ..errors import ControlPlaneError
 from ..live import SPARK_POINTS, LiveRuns
 from ..messages import LogsArrived, MetricsArrived, RunEventArrived, RunUpdated
-from ..metric_names import TRAIN_LOSS_NAMES
+from ..metric_names import LOSS_NAMES, TRAIN_LOSS_NAMES
 from ..widgets.key_hints import KeyHints
 from ..widgets.log_view import Line, LogView
-from ..widgets.loss_chart import WAITING, LossChart, SeriesData, no_runs
+from ..widgets.loss_chart import WAITING, LossChart, SeriesData, no_runs, resume_steps
 from ..widgets.runs_table import RunsTable
 
 if TYPE_CHECKING:  # the client (httpx) and the models load once the control plane answers, after the first frame
@@ -192,7 +192,8 @@ class Dashboard(Screen[None]):
         if run_id != self.selected:
             return
         chart = self.query_one(LossChart)
-        chart.set_series(series_data(page))
+        loss = next((page.series[n] for n in LOSS_NAMES if n in page.series), None)
+        chart.set_series(series_data(page), resume_steps(loss.steps, loss.attempts) if loss and loss.attempts else [])
         chart.border_title = f"loss · {self.live.name_of(run_id)}"
         # The run's events among its lines by time; the lines keep their own order (by seq: a resorted line would
         # look like a resend to the view).
@@ -229,6 +230,8 @@ class Dashboard(Screen[None]):
         first = event.message.splitlines()[0] if event.message else ""
         if event.run_id == self.selected:
             self.query_one(LogView).note(f"{event.kind}: {first}")
+            if event.kind == "attempt_lost":  # the next points come from the new pod: mark where it resumed
+                self.query_one(LossChart).resume_pending = True
         name = self.live.name_of(event.run_id)
         if event.kind in ("attempt_failed", "terminate_failed"):
             self.notify(f"{name}: {first}", severity="warning", timeout=8)

@@ -40,6 +40,11 @@ WAITING = "waiting for metrics…"
 """What the chart says while the selected run has sent no metrics yet."""
 
 
+def resume_steps(steps: list[int], attempts: list[int]) -> list[int]:
+    """Where a series passes to a later attempt: the first step of each."""
+    return [step for i, step in enumerate(steps) if i and attempts[i] > attempts[i - 1]]
+
+
 def no_runs(provider: str) -> str:
     """What the chart says before the first run, by the default provider."""
     if provider == "local":
@@ -73,6 +78,10 @@ class LossChart(Widget):
         self._version = 0
         self.idle_text = WAITING
         """What it says while it has no curve to draw."""
+        self.resumes: list[int] = []
+        """Steps where a later attempt (a new pod, --retries) took over the run's curve."""
+        self.resume_pending = False
+        """A new attempt was announced: the first live points after it mark where it resumed."""
 
     def on_mount(self) -> None:
         self.border_title = "loss"
@@ -109,9 +118,12 @@ class LossChart(Widget):
         self.series.clear()
         self.mark_dirty()
 
-    def set_series(self, series: SeriesData) -> None:
-        """Replace all series (a newly selected run): name -> (steps, values, wall times)."""
+    def set_series(self, series: SeriesData, resumes: list[int] | None = None) -> None:
+        """Replace all series (a newly selected run): name -> (steps, values, wall times); the steps its later
+        attempts resumed at."""
         self.series = _series().build_series(series)
+        self.resumes = list(resumes or [])
+        self.resume_pending = False
         self.mark_dirty()
 
     def add_points(self, points: list[tuple[str, int, float, float]], compare: bool = False) -> None:
@@ -122,6 +134,10 @@ class LossChart(Widget):
             steps.append(step)
             values.append(value)
             times.append(ts)
+        losses = [step for name, step, _, _ in points if name in LOSS_NAMES]
+        if self.resume_pending and not compare and losses:  # the new pod's first loss points
+            self.resumes.append(min(losses))
+            self.resume_pending = False
         for name, (steps, values, times) in grouped.items():
             target = self.compare if compare else self.series
             target.setdefault(name, _series().Series()).extend(steps, values, times)
@@ -156,5 +172,5 @@ class LossChart(Widget):
         draw = _draw()
         colours = draw.Colours() if self._colours is None else draw.Colours(*self._colours)
         view = draw.ChartView(self.series, names, self.compare, self.compare_name, self.log_y, self.smoothing,
-                              self.by_time, colours)
+                              self.by_time, colours, self.resumes)
         return draw.draw_chart(view, width, height)
