@@ -104,3 +104,13 @@ async def test_a_restart_between_attempts_makes_the_next_pod(plane):
     assert got.status.is_live and got.attempt == 2 and len(provider.created) == 1
     assert provider.created[0].env["PODTUI_ATTEMPT"] == "2"
     assert await plane.store.has_event(run.id, "resumed")
+
+
+async def test_gpu_use_points_carry_their_attempt_and_go_on_across_attempts(plane):
+    run, _ = await plane.fake_run()
+    await plane.store.record_gpu_use(run.id, 50.0, 10.0, 5, time.time())
+    await next_attempt(plane, run)
+    await plane.store.record_gpu_use(run.id, 70.0, 20.0, 120, time.time())
+    series = (await plane.http.get(f"/api/v1/runs/{run.id}/metrics", params={"name": "gpu_util"})).json()
+    got = series["series"]["gpu_util"]
+    assert (got["steps"], got["values"], got["attempts"]) == ([5, 120], [50.0, 70.0], [1, 2])

@@ -423,7 +423,12 @@ class Store(Engine):
                 if value is not None]
 
         def job(db: sqlite3.Connection) -> None:
-            _insert_rows(db, run_id, "metrics", rows, now)
+            row = _one(db, "SELECT attempts FROM runs WHERE id = ?", (run_id,))
+            attempt = len(json.loads(row[0])) + 1 if row and row[0] else 1
+            if attempt > 1:  # the points carry the pod's attempt (their steps go on across attempts)
+                _insert_attempt_metrics(db, run_id, attempt, rows, now)
+            else:
+                _insert_rows(db, run_id, "metrics", rows, now)
             # The run itself goes out to every watcher: only when its figures changed, not every poll.
             cur = db.execute("UPDATE runs SET gpu_util = ?, gpu_mem = ? WHERE id = ? AND "
                              "(gpu_util IS NOT ? OR gpu_mem IS NOT ?)", (util, mem, run_id, util, mem))
