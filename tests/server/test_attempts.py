@@ -103,6 +103,7 @@ async def test_a_restart_between_attempts_makes_the_next_pod(plane):
         await asyncio.sleep(0.05)
     assert got.status.is_live and got.attempt == 2 and len(provider.created) == 1
     assert provider.created[0].env["PODTUI_ATTEMPT"] == "2"
+    assert provider.created[0].env["PODTUI_SYNC_OUTPUTS_S"] == "300"  # retries on: outputs home every 5 min
     assert await plane.store.has_event(run.id, "resumed")
 
 
