@@ -198,6 +198,11 @@ class PodtuiApp(App[int]):
         name = self.live.name_of(event.run_id)
         if event.kind in ("attempt_failed", "terminate_failed"):
             self.notify(f"{name}: {first}", severity="warning", timeout=8)
+        elif event.kind in ("attempt_lost", "resumed"):  # the run goes on on a new pod (--retries)
+            self.notify(f"{name}: {first}", severity="warning" if event.kind == "attempt_lost" else "information",
+                        timeout=10)
+        elif event.kind == "pod_end_failed":  # it bills until podtui ends it
+            self.notify(f"{name}: {first}", severity="error", timeout=30)
         elif event.kind in ("failed", "lost"):
             self.notify(f"{name} {event.kind}: {first}", severity="error", timeout=15)
         elif event.kind in ("succeeded", "terminated"):

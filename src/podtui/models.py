@@ -268,6 +268,11 @@ class LaunchSpec(_Model):
     """How the pod reads metrics from the output: auto, json (JSON lines only) or off; the setting when omitted."""
     metrics_ranks: Literal["0", "all"] | None = None
     """Whose metrics count when lines carry a launcher's rank prefix: rank 0's, or all (`rank<N>/<name>`)."""
+    retries: int | None = Field(None, ge=0, le=20)
+    """How many times a lost pod (gone, exited, restarted, silent, failed to boot) is replaced by a new one that
+    resumes the run; decided at launch when omitted (2 on RunPod, 0 on the local provider)."""
+    retry_failed: bool = False
+    """Also retry when the training command itself exits non-zero (off: a failing command ends the run)."""
 
     @field_validator("env")
     @classmethod
@@ -361,6 +366,20 @@ class DownloadProgress(_Model):
     bytes_total: Int64
 
 
+class Attempt(_Model):
+    """One pod of a run: a run that outlives its pod has several (`--retries`)."""
+
+    pod_id: str | None = None
+    gpu: str | None = None
+    """The pod's GPU type."""
+    started_at: float | None = None
+    ended_at: float | None = None
+    reason: str | None = None
+    """Why the attempt ended (the pod was lost, or the run's own end); None while it lasts."""
+    cost_usd: float = 0.0
+    price_per_hour: float | None = None
+
+
 class Run(_Model):
     """A training run and the pod that carries it."""
 
@@ -398,6 +417,8 @@ class Run(_Model):
     """The progress rows the command is drawing now (shown in place under the log), [] when none."""
     pod_end_failed: str | None = None
     """What the pod said when it could not end itself (it bills until podtui ends it); None once it is gone."""
+    ended_attempts: list[Attempt] = Field(default_factory=list)
+    """The attempts whose pod was lost and replaced (the current pod is the run's own pod_id, started_at...)."""
 
     @property
     def status_label(self) -> str:
@@ -416,11 +437,39 @@ class Run(_Model):
         return self.status.is_live or (self.keep_alive_until is not None and self.keep_alive_until > now)
 
     def cost_at(self, now: float) -> float:
-        """Cost so far: price per hour x billed time (until the run ended, or now)."""
+        """Cost so far: price per hour x billed time (until the run ended, or now), over every attempt."""
+        earlier = sum(a.cost_usd for a in self.ended_attempts)
         if self.price_per_hour is None or self.started_at is None:
-            return 0.0
+            return earlier
         end = self.ended_at or now
-        return max(0.0, end - self.started_at) / 3600.0 * self.price_per_hour
+        return earlier + max(0.0, end - self.started_at) / 3600.0 * self.price_per_hour
+
+    def runtime_at(self, now: float) -> float:
+        """Billed time so far over every attempt (what --max-runtime counts), seconds."""
+        earlier = sum(max(0.0, (a.ended_at or 0.0) - (a.started_at or a.ended_at or 0.0))
+                      for a in self.ended_attempts)
+        if self.started_at is None:
+            return earlier
+        return earlier + max(0.0, (self.ended_at or now) - self.started_at)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def attempt(self) -> int:
+        """The current (or last) attempt's number, from 1."""
+        return len(self.ended_attempts) + 1
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def attempts(self) -> list[Attempt]:
+        """Every pod of the run so far, the current one last (its cost counted until now)."""
+        out = list(self.ended_attempts)
+        if self.pod_id:
+            now = time.time()
+            cost = self.cost_at(now) - sum(a.cost_usd for a in self.ended_attempts)
+            out.append(Attempt(pod_id=self.pod_id, gpu=self.gpu_type, started_at=self.started_at,
+                               ended_at=self.ended_at, reason=self.status_reason if self.ended_at else None,
+                               cost_usd=round(cost, 6), price_per_hour=self.price_per_hour))
+        return out
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -539,6 +588,8 @@ class MetricSeries(_Model):
     values: list[MetricValue]
     ts: list[float]
     downsampled: bool = False
+    attempts: list[int] = Field(default_factory=list)
+    """Which attempt (pod) each point came from (--retries): a later attempt's value replaces an earlier one's."""
 
 
 class MetricsPage(_Model):

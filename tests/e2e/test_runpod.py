@@ -457,7 +457,7 @@ async def test_a_pod_missing_right_after_its_create_is_not_gone(fake, tmp_path, 
 
 async def test_a_terminated_pod_ends_its_live_run(fake, tmp_path, planes):
     plane = await plane_for(tmp_path, fake, planes, provider_options={"gone_grace_s": 0.5})
-    run_id = await launch(plane)
+    run_id = await launch(plane, retries=0)  # with retries a new pod replaces it (test_retries_runpod.py)
     run = await wait_pod(plane, run_id)
     fake.pods[run["pod_id"]]["status"] = "TERMINATED"  # ended outside podtui (the console)
     run = await plane.wait_status(run_id, {"lost", "failed"}, timeout=20)
@@ -466,7 +466,7 @@ async def test_a_terminated_pod_ends_its_live_run(fake, tmp_path, planes):
 
 async def test_a_pod_in_error_is_failed_and_terminated(fake, tmp_path, planes):
     plane = await plane_for(tmp_path, fake, planes)
-    run_id = await launch(plane)
+    run_id = await launch(plane, retries=0)
     run = await wait_pod(plane, run_id)
     await asyncio.sleep(0.5)
     fake.fail_pod(run["pod_id"])
@@ -483,7 +483,7 @@ async def test_a_container_restart_after_training_started_fails_the_run_and_ends
     monkeypatch.setenv("DEMO_STEP_SECONDS", "0.05")
     fake.execute = True
     plane = await plane_for(tmp_path, fake, planes)
-    run_id = await launch(plane)
+    run_id = await launch(plane, retries=0)
     run = await plane.wait_status(run_id, {"training"}, timeout=60)
     fake.restart_container(run["pod_id"])
     run = await plane.wait_status(run_id, FINAL, timeout=30)

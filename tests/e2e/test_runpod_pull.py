@@ -172,3 +172,40 @@ async def test_a_pod_that_cannot_end_itself_is_heard_through_the_proxy_and_ended
     finally:
         await plane.http.aclose()
         await plane.control.stop()
+
+
+async def test_a_restarted_container_in_pull_mode_is_replaced_and_resumes(cloud, tmp_path, monkeypatch):
+    """Pull mode sees a restart as the agent saying "not started" again: with --retries a new pod gets the outputs
+    home through its `resume` input slot and goes on from the checkpoint (issue 26)."""
+    import asyncio
+    import time
+
+    api, proxy = cloud
+    monkeypatch.setenv("DEMO_STEPS", "300")
+    monkeypatch.setenv("DEMO_STEP_SECONDS", "0.03")
+    monkeypatch.setenv("DEMO_CHECKPOINT_EVERY", "20")
+    plane = await laptop_plane(tmp_path, api, proxy)
+    try:
+        r = await plane.http.post("/api/v1/runs", json={"dataset": "demo", "gpu_types": [GPU_4090], "retries": 1,
+                                                        "sync_outputs_s": 1})
+        run_id = r.json()["id"]
+        deadline = time.monotonic() + 90
+        while True:
+            files = (await plane.http.get(f"/api/v1/runs/{run_id}/outputs")).json()["files"]
+            if any(f["path"] == "checkpoint.json" and f["size"] for f in files):
+                break
+            assert time.monotonic() < deadline, "no checkpoint home"
+            await asyncio.sleep(0.2)
+        first = (await plane.http.get(f"/api/v1/runs/{run_id}")).json()
+        api.restart_container(first["pod_id"])
+        run, events = await finish(plane, run_id)
+        assert run["status"] == "succeeded", (run["status_reason"], events)
+        assert run["attempt"] == 2 and "container restarted" in run["attempts"][0]["reason"]
+        assert api.pods[first["pod_id"]]["status"] == "TERMINATED"
+        lines = (await plane.http.get(f"/api/v1/runs/{run_id}/logs", params={"limit": 5000})).json()["lines"]
+        assert any(line["text"].startswith("demo trainer: resuming from step") for line in lines)
+        series = (await plane.http.get(f"/api/v1/runs/{run_id}/metrics", params={"name": "loss"})).json()
+        assert series["series"]["loss"]["steps"] == list(range(1, 301))
+    finally:
+        await plane.http.aclose()
+        await plane.control.stop()

@@ -16,6 +16,8 @@ from podtui.cli import main
     (["--outputs", "/abs"], "--outputs: outputs must be a folder inside the workdir"),
     (["--outputs", "../x"], "--outputs: outputs must be a folder inside the workdir"),
     (["--max-runtime", "abc"], "--max-runtime: 'abc' is not a duration"),
+    (["--retries", "-1"], "--retries: must be at least 0"),
+    (["--retries", "99"], "--retries: must be at most 20"),
 ])
 def test_bad_launch_options_name_the_option(tmp_path, monkeypatch, args, said):
     monkeypatch.setenv("PODTUI_CONFIG_FILE", str(tmp_path / "none.toml"))

@@ -90,3 +90,15 @@ def test_points_arriving_out_of_order_are_merged_once_per_step():
     s.extend([0, 1, 2], [3.0, 2.0, 1.0], [0.0, 1.0, 2.0])
     s.extend([2, 3], [9.0, 0.5], [2.0, 3.0])  # a resend overlapping the last point
     assert s.steps.tolist() == [0, 1, 2, 3] and s.values.tolist()[-1] == 0.5
+
+
+def test_a_later_attempt_redoing_steps_replaces_their_values():
+    """A new pod resumed from an older checkpoint (--retries) sends steps again: its values are the curve."""
+    from podtui.chart.series import Series
+
+    s = Series()
+    s.extend([1, 2, 3, 4], [4.0, 3.0, 2.0, 1.0], [1.0, 2.0, 3.0, 4.0])
+    s.smoothed(0.6)
+    s.extend([3, 4, 5], [2.5, 1.5, 0.5], [10.0, 11.0, 12.0])
+    assert s.steps.tolist() == [1, 2, 3, 4, 5]
+    assert s.values.tolist() == [4.0, 3.0, 2.5, 1.5, 0.5] and s.ts.tolist()[2:] == [10.0, 11.0, 12.0]

@@ -1808,7 +1808,7 @@ class Agent:
 MAX_CHUNK = 32 * 1024 * 1024  # one PUT of an input; well inside the proxy's 100 s limit
 MAX_JSON = 64 * 1024
 MAX_WAIT = 25.0
-SLOT = re.compile(r"^(script|bundle|data-[0-9]{1,6})$")
+SLOT = re.compile(r"^(script|bundle|resume|data-[0-9]{1,6})$")
 
 
 class PullLink:

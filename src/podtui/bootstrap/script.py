@@ -141,6 +141,12 @@ if [ "$HAS_BUNDLE" = 1 ]; then
   fetch "$PODTUI_URL/api/v1/boot/$PODTUI_RUN_ID/bundle" "$DIR/bundle.tar.gz" pod
   tar -xzf "$DIR/bundle.tar.gz" -C "$WORK"
 fi
+if [ "$HAS_RESUME" = 1 ]; then
+  log "fetching the outputs of the earlier attempts (attempt ${PODTUI_ATTEMPT:-?} resumes from them)"
+  fetch "$PODTUI_URL/api/v1/boot/$PODTUI_RUN_ID/resume" "$DIR/resume.tar" pod
+  tar -xf "$DIR/resume.tar" -C "$PODTUI_RESUME_DIR"
+  rm -f "$DIR/resume.tar"
+fi
 rm -f "$DIR/.curl-dl" "$DIR/.wget-dl"
 
 """
@@ -165,6 +171,11 @@ if [ "$HAS_BUNDLE" = 1 ]; then
   tar -xzf "$DIR/inputs/bundle" -C "$WORK"
   rm -f "$DIR/inputs/bundle"
 fi
+if [ "$HAS_RESUME" = 1 ]; then
+  log "placing the outputs of the earlier attempts (attempt ${PODTUI_ATTEMPT:-?} resumes from them)"
+  tar -xf "$DIR/inputs/resume" -C "$PODTUI_RESUME_DIR"
+  rm -f "$DIR/inputs/resume"
+fi
 rm -f "$DIR/.curl-dl" "$DIR/.wget-dl"
 """
 
@@ -179,7 +190,8 @@ __VARIABLES__
 DIR="${PODTUI_HOME:-$HOME/podtui}"
 DATA="$DIR/data"
 WORK="$DIR/work"
-mkdir -p "$DATA" "$WORK"
+PODTUI_RESUME_DIR="$DIR/resume"  # what earlier attempts brought home (empty on the first)
+mkdir -p "$DATA" "$WORK" "$PODTUI_RESUME_DIR"
 if [ -n "${PODTUI_TOKEN:-}" ]; then  # push mode: the pod downloads; pull mode: it was uploaded to
   umask 077
   # The credentials go to config files, never onto a command line (`ps` shows those).
@@ -243,7 +255,7 @@ download() {  # download URL OUT SHA SIZE_BEFORE: retries with resume, checks th
 
 __INPUTS__
 cd "$WORK"
-export PODTUI_DATASET_PATH PODTUI_RUN_ID
+export PODTUI_DATASET_PATH PODTUI_RUN_ID PODTUI_RESUME_DIR
 echo "##podtui status training"
 log "training: $TRAIN_COMMAND"
 bash -c "$TRAIN_COMMAND"
@@ -253,7 +265,7 @@ log "training command finished"
 
 def render_start_script(*, run_id: str, dataset: Dataset, dataset_file: str, download_token: str,
                         pod_url: str, command: str, has_bundle: bool,
-                        pulled_files: list[tuple[str, str]] | None = None) -> str:
+                        pulled_files: list[tuple[str, str]] | None = None, has_resume: bool = False) -> str:
     """The start script for one run (served to its pod only, over its ingest token; or, in pull mode, uploaded
     to its port with `pulled_files` = [(input slot, path under the data folder)])."""
     variables = {
@@ -265,6 +277,7 @@ def render_start_script(*, run_id: str, dataset: Dataset, dataset_file: str, dow
         "DATASET_SHA256": dataset.sha256,
         "DATASET_SIZE": str(dataset.size_bytes),
         "HAS_BUNDLE": "1" if has_bundle else "0",
+        "HAS_RESUME": "1" if has_resume else "0",
         "TRAIN_COMMAND": command,
     }
     lines = "\n".join(f"{key}={shlex.quote(value)}" for key, value in variables.items())

@@ -26,6 +26,12 @@ class Colours:
     lr: str = "#d7d75f"
 
 
+def resume_columns(steps: list[int], x_range: tuple[float, float], width: int) -> set[int]:
+    """The plot columns of the resume steps inside the x range."""
+    lo, hi = x_range
+    return {round((step - lo) / ((hi - lo) or 1) * (width - 1)) for step in steps if lo <= step <= hi}
+
+
 @dataclass
 class ChartView:
     """What to draw: the run's series (names in order), an overlay, and the toggles."""
@@ -38,6 +44,8 @@ class ChartView:
     smoothing: float = 0.6
     by_time: bool = False
     colours: Colours = field(default_factory=Colours)
+    resumes: list[int] = field(default_factory=list)
+    """Steps where a later attempt (a new pod, --retries) took over: marked under the x axis."""
 
 
 def draw_chart(view: ChartView, width: int, height: int) -> Text:
@@ -96,7 +104,15 @@ def draw_chart(view: ChartView, width: int, height: int) -> Text:
         left, right = "0s", f"{format_duration(x_range[1])} wall time"
     else:
         left, right = f"{int(x_range[0])}", f"step {int(x_range[1])}"
-    out.append(" " * label_w + "└" + left + " " * max(1, plot_w - len(left) - len(right)) + right + "\n", "dim")
+    axis = left + " " * max(1, plot_w - len(left) - len(right)) + right
+    marks = [] if view.by_time else resume_columns(view.resumes, x_range, plot_w)
+    if not marks:
+        out.append(" " * label_w + "└" + axis + "\n", "dim")
+    else:
+        out.append(" " * label_w + "└", "dim")
+        for col, ch in enumerate(axis):
+            out.append("↻", "bold") if col in marks else out.append(ch, "dim")
+        out.append("\n")
     legend = Text(" " * label_w)
     for i, name in enumerate(names):
         s = view.series[name]
@@ -105,6 +121,8 @@ def draw_chart(view: ChartView, width: int, height: int) -> Text:
     if view.compare_name and compare_metric in view.compare:
         legend.append(f"■ {view.compare_name}  ", view.colours.compare)
     legend.append(f"smooth {view.smoothing:.2f}{'  log-y' if view.log_y else ''}", "dim")
+    if marks:
+        legend.append("  ↻ resumed on a new pod", "dim")
     out.append_text(legend)
     if lr is not None and height >= 8 and len(lr.values):
         out.append("\n" + " " * label_w + "lr ", "dim")

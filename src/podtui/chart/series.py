@@ -66,10 +66,12 @@ class Series:
             return
         new = [np.asarray(a, dtype=np.float64) for a in (steps, values, ts)]
         if len(self.steps) and new[0].min() <= self.steps[-1]:
-            # out of order (a resend after a restart): merge, keep one point per step, recompute caches
-            uniq, index = np.unique(np.concatenate([self.steps, new[0]]), return_index=True)
-            self.replace(uniq.tolist(), np.concatenate([self.values, new[1]])[index].tolist(),
-                         np.concatenate([self.ts, new[2]])[index].tolist())
+            # out of order (a resend after a restart, or a new attempt redoing steps from its checkpoint): merge,
+            # one point per step, the newer value winning (np.unique takes each step's first occurrence, so the
+            # new points go first), and recompute the caches
+            uniq, index = np.unique(np.concatenate([new[0], self.steps]), return_index=True)
+            self.replace(uniq.tolist(), np.concatenate([new[1], self.values])[index].tolist(),
+                         np.concatenate([new[2], self.ts])[index].tolist())
             return
         self._steps.append(new[0])
         self._values.append(new[1])

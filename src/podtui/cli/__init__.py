@@ -295,6 +295,10 @@ def gpus(obj: Context, provider: str | None, refresh: bool, cloud_type: str, gpu
 @click.option("--outputs", "outputs_dir", help="The pod's outputs folder ($PODTUI_OUTPUT_DIR), relative to the "
               "workdir (default: outputs).")
 @click.option("--sync-outputs", help="Also bring the outputs home every this long while the command runs, e.g. 10m.")
+@click.option("--retries", type=int, help="Replace a lost pod (gone, exited, restarted, silent, failed to boot) up to "
+              "N times; the new pod resumes from the outputs home in $PODTUI_RESUME_DIR (default: 2 on RunPod, 0 "
+              "on the local provider).")
+@click.option("--retry-failed", is_flag=True, help="Also retry when the training command itself exits non-zero.")
 @click.option("--name", help="Run name.")
 @click.option("--env", "env_pairs", multiple=True, help="KEY=VALUE for the training command; repeatable.")
 @click.option("--wait", is_flag=True, help="Follow the run; exit 0 on success, non-zero otherwise.")
@@ -305,7 +309,8 @@ def launch(obj: Context, dataset: str, gpu_types: tuple[str, ...], command: str 
            min_cuda_version: str | None, connect: str | None, ssh: bool, min_gpu_util: str | None,
            metrics_mode: str | None, metrics_ranks: str | None, max_runtime: str | None,
            budget: float | None, keep_alive: str, outputs_dir: str | None, sync_outputs: str | None,
-           name: str | None, env_pairs: tuple[str, ...], wait: bool, as_json: bool) -> None:
+           retries: int | None, retry_failed: bool, name: str | None, env_pairs: tuple[str, ...], wait: bool,
+           as_json: bool) -> None:
     """Launch a run."""
     env = {}
     for pair in env_pairs:
@@ -323,7 +328,8 @@ def launch(obj: Context, dataset: str, gpu_types: tuple[str, ...], command: str 
         "gpu_count": gpu_count, "cloud_type": cloud_type, "spot": spot, "max_runtime_s": max_runtime,
         "budget_usd": budget, "keep_alive_s": keep_alive, "env": env, "min_cuda_version": min_cuda_version,
         "ssh": ssh or None, "connect": connect, "metrics": metrics_mode, "metrics_ranks": metrics_ranks,
-        "outputs": outputs_dir, "sync_outputs_s": sync_outputs,
+        "outputs": outputs_dir, "sync_outputs_s": sync_outputs, "retries": retries,
+        "retry_failed": retry_failed or None,
     }
     if min_gpu_util:
         pct, _, duration = min_gpu_util.partition("/")
@@ -414,6 +420,11 @@ async def follow_run(client: Client, run_id: str, quiet: bool = False, poll_s: f
         await asyncio.sleep(poll_s)
 
 
+def attempts_cell(run: Run) -> str:
+    """`2/3`: the run's attempt (its pod) out of the most it may have (--retries + 1)."""
+    return f"{run.attempt}/{(run.spec.retries or 0) + 1}"
+
+
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
@@ -431,10 +442,10 @@ def runs(obj: Context, as_json: bool) -> None:
         for r in found:
             loss = "-" if r.last_loss is None else f"{r.last_loss:.4g}"
             age = format_duration((r.ended_at or now) - (r.started_at or r.created_at))
-            rows.append([r.id, r.name, r.provider, r.gpu_type or "-", r.status_label,
+            rows.append([r.id, r.name, r.provider, r.gpu_type or "-", r.status_label, attempts_cell(r),
                          "-" if r.last_step is None else str(r.last_step), loss, f"${r.spent_usd:.2f}", age,
                          (r.status_reason or "")[:60]])
-        table(rows, ["ID", "NAME", "PROVIDER", "GPU", "STATUS", "STEP", "LOSS", "SPENT", "TIME", "REASON"])
+        table(rows, ["ID", "NAME", "PROVIDER", "GPU", "STATUS", "TRY", "STEP", "LOSS", "SPENT", "TIME", "REASON"])
         for r in found:
             if r.pod_end_failed:
                 click.secho(f"{r.name} ({r.id}): {r.pod_end_failed}", fg="red", bold=True, err=True)
@@ -484,7 +495,7 @@ def logs(obj: Context, run_ref: str, follow: bool, tail: int | None, as_json: bo
 
 @main.command()
 @click.argument("run_ref", metavar="RUN")
-@click.option("--csv", "as_csv", is_flag=True, help="name,step,value,ts rows.")
+@click.option("--csv", "as_csv", is_flag=True, help="name,step,value,ts,attempt rows.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--name", help="Only this metric.")
 @click.pass_obj
@@ -499,10 +510,11 @@ def metrics(obj: Context, run_ref: str, as_csv: bool, as_json: bool, name: str |
             emit_json(page)
         elif as_csv:
             writer = csv.writer(sys.stdout)
-            writer.writerow(["name", "step", "value", "ts"])
+            writer.writerow(["name", "step", "value", "ts", "attempt"])
             for metric, series in page.series.items():
-                for step, value, ts in zip(series.steps, series.values, series.ts, strict=True):
-                    writer.writerow([metric, step, value, ts])
+                attempts = series.attempts or [1] * len(series.steps)
+                for step, value, ts, attempt in zip(series.steps, series.values, series.ts, attempts, strict=True):
+                    writer.writerow([metric, step, value, ts, attempt])
         else:
             rows = []
             for metric, series in page.series.items():

@@ -4,7 +4,8 @@ Python standard library only, so it runs on any pod. It reads the CSV at $PODTUI
 `step=N loss=X lr=Y` line per step and a JSON eval line every 25 steps, and takes about a minute
 (DEMO_STEPS and DEMO_STEP_SECONDS change that). Into $PODTUI_OUTPUT_DIR it writes a checkpoint every
 DEMO_CHECKPOINT_EVERY steps (default 50; `checkpoint.json`, overwritten) and the model at the end (`model.json`),
-which podtui brings home.
+which podtui brings home. A run launched with --retries that lost its pod resumes from
+`$PODTUI_RESUME_DIR/checkpoint.json` (the outputs home before the pod was lost) and says so.
 """
 
 import csv
@@ -33,13 +34,28 @@ def mse(w, b, xs, ys):
     return total / len(xs)
 
 
-def save(folder, name, step, w, b, header):
-    """Write the weights as JSON (a model file small enough for any disk)."""
+def save(folder, name, step, w, b, header, state=None):
+    """Write the weights as JSON (a model file small enough for any disk); a checkpoint adds what resuming needs
+    (momentum, the sampler's state). Written to a temporary name and renamed: a copy never sees half a file."""
     if not folder:
         return
     os.makedirs(folder, exist_ok=True)
-    with open(os.path.join(folder, name), "w") as f:
-        json.dump({"step": step, "features": header[:-1], "weights": w, "bias": b}, f)
+    body = {"step": step, "features": header[:-1], "weights": w, "bias": b}
+    body.update(state or {})
+    tmp = os.path.join(folder, "." + name + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(body, f)
+    os.replace(tmp, os.path.join(folder, name))
+
+
+def resume_point():
+    """The checkpoint an earlier attempt left in $PODTUI_RESUME_DIR, or None."""
+    folder = os.environ.get("PODTUI_RESUME_DIR", "")
+    path = os.path.join(folder, "checkpoint.json") if folder else ""
+    if not path or not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
 
 
 def main():
@@ -60,7 +76,16 @@ def main():
     batch = 32
     outputs = os.environ.get("PODTUI_OUTPUT_DIR", "")
     every = int(os.environ.get("DEMO_CHECKPOINT_EVERY", "50"))
-    for step in range(1, steps + 1):
+    first = 1
+    ckpt = resume_point()
+    if ckpt is not None and "momentum" in ckpt:
+        w, b, vw, vb = ckpt["weights"], ckpt["bias"], ckpt["momentum"], ckpt["momentum_bias"]
+        version, internal, gauss = ckpt["rng"]
+        rng.setstate((version, tuple(internal), gauss))
+        first = int(ckpt["step"]) + 1
+        print(f"demo trainer: resuming from step {ckpt['step']} ($PODTUI_RESUME_DIR/checkpoint.json, attempt "
+              f"{os.environ.get('PODTUI_ATTEMPT', '?')})", flush=True)
+    for step in range(first, steps + 1):
         lr = 0.02 * 0.5 * (1 + math.cos(math.pi * step / steps)) + 1e-4
         idx = [rng.randrange(len(train_x)) for _ in range(batch)]
         gw = [0.0] * len(w)
@@ -81,7 +106,8 @@ def main():
         if step % 25 == 0 or step == steps:
             print(json.dumps({"step": step, "eval_loss": round(mse(w, b, eval_x, eval_y), 6)}), flush=True)
         if every > 0 and step % every == 0:
-            save(outputs, "checkpoint.json", step, w, b, header)
+            save(outputs, "checkpoint.json", step, w, b, header,
+                 {"momentum": vw, "momentum_bias": vb, "rng": list(rng.getstate())})
         time.sleep(pause)
     save(outputs, "model.json", steps, w, b, header)
     print(f"demo trainer: done, weights {[round(v, 3) for v in w]}", flush=True)

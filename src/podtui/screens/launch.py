@@ -49,7 +49,8 @@ RUNPOD_ONLY = ("#image", "#cloud_type", "#pricing")
 """Fields a local pod (a process on this machine) has no use for."""
 LABEL_OF_FIELD = {"max_runtime_s": "max runtime", "budget_usd": "budget $", "keep_alive_s": "keep alive",
                   "gpu_count": "GPU count", "cloud_type": "cloud", "dataset": "dataset",
-                  "outputs": "outputs folder", "sync_outputs_s": "sync outputs every"}
+                  "outputs": "outputs folder", "sync_outputs_s": "sync outputs every", "retries": "retries",
+                  "retry_failed": "retry a failing command"}
 """The form's label of a LaunchSpec field, where it is not the field's name with spaces."""
 
 
@@ -135,6 +136,14 @@ class LaunchScreen(Dialog[Run | None]):
                 with Vertical():
                     yield Label("sync outputs every (empty: when the command ends)")
                     yield Input(placeholder="e.g. 15m", id="sync_outputs")
+            with Horizontal():
+                with Vertical():
+                    yield Label("retries: new pods for a lost one (empty: 2 on RunPod, 0 local)")
+                    yield Input(placeholder="e.g. 2", id="retries", type="integer")
+                with Vertical():
+                    yield Label("retry a failing command")
+                    yield Select[str]([("no", "no"), ("yes", "yes")], value="no", allow_blank=False,
+                                      id="retry_failed")
             yield Static("", id="error")
             with Horizontal(id="buttons"):
                 yield Button("Launch (ctrl+s)", variant="success", id="launch")
@@ -236,7 +245,8 @@ class LaunchScreen(Dialog[Run | None]):
             "gpu_count": text("gpu_count") or 1, "cloud_type": self.query_one("#cloud_type", Select).value,
             "name": text("name"), "max_runtime_s": text("max_runtime"), "budget_usd": text("budget"),
             "keep_alive_s": text("keep_alive") or 0,
-            "outputs": text("outputs"), "sync_outputs_s": text("sync_outputs"),
+            "outputs": text("outputs"), "sync_outputs_s": text("sync_outputs"), "retries": text("retries"),
+            "retry_failed": self.query_one("#retry_failed", Select).value == "yes",
             "spot": self.query_one("#pricing", Select).value == "spot",
             "connect": None if self.query_one("#connect", Select).value == "auto"
             else self.query_one("#connect", Select).value,

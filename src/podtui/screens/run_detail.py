@@ -43,6 +43,19 @@ def metrics_note(run: Run) -> str:
     return f"{note}  ({asked})" if asked else note
 
 
+def attempts_text(run: Run, now: float) -> str:
+    """One line per pod the run has had (--retries): which, how long, what it cost, why it ended."""
+    lines = []
+    for n, attempt in enumerate(run.attempts, 1):
+        lasted = format_duration((attempt.ended_at or now) - (attempt.started_at or now))
+        why = attempt.reason or ("now" if run.status.is_live else run.status.value)
+        lines.append(f"{n}. pod {attempt.pod_id or '-'} on {attempt.gpu or '-'}, {lasted}, "
+                     f"${attempt.cost_usd:.2f}: {why}")
+    if run.status.is_live and not run.pod_id and run.attempt > len(run.attempts):
+        lines.append(f"{run.attempt}. (a new pod is being made)")
+    return "\n".join(lines) + f"\nup to {(run.spec.retries or 0) + 1} attempts (--retries {run.spec.retries or 0})"
+
+
 def run_facts(app: App[object], run: Run, now: float) -> Table:
     """The run's facts as two columns of label/value pairs."""
     spec = run.spec
@@ -67,7 +80,9 @@ def run_facts(app: App[object], run: Run, now: float) -> Table:
         ("connect", "pull: the control plane reaches the pod's port " + (f"{run.pod_port} " if run.pod_port else "")
          + "(no public URL needed)" if run.connect == "pull" else "push: the pod reports to the control plane's URL"),
         ("GPU", f"{run.gpu_type or '-'} x{spec.gpu_count}{cloud}  (tried in order: {', '.join(spec.gpu_types)})"),
-        ("cost", f"{price}, ${run.cost_at(now):.2f} spent"),
+        ("cost", f"{price}, ${run.cost_at(now):.2f} spent" + (f" over {run.attempt} attempts" if run.attempt > 1
+                                                                  else "")),
+        *([("attempts", attempts_text(run, now))] if run.spec.retries or run.attempt > 1 else []),
         ("GPU use", "-" if run.gpu_util is None else
          f"{run.gpu_util:.0f}% compute, {run.gpu_mem or 0:.0f}% memory (as {run.provider} reports it)"
          + (f"; warns below {spec.min_gpu_util_pct:.0f}% for {format_duration(spec.min_gpu_util_s)}"

@@ -193,7 +193,8 @@ async def run_metrics(request: web.Request) -> web.Response:
             points = [points[i] for i in keep]
             downsampled = True
         series[metric] = MetricSeries(steps=[p[0] for p in points], values=[p[1] for p in points],
-                                      ts=[p[2] for p in points], downsampled=downsampled)
+                                      ts=[p[2] for p in points], downsampled=downsampled,
+                                      attempts=[p[3] for p in points])
     return json_response(MetricsPage(run_id=run.id, series=series))
 
 
@@ -254,7 +255,8 @@ async def boot_script(request: web.Request) -> web.Response:
     token = await downloads.issue_download_token(store, record.dataset.id, run.id, settings.download_token_ttl_s)
     script = render_start_script(
         run_id=run.id, dataset=record.dataset, dataset_file=record.manifest[0]["path"], download_token=token,
-        pod_url=settings.pod_url, command=run.spec.command or "", has_bundle=bool(run.spec.workdir))
+        pod_url=settings.pod_url, command=run.spec.command or "", has_bundle=bool(run.spec.workdir),
+        has_resume=_runs(request).retries.resume_archive(run.id).is_file())
     await store.update_run(run.id, only_if_live=True, event=("boot", "the pod fetched its start script"))
     return web.Response(text=script, content_type="text/x-shellscript", headers={"Cache-Control": "no-store"})
 
@@ -273,6 +275,16 @@ async def boot_bundle(request: web.Request) -> web.StreamResponse:
     if not path.is_file():
         raise ApiError(404, "no_bundle", "this run has no code bundle")
     return web.FileResponse(path, headers={"Content-Type": "application/gzip"})
+
+
+async def boot_resume(request: web.Request) -> web.StreamResponse:
+    """The outputs earlier attempts brought home (a tar), for a new pod to resume from (Range: resumable)."""
+    run_id = request.match_info["run_id"]
+    await auth.check_ingest(request, _store(request), run_id)
+    path = _runs(request).retries.resume_archive(run_id)
+    if not path.is_file():
+        raise ApiError(404, "no_resume", "this run has no outputs to resume from")
+    return web.FileResponse(path, headers={"Content-Type": "application/x-tar"})
 
 
 async def openapi_json(request: web.Request) -> web.Response:
@@ -360,6 +372,8 @@ ROUTES: tuple[Route, ...] = (
           content_type="text/x-python"),
     Route("GET", "/api/v1/boot/{run_id}/bundle", boot_bundle, auth.POD, "The run's code bundle",
           content_type="application/gzip"),
+    Route("GET", "/api/v1/boot/{run_id}/resume", boot_resume, auth.POD,
+          "The outputs earlier attempts brought home, for a new pod to resume from", content_type="application/x-tar"),
     Route("POST", RUN + "/report", ingest.report, auth.POD, "A pod's report", body=Report,
           response=ReportReply),
     Route("GET", "/api/v1/doctor", doctor.doctor_checks, auth.ADMIN, "Server-side doctor checks",

@@ -46,20 +46,49 @@ def stop_reason(run: Run, limits: Limits, now: float, awake_since: float = 0.0) 
     spent = run.cost_at(now)
     if budget is not None and spent >= budget:
         return f"budget of ${budget:.2f} reached (${spent:.2f} spent)"
-    runtime = now - run.started_at
+    runtime = run.runtime_at(now)  # every attempt's pod counts
     if run.spec.max_runtime_s is not None and runtime >= run.spec.max_runtime_s:
         return f"max runtime of {_minutes(run.spec.max_runtime_s)} reached"
     if limits.stop_on_nan and run.last_loss is not None and not math.isfinite(run.last_loss):
         return f"loss became {run.last_loss} at step {run.last_step}"
+    silent = silence_reason(run, limits, now, awake_since)
+    if silent:
+        return silent
+    if run.status == RunStatus.training:
+        quiet_since = max(run.last_activity or run.last_heartbeat or run.started_at, awake_since)
+        if now - quiet_since >= limits.stall_timeout_s:
+            return f"stalled: no metric and no log line for {_minutes(now - quiet_since)}"
+    return None
+
+
+def silence_reason(run: Run, limits: Limits, now: float, awake_since: float = 0.0) -> str | None:
+    """Why a live run's pod counts as silent now (no report since its start within the boot timeout, or no
+    heartbeat for the heartbeat timeout), or None."""
+    if not run.status.is_live or run.started_at is None:
+        return None
     if run.last_heartbeat is None:
         if now - max(run.started_at, awake_since) >= limits.boot_timeout_s:
             return f"the pod sent no report within {_minutes(limits.boot_timeout_s)} of starting"
     elif now - max(run.last_heartbeat, awake_since) >= limits.heartbeat_timeout_s:
         return f"no heartbeat for {_minutes(now - run.last_heartbeat)}"
-    if run.status == RunStatus.training:
-        quiet_since = max(run.last_activity or run.last_heartbeat or run.started_at, awake_since)
-        if now - quiet_since >= limits.stall_timeout_s:
-            return f"stalled: no metric and no log line for {_minutes(now - quiet_since)}"
+    return None
+
+
+def retry_refusal(run: Run, limits: Limits, now: float, waiting: bool = False) -> str | None:
+    """Why a run whose pod was lost gets no new pod (an attempt), or None when it may have one: retries left,
+    and budget and max runtime not reached over every attempt so far. `waiting`: the lost attempt is already
+    closed and the run waits for its next pod (its attempt number is the next one's)."""
+    retries = run.spec.retries or 0
+    if retries <= 0:
+        return "retries are off (--retries 0)"
+    if run.attempt - (1 if waiting else 0) > retries:
+        return f"its {retries} {'retry is' if retries == 1 else 'retries are'} used up ({run.attempt} pods lost)"
+    budget = budget_of(run, limits)
+    spent = run.cost_at(now)
+    if budget is not None and spent >= budget:
+        return f"its budget of ${budget:.2f} is spent (${spent:.2f} over {run.attempt} attempts)"
+    if run.spec.max_runtime_s is not None and run.runtime_at(now) >= run.spec.max_runtime_s:
+        return f"its max runtime of {_minutes(run.spec.max_runtime_s)} is reached"
     return None
 
 

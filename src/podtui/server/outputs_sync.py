@@ -20,6 +20,7 @@ from ..store import NotFound, Store
 from .outputs import OutputRefused, Outputs
 from .outputs_api import sync_ended
 from .puller import PodLink, PodUnreachable
+from .retries import sync_every
 
 log = logging.getLogger(__name__)
 
@@ -79,12 +80,12 @@ class OutputsSyncer:
             if run.status.is_final:
                 await self._final(run)
                 return
-            every = run.spec.sync_outputs_s
+            every = sync_every(run)
             due = bool(every) and time.time() - last >= (every or 0)
             if wake.is_set() or due:
                 wake.clear()
                 last = time.time()
-                if await self.store.has_event(run_id, "pod_started"):
+                if run.pod_id and await self.store.has_event(run_id, "pod_started", since=run.started_at):
                     await self._sync_quietly(run, final=False)
             try:
                 await asyncio.wait_for(wake.wait(), WATCH_S)

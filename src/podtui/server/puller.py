@@ -163,7 +163,7 @@ class Puller:
             try:
                 state = await link.state()
                 if not state.get("started"):
-                    if await self.store.has_event(run_id, "pod_started"):
+                    if await self.store.has_event(run_id, "pod_started", since=run.started_at):  # this pod's
                         # The agent lost its state: the container restarted (RunPod restarts a container whose
                         # process exited). Starting again would train from scratch under the same numbers.
                         self.runs.container_restarted(run)
@@ -244,7 +244,7 @@ class Puller:
         script = render_start_script(
             run_id=run.id, dataset=record.dataset, dataset_file=record.manifest[0]["path"], download_token="",
             pod_url="", command=run.spec.command or "", has_bundle=bool(run.spec.workdir),
-            pulled_files=placed).encode()
+            pulled_files=placed, has_resume=self.runs.retries.resume_archive(run.id).is_file()).encode()
         uploads = [Upload("script", len(script), hashlib.sha256(script).hexdigest(), data=script)]
         for slot, entry in files:
             path = await asyncio.to_thread(resolve_served_file, record.root, entry)
@@ -253,6 +253,10 @@ class Puller:
         if run.spec.workdir and bundle.is_file():
             uploads.append(Upload("bundle", bundle.stat().st_size,
                                   await asyncio.to_thread(sha256_file, bundle), path=str(bundle)))
+        resume = self.runs.retries.resume_archive(run.id)
+        if resume.is_file():  # what earlier attempts brought home (--retries)
+            uploads.append(Upload("resume", resume.stat().st_size,
+                                  await asyncio.to_thread(sha256_file, resume), path=str(resume)))
         return uploads
 
     async def _upload_inputs(self, run: Run, link: PodLink, state: dict[str, Any]) -> None:

@@ -24,7 +24,9 @@ from ..report_rows import ReportBatch
 from ..store import NotFound, Store
 from ..tokens import hash_token, new_token
 from .demo import DEMO_COMMAND, DEMO_NAME, DEMO_WORKDIR
+from .guardrails import Limits
 from .responses import ApiError
+from .retries import Retries, default_retries, sync_every
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +69,8 @@ class RunService:
         """Outputs (server/outputs.py), set by the app: receives output files."""
         self.outputs_syncer: Any = None
         """OutputsSyncer (server/outputs_sync.py), set by the app: when outputs move."""
+        self.retries = Retries(self, Limits.from_settings(settings))
+        """Replaces lost pods (--retries)."""
 
     def provider(self, name: str) -> Provider:
         """The named provider; 422 when it is not configured."""
@@ -97,7 +101,8 @@ class RunService:
         connect = spec.connect or self.settings.default_connect(provider_name)
         if connect == "pull" and getattr(provider, "pod_endpoint", None) is None:
             raise ApiError(409, "connect", f"the {provider_name} provider cannot be reached in pull mode")
-        spec = spec.model_copy(update={"connect": connect})
+        spec = spec.model_copy(update={"connect": connect, "retries": spec.retries if spec.retries is not None
+                                       else default_retries(provider_name)})
         problem = connect == "push" and public_url_problem(self.settings.public_url, provider_name,
                                                            self.settings.allow_loopback_public_url)
         if problem:
@@ -154,6 +159,7 @@ class RunService:
             PODTUI_RUN_ID=run.id,
             PODTUI_BOOT=boot_env_value(),
             PODTUI_KEEP_ALIVE_S=str(int(run.spec.keep_alive_s)),
+            PODTUI_ATTEMPT=str(run.attempt),
         )
         if run.connect == "pull":  # no URL: the agent travels in the env and the control plane comes to it
             env.update(PODTUI_CONNECT="pull", PODTUI_POD_PORT=str(run.pod_port),
@@ -177,8 +183,8 @@ class RunService:
         env["PODTUI_BOOT_TIMEOUT_S"] = str(int(self.settings.boot_timeout_s))
         env["PODTUI_METRICS"] = run.spec.metrics or self.settings.metrics
         env["PODTUI_METRICS_RANKS"] = run.spec.metrics_ranks or self.settings.metrics_ranks
-        if run.spec.max_runtime_s:
-            env["PODTUI_MAX_RUNTIME_S"] = str(int(run.spec.max_runtime_s))
+        if run.spec.max_runtime_s:  # what earlier attempts left of it
+            env["PODTUI_MAX_RUNTIME_S"] = str(max(1, int(run.spec.max_runtime_s - run.runtime_at(time.time()))))
         env.update(self.outputs_env(run))
         return env
 
@@ -186,8 +192,9 @@ class RunService:
         """The pod's outputs: its folder (relative to the workdir; the agent sets PODTUI_OUTPUT_DIR for the
         command) and how often to bring them home while the command runs."""
         env = {"PODTUI_OUTPUTS": run.spec.outputs}
-        if run.spec.sync_outputs_s:
-            env["PODTUI_SYNC_OUTPUTS_S"] = str(int(run.spec.sync_outputs_s))
+        every = sync_every(run)
+        if every:
+            env["PODTUI_SYNC_OUTPUTS_S"] = str(int(every))
         return env
 
     def deadline_of(self, run: Run) -> float | None:
@@ -195,11 +202,13 @@ class RunService:
         if run.started_at is None:
             return None
         ends = []
+        earlier_s = run.runtime_at(run.started_at)  # earlier attempts' pods count too
+        earlier_usd = run.cost_at(run.started_at)
         if run.spec.max_runtime_s:
-            ends.append(run.started_at + run.spec.max_runtime_s)
+            ends.append(run.started_at + run.spec.max_runtime_s - earlier_s)
         budget = run.spec.budget_usd if run.spec.budget_usd is not None else self.settings.default_budget_usd
         if budget is not None and run.price_per_hour:
-            ends.append(run.started_at + budget / run.price_per_hour * 3600.0)
+            ends.append(run.started_at + (budget - earlier_usd) / run.price_per_hour * 3600.0)
         return min(ends) if ends else None
 
     async def pod_deadline(self, run_id: str) -> float | None:
@@ -219,9 +228,19 @@ class RunService:
         self._deadlines_forgotten += 1
 
     async def _provision(self, run: Run, provider: Provider, ingest_token: str) -> None:
+        await self.start_pod(run, provider, ingest_token)
+
+    async def start_pod(self, run: Run, provider: Provider, ingest_token: str,
+                        gpu_first: str | None = None) -> str | None:
+        """Create the run's pod (the first, or a lost one's replacement: `gpu_first` is tried first); its id,
+        or None when there is none (the run has then ended)."""
         spec = run.spec
+        gpu_types = list(spec.gpu_types)
+        if gpu_first in gpu_types:
+            gpu_types.remove(gpu_first)
+            gpu_types.insert(0, gpu_first)
         request = PodRequest(
-            run_id=run.id, name=f"{POD_NAME_PREFIX}{run.id}", gpu_types=list(spec.gpu_types),
+            run_id=run.id, name=f"{POD_NAME_PREFIX}{run.id}", gpu_types=gpu_types,
             gpu_count=spec.gpu_count, cloud_type=spec.cloud_type, spot=spec.spot, image=spec.image,
             start_command=BOOT_COMMAND, env=self.pod_env(run, provider, ingest_token),
             container_disk_gb=spec.container_disk_gb, ssh=spec.ssh,
@@ -237,15 +256,15 @@ class RunService:
             moved = await self.store.update_run(run.id, status=RunStatus.provisioning, only_if_live=True,
                                                 event=("provisioning", f"asking {provider.name} for a pod"))
             if moved is None:
-                return
+                return None
             pod = await provider.create_pod(request, on_attempt)
         except ProviderError as exc:
             await self.store.finish_run(run.id, RunStatus.failed, f"no pod: {exc}")
-            return
+            return None
         except Exception as exc:
             log.exception("launching run %s failed", run.id)
             await self.store.finish_run(run.id, RunStatus.failed, f"no pod: internal error ({exc})")
-            return
+            return None
         await self.store.record_pod(provider.name, pod.pod_id, run.id, pod.gpu_type, pod.price_per_hour, "running")
         updated = await self.store.update_run(
             run.id, only_if_live=True, status=RunStatus.booting, pod_id=pod.pod_id, gpu_type=pod.gpu_type,
@@ -261,6 +280,8 @@ class RunService:
             await self.store.update_run(run.id, pod_id=pod.pod_id, gpu_type=pod.gpu_type,
                                         price_per_hour=pod.price_per_hour)
             await self.end_pod(run.id, provider, pod.pod_id, "the run ended while its pod was being created")
+            return None
+        return pod.pod_id
 
     async def end_pod(self, run_id: str, provider: Provider, pod_id: str, why: str) -> None:
         """Terminate a pod and remember it is gone; an event either way. A pod already being ended elsewhere
@@ -344,11 +365,16 @@ class RunService:
         self._spawn(end())
 
     def container_restarted(self, run: Run) -> None:
-        """A second boot of a run that had started: fail it and end its pod (in the background)."""
+        """A second boot of a run that had started: a new pod resumes it (--retries), else fail it; its pod is
+        ended either way (in the background)."""
         reason = (f"container restarted: the pod's container started again while the run was {run.status.value} "
-                  "(its process exited or the host restarted it); podtui does not train again from scratch")
+                  "(its process exited or the host restarted it)")
         log.warning("run %s: %s", run.id, reason)
-        self.terminate_soon(run.id, reason, RunStatus.failed)
+        if self.retries.pod_lost(run, reason):
+            return
+        refusal = self.retries.refusal(run)
+        self.terminate_soon(run.id, f"{reason}; podtui does not train again from scratch on it"
+                            + (f"; no new pod: {refusal}" if run.spec.retries else ""), RunStatus.failed)
 
     async def take_report(self, run_id: str, batch: ReportBatch) -> ReportReply:
         """A pod's report, pushed or pulled: stored; when it says the command ended, the run ends; and the reply the
@@ -378,6 +404,7 @@ class RunService:
         # After success or failure the pod may stay to bring its outputs home (a failed run's last checkpoint
         # matters too); not after a limit the pod enforced.
         ended_by_limit = bool(stopped) and status != RunStatus.succeeded
+        refusal: str | None = None
         until = time.time() + keep if keep > 0 and not ended_by_limit else None
         if status == RunStatus.succeeded:
             reason = "the training command succeeded"
@@ -388,11 +415,19 @@ class RunService:
             reason = f"{stopped} (enforced by the pod)"
         else:
             reason = f"the training command failed (exit code {exit_code})"
+            if run.spec.retry_failed:
+                if self.retries.pod_lost(run, reason):
+                    if error:
+                        await self.store.add_event(run.id, "failure_tail", error[-8000:])
+                    return run
+                refusal = self.retries.refusal(run)
             # The command's own last words, not the start script's line about where it failed (it names only
             # `bash -c "$TRAIN_COMMAND"`); the whole tail is the run's failure_tail event.
             last = [line for line in (error or "").splitlines()[1:] if line.strip() and " [podtui] " not in line]
             if last:
                 reason += f": {last[-1][:300]}"
+            if run.spec.retry_failed and refusal:
+                reason += f"; no new pod: {refusal}"
         finished = await self.store.finish_run(run.id, status, reason, exit_code=exit_code,
                                                keep_alive_until=until)
         if finished is None:
@@ -405,6 +440,7 @@ class RunService:
     def drop_bundle(self, run_id: str) -> None:
         """The bundle is not needed once the run has ended."""
         self.bundle_path(run_id).unlink(missing_ok=True)
+        self.retries.resume_archive(run_id).unlink(missing_ok=True)
 
     async def close(self) -> None:
         """Wait briefly for launches in flight (they record their pods), then cancel them."""

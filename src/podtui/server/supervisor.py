@@ -21,7 +21,7 @@ from ..fmt import format_duration
 from ..models import Run, RunStatus
 from ..providers.base import POD_NAME_PREFIX, PodState, ProviderError, poll_pods
 from ..store import NotFound, Store, StoreUnavailable
-from .guardrails import Limits, budget_warning, stop_reason
+from .guardrails import Limits, budget_warning, silence_reason, stop_reason
 from .runs import RunService
 
 log = logging.getLogger(__name__)
@@ -115,7 +115,7 @@ class Supervisor:
                                             price_per_hour=pod.price_per_hour, started_at=time.time(),
                                             event=("adopted", f"found pod {pod.pod_id} after a restart"))
                 self.runs.forget_deadline(run.id)
-            else:
+            elif not await self.runs.retries.after_restart(run):
                 await self.store.finish_run(run.id, RunStatus.failed,
                                             "the control plane restarted before a pod was created")
 
@@ -184,10 +184,16 @@ class Supervisor:
             if state.phase == "gone":
                 await self.store.set_pod_status(provider.name, state.pod_id, "gone")
             fresh = await self.store.get_run(run.id)
+            if fresh.pod_id != run.pod_id:
+                return  # a lost pod already replaced (--retries): the run has moved on to its next attempt
             if fresh.status.is_live:  # the agent's final report may have landed meanwhile
                 detail = state.detail or "the pod is gone"
                 status = RunStatus.failed if state.exit_code not in (None, 0) else RunStatus.lost
                 reason = f"{detail} without reporting an end"
+                if self.runs.retries.pod_lost(fresh, f"pod {run.pod_id}: {reason}"):
+                    return  # a new pod resumes the run
+                if fresh.spec.retries:
+                    reason += f"; no new pod: {self.runs.retries.refusal(fresh)}"
                 if run.last_heartbeat is not None and self.awake_since > run.last_heartbeat:
                     reason += (" while podtui was away (a pod ends itself at its own limits, or 30 min after its "
                                "command ended without delivering); its last reports were not fetched")
@@ -199,8 +205,18 @@ class Supervisor:
                 run.id, price_per_hour=state.price_per_hour, event=(
                     "price", f"{provider.name} bills ${state.price_per_hour:.3f}/h for pod {state.pod_id}")) or run
             self.runs.forget_deadline(run.id)  # after the store has the price
+        if state.phase != "running" and run.spec.retries:
+            # Silent while the provider no longer reports the pod running (a boot stuck on its host, a machine
+            # gone quiet): lost, not a guardrail's end, so a new pod may resume the run.
+            silent = silence_reason(run, self.limits, now, self.awake_since)
+            if silent:
+                reason = f"{silent} and {provider.name} reports pod {state.pod_id} {state.detail or state.phase}"
+                if not self.runs.retries.pod_lost(run, reason):
+                    self.runs.terminate_soon(run.id, f"{reason}; no new pod: {self.runs.retries.refusal(run)}",
+                                             RunStatus.lost)
+                return
         if state.gpu_util is not None or state.gpu_mem is not None:
-            step = int(now - (run.started_at or now))
+            step = int(run.runtime_at(now))  # seconds of pod time over every attempt: steps go on across them
             await self.store.record_gpu_use(run.id, state.gpu_util, state.gpu_mem, step, now)
             await self.watch_gpu_use(run, state, now)
         await self.enforce_limits(run, now)

@@ -21,6 +21,7 @@ import aiosqlite
 from ..feed import FeedEntry, LogsAdded, MetricsAdded, RunChanged, RunEventAdded
 from ..models import (
     LIVE_STATUSES,
+    Attempt,
     Dataset,
     DownloadProgress,
     LaunchSpec,
@@ -51,8 +52,11 @@ _STATUS_RANK = {
 _RUN_COLUMNS = (
     "id, name, provider, status, status_reason, spec, dataset_id, pod_id, gpu_type, price_per_hour, created_at, "
     "started_at, ended_at, last_heartbeat, exit_code, progress, last_step, last_loss, last_loss_nan, "
-    "keep_alive_until, last_activity, gpu_util, gpu_mem, pod_port, metrics_source, live, pod_end_failed"
+    "keep_alive_until, last_activity, gpu_util, gpu_mem, pod_port, metrics_source, live, pod_end_failed, attempts"
 )
+SEQ_SPAN = 10**12
+"""Log line numbers of attempt N start at (N - 1) x SEQ_SPAN: each new pod's agent counts from 0 again, and a
+run's lines stay in order and unique across its attempts."""
 _UPDATABLE = {
     "status", "status_reason", "pod_id", "gpu_type", "price_per_hour", "started_at", "ended_at",
     "last_heartbeat", "exit_code", "keep_alive_until", "ingest_revoked_at", "gpu_util", "gpu_mem", "pod_port",
@@ -123,7 +127,7 @@ def _none_to_nan(value: float | None) -> float:
 def _row_to_run(row: Sequence[Any]) -> Run:
     (rid, name, provider, status, reason, spec, dataset_id, pod_id, gpu_type, price, created, started, ended,
      heartbeat, exit_code, progress, last_step, last_loss, last_loss_nan, keep_alive_until, last_activity,
-     gpu_util, gpu_mem, pod_port, metrics_source, live, pod_end_failed) = row
+     gpu_util, gpu_mem, pod_port, metrics_source, live, pod_end_failed, attempts) = row
     loss = math.nan if last_loss_nan else last_loss
     return Run(
         id=rid, name=name, provider=provider, status=RunStatus(status), status_reason=reason,
@@ -133,6 +137,7 @@ def _row_to_run(row: Sequence[Any]) -> Run:
         last_step=last_step, last_loss=loss, keep_alive_until=keep_alive_until, last_activity=last_activity,
         gpu_util=gpu_util, gpu_mem=gpu_mem, pod_port=pod_port, metrics_source=metrics_source,
         live=json.loads(live) if live else [], pod_end_failed=pod_end_failed,
+        ended_attempts=[Attempt.model_validate(a) for a in json.loads(attempts)] if attempts else [],
     )
 
 
@@ -156,8 +161,11 @@ _INSERT_CHUNKS = (192, 48, 12, 3, 1)
 and at most 960 parameters (SQLite before 3.32 allowed 999)."""
 
 
+_COLUMNS = {"metrics": "(run_id, name, step, value, ts)", "logs": "(run_id, seq, ts, stream, text)"}
+
+
 def _insert_sql(table: str, n: int) -> str:
-    return f"INSERT OR IGNORE INTO {table} VALUES " + ", ".join(["(?, ?, ?, ?, ?)"] * n)
+    return f"INSERT OR IGNORE INTO {table} {_COLUMNS[table]} VALUES " + ", ".join(["(?, ?, ?, ?, ?)"] * n)
 
 
 _INSERT_SQL = {(table, n): _insert_sql(table, n) for table in ("metrics", "logs") for n in _INSERT_CHUNKS}
@@ -184,6 +192,25 @@ def _insert_rows(db: sqlite3.Connection, run_id: str, table: str, rows: list[tup
             i += n
     if added:
         _feed(db, run_id, table, last_rowid - added + 1, last_rowid, now)
+    return added
+
+
+def _insert_attempt_metrics(db: sqlite3.Connection, run_id: str, attempt: int, rows: list[tuple[Any, ...]],
+                            now: float) -> int:
+    """A later attempt's points: where it redoes steps (it resumed from an older checkpoint), its values replace
+    the earlier attempts' from its first step of each metric on; the new rows carry their attempt."""
+    first: dict[str, int] = {}
+    for row in rows:
+        name, step = row[1], row[2]
+        if name not in first or step < first[name]:
+            first[name] = step
+    for name, step in first.items():
+        _exec(db, "DELETE FROM metrics WHERE run_id = ? AND name = ? AND step >= ? AND attempt < ?",
+              (run_id, name, step, attempt))
+    before = _one(db, "SELECT coalesce(max(rowid), 0) FROM metrics", ())
+    added = _insert_rows(db, run_id, "metrics", rows, now)
+    if added:
+        _exec(db, "UPDATE metrics SET attempt = ? WHERE rowid > ?", (attempt, before[0] if before else 0))
     return added
 
 
@@ -341,6 +368,54 @@ class Store(Engine):
         finally:
             self._ingest.pop(run_id, None)
 
+    async def begin_attempt(self, run_id: str, lost_pod_id: str, ended: Attempt, ingest_token_hash: str,
+                            event: tuple[str, str], boundary: str) -> Run | None:
+        """Close the run's current attempt (its pod is lost and already gone) and make the run wait for its next
+        pod: the pod's columns cleared, a new ingest token (the lost pod's no longer answers), its download tokens
+        revoked, and a log line marking the boundary. None when the run has ended or moved on meanwhile."""
+        now = time.time()
+
+        def job(db: sqlite3.Connection) -> Run | None:
+            current = _fetch_run(db, run_id)
+            if not current.status.is_live or current.pod_id != lost_pod_id:
+                return None
+            attempts = [a.model_dump(mode="json") for a in [*current.ended_attempts, ended]]
+            _exec(db, """UPDATE runs SET attempts = ?, status = ?, pod_id = NULL, gpu_type = NULL,
+                         price_per_hour = NULL, started_at = NULL, last_heartbeat = NULL, last_activity = NULL,
+                         progress = NULL, live = NULL, last_step = NULL, last_loss = NULL, last_loss_nan = 0,
+                         gpu_util = NULL, gpu_mem = NULL, exit_code = NULL, ingest_token_hash = ?,
+                         ingest_revoked_at = NULL WHERE id = ?""",
+                  (json.dumps(attempts), RunStatus.provisioning.value, ingest_token_hash, run_id))
+            _exec(db, "UPDATE download_tokens SET revoked_at = ? WHERE run_id = ? AND revoked_at IS NULL",
+                  (now, run_id))
+            seq = len(attempts) * SEQ_SPAN
+            _insert_rows(db, run_id, "logs", [(run_id, seq, now, "system", boundary)], now)
+            _event(db, run_id, event[0], event[1], now)
+            _feed(db, run_id, "run", None, None, now)
+            return _fetch_run(db, run_id)
+
+        try:
+            return await self._write(job)
+        finally:
+            self._ingest.pop(run_id, None)
+
+    async def set_ingest_token(self, run_id: str, ingest_token_hash: str) -> bool:
+        """A live run's pod token replaced (its next pod gets the new one); False when the run has ended."""
+
+        def job(db: sqlite3.Connection) -> bool:
+            cur = db.execute("UPDATE runs SET ingest_token_hash = ?, ingest_revoked_at = NULL WHERE id = ? AND "
+                             "status IN ({})".format(",".join(f"'{s.value}'" for s in LIVE_STATUSES)),
+                             (ingest_token_hash, run_id))
+            try:
+                return cur.rowcount > 0
+            finally:
+                cur.close()
+
+        try:
+            return await self._write(job)
+        finally:
+            self._ingest.pop(run_id, None)
+
     async def record_gpu_use(self, run_id: str, util: float | None, mem: float | None, step: int,
                              now: float) -> None:
         """GPU use the provider reports for a run's pod: on the run (the runs table) and as the metrics
@@ -349,7 +424,12 @@ class Store(Engine):
                 if value is not None]
 
         def job(db: sqlite3.Connection) -> None:
-            _insert_rows(db, run_id, "metrics", rows, now)
+            row = _one(db, "SELECT attempts FROM runs WHERE id = ?", (run_id,))
+            attempt = len(json.loads(row[0])) + 1 if row and row[0] else 1
+            if attempt > 1:  # the points carry the pod's attempt (their steps go on across attempts)
+                _insert_attempt_metrics(db, run_id, attempt, rows, now)
+            else:
+                _insert_rows(db, run_id, "metrics", rows, now)
             # The run itself goes out to every watcher: only when its figures changed, not every poll.
             cur = db.execute("UPDATE runs SET gpu_util = ?, gpu_mem = ? WHERE id = ? AND "
                              "(gpu_util IS NOT ? OR gpu_mem IS NOT ?)", (util, mem, run_id, util, mem))
@@ -371,9 +451,10 @@ class Store(Engine):
         finally:
             self._ingest.pop(run_id, None)
 
-    async def has_event(self, run_id: str, kind: str) -> bool:
-        """Whether a run has an event of this kind (e.g. a budget warning already given)."""
-        rows = await self._read("SELECT 1 FROM run_events WHERE run_id = ? AND kind = ? LIMIT 1", (run_id, kind))
+    async def has_event(self, run_id: str, kind: str, since: float | None = None) -> bool:
+        """Whether a run has an event of this kind (e.g. a budget warning already given), at `since` or later."""
+        rows = await self._read("SELECT 1 FROM run_events WHERE run_id = ? AND kind = ? AND ts >= ? LIMIT 1",
+                                (run_id, kind, since or 0.0))
         return bool(rows)
 
     async def add_event(self, run_id: str, kind: str, message: str) -> int:
@@ -474,14 +555,21 @@ class Store(Engine):
         new_status = RunStatus(batch.status) if batch.status in ("downloading", "training") else None
 
         def job(db: sqlite3.Connection) -> ReportResult:
-            row = _one(db, "SELECT status, progress, last_step, keep_alive_until, metrics_source, live FROM runs "
-                           "WHERE id = ?", (run_id,))
+            row = _one(db, "SELECT status, progress, last_step, keep_alive_until, metrics_source, live, attempts "
+                           "FROM runs WHERE id = ?", (run_id,))
             if row is None:
                 raise NotFound(f"no run {run_id}")
             status, old_progress, last_step, keep_alive_until = RunStatus(row[0]), row[1], row[2], row[3]
             old_source, old_live = row[4], row[5] or "[]"
-            accepted_metrics = _insert_rows(db, run_id, "metrics", metric_rows, now)
-            accepted_logs = _insert_rows(db, run_id, "logs", log_rows, now)
+            attempt = len(json.loads(row[6])) + 1 if row[6] else 1
+            if attempt > 1:
+                accepted_metrics = _insert_attempt_metrics(db, run_id, attempt, metric_rows, now)
+                base = (attempt - 1) * SEQ_SPAN + 1
+                accepted_logs = _insert_rows(db, run_id, "logs", [(r[0], r[1] + base, *r[2:]) for r in log_rows],
+                                             now)
+            else:
+                accepted_metrics = _insert_rows(db, run_id, "metrics", metric_rows, now)
+                accepted_logs = _insert_rows(db, run_id, "logs", log_rows, now)
             sets: dict[str, Any] = {"last_heartbeat": now}
             if accepted_metrics or accepted_logs:
                 sets["last_activity"] = now
@@ -585,9 +673,9 @@ class Store(Engine):
     # -- reading metrics and logs -------------------------------------------------------------
 
     async def metric_rows(self, run_id: str, name: str | None = None,
-                          after_step: int | None = None) -> dict[str, list[tuple[int, float, float]]]:
-        """A run's metrics as {name: [(step, value, ts), ...]} ordered by step."""
-        sql = "SELECT name, step, value, ts FROM metrics WHERE run_id = ?"
+                          after_step: int | None = None) -> dict[str, list[tuple[int, float, float, int]]]:
+        """A run's metrics as {name: [(step, value, ts, attempt), ...]} ordered by step."""
+        sql = "SELECT name, step, value, ts, attempt FROM metrics WHERE run_id = ?"
         params: list[Any] = [run_id]
         if name is not None:
             sql += " AND name = ?"
@@ -596,9 +684,9 @@ class Store(Engine):
             sql += " AND step > ?"
             params.append(after_step)
         sql += " ORDER BY name, step"
-        out: dict[str, list[tuple[int, float, float]]] = {}
-        for n, step, value, ts in await self._read(sql, params):
-            out.setdefault(n, []).append((step, _none_to_nan(value), ts))
+        out: dict[str, list[tuple[int, float, float, int]]] = {}
+        for n, step, value, ts, attempt in await self._read(sql, params):
+            out.setdefault(n, []).append((step, _none_to_nan(value), ts, attempt))
         return out
 
     async def log_lines(self, run_id: str, after_seq: int = -1, limit: int = 1000, tail: bool = False,

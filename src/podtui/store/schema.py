@@ -67,4 +67,10 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE runs ADD COLUMN pod_end_failed TEXT;
     """,
+    # 8: a run that outlives its pod (--retries): its ended attempts (a JSON list), and which attempt each
+    # metric point came from (a later attempt's value replaces an earlier one's at the same step)
+    """
+    ALTER TABLE runs ADD COLUMN attempts TEXT;
+    ALTER TABLE metrics ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1;
+    """,
 ]

@@ -39,6 +39,11 @@ WAITING = "waiting for metrics…"
 """What the chart says while the selected run has sent no metrics yet."""
 
 
+def resume_steps(steps: list[int], attempts: list[int]) -> list[int]:
+    """Where a series passes to a later attempt: the first step of each."""
+    return [step for i, step in enumerate(steps) if i and attempts[i] > attempts[i - 1]]
+
+
 def no_runs(provider: str) -> str:
     """What the chart says before the first run, by the default provider."""
     if provider == "local":
@@ -72,6 +77,10 @@ class LossChart(Widget):
         self._version = 0
         self.idle_text = WAITING
         """What it says while it has no curve to draw."""
+        self.resumes: list[int] = []
+        """Steps where a later attempt (a new pod, --retries) took over the run's curve."""
+        self.resume_pending = False
+        """A new attempt was announced: the first live points after it mark where it resumed."""
 
     def on_mount(self) -> None:
         self.border_title = "loss"
@@ -108,14 +117,23 @@ class LossChart(Widget):
         self.series.clear()
         self.mark_dirty()
 
-    def set_series(self, series: Mapping[str, Columns]) -> None:
-        """Replace all series (a newly selected run): each metric's columns by name (a metrics page's series)."""
+    def set_series(self, series: Mapping[str, Columns], resumes: list[int] | None = None) -> None:
+        """Replace all series (a newly selected run): each metric's columns by name (a metrics page's series);
+        the steps its later attempts resumed at."""
         self.series = _series().build_series(series)
+        self.resumes = list(resumes or [])
+        self.resume_pending = False
         self.mark_dirty()
 
     def add_points(self, points: Iterable[Point], compare: bool = False) -> None:
         """Append live points (the feed's) to the run's series, or to the overlaid run's."""
         target = self.compare if compare else self.series
+        points = list(points)
+        if self.resume_pending and not compare:  # the new pod's first loss points
+            losses = [p.step for p in points if p.name in LOSS_NAMES]
+            if losses:
+                self.resumes.append(min(losses))
+                self.resume_pending = False
         for name, (steps, values, times) in _series().grouped(points).items():
             target.setdefault(name, _series().Series()).extend(steps, values, times)
         self.mark_dirty()
@@ -149,5 +167,5 @@ class LossChart(Widget):
         draw = _draw()
         colours = draw.Colours() if self._colours is None else draw.Colours(*self._colours)
         view = draw.ChartView(self.series, names, self.compare, self.compare_name, self.log_y, self.smoothing,
-                              self.by_time, colours)
+                              self.by_time, colours, self.resumes)
         return draw.draw_chart(view, width, height)

@@ -17,6 +17,7 @@ EVENT_LOOK = {  # run event kind -> (theme variable, bold)
     "failed": ("text-error", True), "lost": ("text-error", False), "budget_warning": ("text-warning", False),
     "gpu_util_low": ("text-warning", False), "succeeded": ("text-success", False),
     "terminated": ("text-secondary", False), "pod_end_failed": ("text-error", True),
+    "attempt_lost": ("text-warning", True), "resumed": ("text-success", True),
 }
 SERIES_VARIABLES = ("text-primary", "text-warning", "text-success", "text-secondary", "text-error")
 """The chart's series colours, in order."""

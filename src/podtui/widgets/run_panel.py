@@ -17,8 +17,9 @@ from textual.widgets import Input, ProgressBar, Static
 from ..errors import ControlPlaneError
 from ..live import Follow, LiveRuns
 from ..messages import LogsArrived, MetricsArrived, RunEventArrived, RunUpdated
+from ..metric_names import LOSS_NAMES
 from .log_view import Line, LogView
-from .loss_chart import LossChart
+from .loss_chart import LossChart, resume_steps
 
 if TYPE_CHECKING:  # the client (httpx) and the models load once the control plane answers, after the first frame
     from ..client import Client
@@ -123,7 +124,8 @@ class RunPanel(Vertical):
             return
         if run_id != self.run_id:
             return
-        self.chart.set_series(page.series)
+        loss = next((page.series[n] for n in LOSS_NAMES if n in page.series), None)
+        self.chart.set_series(page.series, resume_steps(loss.steps, loss.attempts) if loss and loss.attempts else [])
         self.chart.border_title = f"loss · {self.live.name_of(run_id)}"
         # The run's events among its lines by time; the lines keep their own order (by seq: a resorted line would
         # look like a resend to the view).
@@ -196,6 +198,8 @@ class RunPanel(Vertical):
         event = message.event
         if event.run_id == self.run_id:
             self.logs.note(f"{event.kind}: {event.message.splitlines()[0] if event.message else ''}")
+            if event.kind == "attempt_lost":  # the next points come from the new pod: mark where it resumed
+                self.chart.resume_pending = True
 
     # -- the log filter ------------------------------------------------------------------------
 
