@@ -30,9 +30,11 @@ T = TypeVar("T")
 class Context:
     """What every verb needs: settings, and where the control plane is."""
 
-    def __init__(self, server: str | None, token: str | None) -> None:
+    def __init__(self, server: str | None, token: str | None, server_typed: bool = False) -> None:
         self.server_arg = server
         self.token_arg = token
+        self.server_typed = server_typed
+        """Whether --server was on the command line (then the commands we suggest need it too)."""
         self._settings: Settings | None = None
 
     @property
@@ -53,8 +55,9 @@ class Context:
         return Client(self.server, token)
 
 
-def run_async(fn: Callable[[], Awaitable[T]]) -> T:
-    """Run a coroutine; turn control-plane errors into one readable line and an exit code."""
+def run_async(fn: Callable[[], Awaitable[T]], on_interrupt: Callable[[], int] | None = None) -> T:
+    """Run a coroutine; turn control-plane errors into one readable line and an exit code. On Ctrl+C,
+    `on_interrupt` says what goes on without us and gives the exit code (130 without it)."""
     try:
         return asyncio.run(fn())  # type: ignore[arg-type]
     except ControlPlaneUnreachable as exc:
@@ -64,7 +67,7 @@ def run_async(fn: Callable[[], Awaitable[T]]) -> T:
         click.echo(f"error: {exc.message}", err=True)
         sys.exit(1)
     except KeyboardInterrupt:
-        sys.exit(130)
+        sys.exit(on_interrupt() if on_interrupt is not None else 130)
 
 
 def emit_json(data: Any) -> None:
@@ -119,7 +122,8 @@ def main(ctx: click.Context, server: str | None, token: str | None) -> None:
 
     With no command, opens the dashboard (with its own control plane unless --server is given).
     """
-    ctx.obj = Context(server, token)
+    typed = ctx.get_parameter_source("server") == click.core.ParameterSource.COMMANDLINE
+    ctx.obj = Context(server, token, server_typed=typed)
     if ctx.invoked_subcommand is None:
         from ..app import run_tui
 
@@ -332,9 +336,12 @@ def launch(obj: Context, dataset: str, gpu_types: tuple[str, ...], command: str 
     except ValidationError as exc:
         raise click.UsageError(launch_problems(exc)) from None
 
+    launched: list[Run] = []  # the run, once the control plane has made it (Ctrl+C needs to say which)
+
     async def go() -> int:
         async with obj.client() as client:
             run = await client.launch(spec)
+            launched.append(run)
             if not wait:
                 if as_json:
                     emit_json(run)
@@ -354,13 +361,73 @@ def launch(obj: Context, dataset: str, gpu_types: tuple[str, ...], command: str 
                 emit_json(run)
             return 0 if run.status == RunStatus.succeeded else 1
 
-    try:
-        code = run_async(go)
-    except KeyboardInterrupt:
-        code = 130
-    if code == 130:
-        click.echo("stopped following; the run goes on (`podtui terminate RUN` ends it)", err=True)
+    code = run_async(go, on_interrupt=lambda: launch_interrupted(obj, launched[-1] if launched else None, as_json))
     sys.exit(code)
+
+
+def launch_interrupted(obj: Context, run: Run | None, as_json: bool) -> int:
+    """Ctrl+C while a launch was followed: what keeps running and billing, the commands to follow or end it, and
+    (at a terminal) whether to terminate it now; the answer defaults to keeping it. The exit code: 130."""
+    server = f"--server {obj.server_arg} " if obj.server_typed and obj.server_arg else ""
+    if run is None:
+        click.echo(f"\nstopped before the control plane said the run was made; it may have been: `podtui {server}runs` "
+                   "lists the runs, `podtui terminate RUN` ends one", err=True)
+        return 130
+
+    run_id = run.id
+
+    async def fresh() -> Run:
+        async with obj.client() as client:
+            return await asyncio.wait_for(client.run(run_id), 10)
+
+    try:
+        run = asyncio.run(fresh())
+    except (ControlPlaneError, TimeoutError, KeyboardInterrupt):
+        pass  # say what we knew
+    click.echo(interrupted_note(run, server, time.time()), err=True)
+    if not run.pod_in_use(time.time()) or as_json or not sys.stdin.isatty():
+        return 130
+    try:
+        end_it = click.confirm(f"Terminate {run.name} now?", default=False, err=True)
+    except click.Abort:
+        end_it = False
+    if not end_it:
+        click.echo(f"{run.name} keeps running", err=True)
+        return 130
+
+    async def terminate_it() -> Run:
+        async with obj.client() as client:
+            return await client.terminate(run_id)
+
+    try:
+        done = asyncio.run(terminate_it())
+    except ControlPlaneError as exc:
+        click.echo(f"error: {exc.message}; `podtui {server}terminate {run.id}` tries again", err=True)
+        return 1
+    click.echo(f"{done.name}: {done.status.value} ({done.status_reason or ''})", err=True)
+    return 130
+
+
+def interrupted_note(run: Run, server: str, now: float) -> str:
+    """What the user is told on Ctrl+C during `launch --wait`: whether the pod goes on billing, and how to follow
+    or terminate it."""
+    if not run.pod_in_use(now):
+        return f"\nstopped following {run.name} ({run.id}): it has ended ({run.status.value}), nothing bills"
+    rate = f" at ${run.price_per_hour:.2f}/h" if run.price_per_hour else ""
+    limits = []
+    if run.spec.max_runtime_s:
+        limits.append(f"max runtime {format_duration(run.spec.max_runtime_s)}")
+    if run.spec.budget_usd:
+        limits.append(f"budget ${run.spec.budget_usd:.2f}")
+    until = f"its command ends or a limit stops it ({', '.join(limits)})" if limits else \
+        "its command ends (it has no time or budget limit)"
+    state = "its pod stays to bring its outputs home" if run.status.is_final else f"it is {run.status.value}"
+    billing = "keeps running and billing" if run.price_per_hour or run.provider != "local" else \
+        "keeps running (a local pod: nothing bills)"
+    return (f"\nstopped following; {run.name} ({run.id}) goes on: {state}, and its pod {billing}"
+            f"{rate} (${run.cost_at(now):.2f} so far) until {until}.\n"
+            f"  follow it:     podtui {server}logs {run.id} --follow\n"
+            f"  terminate it:  podtui {server}terminate {run.id}")
 
 
 async def follow_outputs(client: Client, run: Run, poll_s: float = 1.0) -> None:
