@@ -22,11 +22,12 @@ from textual.binding import Binding
 from textual.screen import Screen
 
 from .config import Settings, public_url_problem, read_admin_token
-from .errors import ControlPlaneError
+from .errors import ControlPlaneError, ControlPlaneUnreachable
 from .fmt import format_duration
 from .live import Follow, LiveRuns
 from .logs import setup_logging
-from .messages import message_for
+from .messages import PlaneLinkChanged, message_for
+from .plane_link import PlaneLink
 from .screens.confirm import ConfirmScreen
 from .screens.dashboard import Dashboard
 from .screens.help import HelpScreen
@@ -67,6 +68,8 @@ class PodtuiApp(App[int]):
         """The runs the feed brings in full (the selected and the compared one); the rest come as summaries."""
         self.left_running = 0
         """The live pods the user chose to keep running at quit."""
+        self.link: PlaneLink | None = None
+        """Whether an attached control plane answers (None when embedded: it runs in this process)."""
 
     @property
     def embedded(self) -> bool:
@@ -114,12 +117,20 @@ class PodtuiApp(App[int]):
         except ControlPlaneError as exc:  # --server that is not a URL
             self.notify(exc.message, severity="error", timeout=60)
             return
+        if not self.embedded:
+            self.link = PlaneLink(url)
         try:
             await self.client.health()
         except ControlPlaneError as exc:
-            self.notify(exc.message, severity="error", timeout=20)
+            if self.link is not None and isinstance(exc, ControlPlaneUnreachable):
+                self.link.failed(time.time())  # the status line says it, and the feed retries with backoff
+                self.notify(f"{exc.message} podtui keeps trying.", severity="warning", timeout=10)
+            else:
+                self.notify(exc.message, severity="error", timeout=20)
         assert self.dashboard is not None
         self.dashboard.attach(self.client, self.status_line(url))
+        if self.link is not None and not self.link.reachable:
+            self.dashboard.show_link(self.status_line(url), reachable=False)
         self.follow_events()
 
     async def _port_answers(self) -> bool:
@@ -145,7 +156,8 @@ class PodtuiApp(App[int]):
 
     def status_line(self, url: str) -> str:
         """Provider, where pods reach the control plane, and what is wrong with that."""
-        where = "embedded control plane" if self.embedded else f"control plane {url}"
+        where = "embedded control plane" if self.embedded else \
+            self.link.describe() if self.link is not None else f"control plane {url}"
         parts = [f"provider {self.default_provider}", where]
         if not self.embedded:
             return " · ".join(parts)
@@ -165,8 +177,19 @@ class PodtuiApp(App[int]):
     async def follow_events(self) -> None:
         """Apply the control plane's live feed to the app's runs, then tell the screens (reconnects by itself)."""
         assert self.client is not None
-        async for _, entry in self.client.events(follow=self.follow):
+        async for _, entry in self.client.events(follow=self.follow, link=self.link, on_link=self.link_changed):
             self.take_entry(entry)
+
+    def link_changed(self, reachable: bool) -> None:
+        """An attached control plane stopped answering, or answers again: say so, grey or refresh the figures."""
+        if self.dashboard is None or self.client is None:
+            return
+        self.dashboard.show_link(self.status_line(self.client.url), reachable)
+        if reachable:
+            self.dashboard.load_runs()  # the feed resumes gap-free; this brings what came before its first entry
+            self.notify(f"the control plane at {self.client.url} answers again")
+        for screen in self.screen_stack:
+            screen.post_message(PlaneLinkChanged(reachable))
 
     def take_entry(self, entry: FeedEntry) -> None:
         """One live feed entry: into the app's runs first, then to every screen on the stack."""

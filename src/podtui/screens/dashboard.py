@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # the client (httpx) and the models load once the control pla
     from ..models import MetricsPage, Run
 
 CHART_POINTS = 4000
+UNREACHABLE = "The control plane does not answer yet: its runs show once it does (the status line says since when)."
 
 
 def series_data(page: MetricsPage) -> SeriesData:
@@ -70,6 +71,8 @@ class Dashboard(Screen[None]):
     Dashboard #detail { width: 1fr; }
     Dashboard #progress-row { height: 1; }
     Dashboard #status { height: 1; background: $boost; color: $text-muted; padding: 0 1; }
+    Dashboard.stale RunsTable, Dashboard.stale LossChart, Dashboard.stale LogView { text-opacity: 45%; }
+    Dashboard.stale #status { background: $warning-muted; color: $text; }
     Dashboard #filter { display: none; height: 3; }
     Dashboard #filter.active { display: block; }
     """
@@ -124,6 +127,12 @@ class Dashboard(Screen[None]):
         self.load_runs()
         # Later, so that asking RunPod (and importing its SDK) never slows the start.
         self.set_timer(15.0, self.check_orphans)
+
+    def show_link(self, status_line: str, reachable: bool) -> None:
+        """The status line; while the control plane does not answer, its figures are greyed (they are stale)."""
+        self.query_one("#status", Static).update(status_line)
+        self.set_class(not reachable, "stale")
+        self.show_runs(force=True)
 
     # -- loading --------------------------------------------------------------------------------
 
@@ -244,8 +253,9 @@ class Dashboard(Screen[None]):
         self._table_version = self.live.version
         runs = self.live.newest_first()
         self.query_one(RunsTable).show(runs, self.live.sparks)
-        self.query_one(LossChart).say_idle(WAITING if runs or self._client is None
-                                           else no_runs(self.podtui.default_provider))
+        self.query_one(LossChart).say_idle(
+            WAITING if runs or self._client is None else UNREACHABLE if self.has_class("stale")
+            else no_runs(self.podtui.default_provider))
 
     def _show_progress(self) -> None:
         """The dataset download bar of the selected run, while its pod downloads."""

@@ -13,7 +13,8 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Input, Label, Select, Static
 
-from ..errors import ControlPlaneError
+from ..errors import ControlPlaneError, ControlPlaneUnreachable
+from ..messages import PlaneLinkChanged
 from ..models import Dataset, GpuOffer, LaunchSpec, Run, spec_problems
 from ..widgets.offers_table import OffersTable
 from .dialog import Dialog
@@ -78,6 +79,8 @@ class LaunchScreen(Dialog[Run | None]):
         self.default_provider = default_provider
         self.datasets: list[Dataset] = []
         self.all_offers: list[GpuOffer] = []
+        self.unloaded: str | None = None
+        """Why the datasets and offers did not load (None: they did, or are loading)."""
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(classes="box"):
@@ -148,19 +151,30 @@ class LaunchScreen(Dialog[Run | None]):
 
     @work(exclusive=True, group="launch-load", exit_on_error=False)
     async def load(self) -> None:
-        """Fetch datasets and offers."""
+        """Fetch datasets and offers (again when an unreachable control plane answers again)."""
+        select = self.query_one("#dataset", Select)
         try:
             self.datasets = await self.client.datasets()
             self.all_offers = await self.client.gpus()
         except ControlPlaneError as exc:
-            self.show_error(exc.message)
+            self.unloaded = exc.message
+            select.prompt = "control plane unreachable" if isinstance(exc, ControlPlaneUnreachable) else \
+                "datasets did not load"
+            self.show_error(exc.message + (" The form loads once it answers again." if
+                                           isinstance(exc, ControlPlaneUnreachable) else ""))
             return
-        select = self.query_one("#dataset", Select)
+        self.unloaded = None
+        select.prompt = "Select"
         select.set_options([(f"{d.name}  ({d.size_bytes / 1024:.0f} KiB, {d.kind})", d.id) for d in self.datasets])
         demo = next((d for d in self.datasets if d.name == "demo"), None)
         if self.datasets:
             select.value = (demo or self.datasets[0]).id
         self.show_offers()
+
+    def on_plane_link_changed(self, message: PlaneLinkChanged) -> None:
+        if message.reachable and self.unloaded is not None:
+            self.show_error("the control plane answers again: loading…")
+            self.load()
 
     def show_offers(self) -> None:
         """Offers of the chosen provider; RunPod's own fields are greyed out for local pods."""
@@ -230,6 +244,9 @@ class LaunchScreen(Dialog[Run | None]):
 
     def action_launch(self) -> None:
         """Validate here, then ask the control plane."""
+        if self.unloaded is not None:
+            self.show_error(f"cannot launch: the form could not load. {self.unloaded}")
+            return
         try:
             spec = self.spec()
         except ValidationError as exc:

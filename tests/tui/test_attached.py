@@ -1,0 +1,93 @@
+"""A dashboard attached to a `podtui serve` (--server) shows whether that control plane answers: unreachable since
+when (the figures greyed), back live when it answers again; the launch form says it instead of loading forever."""
+
+import asyncio
+import time
+
+from textual.widgets import Select, Static
+
+from podtui.app import PodtuiApp
+from podtui.screens.launch import LaunchScreen
+from podtui.widgets.loss_chart import LossChart
+from tests.support import Plane, free_port, make_settings, start_plane
+
+
+async def wait_for(pilot, predicate, timeout=45.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        await pilot.pause(0.1)
+    raise AssertionError("condition not met in time")
+
+
+def status_of(app: PodtuiApp) -> str:
+    assert app.dashboard is not None
+    return str(app.dashboard.query_one("#status", Static).content)
+
+
+async def serve_at(tmp_path, port: int) -> Plane:
+    return await start_plane(make_settings(tmp_path / "server", port=port))
+
+
+async def stop(plane: Plane) -> None:
+    await plane.http.aclose()
+    await plane.control.stop()
+
+
+async def test_a_stopped_control_plane_is_said_and_greyed_then_live_again(tmp_path):
+    port = free_port()
+    plane = await serve_at(tmp_path, port)
+    token = plane.control.admin_token
+    app = PodtuiApp(make_settings(tmp_path / "client"), server=plane.url, token=token)
+    try:
+        async with app.run_test(size=(160, 45)) as pilot:
+            dash = app.dashboard
+            await wait_for(pilot, lambda: dash._client is not None and "connecting" not in status_of(app))
+            assert "unreachable" not in status_of(app)
+            await stop(plane)
+            await wait_for(pilot, lambda: "unreachable since" in status_of(app))
+            assert f"control plane {plane.url} unreachable since" in status_of(app)
+            assert "retrying" in status_of(app) and dash.has_class("stale")
+            await pilot.press("n")
+            await wait_for(pilot, lambda: isinstance(app.screen, LaunchScreen))
+            form = app.screen
+            await wait_for(pilot, lambda: form.query_one("#dataset", Select).prompt == "control plane unreachable")
+            await pilot.press("ctrl+s")
+            await pilot.pause(0.2)
+            said = str(form.query_one("#error", Static).content)
+            assert "cannot launch" in said and "No podtui control plane answers" in said
+            assert "pick at least one GPU type" not in said
+
+            plane = await serve_at(tmp_path, port)  # the same store, back on the same port
+            run, _ = await plane.fake_run()  # made while the dashboard was away
+            await wait_for(pilot, lambda: "unreachable" not in status_of(app))
+            assert not dash.has_class("stale")
+            await wait_for(pilot, lambda: run.id in app.live.runs)
+            # the form loads by itself once the control plane answers
+            await wait_for(pilot, lambda: form.query_one("#dataset", Select).value != Select.BLANK)
+    finally:
+        await stop(plane)
+
+
+async def test_a_server_unreachable_at_start_is_said_not_no_runs_yet(tmp_path):
+    port = free_port()
+    seed = await serve_at(tmp_path, port)  # a store with a run, then the control plane stopped
+    run, _ = await seed.fake_run()
+    token = seed.control.admin_token
+    await stop(seed)
+    app = PodtuiApp(make_settings(tmp_path / "client"), server=f"http://127.0.0.1:{port}", token=token)
+    plane = None
+    try:
+        async with app.run_test(size=(160, 45)) as pilot:
+            await wait_for(pilot, lambda: "unreachable since" in status_of(app))
+            chart = app.dashboard.query_one(LossChart)
+            await wait_for(pilot, lambda: "does not answer" in chart.idle_text)
+            assert "No runs yet" not in chart.idle_text
+            await asyncio.sleep(1.0)
+            plane = await serve_at(tmp_path, port)
+            await wait_for(pilot, lambda: run.id in app.live.runs)
+            assert "unreachable" not in status_of(app)
+    finally:
+        if plane is not None:
+            await stop(plane)
