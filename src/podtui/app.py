@@ -24,6 +24,7 @@ from textual.screen import Screen
 from .config import Settings, public_url_problem, read_admin_token
 from .errors import ControlPlaneError, ControlPlaneUnreachable
 from .fmt import format_duration
+from .handler_errors import ReportsHandlerErrors, report_handler_error
 from .live import Follow, LiveRuns
 from .logs import setup_logging
 from .messages import PlaneLinkChanged, message_for
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class PodtuiApp(App[int]):
+class PodtuiApp(ReportsHandlerErrors, App[int]):
     """podtui's terminal dashboard."""
 
     TITLE = "podtui"
@@ -70,6 +71,17 @@ class PodtuiApp(App[int]):
         """The live pods the user chose to keep running at quit."""
         self.link: PlaneLink | None = None
         """Whether an attached control plane answers (None when embedded: it runs in this process)."""
+
+    raise_handler_errors_headless = True
+    """Under a test's Pilot (headless), a handler's exception still fails the test, as Textual does it."""
+
+    def _handle_exception(self, error: Exception) -> None:
+        """A handler's exception is a notification and a log entry once the app runs, never a dead TUI."""
+        if not self.is_running or not self.screen_stack or \
+                (self.is_headless and self.raise_handler_errors_headless):
+            super()._handle_exception(error)
+            return
+        report_handler_error(self, error, self.settings.log_file)
 
     @property
     def embedded(self) -> bool:

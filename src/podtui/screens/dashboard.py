@@ -14,6 +14,7 @@ from textual.widget import Widget
 from textual.widgets import DataTable, Input, ProgressBar, Static
 
 from ..errors import ControlPlaneError
+from ..handler_errors import ReportsHandlerErrors
 from ..live import SPARK_POINTS, LiveRuns
 from ..messages import LogsArrived, MetricsArrived, RunEventArrived, RunUpdated
 from ..metric_names import TRAIN_LOSS_NAMES
@@ -36,7 +37,7 @@ def series_data(page: MetricsPage) -> SeriesData:
     return {name: (s.steps, s.values, s.ts) for name, s in page.series.items()}
 
 
-class Dashboard(Screen[None]):
+class Dashboard(ReportsHandlerErrors, Screen[None]):
     """The main screen."""
 
     BINDINGS = [

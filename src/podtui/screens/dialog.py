@@ -7,10 +7,12 @@ from typing import TypeVar
 
 from textual.screen import ModalScreen
 
+from ..handler_errors import ReportsHandlerErrors
+
 T = TypeVar("T")
 
 
-class Dialog(ModalScreen[T]):
+class Dialog(ReportsHandlerErrors, ModalScreen[T]):
     """A modal screen whose one child container has the class `box`."""
 
     DEFAULT_CSS = """

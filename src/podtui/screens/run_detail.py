@@ -18,6 +18,7 @@ from textual.widgets import DataTable, Static
 
 from ..errors import ControlPlaneError
 from ..fmt import format_bytes, format_duration, outputs_line
+from ..handler_errors import ReportsHandlerErrors
 from ..messages import RunEventArrived, RunUpdated
 from ..widgets.key_hints import KeyHints
 from ..widgets.palette import event_style, status_style, theme_colour
@@ -94,7 +95,7 @@ def run_facts(app: App[object], run: Run, now: float) -> Table:
     return table
 
 
-class RunDetailScreen(Screen[None]):
+class RunDetailScreen(ReportsHandlerErrors, Screen[None]):
     """A run's facts and its event history, kept live from the app's runs and the live feed."""
 
     BINDINGS = [

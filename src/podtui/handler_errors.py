@@ -1,0 +1,37 @@
+"""An exception in one of the TUI's handlers (a key's action, a message handler, a timer) is a notification and a
+log entry, never a dead TUI.
+
+Textual ends the app on any unhandled exception, and the message loop that raised stops reading messages. The
+app's `_handle_exception` (Textual's one hook for it) reports instead; the screens and the app guard their own
+message loops with `ReportsHandlerErrors`, so the loop goes on with the next message."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from textual.app import App
+from textual.message import Message
+
+from .tokens import mask_secrets
+
+log = logging.getLogger("podtui.tui")
+
+
+def report_handler_error(app: App[Any], error: BaseException, log_file: object) -> None:
+    """Log the traceback (secrets masked) and tell the user in one notification."""
+    log.error("a TUI handler failed; the app goes on", exc_info=error)
+    what = mask_secrets(f"{type(error).__name__}: {error}")[:300]
+    app.notify(f"podtui hit an unexpected error ({what}). The dashboard goes on; the details are in {log_file}.",
+               severity="error", timeout=20)
+
+
+class ReportsHandlerErrors:
+    """Mixin (before Textual's class) for the app and the screens: a handler's exception goes to the app's
+    `_handle_exception` and this message loop reads on."""
+
+    async def _dispatch_message(self, message: Message) -> None:
+        try:
+            await super()._dispatch_message(message)  # type: ignore[misc]
+        except Exception as error:
+            self.app._handle_exception(error)  # type: ignore[attr-defined]
