@@ -21,7 +21,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from .config import Settings, public_url_problem, read_admin_token
+from .config import Settings, public_url_problem, resolve_admin_token
 from .errors import ControlPlaneError, ControlPlaneUnreachable
 from .fmt import format_duration
 from .handler_errors import ReportsHandlerErrors, report_handler_error
@@ -54,11 +54,13 @@ class PodtuiApp(ReportsHandlerErrors, App[int]):
                 tooltip="Open the command palette"),
     ]
 
-    def __init__(self, settings: Settings, server: str | None = None, token: str | None = None) -> None:
+    def __init__(self, settings: Settings, server: str | None = None, token: str | None = None,
+                 token_given_as: str = "--token") -> None:
         super().__init__()
         self.settings = settings
         self.server = server
         self.token = token
+        self.token_given_as = token_given_as
         self.plane: ControlPlane | None = None
         self.client: Client | None = None
         self.dashboard: Dashboard | None = None
@@ -104,9 +106,10 @@ class PodtuiApp(ReportsHandlerErrors, App[int]):
     async def connect(self) -> None:
         """Start the embedded control plane (or reach --server), then feed the dashboard."""
         url = self.server
-        token = self.token
+        # one resolution for the dashboard and every CLI verb: --token, PODTUI_ADMIN_TOKEN, config, the token file
+        token, token_source = resolve_admin_token(self.settings, self.token, self.token_given_as)
         if url is None and await self._port_answers():
-            url, token = self._attach_local()
+            url = self._attach_local()
         elif url is None:
             # The server stack (aiohttp, aiosqlite) loads only when embedded, in a thread: the dashboard stays live.
             server_app = await asyncio.to_thread(importlib.import_module, "podtui.server.app")
@@ -114,10 +117,10 @@ class PodtuiApp(ReportsHandlerErrors, App[int]):
             try:
                 await plane.start()
                 server_app.tune_gc()
-                url, token = plane.url, plane.admin_token
+                url, token, token_source = plane.url, plane.admin_token, "the embedded control plane"
             except OSError:
                 self.plane = None
-                url, token = self._attach_local()
+                url = self._attach_local()
             else:
                 # The runs are in this process already: show them before the HTTP client has even loaded.
                 self.live.load(await plane.store.list_runs())
@@ -125,7 +128,7 @@ class PodtuiApp(ReportsHandlerErrors, App[int]):
                     self.dashboard.show_runs()
         client_module = await asyncio.to_thread(importlib.import_module, "podtui.client")  # httpx: not at start
         try:
-            self.client = client_module.Client(url, token)
+            self.client = client_module.Client(url, token, token_source=token_source)
         except ControlPlaneError as exc:  # --server that is not a URL
             self.notify(exc.message, severity="error", timeout=60)
             return
@@ -158,13 +161,13 @@ class PodtuiApp(ReportsHandlerErrors, App[int]):
         writer.close()
         return True
 
-    def _attach_local(self) -> tuple[str, str | None]:
-        """The URL and admin token of the control plane already on this machine's port."""
+    def _attach_local(self) -> str:
+        """The URL of the control plane already on this machine's port."""
         url = self.settings.local_url
         self.notify(f"Port {self.settings.port} is busy: attached to the control plane already running at {url} (a "
                     "`podtui serve`, e.g. one kept in the background). Set PODTUI_PORT to run a separate one.",
                     timeout=8)
-        return url, self.token or read_admin_token(self.settings)
+        return url
 
     def status_line(self, url: str) -> str:
         """Provider, where pods reach the control plane, and what is wrong with that."""
@@ -189,8 +192,14 @@ class PodtuiApp(ReportsHandlerErrors, App[int]):
     async def follow_events(self) -> None:
         """Apply the control plane's live feed to the app's runs, then tell the screens (reconnects by itself)."""
         assert self.client is not None
-        async for _, entry in self.client.events(follow=self.follow, link=self.link, on_link=self.link_changed):
-            self.take_entry(entry)
+        try:
+            async for _, entry in self.client.events(follow=self.follow, link=self.link, on_link=self.link_changed):
+                self.take_entry(entry)
+        except ControlPlaneError as exc:  # refused (a wrong admin token): the live feed cannot go on
+            self.notify(f"the live feed stopped: {exc.message}", severity="error", timeout=60)
+            if self.dashboard is not None:
+                self.dashboard.show_link(f"⚠ control plane {self.client.url} refused this dashboard: "
+                                         f"{exc.message}", reachable=False)
 
     def link_changed(self, reachable: bool) -> None:
         """An attached control plane stopped answering, or answers again: say so, grey or refresh the figures."""
@@ -337,10 +346,10 @@ class PodtuiApp(ReportsHandlerErrors, App[int]):
             await self.plane.stop()
 
 
-def run_tui(settings: Settings, server: str | None, token: str | None) -> int:
+def run_tui(settings: Settings, server: str | None, token: str | None, token_given_as: str = "--token") -> int:
     """Run the app; the log goes to the data dir's log file, never onto the screen."""
     setup_logging(settings.log_file, settings.log_level, stderr=False)
-    app = PodtuiApp(settings, server, token)
+    app = PodtuiApp(settings, server, token, token_given_as)
     result = app.run()
     if result == BACKGROUND:  # the embedded control plane has stopped: a headless one takes over its port
         return serve_in_background(settings)

@@ -38,8 +38,10 @@ from .plane_link import PlaneLink
 class Client:
     """One control plane, one admin token."""
 
-    def __init__(self, url: str, admin_token: str | None, timeout: float = 30.0) -> None:
+    def __init__(self, url: str, admin_token: str | None, timeout: float = 30.0, token_source: str = "") -> None:
         self.url = url.rstrip("/")
+        self.token_source = token_source
+        """Where the admin token came from (`--token`, the token file …): a refusal names it."""
         scheme = urlsplit(self.url).scheme.lower()
         if scheme not in ("http", "https"):
             raise ControlPlaneError(f"{url[:200]!r} is not a control plane's URL: give one like http://127.0.0.1:8765 "
@@ -70,7 +72,7 @@ class Client:
         except httpx.TransportError as exc:
             raise ControlPlaneError(f"talking to {self.url} failed: {exc!r}") from exc
         if response.status_code >= 400:
-            raise _error_of(response)
+            raise _error_of(response, self.token_source)
         try:
             return response.json()
         except ValueError:
@@ -190,7 +192,7 @@ class Client:
                                              timeout=httpx.Timeout(60.0, read=300.0)) as response:
                     if response.status_code >= 400 and response.status_code != 416:
                         await response.aread()
-                        raise _error_of(response)
+                        raise _error_of(response, self.token_source)
                     if response.status_code == 416:  # the .part is whole already
                         await response.aread()
                     else:
@@ -278,7 +280,7 @@ class Client:
                                          timeout=httpx.Timeout(30.0, read=FEED_SILENCE_S)) as response:
                 if response.status_code >= 400:
                     await response.aread()
-                    await items.put(_error_of(response))
+                    await items.put(_error_of(response, self.token_source))
                     return
                 await items.put(_CONNECTED)
                 event_id, kind, data = None, "message", ""
@@ -315,7 +317,7 @@ _FeedItem = tuple[int, FeedEntry | None] | _Connected | BaseException | None
 None (ended)."""
 
 
-def _error_of(response: httpx.Response) -> ControlPlaneError:
+def _error_of(response: httpx.Response, token_source: str = "") -> ControlPlaneError:
     try:
         body = response.json()
         error = body["error"]
@@ -323,5 +325,12 @@ def _error_of(response: httpx.Response) -> ControlPlaneError:
     except (ValueError, KeyError, TypeError):
         message, code = f"HTTP {response.status_code}: {response.text[:200]}", ""
     if response.status_code == 401 and code == "unauthorized":
-        message += " (pass --token or set PODTUI_ADMIN_TOKEN when the control plane runs elsewhere)"
+        if token_source.startswith("none"):
+            message += f" (admin token: {token_source}; give this control plane's token with --token or " \
+                "PODTUI_ADMIN_TOKEN: it is in the admin_token file of its data dir)"
+        elif token_source:
+            message += f" (the admin token from {token_source} is not this control plane's; give its token with " \
+                "--token or PODTUI_ADMIN_TOKEN: it is in the admin_token file of its data dir)"
+        else:
+            message += " (pass --token or set PODTUI_ADMIN_TOKEN when the control plane runs elsewhere)"
     return ControlPlaneError(message, response.status_code, code)

@@ -245,12 +245,27 @@ def ensure_admin_token(settings: Settings) -> str:
 
 def read_admin_token(settings: Settings) -> str | None:
     """The admin token a local client uses: the setting, else the data dir's file, else None."""
+    return resolve_admin_token(settings)[0]
+
+
+def resolve_admin_token(settings: Settings, given: str | None = None, given_as: str = "--token") -> tuple[
+        str | None, str]:
+    """The admin token every client (the dashboard and each CLI verb) uses, and where it came from, for the error
+    that names it: the one given (--token), else PODTUI_ADMIN_TOKEN, else config.toml's admin_token, else the data
+    dir's token file."""
+    if given:
+        return given, given_as
+    path = settings.data_dir / ADMIN_TOKEN_FILE
     if settings.admin_token:
-        return settings.admin_token
+        from_env = os.environ.get("PODTUI_ADMIN_TOKEN", "").strip() == settings.admin_token.strip()
+        return settings.admin_token, "PODTUI_ADMIN_TOKEN" if from_env else f"admin_token in {config_file_path()}"
     try:
-        return (settings.data_dir / ADMIN_TOKEN_FILE).read_text().strip() or None
+        token = path.read_text().strip()
     except OSError:
-        return None
+        token = ""
+    if token:
+        return token, f"the token file {path}"
+    return None, f"none found (no --token, no PODTUI_ADMIN_TOKEN, no token file {path})"
 
 
 def is_local_url(url: str) -> bool:

@@ -91,3 +91,37 @@ async def test_a_server_unreachable_at_start_is_said_not_no_runs_yet(tmp_path):
     finally:
         if plane is not None:
             await stop(plane)
+
+
+async def test_the_dashboard_reads_the_token_file_as_every_verb_does(tmp_path):
+    """`podtui --server URL` without --token showed 'No runs yet' over a store of runs: it never read the token
+    file that every CLI verb reads."""
+    plane = await serve_at(tmp_path, free_port())
+    try:
+        run, _ = await plane.fake_run()
+        settings = make_settings(tmp_path / "client")
+        settings.data_dir.mkdir(parents=True)
+        (settings.data_dir / "admin_token").write_text(plane.control.admin_token + "\n")
+        app = PodtuiApp(settings, server=plane.url)
+        async with app.run_test(size=(160, 45)) as pilot:
+            await wait_for(pilot, lambda: run.id in app.live.runs)
+    finally:
+        await stop(plane)
+
+
+async def test_a_refused_token_names_where_it_came_from(tmp_path):
+    plane = await serve_at(tmp_path, free_port())
+    try:
+        settings = make_settings(tmp_path / "client")
+        settings.data_dir.mkdir(parents=True)
+        token_file = settings.data_dir / "admin_token"
+        token_file.write_text("not-this-planes-token\n")
+        app = PodtuiApp(settings, server=plane.url)
+        async with app.run_test(size=(160, 45)) as pilot:
+            def named() -> bool:
+                return any(f"the token file {token_file}" in str(n.message) for n in app._notifications)
+            await wait_for(pilot, named)
+            await wait_for(pilot, lambda: "refused this dashboard" in status_of(app))
+            assert "No runs yet" not in app.dashboard.query_one(LossChart).idle_text
+    finally:
+        await stop(plane)

@@ -20,7 +20,7 @@ import click
 from pydantic import ValidationError
 
 from ..client import Client, ControlPlaneError, ControlPlaneUnreachable
-from ..config import Settings, load_settings, read_admin_token
+from ..config import Settings, load_settings, resolve_admin_token
 from ..fmt import format_bytes, format_duration, outputs_line
 from ..models import LaunchSpec, OrphanPod, Run, RunStatus, spec_problems
 
@@ -35,6 +35,8 @@ class Context:
         self.token_arg = token
         self.server_typed = server_typed
         """Whether --server was on the command line (then the commands we suggest need it too)."""
+        self.token_given_as = "--token"
+        """How --token came: typed, or from PODTUI_ADMIN_TOKEN (an error about the token names it)."""
         self._settings: Settings | None = None
 
     @property
@@ -51,8 +53,8 @@ class Context:
         return self.server_arg or self.settings.local_url
 
     def client(self) -> Client:
-        token = self.token_arg or read_admin_token(self.settings)
-        return Client(self.server, token)
+        token, source = resolve_admin_token(self.settings, self.token_arg, self.token_given_as)
+        return Client(self.server, token, token_source=source)
 
 
 def run_async(fn: Callable[[], Awaitable[T]], on_interrupt: Callable[[], int] | None = None) -> T:
@@ -124,10 +126,12 @@ def main(ctx: click.Context, server: str | None, token: str | None) -> None:
     """
     typed = ctx.get_parameter_source("server") == click.core.ParameterSource.COMMANDLINE
     ctx.obj = Context(server, token, server_typed=typed)
+    if ctx.get_parameter_source("token") == click.core.ParameterSource.ENVIRONMENT:
+        ctx.obj.token_given_as = "PODTUI_ADMIN_TOKEN"
     if ctx.invoked_subcommand is None:
         from ..app import run_tui
 
-        sys.exit(run_tui(ctx.obj.settings, server, token))
+        sys.exit(run_tui(ctx.obj.settings, server, token, ctx.obj.token_given_as))
 
 
 @main.command()

@@ -17,7 +17,7 @@ import httpx
 
 from ..bootstrap.script import render_start_script
 from ..client import Client, ControlPlaneError
-from ..config import Settings, config_file_path, load_settings, public_url_problem, read_admin_token
+from ..config import Settings, config_file_path, load_settings, public_url_problem, resolve_admin_token
 from ..models import Dataset, DoctorCheck
 
 Status = Literal["ok", "warn", "fail"]
@@ -137,9 +137,9 @@ async def run_doctor(server: str | None, token: str | None) -> Report:
     check_data_dir(settings, report)
     check_start_script(report)
     url = server or settings.local_url
-    admin = token or read_admin_token(settings)
+    admin, token_source = resolve_admin_token(settings, token)
     plane = None
-    client = Client(url, admin)
+    client = Client(url, admin, token_source=token_source)
     try:
         try:
             await client.health()
