@@ -580,12 +580,17 @@ def metrics(obj: Context, run_ref: str, as_csv: bool, as_json: bool, name: str |
 @click.argument("run_ref", metavar="RUN")
 @click.option("--to", "to_dir", type=click.Path(file_okay=False), help="Copy the files that are home into DIR "
               "(resumable; sha256 checked; identical files are skipped).")
+@click.option("--force", is_flag=True, help="With --to: also replace files changed in DIR since the last copy, "
+              "and files podtui did not put there.")
 @click.option("--sync", "sync_now", is_flag=True, help="Ask the running pod for its outputs now.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
-def outputs(obj: Context, run_ref: str, to_dir: str | None, sync_now: bool, as_json: bool) -> None:
+def outputs(obj: Context, run_ref: str, to_dir: str | None, force: bool, sync_now: bool, as_json: bool) -> None:
     """List a run's outputs (files brought home from its pod), copy them out, or ask for a sync now."""
     from pathlib import Path
+
+    from ..output_copies import plan_copy, read_record, write_record
+    from ..output_names import output_name_problem
 
     async def go() -> None:
         async with obj.client() as client:
@@ -598,11 +603,26 @@ def outputs(obj: Context, run_ref: str, to_dir: str | None, sync_now: bool, as_j
             page = await client.outputs(run.id)
             if to_dir is not None:
                 folder = Path(to_dir)
-                copied = []
+                record = read_record(folder)  # what earlier copies wrote: a file changed since is the user's
+                copied: list[dict[str, Any]] = []
+                kept: list[str] = []
                 for f in page.files:
-                    if f.size is None:
+                    if f.size is None or f.sha256 is None or output_name_problem(f.path):
+                        if f.size is not None:  # a bad name: download_output refuses it with the reason
+                            await client.download_output(run.id, f, folder)
+                        continue
+                    plan = await asyncio.to_thread(plan_copy, folder / f.path, f.sha256, record.get(f.path))
+                    if plan in ("changed", "foreign") and not force:
+                        why = "changed since the last copy" if plan == "changed" else "not copied there by podtui"
+                        kept.append(f.path)
+                        copied.append({"path": f.path, "to": str(folder / f.path), "copied": False, "sha256": f.sha256,
+                                       "kept": plan})
+                        if not as_json:
+                            click.echo(f"kept {folder / f.path}: {why} (--force replaces it)", err=True)
                         continue
                     path, fresh = await client.download_output(run.id, f, folder)
+                    record[f.path] = f.sha256
+                    write_record(folder, record)
                     copied.append({"path": f.path, "to": str(path), "copied": fresh, "sha256": f.sha256})
                     if not as_json:
                         click.echo(f"{'copied ' if fresh else 'already there '}{f.path} -> {path}")
@@ -610,6 +630,11 @@ def outputs(obj: Context, run_ref: str, to_dir: str | None, sync_now: bool, as_j
                     emit_json({"run_id": run.id, "files": copied})
                 elif not copied:
                     click.echo("no output is home yet")
+                if kept:
+                    many = len(kept) > 1
+                    raise ControlPlaneError(f"{len(kept)} file{'s' if many else ''} in {folder} not replaced "
+                                            f"(changed there since the last copy, or not podtui's): "
+                                            f"{', '.join(kept[:5])}; --force replaces {'them' if many else 'it'}")
                 return
             if as_json:
                 emit_json(page)
