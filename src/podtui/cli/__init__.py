@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from ..client import Client, ControlPlaneError, ControlPlaneUnreachable
 from ..config import Settings, load_settings, resolve_admin_token
 from ..fmt import format_bytes, format_duration, outputs_line
-from ..models import LaunchSpec, OrphanPod, Run, RunStatus, spec_problems
+from ..models import LaunchSpec, OrphanPod, Run, RunEvent, RunStatus, spec_problems
 
 T = TypeVar("T")
 
@@ -451,6 +451,14 @@ async def follow_outputs(client: Client, run: Run, poll_s: float = 1.0) -> None:
         await asyncio.sleep(poll_s)
 
 
+def event_lines(event: RunEvent) -> str:
+    """A run event as `launch --wait` prints it: whole, its later lines indented under the first (a failure's
+    tail is the command's last lines)."""
+    first, *rest = (event.message or "").rstrip("\n").split("\n")
+    head = f"{time.strftime('%H:%M:%S', time.localtime(event.ts))} {event.kind}: {first}"
+    return "\n".join([head, *("    " + line for line in rest)])
+
+
 async def follow_run(client: Client, run_id: str, quiet: bool = False, poll_s: float = 1.0) -> Run:
     """Print a run's events and progress until it ends; return the final run."""
     last_event = 0
@@ -464,8 +472,7 @@ async def follow_run(client: Client, run_id: str, quiet: bool = False, poll_s: f
         for event in await client.run_events(run_id, last_event):
             last_event = event.id
             if not quiet:
-                click.echo(f"{time.strftime('%H:%M:%S', time.localtime(event.ts))} {event.kind}: "
-                           f"{event.message.splitlines()[0] if event.message else ''}")
+                click.echo(event_lines(event))
         if not quiet and run.last_step is not None and run.last_step != last_step_shown:
             last_step_shown = run.last_step
             click.echo(f"  step {run.last_step}  loss {run.last_loss:.5g}  spent ${run.spent_usd:.4f}")

@@ -247,8 +247,9 @@ class RunDetailScreen(ReportsHandlerErrors, Screen[None]):
         new = sorted({e.id: e for e in events if e.id > last}.values(), key=lambda e: e.id)
         for event in new:
             self._events.append(event)
+            # whole, however many lines (a failure's tail is its last log lines): the row grows to fit them
             table.add_row(clock(event.ts), Text(event.kind, event_style(self.app, event.kind)),
-                          event.message.splitlines()[0] if event.message else "")
+                          Text(event.message.rstrip("\n")), height=None)
         if new:
             table.move_cursor(row=table.row_count - 1)
 
