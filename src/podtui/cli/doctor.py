@@ -17,7 +17,14 @@ import httpx
 
 from ..bootstrap.script import render_start_script
 from ..client import Client, ControlPlaneError
-from ..config import Settings, config_file_path, load_settings, public_url_problem, resolve_admin_token
+from ..config import (
+    Settings,
+    config_file_path,
+    load_settings,
+    public_url_problem,
+    resolve_admin_token,
+    unknown_settings,
+)
 from ..models import Dataset, DoctorCheck
 
 Status = Literal["ok", "warn", "fail"]
@@ -131,6 +138,8 @@ async def run_doctor(server: str | None, token: str | None) -> Report:
         path = config_file_path()
         report.add("settings", "ok", f"read from {path}" if path.is_file()
                    else f"no config file at {path}: the defaults and PODTUI_* variables")
+        for unknown in unknown_settings(path):
+            report.add("settings file", "warn", unknown)
     except ValueError as exc:
         report.add("settings", "fail", str(exc))
         return report
