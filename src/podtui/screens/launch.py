@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
-from textual import work
+from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -71,7 +71,13 @@ class LaunchScreen(Dialog[Run | None]):
     LaunchScreen Horizontal { height: auto; }
     LaunchScreen Horizontal > Vertical { width: 1fr; height: auto; margin-right: 1; }
     LaunchScreen #buttons { margin: 1 0; }
+    LaunchScreen.narrow Horizontal.fields { layout: vertical; }
+    LaunchScreen.narrow Horizontal.fields > Vertical { width: 1fr; margin-right: 0; }
+    LaunchScreen.narrow Label { margin-top: 0; }
     """
+    NARROW = 100
+    """Below this many columns the fields of a row stack (label over field, one per line): side by side they cut
+    their labels ("budget $ (empty: no lim") and wrapped the selects' values ("secur"/"e")."""
 
     def __init__(self, client: Client, default_provider: str) -> None:
         super().__init__()
@@ -85,7 +91,7 @@ class LaunchScreen(Dialog[Run | None]):
     def compose(self) -> ComposeResult:
         with VerticalScroll(classes="box"):
             yield Static("[b]New run[/b]")
-            with Horizontal():
+            with Horizontal(classes="fields"):
                 with Vertical():
                     yield Label("dataset")
                     yield Select[str]([], id="dataset", prompt="loading datasets…")
@@ -97,14 +103,14 @@ class LaunchScreen(Dialog[Run | None]):
             yield OffersTable(id="offers", classes="pane")
             yield Label("training command (empty with the demo dataset: the demo trainer)")
             yield Input(placeholder="python train.py --epochs 3", id="command")
-            with Horizontal():
+            with Horizontal(classes="fields"):
                 with Vertical():
                     yield Label("workdir (shipped to the pod)")
                     yield Input(placeholder="/path/to/your/code", id="workdir")
                 with Vertical():
                     yield Label("image")
                     yield Input(value=LaunchSpec.model_fields["image"].default, id="image")
-            with Horizontal():
+            with Horizontal(classes="fields"):
                 with Vertical():
                     yield Label("GPU count")
                     yield Input(value="1", id="gpu_count", type="integer")
@@ -124,7 +130,7 @@ class LaunchScreen(Dialog[Run | None]):
                 with Vertical():
                     yield Label("name")
                     yield Input(placeholder="(automatic)", id="name")
-            with Horizontal():
+            with Horizontal(classes="fields"):
                 with Vertical():
                     yield Label("max runtime (empty: no limit)")
                     yield Input(placeholder="e.g. 2h", id="max_runtime")
@@ -134,7 +140,7 @@ class LaunchScreen(Dialog[Run | None]):
                 with Vertical():
                     yield Label("keep alive after the command ends")
                     yield Input(value="30m", id="keep_alive")  # the bound for bringing outputs home
-            with Horizontal():
+            with Horizontal(classes="fields"):
                 with Vertical():
                     yield Label("outputs folder (in the workdir; comes home)")
                     yield Input(value=LaunchSpec.model_fields["outputs"].default, id="outputs")
@@ -147,7 +153,11 @@ class LaunchScreen(Dialog[Run | None]):
                 yield Button("Cancel (esc)", id="cancel")
 
     def on_mount(self) -> None:
+        self.set_class(self.app.size.width < self.NARROW, "narrow")
         self.load()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.set_class(event.size.width < self.NARROW, "narrow")
 
     @work(exclusive=True, group="launch-load", exit_on_error=False)
     async def load(self) -> None:

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING
 
 from rich.table import Table
 from rich.text import Text
-from textual import work
+from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
@@ -29,6 +29,11 @@ if TYPE_CHECKING:
     from ..app import PodtuiApp
     from ..client import Client
     from ..models import OutputsPage, Run, RunEvent
+
+
+SHORT = 36
+"""Below this many rows the run's facts scroll in a box of their own, so the events below them stay in view (at 80x24
+the facts filled the screen)."""
 
 
 def clock(ts: float | None) -> str:
@@ -106,6 +111,8 @@ class RunDetailScreen(ReportsHandlerErrors, Screen[None]):
                 tooltip="Bring the run's outputs home now (while its command runs)"),
     ]
     DEFAULT_CSS = """
+    RunDetailScreen #facts-box { height: auto; }
+    RunDetailScreen.short #facts-box { max-height: 11; }
     RunDetailScreen #facts { height: auto; padding: 0 1; }
     RunDetailScreen #events { height: 1fr; }
     RunDetailScreen #pod-log { height: 12; display: none; border: round $warning; padding: 0 1; }
@@ -127,14 +134,16 @@ class RunDetailScreen(ReportsHandlerErrors, Screen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static(id="facts", classes="pane")
+            with VerticalScroll(id="facts-box", classes="pane"):  # scrolls in a short terminal: events stay seen
+                yield Static(id="facts")
             yield Static(id="outputs", classes="pane")
             yield Static(id="pod-log")
             yield DataTable(id="events", cursor_type="row", zebra_stripes=True, classes="pane")
         yield KeyHints()
 
     def on_mount(self) -> None:
-        self.query_one("#facts").border_title = "run"
+        self.query_one("#facts-box").border_title = "run"
+        self.set_class(self.app.size.height < SHORT, "short")
         events = self.query_one("#events", DataTable)
         events.border_title = "events"
         events.add_columns("time", "event", "message")
@@ -151,6 +160,9 @@ class RunDetailScreen(ReportsHandlerErrors, Screen[None]):
         self.load_outputs()
         self.set_interval(2.0, self.load_outputs)
         self.set_interval(1.0, lambda: None if self._outputs_settled() else self.show_outputs())  # the countdown
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.set_class(event.size.height < SHORT, "short")
 
     @work(exclusive=True, group="detail-outputs", exit_on_error=False)
     async def load_outputs(self) -> None:
