@@ -121,3 +121,20 @@ async def test_the_provider_column_stays_at_160_columns(app):
         await until(pilot, lambda: table.row_count == 1)
         await pilot.pause(0.5)
         assert "provider" in [k.value for k in table.columns]
+
+
+@pytest.mark.parametrize(("width", "stacked"), [(80, True), (160, False)])
+async def test_the_launch_form_stacks_its_fields_below_100_columns(app, width, stacked):
+    """At 80 columns the selects wrapped ("secur"/"e") and labels were cut ("budget $ (empty: no lim")."""
+    async with app.run_test(size=(width, 40)) as pilot:
+        await until(pilot, lambda: app.dashboard is not None and app.dashboard._client is not None)
+        await pilot.press("n")
+        await until(pilot, lambda: isinstance(app.screen, LaunchScreen))
+        await pilot.pause(0.3)
+        form = app.screen
+        cloud, budget = form.query_one("#cloud_type"), form.query_one("#budget")
+        if stacked:
+            assert cloud.region.width >= 60 and budget.region.x == cloud.region.x
+            assert budget.region.y > cloud.region.y
+        else:
+            assert cloud.region.width < 30 and cloud.region.y == form.query_one("#connect").region.y
