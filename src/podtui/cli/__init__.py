@@ -135,8 +135,9 @@ def main(ctx: click.Context, server: str | None, token: str | None) -> None:
 
 
 @main.command()
-@click.option("--host", help="Address to bind (default 127.0.0.1; 0.0.0.0 to let pods connect directly).")
-@click.option("--port", type=int, help="Port (default 8765).")
+@click.option("--host", help="Address to bind (default: PODTUI_HOST, else config.toml's host, else 127.0.0.1; "
+              "0.0.0.0 to let pods connect directly).")
+@click.option("--port", type=int, help="Port (default: PODTUI_PORT, else config.toml's port, else 8765).")
 @click.option("--public-url", help="URL pods use to reach this control plane.")
 @click.pass_obj
 def serve(obj: Context, host: str | None, port: int | None, public_url: str | None) -> None:
