@@ -20,7 +20,7 @@ from ..messages import LogsArrived, MetricsArrived, RunEventArrived, RunUpdated
 from ..metric_names import TRAIN_LOSS_NAMES
 from ..widgets.key_hints import KeyHints
 from ..widgets.log_view import Line, LogView
-from ..widgets.loss_chart import WAITING, LossChart, SeriesData, no_runs
+from ..widgets.loss_chart import WAITING, LossChart, SeriesData, idle_for, no_runs
 from ..widgets.runs_table import RunsTable
 
 if TYPE_CHECKING:  # the client (httpx) and the models load once the control plane answers, after the first frame
@@ -185,6 +185,7 @@ class Dashboard(ReportsHandlerErrors, Screen[None]):
         else:
             chart.set_compare("", {})  # not over itself
         self.query_one(LogView).reset()
+        self._say_idle(True)
         if self._client is not None:  # else attach() loads it
             self.load_selected(run_id)
         self._show_progress()
@@ -254,8 +255,15 @@ class Dashboard(ReportsHandlerErrors, Screen[None]):
         self._table_version = self.live.version
         runs = self.live.newest_first()
         self.query_one(RunsTable).show(runs, self.live.sparks)
+        self._say_idle(bool(runs))
+
+    def _say_idle(self, any_runs: bool) -> None:
+        """What the chart says with no curve: waiting for the selected run's metrics, that it ended without any,
+        that there are no runs yet, or that the control plane does not answer."""
+        selected = self.live.get(self.selected)
+        waiting = idle_for(selected.status.value, selected.status.is_final) if selected else WAITING
         self.query_one(LossChart).say_idle(
-            WAITING if runs or self._client is None else UNREACHABLE if self.has_class("stale")
+            waiting if any_runs or self._client is None else UNREACHABLE if self.has_class("stale")
             else no_runs(self.podtui.default_provider))
 
     def _show_progress(self) -> None:
