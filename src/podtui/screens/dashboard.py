@@ -26,7 +26,7 @@ from ..widgets.runs_table import RunsTable
 if TYPE_CHECKING:  # the client (httpx) and the models load once the control plane answers, after the first frame
     from ..app import PodtuiApp
     from ..client import Client
-    from ..models import MetricsPage, Run
+    from ..models import MetricsPage, Run, RunEvent
 
 CHART_POINTS = 4000
 UNREACHABLE = "The control plane does not answer yet: its runs show once it does (the status line says since when)."
@@ -87,6 +87,9 @@ class Dashboard(ReportsHandlerErrors, Screen[None]):
         self._table_version = -1
         self._progress_bar: ProgressBar | None = None
         self._focus_before_filter: Widget | None = None
+        self._events_shown: dict[int, RunEvent] = {}
+        """The selected run's events among its log lines, by id: one that comes both in the first page and on the
+        feed (replayed when the subscription changes) shows once."""
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="main"):
@@ -185,6 +188,7 @@ class Dashboard(ReportsHandlerErrors, Screen[None]):
         else:
             chart.set_compare("", {})  # not over itself
         self.query_one(LogView).reset()
+        self._events_shown = {}
         self._say_idle(True)
         if self._client is not None:  # else attach() loads it
             self.load_selected(run_id)
@@ -207,8 +211,9 @@ class Dashboard(ReportsHandlerErrors, Screen[None]):
         chart.border_title = f"loss · {self.live.name_of(run_id)}"
         # The run's events among its lines by time; the lines keep their own order (by seq: a resorted line would
         # look like a resend to the view).
+        self._events_shown.update({e.id: e for e in events})  # and those the feed brought meanwhile
         notes = sorted((Line(None, e.ts, f"» {e.kind}: {e.message.splitlines()[0] if e.message else ''}")
-                        for e in events), key=lambda line: line.ts)
+                        for e in self._events_shown.values()), key=lambda line: line.ts)
         view = self.query_one(LogView)
         view.reset(list(heapq.merge([Line(x.seq, x.ts, x.text) for x in logs.lines], notes,
                                     key=lambda line: line.ts)))
@@ -238,7 +243,8 @@ class Dashboard(ReportsHandlerErrors, Screen[None]):
     def on_run_event_arrived(self, message: RunEventArrived) -> None:
         event = message.event
         first = event.message.splitlines()[0] if event.message else ""
-        if event.run_id == self.selected:
+        if event.run_id == self.selected and event.id not in self._events_shown:
+            self._events_shown[event.id] = event
             self.query_one(LogView).note(f"{event.kind}: {first}")
         name = self.live.name_of(event.run_id)
         if event.kind in ("attempt_failed", "terminate_failed"):
