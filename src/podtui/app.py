@@ -256,7 +256,28 @@ class PodtuiApp(ReportsHandlerErrors, App[int]):
         self.action_quit_guarded()
 
     def action_quit_guarded(self) -> None:
-        """Quit; with live pods, ask whether to terminate them, keep them, or stay."""
+        """Quit; with live pods, ask whether to terminate them, keep them, or stay. Attached to a control plane
+        elsewhere, its runs are asked for first: what the dashboard last heard may be stale (it said "1 pod keeps
+        running" with none)."""
+        if not self.embedded and self.client is not None:
+            self.refresh_then_quit()
+            return
+        self._quit_asking()
+
+    @work(exclusive=True, group="quit-refresh", exit_on_error=False)
+    async def refresh_then_quit(self) -> None:
+        """The attached control plane's runs as they are now (at most 5 s), then quit as `q` does."""
+        assert self.client is not None
+        try:
+            runs = await asyncio.wait_for(self.client.runs(), 5.0)
+        except (ControlPlaneError, TimeoutError):
+            pass  # unreachable: what it last said is all there is
+        else:
+            for run in runs:
+                self.live.put(run)
+        self._quit_asking()
+
+    def _quit_asking(self) -> None:
         live = self.live.live()
         if not live:
             self.exit(0)
@@ -353,9 +374,27 @@ def run_tui(settings: Settings, server: str | None, token: str | None, token_giv
     result = app.run()
     if result == BACKGROUND:  # the embedded control plane has stopped: a headless one takes over its port
         return serve_in_background(settings)
-    if app.left_running:
-        print(kept_running_note(app.left_running, app.embedded, settings.pod_undelivered_keep_s))
+    note = exit_note(app)
+    if note:
+        print(note)
     return int(result or 0)
+
+
+def exit_note(app: PodtuiApp) -> str | None:
+    """What the user is told after quitting: the pods kept running, and, attached, the control plane left
+    running elsewhere (quitting an attached dashboard said nothing of it)."""
+    parts = []
+    if app.left_running:
+        parts.append(kept_running_note(app.left_running, app.embedded, app.settings.pod_undelivered_keep_s))
+    if not app.embedded and app.client is not None:
+        url = app.client.url
+        stop = ""
+        pid_file = app.settings.data_dir / "serve.pid"
+        if url.rstrip("/") == app.settings.local_url and pid_file.is_file():
+            stop = f"; `kill {pid_file.read_text().strip()}` stops it"
+        parts.append(f"The control plane at {url} keeps running (a `podtui serve`: it goes on supervising the "
+                     f"pods and enforcing their limits); `podtui --server {url}` attaches again{stop}.")
+    return "\n".join(parts) or None
 
 
 def kept_running_note(pods: int, embedded: bool, wait_s: float) -> str:

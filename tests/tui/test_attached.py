@@ -125,3 +125,30 @@ async def test_a_refused_token_names_where_it_came_from(tmp_path):
             assert "No runs yet" not in app.dashboard.query_one(LossChart).idle_text
     finally:
         await stop(plane)
+
+
+async def test_quitting_an_attached_dashboard_asks_its_runs_and_says_the_serve_goes_on(tmp_path):
+    """After `q`, `k` an attached dashboard said "1 pod keeps running" with none (its view was stale), and it said
+    nothing of the `podtui serve` left running."""
+    from podtui.app import exit_note
+    from podtui.models import RunStatus
+    from podtui.screens.quit import QuitScreen
+
+    plane = await serve_at(tmp_path, free_port())
+    try:
+        run, _ = await plane.fake_run()  # training, says the store
+        app = PodtuiApp(make_settings(tmp_path / "client"), server=plane.url, token=plane.control.admin_token)
+        async with app.run_test(size=(160, 45)) as pilot:
+            await wait_for(pilot, lambda: run.id in app.live.runs)
+            await plane.store.finish_run(run.id, RunStatus.terminated, "ended while the view was stale")
+            app.live.runs[run.id] = app.live.runs[run.id].model_copy(update={"status": RunStatus.training})
+            await pilot.press("q")
+            await wait_for(pilot, lambda: not app.is_running or isinstance(app.screen, QuitScreen))
+            assert not isinstance(app.screen, QuitScreen)
+        note = exit_note(app)
+        assert app.left_running == 0 and note is not None and "pod" in note
+        assert "keeps running" not in note.split("The control plane")[0]
+        assert f"The control plane at {plane.url} keeps running" in note
+        assert f"`podtui --server {plane.url}` attaches again" in note
+    finally:
+        await stop(plane)
