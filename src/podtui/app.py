@@ -174,8 +174,8 @@ class PodtuiApp(ReportsHandlerErrors, App[int]):
         where = "embedded control plane" if self.embedded else \
             self.link.describe() if self.link is not None else f"control plane {url}"
         parts = [f"provider {self.default_provider}", where]
-        if not self.embedded:
-            return " · ".join(parts)
+        if not self.embedded:  # unreachable: said first, so a narrow status line cuts the provider, not the time
+            return " · ".join(parts if self.link is None or self.link.reachable else parts[::-1])
         if not self.settings.runpod_api_key:
             parts.append("no RunPod key: local pods only")
         elif self.settings.default_connect("runpod") == "pull":

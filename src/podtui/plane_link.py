@@ -54,4 +54,4 @@ class PlaneLink:
         if self.down_since is None:
             return f"control plane {self.url}"
         since = time.strftime("%H:%M:%S", time.localtime(self.down_since))
-        return f"⚠ control plane {self.url} unreachable since {since}, retrying · figures as it last said"
+        return f"⚠ control plane unreachable since {since}, retrying ({self.url}; figures as it last said)"
