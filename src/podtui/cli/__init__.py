@@ -427,10 +427,9 @@ def interrupted_note(run: Run, server: str, now: float) -> str:
     until = f"its command ends or a limit stops it ({', '.join(limits)})" if limits else \
         "its command ends (it has no time or budget limit)"
     state = "its pod stays to bring its outputs home" if run.status.is_final else f"it is {run.status.value}"
-    billing = "keeps running and billing" if run.price_per_hour or run.provider != "local" else \
-        "keeps running (a local pod: nothing bills)"
-    return (f"\nstopped following; {run.name} ({run.id}) goes on: {state}, and its pod {billing}"
-            f"{rate} (${run.cost_at(now):.2f} so far) until {until}.\n"
+    billing = f"keeps running and billing{rate} (${run.cost_at(now):.2f} so far)" \
+        if run.price_per_hour or run.provider != "local" else "keeps running (a local pod: nothing bills)"
+    return (f"\nstopped following; {run.name} ({run.id}) goes on: {state}, and its pod {billing} until {until}.\n"
             f"  follow it:     podtui {server}logs {run.id} --follow\n"
             f"  terminate it:  podtui {server}terminate {run.id}")
 
