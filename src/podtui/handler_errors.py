@@ -8,6 +8,7 @@ message loops with `ReportsHandlerErrors`, so the loop goes on with the next mes
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from textual.app import App
@@ -18,10 +19,20 @@ from .tokens import mask_secrets
 log = logging.getLogger("podtui.tui")
 
 
+REPEAT_QUIET_S = 30.0
+"""The same error again within this long is logged, not notified again (a failing timer would flood the screen)."""
+_last_told: dict[str, float] = {}
+
+
 def report_handler_error(app: App[Any], error: BaseException, log_file: object) -> None:
-    """Log the traceback (secrets masked) and tell the user in one notification."""
+    """Log the traceback (secrets masked) and tell the user in one notification (once per REPEAT_QUIET_S for the
+    same error)."""
     log.error("a TUI handler failed; the app goes on", exc_info=error)
     what = mask_secrets(f"{type(error).__name__}: {error}")[:300]
+    now = time.monotonic()
+    if now - _last_told.get(what, -REPEAT_QUIET_S) < REPEAT_QUIET_S:
+        return
+    _last_told[what] = now
     app.notify(f"podtui hit an unexpected error ({what}). The dashboard goes on; the details are in {log_file}.",
                severity="error", timeout=20)
 

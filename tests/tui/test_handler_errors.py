@@ -57,3 +57,19 @@ async def test_a_failing_action_and_handler_are_reported_and_the_app_goes_on(tmp
         assert any("details are in" in s and "podtui.log" in s for s in said(app))
     assert any("boom in an action" in r.getMessage() or (r.exc_info and "boom in an action" in str(r.exc_info[1]))
                for r in caplog.records)
+
+
+async def test_a_failing_timer_tells_once_not_every_tick(tmp_path, monkeypatch):
+    calls = []
+
+    def broken_tick(self):
+        calls.append(1)
+        raise ValueError("tick failed")
+
+    monkeypatch.setattr(Dashboard, "_tick", broken_tick)
+    app = PodtuiApp(make_settings(tmp_path))
+    app.raise_handler_errors_headless = False
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: len(calls) >= 3, timeout=30)
+        assert app.is_running
+        assert sum("tick failed" in s for s in said(app)) == 1
