@@ -49,9 +49,9 @@ class PlaneLink:
             return RETRY_FIRST_S
         return min(RETRY_MAX_S, RETRY_FIRST_S * 2 ** (self.failures - 1))
 
-    def describe(self) -> str:
-        """The status line's words when it is unreachable."""
+    def describe(self, stale: str = "figures as it last said") -> str:
+        """The status line's words (`stale`: what the user sees that is no longer current)."""
         if self.down_since is None:
             return f"control plane {self.url}"
         since = time.strftime("%H:%M:%S", time.localtime(self.down_since))
-        return f"⚠ control plane unreachable since {since}, retrying ({self.url}; figures as it last said)"
+        return f"⚠ control plane unreachable since {since}, retrying ({self.url}{'; ' + stale if stale else ''})"

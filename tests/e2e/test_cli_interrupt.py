@@ -83,3 +83,44 @@ def test_the_note_of_a_rented_pod_says_its_rate_and_limits():
     assert "max runtime 2h" in note and "podtui terminate abc123" in note and "podtui logs abc123 --follow" in note
     ended = run.model_copy(update={"status": RunStatus.failed, "ended_at": now, "keep_alive_until": None})
     assert "nothing bills" in interrupted_note(ended, "", now)
+
+
+async def test_launch_wait_rides_out_a_control_plane_restart(tmp_path):
+    """`launch --wait` exited 2 when the control plane went away, leaving the run billing unseen: it says the
+    control plane is unreachable, keeps asking, and follows the run to its end when it answers again."""
+    import threading
+
+    from tests.support import free_port, make_settings, settle, start_plane
+
+    port = free_port()
+    settings = make_settings(tmp_path, port=port)
+    plane = await start_plane(settings)
+    env = {**os.environ, "NO_PROXY": "127.0.0.1"}
+    env.pop("PODTUI_SERVER", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "podtui.cli", "--server", plane.url, "--token", plane.control.admin_token,
+         "launch", "--dataset", "demo", "--gpu", "local", "--command", "sleep 4; echo done", "--keep-alive", "0",
+         "--wait"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    said: list[str] = []
+    reader = threading.Thread(target=lambda: said.extend(proc.stderr), daemon=True)  # type: ignore[arg-type]
+    reader.start()
+    try:
+        await _wait_live(plane)
+        await plane.http.aclose()
+        await plane.control.stop()
+        deadline = time.monotonic() + 60
+        while not any("unreachable since" in line for line in said) and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        assert any("⚠ control plane unreachable since" in line and "the run goes on" in line for line in said), said
+        plane = await start_plane(make_settings(tmp_path, port=port))
+        code = await asyncio.to_thread(proc.wait, 120)
+        reader.join(5)
+        out = proc.stdout.read() if proc.stdout else ""
+        assert code == 0, (out, said)
+        assert any("answers again" in line for line in said) and "run succeeded" in out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        await settle(plane)
+        await plane.http.aclose()
+        await plane.control.stop()

@@ -23,6 +23,7 @@ from ..client import Client, ControlPlaneError, ControlPlaneUnreachable
 from ..config import Settings, load_settings, resolve_admin_token
 from ..fmt import format_bytes, format_duration, outputs_line
 from ..models import LaunchSpec, OrphanPod, Run, RunEvent, RunStatus, spec_problems
+from ..plane_link import PlaneLink
 
 T = TypeVar("T")
 
@@ -464,12 +465,23 @@ async def follow_run(client: Client, run_id: str, quiet: bool = False, poll_s: f
     last_event = 0
     last_step_shown: int | None = None
     source_shown: str | None = None
+    link = PlaneLink(client.url)
     while True:
-        run = await client.run(run_id)
+        try:
+            run = await client.run(run_id)
+            events = await client.run_events(run_id, last_event)
+        except ControlPlaneUnreachable:
+            # the run goes on without us: say so (on stderr, also with --json) and keep asking, backing off
+            if link.failed(time.time()):
+                click.echo(f"{link.describe('')}; the run goes on (Ctrl+C stops following, not the run)", err=True)
+            await asyncio.sleep(link.retry_delay())
+            continue
+        if link.answered():
+            click.echo(f"the control plane at {client.url} answers again", err=True)
         if not quiet and run.metrics_source and run.metrics_source != source_shown:
             source_shown = run.metrics_source
             click.echo(f"  metrics read from: {run.metrics_source}")
-        for event in await client.run_events(run_id, last_event):
+        for event in events:
             last_event = event.id
             if not quiet:
                 click.echo(event_lines(event))
