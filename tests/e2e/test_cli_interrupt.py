@@ -124,3 +124,48 @@ async def test_launch_wait_rides_out_a_control_plane_restart(tmp_path):
         await settle(plane)
         await plane.http.aclose()
         await plane.control.stop()
+
+
+async def test_logs_follow_rides_out_a_control_plane_restart(tmp_path):
+    """`podtui logs RUN --follow` ended with an error when the control plane went away; it keeps following."""
+    import threading
+
+    from tests.support import free_port, make_settings, settle, start_plane
+
+    port = free_port()
+    plane = await start_plane(make_settings(tmp_path, port=port))
+    r = await plane.http.post("/api/v1/runs", json={"dataset": "demo", "gpu_types": ["local"], "keep_alive_s": 0,
+                                                     "command": "echo before-the-gap; sleep 5; echo after-the-gap"})
+    run_id = r.json()["id"]
+    env = {**os.environ, "NO_PROXY": "127.0.0.1"}
+    env.pop("PODTUI_SERVER", None)
+    proc = subprocess.Popen([sys.executable, "-m", "podtui.cli", "--server", plane.url, "--token",
+                             plane.control.admin_token, "logs", run_id, "--follow"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    out: list[str] = []
+    err: list[str] = []
+    threads = [threading.Thread(target=lambda: out.extend(proc.stdout), daemon=True),  # type: ignore[arg-type]
+               threading.Thread(target=lambda: err.extend(proc.stderr), daemon=True)]  # type: ignore[arg-type]
+    for t in threads:
+        t.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not any("before-the-gap" in line for line in out) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        await plane.http.aclose()
+        await plane.control.stop()
+        while not any("unreachable since" in line for line in err) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert any("the run goes on" in line for line in err), err
+        plane = await start_plane(make_settings(tmp_path, port=port))
+        code = await asyncio.to_thread(proc.wait, 120)
+        for t in threads:
+            t.join(5)
+        assert code == 0, (out, err)
+        assert any("after-the-gap" in line for line in out) and any("answers again" in line for line in err)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        await settle(plane)
+        await plane.http.aclose()
+        await plane.control.stop()

@@ -543,14 +543,28 @@ def logs(obj: Context, run_ref: str, follow: bool, tail: int | None, as_json: bo
             if tail:
                 page = await client.logs(run.id, limit=min(tail, 10_000), tail=True)
                 after = max(after, show(page.lines))
+            link = PlaneLink(client.url)
             while True:
-                page = await client.logs(run.id, after_seq=after, limit=5000)
+                try:
+                    page = await client.logs(run.id, after_seq=after, limit=5000)
+                except ControlPlaneUnreachable:
+                    if not follow:
+                        raise
+                    if link.failed(time.time()):  # following: the run goes on, and so do we
+                        click.echo(f"-- {link.describe('')}; the run goes on", err=True)
+                    await asyncio.sleep(link.retry_delay())
+                    continue
+                if link.answered():
+                    click.echo(f"-- the control plane at {client.url} answers again", err=True)
                 after = max(after, show(page.lines))
                 if len(page.lines) == 5000:
                     continue
                 if not follow:
                     return
-                run = await client.run(run.id)
+                try:
+                    run = await client.run(run.id)
+                except ControlPlaneUnreachable:
+                    continue  # the next read says it and waits
                 if run.status.is_final:
                     show((await client.logs(run.id, after_seq=after, limit=5000)).lines)
                     click.echo(f"-- run {run.status.value}: {run.status_reason or ''}", err=True)
