@@ -36,6 +36,10 @@ SHORT = 36
 the facts filled the screen)."""
 
 
+TIME_WIDTH = 19
+"""The events table's time column ("2026-09-21 14:13:21")."""
+
+
 def clock(ts: float | None) -> str:
     """Local date and time of a timestamp ("-" when unset)."""
     return "-" if ts is None else datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
@@ -146,7 +150,10 @@ class RunDetailScreen(ReportsHandlerErrors, Screen[None]):
         self.set_class(self.app.size.height < SHORT, "short")
         events = self.query_one("#events", DataTable)
         events.border_title = "events"
-        events.add_columns("time", "event", "message")
+        self._message_width = 0
+        self._kind_width = len("event")
+        self._set_event_columns(0)
+        self.call_after_refresh(self._fit_messages)
         self.show_facts()
         self.load_events()
         self.set_interval(1.0, self.show_facts)  # time and cost grow between changes
@@ -163,6 +170,28 @@ class RunDetailScreen(ReportsHandlerErrors, Screen[None]):
 
     def on_resize(self, event: events.Resize) -> None:
         self.set_class(event.size.height < SHORT, "short")
+        self.call_after_refresh(self._fit_messages)
+
+    def _set_event_columns(self, message_width: int) -> None:
+        table = self.query_one("#events", DataTable)
+        table.clear(columns=True)
+        table.add_column("time")
+        table.add_column("event", width=self._kind_width)
+        table.add_column("message", width=message_width or None)
+
+    def _fit_messages(self, force: bool = False) -> None:
+        """The message column as wide as the table leaves it, its lines wrapped in it: a failure's tail (long
+        paths) was cut at the right edge of an 80-column terminal."""
+        table = self.query_one("#events", DataTable)
+        room = table.scrollable_content_region.width
+        if room <= 0 and not force:
+            return  # not laid out yet: fitted after the next refresh
+        width = max(24, room - TIME_WIDTH - self._kind_width - 3 * 2 * table.cell_padding) if room > 0 else 0
+        if width != self._message_width or force:
+            self._message_width = width
+            self._set_event_columns(width)
+            events, self._events = self._events, []
+            self._add_events(events)
 
     @work(exclusive=True, group="detail-outputs", exit_on_error=False)
     async def load_outputs(self) -> None:
@@ -257,18 +286,24 @@ class RunDetailScreen(ReportsHandlerErrors, Screen[None]):
         table = self.query_one("#events", DataTable)
         last = self._events[-1].id if self._events else 0
         new = sorted({e.id: e for e in events if e.id > last}.values(), key=lambda e: e.id)
+        wider = max((len(e.kind) for e in new), default=0)
+        if wider > self._kind_width:  # the kind column grows, the message column gives way
+            self._kind_width = wider
+            self._events.extend(new)
+            self._fit_messages(force=True)
+            return
         for event in new:
             self._events.append(event)
             # whole, however many lines (a failure's tail is its last log lines): the row grows to fit them
             table.add_row(clock(event.ts), Text(event.kind, event_style(self.app, event.kind)),
-                          Text(event.message.rstrip("\n")), height=None)
+                          Text(event.message.rstrip("\n"), overflow="fold"), height=None)
         if new:
             table.move_cursor(row=table.row_count - 1)
 
     def _restyle(self) -> None:
         """The theme changed: colours are baked into the rows, so draw them again."""
         events, self._events = self._events, []
-        self.query_one("#events", DataTable).clear()
+        self._set_event_columns(self._message_width)
         self._add_events(events)
         self.show_facts()
 
