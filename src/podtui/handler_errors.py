@@ -13,6 +13,7 @@ from typing import Any
 
 from textual.app import App
 from textual.message import Message
+from textual.worker import Worker, WorkerState
 
 from .tokens import mask_secrets
 
@@ -39,10 +40,17 @@ def report_handler_error(app: App[Any], error: BaseException, log_file: object) 
 
 class ReportsHandlerErrors:
     """Mixin (before Textual's class) for the app and the screens: a handler's exception goes to the app's
-    `_handle_exception` and this message loop reads on."""
+    `_handle_exception` and this message loop reads on; a worker's unexpected exception (workers run with
+    exit_on_error=False, which dropped it silently) is reported the same way."""
 
     async def _dispatch_message(self, message: Message) -> None:
         try:
             await super()._dispatch_message(message)  # type: ignore[misc]
-        except Exception as error:
+        except Exception as error:  # reported; the loop goes on
             self.app._handle_exception(error)  # type: ignore[attr-defined]
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state == WorkerState.ERROR and event.worker.error is not None:
+            app = self.app  # type: ignore[attr-defined]
+            log_file = getattr(getattr(app, "settings", None), "log_file", "podtui's log file")
+            report_handler_error(app, event.worker.error, log_file)

@@ -73,3 +73,18 @@ async def test_a_failing_timer_tells_once_not_every_tick(tmp_path, monkeypatch):
         await wait_for(pilot, lambda: len(calls) >= 3, timeout=30)
         assert app.is_running
         assert sum("tick failed" in s for s in said(app)) == 1
+
+
+async def test_a_worker_that_fails_unexpectedly_is_reported(tmp_path):
+    """Workers run with exit_on_error=False: an unexpected exception in one vanished without a word."""
+    app = PodtuiApp(make_settings(tmp_path))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.dashboard is not None and app.dashboard._client is not None)
+
+        async def broken_orphans():
+            raise RuntimeError("orphans exploded")
+
+        app.client.orphans = broken_orphans
+        app.dashboard.check_orphans()
+        await wait_for(pilot, lambda: any("orphans exploded" in s for s in said(app)))
+        assert app.is_running
