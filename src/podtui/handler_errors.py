@@ -21,19 +21,21 @@ log = logging.getLogger("podtui.tui")
 
 
 REPEAT_QUIET_S = 30.0
-"""The same error again within this long is logged, not notified again (a failing timer would flood the screen)."""
+"""The same error again within this long is neither notified nor logged with its traceback again (a failing timer
+or render would flood the screen and the log)."""
 _last_told: dict[str, float] = {}
 
 
 def report_handler_error(app: App[Any], error: BaseException, log_file: object) -> None:
     """Log the traceback (secrets masked) and tell the user in one notification (once per REPEAT_QUIET_S for the
     same error)."""
-    log.error("a TUI handler failed; the app goes on", exc_info=error)
     what = mask_secrets(f"{type(error).__name__}: {error}")[:300]
     now = time.monotonic()
     if now - _last_told.get(what, -REPEAT_QUIET_S) < REPEAT_QUIET_S:
+        log.debug("the same TUI error again: %s", what)  # one traceback per 30 s: a failing render would fill the log
         return
     _last_told[what] = now
+    log.error("a TUI handler failed; the app goes on", exc_info=error)
     app.notify(f"podtui hit an unexpected error ({what}). The dashboard goes on; the details are in {log_file}.",
                severity="error", timeout=20)
 
