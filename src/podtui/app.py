@@ -20,12 +20,14 @@ from textual.app import App, SystemCommand
 from textual.screen import Screen
 
 from .actions import keymap_problems, palette_actions
-from .config import Settings, config_file_path, public_url_problem, read_admin_token
-from .errors import ControlPlaneError
+from .config import Settings, config_file_path, public_url_problem, resolve_admin_token
+from .errors import ControlPlaneError, ControlPlaneUnreachable
 from .fmt import format_duration
+from .handler_errors import ReportsHandlerErrors, report_handler_error
 from .live import Follow, LiveRuns
 from .logs import setup_logging
-from .messages import EndPodAsked, RunEventArrived, message_for
+from .messages import EndPodAsked, PlaneLinkChanged, RunEventArrived, message_for
+from .plane_link import PlaneLink
 from .screens.confirm import ConfirmScreen
 from .screens.dashboard import Dashboard
 from .screens.help import HelpScreen
@@ -42,18 +44,20 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class PodtuiApp(App[int]):
+class PodtuiApp(ReportsHandlerErrors, App[int]):
     """podtui's terminal dashboard."""
 
     TITLE = "podtui"
     CSS_PATH = Path(__file__).with_name("podtui.tcss")  # absolute: subclasses elsewhere find it too
     BINDINGS = bindings("app")
 
-    def __init__(self, settings: Settings, server: str | None = None, token: str | None = None) -> None:
+    def __init__(self, settings: Settings, server: str | None = None, token: str | None = None,
+                 token_given_as: str = "--token") -> None:
         super().__init__()
         self.settings = settings
         self.server = server
         self.token = token
+        self.token_given_as = token_given_as
         self.plane: ControlPlane | None = None
         self.client: Client | None = None
         self.dashboard: Dashboard | None = None
@@ -64,6 +68,19 @@ class PodtuiApp(App[int]):
         """The runs the feed brings in full (the selected and the compared one); the rest come as summaries."""
         self.left_running = 0
         """The live pods the user chose to keep running at quit."""
+        self.link: PlaneLink | None = None
+        """Whether an attached control plane answers (None when embedded: it runs in this process)."""
+
+    raise_handler_errors_headless = True
+    """Under a test's Pilot (headless), a handler's exception still fails the test, as Textual does it."""
+
+    def _handle_exception(self, error: Exception) -> None:
+        """A handler's exception is a notification and a log entry once the app runs, never a dead TUI."""
+        if not self.is_running or not self.screen_stack or \
+                (self.is_headless and self.raise_handler_errors_headless):
+            super()._handle_exception(error)
+            return
+        report_handler_error(self, error, self.settings.log_file)
 
     @property
     def embedded(self) -> bool:
@@ -89,9 +106,10 @@ class PodtuiApp(App[int]):
     async def connect(self) -> None:
         """Start the embedded control plane (or reach --server), then feed the dashboard."""
         url = self.server
-        token = self.token
+        # one resolution for the dashboard and every CLI verb: --token, PODTUI_ADMIN_TOKEN, config, the token file
+        token, token_source = resolve_admin_token(self.settings, self.token, self.token_given_as)
         if url is None and await self._port_answers():
-            url, token = self._attach_local()
+            url = self._attach_local()
         elif url is None:
             # The server stack (aiohttp, aiosqlite) loads only when embedded, in a thread: the dashboard stays live.
             server_app = await asyncio.to_thread(importlib.import_module, "podtui.server.app")
@@ -99,10 +117,10 @@ class PodtuiApp(App[int]):
             try:
                 await plane.start()
                 server_app.tune_gc()
-                url, token = plane.url, plane.admin_token
+                url, token, token_source = plane.url, plane.admin_token, "the embedded control plane"
             except OSError:
                 self.plane = None
-                url, token = self._attach_local()
+                url = self._attach_local()
             else:
                 # The runs are in this process already: show them before the HTTP client has even loaded.
                 self.live.load(await plane.store.list_runs())
@@ -110,16 +128,24 @@ class PodtuiApp(App[int]):
                     self.dashboard.show_runs()
         client_module = await asyncio.to_thread(importlib.import_module, "podtui.client")  # httpx: not at start
         try:
-            self.client = client_module.Client(url, token)
+            self.client = client_module.Client(url, token, token_source=token_source)
         except ControlPlaneError as exc:  # --server that is not a URL
             self.notify(exc.message, severity="error", timeout=60)
             return
+        if not self.embedded:
+            self.link = PlaneLink(url)
         try:
             await self.client.health()
         except ControlPlaneError as exc:
-            self.notify(exc.message, severity="error", timeout=20)
+            if self.link is not None and isinstance(exc, ControlPlaneUnreachable):
+                self.link.failed(time.time())  # the status line says it, and the feed retries with backoff
+                self.notify(f"{exc.message} podtui keeps trying.", severity="warning", timeout=10)
+            else:
+                self.notify(exc.message, severity="error", timeout=20)
         assert self.dashboard is not None
         self.dashboard.attach(self.client, self.status_line(url))
+        if self.link is not None and not self.link.reachable:
+            self.dashboard.show_link(self.status_line(url), reachable=False)
         self.follow_events()
         # Later, so that asking RunPod (and importing its SDK) never slows the start.
         self.set_timer(15.0, self.check_orphans)
@@ -151,20 +177,21 @@ class PodtuiApp(App[int]):
         writer.close()
         return True
 
-    def _attach_local(self) -> tuple[str, str | None]:
-        """The URL and admin token of the control plane already on this machine's port."""
+    def _attach_local(self) -> str:
+        """The URL of the control plane already on this machine's port."""
         url = self.settings.local_url
         self.notify(f"Port {self.settings.port} is busy: attached to the control plane already running at {url} (a "
                     "`podtui serve`, e.g. one kept in the background). Set PODTUI_PORT to run a separate one.",
                     timeout=8)
-        return url, self.token or read_admin_token(self.settings)
+        return url
 
     def status_line(self, url: str) -> str:
         """Provider, where pods reach the control plane, and what is wrong with that."""
-        where = "embedded control plane" if self.embedded else f"control plane {url}"
+        where = "embedded control plane" if self.embedded else \
+            self.link.describe() if self.link is not None else f"control plane {url}"
         parts = [f"provider {self.default_provider}", where]
-        if not self.embedded:
-            return " · ".join(parts)
+        if not self.embedded:  # unreachable: said first, so a narrow status line cuts the provider, not the time
+            return " · ".join(parts if self.link is None or self.link.reachable else parts[::-1])
         if not self.settings.runpod_api_key:
             parts.append("no RunPod key: local pods only")
         elif self.settings.default_connect("runpod") == "pull":
@@ -181,8 +208,25 @@ class PodtuiApp(App[int]):
     async def follow_events(self) -> None:
         """Apply the control plane's live feed to the app's runs, then tell the screens (reconnects by itself)."""
         assert self.client is not None
-        async for _, entry in self.client.events(follow=self.follow):
-            self.take_entry(entry)
+        try:
+            async for _, entry in self.client.events(follow=self.follow, link=self.link, on_link=self.link_changed):
+                self.take_entry(entry)
+        except ControlPlaneError as exc:  # refused (a wrong admin token): the live feed cannot go on
+            self.notify(f"the live feed stopped: {exc.message}", severity="error", timeout=60)
+            if self.dashboard is not None:
+                self.dashboard.show_link(f"⚠ control plane {self.client.url} refused this dashboard: "
+                                         f"{exc.message}", reachable=False)
+
+    def link_changed(self, reachable: bool) -> None:
+        """An attached control plane stopped answering, or answers again: say so, grey or refresh the figures."""
+        if self.dashboard is None or self.client is None:
+            return
+        self.dashboard.show_link(self.status_line(self.client.url), reachable)
+        if reachable:
+            self.dashboard.load_runs()  # the feed resumes gap-free; this brings what came before its first entry
+            self.notify(f"the control plane at {self.client.url} answers again")
+        for screen in self.screen_stack:
+            screen.post_message(PlaneLinkChanged(reachable))
 
     def take_entry(self, entry: FeedEntry) -> None:
         """One live feed entry: into the app's runs first, then to every screen on the stack."""
@@ -225,7 +269,28 @@ class PodtuiApp(App[int]):
         self.action_quit_guarded()
 
     def action_quit_guarded(self) -> None:
-        """Quit; with live pods, ask whether to terminate them, keep them, or stay."""
+        """Quit; with live pods, ask whether to terminate them, keep them, or stay. Attached to a control plane
+        elsewhere, its runs are asked for first: what the dashboard last heard may be stale (it said "1 pod keeps
+        running" with none)."""
+        if not self.embedded and self.client is not None:
+            self.refresh_then_quit()
+            return
+        self._quit_asking()
+
+    @work(exclusive=True, group="quit-refresh", exit_on_error=False)
+    async def refresh_then_quit(self) -> None:
+        """The attached control plane's runs as they are now (at most 5 s), then quit as `q` does."""
+        assert self.client is not None
+        try:
+            runs = await asyncio.wait_for(self.client.runs(), 5.0)
+        except (ControlPlaneError, TimeoutError):
+            pass  # unreachable: what it last said is all there is
+        else:
+            for run in runs:
+                self.live.put(run)
+        self._quit_asking()
+
+    def _quit_asking(self) -> None:
         live = self.live.live()
         if not live:
             self.exit(0)
@@ -314,20 +379,38 @@ class PodtuiApp(App[int]):
             await self.plane.stop()
 
 
-def run_tui(settings: Settings, server: str | None, token: str | None) -> int:
+def run_tui(settings: Settings, server: str | None, token: str | None, token_given_as: str = "--token") -> int:
     """Run the app; the log goes to the data dir's log file, never onto the screen. A [keymap] that names no
     binding, or takes a key another binding owns, is refused before the screen opens."""
     if problems := keymap_problems(settings.keymap):
         print(f"podtui does not start: {config_file_path()}:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 2
     setup_logging(settings.log_file, settings.log_level, stderr=False)
-    app = PodtuiApp(settings, server, token)
+    app = PodtuiApp(settings, server, token, token_given_as)
     result = app.run()
     if result == BACKGROUND:  # the embedded control plane has stopped: a headless one takes over its port
         return serve_in_background(settings)
-    if app.left_running:
-        print(kept_running_note(app.left_running, app.embedded, settings.pod_undelivered_keep_s))
+    note = exit_note(app)
+    if note:
+        print(note)
     return int(result or 0)
+
+
+def exit_note(app: PodtuiApp) -> str | None:
+    """What the user is told after quitting: the pods kept running, and, attached, the control plane left
+    running elsewhere (quitting an attached dashboard said nothing of it)."""
+    parts = []
+    if app.left_running:
+        parts.append(kept_running_note(app.left_running, app.embedded, app.settings.pod_undelivered_keep_s))
+    if not app.embedded and app.client is not None:
+        url = app.client.url
+        stop = ""
+        pid_file = app.settings.data_dir / "serve.pid"
+        if url.rstrip("/") == app.settings.local_url and pid_file.is_file():
+            stop = f"; `kill {pid_file.read_text().strip()}` stops it"
+        parts.append(f"The control plane at {url} keeps running (a `podtui serve`: it goes on supervising the "
+                     f"pods and enforcing their limits); `podtui --server {url}` attaches again{stop}.")
+    return "\n".join(parts) or None
 
 
 def kept_running_note(pods: int, embedded: bool, wait_s: float) -> str:

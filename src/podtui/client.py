@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -31,13 +32,16 @@ from .models import (
     RunEvent,
 )
 from .output_names import output_name_problem
+from .plane_link import PlaneLink
 
 
 class Client:
     """One control plane, one admin token."""
 
-    def __init__(self, url: str, admin_token: str | None, timeout: float = 30.0) -> None:
+    def __init__(self, url: str, admin_token: str | None, timeout: float = 30.0, token_source: str = "") -> None:
         self.url = url.rstrip("/")
+        self.token_source = token_source
+        """Where the admin token came from (`--token`, the token file …): a refusal names it."""
         scheme = urlsplit(self.url).scheme.lower()
         if scheme not in ("http", "https"):
             raise ControlPlaneError(f"{url[:200]!r} is not a control plane's URL: give one like http://127.0.0.1:8765 "
@@ -68,7 +72,7 @@ class Client:
         except httpx.TransportError as exc:
             raise ControlPlaneError(f"talking to {self.url} failed: {exc!r}") from exc
         if response.status_code >= 400:
-            raise _error_of(response)
+            raise _error_of(response, self.token_source)
         try:
             return response.json()
         except ValueError:
@@ -191,7 +195,7 @@ class Client:
                                              timeout=httpx.Timeout(60.0, read=300.0)) as response:
                     if response.status_code >= 400 and response.status_code != 416:
                         await response.aread()
-                        raise _error_of(response)
+                        raise _error_of(response, self.token_source)
                     if response.status_code == 416:  # the .part is whole already
                         await response.aread()
                     else:
@@ -211,11 +215,15 @@ class Client:
         raise ControlPlaneError(f"{file.path} arrived with another sha256 than the control plane's; try again")
 
     async def events(self, after: int | None = None, run_id: str | None = None, follow: Follow | None = None,
-                     retry_s: float = 2.0) -> AsyncIterator[tuple[int, FeedEntry]]:
+                     retry_s: float = 2.0, link: PlaneLink | None = None,
+                     on_link: Callable[[bool], None] | None = None) -> AsyncIterator[tuple[int, FeedEntry]]:
         """The live feed as (id, typed entry); reconnects with Last-Event-ID, so nothing is missed. With `follow`,
         only its runs come in full (metrics and log lines) and the rest as summaries; when it changes, the stream
         reconnects at once with the new subscription from the last entry yielded, so a newly followed run's points
-        from then on come too. Kinds this version does not know (a newer control plane) are skipped."""
+        from then on come too. Kinds this version does not know (a newer control plane) are skipped.
+
+        With `link`, connections are counted on it, reconnects back off by its delays (instead of `retry_s`), and
+        `on_link(reachable)` is called when the control plane stops or starts answering again."""
         last = after
         while True:
             params = {"run": run_id} if run_id else {}
@@ -226,6 +234,7 @@ class Client:
             items: asyncio.Queue[_FeedItem] = asyncio.Queue(256)  # bounded: a slow consumer slows the reading
             reader = asyncio.create_task(self._read_feed(last, params, items))
             resubscribe = False
+            connected = False
             try:
                 while True:
                     getter = asyncio.ensure_future(items.get())
@@ -238,8 +247,18 @@ class Client:
                     item = getter.result()
                     if isinstance(item, BaseException):
                         raise item
+                    if isinstance(item, _Connected):
+                        connected = True
+                        if link is not None and link.answered() and on_link is not None:
+                            on_link(True)
+                        continue
                     if item is None:
-                        break  # the stream ended or failed: reconnect after a pause
+                        if link is not None:  # the stream ended, or never began
+                            if connected:  # it worked until now: one quick retry before saying so
+                                link.dropped(time.time())
+                            elif link.failed(time.time()) and on_link is not None:
+                                on_link(False)
+                        break  # reconnect after a pause
                     event_id, entry = item
                     if entry is None:  # where a stream "from now" began
                         last = event_id if last is None else last
@@ -253,7 +272,7 @@ class Client:
                 with contextlib.suppress(asyncio.CancelledError):
                     await reader
             if not resubscribe:
-                await asyncio.sleep(retry_s)
+                await asyncio.sleep(retry_s if link is None else link.retry_delay())
 
     async def _read_feed(self, after: int | None, params: dict[str, str], items: asyncio.Queue[_FeedItem]) -> None:
         """One connection to the feed: its entries into `items`, then None when it ends or fails (an error answer
@@ -261,11 +280,12 @@ class Client:
         headers = {"Last-Event-ID": str(after)} if after is not None else {}
         try:
             async with self._http.stream("GET", "/api/v1/events", headers=headers, params=params,
-                                         timeout=httpx.Timeout(30.0, read=None)) as response:
+                                         timeout=httpx.Timeout(30.0, read=FEED_SILENCE_S)) as response:
                 if response.status_code >= 400:
                     await response.aread()
-                    await items.put(_error_of(response))
+                    await items.put(_error_of(response, self.token_source))
                     return
+                await items.put(_CONNECTED)
                 event_id, kind, data = None, "message", ""
                 async for line in response.aiter_lines():
                     if line.startswith("id:"):
@@ -286,11 +306,21 @@ class Client:
         await items.put(None)
 
 
-_FeedItem = tuple[int, FeedEntry | None] | BaseException | None
-"""What one feed connection hands the reader: (id, entry), (start id, None), an error to raise, or None (ended)."""
+class _Connected:
+    """The feed's answer began (the control plane answers)."""
 
 
-def _error_of(response: httpx.Response) -> ControlPlaneError:
+_CONNECTED = _Connected()
+FEED_SILENCE_S = 60.0
+"""A feed silent this long is taken for dead (the control plane sends a keep-alive every 15 s by default): a
+control plane frozen or cut off behind a live TCP connection is noticed."""
+
+_FeedItem = tuple[int, FeedEntry | None] | _Connected | BaseException | None
+"""What one feed connection hands the reader: (id, entry), (start id, None), _CONNECTED, an error to raise, or
+None (ended)."""
+
+
+def _error_of(response: httpx.Response, token_source: str = "") -> ControlPlaneError:
     try:
         body = response.json()
         error = body["error"]
@@ -298,5 +328,12 @@ def _error_of(response: httpx.Response) -> ControlPlaneError:
     except (ValueError, KeyError, TypeError):
         message, code = f"HTTP {response.status_code}: {response.text[:200]}", ""
     if response.status_code == 401 and code == "unauthorized":
-        message += " (pass --token or set PODTUI_ADMIN_TOKEN when the control plane runs elsewhere)"
+        if token_source.startswith("none"):
+            message += f" (admin token: {token_source}; give this control plane's token with --token or " \
+                "PODTUI_ADMIN_TOKEN: it is in the admin_token file of its data dir)"
+        elif token_source:
+            message += f" (the admin token from {token_source} is not this control plane's; give its token with " \
+                "--token or PODTUI_ADMIN_TOKEN: it is in the admin_token file of its data dir)"
+        else:
+            message += " (pass --token or set PODTUI_ADMIN_TOKEN when the control plane runs elsewhere)"
     return ControlPlaneError(message, response.status_code, code)

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import os
 import secrets
+import tomllib
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import platformdirs
-from pydantic import AliasChoices, BaseModel, Field, field_validator
+from pydantic import AliasChoices, BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -261,11 +262,79 @@ SETTING_GROUPS: dict[str, type[BaseModel]] = {"server": ServerSettings, "RunPod"
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Read the settings; a broken config file raises ValueError with a readable message."""
+    """Read the settings; a broken config file raises ValueError naming the file and the line (or the variable)."""
+    path = config_file_path()
     try:
         return Settings(**overrides)
-    except Exception as exc:  # pydantic ValidationError or a TOML syntax error
-        raise ValueError(f"podtui settings are invalid: {exc}") from exc
+    except ValidationError as exc:
+        raise ValueError("podtui settings are invalid:\n" + "\n".join(
+            setting_problem(path, err) for err in exc.errors())) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"podtui settings are invalid: {path} is not valid TOML: {exc}") from exc
+    except OSError as exc:
+        raise ValueError(f"podtui settings are invalid: {path} cannot be read ({exc.strerror})") from exc
+    except Exception as exc:  # anything else a settings source raises
+        raise ValueError(f"podtui settings are invalid ({path}): {exc}") from exc
+
+
+def setting_problem(path: Path, error: Any) -> str:
+    """One invalid setting, named where it was set: `config.toml line 3: port: …` or `PODTUI_PORT: …`."""
+    loc = error.get("loc") or ("?",)
+    name = str(loc[0])
+    what = f"{'.'.join(str(p) for p in loc)}: {error.get('msg', 'invalid')}"
+    if "input" in error and not isinstance(error["input"], dict):
+        what += f" (got {str(error['input'])[:80]!r})"
+    field = Settings.model_fields.get(name)
+    env_names = [f"PODTUI_{name.upper()}"]
+    if field is not None and isinstance(field.validation_alias, AliasChoices):
+        env_names = [str(c) for c in field.validation_alias.choices if str(c).isupper()]
+    for env_name in env_names:
+        if env_name in os.environ:
+            return f"  {env_name} (environment): {what}"
+    line = toml_line_of(path, name)
+    if line is not None:
+        return f"  {path} line {line}: {what}"
+    return f"  {what}"
+
+
+def toml_line_of(path: Path, key: str) -> int | None:
+    """The line of `path` where a top-level key (or its [table]) is set, or None."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return None
+    table = None
+    for number, line in enumerate(lines, 1):
+        text = line.strip()
+        if text.startswith("["):
+            table = text.strip("[] ")
+            if table == key:
+                return number
+            continue
+        if table is None and text.split("=", 1)[0].strip().strip("\"'") == key and "=" in text:
+            return number
+    return None
+
+
+def unknown_settings(path: Path) -> list[str]:
+    """Keys of the config file that are no setting (a misspelt one is otherwise ignored): `line 4: 'prot' is no
+    setting (did you mean 'port'?)`."""
+    import difflib
+
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError):
+        return []
+    known = set(Settings.model_fields)
+    out = []
+    for key in data:
+        if key in known:
+            continue
+        close = difflib.get_close_matches(key, known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        line = toml_line_of(path, key)
+        out.append(f"{path}{f' line {line}' if line else ''}: {key!r} is no podtui setting{hint}; it is ignored")
+    return out
 
 
 def ensure_admin_token(settings: Settings) -> str:
@@ -275,12 +344,27 @@ def ensure_admin_token(settings: Settings) -> str:
 
 def read_admin_token(settings: Settings) -> str | None:
     """The admin token a local client uses: the setting, else the data dir's file, else None."""
+    return resolve_admin_token(settings)[0]
+
+
+def resolve_admin_token(settings: Settings, given: str | None = None, given_as: str = "--token") -> tuple[
+        str | None, str]:
+    """The admin token every client (the dashboard and each CLI verb) uses, and where it came from, for the error
+    that names it: the one given (--token), else PODTUI_ADMIN_TOKEN, else config.toml's admin_token, else the data
+    dir's token file."""
+    if given:
+        return given, given_as
+    path = settings.data_dir / ADMIN_TOKEN_FILE
     if settings.admin_token:
-        return settings.admin_token
+        from_env = os.environ.get("PODTUI_ADMIN_TOKEN", "").strip() == settings.admin_token.strip()
+        return settings.admin_token, "PODTUI_ADMIN_TOKEN" if from_env else f"admin_token in {config_file_path()}"
     try:
-        return (settings.data_dir / ADMIN_TOKEN_FILE).read_text().strip() or None
+        token = path.read_text().strip()
     except OSError:
-        return None
+        token = ""
+    if token:
+        return token, f"the token file {path}"
+    return None, f"none found (no --token, no PODTUI_ADMIN_TOKEN, no token file {path})"
 
 
 def is_local_url(url: str) -> bool:

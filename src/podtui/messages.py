@@ -58,6 +58,13 @@ class EndPodAsked(Message):
     ask: bool = True
 
 
+@dataclass
+class PlaneLinkChanged(Message, bubble=False):
+    """An attached control plane stopped answering, or answers again (forms that need it say so, and reload)."""
+
+    reachable: bool
+
+
 def message_for(entry: FeedEntry) -> FeedMessage:
     """The message that carries a feed entry."""
     from .feed import LogsAdded, MetricsAdded, RunChanged, RunEventAdded

@@ -20,9 +20,10 @@ import click
 from pydantic import ValidationError
 
 from ..client import Client, ControlPlaneError, ControlPlaneUnreachable
-from ..config import Settings, load_settings, read_admin_token
+from ..config import Settings, load_settings, resolve_admin_token
 from ..fmt import format_bytes, format_duration, outputs_line
-from ..models import LaunchSpec, OrphanPod, Run, RunStatus, spec_problems
+from ..models import LaunchSpec, OrphanPod, Run, RunEvent, RunStatus, spec_problems
+from ..plane_link import PlaneLink
 
 T = TypeVar("T")
 
@@ -30,9 +31,13 @@ T = TypeVar("T")
 class Context:
     """What every verb needs: settings, and where the control plane is."""
 
-    def __init__(self, server: str | None, token: str | None) -> None:
+    def __init__(self, server: str | None, token: str | None, server_typed: bool = False) -> None:
         self.server_arg = server
         self.token_arg = token
+        self.server_typed = server_typed
+        """Whether --server was on the command line (then the commands we suggest need it too)."""
+        self.token_given_as = "--token"
+        """How --token came: typed, or from PODTUI_ADMIN_TOKEN (an error about the token names it)."""
         self._settings: Settings | None = None
 
     @property
@@ -49,12 +54,13 @@ class Context:
         return self.server_arg or self.settings.local_url
 
     def client(self) -> Client:
-        token = self.token_arg or read_admin_token(self.settings)
-        return Client(self.server, token)
+        token, source = resolve_admin_token(self.settings, self.token_arg, self.token_given_as)
+        return Client(self.server, token, token_source=source)
 
 
-def run_async(fn: Callable[[], Awaitable[T]]) -> T:
-    """Run a coroutine; turn control-plane errors into one readable line and an exit code."""
+def run_async(fn: Callable[[], Awaitable[T]], on_interrupt: Callable[[], int] | None = None) -> T:
+    """Run a coroutine; turn control-plane errors into one readable line and an exit code. On Ctrl+C,
+    `on_interrupt` says what goes on without us and gives the exit code (130 without it)."""
     try:
         return asyncio.run(fn())  # type: ignore[arg-type]
     except ControlPlaneUnreachable as exc:
@@ -64,7 +70,7 @@ def run_async(fn: Callable[[], Awaitable[T]]) -> T:
         click.echo(f"error: {exc.message}", err=True)
         sys.exit(1)
     except KeyboardInterrupt:
-        sys.exit(130)
+        sys.exit(on_interrupt() if on_interrupt is not None else 130)
 
 
 def emit_json(data: Any) -> None:
@@ -119,16 +125,20 @@ def main(ctx: click.Context, server: str | None, token: str | None) -> None:
 
     With no command, opens the dashboard (with its own control plane unless --server is given).
     """
-    ctx.obj = Context(server, token)
+    typed = ctx.get_parameter_source("server") == click.core.ParameterSource.COMMANDLINE
+    ctx.obj = Context(server, token, server_typed=typed)
+    if ctx.get_parameter_source("token") == click.core.ParameterSource.ENVIRONMENT:
+        ctx.obj.token_given_as = "PODTUI_ADMIN_TOKEN"
     if ctx.invoked_subcommand is None:
         from ..app import run_tui
 
-        sys.exit(run_tui(ctx.obj.settings, server, token))
+        sys.exit(run_tui(ctx.obj.settings, server, token, ctx.obj.token_given_as))
 
 
 @main.command()
-@click.option("--host", help="Address to bind (default 127.0.0.1; 0.0.0.0 to let pods connect directly).")
-@click.option("--port", type=int, help="Port (default 8765).")
+@click.option("--host", help="Address to bind (default: PODTUI_HOST, else config.toml's host, else 127.0.0.1; "
+              "0.0.0.0 to let pods connect directly).")
+@click.option("--port", type=int, help="Port (default: PODTUI_PORT, else config.toml's port, else 8765).")
 @click.option("--public-url", help="URL pods use to reach this control plane.")
 @click.pass_obj
 def serve(obj: Context, host: str | None, port: int | None, public_url: str | None) -> None:
@@ -343,9 +353,12 @@ def launch(obj: Context, dataset: str, gpu_types: tuple[str, ...], command: str 
     except ValidationError as exc:
         raise click.UsageError(launch_problems(exc)) from None
 
+    launched: list[Run] = []  # the run, once the control plane has made it (Ctrl+C needs to say which)
+
     async def go() -> int:
         async with obj.client() as client:
             run = await client.launch(spec)
+            launched.append(run)
             if not wait:
                 if as_json:
                     emit_json(run)
@@ -365,13 +378,72 @@ def launch(obj: Context, dataset: str, gpu_types: tuple[str, ...], command: str 
                 emit_json(run)
             return 0 if run.status == RunStatus.succeeded else 1
 
-    try:
-        code = run_async(go)
-    except KeyboardInterrupt:
-        code = 130
-    if code == 130:
-        click.echo("stopped following; the run goes on (`podtui terminate RUN` ends it)", err=True)
+    code = run_async(go, on_interrupt=lambda: launch_interrupted(obj, launched[-1] if launched else None, as_json))
     sys.exit(code)
+
+
+def launch_interrupted(obj: Context, run: Run | None, as_json: bool) -> int:
+    """Ctrl+C while a launch was followed: what keeps running and billing, the commands to follow or end it, and
+    (at a terminal) whether to terminate it now; the answer defaults to keeping it. The exit code: 130."""
+    server = f"--server {obj.server_arg} " if obj.server_typed and obj.server_arg else ""
+    if run is None:
+        click.echo(f"\nstopped before the control plane said the run was made; it may have been: `podtui {server}runs` "
+                   "lists the runs, `podtui terminate RUN` ends one", err=True)
+        return 130
+
+    run_id = run.id
+
+    async def fresh() -> Run:
+        async with obj.client() as client:
+            return await asyncio.wait_for(client.run(run_id), 10)
+
+    try:
+        run = asyncio.run(fresh())
+    except (ControlPlaneError, TimeoutError, KeyboardInterrupt):
+        pass  # say what we knew
+    click.echo(interrupted_note(run, server, time.time()), err=True)
+    if not run.pod_in_use(time.time()) or as_json or not sys.stdin.isatty():
+        return 130
+    try:
+        end_it = click.confirm(f"Terminate {run.name} now?", default=False, err=True)
+    except click.Abort:
+        end_it = False
+    if not end_it:
+        click.echo(f"{run.name} keeps running", err=True)
+        return 130
+
+    async def terminate_it() -> Run:
+        async with obj.client() as client:
+            return await client.terminate(run_id)
+
+    try:
+        done = asyncio.run(terminate_it())
+    except ControlPlaneError as exc:
+        click.echo(f"error: {exc.message}; `podtui {server}terminate {run.id}` tries again", err=True)
+        return 1
+    click.echo(f"{done.name}: {done.status.value} ({done.status_reason or ''})", err=True)
+    return 130
+
+
+def interrupted_note(run: Run, server: str, now: float) -> str:
+    """What the user is told on Ctrl+C during `launch --wait`: whether the pod goes on billing, and how to follow
+    or terminate it."""
+    if not run.pod_in_use(now):
+        return f"\nstopped following {run.name} ({run.id}): it has ended ({run.status.value}), nothing bills"
+    rate = f" at ${run.price_per_hour:.2f}/h" if run.price_per_hour else ""
+    limits = []
+    if run.spec.max_runtime_s:
+        limits.append(f"max runtime {format_duration(run.spec.max_runtime_s)}")
+    if run.spec.budget_usd:
+        limits.append(f"budget ${run.spec.budget_usd:.2f}")
+    until = f"its command ends or a limit stops it ({', '.join(limits)})" if limits else \
+        "its command ends (it has no time or budget limit)"
+    state = "its pod stays to bring its outputs home" if run.status.is_final else f"it is {run.status.value}"
+    billing = f"keeps running and billing{rate} (${run.cost_at(now):.2f} so far)" \
+        if run.price_per_hour or run.provider != "local" else "keeps running (a local pod: nothing bills)"
+    return (f"\nstopped following; {run.name} ({run.id}) goes on: {state}, and its pod {billing} until {until}.\n"
+            f"  follow it:     podtui {server}logs {run.id} --follow\n"
+            f"  terminate it:  podtui {server}terminate {run.id}")
 
 
 async def follow_outputs(client: Client, run: Run, poll_s: float = 1.0) -> None:
@@ -394,22 +466,39 @@ async def follow_outputs(client: Client, run: Run, poll_s: float = 1.0) -> None:
         await asyncio.sleep(poll_s)
 
 
+def event_lines(event: RunEvent) -> str:
+    """A run event as `launch --wait` prints it: whole, its later lines indented under the first (a failure's
+    tail is the command's last lines)."""
+    first, *rest = (event.message or "").rstrip("\n").split("\n")
+    head = f"{time.strftime('%H:%M:%S', time.localtime(event.ts))} {event.kind}: {first}"
+    return "\n".join([head, *("    " + line for line in rest)])
+
+
 async def follow_run(client: Client, run_id: str, quiet: bool = False, poll_s: float = 1.0) -> Run:
     """Print a run's events and progress until it ends; return the final run."""
     last_event = 0
     last_step_shown: int | None = None
     source_shown: str | None = None
+    link = PlaneLink(client.url)
     while True:
-        run = await client.run(run_id)
+        try:
+            run = await client.run(run_id)
+            events = await client.run_events(run_id, last_event)
+        except ControlPlaneUnreachable:
+            # the run goes on without us: say so (on stderr, also with --json) and keep asking, backing off
+            if link.failed(time.time()):
+                click.echo(f"{link.describe('')}; the run goes on (Ctrl+C stops following, not the run)", err=True)
+            await asyncio.sleep(link.retry_delay())
+            continue
+        if link.answered():
+            click.echo(f"the control plane at {client.url} answers again", err=True)
         if not quiet and run.metrics_source and run.metrics_source != source_shown:
             source_shown = run.metrics_source
             click.echo(f"  metrics read from: {run.metrics_source}")
-        for event in await client.run_events(run_id, last_event):
+        for event in events:
             last_event = event.id
             if not quiet:
-                click.secho(f"{time.strftime('%H:%M:%S', time.localtime(event.ts))} {event.kind}: "
-                            f"{event.message.splitlines()[0] if event.message else ''}",
-                            fg="red" if event.kind == "pod_end_failed" else None)
+                click.secho(event_lines(event), fg="red" if event.kind == "pod_end_failed" else None)
         if not quiet and run.last_step is not None and run.last_step != last_step_shown:
             last_step_shown = run.last_step
             click.echo(f"  step {run.last_step}  loss {run.last_loss:.5g}  spent ${run.spent_usd:.4f}")
@@ -476,14 +565,28 @@ def logs(obj: Context, run_ref: str, follow: bool, tail: int | None, as_json: bo
             if tail:
                 page = await client.logs(run.id, limit=min(tail, 10_000), tail=True)
                 after = max(after, show(page.lines))
+            link = PlaneLink(client.url)
             while True:
-                page = await client.logs(run.id, after_seq=after, limit=5000)
+                try:
+                    page = await client.logs(run.id, after_seq=after, limit=5000)
+                except ControlPlaneUnreachable:
+                    if not follow:
+                        raise
+                    if link.failed(time.time()):  # following: the run goes on, and so do we
+                        click.echo(f"-- {link.describe('')}; the run goes on", err=True)
+                    await asyncio.sleep(link.retry_delay())
+                    continue
+                if link.answered():
+                    click.echo(f"-- the control plane at {client.url} answers again", err=True)
                 after = max(after, show(page.lines))
                 if len(page.lines) == 5000:
                     continue
                 if not follow:
                     return
-                run = await client.run(run.id)
+                try:
+                    run = await client.run(run.id)
+                except ControlPlaneUnreachable:
+                    continue  # the next read says it and waits
                 if run.status.is_final:
                     show((await client.logs(run.id, after_seq=after, limit=5000)).lines)
                     click.echo(f"-- run {run.status.value}: {run.status_reason or ''}", err=True)
@@ -533,12 +636,17 @@ def metrics(obj: Context, run_ref: str, as_csv: bool, as_json: bool, name: str |
 @click.argument("run_ref", metavar="RUN")
 @click.option("--to", "to_dir", type=click.Path(file_okay=False), help="Copy the files that are home into DIR "
               "(resumable; sha256 checked; identical files are skipped).")
+@click.option("--force", is_flag=True, help="With --to: also replace files changed in DIR since the last copy, "
+              "and files podtui did not put there.")
 @click.option("--sync", "sync_now", is_flag=True, help="Ask the running pod for its outputs now.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
-def outputs(obj: Context, run_ref: str, to_dir: str | None, sync_now: bool, as_json: bool) -> None:
+def outputs(obj: Context, run_ref: str, to_dir: str | None, force: bool, sync_now: bool, as_json: bool) -> None:
     """List a run's outputs (files brought home from its pod), copy them out, or ask for a sync now."""
     from pathlib import Path
+
+    from ..output_copies import plan_copy, read_record, write_record
+    from ..output_names import output_name_problem
 
     async def go() -> None:
         async with obj.client() as client:
@@ -551,11 +659,26 @@ def outputs(obj: Context, run_ref: str, to_dir: str | None, sync_now: bool, as_j
             page = await client.outputs(run.id)
             if to_dir is not None:
                 folder = Path(to_dir)
-                copied = []
+                record = read_record(folder)  # what earlier copies wrote: a file changed since is the user's
+                copied: list[dict[str, Any]] = []
+                kept: list[str] = []
                 for f in page.files:
-                    if f.size is None:
+                    if f.size is None or f.sha256 is None or output_name_problem(f.path):
+                        if f.size is not None:  # a bad name: download_output refuses it with the reason
+                            await client.download_output(run.id, f, folder)
+                        continue
+                    plan = await asyncio.to_thread(plan_copy, folder / f.path, f.sha256, record.get(f.path))
+                    if plan in ("changed", "foreign") and not force:
+                        why = "changed since the last copy" if plan == "changed" else "not copied there by podtui"
+                        kept.append(f.path)
+                        copied.append({"path": f.path, "to": str(folder / f.path), "copied": False, "sha256": f.sha256,
+                                       "kept": plan})
+                        if not as_json:
+                            click.echo(f"kept {folder / f.path}: {why} (--force replaces it)", err=True)
                         continue
                     path, fresh = await client.download_output(run.id, f, folder)
+                    record[f.path] = f.sha256
+                    write_record(folder, record)
                     copied.append({"path": f.path, "to": str(path), "copied": fresh, "sha256": f.sha256})
                     if not as_json:
                         click.echo(f"{'copied ' if fresh else 'already there '}{f.path} -> {path}")
@@ -563,6 +686,11 @@ def outputs(obj: Context, run_ref: str, to_dir: str | None, sync_now: bool, as_j
                     emit_json({"run_id": run.id, "files": copied})
                 elif not copied:
                     click.echo("no output is home yet")
+                if kept:
+                    many = len(kept) > 1
+                    raise ControlPlaneError(f"{len(kept)} file{'s' if many else ''} in {folder} not replaced "
+                                            f"(changed there since the last copy, or not podtui's): "
+                                            f"{', '.join(kept[:5])}; --force replaces {'them' if many else 'it'}")
                 return
             if as_json:
                 emit_json(page)

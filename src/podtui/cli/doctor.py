@@ -18,7 +18,14 @@ import httpx
 from ..actions import keymap_problems
 from ..bootstrap.script import render_start_script
 from ..client import Client, ControlPlaneError
-from ..config import Settings, config_file_path, load_settings, public_url_problem, read_admin_token
+from ..config import (
+    Settings,
+    config_file_path,
+    load_settings,
+    public_url_problem,
+    resolve_admin_token,
+    unknown_settings,
+)
 from ..models import Dataset, DoctorCheck
 
 Status = Literal["ok", "warn", "fail"]
@@ -141,6 +148,8 @@ async def run_doctor(server: str | None, token: str | None) -> Report:
         path = config_file_path()
         report.add("settings", "ok", f"read from {path}" if path.is_file()
                    else f"no config file at {path}: the defaults and PODTUI_* variables")
+        for unknown in unknown_settings(path):
+            report.add("settings file", "warn", unknown)
     except ValueError as exc:
         report.add("settings", "fail", str(exc))
         return report
@@ -148,9 +157,9 @@ async def run_doctor(server: str | None, token: str | None) -> Report:
     check_data_dir(settings, report)
     check_start_script(report)
     url = server or settings.local_url
-    admin = token or read_admin_token(settings)
+    admin, token_source = resolve_admin_token(settings, token)
     plane = None
-    client = Client(url, admin)
+    client = Client(url, admin, token_source=token_source)
     try:
         try:
             await client.health()

@@ -12,12 +12,13 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
 from ..errors import ControlPlaneError
+from ..handler_errors import ReportsHandlerErrors
 from ..live import SPARK_POINTS, Follow, LiveRuns
 from ..messages import EndPodAsked, FeedMessage, RunUpdated
 from ..metric_names import TRAIN_LOSS_NAMES
 from ..widgets.key_hints import KeyHints
 from ..widgets.keys import bindings
-from ..widgets.loss_chart import WAITING, no_runs
+from ..widgets.loss_chart import WAITING, idle_for, no_runs
 from ..widgets.run_panel import RunPanel
 from ..widgets.runs_table import RunsTable
 
@@ -25,8 +26,10 @@ if TYPE_CHECKING:  # the client (httpx) and the models load once the control pla
     from ..client import Client
     from ..models import Run
 
+UNREACHABLE = "The control plane does not answer yet: its runs show once it does (the status line says since when)."
 
-class Dashboard(Screen[None]):
+
+class Dashboard(ReportsHandlerErrors, Screen[None]):
     """The main screen."""
 
     BINDINGS = bindings("dashboard")
@@ -36,6 +39,8 @@ class Dashboard(Screen[None]):
     Dashboard.zoomed RunsTable { display: none; }
     Dashboard #detail { width: 1fr; }
     Dashboard #status { height: 1; background: $boost; color: $text-muted; padding: 0 1; }
+    Dashboard.stale RunsTable, Dashboard.stale LossChart, Dashboard.stale LogView { text-opacity: 45%; }
+    Dashboard.stale #status { background: $warning-muted; color: $text; }
     """
 
     def __init__(self, live: LiveRuns, follow: Follow, default_provider: str, status_line: str) -> None:
@@ -88,6 +93,12 @@ class Dashboard(Screen[None]):
         self.panel.attach(client)  # a run selected while the control plane started (its store's runs) loads now
         self.load_runs()
 
+    def show_link(self, status_line: str, reachable: bool) -> None:
+        """The status line; while the control plane does not answer, its figures are greyed (they are stale)."""
+        self.query_one("#status", Static).update(status_line)
+        self.set_class(not reachable, "stale")
+        self.show_runs(force=True)
+
     @work(exclusive=True, group="runs", exit_on_error=False)
     async def load_runs(self) -> None:
         """All runs, with the recent loss of each for its sparkline."""
@@ -130,7 +141,11 @@ class Dashboard(Screen[None]):
         self._table_version = self.live.version
         runs = self.live.newest_first()
         self.query_one(RunsTable).show(runs, self.live.sparks)
-        self.panel.chart.say_idle(WAITING if runs or self._client is None else no_runs(self.default_provider))
+        selected = self.live.get(self.selected) if self.selected else None
+        waiting = idle_for(selected.status.value, not selected.status.is_live) if selected else WAITING
+        self.panel.chart.say_idle(
+            waiting if runs or self._client is None else UNREACHABLE if self.has_class("stale")
+            else no_runs(self.default_provider))
 
     @on(DataTable.RowSelected, "#runs")
     def _row_selected(self, event: DataTable.RowSelected) -> None:

@@ -7,12 +7,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
-from textual import work
+from textual import events, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Input, Label, Select, Static
 
-from ..errors import ControlPlaneError
+from ..errors import ControlPlaneError, ControlPlaneUnreachable
+from ..messages import PlaneLinkChanged
 from ..models import Dataset, GpuOffer, LaunchSpec, Run, spec_problems
 from ..widgets.keys import bindings
 from ..widgets.offers_table import OffersTable
@@ -68,7 +69,13 @@ class LaunchScreen(Dialog[Run | None]):
     LaunchScreen Horizontal { height: auto; }
     LaunchScreen Horizontal > Vertical { width: 1fr; height: auto; margin-right: 1; }
     LaunchScreen #buttons { margin: 1 0; }
+    LaunchScreen.narrow Horizontal.fields { layout: vertical; }
+    LaunchScreen.narrow Horizontal.fields > Vertical { width: 1fr; margin-right: 0; }
+    LaunchScreen.narrow Label { margin-top: 0; }
     """
+    NARROW = 100
+    """Below this many columns the fields of a row stack (label over field, one per line): side by side they cut
+    their labels ("budget $ (empty: no lim") and wrapped the selects' values ("secur"/"e")."""
 
     def __init__(self, client: Client, default_provider: str) -> None:
         super().__init__()
@@ -76,11 +83,13 @@ class LaunchScreen(Dialog[Run | None]):
         self.default_provider = default_provider
         self.datasets: list[Dataset] = []
         self.all_offers: list[GpuOffer] = []
+        self.unloaded: str | None = None
+        """Why the datasets and offers did not load (None: they did, or are loading)."""
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(classes="box"):
             yield Static("[b]New run[/b]")
-            with Horizontal():
+            with Horizontal(classes="fields"):
                 with Vertical():
                     yield Label("dataset")
                     yield Select[str]([], id="dataset", prompt="loading datasets…")
@@ -92,14 +101,14 @@ class LaunchScreen(Dialog[Run | None]):
             yield OffersTable(id="offers", classes="pane")
             yield Label("training command (empty with the demo dataset: the demo trainer)")
             yield Input(placeholder="python train.py --epochs 3", id="command")
-            with Horizontal():
+            with Horizontal(classes="fields"):
                 with Vertical():
                     yield Label("workdir (shipped to the pod)")
                     yield Input(placeholder="/path/to/your/code", id="workdir")
                 with Vertical():
                     yield Label("image")
                     yield Input(value=LaunchSpec.model_fields["image"].default, id="image")
-            with Horizontal():
+            with Horizontal(classes="fields"):
                 with Vertical():
                     yield Label("GPU count")
                     yield Input(value="1", id="gpu_count", type="integer")
@@ -119,7 +128,7 @@ class LaunchScreen(Dialog[Run | None]):
                 with Vertical():
                     yield Label("name")
                     yield Input(placeholder="(automatic)", id="name")
-            with Horizontal():
+            with Horizontal(classes="fields"):
                 with Vertical():
                     yield Label("max runtime (empty: no limit)")
                     yield Input(placeholder="e.g. 2h", id="max_runtime")
@@ -129,7 +138,7 @@ class LaunchScreen(Dialog[Run | None]):
                 with Vertical():
                     yield Label("keep alive after the command ends")
                     yield Input(value="30m", id="keep_alive")  # the bound for bringing outputs home
-            with Horizontal():
+            with Horizontal(classes="fields"):
                 with Vertical():
                     yield Label("outputs folder (in the workdir; comes home)")
                     yield Input(value=LaunchSpec.model_fields["outputs"].default, id="outputs")
@@ -150,23 +159,38 @@ class LaunchScreen(Dialog[Run | None]):
                 yield Button("Cancel (esc)", id="cancel")
 
     def on_mount(self) -> None:
+        self.set_class(self.app.size.width < self.NARROW, "narrow")
         self.load()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.set_class(event.size.width < self.NARROW, "narrow")
 
     @work(exclusive=True, group="launch-load", exit_on_error=False)
     async def load(self) -> None:
-        """Fetch datasets and offers."""
+        """Fetch datasets and offers (again when an unreachable control plane answers again)."""
+        select = self.query_one("#dataset", Select)
         try:
             self.datasets = await self.client.datasets()
             self.all_offers = await self.client.gpus()
         except ControlPlaneError as exc:
-            self.show_error(exc.message)
+            self.unloaded = exc.message
+            select.prompt = "control plane unreachable" if isinstance(exc, ControlPlaneUnreachable) else \
+                "datasets did not load"
+            self.show_error(exc.message + (" The form loads once it answers again." if
+                                           isinstance(exc, ControlPlaneUnreachable) else ""))
             return
-        select = self.query_one("#dataset", Select)
+        self.unloaded = None
+        select.prompt = "Select"
         select.set_options([(f"{d.name}  ({d.size_bytes / 1024:.0f} KiB, {d.kind})", d.id) for d in self.datasets])
         demo = next((d for d in self.datasets if d.name == "demo"), None)
         if self.datasets:
             select.value = (demo or self.datasets[0]).id
         self.show_offers()
+
+    def on_plane_link_changed(self, message: PlaneLinkChanged) -> None:
+        if message.reachable and self.unloaded is not None:
+            self.show_error("the control plane answers again: loading…")
+            self.load()
 
     def show_offers(self) -> None:
         """Offers of the chosen provider; RunPod's own fields are greyed out for local pods."""
@@ -261,6 +285,9 @@ class LaunchScreen(Dialog[Run | None]):
 
     def action_launch(self) -> None:
         """Validate here, then ask the control plane."""
+        if self.unloaded is not None:
+            self.show_error(f"cannot launch: the form could not load. {self.unloaded}")
+            return
         try:
             spec = self.spec()
         except ValidationError as exc:

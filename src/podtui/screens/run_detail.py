@@ -9,14 +9,15 @@ from typing import TYPE_CHECKING
 
 from rich.table import Table
 from rich.text import Text
-from textual import work
+from textual import events, work
 from textual.app import ComposeResult
-from textual.containers import Vertical
+from textual.containers import Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
 from ..errors import ControlPlaneError
 from ..fmt import format_bytes, format_duration, outputs_line
+from ..handler_errors import ReportsHandlerErrors
 from ..live import LiveRuns
 from ..messages import EndPodAsked, RunEventArrived, RunUpdated
 from ..widgets.key_hints import KeyHints
@@ -28,6 +29,15 @@ if TYPE_CHECKING:
 
     from ..client import Client
     from ..models import OutputsPage, Run, RunEvent
+
+
+SHORT = 36
+"""Below this many rows the run's facts scroll in a box of their own, so the events below them stay in view (at 80x24
+the facts filled the screen)."""
+
+
+TIME_WIDTH = 19
+"""The events table's time column ("2026-09-21 14:13:21")."""
 
 
 def clock(ts: float | None) -> str:
@@ -112,11 +122,13 @@ def run_facts(app: App[object], run: Run, now: float) -> Table:
     return table
 
 
-class RunDetailScreen(Screen[None]):
+class RunDetailScreen(ReportsHandlerErrors, Screen[None]):
     """A run's facts and its event history, kept live from the app's runs and the live feed."""
 
     BINDINGS = bindings("detail")
     DEFAULT_CSS = """
+    RunDetailScreen #facts-box { height: auto; }
+    RunDetailScreen.short #facts-box { max-height: 11; }
     RunDetailScreen #facts { height: auto; padding: 0 1; }
     RunDetailScreen #events { height: 1fr; }
     RunDetailScreen #pod-log { height: 12; display: none; border: round $warning; padding: 0 1; }
@@ -136,17 +148,22 @@ class RunDetailScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static(id="facts", classes="pane")
+            with VerticalScroll(id="facts-box", classes="pane"):  # scrolls in a short terminal: events stay seen
+                yield Static(id="facts")
             yield Static(id="outputs", classes="pane")
             yield Static(id="pod-log")
             yield DataTable(id="events", cursor_type="row", zebra_stripes=True, classes="pane")
         yield KeyHints()
 
     def on_mount(self) -> None:
-        self.query_one("#facts").border_title = "run"
+        self.query_one("#facts-box").border_title = "run"
+        self.set_class(self.app.size.height < SHORT, "short")
         events = self.query_one("#events", DataTable)
         events.border_title = "events"
-        events.add_columns("time", "event", "message")
+        self._message_width = 0
+        self._kind_width = len("event")
+        self._set_event_columns(0)
+        self.call_after_refresh(self._fit_messages)
         self.show_facts()
         self.load_events()
         self.set_interval(1.0, self.show_facts)  # time and cost grow between changes
@@ -160,6 +177,31 @@ class RunDetailScreen(Screen[None]):
         self.load_outputs()
         self.set_interval(2.0, self.load_outputs)
         self.set_interval(1.0, lambda: None if self._outputs_settled() else self.show_outputs())  # the countdown
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.set_class(event.size.height < SHORT, "short")
+        self.call_after_refresh(self._fit_messages)
+
+    def _set_event_columns(self, message_width: int) -> None:
+        table = self.query_one("#events", DataTable)
+        table.clear(columns=True)
+        table.add_column("time")
+        table.add_column("event", width=self._kind_width)
+        table.add_column("message", width=message_width or None)
+
+    def _fit_messages(self, force: bool = False) -> None:
+        """The message column as wide as the table leaves it, its lines wrapped in it: a failure's tail (long
+        paths) was cut at the right edge of an 80-column terminal."""
+        table = self.query_one("#events", DataTable)
+        room = table.scrollable_content_region.width
+        if room <= 0 and not force:
+            return  # not laid out yet: fitted after the next refresh
+        width = max(24, room - TIME_WIDTH - self._kind_width - 3 * 2 * table.cell_padding) if room > 0 else 0
+        if width != self._message_width or force:
+            self._message_width = width
+            self._set_event_columns(width)
+            events, self._events = self._events, []
+            self._add_events(events)
 
     @work(exclusive=True, group="detail-outputs", exit_on_error=False)
     async def load_outputs(self) -> None:
@@ -254,17 +296,24 @@ class RunDetailScreen(Screen[None]):
         table = self.query_one("#events", DataTable)
         last = self._events[-1].id if self._events else 0
         new = sorted({e.id: e for e in events if e.id > last}.values(), key=lambda e: e.id)
+        wider = max((len(e.kind) for e in new), default=0)
+        if wider > self._kind_width:  # the kind column grows, the message column gives way
+            self._kind_width = wider
+            self._events.extend(new)
+            self._fit_messages(force=True)
+            return
         for event in new:
             self._events.append(event)
+            # whole, however many lines (a failure's tail is its last log lines): the row grows to fit them
             table.add_row(clock(event.ts), Text(event.kind, event_style(self.app, event.kind)),
-                          event.message.splitlines()[0] if event.message else "")
+                          Text(event.message.rstrip("\n"), overflow="fold"), height=None)
         if new:
             table.move_cursor(row=table.row_count - 1)
 
     def _restyle(self) -> None:
         """The theme changed: colours are baked into the rows, so draw them again."""
         events, self._events = self._events, []
-        self.query_one("#events", DataTable).clear()
+        self._set_event_columns(self._message_width)
         self._add_events(events)
         self.show_facts()
 

@@ -19,11 +19,13 @@ class Limits:
     stop_on_nan: bool
     default_budget_usd: float | None
     budget_warning_fraction: float
+    check_every_s: float = 0.0
+    """How often the supervisor checks: a budget the next check would find passed ends the run at this one."""
 
     @classmethod
     def from_settings(cls, s: Settings) -> Limits:
         return cls(s.heartbeat_timeout_s, s.boot_timeout_s, s.stall_timeout_s, s.stop_on_nan,
-                   s.default_budget_usd, s.budget_warning_fraction)
+                   s.default_budget_usd, s.budget_warning_fraction, s.supervisor_interval_s)
 
 
 def _minutes(seconds: float) -> str:
@@ -35,22 +37,30 @@ def budget_of(run: Run, limits: Limits) -> float | None:
     return run.spec.budget_usd if run.spec.budget_usd is not None else limits.default_budget_usd
 
 
-def stop_reason(run: Run, limits: Limits, now: float, awake_since: float = 0.0) -> str | None:
+def stop_reason(run: Run, limits: Limits, now: float, awake_since: float = 0.0,
+                first_bad_loss: tuple[int, float] | None = None) -> str | None:
     """Why a live run with a pod must be terminated now, or None.
 
     `awake_since` is when this control plane (re)started or woke from a sleep: silence it could not have heard
-    (a laptop asleep, a control plane stopped) does not count against a pod's heartbeats, boot or stall."""
+    (a laptop asleep, a control plane stopped) does not count against a pod's heartbeats, boot or stall.
+    `first_bad_loss` is the (step, value) of the run's first NaN or infinite loss, which the NaN guard names (the
+    run's last loss may be a later one)."""
     if not run.status.is_live or run.started_at is None:
         return None
     budget = budget_of(run, limits)
     spent = run.cost_at(now)
     if budget is not None and spent >= budget:
         return f"budget of ${budget:.2f} reached (${spent:.2f} spent)"
+    if budget is not None and run.price_per_hour and limits.check_every_s > 0 and \
+            spent + run.price_per_hour * limits.check_every_s / 3600 > budget:
+        # at a high price a check late by one interval overshoots: $1.00 stopped at $1.47
+        return f"budget of ${budget:.2f} reached (${spent:.2f} spent; the next check would pass it)"
     runtime = run.runtime_at(now)  # every attempt's pod counts
     if run.spec.max_runtime_s is not None and runtime >= run.spec.max_runtime_s:
         return f"max runtime of {_minutes(run.spec.max_runtime_s)} reached"
     if limits.stop_on_nan and run.last_loss is not None and not math.isfinite(run.last_loss):
-        return f"loss became {run.last_loss} at step {run.last_step}"
+        step, value = first_bad_loss if first_bad_loss is not None else (run.last_step, run.last_loss)
+        return f"loss became {value} at step {step}"
     silent = silence_reason(run, limits, now, awake_since)
     if silent:
         return silent

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 
 from ..fmt import format_duration
@@ -125,7 +126,10 @@ class Supervisor:
         warning = budget_warning(run, self.limits, now)
         if warning and not await self.store.has_event(run.id, "budget_warning"):
             await self.store.add_event(run.id, "budget_warning", warning)
-        reason = stop_reason(run, self.limits, now, self.awake_since)
+        first_bad = None
+        if run.last_loss is not None and not math.isfinite(run.last_loss):
+            first_bad = await self.store.first_nonfinite_loss(run.id)
+        reason = stop_reason(run, self.limits, now, self.awake_since, first_bad)
         if reason is None:
             return
         log.info("terminating run %s: %s", run.id, reason)

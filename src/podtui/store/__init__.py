@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from ..feed import FeedEntry, LogsAdded, MetricsAdded, RunChanged, RunEventAdded
+from ..metric_names import TRAIN_LOSS_NAMES
 from ..models import (
     LIVE_STATUSES,
     Attempt,
@@ -450,6 +451,15 @@ class Store(Engine):
                     "AND ingest_revoked_at IS NULL", (now, run_id)))
         finally:
             self._ingest.pop(run_id, None)
+
+    async def first_nonfinite_loss(self, run_id: str) -> tuple[int, float] | None:
+        """(step, value) of a run's first NaN or infinite training loss (NaN is stored as NULL), or None."""
+        names = ",".join("?" * len(TRAIN_LOSS_NAMES))
+        rows = await self._read(
+            f"SELECT step, value FROM metrics WHERE run_id = ? AND name IN ({names}) AND "
+            "(value IS NULL OR value > 1.7e308 OR value < -1.7e308) ORDER BY step LIMIT 1",
+            (run_id, *TRAIN_LOSS_NAMES))
+        return (int(rows[0][0]), _none_to_nan(rows[0][1])) if rows else None
 
     async def has_event(self, run_id: str, kind: str, since: float | None = None) -> bool:
         """Whether a run has an event of this kind (e.g. a budget warning already given), at `since` or later."""

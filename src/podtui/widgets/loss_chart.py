@@ -44,6 +44,14 @@ def resume_steps(steps: list[int], attempts: list[int]) -> list[int]:
     return [step for i, step in enumerate(steps) if i and attempts[i] > attempts[i - 1]]
 
 
+def idle_for(status: str | None, is_final: bool) -> str:
+    """What the chart says while the selected run has no curve: waiting while it may still send metrics, else
+    that it ended without any (a failed run said "waiting for metrics…")."""
+    if status is None or not is_final:
+        return WAITING
+    return f"No metrics: the run {status} without printing any (its events and logs say why)."
+
+
 def no_runs(provider: str) -> str:
     """What the chart says before the first run, by the default provider."""
     if provider == "local":

@@ -23,6 +23,7 @@ from .loss_chart import LossChart, resume_steps
 
 if TYPE_CHECKING:  # the client (httpx) and the models load once the control plane answers, after the first frame
     from ..client import Client
+    from ..models import RunEvent
 
 CHART_POINTS = 4000
 
@@ -68,6 +69,9 @@ class RunPanel(Vertical):
         self.follow = follow
         self.client: Client | None = None
         """The control plane's client, once it answers (history is fetched from then on)."""
+        self._events_shown: dict[int, RunEvent] = {}
+        """The shown run's events among its log lines, by id: one that comes both in the first page and on the
+        feed (replayed when the subscription changes) shows once."""
         self._download: DownloadRow | None = None
         self._focus_before_filter: Widget | None = None
 
@@ -97,6 +101,7 @@ class RunPanel(Vertical):
         self.chart.clear()
         self._show_compare()
         self.logs.reset()
+        self._events_shown = {}
         if self.client is not None and run_id is not None:  # else attach() loads it
             self.load_selected(run_id)
         self.show_progress()
@@ -129,8 +134,9 @@ class RunPanel(Vertical):
         self.chart.border_title = f"loss · {self.live.name_of(run_id)}"
         # The run's events among its lines by time; the lines keep their own order (by seq: a resorted line would
         # look like a resend to the view).
+        self._events_shown.update({e.id: e for e in events})  # and those the feed brought meanwhile
         notes = sorted((Line(None, e.ts, f"» {e.kind}: {e.message.splitlines()[0] if e.message else ''}")
-                        for e in events), key=lambda line: line.ts)
+                        for e in self._events_shown.values()), key=lambda line: line.ts)
         view = self.logs
         view.reset(list(heapq.merge([Line(x.seq, x.ts, x.text) for x in logs.lines], notes,
                                     key=lambda line: line.ts)))
@@ -196,7 +202,8 @@ class RunPanel(Vertical):
 
     def on_run_event_arrived(self, message: RunEventArrived) -> None:
         event = message.event
-        if event.run_id == self.run_id:
+        if event.run_id == self.run_id and event.id not in self._events_shown:
+            self._events_shown[event.id] = event
             self.logs.note(f"{event.kind}: {event.message.splitlines()[0] if event.message else ''}")
             if event.kind == "attempt_lost":  # the next points come from the new pod: mark where it resumed
                 self.chart.resume_pending = True

@@ -1,7 +1,8 @@
 """The runs table: name, provider, GPU, GPU use, status, step, last loss with a sparkline, $/h, $ spent, uptime.
 
-When its rows are wider than the table, the least needed columns go first (provider, $/h, the trend, GPU use, step,
-GPU), then names are cut shorter: every column shown is whole, and the cost and the time stay."""
+When its rows are wider than the table, the least needed columns go first ($/h, provider, the trend, GPU use, step,
+GPU: one that fits again beside the ones after it comes back), then names are cut to 12 cells, then the loss and the
+time go, and only then are names cut shorter: every column shown is whole, and the status and the cost stay."""
 
 from __future__ import annotations
 
@@ -23,12 +24,16 @@ if TYPE_CHECKING:  # the models load with the control plane's runs; the first fr
     from ..stored_runs import StoredRun
 
 COLUMNS = ("name", "provider", "gpu", "use", "status", "step", "loss", "trend", "$/h", "spent", "time")
-DROPPED_FIRST = ("provider", "$/h", "trend", "use", "step", "gpu")
+DROPPED_FIRST = ("$/h", "provider", "trend", "use", "step", "gpu")
 """The columns a narrow table leaves out, in this order, until its rows fit."""
+DROPPED_LAST = ("loss", "time")
+"""Left out only when names cut to NAME_KEPT still do not fit (the detail beside the table shows the loss)."""
 NAME_WIDTH = 24
 """A longer run name is cut with "…" in the table (whole in the run detail)."""
+NAME_KEPT = 12
+"""Names are cut no shorter than this while a column in DROPPED_LAST can make room instead."""
 MIN_NAME_WIDTH = 6
-"""How short a name may be cut for a narrow table to show the cost and the time."""
+"""How short a name may be cut for a narrow table to show the status and the cost."""
 GPU_WORDS = ("NVIDIA ", "GeForce ", "AMD ", "Radeon ")
 """Words a GPU type's id starts with that tell nothing in a narrow column ("NVIDIA GeForce RTX 4090")."""
 
@@ -111,6 +116,18 @@ class RunsTable(DataTable[str | Text]):
             if room <= 0 or sum(widths[c] + pad for c in shown) <= room:
                 break
             shown.remove(column)
+        # past those, names are cut to NAME_KEPT before the loss and the time go ("nante…" told no run apart)
+        kept_name = min(widths["name"], NAME_KEPT)
+        for column in DROPPED_LAST:
+            if room <= 0 or sum(widths[c] + pad for c in shown) - widths["name"] + kept_name <= room:
+                break
+            shown.remove(column)
+        # a column left out may fit again beside the ones dropped after it (160 columns lost the provider with
+        # room to spare)
+        for column in [c for c in (*DROPPED_LAST[::-1], *DROPPED_FIRST[::-1]) if c not in shown]:
+            if room > 0 and sum(widths[c] + pad for c in shown) + widths[column] + pad <= room:
+                shown.append(column)
+        shown.sort(key=COLUMNS.index)
         over = sum(widths[c] + pad for c in shown) - room
         if room > 0 and over > 0:  # an 80-column terminal cut the time column ("1m" of "1m43s")
             name_width = max(MIN_NAME_WIDTH, widths["name"] - over)
