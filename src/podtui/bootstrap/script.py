@@ -299,6 +299,6 @@ def agent_source() -> bytes:
 
 
 def agent_env_value() -> str:
-    """The agent for a pull-mode pod's env: zlib + base64 (about 34.5 KB; a test holds it under 40,000 characters:
+    """The agent for a pull-mode pod's env: zlib + base64 (about 41.4 KB; a test holds it under 48,000 characters:
     RunPod documents no limit on an env value, Linux takes 128 KiB per string)."""
     return base64.b64encode(zlib.compress(agent_source(), 9)).decode()
