@@ -9,7 +9,7 @@ import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 
@@ -87,6 +87,11 @@ class Client:
         """Register a dataset on the control plane's machine."""
         body = {"path": path, **({"name": name} if name else {})}
         return Dataset.model_validate(await self._call("POST", "/api/v1/datasets", json=body, timeout=None))
+
+    async def remove_dataset(self, name: str) -> int:
+        """Take a dataset's name out of the registry; how many versions of it were removed."""
+        reply = await self._call("DELETE", f"/api/v1/datasets/{quote(name, safe='')}")
+        return int(reply.get("removed_versions", 0))
 
     async def gpus(self, provider: str | None = None, refresh: bool = False) -> list[GpuOffer]:
         """GPU offers."""

@@ -129,7 +129,8 @@ class Dataset(_Model):
     """A registered file or directory that pods download through tokens."""
 
     id: str
-    """Derived from the content (sha256), so a changed file is a new dataset."""
+    """Derived from the name and the content (sha256): a changed file is a new dataset, and two names with the
+    same content are two datasets."""
     name: str
     path: str
     kind: Literal["file", "dir"]
@@ -137,6 +138,12 @@ class Dataset(_Model):
     file_count: int
     sha256: str
     created_at: float
+    source: str | None = None
+    """What was registered, as the user gave it: the local path (a URL or hf:// / s3:// for remote sources)."""
+    revision: str | None = None
+    """The pinned revision of a remote source (a Hub commit); None for local files."""
+    cached_on: list[str] = Field(default_factory=list)
+    """Where a copy is cached besides its source: volume names."""
 
 
 class DatasetCreate(_Model):
@@ -265,6 +272,9 @@ class LaunchSpec(_Model):
     """How the pod reads metrics from the output: auto, json (JSON lines only) or off; the setting when omitted."""
     metrics_ranks: Literal["0", "all"] | None = None
     """Whose metrics count when lines carry a launcher's rank prefix: rank 0's, or all (`rank<N>/<name>`)."""
+    dataset_changed_ok: bool = False
+    """Launch even though the local dataset changed since it was registered: it is hashed again and registered
+    anew under its name (otherwise such a launch is refused before any pod is made)."""
 
     @field_validator("env")
     @classmethod

@@ -204,8 +204,9 @@ def datasets(ctx: click.Context, as_json: bool) -> None:
         if as_json:
             emit_json(found)
             return
-        table([[d.name, d.id[:12], d.kind, format_bytes(d.size_bytes), str(d.file_count), d.path] for d in found],
-              ["NAME", "ID", "KIND", "SIZE", "FILES", "PATH"])
+        table([[d.name, d.id[:12], d.kind, format_bytes(d.size_bytes), str(d.file_count),
+                ", ".join(d.cached_on) or "-", d.source or d.path] for d in found],
+              ["NAME", "ID", "KIND", "SIZE", "FILES", "CACHED ON", "SOURCE"])
 
     run_async(go)
 
@@ -225,6 +226,20 @@ def datasets_add(obj: Context, path: str, name: str | None, as_json: bool) -> No
             emit_json(dataset)
         else:
             click.echo(f"registered {dataset.name} ({format_bytes(dataset.size_bytes)}, sha256 {dataset.sha256[:12]})")
+
+    run_async(go)
+
+
+@datasets.command("rm")
+@click.argument("name")
+@click.pass_obj
+def datasets_rm(obj: Context, name: str) -> None:
+    """Remove a dataset's name from the registry (its files are not touched; past runs still show it)."""
+
+    async def go() -> None:
+        async with obj.client() as client:
+            versions = await client.remove_dataset(name)
+        click.echo(f"removed {name}" + (f" ({versions} versions)" if versions > 1 else ""))
 
     run_async(go)
 
@@ -290,6 +305,8 @@ def gpus(obj: Context, provider: str | None, refresh: bool, as_json: bool) -> No
 @click.option("--outputs", "outputs_dir", help="The pod's outputs folder ($PODTUI_OUTPUT_DIR), relative to the "
               "workdir (default: outputs).")
 @click.option("--sync-outputs", help="Also bring the outputs home every this long while the command runs, e.g. 10m.")
+@click.option("--dataset-changed-ok", is_flag=True, help="Launch even though the local dataset changed since it "
+              "was registered: hash it again and register it as it is now (otherwise the launch is refused).")
 @click.option("--name", help="Run name.")
 @click.option("--env", "env_pairs", multiple=True, help="KEY=VALUE for the training command; repeatable.")
 @click.option("--wait", is_flag=True, help="Follow the run; exit 0 on success, non-zero otherwise.")
@@ -300,7 +317,8 @@ def launch(obj: Context, dataset: str, gpu_types: tuple[str, ...], command: str 
            min_cuda_version: str | None, connect: str | None, ssh: bool, min_gpu_util: str | None,
            metrics_mode: str | None, metrics_ranks: str | None, max_runtime: str | None,
            budget: float | None, keep_alive: str, outputs_dir: str | None, sync_outputs: str | None,
-           name: str | None, env_pairs: tuple[str, ...], wait: bool, as_json: bool) -> None:
+           dataset_changed_ok: bool, name: str | None, env_pairs: tuple[str, ...], wait: bool,
+           as_json: bool) -> None:
     """Launch a run."""
     env = {}
     for pair in env_pairs:
@@ -318,7 +336,7 @@ def launch(obj: Context, dataset: str, gpu_types: tuple[str, ...], command: str 
         "gpu_count": gpu_count, "cloud_type": cloud_type, "spot": spot, "max_runtime_s": max_runtime,
         "budget_usd": budget, "keep_alive_s": keep_alive, "env": env, "min_cuda_version": min_cuda_version,
         "ssh": ssh or None, "connect": connect, "metrics": metrics_mode, "metrics_ranks": metrics_ranks,
-        "outputs": outputs_dir, "sync_outputs_s": sync_outputs,
+        "outputs": outputs_dir, "sync_outputs_s": sync_outputs, "dataset_changed_ok": dataset_changed_ok or None,
     }
     if min_gpu_util:
         pct, _, duration = min_gpu_util.partition("/")

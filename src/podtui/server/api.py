@@ -82,6 +82,16 @@ async def add_dataset(request: web.Request) -> web.Response:
     return json_response(dataset, status=201)
 
 
+async def remove_dataset(request: web.Request) -> web.Response:
+    """Take a dataset's name out of the registry; its files stay, runs that used it keep showing it."""
+    name = request.match_info["name"]
+    try:
+        versions = await _store(request).remove_dataset(name)
+    except NotFound as exc:
+        raise ApiError(404, "dataset_not_found", str(exc)) from None
+    return json_response({"name": name, "removed_versions": versions})
+
+
 async def list_gpus(request: web.Request) -> web.Response:
     """GPU offers of one provider (?provider=) or of all configured ones."""
     runs = _runs(request)
@@ -311,6 +321,8 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/v1/datasets", list_datasets, auth.ADMIN, "List datasets", response=list[Dataset]),
     Route("POST", "/api/v1/datasets", add_dataset, auth.ADMIN, "Register a dataset", body=DatasetCreate,
           response=Dataset, status=201),
+    Route("DELETE", "/api/v1/datasets/{name}", remove_dataset, auth.ADMIN,
+          "Remove a dataset's name from the registry (its files are not touched)", response=dict),
     Route("GET", "/api/v1/gpus", list_gpus, auth.ADMIN, "GPU offers", response=list[GpuOffer],
           params=(Param("provider", description="local or runpod", enum=("local", "runpod")),
                   Param("refresh", enum=FLAG))),

@@ -23,6 +23,7 @@ from ..providers.base import POD_NAME_PREFIX, LaunchAttempt, PodRequest, Provide
 from ..report_rows import ReportBatch
 from ..store import NotFound, Store
 from ..tokens import hash_token, new_token
+from .dataset_launch import dataset_for_launch
 from .demo import DEMO_COMMAND, DEMO_NAME, DEMO_WORKDIR
 from .responses import ApiError
 
@@ -108,6 +109,7 @@ class RunService:
         except NotFound as exc:
             raise ApiError(404, "dataset_not_found", str(exc)) from None
         await self.check_spec(provider, spec)
+        record, dataset_note = await dataset_for_launch(self.store, self.settings, record, spec)
         if spec.command is None:
             if record.dataset.name != DEMO_NAME:
                 raise ApiError(422, "command_required", "give the training command (--command); only the demo "
@@ -129,6 +131,8 @@ class RunService:
         if connect == "push" and provider_name != "local" and urlsplit(self.settings.pod_url).scheme == "http":
             await self.store.add_event(run.id, "warning", f"the public URL {self.settings.pod_url} is plain http: "
                                        "tokens travel in clear; use an https URL (e.g. a tunnel)")
+        if dataset_note:
+            await self.store.add_event(run.id, "dataset", dataset_note)
         log.info("run %s launched on %s with dataset %s", run_id, provider_name, record.dataset.name)
         self._spawn(self._provision(run, provider, ingest_token))
         return run

@@ -135,10 +135,13 @@ def _row_to_run(row: Sequence[Any]) -> Run:
     )
 
 
+_DATASET_COLS = "id, name, path, kind, size_bytes, file_count, sha256, created_at, source, revision"
+
+
 def _row_to_dataset(row: Sequence[Any]) -> Dataset:
-    rid, name, path, kind, size, count, sha, created = row
+    rid, name, path, kind, size, count, sha, created, source, revision = row
     return Dataset(id=rid, name=name, path=path, kind=kind, size_bytes=size, file_count=count, sha256=sha,
-                   created_at=created)
+                   created_at=created, source=source or path, revision=revision)
 
 
 
@@ -207,42 +210,64 @@ class Store(Engine):
     # -- datasets -----------------------------------------------------------------------------
 
     async def save_dataset(self, dataset: Dataset, root: str, manifest: list[dict[str, Any]]) -> Dataset:
-        """Insert a dataset, or rename/re-point an existing one with the same content."""
+        """Insert a dataset, or re-point the same name with the same content (a removed one comes back). Other
+        names, with the same content or not, are left alone."""
 
         def job(db: sqlite3.Connection) -> Dataset:
             _exec(db, """INSERT INTO datasets (id, name, path, root, kind, size_bytes, file_count, sha256,
-                         manifest, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                         manifest, created_at, source, revision) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                          ON CONFLICT(id) DO UPDATE SET name = excluded.name, path = excluded.path,
-                         root = excluded.root, manifest = excluded.manifest, created_at = excluded.created_at""",
+                         root = excluded.root, manifest = excluded.manifest, created_at = excluded.created_at,
+                         source = excluded.source, revision = excluded.revision, removed_at = NULL""",
                   (dataset.id, dataset.name, dataset.path, root, dataset.kind, dataset.size_bytes,
-                   dataset.file_count, dataset.sha256, json.dumps(manifest), dataset.created_at))
+                   dataset.file_count, dataset.sha256, json.dumps(manifest), dataset.created_at,
+                   dataset.source or dataset.path, dataset.revision))
             return dataset
 
         return await self._write(job)
 
     async def list_datasets(self) -> list[Dataset]:
-        """Datasets, newest first; a name re-registered with new content shows its newest version only."""
+        """Datasets, newest first; a name re-registered with new content shows its newest version only; removed
+        ones are left out."""
         rows = await self._read(
-            "SELECT id, name, path, kind, size_bytes, file_count, sha256, created_at FROM datasets d "
-            "WHERE created_at = (SELECT max(created_at) FROM datasets e WHERE e.name = d.name) "
+            f"SELECT {_DATASET_COLS} FROM datasets d WHERE removed_at IS NULL AND created_at = "
+            "(SELECT max(created_at) FROM datasets e WHERE e.name = d.name AND e.removed_at IS NULL) "
             "ORDER BY created_at DESC")
         return [_row_to_dataset(r) for r in rows]
 
     async def find_dataset(self, name_or_id: str) -> DatasetRecord:
-        """A dataset by id, id prefix (8+ characters) or name (the newest of that name)."""
-        cols = "id, name, path, kind, size_bytes, file_count, sha256, created_at, root, manifest"
+        """A dataset by id (removed ones too: a run keeps its dataset), or by name (the newest of that name) or id
+        prefix (8+ characters) among those not removed."""
+        cols = f"{_DATASET_COLS}, root, manifest"
+        width = len(_DATASET_COLS.split(","))
         rows = await self._read(f"SELECT {cols} FROM datasets WHERE id = ?", (name_or_id,))
         if not rows:
-            rows = await self._read(
-                f"SELECT {cols} FROM datasets WHERE name = ? ORDER BY created_at DESC LIMIT 1", (name_or_id,))
+            rows = await self._read(f"SELECT {cols} FROM datasets WHERE name = ? AND removed_at IS NULL "
+                                    "ORDER BY created_at DESC LIMIT 1", (name_or_id,))
         if not rows and len(name_or_id) >= 8 and all(c in "0123456789abcdef" for c in name_or_id):
-            rows = await self._read(f"SELECT {cols} FROM datasets WHERE id LIKE ? LIMIT 2", (name_or_id + "%",))
+            rows = await self._read(f"SELECT {cols} FROM datasets WHERE id LIKE ? AND removed_at IS NULL LIMIT 2",
+                                    (name_or_id + "%",))
             if len(rows) > 1:
                 raise NotFound(f"dataset id prefix {name_or_id!r} is ambiguous")
         if not rows:
             raise NotFound(f"no dataset named {name_or_id!r}; `podtui datasets` lists them")
         row = rows[0]
-        return DatasetRecord(_row_to_dataset(row[:8]), root=row[8], manifest=json.loads(row[9]))
+        return DatasetRecord(_row_to_dataset(row[:width]), root=row[width], manifest=json.loads(row[width + 1]))
+
+    async def remove_dataset(self, name: str) -> int:
+        """Take a name out of the registry (every version of it); runs that used it keep their rows. The files
+        are not touched. Raises NotFound for an unknown name; returns how many versions were removed."""
+
+        def job(db: sqlite3.Connection) -> int:
+            cur = db.execute("UPDATE datasets SET removed_at = ? WHERE name = ? AND removed_at IS NULL",
+                             (time.time(), name))
+            count = cur.rowcount
+            cur.close()
+            if not count:
+                raise NotFound(f"no dataset named {name!r}; `podtui datasets` lists them")
+            return int(count)
+
+        return await self._write(job)
 
     # -- runs -------------------------------------------------------------------------------
 

@@ -63,4 +63,11 @@ MIGRATIONS: list[str] = [
     CREATE TABLE output_syncs (
         run_id TEXT PRIMARY KEY, last_sync_at REAL, final_at REAL, requested_at REAL);
     """,
+    # 7 (issue 25): datasets: what the user registered, a removal mark (runs keep their dataset's row), a pinned
+    # revision
+    """
+    ALTER TABLE datasets ADD COLUMN source TEXT;
+    ALTER TABLE datasets ADD COLUMN removed_at REAL;
+    ALTER TABLE datasets ADD COLUMN revision TEXT;
+    """,
 ]
