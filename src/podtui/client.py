@@ -83,9 +83,14 @@ class Client:
         """Registered datasets."""
         return [Dataset.model_validate(d) for d in await self._call("GET", "/api/v1/datasets")]
 
-    async def add_dataset(self, path: str, name: str | None = None) -> Dataset:
-        """Register a dataset on the control plane's machine."""
-        body = {"path": path, **({"name": name} if name else {})}
+    async def add_dataset(self, path: str, name: str | None = None, source: str | None = None,
+                          s3_endpoint_url: str | None = None) -> Dataset:
+        """Register a dataset on the control plane's machine (`path`), or one its pods fetch (`source`)."""
+        body: dict[str, str] = {"source": source} if source else {"path": path}
+        if name:
+            body["name"] = name
+        if s3_endpoint_url:
+            body["s3_endpoint_url"] = s3_endpoint_url
         return Dataset.model_validate(await self._call("POST", "/api/v1/datasets", json=body, timeout=None))
 
     async def remove_dataset(self, name: str) -> int:

@@ -166,6 +166,19 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     """Level of podtui's log file (and of stderr for `podtui serve`)."""
 
+    s3_endpoint_url: str | None = Field(None, pattern=r"^https?://[^\s]+$")
+    """S3-compatible endpoint for s3:// dataset sources (env `PODTUI_S3_ENDPOINT_URL`; AWS's own when unset).
+    Credentials come from the standard AWS chain on this machine; pods get presigned URLs, never a secret."""
+
+    hf_endpoint: str = Field("https://huggingface.co", pattern=r"^https?://[^\s]+$",
+                             validation_alias=AliasChoices("HF_ENDPOINT", "PODTUI_HF_ENDPOINT", "hf_endpoint"))
+    """The Hugging Face Hub (env `HF_ENDPOINT`) for hf:// dataset sources."""
+
+    hf_token: str | None = Field(None, validation_alias=AliasChoices("HF_TOKEN", "PODTUI_HF_TOKEN", "hf_token"),
+                                 repr=False)
+    """A Hub token (env `HF_TOKEN`) for private or gated hf:// sources; a pod gets it only in its start script,
+    served over its ingest token, never in the pod's create request."""
+
     @field_validator("public_url")
     @classmethod
     def _strip_public_url(cls, value: str | None) -> str | None:

@@ -25,6 +25,7 @@ from pydantic import (
     WithJsonSchema,
     computed_field,
     field_validator,
+    model_validator,
 )
 
 INT64_MAX = 2**63 - 1
@@ -133,7 +134,8 @@ class Dataset(_Model):
     same content are two datasets."""
     name: str
     path: str
-    kind: Literal["file", "dir"]
+    kind: Literal["file", "dir", "url", "s3", "hf"]
+    """file, dir: on the control plane's machine; url, s3, hf: fetched by the pod from their source."""
     size_bytes: int
     file_count: int
     sha256: str
@@ -147,12 +149,24 @@ class Dataset(_Model):
 
 
 class DatasetCreate(_Model):
-    """Register a dataset: an absolute path on the control plane's machine."""
+    """Register a dataset: an absolute path on the control plane's machine, or a source pods fetch themselves."""
 
     model_config = ConfigDict(extra="forbid")
-    path: str = Field(min_length=1, max_length=4096, pattern=r"^/")
+    path: str | None = Field(None, min_length=1, max_length=4096, pattern=r"^/")
     """An absolute path on the control plane's machine."""
+    source: str | None = Field(None, min_length=6, max_length=4096, pattern=r"^(https?|s3|hf)://[^\s]+$")
+    """Instead of a path: https://…, s3://BUCKET/KEY-or-PREFIX, hf://datasets/ORG/NAME[@REV][/GLOB] or
+    hf://ORG/MODEL[@REV][/GLOB]."""
     name: str | None = Field(None, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    s3_endpoint_url: str | None = Field(None, max_length=1000, pattern=r"^https?://[^\s]+$")
+    """For an s3:// source: an S3-compatible endpoint (the control plane's setting when omitted)."""
+
+    @model_validator(mode="after")
+    def _one_of(self) -> DatasetCreate:
+        if (self.path is None) == (self.source is None):
+            raise ValueError("give either path (a file or folder on the control plane's machine) or source "
+                             "(https://, s3://, hf://)")
+        return self
 
     @field_validator("path", mode="before")
     @classmethod

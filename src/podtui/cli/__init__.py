@@ -10,6 +10,7 @@ import asyncio
 import csv
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -212,18 +213,35 @@ def datasets(ctx: click.Context, as_json: bool) -> None:
 
 
 @datasets.command("add")
-@click.argument("path", type=click.Path(exists=True))
-@click.option("--name", help="Name to launch it by (default: the file or folder name).")
+@click.argument("source")
+@click.option("--name", help="Name to launch it by (default: the file, folder, object or repository name).")
+@click.option("--s3-endpoint", envvar="PODTUI_S3_ENDPOINT_URL", help="S3-compatible endpoint for an s3:// "
+              "source (default: the control plane's PODTUI_S3_ENDPOINT_URL, else AWS).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
-def datasets_add(obj: Context, path: str, name: str | None, as_json: bool) -> None:
-    """Register a file or a directory as a dataset (hashes it; large ones take a while)."""
+def datasets_add(obj: Context, source: str, name: str | None, s3_endpoint: str | None, as_json: bool) -> None:
+    """Register a dataset. SOURCE is a local file or folder (hashed here; large ones take a while), or one the
+    pods fetch themselves, never through this machine: https://HOST/FILE, s3://BUCKET/KEY-or-PREFIX,
+    hf://datasets/ORG/NAME[@REV][/GLOB] or hf://ORG/MODEL[@REV][/GLOB]."""
+    remote = re.match(r"^(https?|s3|hf)://", source, re.IGNORECASE) is not None
+    if not remote and not os.path.exists(source):
+        raise click.BadParameter(f"{source} does not exist (a remote source starts with https://, s3:// or "
+                                 "hf://)", param_hint="SOURCE")
 
     async def go() -> None:
         async with obj.client() as client:
-            dataset = await client.add_dataset(os.path.abspath(path), name)
+            if remote:
+                dataset = await client.add_dataset("", name, source=source,
+                                                   s3_endpoint_url=s3_endpoint if source.startswith("s3://")
+                                                   else None)
+            else:
+                dataset = await client.add_dataset(os.path.abspath(source), name)
         if as_json:
             emit_json(dataset)
+        elif remote:
+            pinned = f", pinned to {dataset.revision[:12]}" if dataset.revision else ""
+            click.echo(f"registered {dataset.name} ({format_bytes(dataset.size_bytes)} in {dataset.file_count} "
+                       f"file(s){pinned}); pods fetch it from {dataset.source} themselves")
         else:
             click.echo(f"registered {dataset.name} ({format_bytes(dataset.size_bytes)}, sha256 {dataset.sha256[:12]})")
 

@@ -34,10 +34,11 @@ from ..models import (
 )
 from ..providers.base import ProviderError
 from ..store import NotFound, Store
-from . import auth, doctor, downloads, events, ingest, keys, outputs_api
+from . import auth, dataset_fetched, doctor, downloads, events, ingest, keys, outputs_api
 from .datasets import DatasetError, scan_dataset
 from .responses import ApiError, json_response, query_flag, query_int, read_model
 from .runs import RunService
+from .sources import fetch_plan, is_remote, scan_source
 
 INT64_MAX = 2**63 - 1
 
@@ -71,8 +72,15 @@ async def add_dataset(request: web.Request) -> web.Response:
     """Register a file or directory (hashing it can take a while for large datasets)."""
     body = await read_model(request, DatasetCreate)
     settings = request.app[keys.SETTINGS]
+    if body.source is not None:  # fetched by the pods from its source: listed here, never downloaded here
+        try:
+            scanned = await asyncio.to_thread(scan_source, body.source, body.name, settings, body.s3_endpoint_url)
+        except DatasetError as exc:
+            raise ApiError(422, "invalid_source", str(exc)) from None
+        dataset = await _store(request).save_dataset(scanned.dataset, scanned.root, scanned.manifest)
+        return json_response(dataset, status=201)
     try:
-        scanned = await asyncio.to_thread(scan_dataset, body.path, body.name, settings.dataset_size_limit,
+        scanned = await asyncio.to_thread(scan_dataset, body.path or "", body.name, settings.dataset_size_limit,
                                           settings.dataset_roots)
     except DatasetError as exc:
         # 404: nothing there; 409: what is there cannot be a dataset (links out, too large, outside the roots)
@@ -253,9 +261,16 @@ async def boot_script(request: web.Request) -> web.Response:
     record = await store.find_dataset(run.dataset_id)
     settings = request.app[keys.SETTINGS]
     token = await downloads.issue_download_token(store, record.dataset.id, run.id, settings.download_token_ttl_s)
+    plan = None
+    if is_remote(record.dataset.kind):  # the pod fetches it from its source (fresh presigned URLs now)
+        try:
+            plan = await asyncio.to_thread(fetch_plan, record.dataset, record.root, record.manifest, settings)
+        except DatasetError as exc:
+            raise ApiError(503, "dataset_source", str(exc)) from None
     script = render_start_script(
         run_id=run.id, dataset=record.dataset, dataset_file=record.manifest[0]["path"], download_token=token,
-        pod_url=settings.pod_url, command=run.spec.command or "", has_bundle=bool(run.spec.workdir))
+        pod_url=settings.pod_url, command=run.spec.command or "", has_bundle=bool(run.spec.workdir),
+        fetch_plan=plan)
     await store.update_run(run.id, only_if_live=True, event=("boot", "the pod fetched its start script"))
     return web.Response(text=script, content_type="text/x-shellscript", headers={"Cache-Control": "no-store"})
 
@@ -361,6 +376,9 @@ ROUTES: tuple[Route, ...] = (
           content_type="application/gzip"),
     Route("POST", RUN + "/report", ingest.report, auth.POD, "A pod's report", body=Report,
           response=ReportReply),
+    Route("POST", RUN + "/dataset-fetched", dataset_fetched.dataset_fetched, auth.POD,
+          "The pod fetched its dataset from its source: sha256s of a first fetch, bytes moved, cache hit",
+          body=dataset_fetched.DatasetFetched, response=dict),
     Route("GET", "/api/v1/doctor", doctor.doctor_checks, auth.ADMIN, "Server-side doctor checks",
           response=list[DoctorCheck]),
     Route("POST", "/api/v1/doctor/nonce", doctor.mint_nonce, auth.ADMIN, "Mint a one-time nonce",

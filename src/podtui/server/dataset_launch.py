@@ -11,6 +11,7 @@ from ..models import LaunchSpec
 from ..store import DatasetRecord, Store
 from .datasets import DatasetError, first_change, scan_dataset
 from .responses import ApiError
+from .sources import is_remote
 
 
 async def dataset_for_launch(store: Store, settings: Settings, record: DatasetRecord,
@@ -18,6 +19,8 @@ async def dataset_for_launch(store: Store, settings: Settings, record: DatasetRe
     """The dataset the run gets, and a note for its events when it was registered again; ApiError 409
     `dataset_changed` naming the file and what to do when its files are not as registered."""
     dataset = record.dataset
+    if is_remote(dataset.kind):  # the pod fetches it and checks it against its source
+        return record, None
     change = await asyncio.to_thread(first_change, record.root, record.manifest)
     if change is None:
         return record, None

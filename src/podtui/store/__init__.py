@@ -254,6 +254,16 @@ class Store(Engine):
         row = rows[0]
         return DatasetRecord(_row_to_dataset(row[:width]), root=row[width], manifest=json.loads(row[width + 1]))
 
+    async def update_dataset_manifest(self, dataset_id: str, manifest: list[dict[str, Any]],
+                                      sha256: str | None = None) -> None:
+        """Keep what a pod learnt fetching a remote dataset (the sha256s of a first fetch)."""
+
+        def job(db: sqlite3.Connection) -> None:
+            _exec(db, "UPDATE datasets SET manifest = ?, sha256 = coalesce(?, sha256) WHERE id = ?",
+                  (json.dumps(manifest), sha256, dataset_id))
+
+        await self._write(job)
+
     async def remove_dataset(self, name: str) -> int:
         """Take a name out of the registry (every version of it); runs that used it keep their rows. The files
         are not touched. Raises NotFound for an unknown name; returns how many versions were removed."""
