@@ -140,8 +140,9 @@ def _s3_client(endpoint_url: str | None) -> Any:
     import boto3  # deferred: ~0.3 s, and only s3:// sources need it
     from botocore.config import Config
 
-    return boto3.client("s3", endpoint_url=endpoint_url or None,
-                        config=Config(signature_version="s3v4", retries={"max_attempts": 3}))
+    # a session per use: the credential chain is read as it is now (boto3's default session keeps the first)
+    return boto3.session.Session().client("s3", endpoint_url=endpoint_url or None,
+                                          config=Config(signature_version="s3v4", retries={"max_attempts": 3}))
 
 
 def _s3_problem(exc: Exception, source: str) -> DatasetError:
