@@ -159,3 +159,75 @@ async def test_s3_without_credentials_says_where_to_set_them(local_plane, s3, mo
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     r = await local_plane.http.post("/api/v1/datasets", json={"source": "s3://podtui-data/x", "s3_endpoint_url": s3})
     assert r.status_code == 422 and "no AWS credentials" in r.json()["error"]["message"]
+
+
+@pytest.fixture
+async def hub(local_plane):
+    from tests.fakes.hf_hub import FakeHub
+
+    fake = FakeHub()
+    await fake.start()
+    local_plane.control.settings.hf_endpoint = fake.url
+    yield fake
+    await fake.stop()
+
+
+HF_FILES = LIST_FILES.replace("'AWS_SECRET_ACCESS_KEY'", "'HF_TOKEN'")
+
+
+async def test_hf_dataset_pinned_listed_by_the_hub_client_and_fetched_by_the_pod(local_plane, hub):
+    from tests.fakes.hf_hub import HubRepo
+
+    shards = {f"data/train-0000{i}.parquet": os.urandom(400_000 + i) for i in range(2)}
+    repo = HubRepo(files={"README.md": b"# tiny\n", "data/test.parquet": os.urandom(1000), **shards},
+                   lfs={"data/test.parquet", *shards})
+    hub.repos[("dataset", "podtui/tiny")] = repo
+    r = await local_plane.http.post("/api/v1/datasets", json={"source": "hf://datasets/podtui/tiny/data/train-*"})
+    assert r.status_code == 201, r.text
+    dataset = r.json()
+    assert (dataset["kind"], dataset["name"], dataset["file_count"]) == ("hf", "tiny", 2)
+    assert dataset["revision"] == repo.commit and dataset["size_bytes"] == sum(map(len, shards.values()))
+    assert any("cursor=" in path for _, path, _ in hub.requests)  # the listing was paginated, and followed
+
+    run, events, lines = await launch(local_plane, "tiny", HF_FILES)
+    assert run["status"] == "succeeded", (run["status_reason"], events)
+    texts = [line["text"] for line in lines]
+    for path, data in shards.items():
+        assert f"file {path} {hashlib.sha256(data).hexdigest()}" in texts
+    assert not any("test.parquet" in t or "README" in t for t in texts)
+    resolved = [path for _, path, _ in hub.requests if "/resolve/" in path]
+    assert resolved and all(f"/resolve/{repo.commit}/" in path for path in resolved)  # pinned at add
+
+    # an LFS file whose bytes differ from the listed sha256 is refused by the pod
+    bad = dict(shards)
+    bad["data/train-00000.parquet"] = os.urandom(400_000)
+    hub.repos[("dataset", "podtui/tiny")] = HubRepo(files=bad, lfs=set(bad), commit=repo.commit)
+    run, events, lines = await launch(local_plane, "tiny", HF_FILES)
+    assert run["status"] == "failed"
+    assert any("is not the one registered" in line["text"] for line in lines)
+
+    r = await local_plane.http.post("/api/v1/datasets", json={"source": "hf://datasets/podtui/tiny@v9"})
+    assert r.status_code == 422 and "has no revision 'v9'" in r.json()["error"]["message"]
+    r = await local_plane.http.post("/api/v1/datasets", json={"source": "hf://datasets/podtui/tiny/nothing/*"})
+    assert r.status_code == 422 and "matches" in r.json()["error"]["message"]
+
+
+async def test_private_hf_model_needs_the_token_which_reaches_the_pod_only_in_its_script(local_plane, hub):
+    from tests.fakes.hf_hub import HubRepo
+
+    weights = os.urandom(500_000)
+    hub.repos[("model", "podtui/secret-model")] = HubRepo(
+        files={"config.json": b'{"a": 1}', "model.safetensors": weights}, lfs={"model.safetensors"}, private=True)
+    r = await local_plane.http.post("/api/v1/datasets", json={"source": "hf://podtui/secret-model"})
+    assert r.status_code == 422 and "HF_TOKEN" in r.json()["error"]["message"], r.text
+    local_plane.control.settings.hf_token = hub.token
+    r = await local_plane.http.post("/api/v1/datasets", json={"source": "hf://podtui/secret-model@main",
+                                                              "name": "base"})
+    assert r.status_code == 201, r.text
+    assert r.json()["file_count"] == 2
+    run, events, lines = await launch(local_plane, "base", HF_FILES)
+    assert run["status"] == "succeeded", (run["status_reason"], events)
+    texts = [line["text"] for line in lines]
+    assert "no secret" in texts  # no HF_TOKEN in the pod's environment
+    assert f"file model.safetensors {hashlib.sha256(weights).hexdigest()}" in texts
+    assert not any(hub.token in t for t in texts)
