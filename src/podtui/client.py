@@ -29,6 +29,8 @@ from .models import (
     PodLogs,
     Run,
     RunEvent,
+    Volume,
+    VolumeCreate,
 )
 from .output_names import output_name_problem
 
@@ -97,6 +99,22 @@ class Client:
         """Take a dataset's name out of the registry; how many versions of it were removed."""
         reply = await self._call("DELETE", f"/api/v1/datasets/{quote(name, safe='')}")
         return int(reply.get("removed_versions", 0))
+
+    async def volumes(self, provider: str | None = None) -> list[Volume]:
+        """Volumes (RunPod network volumes, local folders)."""
+        params = {"provider": provider} if provider else {}
+        return [Volume.model_validate(v) for v in await self._call("GET", "/api/v1/volumes", params=params)]
+
+    async def create_volume(self, body: VolumeCreate) -> Volume:
+        """Create a volume."""
+        return Volume.model_validate(await self._call("POST", "/api/v1/volumes", timeout=None,
+                                                      json=body.model_dump(mode="json", exclude_none=True)))
+
+    async def remove_volume(self, name: str, provider: str | None = None) -> Volume:
+        """Delete a volume and what is on it."""
+        params = {"provider": provider} if provider else {}
+        return Volume.model_validate(await self._call("DELETE", f"/api/v1/volumes/{quote(name, safe='')}",
+                                                      params=params, timeout=None))
 
     async def gpus(self, provider: str | None = None, refresh: bool = False) -> list[GpuOffer]:
         """GPU offers."""

@@ -177,6 +177,41 @@ class DatasetCreate(_Model):
         return value
 
 
+class Volume(_Model):
+    """Storage that outlives pods: a RunPod network volume, or a folder under the data dir (local provider)."""
+
+    name: str
+    provider: Literal["local", "runpod"]
+    id: str
+    """RunPod's volume id; the name for a local volume."""
+    data_center: str | None = None
+    size_gb: int | None = None
+    type: str | None = None
+    """STANDARD or HIGH_PERFORMANCE (RunPod)."""
+    price_per_month: float | None = None
+    """US dollars a month at RunPod's list price ($0.07/GB for the first TB, $0.05 beyond)."""
+    path: str | None = None
+    """Where a local volume's folder is."""
+    used_bytes: int | None = None
+    """Bytes in a local volume's folder."""
+    in_use_by: list[str] = Field(default_factory=list)
+    """Runs whose pods use it now."""
+    cached: list[str] = Field(default_factory=list)
+    """Datasets known to be cached on it."""
+
+
+class VolumeCreate(_Model):
+    """Create a volume."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    provider: Literal["local", "runpod"] | None = None
+    size_gb: int | None = Field(None, ge=10, le=4096)
+    """RunPod: 10 to 4096 GB (it can grow later, never shrink)."""
+    data_center: str | None = Field(None, min_length=1, max_length=40, pattern=r"^[A-Za-z0-9-]+$")
+    type: Literal["STANDARD", "HIGH_PERFORMANCE"] | None = None
+
+
 class GpuOffer(_Model):
     """One GPU type a provider offers, with live prices per GPU-hour and stock."""
 
@@ -286,6 +321,9 @@ class LaunchSpec(_Model):
     """How the pod reads metrics from the output: auto, json (JSON lines only) or off; the setting when omitted."""
     metrics_ranks: Literal["0", "all"] | None = None
     """Whose metrics count when lines carry a launcher's rank prefix: rank 0's, or all (`rank<N>/<name>`)."""
+    volume: str | None = Field(None, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    """A volume to mount (`podtui volumes`): datasets are cached on it and reused by later runs with no transfer;
+    HF_HOME points into it. On RunPod a network volume: the pod is placed in its data center, Secure Cloud."""
     dataset_changed_ok: bool = False
     """Launch even though the local dataset changed since it was registered: it is hashed again and registered
     anew under its name (otherwise such a launch is refused before any pod is made)."""

@@ -323,6 +323,9 @@ def gpus(obj: Context, provider: str | None, refresh: bool, as_json: bool) -> No
 @click.option("--outputs", "outputs_dir", help="The pod's outputs folder ($PODTUI_OUTPUT_DIR), relative to the "
               "workdir (default: outputs).")
 @click.option("--sync-outputs", help="Also bring the outputs home every this long while the command runs, e.g. 10m.")
+@click.option("--volume", help="Mount this volume (`podtui volumes`): datasets are cached on it and reused by "
+              "later runs with no transfer; HF_HOME points into it. RunPod: the pod runs in the volume's data "
+              "center, Secure Cloud.")
 @click.option("--dataset-changed-ok", is_flag=True, help="Launch even though the local dataset changed since it "
               "was registered: hash it again and register it as it is now (otherwise the launch is refused).")
 @click.option("--name", help="Run name.")
@@ -335,7 +338,7 @@ def launch(obj: Context, dataset: str, gpu_types: tuple[str, ...], command: str 
            min_cuda_version: str | None, connect: str | None, ssh: bool, min_gpu_util: str | None,
            metrics_mode: str | None, metrics_ranks: str | None, max_runtime: str | None,
            budget: float | None, keep_alive: str, outputs_dir: str | None, sync_outputs: str | None,
-           dataset_changed_ok: bool, name: str | None, env_pairs: tuple[str, ...], wait: bool,
+           volume: str | None, dataset_changed_ok: bool, name: str | None, env_pairs: tuple[str, ...], wait: bool,
            as_json: bool) -> None:
     """Launch a run."""
     env = {}
@@ -355,6 +358,7 @@ def launch(obj: Context, dataset: str, gpu_types: tuple[str, ...], command: str 
         "budget_usd": budget, "keep_alive_s": keep_alive, "env": env, "min_cuda_version": min_cuda_version,
         "ssh": ssh or None, "connect": connect, "metrics": metrics_mode, "metrics_ranks": metrics_ranks,
         "outputs": outputs_dir, "sync_outputs_s": sync_outputs, "dataset_changed_ok": dataset_changed_ok or None,
+        "volume": volume,
     }
     if min_gpu_util:
         pct, _, duration = min_gpu_util.partition("/")
@@ -660,6 +664,10 @@ def terminate(obj: Context, run_ref: str, yes: bool, as_json: bool) -> None:
 
     run_async(go)
 
+
+from .volumes import register as register_volumes  # noqa: E402  (its verbs use the helpers above)
+
+register_volumes(main)
 
 if __name__ == "__main__":
     main()

@@ -94,6 +94,10 @@ def create_body(request: PodRequest, gpu_type: str, cloud: str) -> dict[str, Any
     }
     if request.ssh:
         body["startSsh"] = True
+    if request.network_volume_id:  # attach only at create; the pod must be in the volume's data center
+        body["mounts"] = {"network": [{"volumeId": request.network_volume_id, "path": request.volume_path}]}
+    if request.data_center_ids:
+        body["dataCenterIds"] = list(request.data_center_ids)
     return body
 
 
@@ -125,6 +129,28 @@ class RunPodProvider:
         self._logs_cache: dict[tuple[str, int], tuple[float, list[dict[str, str]]]] = {}
         self._created: dict[str, float] = {}
         self._misses: dict[str, int] = {}
+
+    # -- network volumes (issue 25) ---------------------------------------------------------------
+
+    async def list_volumes(self) -> list[dict[str, Any]]:
+        """The account's network volumes (`NetworkVolume`: id, name, size, dataCenter, type)."""
+        try:
+            found = await self.api.json("GET", "/v2/network-volumes")
+        except ProviderError as exc:
+            raise ProviderError(f"RunPod did not list the network volumes: {exc}") from None
+        volumes = found.get("networkVolumes") if isinstance(found, dict) else None
+        return [v for v in volumes or [] if isinstance(v, dict)]
+
+    async def create_volume(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Create a network volume (`CreateNetworkVolumeRequest`); it bills until deleted."""
+        created = await self.api.json("POST", "/v2/network-volumes", json=body)
+        if not isinstance(created, dict) or "id" not in created:
+            raise ProviderError("RunPod's answer to creating the volume had no id")
+        return created
+
+    async def delete_volume(self, volume_id: str) -> None:
+        """Delete a network volume and everything on it."""
+        await self.api.json("DELETE", f"/v2/network-volumes/{volume_id}")
 
     # -- offers ----------------------------------------------------------------------------------
 

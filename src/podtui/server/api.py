@@ -31,14 +31,16 @@ from ..models import (
     Run,
     RunEvent,
     RunStatus,
+    Volume,
+    VolumeCreate,
 )
 from ..providers.base import ProviderError
 from ..store import NotFound, Store
-from . import auth, dataset_fetched, doctor, downloads, events, ingest, keys, outputs_api
+from . import auth, dataset_fetched, doctor, downloads, events, ingest, keys, outputs_api, volumes
 from .datasets import DatasetError, scan_dataset
 from .responses import ApiError, json_response, query_flag, query_int, read_model
 from .runs import RunService
-from .sources import fetch_plan, is_remote, scan_source
+from .sources import fetch_plan, is_remote, local_fetch_plan, scan_source
 
 INT64_MAX = 2**63 - 1
 
@@ -64,8 +66,14 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def list_datasets(request: web.Request) -> web.Response:
-    """Registered datasets."""
-    return json_response([d.model_dump(mode="json") for d in await _store(request).list_datasets()])
+    """Registered datasets, with the volumes each is cached on."""
+    store = _store(request)
+    found = await store.list_datasets()
+    for provider, volume, name in await store.volume_datasets():
+        for dataset in found:
+            if dataset.name == name:
+                dataset.cached_on.append(volume if provider == "runpod" else f"{volume} (local)")
+    return json_response([d.model_dump(mode="json") for d in found])
 
 
 async def add_dataset(request: web.Request) -> web.Response:
@@ -267,6 +275,10 @@ async def boot_script(request: web.Request) -> web.Response:
             plan = await asyncio.to_thread(fetch_plan, record.dataset, record.root, record.manifest, settings)
         except DatasetError as exc:
             raise ApiError(503, "dataset_source", str(exc)) from None
+    elif run.spec.volume:  # a local dataset goes into the volume's cache once; later runs there find it
+        plan = local_fetch_plan(record.dataset, record.manifest, settings.pod_url, token)
+    if plan is not None and run.spec.volume:
+        plan["volume"] = run.spec.volume
     script = render_start_script(
         run_id=run.id, dataset=record.dataset, dataset_file=record.manifest[0]["path"], download_token=token,
         pod_url=settings.pod_url, command=run.spec.command or "", has_bundle=bool(run.spec.workdir),
@@ -338,6 +350,14 @@ ROUTES: tuple[Route, ...] = (
           response=Dataset, status=201),
     Route("DELETE", "/api/v1/datasets/{name}", remove_dataset, auth.ADMIN,
           "Remove a dataset's name from the registry (its files are not touched)", response=dict),
+    Route("GET", "/api/v1/volumes", volumes.list_volumes, auth.ADMIN, "Volumes (RunPod network volumes, local "
+          "folders), with the runs using them and the datasets cached on them", response=list[Volume],
+          params=(Param("provider", enum=("local", "runpod")),)),
+    Route("POST", "/api/v1/volumes", volumes.create_volume, auth.ADMIN, "Create a volume", body=VolumeCreate,
+          response=Volume, status=201),
+    Route("DELETE", "/api/v1/volumes/{name}", volumes.remove_volume, auth.ADMIN,
+          "Delete a volume and its contents (refused while a pod uses it)", response=Volume,
+          params=(Param("provider", enum=("local", "runpod")),)),
     Route("GET", "/api/v1/gpus", list_gpus, auth.ADMIN, "GPU offers", response=list[GpuOffer],
           params=(Param("provider", description="local or runpod", enum=("local", "runpod")),
                   Param("refresh", enum=FLAG))),

@@ -41,9 +41,13 @@ async def dataset_fetched(request: web.Request) -> web.Response:
             await store.update_dataset_manifest(record.dataset.id, manifest, single)
             recorded = sum(1 for e in manifest if e.get("fetched_sha256")) - \
                 sum(1 for e in record.manifest if e.get("fetched_sha256"))
+    if body.volume and body.key and body.volume == run.spec.volume:
+        await store.record_volume_dataset(run.provider, body.volume, body.key, record.dataset.id)
     where = f" on volume {body.volume}" if body.volume else ""
     said = (f"dataset {record.dataset.name} found whole in the cache{where}: 0 bytes moved" if body.cache_hit else
-            f"dataset {record.dataset.name} fetched from its source{where}: {format_bytes(body.bytes_moved)} in "
+            f"dataset {record.dataset.name} fetched from "
+            f"{'its source' if is_remote(record.dataset.kind) else 'the control plane'}{where}: "
+            f"{format_bytes(body.bytes_moved)} in "
             f"{body.seconds:.1f} s" + (f", sha256 recorded for {recorded} file(s)" if recorded else ""))
     await store.add_event(run_id, "dataset", said)
     return json_response({"recorded": recorded})

@@ -289,6 +289,21 @@ def fetch_plan(dataset: Dataset, root: str, manifest: list[dict[str, Any]], sett
             "files": files}
 
 
+def local_fetch_plan(dataset: Dataset, manifest: list[dict[str, Any]], pod_url: str,
+                     download_token: str) -> dict[str, Any]:
+    """The plan for a dataset on the control plane's machine fetched into a volume's cache: the pod downloads
+    it from the control plane (once per volume), each file checked by its registered sha256."""
+    base = f"{pod_url}/api/datasets/download"
+    headers = {"Authorization": f"Bearer {download_token}"}
+    files = []
+    for entry in manifest:
+        url = base if dataset.kind == "file" else f"{base}?path={quote(entry['path'], safe='')}"
+        files.append({"url": url, "path": entry["path"], "size": entry["size"], "sha256": entry["sha256"],
+                      "etag": None, "headers": headers})
+    return {"name": dataset.name, "key": cache_key(dataset, ""), "parallel": 4, "files": files,
+            "single": manifest[0]["path"] if dataset.kind == "file" else None}
+
+
 def record_fetched(manifest: list[dict[str, Any]], digests: dict[str, str]) -> list[dict[str, Any]] | None:
     """The manifest with the sha256s a pod computed at a first fetch, held to by later fetches; None when it had
     them all already. A digest unlike the one recorded is ignored here: the pod refuses such a file itself."""

@@ -264,6 +264,28 @@ class Store(Engine):
 
         await self._write(job)
 
+    async def record_volume_dataset(self, provider: str, volume: str, cache_key: str, dataset_id: str) -> None:
+        """A pod found or put a dataset whole on a volume."""
+        now = time.time()
+        await self._write(lambda db: _exec(
+            db, """INSERT INTO volume_datasets (provider, volume, cache_key, dataset_id, at) VALUES (?, ?, ?, ?, ?)
+                   ON CONFLICT(provider, volume, cache_key) DO UPDATE SET dataset_id = excluded.dataset_id,
+                   at = excluded.at""", (provider, volume, cache_key, dataset_id, now)))
+
+    async def volume_datasets(self) -> list[tuple[str, str, str]]:
+        """(provider, volume, dataset name) for every registered dataset known to be on a volume: the one a pod
+        put there, and any other name with the same content."""
+        rows = await self._read(
+            "SELECT DISTINCT v.provider, v.volume, d.name FROM volume_datasets v "
+            "JOIN datasets s ON s.id = v.dataset_id JOIN datasets d ON d.id = s.id OR "
+            "(d.kind = s.kind AND d.sha256 = s.sha256 AND d.sha256 != '') WHERE d.removed_at IS NULL")
+        return [(str(p), str(v), str(n)) for p, v, n in rows]
+
+    async def forget_volume(self, provider: str, volume: str) -> None:
+        """A volume was deleted: nothing is cached on it any more."""
+        await self._write(lambda db: _exec(db, "DELETE FROM volume_datasets WHERE provider = ? AND volume = ?",
+                                           (provider, volume)))
+
     async def remove_dataset(self, name: str) -> int:
         """Take a name out of the registry (every version of it); runs that used it keep their rows. The files
         are not touched. Raises NotFound for an unknown name; returns how many versions were removed."""

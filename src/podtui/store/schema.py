@@ -70,4 +70,10 @@ MIGRATIONS: list[str] = [
     ALTER TABLE datasets ADD COLUMN removed_at REAL;
     ALTER TABLE datasets ADD COLUMN revision TEXT;
     """,
+    # 8 (issue 25): which datasets pods found or put on which volume (content-addressed cache)
+    """
+    CREATE TABLE volume_datasets (
+        provider TEXT NOT NULL, volume TEXT NOT NULL, cache_key TEXT NOT NULL, dataset_id TEXT NOT NULL,
+        at REAL NOT NULL, PRIMARY KEY (provider, volume, cache_key));
+    """,
 ]
