@@ -100,6 +100,22 @@ class Client:
         reply = await self._call("DELETE", f"/api/v1/datasets/{quote(name, safe='')}")
         return int(reply.get("removed_versions", 0))
 
+    async def push_dataset(self, name: str, volume: str) -> AsyncIterator[dict[str, Any]]:
+        """Push a local dataset onto a RunPod volume: yields progress ({done, total}), then {result} or {error}."""
+        path = f"/api/v1/datasets/{quote(name, safe='')}/push"
+        try:
+            async with self._http.stream("POST", path, json={"volume": volume}, timeout=None) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise _error_of(response)
+                async for line in response.aiter_lines():
+                    if line.strip():
+                        yield json.loads(line)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise ControlPlaneUnreachable(self.url) from exc
+        except httpx.TransportError as exc:
+            raise ControlPlaneError(f"talking to {self.url} failed: {exc!r}") from exc
+
     async def volumes(self, provider: str | None = None) -> list[Volume]:
         """Volumes (RunPod network volumes, local folders)."""
         params = {"provider": provider} if provider else {}

@@ -174,6 +174,16 @@ class Settings(BaseSettings):
                              validation_alias=AliasChoices("HF_ENDPOINT", "PODTUI_HF_ENDPOINT", "hf_endpoint"))
     """The Hugging Face Hub (env `HF_ENDPOINT`) for hf:// dataset sources."""
 
+    runpod_s3_url: str = Field("https://s3api-{dc}.runpod.io/", pattern=r"^https?://[^\s]+$")
+    """RunPod's S3-compatible API for `datasets push` (env `PODTUI_RUNPOD_S3_URL`): a template where `{dc}` is the
+    volume's data center in lower case."""
+
+    runpod_s3_access_key: str | None = None
+    """RunPod's S3 API key id (env `PODTUI_RUNPOD_S3_ACCESS_KEY`, `user_…`): a separate key from the API key."""
+
+    runpod_s3_secret: str | None = Field(None, repr=False)
+    """RunPod's S3 API secret (env `PODTUI_RUNPOD_S3_SECRET`, `rps_…`)."""
+
     hf_token: str | None = Field(None, validation_alias=AliasChoices("HF_TOKEN", "PODTUI_HF_TOKEN", "hf_token"),
                                  repr=False)
     """A Hub token (env `HF_TOKEN`) for private or gated hf:// sources; a pod gets it only in its start script,

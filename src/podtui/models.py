@@ -212,6 +212,13 @@ class VolumeCreate(_Model):
     type: Literal["STANDARD", "HIGH_PERFORMANCE"] | None = None
 
 
+class DatasetPush(_Model):
+    """Push a local dataset onto a RunPod network volume."""
+
+    model_config = ConfigDict(extra="forbid")
+    volume: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
 class GpuOffer(_Model):
     """One GPU type a provider offers, with live prices per GPU-hour and stock."""
 

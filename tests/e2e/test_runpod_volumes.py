@@ -56,3 +56,62 @@ async def test_network_volume_lifecycle_and_a_launch_that_mounts_it(tmp_path, fa
     assert fake.network_volumes == {}
     r = await plane.http.delete("/api/v1/volumes/data", params={"provider": "runpod"})
     assert r.status_code == 404
+
+
+async def test_datasets_push_lands_where_a_pod_looks_and_resumes(tmp_path, fake, planes):  # noqa: F811
+    import asyncio
+    import json
+
+    import boto3
+    from click.testing import CliRunner
+    from moto.server import ThreadedMotoServer
+
+    from podtui.cli import main
+
+    s3 = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    s3.start()
+    try:
+        host, port = s3.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        plane = await plane_for(tmp_path, fake, planes, runpod_s3_url=endpoint, runpod_s3_access_key="user_test",
+                                runpod_s3_secret="rps_test")
+        made = (await plane.http.post("/api/v1/volumes", json={"name": "vol", "provider": "runpod", "size_gb": 20,
+                                                               "data_center": "US-KS-2"})).json()
+        client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="user_test",
+                              aws_secret_access_key="rps_test", region_name="us-east-1")
+        client.create_bucket(Bucket=made["id"])  # RunPod's bucket is the volume itself
+        folder = tmp_path / "set"
+        (folder / "sub").mkdir(parents=True)
+        (folder / "a.bin").write_bytes(b"a" * 700_000)
+        (folder / "sub" / "b.bin").write_bytes(b"b" * 1000)
+        r = await plane.http.post("/api/v1/datasets", json={"path": str(folder), "name": "set"})
+        assert r.status_code == 201
+
+        async with plane.http.stream("POST", "/api/v1/datasets/set/push", json={"volume": "vol"}) as answer:
+            assert answer.status_code == 200
+            lines = [json.loads(line) async for line in answer.aiter_lines() if line.strip()]
+        result = lines[-1]["result"]
+        assert result["uploaded_bytes"] == 701_000 and result["skipped_bytes"] == 0, lines
+        keys = sorted(o["Key"] for o in client.list_objects_v2(Bucket=made["id"])["Contents"])
+        prefix = f"podtui/datasets/{result['key']}"
+        assert keys == [f"{prefix}/.complete", f"{prefix}/a.bin", f"{prefix}/sub/b.bin"]
+        marker = json.loads(client.get_object(Bucket=made["id"], Key=f"{prefix}/.complete")["Body"].read())
+        assert set(marker["sha256"]) == {"a.bin", "sub/b.bin"}
+        listed = {d["name"]: d for d in (await plane.http.get("/api/v1/datasets")).json()}
+        assert listed["set"]["cached_on"] == ["vol"]
+
+        # a push broken off before .complete resumes file by file; a whole one is not sent again
+        client.delete_object(Bucket=made["id"], Key=f"{prefix}/.complete")
+        env = {"PODTUI_SERVER": plane.url, "PODTUI_ADMIN_TOKEN": plane.control.admin_token,
+               "PODTUI_CONFIG_FILE": str(tmp_path / "none.toml"), "NO_PROXY": "127.0.0.1"}
+        out = await asyncio.to_thread(CliRunner().invoke, main, ["datasets", "push", "set", "--volume", "vol"],
+                                      env=env)
+        assert out.exit_code == 0, out.output
+        assert "set is on vol: 0 B sent, 684.6 KiB already there" in out.output
+
+        r = await plane.http.post("/api/v1/datasets/set/push", json={"volume": "nope"})
+        assert r.status_code == 404
+        r = await plane.http.post("/api/v1/datasets/demo/push", json={})
+        assert r.status_code == 422
+    finally:
+        s3.stop()

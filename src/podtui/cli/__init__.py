@@ -248,6 +248,32 @@ def datasets_add(obj: Context, source: str, name: str | None, s3_endpoint: str |
     run_async(go)
 
 
+@datasets.command("push")
+@click.argument("name")
+@click.option("--volume", required=True, help="The RunPod network volume (`podtui volumes`).")
+@click.pass_obj
+def datasets_push(obj: Context, name: str, volume: str) -> None:
+    """Copy a local dataset onto a RunPod network volume through RunPod's S3 API, with no pod billing: the next
+    `launch --volume VOL` finds it there and moves no byte. Needs PODTUI_RUNPOD_S3_ACCESS_KEY/_SECRET."""
+
+    async def go() -> int:
+        async with obj.client() as client:
+            async for line in client.push_dataset(name, volume):
+                if "error" in line:
+                    click.echo(f"\nerror: {line['error']}", err=True)
+                    return 1
+                if "result" in line:
+                    done = line["result"]
+                    click.echo(f"\n{name} is on {volume}: {format_bytes(done['uploaded_bytes'])} sent, "
+                               f"{format_bytes(done['skipped_bytes'])} already there")
+                    return 0
+                if sys.stderr.isatty():
+                    click.echo(f"\r  {format_bytes(line['done'])} of {format_bytes(line['total'])}", nl=False, err=True)
+        return 1
+
+    sys.exit(run_async(go))
+
+
 @datasets.command("rm")
 @click.argument("name")
 @click.pass_obj

@@ -15,6 +15,7 @@ from ..downsample import downsample_minmax
 from ..models import (
     Dataset,
     DatasetCreate,
+    DatasetPush,
     DoctorCheck,
     GpuOffer,
     Health,
@@ -36,7 +37,7 @@ from ..models import (
 )
 from ..providers.base import ProviderError
 from ..store import NotFound, Store
-from . import auth, dataset_fetched, doctor, downloads, events, ingest, keys, outputs_api, volumes
+from . import auth, dataset_fetched, doctor, downloads, events, ingest, keys, outputs_api, push, volumes
 from .datasets import DatasetError, scan_dataset
 from .responses import ApiError, json_response, query_flag, query_int, read_model
 from .runs import RunService
@@ -350,6 +351,9 @@ ROUTES: tuple[Route, ...] = (
           response=Dataset, status=201),
     Route("DELETE", "/api/v1/datasets/{name}", remove_dataset, auth.ADMIN,
           "Remove a dataset's name from the registry (its files are not touched)", response=dict),
+    Route("POST", "/api/v1/datasets/{name}/push", push.push_dataset, auth.ADMIN, "Copy a local dataset onto a "
+          "RunPod network volume through RunPod's S3 API; streams JSON lines (progress, then result or error)",
+          body=DatasetPush, content_type="application/x-ndjson"),
     Route("GET", "/api/v1/volumes", volumes.list_volumes, auth.ADMIN, "Volumes (RunPod network volumes, local "
           "folders), with the runs using them and the datasets cached on them", response=list[Volume],
           params=(Param("provider", enum=("local", "runpod")),)),
