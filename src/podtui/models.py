@@ -462,6 +462,28 @@ class Run(_Model):
     """How the pod read this run's metrics from its output, e.g. "tqdm postfix, step from the bar's counter"."""
     live: list[str] = Field(default_factory=list)
     """The progress rows the command is drawing now (shown in place under the log), [] when none."""
+    data_wait_from: float | None = None
+    """When the pod began getting its dataset (it reported downloading)."""
+    data_wait_until: float | None = None
+    """When it began training."""
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def data_wait_s(self) -> float | None:
+        """Seconds the pod spent getting its data before training (so far, while it still downloads)."""
+        if self.data_wait_from is None:
+            return None
+        end = self.data_wait_until or self.ended_at or time.time()
+        return round(max(0.0, end - self.data_wait_from), 3)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def data_wait_usd(self) -> float | None:
+        """What that wait cost at the pod's rate."""
+        wait = self.data_wait_s
+        if wait is None or self.price_per_hour is None:
+            return None
+        return round(wait / 3600.0 * self.price_per_hour, 6)
 
     @computed_field  # type: ignore[prop-decorator]
     @property

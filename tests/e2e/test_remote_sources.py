@@ -50,6 +50,7 @@ async def test_https_source_is_fetched_by_the_pod_resumed_and_its_sha256_held_to
     assert run["status"] == "succeeded", (run["status_reason"], events)
     want = hashlib.sha256(data).hexdigest()
     assert f"sha {want} train.bin" in [line["text"] for line in lines]
+    assert 0 < run["data_wait_s"] < run["ended_at"] - run["started_at"]  # the fetch is the run's wait for data
     ranges = [rng for method, name, rng in files.requests if method == "GET"]
     assert ranges[0] is None and ranges[1] == "bytes=1048581-", files.requests
     assert files.bytes_sent == len(data)  # resumed: no byte sent twice

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from ..client import Client, ControlPlaneError, ControlPlaneUnreachable
 from ..config import Settings, load_settings, read_admin_token
-from ..fmt import format_bytes, format_duration, outputs_line
+from ..fmt import data_wait_text, format_bytes, format_duration, outputs_line
 from ..models import LaunchSpec, OrphanPod, Run, RunStatus, spec_problems
 
 T = TypeVar("T")
@@ -490,8 +490,9 @@ def runs(obj: Context, as_json: bool) -> None:
             age = format_duration((r.ended_at or now) - (r.started_at or r.created_at))
             rows.append([r.id, r.name, r.provider, r.gpu_type or "-", r.status.value,
                          "-" if r.last_step is None else str(r.last_step), loss, f"${r.spent_usd:.2f}", age,
-                         (r.status_reason or "")[:60]])
-        table(rows, ["ID", "NAME", "PROVIDER", "GPU", "STATUS", "STEP", "LOSS", "SPENT", "TIME", "REASON"])
+                         data_wait_text(r.data_wait_s, r.data_wait_usd), (r.status_reason or "")[:60]])
+        table(rows, ["ID", "NAME", "PROVIDER", "GPU", "STATUS", "STEP", "LOSS", "SPENT", "TIME", "DATA WAIT",
+                     "REASON"])
 
     run_async(go)
 

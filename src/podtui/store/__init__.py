@@ -51,7 +51,8 @@ _STATUS_RANK = {
 _RUN_COLUMNS = (
     "id, name, provider, status, status_reason, spec, dataset_id, pod_id, gpu_type, price_per_hour, created_at, "
     "started_at, ended_at, last_heartbeat, exit_code, progress, last_step, last_loss, last_loss_nan, "
-    "keep_alive_until, last_activity, gpu_util, gpu_mem, pod_port, metrics_source, live"
+    "keep_alive_until, last_activity, gpu_util, gpu_mem, pod_port, metrics_source, live, "
+    "data_wait_from, data_wait_until"
 )
 _UPDATABLE = {
     "status", "status_reason", "pod_id", "gpu_type", "price_per_hour", "started_at", "ended_at",
@@ -122,7 +123,7 @@ def _none_to_nan(value: float | None) -> float:
 def _row_to_run(row: Sequence[Any]) -> Run:
     (rid, name, provider, status, reason, spec, dataset_id, pod_id, gpu_type, price, created, started, ended,
      heartbeat, exit_code, progress, last_step, last_loss, last_loss_nan, keep_alive_until, last_activity,
-     gpu_util, gpu_mem, pod_port, metrics_source, live) = row
+     gpu_util, gpu_mem, pod_port, metrics_source, live, data_wait_from, data_wait_until) = row
     loss = math.nan if last_loss_nan else last_loss
     return Run(
         id=rid, name=name, provider=provider, status=RunStatus(status), status_reason=reason,
@@ -131,11 +132,23 @@ def _row_to_run(row: Sequence[Any]) -> Run:
         exit_code=exit_code, progress=DownloadProgress.model_validate_json(progress) if progress else None,
         last_step=last_step, last_loss=loss, keep_alive_until=keep_alive_until, last_activity=last_activity,
         gpu_util=gpu_util, gpu_mem=gpu_mem, pod_port=pod_port, metrics_source=metrics_source,
-        live=json.loads(live) if live else [],
+        live=json.loads(live) if live else [], data_wait_from=data_wait_from, data_wait_until=data_wait_until,
     )
 
 
 _DATASET_COLS = "id, name, path, kind, size_bytes, file_count, sha256, created_at, source, revision"
+
+
+def _data_wait(db: sqlite3.Connection, run_id: str, new_status: RunStatus, now: float) -> dict[str, float]:
+    """The data wait's ends as a pod's status moves on: it starts downloading, then starts training (a pod
+    that reports training first waited for nothing)."""
+    if new_status == RunStatus.downloading:
+        return {"data_wait_from": now}
+    if new_status == RunStatus.training:
+        row = _one(db, "SELECT data_wait_from FROM runs WHERE id = ?", (run_id,))
+        return {"data_wait_until": now} if row and row[0] is not None else \
+            {"data_wait_from": now, "data_wait_until": now}
+    return {}
 
 
 def _row_to_dataset(row: Sequence[Any]) -> Dataset:
@@ -552,6 +565,7 @@ class Store(Engine):
                     sets["last_loss_nan"] = int(math.isnan(loss[1]))
                     changed = True
                 if new_status is not None and _STATUS_RANK[new_status] > _STATUS_RANK[status]:
+                    sets.update(_data_wait(db, run_id, new_status, now))
                     sets["status"] = new_status.value
                     _event(db, run_id, new_status.value, f"pod reports {new_status.value}", now)
                     status = new_status

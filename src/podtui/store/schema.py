@@ -76,4 +76,9 @@ MIGRATIONS: list[str] = [
         provider TEXT NOT NULL, volume TEXT NOT NULL, cache_key TEXT NOT NULL, dataset_id TEXT NOT NULL,
         at REAL NOT NULL, PRIMARY KEY (provider, volume, cache_key));
     """,
+    # 9 (issue 25): when the pod began getting its dataset and when training began (the time it waited for data)
+    """
+    ALTER TABLE runs ADD COLUMN data_wait_from REAL;
+    ALTER TABLE runs ADD COLUMN data_wait_until REAL;
+    """,
 ]
