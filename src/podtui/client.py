@@ -160,6 +160,11 @@ class Client:
         body = spec.model_dump(mode="json", exclude_none=True)
         return Run.model_validate(await self._call("POST", "/api/v1/runs", json=body, timeout=None))
 
+    async def data_estimate(self, spec: LaunchSpec) -> dict[str, Any]:
+        """What getting a launch's dataset to its pod takes (`message` set when the user should hear it)."""
+        body = spec.model_dump(mode="json", exclude_none=True)
+        return dict(await self._call("POST", "/api/v1/runs/estimate", json=body, timeout=None))
+
     async def terminate(self, run_id: str) -> Run:
         """Terminate a run's pod."""
         return Run.model_validate(await self._call("POST", f"/api/v1/runs/{run_id}/terminate", timeout=None))

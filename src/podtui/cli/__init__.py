@@ -400,6 +400,10 @@ def launch(obj: Context, dataset: str, gpu_types: tuple[str, ...], command: str 
 
     async def go() -> int:
         async with obj.client() as client:
+            if chosen_provider != "local" and not as_json:  # a large local dataset through this uplink: say so
+                said = (await client.data_estimate(spec)).get("message")
+                if said:
+                    click.echo(f"note: {said}", err=True)
             run = await client.launch(spec)
             if not wait:
                 if as_json:

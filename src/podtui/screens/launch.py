@@ -14,6 +14,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Input, Label, Select, Static
 
 from ..errors import ControlPlaneError
+from ..fmt import format_bytes
 from ..models import Dataset, GpuOffer, LaunchSpec, Run, spec_problems
 from ..widgets.offers_table import OffersTable
 from .dialog import Dialog
@@ -24,9 +25,23 @@ if TYPE_CHECKING:
 PREVIEW_LINES = 5
 
 
+SOURCE_KINDS = {"file": "local file", "dir": "local folder", "url": "https", "s3": "S3", "hf": "Hugging Face"}
+
+
+def dataset_label(dataset: Dataset) -> str:
+    """A dataset in the picker: name, where it comes from, size, where it is cached."""
+    cached = f", cached on {', '.join(dataset.cached_on)}" if dataset.cached_on else ""
+    return (f"{dataset.name}  ({SOURCE_KINDS.get(dataset.kind, dataset.kind)}, {format_bytes(dataset.size_bytes)}"
+            f"{cached})")
+
+
 def preview(dataset: Dataset) -> str:
     """The first lines of a dataset file, when this machine can read it."""
     path = Path(dataset.path)
+    if dataset.kind in ("url", "s3", "hf"):
+        pinned = f" at {dataset.revision[:12]}" if dataset.revision else ""
+        return (f"{dataset.file_count} file(s) from {dataset.source}{pinned}: the pod fetches them itself, never "
+                "through this machine")
     if dataset.kind == "dir":
         return f"directory with {dataset.file_count} files"
     try:
@@ -156,7 +171,7 @@ class LaunchScreen(Dialog[Run | None]):
             self.show_error(exc.message)
             return
         select = self.query_one("#dataset", Select)
-        select.set_options([(f"{d.name}  ({d.size_bytes / 1024:.0f} KiB, {d.kind})", d.id) for d in self.datasets])
+        select.set_options([(dataset_label(d), d.id) for d in self.datasets])
         demo = next((d for d in self.datasets if d.name == "demo"), None)
         if self.datasets:
             select.value = (demo or self.datasets[0]).id

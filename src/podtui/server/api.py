@@ -37,7 +37,7 @@ from ..models import (
 )
 from ..providers.base import ProviderError
 from ..store import NotFound, Store
-from . import auth, dataset_fetched, doctor, downloads, events, ingest, keys, outputs_api, push, volumes
+from . import auth, dataset_fetched, doctor, downloads, events, ingest, keys, outputs_api, push, uplink, volumes
 from .datasets import DatasetError, scan_dataset
 from .responses import ApiError, json_response, query_flag, query_int, read_model
 from .runs import RunService
@@ -371,6 +371,9 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/v1/runs", list_runs, auth.ADMIN, "List runs", response=list[Run]),
     Route("POST", "/api/v1/runs", launch_run, auth.ADMIN, "Launch a run", body=LaunchSpec, response=Run,
           status=201),
+    Route("POST", "/api/v1/runs/estimate", uplink.estimate, auth.ADMIN, "What getting a launch's dataset to its "
+          "pod takes: through this machine's uplink, how long, what the pod costs meanwhile", body=LaunchSpec,
+          response=uplink.DataEstimate),
     Route("GET", RUN, get_run, auth.ADMIN, "One run", response=Run),
     Route("POST", RUN + "/terminate", terminate_run, auth.ADMIN, "Terminate a run's pod", response=Run),
     Route("POST", RUN + "/stop", stop_run, auth.ADMIN, "Stop a run's pod", response=Run),
