@@ -232,3 +232,25 @@ async def test_private_hf_model_needs_the_token_which_reaches_the_pod_only_in_it
     assert "no secret" in texts  # no HF_TOKEN in the pod's environment
     assert f"file model.safetensors {hashlib.sha256(weights).hexdigest()}" in texts
     assert not any(hub.token in t for t in texts)
+
+
+async def test_remote_dataset_in_pull_mode_and_in_doctor(local_plane, files):
+    """Pull mode (no public URL): the control plane uploads no dataset byte; the pod fetches it from its source."""
+    from podtui.server.doctor import check_datasets
+
+    data = os.urandom(600_000)
+    files.files["pull.bin"] = ServedFile(data)
+    r = await local_plane.http.post("/api/v1/datasets", json={"source": f"{files.url}/pull.bin"})
+    assert r.status_code == 201
+    r = await local_plane.http.post("/api/v1/runs", json={"dataset": "pull.bin", "gpu_types": ["local"],
+                                                          "command": PRINT_SHA, "keep_alive_s": 0,
+                                                          "connect": "pull"})
+    assert r.status_code == 201, r.text
+    run = await local_plane.wait_status(r.json()["id"], ENDED, timeout=120)
+    events = (await local_plane.http.get(f"/api/v1/runs/{run['id']}/events")).json()
+    assert run["status"] == "succeeded", (run["status_reason"], events)
+    lines = [x["text"] for x in await all_logs(local_plane, run["id"])]
+    assert f"sha {hashlib.sha256(data).hexdigest()} pull.bin" in lines
+    assert files.bytes_sent == len(data)
+    checks = {c.name: c for c in await check_datasets(local_plane.store, local_plane.control.settings)}
+    assert checks["dataset pull.bin"].status == "ok" and "fetched by the pods" in checks["dataset pull.bin"].message

@@ -21,6 +21,7 @@ from ..store import Store
 from . import keys
 from .datasets import first_change
 from .responses import ApiError, json_response
+from .sources import is_remote
 
 NONCE_TTL_S = 120.0
 
@@ -47,8 +48,13 @@ async def check_datasets(store: Store, settings: Settings) -> list[DoctorCheck]:
     the two ways out; an unreadable or oversized one fails."""
     checks = []
     for dataset in await store.list_datasets():
-        record = await store.find_dataset(dataset.id)
         name = f"dataset {dataset.name}"
+        if is_remote(dataset.kind):  # its pods fetch it from its source and check it there
+            pinned = f" at {dataset.revision[:12]}" if dataset.revision else ""
+            checks.append(DoctorCheck(name=name, status="ok", message=f"{dataset.file_count} file(s) fetched by "
+                                      f"the pods from {dataset.source}{pinned}"))
+            continue
+        record = await store.find_dataset(dataset.id)
         again = f"podtui datasets add {shlex.quote(dataset.path)} --name {dataset.name}"
         change = await asyncio.to_thread(first_change, record.root, record.manifest)
         if change is not None:
