@@ -163,7 +163,7 @@ class Client:
     async def data_estimate(self, spec: LaunchSpec) -> dict[str, Any]:
         """What getting a launch's dataset to its pod takes (`message` set when the user should hear it)."""
         body = spec.model_dump(mode="json", exclude_none=True)
-        return dict(await self._call("POST", "/api/v1/runs/estimate", json=body, timeout=None))
+        return dict(await self._call("POST", "/api/v1/data-estimate", json=body, timeout=None))
 
     async def terminate(self, run_id: str) -> Run:
         """Terminate a run's pod."""

@@ -151,14 +151,17 @@ class Dataset(_Model):
 class DatasetCreate(_Model):
     """Register a dataset: an absolute path on the control plane's machine, or a source pods fetch themselves."""
 
-    model_config = ConfigDict(extra="forbid")
-    path: str | None = Field(None, min_length=1, max_length=4096, pattern=r"^/")
+    # exactly one of path and source (neither may be null: leave the other out)
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"oneOf": [{"required": ["path"]},
+                                                                           {"required": ["source"]}]})
+    path: str = Field(None, min_length=1, max_length=4096, pattern=r"^/")  # type: ignore[assignment]
     """An absolute path on the control plane's machine."""
-    source: str | None = Field(None, min_length=6, max_length=4096, pattern=r"^(https?|s3|hf)://[^\s]+$")
+    source: str = Field(None, min_length=6, max_length=4096,  # type: ignore[assignment]
+                        pattern=r"^(https?|s3|hf)://[^\x00-\x20\x7f-\x9f]+$")
     """Instead of a path: https://…, s3://BUCKET/KEY-or-PREFIX, hf://datasets/ORG/NAME[@REV][/GLOB] or
     hf://ORG/MODEL[@REV][/GLOB]."""
     name: str | None = Field(None, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    s3_endpoint_url: str | None = Field(None, max_length=1000, pattern=r"^https?://[^\s]+$")
+    s3_endpoint_url: str | None = Field(None, max_length=1000, pattern=r"^https?://[^\x00-\x20\x7f-\x9f]+$")
     """For an s3:// source: an S3-compatible endpoint (the control plane's setting when omitted)."""
 
     @model_validator(mode="after")

@@ -75,13 +75,15 @@ async def test_https_source_is_fetched_by_the_pod_resumed_and_its_sha256_held_to
 
 async def test_a_source_that_cannot_be_listed_says_why(local_plane, files):
     r = await local_plane.http.post("/api/v1/datasets", json={"source": f"{files.url}/missing.bin"})
-    assert r.status_code == 422 and "HTTP 404" in r.json()["error"]["message"]
+    assert r.status_code == 404 and "HTTP 404" in r.json()["error"]["message"]
     files.files["nohead.bin"] = ServedFile(b"x" * 1000)
     files.head_allowed = False  # some servers refuse HEAD: the size comes from a one-byte Range GET
     r = await local_plane.http.post("/api/v1/datasets", json={"source": f"{files.url}/nohead.bin", "name": "nh"})
     assert r.status_code == 201 and r.json()["size_bytes"] == 1000, r.text
     r = await local_plane.http.post("/api/v1/datasets", json={"source": "ftp://example.com/x"})
-    assert r.status_code == 422
+    assert r.status_code == 422  # not a source the schema allows
+    r = await local_plane.http.post("/api/v1/datasets", json={"source": "http://127.0.0.1:9/x"})
+    assert r.status_code == 409 and "cannot reach" in r.json()["error"]["message"]
     r = await local_plane.http.post("/api/v1/datasets", json={"path": "/tmp", "source": f"{files.url}/nohead.bin"})
     assert r.status_code == 422 and "either path" in r.text
 
@@ -147,9 +149,9 @@ async def test_s3_prefix_and_key_fetched_through_presigned_urls(local_plane, s3)
     assert f"sha {hashlib.sha256(objects['single.csv']).hexdigest()} single.csv" in [x["text"] for x in lines]
 
     r = await local_plane.http.post("/api/v1/datasets", json={"source": "s3://podtui-data/nothing-here/"})
-    assert r.status_code == 422 and "holds no object" in r.json()["error"]["message"]
+    assert r.status_code == 404 and "holds no object" in r.json()["error"]["message"]
     r = await local_plane.http.post("/api/v1/datasets", json={"source": "s3://no-such-bucket/x/"})
-    assert r.status_code == 422 and "NoSuchBucket" in r.json()["error"]["message"]
+    assert r.status_code == 404 and "NoSuchBucket" in r.json()["error"]["message"]
 
 
 async def test_s3_without_credentials_says_where_to_set_them(local_plane, s3, monkeypatch, tmp_path):
@@ -159,7 +161,7 @@ async def test_s3_without_credentials_says_where_to_set_them(local_plane, s3, mo
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     r = await local_plane.http.post("/api/v1/datasets", json={"source": "s3://podtui-data/x", "s3_endpoint_url": s3})
-    assert r.status_code == 422 and "no AWS credentials" in r.json()["error"]["message"]
+    assert r.status_code == 409 and "no AWS credentials" in r.json()["error"]["message"]
 
 
 @pytest.fixture
@@ -208,9 +210,9 @@ async def test_hf_dataset_pinned_listed_by_the_hub_client_and_fetched_by_the_pod
     assert any("is not the one registered" in line["text"] for line in lines)
 
     r = await local_plane.http.post("/api/v1/datasets", json={"source": "hf://datasets/podtui/tiny@v9"})
-    assert r.status_code == 422 and "has no revision 'v9'" in r.json()["error"]["message"]
+    assert r.status_code == 404 and "has no revision 'v9'" in r.json()["error"]["message"]
     r = await local_plane.http.post("/api/v1/datasets", json={"source": "hf://datasets/podtui/tiny/nothing/*"})
-    assert r.status_code == 422 and "matches" in r.json()["error"]["message"]
+    assert r.status_code == 404 and "matches" in r.json()["error"]["message"]
 
 
 async def test_private_hf_model_needs_the_token_which_reaches_the_pod_only_in_its_script(local_plane, hub):
@@ -220,7 +222,7 @@ async def test_private_hf_model_needs_the_token_which_reaches_the_pod_only_in_it
     hub.repos[("model", "podtui/secret-model")] = HubRepo(
         files={"config.json": b'{"a": 1}', "model.safetensors": weights}, lfs={"model.safetensors"}, private=True)
     r = await local_plane.http.post("/api/v1/datasets", json={"source": "hf://podtui/secret-model"})
-    assert r.status_code == 422 and "HF_TOKEN" in r.json()["error"]["message"], r.text
+    assert r.status_code == 404 and "HF_TOKEN" in r.json()["error"]["message"], r.text
     local_plane.control.settings.hf_token = hub.token
     r = await local_plane.http.post("/api/v1/datasets", json={"source": "hf://podtui/secret-model@main",
                                                               "name": "base"})

@@ -24,7 +24,7 @@ async def test_network_volume_lifecycle_and_a_launch_that_mounts_it(tmp_path, fa
     assert r.status_code == 409
     r = await plane.http.post("/api/v1/volumes", json={"name": "x", "provider": "runpod", "size_gb": 10,
                                                        "data_center": "EU-RO-1", "type": "HIGH_PERFORMANCE"})
-    assert r.status_code == 502 and "offers no HIGH_PERFORMANCE" in r.json()["error"]["message"]
+    assert r.status_code == 409 and "offers no HIGH_PERFORMANCE" in r.json()["error"]["message"]
     r = await plane.http.post("/api/v1/volumes", json={"name": "x", "provider": "runpod"})
     assert r.status_code == 422 and "--size" in r.json()["error"]["message"]
 

@@ -40,7 +40,7 @@ async def test_estimate_before_a_large_local_dataset_goes_through_this_uplink(pl
     assert r.status_code == 201
     dataset_id = r.json()["id"]
     body = {"dataset": "big", "gpu_types": ["NVIDIA A40"], "provider": "runpod", "command": "true"}
-    first = (await plane.http.post("/api/v1/runs/estimate", json=body)).json()
+    first = (await plane.http.post("/api/v1/data-estimate", json=body)).json()
     assert first["through_this_machine"] and first["uplink_bytes_per_s"] is None
     assert "not measured yet" in first["message"] and "podtui datasets push big --volume VOL" in first["message"]
 
@@ -51,9 +51,9 @@ async def test_estimate_before_a_large_local_dataset_goes_through_this_uplink(pl
     await plane.store.create_run(run, "hash")
     await plane.store.apply_report(run.id, Report(status="downloading"), now=100.0)
     await plane.store.apply_report(run.id, Report(status="training"), now=110.0)
-    second = (await plane.http.post("/api/v1/runs/estimate", json=body)).json()
+    second = (await plane.http.post("/api/v1/data-estimate", json=body)).json()
     assert second["uplink_bytes_per_s"] == 2 * 1024 * 1024 and second["seconds"] == 10.0
     assert "~10s at 2.0 MiB/s" in second["message"]
     # the local provider: nothing goes through this machine to a pod
-    local = (await plane.http.post("/api/v1/runs/estimate", json={**body, "provider": "local"})).json()
+    local = (await plane.http.post("/api/v1/data-estimate", json={**body, "provider": "local"})).json()
     assert local["through_this_machine"] is False and local["message"] is None

@@ -85,7 +85,7 @@ async def add_dataset(request: web.Request) -> web.Response:
         try:
             scanned = await asyncio.to_thread(scan_source, body.source, body.name, settings, body.s3_endpoint_url)
         except DatasetError as exc:
-            raise ApiError(422, "invalid_source", str(exc)) from None
+            raise ApiError(getattr(exc, "status", 409), "invalid_source", str(exc)) from None
         dataset = await _store(request).save_dataset(scanned.dataset, scanned.root, scanned.manifest)
         return json_response(dataset, status=201)
     try:
@@ -371,7 +371,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/v1/runs", list_runs, auth.ADMIN, "List runs", response=list[Run]),
     Route("POST", "/api/v1/runs", launch_run, auth.ADMIN, "Launch a run", body=LaunchSpec, response=Run,
           status=201),
-    Route("POST", "/api/v1/runs/estimate", uplink.estimate, auth.ADMIN, "What getting a launch's dataset to its "
+    Route("POST", "/api/v1/data-estimate", uplink.estimate, auth.ADMIN, "What getting a launch's dataset to its "
           "pod takes: through this machine's uplink, how long, what the pod costs meanwhile", body=LaunchSpec,
           response=uplink.DataEstimate),
     Route("GET", RUN, get_run, auth.ADMIN, "One run", response=Run),

@@ -25,10 +25,20 @@ from ..models import Dataset
 from .datasets import DatasetError, ScannedDataset, dataset_id_of
 
 REMOTE_KINDS = ("url", "s3", "hf")
+
+
+class SourceError(DatasetError):
+    """A source that cannot be registered, with the status the API answers: 404 nothing there; 409 anything else
+    (it cannot be reached or refused the listing, what is there cannot be a dataset, a setting is missing here).
+    Never a 5xx: the control plane did not fail."""
+
+    def __init__(self, message: str, status: int = 409) -> None:
+        super().__init__(message)
+        self.status = status
 PRESIGN_TTL_S = 24 * 3600
 """How long a pod's presigned S3 URLs last: a long download finishes; a leaked plan soon stops working."""
 _HF = re.compile(r"^hf://(?:(?P<type>datasets|models)/)?(?P<org>[A-Za-z0-9][\w.-]*)/(?P<name>[\w.-]+)"
-                 r"(?:@(?P<rev>[\w.-]+))?(?:/(?P<glob>.+))?$")
+                 r"(?:@(?P<rev>[\w.-]+))?(?:/(?P<glob>.+))?$", re.ASCII)
 
 
 @dataclass
@@ -51,7 +61,7 @@ def parse_hf(source: str) -> HubRepo:
     """hf://datasets/ORG/NAME[@REV][/GLOB] or hf://ORG/MODEL[@REV][/GLOB]."""
     match = _HF.match(source)
     if not match:
-        raise DatasetError(f"{source!r} is not a Hub source; write hf://datasets/ORG/NAME[@REV][/GLOB] or "
+        raise SourceError(f"{source!r} is not a Hub source; write hf://datasets/ORG/NAME[@REV][/GLOB] or "
                            "hf://ORG/MODEL[@REV][/GLOB]")
     repo_type = "dataset" if match["type"] == "datasets" else "model"
     return HubRepo(repo_type, f"{match['org']}/{match['name']}", match["rev"], match["glob"])
@@ -61,7 +71,7 @@ def parse_s3(source: str) -> tuple[str, str]:
     """s3://BUCKET/KEY-or-PREFIX -> (bucket, key or prefix)."""
     bucket, _, key = source[len("s3://"):].partition("/")
     if not re.match(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", bucket):
-        raise DatasetError(f"{source!r}: {bucket!r} is not an S3 bucket name; write s3://BUCKET/KEY-or-PREFIX")
+        raise SourceError(f"{source!r}: {bucket!r} is not an S3 bucket name; write s3://BUCKET/KEY-or-PREFIX")
     return bucket, key
 
 
@@ -80,7 +90,7 @@ def _listing_digest(kind: str, source: str, manifest: list[dict[str, Any]]) -> s
 def _remote(kind: str, source: str, name: str, manifest: list[dict[str, Any]], revision: str | None = None,
             extra: dict[str, Any] | None = None) -> ScannedDataset:
     if not manifest:
-        raise DatasetError(f"{source} holds no files")
+        raise SourceError(f"{source} holds no files", status=404)
     digest = _listing_digest(kind, source, manifest)
     single = len(manifest) == 1 and kind == "url"
     dataset = Dataset(id=dataset_id_of(name, digest), name=name, path=source, kind=kind,
@@ -101,15 +111,19 @@ def scan_source(source: str, name: str | None, settings: Settings,
         return _scan_s3(source, name, s3_endpoint_url or settings.s3_endpoint_url)
     if kind == "hf":
         return _scan_hf(source, name, settings)
-    raise DatasetError(f"{source!r}: a source is https://…, s3://…, or hf://…")
+    raise SourceError(f"{source!r}: a source is https://…, s3://…, or hf://…")
 
 
 # -- https ---------------------------------------------------------------------------------------------------
 
 def _scan_url(url: str, name: str | None) -> ScannedDataset:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        url.encode("ascii")
+    except (ValueError, UnicodeError):
+        raise SourceError(f"{url!r} is not a URL a pod can fetch (write non-ASCII characters %-encoded)") from None
     if not parts.netloc:
-        raise DatasetError(f"{url!r} has no host")
+        raise SourceError(f"{url!r} has no host")
     try:
         with httpx.Client(follow_redirects=True, timeout=30, trust_env=True) as http:
             r = http.head(url)
@@ -120,12 +134,13 @@ def _scan_url(url: str, name: str | None) -> ScannedDataset:
                     r = g
                     total = g.headers.get("Content-Range", "").rpartition("/")[2]
                     size = total if g.status_code == 206 and total.isdigit() else g.headers.get("Content-Length")
-    except httpx.HTTPError as exc:
-        raise DatasetError(f"cannot reach {url}: {exc}") from None
+    except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
+        raise SourceError(f"cannot reach {url}: {exc}", status=409) from None
     if r.status_code >= 400:
-        raise DatasetError(f"{url} answered HTTP {r.status_code}; check the URL (and that it needs no login)")
+        raise SourceError(f"{url} answered HTTP {r.status_code}; check the URL (and that it needs no login)",
+                          status=404 if r.status_code in (404, 410) else 409)
     if size is None or not str(size).isdigit():
-        raise DatasetError(f"{url} does not say its size (no Content-Length); podtui needs it to resume and "
+        raise SourceError(f"{url} does not say its size (no Content-Length); podtui needs it to resume and "
                            "verify the download")
     filename = unquote(parts.path.rstrip("/").rpartition("/")[2]) or "download"
     filename = re.sub(r"[^A-Za-z0-9._-]", "_", filename).lstrip(".") or "download"
@@ -149,15 +164,16 @@ def _s3_problem(exc: Exception, source: str) -> DatasetError:
     from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
     if isinstance(exc, NoCredentialsError):
-        return DatasetError("no AWS credentials where the control plane runs: set AWS_ACCESS_KEY_ID and "
+        return SourceError("no AWS credentials where the control plane runs: set AWS_ACCESS_KEY_ID and "
                             "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) there and restart it; pods never get them")
     if isinstance(exc, EndpointConnectionError):
-        return DatasetError(f"cannot reach the S3 endpoint for {source}: {exc}; check PODTUI_S3_ENDPOINT_URL "
-                            "(or --s3-endpoint)")
+        return SourceError(f"cannot reach the S3 endpoint for {source}: {exc}; check PODTUI_S3_ENDPOINT_URL "
+                            "(or --s3-endpoint)", status=409)
     if isinstance(exc, ClientError):
         code = exc.response.get("Error", {}).get("Code", "")
-        return DatasetError(f"S3 refused listing {source}: {code or exc}")
-    return DatasetError(f"listing {source} failed: {exc}")
+        return SourceError(f"S3 refused listing {source}: {code or exc}",
+                           status=404 if code in ("NoSuchBucket", "404") else 409)
+    return SourceError(f"listing {source} failed: {exc}", status=409)
 
 
 def _scan_s3(source: str, name: str | None, endpoint_url: str | None) -> ScannedDataset:
@@ -183,7 +199,7 @@ def _scan_s3(source: str, name: str | None, endpoint_url: str | None) -> Scanned
                     if not rel or rel.endswith("/"):
                         continue  # folder markers
                     if any(p in ("", ".", "..") for p in rel.split("/")) or "\n" in rel:
-                        raise DatasetError(f"s3://{bucket}/{obj['Key']}: a key podtui cannot place safely")
+                        raise SourceError(f"s3://{bucket}/{obj['Key']}: a key podtui cannot place safely")
                     manifest.append({"path": rel, "key": obj["Key"], "size": int(obj["Size"]),
                                      "etag": obj.get("ETag"), "sha256": None})
     except DatasetError:
@@ -191,7 +207,8 @@ def _scan_s3(source: str, name: str | None, endpoint_url: str | None) -> Scanned
     except (BotoCoreError, ClientError) as exc:
         raise _s3_problem(exc, source) from None
     if not manifest:
-        raise DatasetError(f"{source} holds no object (nothing at that key, nothing under that prefix)")
+        raise SourceError(f"{source} holds no object (nothing at that key, nothing under that prefix)",
+                          status=404)
     default = key.rstrip("/").rpartition("/")[2] or bucket
     single = manifest[0]["path"] if len(manifest) == 1 and manifest[0]["key"] == key else None
     return _remote("s3", source, name or _default_name(default), manifest,
@@ -216,7 +233,7 @@ def _scan_hf(source: str, name: str | None, settings: Settings) -> ScannedDatase
         info = api.repo_info(repo.repo_id, repo_type=repo.repo_type, revision=repo.revision)
         commit = info.sha
         if not commit:
-            raise DatasetError(f"the Hub gave no commit for {source}")
+            raise SourceError(f"the Hub gave no commit for {source}", status=409)
         entries = api.list_repo_tree(repo.repo_id, repo_type=repo.repo_type, revision=commit, recursive=True)
         manifest = []
         for entry in entries:
@@ -229,17 +246,19 @@ def _scan_hf(source: str, name: str | None, settings: Settings) -> ScannedDatase
             manifest.append({"path": entry.path, "size": int(entry.size),
                              "sha256": getattr(lfs, "sha256", None) if lfs else None, "etag": None})
     except GatedRepoError:
-        raise DatasetError(f"{repo.repo_id} is gated: accept its terms on the Hub, then set HF_TOKEN where the "
+        raise SourceError(f"{repo.repo_id} is gated: accept its terms on the Hub, then set HF_TOKEN where the "
                            "control plane runs") from None
     except RepositoryNotFoundError:
-        raise DatasetError(f"no {repo.repo_type} {repo.repo_id} on {settings.hf_endpoint} (or it is private: set "
-                           "HF_TOKEN where the control plane runs)") from None
+        raise SourceError(f"no {repo.repo_type} {repo.repo_id} on {settings.hf_endpoint} (or it is private: set "
+                           "HF_TOKEN where the control plane runs)", status=404) from None
     except RevisionNotFoundError:
-        raise DatasetError(f"{repo.repo_id} has no revision {repo.revision!r}") from None
-    except (HfHubHTTPError, OSError) as exc:
-        raise DatasetError(f"the Hub at {settings.hf_endpoint} failed listing {repo.repo_id}: {exc}") from None
+        raise SourceError(f"{repo.repo_id} has no revision {repo.revision!r}", status=404) from None
+    except (HfHubHTTPError, OSError, ValueError) as exc:  # ValueError: the client's own id checks
+        raise SourceError(f"the Hub at {settings.hf_endpoint} failed listing {repo.repo_id}: {exc}",
+                          status=409) from None
     if not manifest:
-        raise DatasetError(f"{source}: no file of {repo.repo_id} at {commit[:12]} matches {repo.glob!r}")
+        raise SourceError(f"{source}: no file of {repo.repo_id} at {commit[:12]} matches {repo.glob!r}",
+                          status=404)
     default = repo.repo_id.rpartition("/")[2]
     return _remote("hf", source, name or _default_name(default), manifest, revision=commit,
                    extra={"repo_type": repo.repo_type, "repo_id": repo.repo_id})

@@ -119,10 +119,10 @@ class VolumeService:
                 raise ApiError(409, "volume_exists", f"a local volume named {body.name} exists ({path})")
             (path / "podtui" / "datasets").mkdir(parents=True)
             return Volume(name=body.name, provider="local", id=body.name, path=str(path), used_bytes=0)
+        runpod = self._runpod()
         if body.size_gb is None or not body.data_center:
             raise ApiError(422, "volume_spec", "a RunPod network volume needs --size GB (10-4096) and --dc DATA_CENTER "
                            "(e.g. EU-RO-1; pods using it run there, Secure Cloud)")
-        runpod = self._runpod()
         if any(v.name == body.name for v in await self.list("runpod")):
             raise ApiError(409, "volume_exists", f"a RunPod network volume named {body.name} exists")
         request: dict[str, Any] = {"name": body.name, "size": body.size_gb, "dataCenter": body.data_center}
@@ -130,8 +130,9 @@ class VolumeService:
             request["type"] = body.type
         try:
             made = await runpod.create_volume(request)
-        except ProviderError as exc:
-            raise ApiError(502, "provider_error", f"RunPod did not create the volume: {exc}") from None
+        except ProviderError as exc:  # RunPod's 4xx (a tier the data center lacks): the request, not RunPod
+            status = 409 if 400 <= getattr(exc, "status", 500) < 500 else 502
+            raise ApiError(status, "provider_error", f"RunPod did not create the volume: {exc}") from None
         size = made.get("size") if isinstance(made.get("size"), int) else body.size_gb
         return Volume(name=str(made.get("name") or body.name), provider="runpod", id=str(made["id"]),
                       data_center=made.get("dataCenter") or body.data_center, size_gb=size,
