@@ -24,6 +24,7 @@ What it does:
 """
 
 import hashlib
+import http.client
 import json
 import os
 import re
@@ -89,6 +90,7 @@ def fetch_file(entry, dest, progress):
     if parent and not os.path.isdir(parent):
         os.makedirs(parent, exist_ok=True)
     counted = 0  # bytes of this file already counted in the progress
+    digest, hashed = None, -1  # the sha256 of dest's first `hashed` bytes, kept as the bytes arrive
     for attempt in range(RETRIES):
         have = os.path.getsize(dest) if os.path.exists(dest) else 0
         if have > size:
@@ -115,16 +117,25 @@ def fetch_file(entry, dest, progress):
                 if have and not resumed:  # the server sent the whole file: start over
                     progress.add(-counted)
                     counted = 0
+                if not resumed:
+                    digest, hashed = hashlib.sha256(), 0
+                elif hashed != have:  # resuming bytes an earlier attempt (or pod) wrote: hash them first
+                    digest, hashed = _hash_prefix(dest, have), have
                 with open(dest, "ab" if resumed else "wb") as out:
                     while True:
                         block = r.read(BLOCK)
                         if not block:
                             break
                         out.write(block)
+                        digest.update(block)
+                        hashed += len(block)
                         progress.add(len(block))
                         counted += len(block)
         except FetchError:
             raise
+        except http.client.HTTPException as e:  # a connection cut mid-body (IncompleteRead), a bad answer
+            _log("fetching %s broke off (%r); resuming (attempt %d of %d)" % (label, e, attempt + 1, RETRIES))
+            time.sleep(min(2 ** attempt, 20))
         except urllib.error.HTTPError as e:
             if e.code == 416:  # our bytes are past the end: the file changed or ours is bad; start over
                 os.remove(dest)
@@ -141,16 +152,28 @@ def fetch_file(entry, dest, progress):
     have = os.path.getsize(dest) if os.path.exists(dest) else 0
     if have != size:
         raise FetchError("%s: got %d of %d bytes after %d attempts" % (label, have, size, RETRIES))
-    digest = hashlib.sha256()
-    with open(dest, "rb") as f:
-        for block in iter(lambda: f.read(BLOCK), b""):
-            digest.update(block)
+    if digest is None or hashed != size:
+        digest = _hash_prefix(dest, size)
     sha = digest.hexdigest()
     if entry.get("sha256") and sha != entry["sha256"]:
         os.remove(dest)
         raise FetchError("%s: its sha256 %s is not the one registered (%s); the source's content changed: "
                          "register it again" % (label, sha, entry["sha256"]))
     return sha
+
+
+def _hash_prefix(path, length):
+    """The sha256 of a file's first `length` bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        left = length
+        while left > 0:
+            block = f.read(min(BLOCK, left))
+            if not block:
+                break
+            digest.update(block)
+            left -= len(block)
+    return digest
 
 
 def _safe(rel):
