@@ -27,6 +27,7 @@ import hashlib
 import http.client
 import json
 import os
+import queue
 import re
 import shutil
 import socket
@@ -37,7 +38,7 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
-BLOCK = 1 << 20
+BLOCK = 4 << 20
 RETRIES = 6
 
 
@@ -121,16 +122,20 @@ def fetch_file(entry, dest, progress):
                     digest, hashed = hashlib.sha256(), 0
                 elif hashed != have:  # resuming bytes an earlier attempt (or pod) wrote: hash them first
                     digest, hashed = _hash_prefix(dest, have), have
-                with open(dest, "ab" if resumed else "wb") as out:
-                    while True:
-                        block = r.read(BLOCK)
-                        if not block:
-                            break
-                        out.write(block)
-                        digest.update(block)
-                        hashed += len(block)
-                        progress.add(len(block))
-                        counted += len(block)
+                hasher = Hasher(digest)  # hashing runs beside the download (hashlib lets go of the GIL)
+                try:
+                    with open(dest, "ab" if resumed else "wb") as out:
+                        while True:
+                            block = r.read(BLOCK)
+                            if not block:
+                                break
+                            out.write(block)
+                            hasher.feed(block)
+                            hashed += len(block)
+                            progress.add(len(block))
+                            counted += len(block)
+                finally:
+                    hasher.finish()
         except FetchError:
             raise
         except http.client.HTTPException as e:  # a connection cut mid-body (IncompleteRead), a bad answer
@@ -160,6 +165,31 @@ def fetch_file(entry, dest, progress):
         raise FetchError("%s: its sha256 %s is not the one registered (%s); the source's content changed: "
                          "register it again" % (label, sha, entry["sha256"]))
     return sha
+
+
+class Hasher(object):
+    """Feeds blocks to a sha256 in its own thread, so hashing overlaps the network and the disk."""
+
+    def __init__(self, digest):
+        self.digest = digest
+        self.blocks = queue.Queue(maxsize=8)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while True:
+            block = self.blocks.get()
+            if block is None:
+                return
+            self.digest.update(block)
+
+    def feed(self, block):
+        self.blocks.put(block)
+
+    def finish(self):
+        """Wait until every block fed is hashed."""
+        self.blocks.put(None)
+        self.thread.join()
 
 
 def _hash_prefix(path, length):
