@@ -57,3 +57,13 @@ async def test_estimate_before_a_large_local_dataset_goes_through_this_uplink(pl
     # the local provider: nothing goes through this machine to a pod
     local = (await plane.http.post("/api/v1/data-estimate", json={**body, "provider": "local"})).json()
     assert local["through_this_machine"] is False and local["message"] is None
+
+
+async def test_pull_mode_counts_the_upload_as_waiting_for_data(plane):
+    run, _ = await plane.fake_run()
+    await plane.store.update_run(run.id, status=RunStatus.booting)
+    await plane.store.start_data_wait(run.id, 1000.0)  # the control plane starts uploading the inputs
+    await plane.store.start_data_wait(run.id, 1005.0)  # a retried upload does not move the start
+    await plane.store.apply_report(run.id, Report(status="downloading"), now=1040.0)
+    await plane.store.apply_report(run.id, Report(status="training"), now=1050.0)
+    assert (await plane.store.get_run(run.id)).data_wait_s == 50.0

@@ -158,6 +158,7 @@ class Puller:
                         self.runs.container_restarted(run)
                         return
                     await tell("pull", "the pod answers on its port; uploading inputs")
+                    await self.store.start_data_wait(run_id, time.time())  # the pod bills while this uploads
                     await self._upload_inputs(run, link, state)
                     await link.call("POST", "/v1/start", content=b"{}")
                     await self.store.add_event(run_id, "pod_started", "inputs uploaded and checked; the pod starts")

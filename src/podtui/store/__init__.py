@@ -142,12 +142,12 @@ _DATASET_COLS = "id, name, path, kind, size_bytes, file_count, sha256, created_a
 def _data_wait(db: sqlite3.Connection, run_id: str, new_status: RunStatus, now: float) -> dict[str, float]:
     """The data wait's ends as a pod's status moves on: it starts downloading, then starts training (a pod
     that reports training first waited for nothing)."""
+    row = _one(db, "SELECT data_wait_from FROM runs WHERE id = ?", (run_id,))
+    started = row is not None and row[0] is not None  # pull mode: from the upload's start (start_data_wait)
     if new_status == RunStatus.downloading:
-        return {"data_wait_from": now}
+        return {} if started else {"data_wait_from": now}
     if new_status == RunStatus.training:
-        row = _one(db, "SELECT data_wait_from FROM runs WHERE id = ?", (run_id,))
-        return {"data_wait_until": now} if row and row[0] is not None else \
-            {"data_wait_from": now, "data_wait_until": now}
+        return {"data_wait_until": now} if started else {"data_wait_from": now, "data_wait_until": now}
     return {}
 
 
@@ -276,6 +276,11 @@ class Store(Engine):
                   (json.dumps(manifest), sha256, dataset_id))
 
         await self._write(job)
+
+    async def start_data_wait(self, run_id: str, now: float) -> None:
+        """The pod's wait for its data begins (pull mode: the control plane starts uploading its inputs)."""
+        await self._write(lambda db: _exec(
+            db, "UPDATE runs SET data_wait_from = coalesce(data_wait_from, ?) WHERE id = ?", (now, run_id)))
 
     async def record_volume_dataset(self, provider: str, volume: str, cache_key: str, dataset_id: str) -> None:
         """A pod found or put a dataset whole on a volume."""
