@@ -115,3 +115,31 @@ async def test_datasets_push_lands_where_a_pod_looks_and_resumes(tmp_path, fake,
         assert r.status_code == 422
     finally:
         s3.stop()
+
+
+async def test_a_dataset_larger_than_the_container_disk_needs_a_volume(tmp_path, fake, planes):  # noqa: F811
+    import json
+    import time
+
+    from podtui.models import Dataset
+    from podtui.server.datasets import dataset_id_of
+
+    plane = await plane_for(tmp_path, fake, planes)
+    source = "hf://datasets/org/huge"
+    big = Dataset(id=dataset_id_of("huge", "d" * 64), name="huge", path=source, kind="hf", size_bytes=100 * 10**9,
+                  file_count=1, sha256="d" * 64, created_at=time.time(), source=source, revision="c" * 40)
+    await plane.store.save_dataset(big, json.dumps({"source": source, "digest": "d" * 64, "repo_type": "dataset",
+                                                    "repo_id": "org/huge"}),
+                                   [{"path": "all.parquet", "size": 100 * 10**9, "sha256": "e" * 64, "etag": None}])
+    body = {"dataset": "huge", "gpu_types": [GPU_4090], "command": "true"}
+    r = await plane.http.post("/api/v1/runs", json=body)
+    assert r.status_code == 422, r.text
+    assert "100.0 GB" in r.json()["error"]["message"] and "--volume" in r.json()["error"]["message"]
+    assert not any(call == "POST /v2/pods" for call, _ in fake.bodies)
+    await plane.http.post("/api/v1/volumes", json={"name": "big", "provider": "runpod", "size_gb": 200,
+                                                   "data_center": "US-KS-2"})
+    r = await plane.http.post("/api/v1/runs", json={**body, "volume": "big"})
+    assert r.status_code == 201, r.text
+    await wait_until(lambda: fake.live_pods())
+    await plane.http.post(f"/api/v1/runs/{r.json()['id']}/terminate")
+    await plane.wait_status(r.json()["id"], {"terminated"}, timeout=60)

@@ -42,3 +42,17 @@ async def dataset_for_launch(store: Store, settings: Settings, record: DatasetRe
     note = (f"dataset {dataset.name} changed since it was registered ({change}); registered again as it is now "
             f"({saved.file_count} file(s), sha256 {saved.sha256[:12]})")
     return DatasetRecord(saved, scanned.root, scanned.manifest), note
+
+
+def room_problem(record: DatasetRecord, spec: LaunchSpec, provider: str) -> str | None:
+    """Why a RunPod pod's container disk cannot hold the launch's dataset (with no volume), or None. A pod that
+    fills its disk fails while it bills; a volume holds any size its owner bought."""
+    if provider != "runpod" or spec.volume:
+        return None
+    room = spec.container_disk_gb * 1000**3 * 0.9  # RunPod sizes disks in GB; leave room for the image's files
+    size = record.dataset.size_bytes
+    if size <= room:
+        return None
+    return (f"dataset {record.dataset.name} holds {size / 1000**3:.1f} GB, more than the pod's "
+            f"{spec.container_disk_gb} GB container disk can take: launch with --volume VOL (a network volume "
+            f"big enough; `podtui volumes create NAME --size GB --dc DC`)")

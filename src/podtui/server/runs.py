@@ -23,7 +23,7 @@ from ..providers.base import POD_NAME_PREFIX, LaunchAttempt, PodRequest, Provide
 from ..report_rows import ReportBatch
 from ..store import NotFound, Store
 from ..tokens import hash_token, new_token
-from .dataset_launch import dataset_for_launch
+from .dataset_launch import dataset_for_launch, room_problem
 from .demo import DEMO_COMMAND, DEMO_NAME, DEMO_WORKDIR
 from .responses import ApiError
 from .volumes import VolumeService
@@ -114,6 +114,8 @@ class RunService:
         await self.check_spec(provider, spec)
         record, dataset_note = await dataset_for_launch(self.store, self.settings, record, spec)
         volume = await self.volumes.for_launch(spec, provider_name)
+        if (room := room_problem(record, spec, provider_name)) is not None:
+            raise ApiError(422, "dataset_too_large_for_disk", room)
         if spec.command is None:
             if record.dataset.name != DEMO_NAME:
                 raise ApiError(422, "command_required", "give the training command (--command); only the demo "
