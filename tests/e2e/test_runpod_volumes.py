@@ -4,7 +4,7 @@ Secure Cloud."""
 
 from __future__ import annotations
 
-from tests.fakes.runpod_v2 import GPU_4090
+from tests.fakes.runpod_v2 import GPU_4090, GPU_A100
 
 from .test_runpod import fake, plane_for, planes, wait_until  # noqa: F401  (fixtures)
 
@@ -31,6 +31,11 @@ async def test_network_volume_lifecycle_and_a_launch_that_mounts_it(tmp_path, fa
     r = await plane.http.post("/api/v1/runs", json={"dataset": "demo", "gpu_types": [GPU_4090], "volume": "data",
                                                     "cloud_type": "COMMUNITY"})
     assert r.status_code == 422 and "Secure Cloud only" in r.json()["error"]["message"]
+    fake.no_capacity.add((GPU_4090, "EU-RO-1"))  # none where the volume is: said before any pod
+    r = await plane.http.post("/api/v1/runs", json={"dataset": "demo", "gpu_types": [GPU_4090], "volume": "data"})
+    assert r.status_code == 409 and "is in EU-RO-1, where none of" in r.json()["error"]["message"], r.text
+    assert GPU_A100 in r.json()["error"]["message"]  # what is in stock there
+    fake.no_capacity.clear()
     r = await plane.http.post("/api/v1/runs", json={"dataset": "demo", "gpu_types": [GPU_4090], "volume": "data"})
     assert r.status_code == 201, r.text
     run_id = r.json()["id"]

@@ -148,6 +148,14 @@ class RunPodProvider:
             raise ProviderError("RunPod's answer to creating the volume had no id")
         return created
 
+    async def gpus_in_data_center(self, data_center: str) -> dict[str, str]:
+        """GPU type id -> availability (HIGH, MEDIUM, LOW, NONE) in one data center (a volume's)."""
+        found = await self.api.json("GET", f"/v2/catalog/datacenters/{data_center}",
+                                    params={"include": "GPU_AVAILABILITY"})
+        gpus = found.get("gpuAvailability") if isinstance(found, dict) else None
+        return {str(g["id"]): str(g.get("availability") or "NONE") for g in gpus or []
+                if isinstance(g, dict) and "id" in g}
+
     async def delete_volume(self, volume_id: str) -> None:
         """Delete a network volume and everything on it."""
         await self.api.json("DELETE", f"/v2/network-volumes/{volume_id}")

@@ -141,7 +141,7 @@ class RunService:
             await self.store.add_event(run.id, "dataset", dataset_note)
         if volume is not None:
             self._volumes[run.id] = volume
-            where = f" in {volume.data_center}, Secure Cloud" if volume.data_center else ""
+            where = f" in {volume.data_center}, Secure Cloud (the pod runs there)" if volume.data_center else ""
             await self.store.add_event(run.id, "volume", f"volume {volume.name} mounted at "
                                        f"{self.volumes.mount_path(volume)}{where}: datasets cached there")
         log.info("run %s launched on %s with dataset %s", run_id, provider_name, record.dataset.name)

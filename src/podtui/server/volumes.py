@@ -167,7 +167,22 @@ class VolumeService:
         if provider == "runpod" and spec.spot:
             raise ApiError(422, "invalid_for_provider", "spot: a network volume is attached through REST v2 "
                            "create, which spot pods (GraphQL) do not use; launch without --spot")
+        if provider == "runpod" and volume.data_center:
+            await self._check_gpus_there(spec, volume)
         return volume
+
+    async def _check_gpus_there(self, spec: LaunchSpec, volume: Volume) -> None:
+        """The pod can only run where its volume is: refuse when none of the GPU types is in stock there."""
+        try:
+            there = await self._runpod().gpus_in_data_center(volume.data_center)
+        except ProviderError:
+            return  # the create itself will say; the catalog is advice
+        usable = [g for g in spec.gpu_types if there.get(g, "NONE") != "NONE"]
+        if not usable:
+            offered = ", ".join(g for g, level in sorted(there.items()) if level != "NONE") or "none now"
+            raise ApiError(409, "no_gpu_in_volume_dc", f"volume {volume.name} is in {volume.data_center}, where "
+                           f"none of {', '.join(spec.gpu_types)} is available now; GPU types in stock there: "
+                           f"{offered}")
 
     def mount_path(self, volume: Volume) -> str:
         """Where the pod sees the volume."""
