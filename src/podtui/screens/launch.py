@@ -15,7 +15,7 @@ from textual.widgets import Button, Input, Label, Select, Static
 
 from ..errors import ControlPlaneError
 from ..fmt import format_bytes
-from ..models import Dataset, GpuOffer, LaunchSpec, Run, spec_problems
+from ..models import Dataset, GpuOffer, LaunchSpec, Run, Volume, spec_problems
 from ..widgets.offers_table import OffersTable
 from .dialog import Dialog
 
@@ -93,6 +93,7 @@ class LaunchScreen(Dialog[Run | None]):
         self.default_provider = default_provider
         self.datasets: list[Dataset] = []
         self.all_offers: list[GpuOffer] = []
+        self.volumes: list[Volume] = []
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(classes="box"):
@@ -153,6 +154,9 @@ class LaunchScreen(Dialog[Run | None]):
                 with Vertical():
                     yield Label("sync outputs every (empty: when the command ends)")
                     yield Input(placeholder="e.g. 15m", id="sync_outputs")
+                with Vertical():
+                    yield Label("volume (datasets cached there)")
+                    yield Select[str]([], id="volume", prompt="(none)")
             yield Static("", id="error")
             with Horizontal(id="buttons"):
                 yield Button("Launch (ctrl+s)", variant="success", id="launch")
@@ -170,6 +174,10 @@ class LaunchScreen(Dialog[Run | None]):
         except ControlPlaneError as exc:
             self.show_error(exc.message)
             return
+        try:  # volumes are optional: a RunPod that does not answer leaves the form usable
+            self.volumes = await self.client.volumes()
+        except ControlPlaneError:
+            self.volumes = []
         select = self.query_one("#dataset", Select)
         select.set_options([(dataset_label(d), d.id) for d in self.datasets])
         demo = next((d for d in self.datasets if d.name == "demo"), None)
@@ -183,6 +191,9 @@ class LaunchScreen(Dialog[Run | None]):
         for field in RUNPOD_ONLY:
             self.query_one(field).disabled = provider == "local"
         offers = [o for o in self.all_offers if o.provider == provider]
+        self.query_one("#volume", Select).set_options(
+            [(f"{v.name}" + (f" ({v.data_center}, {v.size_gb} GB)" if v.data_center else ""), v.name)
+             for v in self.volumes if v.provider == provider])
         table = self.query_one(OffersTable)
         table.show(offers, preselect=[offers[0].id] if len(offers) == 1 else [])
         if not offers and provider == "runpod":
@@ -234,6 +245,7 @@ class LaunchScreen(Dialog[Run | None]):
             "spot": self.query_one("#pricing", Select).value == "spot",
             "connect": None if self.query_one("#connect", Select).value == "auto"
             else self.query_one("#connect", Select).value,
+            "volume": volume if isinstance(volume := self.query_one("#volume", Select).value, str) else None,
         }
         if fields["dataset"] is Select.BLANK:
             fields["dataset"] = ""
