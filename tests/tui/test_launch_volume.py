@@ -35,3 +35,28 @@ async def test_the_form_launches_on_a_local_volume(tmp_path, monkeypatch):
         assert app.live.runs[run.id].status.value == "succeeded"
         cached = list((settings.data_dir / "volumes" / "cache" / "podtui" / "datasets").iterdir())
         assert len(cached) == 1 and (cached[0] / ".complete").is_file()
+
+
+async def test_the_form_says_what_a_large_local_dataset_costs_through_the_uplink(tmp_path, monkeypatch):
+    from textual.widgets import Static
+
+    from podtui.server import uplink
+
+    monkeypatch.setattr(uplink, "LARGE_BYTES", 1024 * 1024)
+    settings = make_settings(tmp_path)
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"x" * (2 * 1024 * 1024))
+    app = PodtuiApp(settings)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await open_the_launch_form(app, pilot)
+        await app.client.add_dataset(str(big), "big")
+        form = app.screen
+        form.datasets = await app.client.datasets()
+        form.query_one("#dataset", Select).set_options([(d.name, d.id) for d in form.datasets])
+        form.query_one("#dataset", Select).value = next(d.id for d in form.datasets if d.name == "big")
+        form.query_one("#provider", Select).value = "runpod"
+        preview = form.query_one("#preview", Static)
+        await wait_for(pilot, lambda: "uplink" in str(preview.render()))
+        assert "podtui datasets push big --volume VOL" in str(preview.render())
+        form.query_one("#provider", Select).value = "local"  # a local pod: nothing goes through the uplink
+        await wait_for(pilot, lambda: "uplink" not in str(preview.render()))

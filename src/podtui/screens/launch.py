@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
+from rich.markup import escape
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -204,11 +205,32 @@ class LaunchScreen(Dialog[Run | None]):
     def on_select_changed(self, event: Select.Changed) -> None:
         if event.select.id == "provider":
             self.show_offers()
+            self.show_preview()
         elif event.select.id == "pricing":
             self.show_error(SPOT_NOTE if event.value == "spot" else "")
-        elif event.select.id == "dataset":
-            dataset = next((d for d in self.datasets if d.id == event.value), None)
-            self.query_one("#preview", Static).update(preview(dataset) if dataset else "")
+        elif event.select.id in ("dataset", "volume"):
+            self.show_preview()
+
+    def show_preview(self) -> None:
+        """The dataset's preview, then (RunPod) what sending it through this machine would take."""
+        chosen = self.query_one("#dataset", Select).value
+        dataset = next((d for d in self.datasets if d.id == chosen), None)
+        self.query_one("#preview", Static).update(preview(dataset) if dataset else "")
+        if dataset is not None and self.query_one("#provider", Select).value == "runpod":
+            self.estimate(dataset)
+
+    @work(exclusive=True, group="launch-estimate", exit_on_error=False)
+    async def estimate(self, dataset: Dataset) -> None:
+        """Ask the control plane how long the dataset takes through this machine's uplink (a large local one)."""
+        volume = self.query_one("#volume", Select).value
+        spec = LaunchSpec(dataset=dataset.name, gpu_types=list(self.query_one(OffersTable).picked) or ["-"],
+                          provider="runpod", command="true", volume=volume if isinstance(volume, str) else None)
+        try:
+            said = (await self.client.data_estimate(spec)).get("message")
+        except ControlPlaneError:
+            return
+        if said:
+            self.query_one("#preview", Static).update(f"{preview(dataset)}\n[b]{escape(said)}[/b]")
 
     def show_error(self, message: str) -> None:
         """Inline error under the form, scrolled into view (it is below the fold of a short terminal)."""
