@@ -10,7 +10,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 
@@ -30,6 +30,8 @@ from .models import (
     PodLogs,
     Run,
     RunEvent,
+    Volume,
+    VolumeCreate,
 )
 from .output_names import output_name_problem
 from .plane_link import PlaneLink
@@ -87,10 +89,52 @@ class Client:
         """Registered datasets."""
         return [Dataset.model_validate(d) for d in await self._call("GET", "/api/v1/datasets")]
 
-    async def add_dataset(self, path: str, name: str | None = None) -> Dataset:
-        """Register a dataset on the control plane's machine."""
-        body = {"path": path, **({"name": name} if name else {})}
+    async def add_dataset(self, path: str, name: str | None = None, source: str | None = None,
+                          s3_endpoint_url: str | None = None) -> Dataset:
+        """Register a dataset on the control plane's machine (`path`), or one its pods fetch (`source`)."""
+        body: dict[str, str] = {"source": source} if source else {"path": path}
+        if name:
+            body["name"] = name
+        if s3_endpoint_url:
+            body["s3_endpoint_url"] = s3_endpoint_url
         return Dataset.model_validate(await self._call("POST", "/api/v1/datasets", json=body, timeout=None))
+
+    async def remove_dataset(self, name: str) -> int:
+        """Take a dataset's name out of the registry; how many versions of it were removed."""
+        reply = await self._call("DELETE", f"/api/v1/datasets/{quote(name, safe='')}")
+        return int(reply.get("removed_versions", 0))
+
+    async def push_dataset(self, name: str, volume: str) -> AsyncIterator[dict[str, Any]]:
+        """Push a local dataset onto a RunPod volume: yields progress ({done, total}), then {result} or {error}."""
+        path = f"/api/v1/datasets/{quote(name, safe='')}/push"
+        try:
+            async with self._http.stream("POST", path, json={"volume": volume}, timeout=None) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise _error_of(response)
+                async for line in response.aiter_lines():
+                    if line.strip():
+                        yield json.loads(line)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise ControlPlaneUnreachable(self.url) from exc
+        except httpx.TransportError as exc:
+            raise ControlPlaneError(f"talking to {self.url} failed: {exc!r}") from exc
+
+    async def volumes(self, provider: str | None = None) -> list[Volume]:
+        """Volumes (RunPod network volumes, local folders)."""
+        params = {"provider": provider} if provider else {}
+        return [Volume.model_validate(v) for v in await self._call("GET", "/api/v1/volumes", params=params)]
+
+    async def create_volume(self, body: VolumeCreate) -> Volume:
+        """Create a volume."""
+        return Volume.model_validate(await self._call("POST", "/api/v1/volumes", timeout=None,
+                                                      json=body.model_dump(mode="json", exclude_none=True)))
+
+    async def remove_volume(self, name: str, provider: str | None = None) -> Volume:
+        """Delete a volume and what is on it."""
+        params = {"provider": provider} if provider else {}
+        return Volume.model_validate(await self._call("DELETE", f"/api/v1/volumes/{quote(name, safe='')}",
+                                                      params=params, timeout=None))
 
     async def gpus(self, provider: str | None = None, refresh: bool = False, cloud: str = "SECURE",
                    count: int = 1) -> list[GpuOffer]:
@@ -122,6 +166,11 @@ class Client:
         """Launch a run."""
         body = spec.model_dump(mode="json", exclude_none=True)
         return Run.model_validate(await self._call("POST", "/api/v1/runs", json=body, timeout=None))
+
+    async def data_estimate(self, spec: LaunchSpec) -> dict[str, Any]:
+        """What getting a launch's dataset to its pod takes (`message` set when the user should hear it)."""
+        body = spec.model_dump(mode="json", exclude_none=True)
+        return dict(await self._call("POST", "/api/v1/data-estimate", json=body, timeout=None))
 
     async def terminate(self, run_id: str) -> Run:
         """Terminate a run's pod."""

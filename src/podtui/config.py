@@ -196,7 +196,34 @@ class TuiSettings(BaseModel):
     """Key remaps by binding id, e.g. {"run.terminate" = "ctrl+x"} under [keymap] in config.toml."""
 
 
-class Settings(ServerSettings, RunPodSettings, PodLimitSettings, TuiSettings, BaseSettings):
+class SourceSettings(BaseModel):
+    """Dataset sources beyond this machine: S3, the Hugging Face Hub, RunPod's S3 API for volumes."""
+
+    s3_endpoint_url: str | None = Field(None, pattern=r"^https?://[^\s]+$")
+    """S3-compatible endpoint for s3:// dataset sources (env `PODTUI_S3_ENDPOINT_URL`; AWS's own when unset).
+    Credentials come from the standard AWS chain on this machine; pods get presigned URLs, never a secret."""
+
+    hf_endpoint: str = Field("https://huggingface.co", pattern=r"^https?://[^\s]+$",
+                             validation_alias=AliasChoices("HF_ENDPOINT", "PODTUI_HF_ENDPOINT", "hf_endpoint"))
+    """The Hugging Face Hub (env `HF_ENDPOINT`) for hf:// dataset sources."""
+
+    runpod_s3_url: str = Field("https://s3api-{dc}.runpod.io/", pattern=r"^https?://[^\s]+$")
+    """RunPod's S3-compatible API for `datasets push` (env `PODTUI_RUNPOD_S3_URL`): a template where `{dc}` is the
+    volume's data center in lower case."""
+
+    runpod_s3_access_key: str | None = None
+    """RunPod's S3 API key id (env `PODTUI_RUNPOD_S3_ACCESS_KEY`, `user_…`): a separate key from the API key."""
+
+    runpod_s3_secret: str | None = Field(None, repr=False)
+    """RunPod's S3 API secret (env `PODTUI_RUNPOD_S3_SECRET`, `rps_…`)."""
+
+    hf_token: str | None = Field(None, validation_alias=AliasChoices("HF_TOKEN", "PODTUI_HF_TOKEN", "hf_token"),
+                                 repr=False)
+    """A Hub token (env `HF_TOKEN`) for private or gated hf:// sources; a pod gets it only in its start script,
+    served over its ingest token, never in the pod's create request."""
+
+
+class Settings(ServerSettings, RunPodSettings, PodLimitSettings, TuiSettings, SourceSettings, BaseSettings):
     """Everything podtui can be told, in groups (server, RunPod, pod limits, TUI: one class each, above); the
     names users set are the fields' own, flat as before: `PODTUI_PORT`, `port = 8765` in config.toml. See
     DESIGN.md (Interfaces) for the names users rely on."""
@@ -257,7 +284,8 @@ class Settings(ServerSettings, RunPodSettings, PodLimitSettings, TuiSettings, Ba
 
 
 SETTING_GROUPS: dict[str, type[BaseModel]] = {"server": ServerSettings, "RunPod": RunPodSettings,
-                                              "pod limits": PodLimitSettings, "TUI": TuiSettings}
+                                              "pod limits": PodLimitSettings, "TUI": TuiSettings,
+                                              "dataset sources": SourceSettings}
 """The settings' groups by title, in the order the docs list them."""
 
 

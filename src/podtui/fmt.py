@@ -57,3 +57,11 @@ def outputs_line(page: Any, more_may_come: bool = True, now: float | None = None
     if s.pod_until:
         text += f"; the pod ends in {format_duration(max(0.0, s.pod_until - now))} at the latest (keep-alive)"
     return text
+
+
+def data_wait_text(wait_s: float | None, wait_usd: float | None, still: bool = False) -> str:
+    """A run's wait for its data: `1m05s ($0.12)`, `3s so far`, or `-`."""
+    if wait_s is None:
+        return "-"
+    cost = f" (${wait_usd:.2f})" if wait_usd else ""
+    return f"{format_duration(wait_s)}{cost}" + (" so far" if still else "")

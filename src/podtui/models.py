@@ -25,6 +25,7 @@ from pydantic import (
     WithJsonSchema,
     computed_field,
     field_validator,
+    model_validator,
 )
 
 from .stored_runs import POD_END_FAILED_LABEL
@@ -132,23 +133,46 @@ class Dataset(_Model):
     """A registered file or directory that pods download through tokens."""
 
     id: str
-    """Derived from the content (sha256), so a changed file is a new dataset."""
+    """Derived from the name and the content (sha256): a changed file is a new dataset, and two names with the
+    same content are two datasets."""
     name: str
     path: str
-    kind: Literal["file", "dir"]
+    kind: Literal["file", "dir", "url", "s3", "hf"]
+    """file, dir: on the control plane's machine; url, s3, hf: fetched by the pod from their source."""
     size_bytes: int
     file_count: int
     sha256: str
     created_at: float
+    source: str | None = None
+    """What was registered, as the user gave it: the local path (a URL or hf:// / s3:// for remote sources)."""
+    revision: str | None = None
+    """The pinned revision of a remote source (a Hub commit); None for local files."""
+    cached_on: list[str] = Field(default_factory=list)
+    """Where a copy is cached besides its source: volume names."""
 
 
 class DatasetCreate(_Model):
-    """Register a dataset: an absolute path on the control plane's machine."""
+    """Register a dataset: an absolute path on the control plane's machine, or a source pods fetch themselves."""
 
-    model_config = ConfigDict(extra="forbid")
-    path: str = Field(min_length=1, max_length=4096, pattern=r"^/")
+    # exactly one of path and source (neither may be null: leave the other out)
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"oneOf": [{"required": ["path"]},
+                                                                           {"required": ["source"]}]})
+    path: str = Field(None, min_length=1, max_length=4096, pattern=r"^/")  # type: ignore[assignment]
     """An absolute path on the control plane's machine."""
+    source: str = Field(None, min_length=6, max_length=4096,  # type: ignore[assignment]
+                        pattern=r"^(https?|s3|hf)://[^\x00-\x20\x7f-\x9f]+$")
+    """Instead of a path: https://…, s3://BUCKET/KEY-or-PREFIX, hf://datasets/ORG/NAME[@REV][/GLOB] or
+    hf://ORG/MODEL[@REV][/GLOB]."""
     name: str | None = Field(None, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    s3_endpoint_url: str | None = Field(None, max_length=1000, pattern=r"^https?://[^\x00-\x20\x7f-\x9f]+$")
+    """For an s3:// source: an S3-compatible endpoint (the control plane's setting when omitted)."""
+
+    @model_validator(mode="after")
+    def _one_of(self) -> DatasetCreate:
+        if (self.path is None) == (self.source is None):
+            raise ValueError("give either path (a file or folder on the control plane's machine) or source "
+                             "(https://, s3://, hf://)")
+        return self
 
     @field_validator("path", mode="before")
     @classmethod
@@ -157,6 +181,48 @@ class DatasetCreate(_Model):
             raise ValueError(f"give an absolute path (the control plane does not share your working directory): "
                              f"{value[:200]!r}")
         return value
+
+
+class Volume(_Model):
+    """Storage that outlives pods: a RunPod network volume, or a folder under the data dir (local provider)."""
+
+    name: str
+    provider: Literal["local", "runpod"]
+    id: str
+    """RunPod's volume id; the name for a local volume."""
+    data_center: str | None = None
+    size_gb: int | None = None
+    type: str | None = None
+    """STANDARD or HIGH_PERFORMANCE (RunPod)."""
+    price_per_month: float | None = None
+    """US dollars a month at RunPod's list price ($0.07/GB for the first TB, $0.05 beyond)."""
+    path: str | None = None
+    """Where a local volume's folder is."""
+    used_bytes: int | None = None
+    """Bytes in a local volume's folder."""
+    in_use_by: list[str] = Field(default_factory=list)
+    """Runs whose pods use it now."""
+    cached: list[str] = Field(default_factory=list)
+    """Datasets known to be cached on it."""
+
+
+class VolumeCreate(_Model):
+    """Create a volume."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    provider: Literal["local", "runpod"] | None = None
+    size_gb: int | None = Field(None, ge=10, le=4096)
+    """RunPod: 10 to 4096 GB (it can grow later, never shrink)."""
+    data_center: str | None = Field(None, min_length=1, max_length=40, pattern=r"^[A-Za-z0-9-]+$")
+    type: Literal["STANDARD", "HIGH_PERFORMANCE"] | None = None
+
+
+class DatasetPush(_Model):
+    """Push a local dataset onto a RunPod network volume."""
+
+    model_config = ConfigDict(extra="forbid")
+    volume: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 class GpuOffer(_Model):
@@ -273,6 +339,12 @@ class LaunchSpec(_Model):
     resumes the run; decided at launch when omitted (2 on RunPod, 0 on the local provider)."""
     retry_failed: bool = False
     """Also retry when the training command itself exits non-zero (off: a failing command ends the run)."""
+    volume: str | None = Field(None, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    """A volume to mount (`podtui volumes`): datasets are cached on it and reused by later runs with no transfer;
+    HF_HOME points into it. On RunPod a network volume: the pod is placed in its data center, Secure Cloud."""
+    dataset_changed_ok: bool = False
+    """Launch even though the local dataset changed since it was registered: it is hashed again and registered
+    anew under its name (otherwise such a launch is refused before any pod is made)."""
 
     @field_validator("env")
     @classmethod
@@ -419,11 +491,33 @@ class Run(_Model):
     """What the pod said when it could not end itself (it bills until podtui ends it); None once it is gone."""
     ended_attempts: list[Attempt] = Field(default_factory=list)
     """The attempts whose pod was lost and replaced (the current pod is the run's own pod_id, started_at...)."""
+    data_wait_from: float | None = None
+    """When the pod began getting its dataset (it reported downloading)."""
+    data_wait_until: float | None = None
+    """When it began training."""
 
     @property
     def status_label(self) -> str:
         """The status as the user reads it: a pod that could not end itself outranks how the run ended."""
         return POD_END_FAILED_LABEL if self.pod_end_failed else self.status.value
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def data_wait_s(self) -> float | None:
+        """Seconds the pod spent getting its data before training (so far, while it still downloads)."""
+        if self.data_wait_from is None:
+            return None
+        end = self.data_wait_until or self.ended_at or time.time()
+        return round(max(0.0, end - self.data_wait_from), 3)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def data_wait_usd(self) -> float | None:
+        """What that wait cost at the pod's rate."""
+        wait = self.data_wait_s
+        if wait is None or self.price_per_hour is None:
+            return None
+        return round(wait / 3600.0 * self.price_per_hour, 6)
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -136,7 +136,7 @@ async def test_retired_graphql_warns_about_spot_only(tmp_path, runpod):
     assert checks["runpod spot"]["status"] == "warn" and "spot launches will fail" in checks["runpod spot"]["message"]
 
 
-async def test_changed_dataset_fails(tmp_path):
+async def test_changed_or_deleted_dataset_warns_with_what_to_do(tmp_path):
     (tmp_path / "data" / "demo").mkdir(parents=True)
     code, checks = await doctor(tmp_path)
     assert code == 0
@@ -155,8 +155,15 @@ async def test_changed_dataset_fails(tmp_path):
     await store.close()
     extra.write_text("a\n2\n3\n")
     code, checks = await doctor(tmp_path)
-    assert code == 1
-    assert "changed since the dataset was registered" in checks["dataset extra"]["message"]
+    # a changed dataset warns (launches with it are refused) and says both ways out: doctor does not fail forever
+    assert code == 0, checks
+    said = checks["dataset extra"]
+    assert said["status"] == "warn" and "changed since the dataset was registered" in said["message"]
+    assert f"podtui datasets add {extra} --name extra" in said["message"]
+    assert "podtui datasets rm extra" in said["message"]
+    extra.unlink()
+    code, checks = await doctor(tmp_path)
+    assert code == 0 and "extra.csv is gone" in checks["dataset extra"]["message"]
 
 
 async def test_a_key_set_here_but_not_in_the_running_control_plane_is_named(tmp_path):

@@ -91,7 +91,8 @@ async def test_a_300_mb_dataset_through_the_100_mb_body_limit(cloud, tmp_path, m
         run, events = await finish(plane, run_id)
         assert run["status"] == "succeeded", (run["status_reason"], events)
         lines = (await plane.http.get(f"/api/v1/runs/{run_id}/logs", params={"limit": 5000})).json()["lines"]
-        assert any(line["text"] == r.json()["dataset_id"] or line["text"] == run["dataset_id"] for line in lines)
+        sha = (await plane.store.find_dataset(run["dataset_id"])).dataset.sha256
+        assert any(line["text"] == sha for line in lines)
         assert 0 < proxy.largest_body <= 32 * 1024 * 1024 < proxy.body_limit
         assert not any(status == 413 for _, _, status in proxy.requests)
     finally:

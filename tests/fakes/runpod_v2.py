@@ -88,8 +88,9 @@ live_pods(); pod_key(id); logs (id -> [LogEntry]); log_lines(id, source=None); a
 set_gpu_util(id, util, mem); restart_container(id); fail_pod(id); restarts; procs (id -> Popen);
 queue_fault(kind, **opts); check_response(operation_id, status, body); response_errors; calls; requests; bodies;
 gpus / data_centers (editable catalog copies); wrapper_entrypoint, server_entrypoint, runpodctl, bin_dir (paths);
-the knobs above. Not implemented: the network-volume routes of the document (they answer 404 like any unknown
-route). Module constants: GPU_4090, GPU_A6000, GPU_A100, NO_CAPACITY, WRAPPER_BANNER, SERVING_LINE, DEFAULT_CMD,
+the knobs above; network_volumes (records by id: the document's NetworkVolume), served by the network-volume
+routes, and a create's `mounts.network` placed in its volume's data center (Secure Cloud only).
+Module constants: GPU_4090, GPU_A6000, GPU_A100, NO_CAPACITY, WRAPPER_BANNER, SERVING_LINE, DEFAULT_CMD,
 OPENAPI (the parsed document), OPERATIONS, schema_errors(pointer, instance).
 """
 
@@ -433,6 +434,10 @@ OPERATIONS = _operations()
 ROUTED = ("listPods", "createPod", "getPod", "updatePod", "deletePod", "podAction", "getPodLogs", "listGpuTypes",
           "getGpuType", "listDataCenters", "getDataCenter")
 ROUTED += ("getSshKeys", "updateSshKeys")
+# Network volumes (issue 25), from the document's "Network Volumes" operations and its Mounts/NetworkMount rules.
+VOLUME_OPS = ("listNetworkVolumes", "createNetworkVolume", "getNetworkVolume", "updateNetworkVolume",
+              "deleteNetworkVolume")
+ROUTED = ROUTED + VOLUME_OPS
 
 
 class Problem(Exception):
@@ -505,6 +510,7 @@ class FakeRunPodV2:
         self.gpus: list[dict[str, Any]] = copy.deepcopy(GPUS)
         self.data_centers: list[dict[str, Any]] = copy.deepcopy(DATA_CENTERS)
         self.pods: dict[str, dict[str, Any]] = {}
+        self.network_volumes: dict[str, dict[str, Any]] = {}
         self.logs: dict[str, list[LogEntry]] = {}
         self.restarts: dict[str, int] = {}
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -892,7 +898,43 @@ class FakeRunPodV2:
             if dc is None:
                 raise Problem(404, f"data center {pid!r} not found")
             return Reply(200, self._data_center(dc, query))
+        if op.id in VOLUME_OPS:
+            return self._network_volume_op(op.id, pid, body)
         raise Problem(404, f"{op.id} is not implemented by the fake")
+
+    def _network_volume_op(self, op_id: str, vid: str, body: Any) -> Reply:
+        """The document's network-volume operations. Assumed where it is silent: an unknown data center or a
+        tier the data center does not offer is a 400 (its `networkVolumeTypes`); a volume a live pod mounts
+        cannot be deleted (400)."""
+        if op_id == "listNetworkVolumes":
+            return Reply(200, {"networkVolumes": list(self.network_volumes.values())})
+        if op_id == "createNetworkVolume":
+            dc = next((d for d in self.data_centers if d["id"] == body["dataCenter"]), None)
+            if dc is None:
+                raise Problem(400, f"unknown data center {body['dataCenter']!r}")
+            kind = body.get("type") or dc["networkVolumeTypes"][0]
+            if kind not in dc["networkVolumeTypes"]:
+                raise Problem(400, f"data center {dc['id']} offers no {kind} network volumes")
+            vid = "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(10))
+            volume = {"id": vid, "name": body["name"], "size": body["size"], "dataCenter": dc["id"], "type": kind}
+            self.network_volumes[vid] = volume
+            return Reply(201, dict(volume))
+        volume = self.network_volumes.get(vid)
+        if volume is None:
+            raise Problem(404, f"network volume {vid} not found")
+        if op_id == "getNetworkVolume":
+            return Reply(200, dict(volume))
+        if op_id == "updateNetworkVolume":
+            if "size" in body and body["size"] < volume["size"]:
+                raise Problem(400, "network volume storage cannot be reduced")
+            volume.update({k: body[k] for k in ("name", "size") if k in body})
+            return Reply(200, dict(volume))
+        users = [p["id"] for p in self.live_pods()
+                 if any(m.get("volumeId") == vid for m in (p.get("mounts") or {}).get("network", []))]
+        if users:
+            raise Problem(400, f"network volume {vid} is attached to pod {users[0]}")
+        del self.network_volumes[vid]
+        return Reply(204)
 
     # -- pods ------------------------------------------------------------------------------------------------
 
@@ -955,6 +997,16 @@ class FakeRunPodV2:
         if unknown:
             raise Problem(400, f"unknown data center {unknown[0]!r}")
         candidates = [dc for dc in self.data_centers if not requested or dc["id"] in requested]
+        for mount in mounts.get("network") or []:  # the pod goes where its volume is, Secure Cloud only
+            volume = self.network_volumes.get(mount["volumeId"])
+            if volume is None:
+                raise Problem(400, f"network volume {mount['volumeId']!r} not found")
+            if cloud != "SECURE":
+                raise Problem(400, "network volumes are available on Secure Cloud only")
+            if requested and volume["dataCenter"] not in requested:
+                raise Problem(400, f"network volume {volume['id']} is in {volume['dataCenter']}, not in "
+                                   f"dataCenterIds {requested}")
+            candidates = [dc for dc in candidates if dc["id"] == volume["dataCenter"]]
         if body.get("globalNetworking"):
             candidates = [dc for dc in candidates if dc["globalNetwork"]]
         if gpu_req is not None:

@@ -27,8 +27,10 @@ import base64
 import shlex
 import zlib
 from pathlib import Path
+from typing import Any
 
 from ..models import Dataset
+from .remote_inputs import fetch_inputs, plan_value
 
 BOOT_COMMAND = "bash -c source${IFS}<(echo${IFS}$PODTUI_BOOT|base64${IFS}-d)"
 
@@ -265,9 +267,11 @@ log "training command finished"
 
 def render_start_script(*, run_id: str, dataset: Dataset, dataset_file: str, download_token: str,
                         pod_url: str, command: str, has_bundle: bool,
-                        pulled_files: list[tuple[str, str]] | None = None, has_resume: bool = False) -> str:
+                        pulled_files: list[tuple[str, str]] | None = None, has_resume: bool = False,
+                        fetch_plan: dict[str, Any] | None = None) -> str:
     """The start script for one run (served to its pod only, over its ingest token; or, in pull mode, uploaded
-    to its port with `pulled_files` = [(input slot, path under the data folder)])."""
+    to its port with `pulled_files` = [(input slot, path under the data folder)]). With `fetch_plan` the pod
+    fetches the dataset from its source itself (remote_inputs.py)."""
     variables = {
         "DL_TOKEN": download_token,
         "DL_URL": f"{pod_url}/api/datasets/download",
@@ -280,8 +284,13 @@ def render_start_script(*, run_id: str, dataset: Dataset, dataset_file: str, dow
         "HAS_RESUME": "1" if has_resume else "0",
         "TRAIN_COMMAND": command,
     }
+    if fetch_plan is not None:
+        variables.update(FETCH_PLAN=plan_value(fetch_plan), DATASET_SOURCE=dataset.source or dataset.path)
     lines = "\n".join(f"{key}={shlex.quote(value)}" for key, value in variables.items())
-    if pulled_files is None:
+    if fetch_plan is not None:  # the dataset comes from its source; only the bundle as the mode brings it
+        block = PUSH_INPUTS if pulled_files is None else PULL_INPUTS
+        inputs = fetch_inputs(block[block.index('if [ "$HAS_BUNDLE" = 1 ]'):])
+    elif pulled_files is None:
         inputs = PUSH_INPUTS
     else:
         for _, rel in pulled_files:

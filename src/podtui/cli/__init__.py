@@ -10,6 +10,7 @@ import asyncio
 import csv
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -21,7 +22,7 @@ from pydantic import ValidationError
 
 from ..client import Client, ControlPlaneError, ControlPlaneUnreachable
 from ..config import Settings, load_settings, resolve_admin_token
-from ..fmt import format_bytes, format_duration, outputs_line
+from ..fmt import data_wait_text, format_bytes, format_duration, outputs_line
 from ..models import LaunchSpec, OrphanPod, Run, RunEvent, RunStatus, spec_problems
 from ..plane_link import PlaneLink
 
@@ -214,27 +215,85 @@ def datasets(ctx: click.Context, as_json: bool) -> None:
         if as_json:
             emit_json(found)
             return
-        table([[d.name, d.id[:12], d.kind, format_bytes(d.size_bytes), str(d.file_count), d.path] for d in found],
-              ["NAME", "ID", "KIND", "SIZE", "FILES", "PATH"])
+        table([[d.name, d.id[:12], d.kind, format_bytes(d.size_bytes), str(d.file_count),
+                ", ".join(d.cached_on) or "-", d.source or d.path] for d in found],
+              ["NAME", "ID", "KIND", "SIZE", "FILES", "CACHED ON", "SOURCE"])
 
     run_async(go)
 
 
 @datasets.command("add")
-@click.argument("path", type=click.Path(exists=True))
-@click.option("--name", help="Name to launch it by (default: the file or folder name).")
+@click.argument("source")
+@click.option("--name", help="Name to launch it by (default: the file, folder, object or repository name).")
+@click.option("--s3-endpoint", envvar="PODTUI_S3_ENDPOINT_URL", help="S3-compatible endpoint for an s3:// "
+              "source (default: the control plane's PODTUI_S3_ENDPOINT_URL, else AWS).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
-def datasets_add(obj: Context, path: str, name: str | None, as_json: bool) -> None:
-    """Register a file or a directory as a dataset (hashes it; large ones take a while)."""
+def datasets_add(obj: Context, source: str, name: str | None, s3_endpoint: str | None, as_json: bool) -> None:
+    """Register a dataset. SOURCE is a local file or folder (hashed here; large ones take a while), or one the
+    pods fetch themselves, never through this machine: https://HOST/FILE, s3://BUCKET/KEY-or-PREFIX,
+    hf://datasets/ORG/NAME[@REV][/GLOB] or hf://ORG/MODEL[@REV][/GLOB]."""
+    remote = re.match(r"^(https?|s3|hf)://", source, re.IGNORECASE) is not None
+    if not remote and not os.path.exists(source):
+        raise click.BadParameter(f"{source} does not exist (a remote source starts with https://, s3:// or "
+                                 "hf://)", param_hint="SOURCE")
 
     async def go() -> None:
         async with obj.client() as client:
-            dataset = await client.add_dataset(os.path.abspath(path), name)
+            if remote:
+                dataset = await client.add_dataset("", name, source=source,
+                                                   s3_endpoint_url=s3_endpoint if source.startswith("s3://")
+                                                   else None)
+            else:
+                dataset = await client.add_dataset(os.path.abspath(source), name)
         if as_json:
             emit_json(dataset)
+        elif remote:
+            pinned = f", pinned to {dataset.revision[:12]}" if dataset.revision else ""
+            click.echo(f"registered {dataset.name} ({format_bytes(dataset.size_bytes)} in {dataset.file_count} "
+                       f"file(s){pinned}); pods fetch it from {dataset.source} themselves")
         else:
             click.echo(f"registered {dataset.name} ({format_bytes(dataset.size_bytes)}, sha256 {dataset.sha256[:12]})")
+
+    run_async(go)
+
+
+@datasets.command("push")
+@click.argument("name")
+@click.option("--volume", required=True, help="The RunPod network volume (`podtui volumes`).")
+@click.pass_obj
+def datasets_push(obj: Context, name: str, volume: str) -> None:
+    """Copy a local dataset onto a RunPod network volume through RunPod's S3 API, with no pod billing: the next
+    `launch --volume VOL` finds it there and moves no byte. Needs PODTUI_RUNPOD_S3_ACCESS_KEY/_SECRET."""
+
+    async def go() -> int:
+        async with obj.client() as client:
+            async for line in client.push_dataset(name, volume):
+                if "error" in line:
+                    click.echo(f"\nerror: {line['error']}", err=True)
+                    return 1
+                if "result" in line:
+                    done = line["result"]
+                    click.echo(f"\n{name} is on {volume}: {format_bytes(done['uploaded_bytes'])} sent, "
+                               f"{format_bytes(done['skipped_bytes'])} already there")
+                    return 0
+                if sys.stderr.isatty():
+                    click.echo(f"\r  {format_bytes(line['done'])} of {format_bytes(line['total'])}", nl=False, err=True)
+        return 1
+
+    sys.exit(run_async(go))
+
+
+@datasets.command("rm")
+@click.argument("name")
+@click.pass_obj
+def datasets_rm(obj: Context, name: str) -> None:
+    """Remove a dataset's name from the registry (its files are not touched; past runs still show it)."""
+
+    async def go() -> None:
+        async with obj.client() as client:
+            versions = await client.remove_dataset(name)
+        click.echo(f"removed {name}" + (f" ({versions} versions)" if versions > 1 else ""))
 
     run_async(go)
 
@@ -309,6 +368,11 @@ def gpus(obj: Context, provider: str | None, refresh: bool, cloud_type: str, gpu
               "N times; the new pod resumes from the outputs home in $PODTUI_RESUME_DIR (default: 2 on RunPod, 0 "
               "on the local provider).")
 @click.option("--retry-failed", is_flag=True, help="Also retry when the training command itself exits non-zero.")
+@click.option("--volume", help="Mount this volume (`podtui volumes`): datasets are cached on it and reused by "
+              "later runs with no transfer; HF_HOME points into it. RunPod: the pod runs in the volume's data "
+              "center, Secure Cloud.")
+@click.option("--dataset-changed-ok", is_flag=True, help="Launch even though the local dataset changed since it "
+              "was registered: hash it again and register it as it is now (otherwise the launch is refused).")
 @click.option("--name", help="Run name.")
 @click.option("--env", "env_pairs", multiple=True, help="KEY=VALUE for the training command; repeatable.")
 @click.option("--wait", is_flag=True, help="Follow the run; exit 0 on success, non-zero otherwise.")
@@ -319,7 +383,8 @@ def launch(obj: Context, dataset: str, gpu_types: tuple[str, ...], command: str 
            min_cuda_version: str | None, connect: str | None, ssh: bool, min_gpu_util: str | None,
            metrics_mode: str | None, metrics_ranks: str | None, max_runtime: str | None,
            budget: float | None, keep_alive: str, outputs_dir: str | None, sync_outputs: str | None,
-           retries: int | None, retry_failed: bool, name: str | None, env_pairs: tuple[str, ...], wait: bool,
+           retries: int | None, retry_failed: bool, volume: str | None, dataset_changed_ok: bool, name: str | None,
+           env_pairs: tuple[str, ...], wait: bool,
            as_json: bool) -> None:
     """Launch a run."""
     env = {}
@@ -339,7 +404,7 @@ def launch(obj: Context, dataset: str, gpu_types: tuple[str, ...], command: str 
         "budget_usd": budget, "keep_alive_s": keep_alive, "env": env, "min_cuda_version": min_cuda_version,
         "ssh": ssh or None, "connect": connect, "metrics": metrics_mode, "metrics_ranks": metrics_ranks,
         "outputs": outputs_dir, "sync_outputs_s": sync_outputs, "retries": retries,
-        "retry_failed": retry_failed or None,
+        "retry_failed": retry_failed or None, "dataset_changed_ok": dataset_changed_ok or None, "volume": volume,
     }
     if min_gpu_util:
         pct, _, duration = min_gpu_util.partition("/")
@@ -357,6 +422,10 @@ def launch(obj: Context, dataset: str, gpu_types: tuple[str, ...], command: str 
 
     async def go() -> int:
         async with obj.client() as client:
+            if chosen_provider != "local" and not as_json:  # a large local dataset through this uplink: say so
+                said = (await client.data_estimate(spec)).get("message")
+                if said:
+                    click.echo(f"note: {said}", err=True)
             run = await client.launch(spec)
             launched.append(run)
             if not wait:
@@ -533,8 +602,9 @@ def runs(obj: Context, as_json: bool) -> None:
             age = format_duration((r.ended_at or now) - (r.started_at or r.created_at))
             rows.append([r.id, r.name, r.provider, r.gpu_type or "-", r.status_label, attempts_cell(r),
                          "-" if r.last_step is None else str(r.last_step), loss, f"${r.spent_usd:.2f}", age,
-                         (r.status_reason or "")[:60]])
-        table(rows, ["ID", "NAME", "PROVIDER", "GPU", "STATUS", "TRY", "STEP", "LOSS", "SPENT", "TIME", "REASON"])
+                         data_wait_text(r.data_wait_s, r.data_wait_usd), (r.status_reason or "")[:60]])
+        table(rows, ["ID", "NAME", "PROVIDER", "GPU", "STATUS", "TRY", "STEP", "LOSS", "SPENT", "TIME", "DATA WAIT",
+                     "REASON"])
         for r in found:
             if r.pod_end_failed:
                 click.secho(f"{r.name} ({r.id}): {r.pod_end_failed}", fg="red", bold=True, err=True)
@@ -776,6 +846,10 @@ def terminate(obj: Context, run_ref: str, yes: bool, as_json: bool) -> None:
 
     run_async(go)
 
+
+from .volumes import register as register_volumes  # noqa: E402  (its verbs use the helpers above)
+
+register_volumes(main)
 
 if __name__ == "__main__":
     main()

@@ -36,6 +36,10 @@ class PodRequest:
     """Expose 22/tcp and ask RunPod to start sshd (narrows Community capacity to hosts with a public IP)."""
     min_cuda_version: str | None = None
     """Lowest CUDA version of the host, `major.minor` (the image's own CUDA)."""
+    network_volume_id: str | None = None
+    """A RunPod network volume to mount at `volume_path`; the pod then goes to `data_center_ids`, Secure Cloud."""
+    volume_path: str = "/workspace"
+    data_center_ids: list[str] = field(default_factory=list)
 
 
 @dataclass

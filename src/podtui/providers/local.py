@@ -23,7 +23,9 @@ from ..models import GpuOffer, LaunchSpec
 from .base import AttemptCallback, LaunchAttempt, Pod, PodRequest, PodState, ProviderError
 
 LOCAL_GPU = "local"
-_DROPPED_ENV = ("RUNPOD_API_KEY", "PODTUI_ADMIN_TOKEN", "PODTUI_RUNPOD_API_KEY")
+_DROPPED_ENV = ("RUNPOD_API_KEY", "PODTUI_ADMIN_TOKEN", "PODTUI_RUNPOD_API_KEY",
+                # the control plane's data-source credentials: a pod gets presigned URLs, as a RunPod pod would
+                "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "HF_TOKEN")
 
 
 def process_start_time(pid: int) -> str | None:

@@ -97,6 +97,10 @@ def create_body(request: PodRequest, gpu_type: str, cloud: str) -> dict[str, Any
     }
     if request.ssh:
         body["startSsh"] = True
+    if request.network_volume_id:  # attach only at create; the pod must be in the volume's data center
+        body["mounts"] = {"network": [{"volumeId": request.network_volume_id, "path": request.volume_path}]}
+    if request.data_center_ids:
+        body["dataCenterIds"] = list(request.data_center_ids)
     return body
 
 
@@ -132,6 +136,36 @@ class RunPodProvider:
         self._spot_ids: set[str] = set()
         """Spot pods (GraphQL-created): v2 may not list, read or delete them (undocumented), so they are looked up
         and ended through GraphQL before they count as gone."""
+
+    # -- network volumes (issue 25) ---------------------------------------------------------------
+
+    async def list_volumes(self) -> list[dict[str, Any]]:
+        """The account's network volumes (`NetworkVolume`: id, name, size, dataCenter, type)."""
+        try:
+            found = await self.api.json("GET", "/v2/network-volumes")
+        except ProviderError as exc:
+            raise ProviderError(f"RunPod did not list the network volumes: {exc}") from None
+        volumes = found.get("networkVolumes") if isinstance(found, dict) else None
+        return [v for v in volumes or [] if isinstance(v, dict)]
+
+    async def create_volume(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Create a network volume (`CreateNetworkVolumeRequest`); it bills until deleted."""
+        created = await self.api.json("POST", "/v2/network-volumes", json=body)
+        if not isinstance(created, dict) or "id" not in created:
+            raise ProviderError("RunPod's answer to creating the volume had no id")
+        return created
+
+    async def gpus_in_data_center(self, data_center: str) -> dict[str, str]:
+        """GPU type id -> availability (HIGH, MEDIUM, LOW, NONE) in one data center (a volume's)."""
+        found = await self.api.json("GET", f"/v2/catalog/datacenters/{data_center}",
+                                    params={"include": "GPU_AVAILABILITY"})
+        gpus = found.get("gpuAvailability") if isinstance(found, dict) else None
+        return {str(g["id"]): str(g.get("availability") or "NONE") for g in gpus or []
+                if isinstance(g, dict) and "id" in g}
+
+    async def delete_volume(self, volume_id: str) -> None:
+        """Delete a network volume and everything on it."""
+        await self.api.json("DELETE", f"/v2/network-volumes/{volume_id}")
 
     # -- offers ----------------------------------------------------------------------------------
 

@@ -7,14 +7,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
+from rich.markup import escape
 from textual import events, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Input, Label, Select, Static
 
 from ..errors import ControlPlaneError, ControlPlaneUnreachable
+from ..fmt import format_bytes
 from ..messages import PlaneLinkChanged
-from ..models import Dataset, GpuOffer, LaunchSpec, Run, spec_problems
+from ..models import Dataset, GpuOffer, LaunchSpec, Run, Volume, spec_problems
 from ..widgets.keys import bindings
 from ..widgets.offers_table import OffersTable
 from .dialog import Dialog
@@ -25,9 +27,23 @@ if TYPE_CHECKING:
 PREVIEW_LINES = 5
 
 
+SOURCE_KINDS = {"file": "local file", "dir": "local folder", "url": "https", "s3": "S3", "hf": "Hugging Face"}
+
+
+def dataset_label(dataset: Dataset) -> str:
+    """A dataset in the picker: name, where it comes from, size, where it is cached."""
+    cached = f", cached on {', '.join(dataset.cached_on)}" if dataset.cached_on else ""
+    return (f"{dataset.name}  ({SOURCE_KINDS.get(dataset.kind, dataset.kind)}, {format_bytes(dataset.size_bytes)}"
+            f"{cached})")
+
+
 def preview(dataset: Dataset) -> str:
     """The first lines of a dataset file, when this machine can read it."""
     path = Path(dataset.path)
+    if dataset.kind in ("url", "s3", "hf"):
+        pinned = f" at {dataset.revision[:12]}" if dataset.revision else ""
+        return (f"{dataset.file_count} file(s) from {dataset.source}{pinned}: the pod fetches them itself, never "
+                "through this machine")
     if dataset.kind == "dir":
         return f"directory with {dataset.file_count} files"
     try:
@@ -85,6 +101,7 @@ class LaunchScreen(Dialog[Run | None]):
         self.all_offers: list[GpuOffer] = []
         self.unloaded: str | None = None
         """Why the datasets and offers did not load (None: they did, or are loading)."""
+        self.volumes: list[Volume] = []
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(classes="box"):
@@ -145,7 +162,10 @@ class LaunchScreen(Dialog[Run | None]):
                 with Vertical():
                     yield Label("sync outputs every (empty: when the command ends)")
                     yield Input(placeholder="e.g. 15m", id="sync_outputs")
-            with Horizontal():
+                with Vertical():
+                    yield Label("volume (datasets cached there)")
+                    yield Select[str]([], id="volume", prompt="(none)")
+            with Horizontal(classes="fields"):
                 with Vertical():
                     yield Label("retries: new pods for a lost one (empty: 2 on RunPod, 0 local)")
                     yield Input(placeholder="e.g. 2", id="retries", type="integer")
@@ -179,9 +199,13 @@ class LaunchScreen(Dialog[Run | None]):
             self.show_error(exc.message + (" The form loads once it answers again." if
                                            isinstance(exc, ControlPlaneUnreachable) else ""))
             return
+        try:  # volumes are optional: a RunPod that does not answer leaves the form usable
+            self.volumes = await self.client.volumes()
+        except ControlPlaneError:
+            self.volumes = []
         self.unloaded = None
         select.prompt = "Select"
-        select.set_options([(f"{d.name}  ({d.size_bytes / 1024:.0f} KiB, {d.kind})", d.id) for d in self.datasets])
+        select.set_options([(dataset_label(d), d.id) for d in self.datasets])
         demo = next((d for d in self.datasets if d.name == "demo"), None)
         if self.datasets:
             select.value = (demo or self.datasets[0]).id
@@ -198,6 +222,9 @@ class LaunchScreen(Dialog[Run | None]):
         for field in RUNPOD_ONLY:
             self.query_one(field).disabled = provider == "local"
         offers = [o for o in self.all_offers if o.provider == provider]
+        self.query_one("#volume", Select).set_options(
+            [(f"{v.name}" + (f" ({v.data_center}, {v.size_gb} GB)" if v.data_center else ""), v.name)
+             for v in self.volumes if v.provider == provider])
         table = self.query_one(OffersTable)
         table.show(offers, preselect=[offers[0].id] if len(offers) == 1 else [])
         if not offers and provider == "runpod":
@@ -232,11 +259,32 @@ class LaunchScreen(Dialog[Run | None]):
             self.load_stock()
         if event.select.id == "provider":
             self.show_offers()
+            self.show_preview()
         elif event.select.id == "pricing":
             self.show_error(SPOT_NOTE if event.value == "spot" else "")
-        elif event.select.id == "dataset":
-            dataset = next((d for d in self.datasets if d.id == event.value), None)
-            self.query_one("#preview", Static).update(preview(dataset) if dataset else "")
+        elif event.select.id in ("dataset", "volume"):
+            self.show_preview()
+
+    def show_preview(self) -> None:
+        """The dataset's preview, then (RunPod) what sending it through this machine would take."""
+        chosen = self.query_one("#dataset", Select).value
+        dataset = next((d for d in self.datasets if d.id == chosen), None)
+        self.query_one("#preview", Static).update(preview(dataset) if dataset else "")
+        if dataset is not None and self.query_one("#provider", Select).value == "runpod":
+            self.estimate(dataset)
+
+    @work(exclusive=True, group="launch-estimate", exit_on_error=False)
+    async def estimate(self, dataset: Dataset) -> None:
+        """Ask the control plane how long the dataset takes through this machine's uplink (a large local one)."""
+        volume = self.query_one("#volume", Select).value
+        spec = LaunchSpec(dataset=dataset.name, gpu_types=list(self.query_one(OffersTable).picked) or ["-"],
+                          provider="runpod", command="true", volume=volume if isinstance(volume, str) else None)
+        try:
+            said = (await self.client.data_estimate(spec)).get("message")
+        except ControlPlaneError:
+            return
+        if said:
+            self.query_one("#preview", Static).update(f"{preview(dataset)}\n[b]{escape(said)}[/b]")
 
     def show_error(self, message: str) -> None:
         """Inline error under the form, scrolled into view (it is below the fold of a short terminal)."""
@@ -274,6 +322,7 @@ class LaunchScreen(Dialog[Run | None]):
             "spot": self.query_one("#pricing", Select).value == "spot",
             "connect": None if self.query_one("#connect", Select).value == "auto"
             else self.query_one("#connect", Select).value,
+            "volume": volume if isinstance(volume := self.query_one("#volume", Select).value, str) else None,
         }
         if fields["dataset"] is Select.BLANK:
             fields["dataset"] = ""

@@ -16,7 +16,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
 from ..errors import ControlPlaneError
-from ..fmt import format_bytes, format_duration, outputs_line
+from ..fmt import data_wait_text, format_bytes, format_duration, outputs_line
 from ..handler_errors import ReportsHandlerErrors
 from ..live import LiveRuns
 from ..messages import EndPodAsked, RunEventArrived, RunUpdated
@@ -105,6 +105,8 @@ def run_facts(app: App[object], run: Run, now: float) -> Table:
         ("exit code", "-" if run.exit_code is None else str(run.exit_code)),
         ("dataset", f"{run.dataset_id[:16]}…" if spec.dataset == run.dataset_id
                     else f"{spec.dataset} ({run.dataset_id[:12]}…)"),
+        ("data wait", data_wait_text(run.data_wait_s, run.data_wait_usd, run.status.value == "downloading")
+         + (f"; volume {spec.volume} (datasets cached there)" if spec.volume else "")),
         ("command", spec.command or "(the demo trainer)"),
         ("workdir", spec.workdir or "-"),
         ("image", spec.image if run.provider != "local" else "- (a local pod runs on this machine, in no image)"),

@@ -15,6 +15,7 @@ from ..downsample import downsample_minmax
 from ..models import (
     Dataset,
     DatasetCreate,
+    DatasetPush,
     DoctorCheck,
     GpuOffer,
     Health,
@@ -31,13 +32,16 @@ from ..models import (
     Run,
     RunEvent,
     RunStatus,
+    Volume,
+    VolumeCreate,
 )
 from ..providers.base import ProviderError
 from ..store import NotFound, Store
-from . import auth, doctor, downloads, events, ingest, keys, outputs_api
+from . import auth, dataset_fetched, doctor, downloads, events, ingest, keys, outputs_api, push, uplink, volumes
 from .datasets import DatasetError, scan_dataset
 from .responses import ApiError, json_response, query_flag, query_int, read_model
 from .runs import RunService
+from .sources import fetch_plan, is_remote, local_fetch_plan, scan_source
 
 INT64_MAX = 2**63 - 1
 
@@ -63,16 +67,29 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def list_datasets(request: web.Request) -> web.Response:
-    """Registered datasets."""
-    return json_response([d.model_dump(mode="json") for d in await _store(request).list_datasets()])
+    """Registered datasets, with the volumes each is cached on."""
+    store = _store(request)
+    found = await store.list_datasets()
+    for provider, volume, name in await store.volume_datasets():
+        for dataset in found:
+            if dataset.name == name:
+                dataset.cached_on.append(volume if provider == "runpod" else f"{volume} (local)")
+    return json_response([d.model_dump(mode="json") for d in found])
 
 
 async def add_dataset(request: web.Request) -> web.Response:
     """Register a file or directory (hashing it can take a while for large datasets)."""
     body = await read_model(request, DatasetCreate)
     settings = request.app[keys.SETTINGS]
+    if body.source is not None:  # fetched by the pods from its source: listed here, never downloaded here
+        try:
+            scanned = await asyncio.to_thread(scan_source, body.source, body.name, settings, body.s3_endpoint_url)
+        except DatasetError as exc:
+            raise ApiError(getattr(exc, "status", 409), "invalid_source", str(exc)) from None
+        dataset = await _store(request).save_dataset(scanned.dataset, scanned.root, scanned.manifest)
+        return json_response(dataset, status=201)
     try:
-        scanned = await asyncio.to_thread(scan_dataset, body.path, body.name, settings.dataset_size_limit,
+        scanned = await asyncio.to_thread(scan_dataset, body.path or "", body.name, settings.dataset_size_limit,
                                           settings.dataset_roots)
     except DatasetError as exc:
         # 404: nothing there; 409: what is there cannot be a dataset (links out, too large, outside the roots)
@@ -80,6 +97,16 @@ async def add_dataset(request: web.Request) -> web.Response:
         raise ApiError(status, "invalid_dataset", str(exc)) from None
     dataset = await _store(request).save_dataset(scanned.dataset, scanned.root, scanned.manifest)
     return json_response(dataset, status=201)
+
+
+async def remove_dataset(request: web.Request) -> web.Response:
+    """Take a dataset's name out of the registry; its files stay, runs that used it keep showing it."""
+    name = request.match_info["name"]
+    try:
+        versions = await _store(request).remove_dataset(name)
+    except NotFound as exc:
+        raise ApiError(404, "dataset_not_found", str(exc)) from None
+    return json_response({"name": name, "removed_versions": versions})
 
 
 async def list_gpus(request: web.Request) -> web.Response:
@@ -253,10 +280,20 @@ async def boot_script(request: web.Request) -> web.Response:
     record = await store.find_dataset(run.dataset_id)
     settings = request.app[keys.SETTINGS]
     token = await downloads.issue_download_token(store, record.dataset.id, run.id, settings.download_token_ttl_s)
+    plan = None
+    if is_remote(record.dataset.kind):  # the pod fetches it from its source (fresh presigned URLs now)
+        try:
+            plan = await asyncio.to_thread(fetch_plan, record.dataset, record.root, record.manifest, settings)
+        except DatasetError as exc:
+            raise ApiError(503, "dataset_source", str(exc)) from None
+    elif run.spec.volume:  # a local dataset goes into the volume's cache once; later runs there find it
+        plan = local_fetch_plan(record.dataset, record.manifest, settings.pod_url, token)
+    if plan is not None and run.spec.volume:
+        plan["volume"] = run.spec.volume
     script = render_start_script(
         run_id=run.id, dataset=record.dataset, dataset_file=record.manifest[0]["path"], download_token=token,
         pod_url=settings.pod_url, command=run.spec.command or "", has_bundle=bool(run.spec.workdir),
-        has_resume=_runs(request).retries.resume_archive(run.id).is_file())
+        has_resume=_runs(request).retries.resume_archive(run.id).is_file(), fetch_plan=plan)
     await store.update_run(run.id, only_if_live=True, event=("boot", "the pod fetched its start script"))
     return web.Response(text=script, content_type="text/x-shellscript", headers={"Cache-Control": "no-store"})
 
@@ -332,6 +369,19 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/v1/datasets", list_datasets, auth.ADMIN, "List datasets", response=list[Dataset]),
     Route("POST", "/api/v1/datasets", add_dataset, auth.ADMIN, "Register a dataset", body=DatasetCreate,
           response=Dataset, status=201),
+    Route("DELETE", "/api/v1/datasets/{name}", remove_dataset, auth.ADMIN,
+          "Remove a dataset's name from the registry (its files are not touched)", response=dict),
+    Route("POST", "/api/v1/datasets/{name}/push", push.push_dataset, auth.ADMIN, "Copy a local dataset onto a "
+          "RunPod network volume through RunPod's S3 API; streams JSON lines (progress, then result or error)",
+          body=DatasetPush, content_type="application/x-ndjson"),
+    Route("GET", "/api/v1/volumes", volumes.list_volumes, auth.ADMIN, "Volumes (RunPod network volumes, local "
+          "folders), with the runs using them and the datasets cached on them", response=list[Volume],
+          params=(Param("provider", enum=("local", "runpod")),)),
+    Route("POST", "/api/v1/volumes", volumes.create_volume, auth.ADMIN, "Create a volume", body=VolumeCreate,
+          response=Volume, status=201),
+    Route("DELETE", "/api/v1/volumes/{name}", volumes.remove_volume, auth.ADMIN,
+          "Delete a volume and its contents (refused while a pod uses it)", response=Volume,
+          params=(Param("provider", enum=("local", "runpod")),)),
     Route("GET", "/api/v1/gpus", list_gpus, auth.ADMIN, "GPU offers", response=list[GpuOffer],
           params=(Param("provider", description="local or runpod", enum=("local", "runpod")),
                   Param("refresh", enum=FLAG),
@@ -345,6 +395,9 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/v1/runs", list_runs, auth.ADMIN, "List runs", response=list[Run]),
     Route("POST", "/api/v1/runs", launch_run, auth.ADMIN, "Launch a run", body=LaunchSpec, response=Run,
           status=201),
+    Route("POST", "/api/v1/data-estimate", uplink.estimate, auth.ADMIN, "What getting a launch's dataset to its "
+          "pod takes: through this machine's uplink, how long, what the pod costs meanwhile", body=LaunchSpec,
+          response=uplink.DataEstimate),
     Route("GET", RUN, get_run, auth.ADMIN, "One run", response=Run),
     Route("POST", RUN + "/terminate", terminate_run, auth.ADMIN, "Terminate a run's pod", response=Run),
     Route("POST", RUN + "/stop", stop_run, auth.ADMIN, "Stop a run's pod", response=Run),
@@ -376,6 +429,9 @@ ROUTES: tuple[Route, ...] = (
           "The outputs earlier attempts brought home, for a new pod to resume from", content_type="application/x-tar"),
     Route("POST", RUN + "/report", ingest.report, auth.POD, "A pod's report", body=Report,
           response=ReportReply),
+    Route("POST", RUN + "/dataset-fetched", dataset_fetched.dataset_fetched, auth.POD,
+          "The pod fetched its dataset from its source: sha256s of a first fetch, bytes moved, cache hit",
+          body=dataset_fetched.DatasetFetched, response=dict),
     Route("GET", "/api/v1/doctor", doctor.doctor_checks, auth.ADMIN, "Server-side doctor checks",
           response=list[DoctorCheck]),
     Route("POST", "/api/v1/doctor/nonce", doctor.mint_nonce, auth.ADMIN, "Mint a one-time nonce",

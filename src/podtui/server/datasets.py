@@ -100,15 +100,34 @@ def scan_dataset(path_text: str, name: str | None, size_limit: int, roots: list[
             raise DatasetError(f"cannot read {rel}: {exc.strerror}") from None
         st = stats[rel]
         manifest.append({"path": rel, "size": st.st_size, "sha256": digest, "mtime_ns": st.st_mtime_ns})
-    if kind == "file":
-        dataset_id = manifest[0]["sha256"]
-    else:
-        dataset_id = hashlib.sha256(manifest_text(manifest).encode()).hexdigest()
+    content = str(manifest[0]["sha256"]) if kind == "file" else \
+        hashlib.sha256(manifest_text(manifest).encode()).hexdigest()
     default_name = os.path.basename(real.rstrip("/")) or "dataset"
     default_name = re.sub(r"[^A-Za-z0-9._-]", "_", default_name).lstrip("._-") or "dataset"
-    dataset = Dataset(id=dataset_id, name=name or default_name[:100], path=real, kind=kind, size_bytes=total,
-                      file_count=len(manifest), sha256=dataset_id, created_at=time.time())
+    final_name = name or default_name[:100]
+    dataset = Dataset(id=dataset_id_of(final_name, content), name=final_name, path=real, kind=kind,
+                      size_bytes=total, file_count=len(manifest), sha256=content, created_at=time.time(),
+                      source=real)
     return ScannedDataset(dataset, root, manifest)
+
+
+def dataset_id_of(name: str, content_sha256: str) -> str:
+    """A dataset's id: its name and its content together, so that two names never share (and so never take
+    over) one registration, and a changed content is a new id under the same name."""
+    return hashlib.sha256(f"{name}\0{content_sha256}".encode()).hexdigest()
+
+
+def first_change(root: str, manifest: list[dict[str, Any]]) -> str | None:
+    """What changed in a local dataset since it was registered (the first file found gone, changed or unsafe),
+    or None when every file is as registered. Only stats the files (blocking: run it in a thread)."""
+    if not os.path.isdir(root):
+        return f"its folder {root} is gone"
+    for entry in manifest:
+        try:
+            resolve_served_file(root, entry)
+        except DatasetError as exc:
+            return str(exc).split(";")[0]
+    return None
 
 
 MAX_FILES = 200_000
@@ -154,9 +173,10 @@ def resolve_served_file(root: str, entry: dict[str, Any]) -> str:
     try:
         st = os.stat(full)
     except OSError:
-        raise DatasetError(f"{rel} is gone from the dataset; register the dataset again") from None
+        raise DatasetError(f"{rel} is gone (deleted or moved); register the dataset again") from None
     if st.st_size != entry["size"] or st.st_mtime_ns != entry["mtime_ns"]:
-        raise DatasetError(f"{rel} changed since the dataset was registered; register it again "
+        how = f"size {entry['size']} -> {st.st_size} bytes" if st.st_size != entry["size"] else "modified"
+        raise DatasetError(f"{rel} changed since the dataset was registered ({how}); register it again "
                            "(a changed file is a new dataset)")
     return os.path.realpath(full)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shlex
 import shutil
 import time
 from typing import TYPE_CHECKING, Literal
@@ -18,8 +19,9 @@ from ..config import Settings
 from ..models import DoctorCheck
 from ..store import Store
 from . import keys
-from .datasets import DatasetError, resolve_served_file
+from .datasets import first_change
 from .responses import ApiError, json_response
+from .sources import is_remote
 
 if TYPE_CHECKING:
     from ..providers.runpod import RunPodProvider
@@ -45,20 +47,32 @@ async def check_store(store: Store) -> DoctorCheck:
 
 
 async def check_datasets(store: Store, settings: Settings) -> list[DoctorCheck]:
+    """One check per registered dataset. A changed or deleted one warns (launches with it are refused) and says
+    the two ways out; an unreadable or oversized one fails."""
     checks = []
     for dataset in await store.list_datasets():
+        name = f"dataset {dataset.name}"
+        if is_remote(dataset.kind):  # its pods fetch it from its source and check it there
+            pinned = f" at {dataset.revision[:12]}" if dataset.revision else ""
+            checks.append(DoctorCheck(name=name, status="ok", message=f"{dataset.file_count} file(s) fetched by "
+                                      f"the pods from {dataset.source}{pinned}"))
+            continue
         record = await store.find_dataset(dataset.id)
+        again = f"podtui datasets add {shlex.quote(dataset.path)} --name {dataset.name}"
+        change = await asyncio.to_thread(first_change, record.root, record.manifest)
+        if change is not None:
+            checks.append(DoctorCheck(name=name, status="warn", message=(
+                f"{change}; launches with it are refused until you register it again (`{again}`) or remove it "
+                f"(`podtui datasets rm {dataset.name}`)")))
+            continue
         problems = []
         for entry in record.manifest:
-            try:
-                real = await asyncio.to_thread(resolve_served_file, record.root, entry)
-                if not os.access(real, os.R_OK):
-                    problems.append(f"{entry['path']} is not readable")
-            except DatasetError as exc:
-                problems.append(str(exc))
+            real = os.path.join(record.root, *entry["path"].split("/"))
+            if not os.access(real, os.R_OK):
+                problems.append(f"{entry['path']} is not readable by the control plane (check its permissions)")
         if dataset.size_bytes > settings.dataset_size_limit:
-            problems.append(f"{dataset.size_bytes} bytes, over the size limit {settings.dataset_size_limit}")
-        name = f"dataset {dataset.name}"
+            problems.append(f"{dataset.size_bytes} bytes, over the size limit {settings.dataset_size_limit}: raise "
+                            "PODTUI_DATASET_SIZE_LIMIT")
         if problems:
             checks.append(DoctorCheck(name=name, status="fail", message="; ".join(problems[:3])))
         else:

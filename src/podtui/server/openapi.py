@@ -32,7 +32,7 @@ def build_openapi(routes: Any) -> dict[str, Any]:
         op: dict[str, Any] = {"summary": route.summary, "operationId": route.handler.__name__,
                               "responses": {}}
         params = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-                  for name in ("run_id", "nonce", "provider", "pod_id") if "{" + name + "}" in route.path]
+                  for name in ("run_id", "nonce", "provider", "pod_id", "name") if "{" + name + "}" in route.path]
         for p in route.params:
             schema: dict[str, Any] = {"type": p.kind}
             if p.minimum is not None:

@@ -36,6 +36,7 @@ from .datasets import DatasetError, resolve_served_file
 from .ingest import parse_report
 from .responses import ApiError
 from .runs import RunService
+from .sources import fetch_plan, is_remote
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +170,7 @@ class Puller:
                         self.runs.container_restarted(run)
                         return
                     await tell("pull", "the pod answers on its port; uploading inputs")
+                    await self.store.start_data_wait(run_id, time.time())  # the pod bills while this uploads
                     await self._upload_inputs(run, link, state)
                     await link.call("POST", "/v1/start", content=b"{}")
                     await self.store.add_event(run_id, "pod_started", "inputs uploaded and checked; the pod starts")
@@ -236,15 +238,21 @@ class Puller:
     async def inputs(self, run: Run) -> list[Upload]:
         """What the pod needs: the start script, the dataset's files, the code bundle."""
         record = await self.store.find_dataset(run.dataset_id)
-        files = [(f"data-{i}", entry) for i, entry in enumerate(record.manifest)]
-        if record.dataset.kind == "file":
+        plan = None
+        if is_remote(record.dataset.kind):  # the pod fetches it from its source: nothing of it goes through here
+            plan = await asyncio.to_thread(fetch_plan, record.dataset, record.root, record.manifest, self.settings)
+        files = [] if plan else [(f"data-{i}", entry) for i, entry in enumerate(record.manifest)]
+        if plan:
+            placed = []
+        elif record.dataset.kind == "file":
             placed = [(files[0][0], record.manifest[0]["path"])]
         else:
             placed = [(slot, f"{record.dataset.name}/{entry['path']}") for slot, entry in files]
         script = render_start_script(
             run_id=run.id, dataset=record.dataset, dataset_file=record.manifest[0]["path"], download_token="",
             pod_url="", command=run.spec.command or "", has_bundle=bool(run.spec.workdir),
-            pulled_files=placed, has_resume=self.runs.retries.resume_archive(run.id).is_file()).encode()
+            pulled_files=placed, has_resume=self.runs.retries.resume_archive(run.id).is_file(),
+            fetch_plan=plan).encode()
         uploads = [Upload("script", len(script), hashlib.sha256(script).hexdigest(), data=script)]
         for slot, entry in files:
             path = await asyncio.to_thread(resolve_served_file, record.root, entry)

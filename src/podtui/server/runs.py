@@ -18,15 +18,17 @@ from urllib.parse import urlsplit
 from ..bootstrap.bundle import BundleError, build_bundle
 from ..bootstrap.script import BOOT_COMMAND, agent_env_value, boot_env_value
 from ..config import Settings, public_url_problem
-from ..models import LaunchSpec, ReportReply, Run, RunStatus, cuda_of_image
+from ..models import LaunchSpec, ReportReply, Run, RunStatus, Volume, cuda_of_image
 from ..providers.base import POD_NAME_PREFIX, LaunchAttempt, PodRequest, Provider, ProviderError
 from ..report_rows import ReportBatch
 from ..store import NotFound, Store
 from ..tokens import hash_token, new_token
+from .dataset_launch import dataset_for_launch, room_problem
 from .demo import DEMO_COMMAND, DEMO_NAME, DEMO_WORKDIR
 from .guardrails import Limits
 from .responses import ApiError
 from .retries import Retries, default_retries, sync_every
+from .volumes import VolumeService
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,8 @@ class RunService:
         self.store = store
         self.providers = providers
         self._tasks: set[asyncio.Task[None]] = set()
+        self.volumes = VolumeService(settings, store, providers)
+        self._volumes: dict[str, Volume] = {}
         self._deadlines: dict[str, float | None] = {}
         self._deadlines_forgotten = 0
         """Counts forget_deadline calls: a deadline computed across one is not cached (it may be stale)."""
@@ -113,6 +117,10 @@ class RunService:
         except NotFound as exc:
             raise ApiError(404, "dataset_not_found", str(exc)) from None
         await self.check_spec(provider, spec)
+        record, dataset_note = await dataset_for_launch(self.store, self.settings, record, spec)
+        volume = await self.volumes.for_launch(spec, provider_name)
+        if (room := room_problem(record, spec, provider_name)) is not None:
+            raise ApiError(422, "dataset_too_large_for_disk", room)
         if spec.command is None:
             if record.dataset.name != DEMO_NAME:
                 raise ApiError(422, "command_required", "give the training command (--command); only the demo "
@@ -134,6 +142,13 @@ class RunService:
         if connect == "push" and provider_name != "local" and urlsplit(self.settings.pod_url).scheme == "http":
             await self.store.add_event(run.id, "warning", f"the public URL {self.settings.pod_url} is plain http: "
                                        "tokens travel in clear; use an https URL (e.g. a tunnel)")
+        if dataset_note:
+            await self.store.add_event(run.id, "dataset", dataset_note)
+        if volume is not None:
+            self._volumes[run.id] = volume
+            where = f" in {volume.data_center}, Secure Cloud (the pod runs there)" if volume.data_center else ""
+            await self.store.add_event(run.id, "volume", f"volume {volume.name} mounted at "
+                                       f"{self.volumes.mount_path(volume)}{where}: datasets cached there")
         log.info("run %s launched on %s with dataset %s", run_id, provider_name, record.dataset.name)
         self._spawn(self._provision(run, provider, ingest_token))
         return run
@@ -247,6 +262,10 @@ class RunService:
             ports=[f"{run.pod_port}/http"] if run.connect == "pull" and provider.name != "local" else [],
             min_cuda_version=spec.min_cuda_version or cuda_of_image(spec.image),
         )
+        volume = self._volumes.pop(run.id, None)
+        if volume is not None:
+            self.volumes.attach(request, volume)
+            request.env.update(self.volumes.env(volume))
 
         async def on_attempt(attempt: LaunchAttempt) -> None:
             kind = "attempt" if attempt.ok else "attempt_failed"

@@ -73,4 +73,22 @@ MIGRATIONS: list[str] = [
     ALTER TABLE runs ADD COLUMN attempts TEXT;
     ALTER TABLE metrics ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1;
     """,
+    # 9 (issue 25): datasets: what the user registered, a removal mark (runs keep their dataset's row), a pinned
+    # revision
+    """
+    ALTER TABLE datasets ADD COLUMN source TEXT;
+    ALTER TABLE datasets ADD COLUMN removed_at REAL;
+    ALTER TABLE datasets ADD COLUMN revision TEXT;
+    """,
+    # 10 (issue 25): which datasets pods found or put on which volume (content-addressed cache)
+    """
+    CREATE TABLE volume_datasets (
+        provider TEXT NOT NULL, volume TEXT NOT NULL, cache_key TEXT NOT NULL, dataset_id TEXT NOT NULL,
+        at REAL NOT NULL, PRIMARY KEY (provider, volume, cache_key));
+    """,
+    # 11 (issue 25): when the pod began getting its dataset and when training began (the time it waited for data)
+    """
+    ALTER TABLE runs ADD COLUMN data_wait_from REAL;
+    ALTER TABLE runs ADD COLUMN data_wait_until REAL;
+    """,
 ]

@@ -1,0 +1,150 @@
+"""RunPod network volumes through the fake REST v2 (built from RunPod's document): list, create and delete over
+/v2/network-volumes, and `launch --volume` = `mounts.network` + `dataCenterIds` = the volume's data center,
+Secure Cloud."""
+
+from __future__ import annotations
+
+from tests.fakes.runpod_v2 import GPU_4090, GPU_A100
+
+from .test_runpod import fake, plane_for, planes, wait_until  # noqa: F401  (fixtures)
+
+
+async def test_network_volume_lifecycle_and_a_launch_that_mounts_it(tmp_path, fake, planes):  # noqa: F811
+    plane = await plane_for(tmp_path, fake, planes)
+    r = await plane.http.post("/api/v1/volumes", json={"name": "data", "provider": "runpod", "size_gb": 50,
+                                                       "data_center": "EU-RO-1"})
+    assert r.status_code == 201, r.text
+    made = r.json()
+    assert (made["data_center"], made["size_gb"], made["type"], made["price_per_month"]) == \
+        ("EU-RO-1", 50, "STANDARD", 3.5)
+    assert fake.network_volumes[made["id"]]["name"] == "data"
+    assert ("POST /v2/network-volumes", {"name": "data", "size": 50, "dataCenter": "EU-RO-1"}) in fake.bodies
+    r = await plane.http.post("/api/v1/volumes", json={"name": "data", "provider": "runpod", "size_gb": 10,
+                                                       "data_center": "EU-RO-1"})
+    assert r.status_code == 409
+    r = await plane.http.post("/api/v1/volumes", json={"name": "x", "provider": "runpod", "size_gb": 10,
+                                                       "data_center": "EU-RO-1", "type": "HIGH_PERFORMANCE"})
+    assert r.status_code == 409 and "offers no HIGH_PERFORMANCE" in r.json()["error"]["message"]
+    r = await plane.http.post("/api/v1/volumes", json={"name": "x", "provider": "runpod"})
+    assert r.status_code == 422 and "--size" in r.json()["error"]["message"]
+
+    r = await plane.http.post("/api/v1/runs", json={"dataset": "demo", "gpu_types": [GPU_4090], "volume": "data",
+                                                    "cloud_type": "COMMUNITY"})
+    assert r.status_code == 422 and "Secure Cloud only" in r.json()["error"]["message"]
+    fake.no_capacity.add((GPU_4090, "EU-RO-1"))  # none where the volume is: said before any pod
+    r = await plane.http.post("/api/v1/runs", json={"dataset": "demo", "gpu_types": [GPU_4090], "volume": "data"})
+    assert r.status_code == 409 and "is in EU-RO-1, where none of" in r.json()["error"]["message"], r.text
+    assert GPU_A100 in r.json()["error"]["message"]  # what is in stock there
+    fake.no_capacity.clear()
+    r = await plane.http.post("/api/v1/runs", json={"dataset": "demo", "gpu_types": [GPU_4090], "volume": "data"})
+    assert r.status_code == 201, r.text
+    run_id = r.json()["id"]
+    await wait_until(lambda: any(call == "POST /v2/pods" for call, _ in fake.bodies))
+    body = next(b for call, b in fake.bodies if call == "POST /v2/pods")
+    assert body["mounts"] == {"network": [{"volumeId": made["id"], "path": "/workspace"}]}
+    assert body["dataCenterIds"] == ["EU-RO-1"] and body["cloud"] == "SECURE"
+    assert body["env"]["PODTUI_VOLUME"] == "/workspace" and body["env"]["HF_HOME"] == "/workspace/podtui/hf"
+    await wait_until(lambda: fake.live_pods())
+    assert fake.live_pods()[0]["dataCenterId"] == "EU-RO-1"
+
+    listed = (await plane.http.get("/api/v1/volumes", params={"provider": "runpod"})).json()
+    assert [(v["name"], v["in_use_by"]) for v in listed] == [("data", [run_id])]
+    r = await plane.http.delete("/api/v1/volumes/data", params={"provider": "runpod"})
+    assert r.status_code == 409 and run_id in r.json()["error"]["message"]
+    assert made["id"] in fake.network_volumes
+
+    await plane.http.post(f"/api/v1/runs/{run_id}/terminate")
+    await plane.wait_status(run_id, {"terminated"}, timeout=60)
+    await wait_until(lambda: not fake.live_pods(), 30)
+    r = await plane.http.delete("/api/v1/volumes/data", params={"provider": "runpod"})
+    assert r.status_code == 200, r.text
+    assert fake.network_volumes == {}
+    r = await plane.http.delete("/api/v1/volumes/data", params={"provider": "runpod"})
+    assert r.status_code == 404
+
+
+async def test_datasets_push_lands_where_a_pod_looks_and_resumes(tmp_path, fake, planes):  # noqa: F811
+    import asyncio
+    import json
+
+    import boto3
+    from click.testing import CliRunner
+    from moto.server import ThreadedMotoServer
+
+    from podtui.cli import main
+
+    s3 = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    s3.start()
+    try:
+        host, port = s3.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        plane = await plane_for(tmp_path, fake, planes, runpod_s3_url=endpoint, runpod_s3_access_key="user_test",
+                                runpod_s3_secret="rps_test")
+        made = (await plane.http.post("/api/v1/volumes", json={"name": "vol", "provider": "runpod", "size_gb": 20,
+                                                               "data_center": "US-KS-2"})).json()
+        client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="user_test",
+                              aws_secret_access_key="rps_test", region_name="us-east-1")
+        client.create_bucket(Bucket=made["id"])  # RunPod's bucket is the volume itself
+        folder = tmp_path / "set"
+        (folder / "sub").mkdir(parents=True)
+        (folder / "a.bin").write_bytes(b"a" * 700_000)
+        (folder / "sub" / "b.bin").write_bytes(b"b" * 1000)
+        r = await plane.http.post("/api/v1/datasets", json={"path": str(folder), "name": "set"})
+        assert r.status_code == 201
+
+        async with plane.http.stream("POST", "/api/v1/datasets/set/push", json={"volume": "vol"}) as answer:
+            assert answer.status_code == 200
+            lines = [json.loads(line) async for line in answer.aiter_lines() if line.strip()]
+        result = lines[-1]["result"]
+        assert result["uploaded_bytes"] == 701_000 and result["skipped_bytes"] == 0, lines
+        keys = sorted(o["Key"] for o in client.list_objects_v2(Bucket=made["id"])["Contents"])
+        prefix = f"podtui/datasets/{result['key']}"
+        assert keys == [f"{prefix}/.complete", f"{prefix}/a.bin", f"{prefix}/sub/b.bin"]
+        marker = json.loads(client.get_object(Bucket=made["id"], Key=f"{prefix}/.complete")["Body"].read())
+        assert set(marker["sha256"]) == {"a.bin", "sub/b.bin"}
+        listed = {d["name"]: d for d in (await plane.http.get("/api/v1/datasets")).json()}
+        assert listed["set"]["cached_on"] == ["vol"]
+
+        # a push broken off before .complete resumes file by file; a whole one is not sent again
+        client.delete_object(Bucket=made["id"], Key=f"{prefix}/.complete")
+        env = {"PODTUI_SERVER": plane.url, "PODTUI_ADMIN_TOKEN": plane.control.admin_token,
+               "PODTUI_CONFIG_FILE": str(tmp_path / "none.toml"), "NO_PROXY": "127.0.0.1"}
+        out = await asyncio.to_thread(CliRunner().invoke, main, ["datasets", "push", "set", "--volume", "vol"],
+                                      env=env)
+        assert out.exit_code == 0, out.output
+        assert "set is on vol: 0 B sent, 684.6 KiB already there" in out.output
+
+        r = await plane.http.post("/api/v1/datasets/set/push", json={"volume": "nope"})
+        assert r.status_code == 404
+        r = await plane.http.post("/api/v1/datasets/demo/push", json={})
+        assert r.status_code == 422
+    finally:
+        s3.stop()
+
+
+async def test_a_dataset_larger_than_the_container_disk_needs_a_volume(tmp_path, fake, planes):  # noqa: F811
+    import json
+    import time
+
+    from podtui.models import Dataset
+    from podtui.server.datasets import dataset_id_of
+
+    plane = await plane_for(tmp_path, fake, planes)
+    source = "hf://datasets/org/huge"
+    big = Dataset(id=dataset_id_of("huge", "d" * 64), name="huge", path=source, kind="hf", size_bytes=100 * 10**9,
+                  file_count=1, sha256="d" * 64, created_at=time.time(), source=source, revision="c" * 40)
+    await plane.store.save_dataset(big, json.dumps({"source": source, "digest": "d" * 64, "repo_type": "dataset",
+                                                    "repo_id": "org/huge"}),
+                                   [{"path": "all.parquet", "size": 100 * 10**9, "sha256": "e" * 64, "etag": None}])
+    body = {"dataset": "huge", "gpu_types": [GPU_4090], "command": "true"}
+    r = await plane.http.post("/api/v1/runs", json=body)
+    assert r.status_code == 422, r.text
+    assert "100.0 GB" in r.json()["error"]["message"] and "--volume" in r.json()["error"]["message"]
+    assert not any(call == "POST /v2/pods" for call, _ in fake.bodies)
+    await plane.http.post("/api/v1/volumes", json={"name": "big", "provider": "runpod", "size_gb": 200,
+                                                   "data_center": "US-KS-2"})
+    r = await plane.http.post("/api/v1/runs", json={**body, "volume": "big"})
+    assert r.status_code == 201, r.text
+    await wait_until(lambda: fake.live_pods())
+    await plane.http.post(f"/api/v1/runs/{r.json()['id']}/terminate")
+    await plane.wait_status(r.json()["id"], {"terminated"}, timeout=60)
