@@ -198,7 +198,9 @@ class RunDetailScreen(ReportsHandlerErrors, Screen[None]):
         room = table.scrollable_content_region.width
         if room <= 0 and not force:
             return  # not laid out yet: fitted after the next refresh
-        width = max(24, room - TIME_WIDTH - self._kind_width - 3 * 2 * table.cell_padding) if room > 0 else 0
+        # Room for a vertical scrollbar too: rows added later (more events, taller ones) may bring one.
+        reserve = 0 if table.show_vertical_scrollbar else table.styles.scrollbar_size_vertical
+        width = max(24, room - reserve - TIME_WIDTH - self._kind_width - 3 * 2 * table.cell_padding) if room > 0 else 0
         if width != self._message_width or force:
             self._message_width = width
             self._set_event_columns(width)
