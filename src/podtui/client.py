@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from .bootstrap.agent.output_names import output_name_problem
 from .digest import sha256_file
 from .errors import ControlPlaneError, ControlPlaneUnreachable
 from .feed import FeedEntry, parse_entry
@@ -30,7 +31,6 @@ from .models import (
     Run,
     RunEvent,
 )
-from .output_names import output_name_problem
 
 
 class Client:
