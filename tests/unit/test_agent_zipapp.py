@@ -7,9 +7,14 @@ from __future__ import annotations
 import ast
 import base64
 import io
+import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
+import time
+import urllib.request
 import zipfile
 import zlib
 from pathlib import Path
@@ -76,9 +81,24 @@ def test_the_pull_env_value_is_the_zipapp_within_its_budget():
     assert zlib.decompress(base64.b64decode(value)) == agent_source()
 
 
-def test_it_runs_on_the_machines_python3(tmp_path: Path):
-    python3 = shutil.which("python3", path="/usr/bin:/bin") or shutil.which("python3")
-    assert python3, "no python3 on this machine"
+PYTHONS = ["python3", "python3.8"]  # the machine's own, and the oldest a pod may have when this machine has it
+
+
+def interpreter(name: str) -> str:
+    """The interpreter's own path (not a version manager's shim, which the pod's minimal env would not satisfy)."""
+    found = shutil.which(name, path="/usr/bin:/bin") or shutil.which(name)
+    ask = subprocess.run([found or name, "-c", "import sys; print(sys.executable)"], capture_output=True, text=True,
+                         timeout=60) if found else None
+    if ask is None or ask.returncode != 0:
+        if name == "python3":
+            pytest.fail("no python3 on this machine")
+        pytest.skip(f"no {name} on this machine")
+    return ask.stdout.strip()
+
+
+@pytest.mark.parametrize("name", PYTHONS)
+def test_it_runs_on_the_machines_python3(tmp_path: Path, name: str):
+    python3 = interpreter(name)
     app = tmp_path / "agent.pyz"
     app.write_bytes(agent_source())
     usage = subprocess.run([python3, str(app)], capture_output=True, text=True, timeout=60)
@@ -93,3 +113,32 @@ def test_it_runs_on_the_machines_python3(tmp_path: Path):
     assert plane.metrics == {("loss", 1): 0.5, ("loss", 2): 0.25}
     assert [t for t in plane.lines.values() if t.startswith("step=")] == ["step=1 loss=0.5", "step=2 loss=0.25"]
     assert plane.statuses == ["succeeded"]
+
+
+@pytest.mark.parametrize("name", PYTHONS)
+def test_pull_mode_serves_the_pods_port(tmp_path: Path, name: str):
+    python3 = interpreter(name)
+    app = tmp_path / "agent.pyz"
+    app.write_bytes(zlib.decompress(base64.b64decode(agent_env_value())))  # as the boot snippet writes it
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PODTUI_POD_TOKEN": "pod-token", "NO_PROXY": "127.0.0.1",
+           "PODTUI_POD_PORT": str(port), "PODTUI_POD_BIND": "127.0.0.1", "PODTUI_HOME": str(tmp_path / "home")}
+    pod = subprocess.Popen([python3, str(app), "pull"], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/state",
+                                         headers={"Authorization": "Bearer pod-token"})
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(request, timeout=10) as answer:
+                    state = json.loads(answer.read())
+                break
+            except OSError:
+                assert pod.poll() is None and time.monotonic() < deadline, pod.stderr and pod.stderr.read()
+                time.sleep(0.1)
+        assert state == {"started": False, "inputs": {}}
+    finally:
+        pod.send_signal(signal.SIGTERM)
+        assert pod.wait(60) == 143

@@ -38,20 +38,22 @@ def shipped_source(source: str) -> str:
     previous = tokenize.NEWLINE
     for i, token in enumerate(tokens):
         if token.type == tokenize.COMMENT:
-            cuts.append((token.start, token.end, True))
+            cuts.append((token.start, token.end, token.string))
         elif token.type == tokenize.STRING and previous in (tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT):
             after = next(t for t in tokens[i + 1:] if t.type not in (tokenize.COMMENT, tokenize.NL))
             if after.type in (tokenize.NEWLINE, tokenize.ENDMARKER):
-                cuts.append((token.start, token.end, False))
+                cuts.append((token.start, token.end, token.string))
         if token.type not in (tokenize.NL, tokenize.COMMENT):
             previous = token.type
     lines = source.splitlines(keepends=True)
-    for (row, col), (end_row, end_col), comment in reversed(cuts):
-        if comment:
-            lines[row - 1] = lines[row - 1][:col].rstrip() + "\n"
-        else:
-            lines[row - 1:end_row] = [lines[row - 1][:col] + '""' + lines[end_row - 1][end_col:]] + ["\n"] * (
-                end_row - row)
+    # Rows, and a docstring's first column (indentation), are what is used of the tokens' positions: Python 3.12.1
+    # gives the end of a string with non-ASCII text in it in bytes, not characters.
+    for (row, col), (end_row, _), text in reversed(cuts):
+        if text.startswith("#"):  # a comment runs to the end of its line
+            line = lines[row - 1].rstrip("\r\n")
+            lines[row - 1] = line[:len(line) - len(text)].rstrip() + "\n"
+        else:  # a docstring: nothing but a comment follows it on its last line
+            lines[row - 1:end_row] = [lines[row - 1][:col] + '""\n'] + ["\n"] * (end_row - row)
     return "".join(lines)
 
 
