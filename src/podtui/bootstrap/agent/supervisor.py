@@ -27,6 +27,9 @@ TAIL_LINES = 50
 # -- the agent ----------------------------------------------------------------------------------------
 
 class Agent(CommandOutput, PodEnd):
+    """The command under supervision on its pod: its output read into reports (CommandOutput), its limits, its end
+    and its outputs, and the pod's own end (PodEnd)."""
+
     def __init__(self, command: list, env: typing.Mapping[str, str] | None = None,
                  link: PullLink | None = None) -> None:
         env = os.environ if env is None else env
