@@ -1,4 +1,4 @@
-"""Load: N simulated pods, each running the real agent code (bootstrap/agent.py: outbox, reporter, backoff),
+"""Load: N simulated pods, each running the real agent code (bootstrap/agent/: outbox, reporter, backoff),
 reporting about once a second (100 metric points + 20 log lines) for S seconds against one control plane, while
 an SSE client follows every run. Prints report errors, p50/p99 report latency, server CPU and RSS, and checks that
 every point and line arrived once.
@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import podtui.bootstrap.agent as agent_module
+from podtui.bootstrap.agent.supervisor import Agent
 
 METRICS_PER_LINE = 5
 LINES_PER_SECOND = 20
@@ -45,7 +45,7 @@ def simulated_pod(url: str, run_id: str, token: str, seconds: float, home: Path,
     """One pod: the real Agent (no child process), fed 20 lines/s of 5 metrics each, then finished."""
     env = {"PODTUI_URL": url, "PODTUI_RUN_ID": run_id, "PODTUI_TOKEN": token, "PODTUI_HOME": str(home),
            "PODTUI_UNREACHABLE_LIMIT_S": "120"}
-    agent = agent_module.Agent(["true"], env=env)
+    agent = Agent(["true"], env=env)
     post = agent.link.post
 
     def timed_post(payload: dict[str, Any]) -> dict[str, Any]:

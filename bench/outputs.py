@@ -35,17 +35,18 @@ from bench._common import free_port, start_plane  # noqa: E402
 POD_SCRIPT = """
 import json, sys, time
 sys.path.insert(0, sys.argv[1])
-import agent
+import agent.outputs
 import os
 if os.environ.get("BENCH_NO_SHA256"):  # diagnosis only: what the transport does without the pod's sha256 pass
-    agent.hash_range = lambda path, offset, length, digest, done: done.append(length)
+    agent.outputs.hash_range = lambda path, offset, length, digest, done: done.append(length)
 
 class Pod:
     output_dir = sys.argv[2]
+    signalled = False
     def note(self, text):
         print(text, file=sys.stderr)
 
-sender = agent.OutputSender(Pod(), sys.argv[3], sys.argv[4], sys.argv[5])
+sender = agent.outputs.OutputSender(Pod(), sys.argv[3], sys.argv[4], sys.argv[5])
 started = time.perf_counter()
 sent, failed = sender.sync(True, time.time() + 600)
 print(json.dumps({"seconds": time.perf_counter() - started, "sent": sent, "failed": failed}))

@@ -23,9 +23,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: tests/fakes
+from tests.agent_pyz import agent_pyz
 from tests.fakes.report_sink import ReportSink
 
-AGENT = Path(__file__).resolve().parents[1] / "src" / "podtui" / "bootstrap" / "agent.py"
+AGENT = agent_pyz()  # the zipapp pods run
 TICK = os.sysconf("SC_CLK_TCK")
 
 DRAW = textwrap.dedent("""

@@ -36,8 +36,9 @@ from tests.fakes.runpod_v2 import GPU_4090, FakeRunPodV2  # noqa: E402
 POD_PORT_SCRIPT = """
 import sys, time
 sys.path.insert(0, sys.argv[1])
-import agent
-port = agent.PodPort(sys.argv[2], "bench-token", agent.PullLink())
+from agent.links import PullLink
+from agent.pod_port import PodPort
+port = PodPort(sys.argv[2], "bench-token", PullLink())
 port.serve(int(sys.argv[3]))
 while True:
     time.sleep(3600)

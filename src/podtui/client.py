@@ -14,6 +14,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
+from .bootstrap.agent.output_names import output_name_problem
 from .digest import sha256_file
 from .errors import ControlPlaneError, ControlPlaneUnreachable
 from .feed import FeedEntry, parse_entry
@@ -33,7 +34,6 @@ from .models import (
     Volume,
     VolumeCreate,
 )
-from .output_names import output_name_problem
 from .plane_link import PlaneLink
 
 

@@ -1,7 +1,7 @@
 """Pydantic models shared by the store, the control plane, the client, the CLI and the TUI.
 
 The validation limits of the pod report live here, not in handlers, so every route and the OpenAPI
-description agree on them.
+description agree on them (its keys' limits come from the agent's report schema, bootstrap/agent/report.py).
 """
 
 from __future__ import annotations
@@ -28,22 +28,24 @@ from pydantic import (
     model_validator,
 )
 
+from .bootstrap.agent.report import (  # the report's limits, defined once, with the agent that sends it
+    INT64_MAX,
+    MAX_BATCH_LINES,
+    MAX_BATCH_POINTS,
+    MAX_LIVE_ROW,
+    MAX_LIVE_ROWS,
+    MAX_METRIC_NAME,
+    MAX_METRICS_SOURCE,
+    MAX_POD_END_FAILED,
+    MAX_REPORT_ERROR,
+    MAX_STOP_REASON,
+    MAX_TIMESTAMP,
+)
 from .stored_runs import POD_END_FAILED_LABEL
 
-INT64_MAX = 2**63 - 1
-MAX_BATCH_POINTS = 5000
-MAX_BATCH_LINES = 5000
-MAX_METRIC_NAME = 250
 MAX_LOG_LINE = 16 * 1024
 TRUNCATION_MARKER = " …[truncated by podtui: line over 16 KiB]"
 MAX_REPORT_BYTES = 1024 * 1024
-MAX_STOP_REASON = 300
-MAX_REPORT_ERROR = 64 * 1024
-MAX_TIMESTAMP = 1e11
-MAX_LIVE_ROWS = 4
-MAX_LIVE_ROW = 1000
-MAX_METRICS_SOURCE = 300
-MAX_POD_END_FAILED = 500
 
 _NON_FINITE = {"nan": math.nan, "inf": math.inf, "+inf": math.inf, "-inf": -math.inf,
                "infinity": math.inf, "+infinity": math.inf, "-infinity": -math.inf}

@@ -6,10 +6,10 @@ import sys
 import time
 from pathlib import Path
 
-import podtui.bootstrap.agent as agent_module
+from tests.agent_pyz import agent_pyz
 from tests.fakes.report_sink import ReportSink
 
-AGENT = Path(agent_module.__file__)
+AGENT = agent_pyz()
 
 
 FlakyControlPlane = ReportSink
@@ -80,7 +80,7 @@ def test_metrics_file_is_read(tmp_path):
 
 
 def test_a_batch_spilled_while_in_flight_loses_nothing(tmp_path, monkeypatch):
-    from podtui.bootstrap import agent
+    from podtui.bootstrap.agent import outbox as agent
 
     monkeypatch.setattr(agent, "MEMORY_ITEMS", 100)
     monkeypatch.setattr(agent, "SPILL_CHUNK", 30)

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from podtui.bootstrap.agent import parse_metrics
+from podtui.bootstrap.agent.patterns import parse_metrics
 
 
 def parse(line, state=None):

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-from podtui.bootstrap import agent
+from podtui.bootstrap.agent import outputs as agent
 
 
 def sender_over(folder: Path, names: list[str]) -> agent.OutputSender:

@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
-import podtui.bootstrap.agent as agent_module
+from podtui.bootstrap.agent.links import PullLink
+from podtui.bootstrap.agent.supervisor import Agent
+from tests.agent_pyz import agent_pyz
 from tests.fakes.report_sink import ReportSink
 
-AGENT = Path(agent_module.__file__)
+AGENT = agent_pyz()
 TQDM_SCRIPT = """
 import sys, time
 from tqdm import tqdm
@@ -68,7 +70,7 @@ def test_metrics_off_keeps_the_log_and_reads_no_metric(tmp_path):
 
 
 def test_a_reading_error_keeps_the_lines_and_the_stream_flowing(tmp_path, monkeypatch):
-    agent = agent_module.Agent(["true"], env={"PODTUI_HOME": str(tmp_path)}, link=agent_module.PullLink())
+    agent = Agent(["true"], env={"PODTUI_HOME": str(tmp_path)}, link=PullLink())
 
     def broken(*args: object) -> None:
         raise ValueError("a reading bug")

@@ -9,7 +9,8 @@ import urllib.request
 
 import pytest
 
-from podtui.bootstrap import agent
+from podtui.bootstrap.agent import pod_port
+from podtui.bootstrap.agent.links import PullLink
 
 PIECE = 1 << 20
 
@@ -19,12 +20,12 @@ def pod(tmp_path, monkeypatch):
     monkeypatch.setenv("PODTUI_POD_BIND", "127.0.0.1")
     out = tmp_path / "outputs"
     out.mkdir()
-    port = agent.PodPort(str(tmp_path / "home"), "pod-token", agent.PullLink())
+    port = pod_port.PodPort(str(tmp_path / "home"), "pod-token", PullLink())
     port.output_dir = str(out)
     server = port.serve(0)
     reads = []
-    real = agent.hash_prefix
-    monkeypatch.setattr(agent, "hash_prefix", lambda path, size: reads.append(path) or real(path, size))
+    real = pod_port.hash_prefix
+    monkeypatch.setattr(pod_port, "hash_prefix", lambda path, size: reads.append(path) or real(path, size))
     yield port, out, f"http://127.0.0.1:{server.server_address[1]}", reads
     server.shutdown()
 
@@ -78,13 +79,13 @@ async def test_long_hashing_answers_202_within_the_proxy_limit_and_is_asked_agai
 
     port, out, url, _ = pod
     port.answer_within = 0.05
-    real = agent.hash_prefix
+    real = pod_port.hash_prefix
 
     def slow(path: str, size: int) -> object:
         time.sleep(0.6)  # a large file read at disk speed
         return real(path, size)
 
-    monkeypatch.setattr(agent, "hash_prefix", slow)
+    monkeypatch.setattr(pod_port, "hash_prefix", slow)
     data = os.urandom(PIECE + 3)
     (out / "ckpt.pt").write_bytes(data)
     entry = json.loads(get(url, "/v1/outputs"))["files"][0]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from podtui.bootstrap.agent import KEEP, MAX_LINE, Output, Screen, shorten
+from podtui.bootstrap.agent.patterns import KEEP, MAX_LINE, shorten
+from podtui.bootstrap.agent.terminal import Output, Terminal
 
 
 def shown(*chunks: str) -> tuple[list[str], list[str]]:
@@ -49,7 +50,7 @@ def test_erase_line_and_cursor_up_for_nested_bars():
 
 
 def test_a_row_the_program_left_is_stored_once_it_settles():
-    screen = Screen()
+    screen = Terminal()
     screen.feed("\rbar 1/2", 0.0)
     screen.feed("\rbar 2/2\n", 1.0)
     screen.feed("\rnext 1/5", 1.0)

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from podtui.bootstrap.agent import MetricReader, Output
+from podtui.bootstrap.agent.metrics import MetricReader
+from podtui.bootstrap.agent.terminal import Output
 
 TRANSCRIPTS = Path(__file__).resolve().parents[1] / "fixtures" / "transcripts"
 

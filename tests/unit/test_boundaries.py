@@ -21,12 +21,17 @@ def test_core_imports_without_textual():
 def test_agent_imports_only_the_standard_library():
     import podtui.bootstrap.agent as agent
 
-    tree = ast.parse(Path(agent.__file__).read_text())
     names = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names |= {a.name.split(".")[0] for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.add(node.module.split(".")[0])
+    modules = sorted(Path(agent.__file__).parent.glob("*.py"))
+    assert len(modules) > 5, modules
+    for module in modules:
+        tree = ast.parse(module.read_text(), feature_version=(3, 8))  # pods' Pythons are 3.8 and later
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+            elif isinstance(node, ast.ImportFrom):
+                assert node.level == 1, f"{module.name} imports from outside the agent package"
     names.discard("__future__")
     assert names <= set(sys.stdlib_module_names), names - set(sys.stdlib_module_names)

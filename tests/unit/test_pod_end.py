@@ -17,12 +17,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-import podtui.bootstrap.agent as agent_module
 from podtui.bootstrap.script import BOOT_SNIPPET
+from tests.agent_pyz import agent_pyz
 from tests.fakes.report_sink import ReportSink
 from tests.fakes.runpod_v2 import GPU_4090, FakeRunPodV2
 
-AGENT = Path(agent_module.__file__)
+AGENT = agent_pyz()
 
 
 @pytest.fixture

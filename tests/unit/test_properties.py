@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from podtui.bootstrap.agent import parse_metrics
+from podtui.bootstrap.agent.patterns import parse_metrics
 from podtui.chart.smoothing import debiased_ema, debiased_ema_np
 from podtui.tokens import hash_token, mask_secrets, new_token, token_matches
 

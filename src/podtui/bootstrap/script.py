@@ -14,7 +14,7 @@ Why this form:
   server image) cannot run any boot: v2 has no field to replace an ENTRYPOINT, so the run fails at the boot
   timeout and the run detail shows the container's log.
 - `source` runs the snippet in the container's first process itself (no pipeline child), and the snippet ends
-  with `exec python3 agent.py`: the agent is PID 1, so a stop's or an interruption's SIGTERM reaches it and it
+  with `exec python3 agent.pyz`: the agent is PID 1, so a stop's or an interruption's SIGTERM reaches it and it
   sends its last report.
 
 The snippet travels base64-encoded in the env var PODTUI_BOOT. It fetches the agent and the start script from the
@@ -26,11 +26,11 @@ from __future__ import annotations
 import base64
 import shlex
 import zlib
-from pathlib import Path
 from typing import Any
 
 from ..models import Dataset
 from .remote_inputs import fetch_inputs, plan_value
+from .zipapp import agent_zipapp
 
 BOOT_COMMAND = "bash -c source${IFS}<(echo${IFS}$PODTUI_BOOT|base64${IFS}-d)"
 
@@ -40,13 +40,13 @@ mkdir -p "$d" && cd "$d"
 if [ "${PODTUI_CONNECT:-push}" = pull ]; then
   # Pull mode: the agent travels in the env (zlib, base64); the control plane brings the rest to its port.
   python3 -c 'import base64,os,sys,zlib
-open(sys.argv[1], "wb").write(zlib.decompress(base64.b64decode(os.environ["PODTUI_AGENT_Z"])))' "$d/agent.py"
-  exec python3 "$d/agent.py" pull
+open(sys.argv[1], "wb").write(zlib.decompress(base64.b64decode(os.environ["PODTUI_AGENT_Z"])))' "$d/agent.pyz"
+  exec python3 "$d/agent.pyz" pull
 fi
 if ! python3 - "$d" <<'PY'
 import json, os, sys, time, urllib.request
 base = os.environ["PODTUI_URL"].rstrip("/") + "/api/v1/boot/" + os.environ["PODTUI_RUN_ID"] + "/"
-for name, out in (("agent", "agent.py"), ("script", "start.sh")):
+for name, out in (("agent", "agent.pyz"), ("script", "start.sh")):
     for attempt in range(8):
         try:
             req = urllib.request.Request(base + name, headers={"Authorization": "Bearer " + os.environ["PODTUI_TOKEN"]})
@@ -111,7 +111,7 @@ PY
   eval "${PODTUI_TERMINATE_CMD:-true}"
   exit 1
 fi
-exec python3 "$d/agent.py" run -- bash "$d/start.sh"
+exec python3 "$d/agent.pyz" run -- bash "$d/start.sh"
 """
 
 
@@ -303,11 +303,11 @@ def render_start_script(*, run_id: str, dataset: Dataset, dataset_file: str, dow
 
 
 def agent_source() -> bytes:
-    """The pod agent's source, served to pods as one file."""
-    return (Path(__file__).parent / "agent.py").read_bytes()
+    """The pod agent, served to pods as one file: the zipapp of the agent package (`zipapp.py`)."""
+    return agent_zipapp()
 
 
 def agent_env_value() -> str:
-    """The agent for a pull-mode pod's env: zlib + base64 (about 41.4 KB; a test holds it under 48,000 characters:
+    """The agent for a pull-mode pod's env: zlib + base64 (about 30 KB; a test holds it under 40,000 characters:
     RunPod documents no limit on an env value, Linux takes 128 KiB per string)."""
     return base64.b64encode(zlib.compress(agent_source(), 9)).decode()

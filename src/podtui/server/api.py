@@ -301,7 +301,7 @@ async def boot_script(request: web.Request) -> web.Response:
 async def boot_agent(request: web.Request) -> web.Response:
     """The pod agent (one Python file, standard library only)."""
     await auth.check_ingest(request, _store(request), request.match_info["run_id"])
-    return web.Response(body=agent_source(), content_type="text/x-python")
+    return web.Response(body=agent_source(), content_type="application/zip")
 
 
 async def boot_bundle(request: web.Request) -> web.StreamResponse:

@@ -29,11 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..bootstrap.agent.output_names import output_name_problem
 from ..config import Settings
 from ..digest import sha256_of
 from ..fmt import format_bytes
 from ..models import OutputFile, OutputsPage, OutputsSummary, Run
-from ..output_names import output_name_problem
 from ..store import NotFound, Store
 
 log = logging.getLogger(__name__)

@@ -1,5 +1,6 @@
-"""Which names may be outputs: a pure check shared by the control plane (names from a pod) and the client (names
-from a control plane, before writing under --to). The pod agent keeps its own copy (it imports nothing of podtui)."""
+"""Which names may be outputs: one pure check, made by the pod agent (names it sends), the control plane (names from
+a pod) and the client (names from a control plane, before writing under --to). It lives in the agent package, which
+imports nothing of podtui; the control plane and the client import it from here."""
 
 from __future__ import annotations
 
@@ -32,3 +33,8 @@ def output_name_problem(name: str) -> str | None:
     if parts[0] == ".partial":
         return "the reserved name .partial"
     return None
+
+
+def printable(name: str) -> str:
+    """A name as text any JSON parser and terminal takes (bytes that are not UTF-8 shown as escapes)."""
+    return name.encode("utf-8", "backslashreplace").decode("utf-8")[:300]
