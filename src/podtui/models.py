@@ -214,6 +214,29 @@ def cuda_of_image(image: str) -> str | None:
     return f"{int(match.group(1))}.{match.group(2)}" if match else None
 
 
+MAX_NODES = 64
+NODE_SEQ_STRIDE = 10**12
+"""Node k of a run numbers its log lines from k * NODE_SEQ_STRIDE (the agent's constant of the same name)."""
+
+
+def node_of_seq(seq: int) -> int:
+    """The node that printed a run's log line number `seq`."""
+    return seq // NODE_SEQ_STRIDE
+
+
+class RunNode(_Model):
+    """One pod of a run of more than one (node 0 is the primary: the run's metrics and outputs)."""
+
+    rank: int
+    pod_id: str | None = None
+    status: str = "starting"
+    """The node's state: starting, running, training, succeeded, failed, gone."""
+    gpu_util: float | None = None
+    gpu_mem: float | None = None
+    price_per_hour: float | None = None
+    """What this node bills per hour (RunPod: the member pod's `cost`)."""
+
+
 class LaunchSpec(_Model):
     """What the user asks for when launching a run."""
 
@@ -265,6 +288,11 @@ class LaunchSpec(_Model):
     """How the pod reads metrics from the output: auto, json (JSON lines only) or off; the setting when omitted."""
     metrics_ranks: Literal["0", "all"] | None = None
     """Whose metrics count when lines carry a launcher's rank prefix: rank 0's, or all (`rank<N>/<name>`)."""
+    nodes: int = Field(1, ge=1, le=MAX_NODES)
+    """Pods (nodes) of the run, each with gpu_count GPUs; more than one is a RunPod cluster (POST /v2/clusters) or
+    that many local pods, every one with the torchrun env ($PODTUI_TORCHRUN)."""
+    outputs_from: Literal["0", "all"] = "0"
+    """Whose outputs come home: node 0's, or every node's (under node<k>/)."""
 
     @field_validator("env")
     @classmethod
@@ -393,6 +421,8 @@ class Run(_Model):
     """How the pod read this run's metrics from its output, e.g. "tqdm postfix, step from the bar's counter"."""
     live: list[str] = Field(default_factory=list)
     """The progress rows the command is drawing now (shown in place under the log), [] when none."""
+    nodes: list[RunNode] = Field(default_factory=list)
+    """Per node, for a run of more than one pod ([] for one pod)."""
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -501,6 +531,8 @@ class Report(_Model):
     none. Sent when they change: they are no log lines until the command leaves them."""
     metrics_source: str | None = Field(None, max_length=MAX_METRICS_SOURCE)
     """How the pod read the run's metrics: which formats, and where their steps came from."""
+    node: int | None = Field(None, ge=0, le=255)
+    """Which node of a run of more than one pod reports (absent: node 0)."""
 
 
 class ReportReply(_Model):

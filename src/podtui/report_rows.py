@@ -61,6 +61,8 @@ class ReportBatch:
     """The rows being drawn now as a compact JSON list; None when the report did not say (unchanged)."""
     metrics_source: str | None = None
     """How the pod read the metrics; None when the report did not say."""
+    node: int = 0
+    """The node that reports (runs of more than one pod)."""
 
     @classmethod
     def from_report(cls, run_id: str, report: Report) -> ReportBatch:
@@ -73,7 +75,8 @@ class ReportBatch:
         progress = report.progress
         return cls(metric_rows, log_rows, _newest_loss(metric_rows), report.status, report.exit_code, report.error,
                    None if progress is None else progress_json(progress.bytes_done, progress.bytes_total),
-                   report.stopped, None if report.live is None else live_json(report.live), report.metrics_source)
+                   report.stopped, None if report.live is None else live_json(report.live), report.metrics_source,
+                   report.node or 0)
 
 
 def progress_json(done: int, total: int) -> str:
@@ -120,6 +123,7 @@ class _Report(Struct, forbid_unknown_fields=True, gc=False):
     heartbeat_ts: _Timestamp | None = None
     live: Annotated[list[Annotated[str, Meta(max_length=MAX_LIVE_ROW)]], Meta(max_length=MAX_LIVE_ROWS)] | None = None
     metrics_source: Annotated[str, Meta(max_length=MAX_METRICS_SOURCE)] | None = None
+    node: Annotated[int, Meta(ge=0, le=255)] | None = None
 
 
 _decoder = msgspec.json.Decoder(_Report)
@@ -140,7 +144,8 @@ def parse_report_json(run_id: str, body: bytes) -> ReportBatch | None:
     return ReportBatch(metric_rows, log_rows, _newest_loss(metric_rows), report.status, report.exit_code,
                        report.error, None if progress is None else progress_json(progress.bytes_done,
                                                                                  progress.bytes_total),
-                       report.stopped, None if report.live is None else live_json(report.live), report.metrics_source)
+                       report.stopped, None if report.live is None else live_json(report.live), report.metrics_source,
+                       report.node or 0)
 
 
 def _newest_loss(rows: list[MetricRow]) -> tuple[int, float] | None:

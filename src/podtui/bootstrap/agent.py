@@ -23,6 +23,12 @@ enforces them itself, and the deadline the control plane sends in its replies: t
 later than the control plane would), PODTUI_METRICS_FILE, PODTUI_METRICS (auto | json | off: what is read
 from the output), PODTUI_METRICS_RANKS (0 | all), PODTUI_REPORT_INTERVAL_S, PODTUI_GRACE_S.
 
+More than one pod (RunPod's cluster contract; `cluster_env`): the command gets MASTER_ADDR/PRIMARY_ADDR,
+MASTER_PORT/PRIMARY_PORT, NODE_RANK, NUM_NODES, NUM_TRAINERS, WORLD_SIZE and PODTUI_TORCHRUN, from the pod's own
+env where RunPod or the local provider set them, else single-node defaults (PODTUI_NODES, PODTUI_GPU_COUNT). A
+node other than 0 numbers its log lines from NODE_RANK * NODE_SEQ_STRIDE, sends no metrics, and brings its
+outputs home only with PODTUI_OUTPUTS_FROM=all (under node<k>/).
+
 One file, longer than a module should be: pods fetch it (or get it in their env) as a single script.
 """
 
@@ -57,6 +63,51 @@ SPILL_CHUNK = 5000
 TAIL_LINES = 50
 STEP_KEYS = ("step", "global_step", "iteration", "iter", "it")
 MARKER = "##podtui "
+
+NODE_SEQ_STRIDE = 10 ** 12
+"""Node k's log lines are numbered from k * NODE_SEQ_STRIDE, so one run's nodes never share a number."""
+DEFAULT_MASTER_PORT = "29500"
+
+
+def _count_of(value: typing.Optional[str], default: int = 1) -> int:
+    try:
+        return max(1, int(value or default))
+    except ValueError:
+        return default
+
+
+def cluster_env(env: typing.Mapping[str, str]) -> dict:
+    """The torchrun contract for the command: what RunPod sets on a cluster's nodes (kept where set), else
+    the single-node values, and PODTUI_TORCHRUN built from them (concrete values: `$PODTUI_TORCHRUN train.py`
+    expands once, so it must not hold further `$NAMES`)."""
+    out: dict = {}
+    nodes = _count_of(env.get("NUM_NODES") or env.get("PODTUI_NODES"))
+    trainers = _count_of(env.get("NUM_TRAINERS") or env.get("PODTUI_GPU_COUNT") or env.get("RUNPOD_GPU_COUNT"))
+    addr = env.get("MASTER_ADDR") or env.get("PRIMARY_ADDR") or "127.0.0.1"
+    port = env.get("MASTER_PORT") or env.get("PRIMARY_PORT") or DEFAULT_MASTER_PORT
+    try:
+        rank = str(max(0, int(env.get("NODE_RANK") or 0)))
+    except ValueError:
+        rank = "0"
+    out.update(MASTER_ADDR=addr, PRIMARY_ADDR=env.get("PRIMARY_ADDR") or addr, MASTER_PORT=port,
+               PRIMARY_PORT=env.get("PRIMARY_PORT") or port, NODE_RANK=rank, NUM_NODES=str(nodes),
+               NUM_TRAINERS=str(trainers), WORLD_SIZE=env.get("WORLD_SIZE") or str(nodes * trainers))
+    if nodes > 1 and env.get("PODTUI_CLUSTER") == "runpod" and not env.get("NCCL_SOCKET_IFNAME"):
+        out["NCCL_SOCKET_IFNAME"] = "ens1"  # RunPod: eth0 is for the internet; NCCL over it times out
+    out["PODTUI_TORCHRUN"] = (f"torchrun --nnodes={nodes} --node_rank={rank} --nproc_per_node={trainers} "
+                              f"--master_addr={addr} --master_port={port}")
+    return out
+
+
+def node_rank_of(env: typing.Mapping[str, str]) -> int:
+    """This pod's node in a run of more than one (0 on a single pod)."""
+    if _count_of(env.get("NUM_NODES") or env.get("PODTUI_NODES")) <= 1:
+        return 0
+    try:
+        return max(0, min(255, int(env.get("NODE_RANK") or 0)))
+    except ValueError:
+        return 0
+
 
 # -- metric extraction (pure functions) -----------------------------------------------------------------
 
@@ -819,6 +870,8 @@ class Reporter(threading.Thread):
             "logs": [i for k, i in items if k == "l"],
             "heartbeat_ts": time.time(),
         }
+        if agent.node:
+            payload["node"] = agent.node
         if agent.progress is not None:
             payload["progress"] = {"bytes_done": agent.progress[0], "bytes_total": agent.progress[1]}
         if agent.status:
@@ -1052,6 +1105,12 @@ class OutputSender:
             self.deadline = deadline
             root = self.agent.output_dir
             files, refused = scan_outputs(root)
+            prefix = self.agent.output_prefix
+            if prefix:  # --outputs-from all: each node's outputs under node<k>/
+                files = [(prefix + n, p, s, m) for n, p, s, m in files]
+                refused = [(prefix + n, w) for n, w in refused]
+            # Only node 0's final pass is the run's: another node's must not cut node 0's keep-alive short.
+            final = final and not self.agent.node
             for name, why in refused:
                 self.note_once(f"output {name!r} not sent: {why}")
             offer = json.dumps({"files": [{"path": n, "size": s, "mtime": m} for n, _, s, m in files][:10000],
@@ -1230,7 +1289,8 @@ class Agent:
         self.outbox = Outbox(os.path.join(self.home, "outbox.spill"))
         self.reporter = Reporter(self, float(env.get("PODTUI_REPORT_INTERVAL_S") or 1.0))
         self.seq_lock = threading.Lock()
-        self.seq = 0
+        self.node = node_rank_of(env)
+        self.seq = self.node * NODE_SEQ_STRIDE
         self.tail: collections.deque = collections.deque(maxlen=TAIL_LINES)
         self.reader = MetricReader(env.get("PODTUI_METRICS") or "auto", env.get("PODTUI_METRICS_RANKS") or "0")
         self.outputs = {"stdout": Output(), "stderr": Output()}
@@ -1256,7 +1316,10 @@ class Agent:
         self.outputs_done = threading.Event()
         """Pull mode: the control plane says the final sync is home (POST /v1/outputs/done)."""
         self.sender: OutputSender | None = None
-        if link is None:
+        from_all = (env.get("PODTUI_OUTPUTS_FROM") or "0") == "all"
+        several = _count_of(env.get("NUM_NODES") or env.get("PODTUI_NODES")) > 1
+        self.output_prefix = f"node{self.node}/" if from_all and several else ""
+        if link is None and (self.node == 0 or from_all):  # outputs come from node 0 unless asked for all
             self.sender = OutputSender(self, env["PODTUI_URL"], env["PODTUI_RUN_ID"], env["PODTUI_TOKEN"])
 
     # lines and metrics
@@ -1283,6 +1346,8 @@ class Agent:
             self.reporter.wake.set()
 
     def add_points(self, points: typing.Iterable, now: float) -> None:
+        if self.node:  # a run's metrics come from node 0 (its rank 0): the other nodes repeat or split them
+            return
         for name, step, value in points:
             if 0 <= step < 2**63:
                 self.outbox.add("m", {"name": name, "step": step, "value": json_value(value), "ts": now})
@@ -1480,6 +1545,7 @@ class Agent:
         self.reporter.start()
         env = dict(os.environ, PYTHONUNBUFFERED="1", PODTUI_METRICS_FILE=self.metrics_file,
                    PODTUI_OUTPUT_DIR=self.output_dir)
+        env.update(cluster_env(env))
         try:
             os.makedirs(self.output_dir, exist_ok=True)
         except OSError as exc:

@@ -22,7 +22,17 @@ from pydantic import ValidationError
 from ..client import Client, ControlPlaneError, ControlPlaneUnreachable
 from ..config import Settings, load_settings, read_admin_token
 from ..fmt import format_bytes, format_duration, outputs_line
-from ..models import LaunchSpec, OrphanPod, Run, RunStatus, spec_problems
+from ..models import (
+    MAX_NODES,
+    NODE_SEQ_STRIDE,
+    LaunchSpec,
+    LogLine,
+    OrphanPod,
+    Run,
+    RunStatus,
+    node_of_seq,
+    spec_problems,
+)
 
 T = TypeVar("T")
 
@@ -265,7 +275,13 @@ def gpus(obj: Context, provider: str | None, refresh: bool, as_json: bool) -> No
 @click.option("--workdir", type=click.Path(exists=True, file_okay=False), help="Code folder shipped to the pod.")
 @click.option("--image", help="Container image.")
 @click.option("--provider", type=click.Choice(["local", "runpod"]), help="Where the pod runs.")
-@click.option("--gpu-count", type=int, default=1, show_default=True)
+@click.option("--gpu-count", type=int, default=1, show_default=True, help="GPUs per node.")
+@click.option("--nodes", type=int, default=1, show_default=True, help="Pods (nodes) of the run, each with "
+              "--gpu-count GPUs: more than one is a RunPod Instant Cluster (or that many local pods). Every pod "
+              "gets MASTER_ADDR, NODE_RANK, NUM_NODES, ... and $PODTUI_TORCHRUN: --command '$PODTUI_TORCHRUN "
+              "train.py' runs on 1 GPU, 8, or N nodes.")
+@click.option("--outputs-from", type=click.Choice(["0", "all"]), default="0", show_default=True,
+              help="Whose outputs come home: node 0's, or every node's (under node<k>/).")
 @click.option("--cloud", "cloud_type", type=click.Choice(["SECURE", "COMMUNITY", "ALL"]), default="SECURE",
               show_default=True)
 @click.option("--spot", is_flag=True, help="Interruptible (spot) pricing: RunPod's GraphQL API, retired early 2027.")
@@ -296,7 +312,8 @@ def gpus(obj: Context, provider: str | None, refresh: bool, as_json: bool) -> No
 @click.option("--json", "as_json", is_flag=True, help="Print the (final) run as JSON.")
 @click.pass_obj
 def launch(obj: Context, dataset: str, gpu_types: tuple[str, ...], command: str | None, workdir: str | None,
-           image: str | None, provider: str | None, gpu_count: int, cloud_type: str, spot: bool,
+           image: str | None, provider: str | None, gpu_count: int, nodes: int, outputs_from: str,
+           cloud_type: str, spot: bool,
            min_cuda_version: str | None, connect: str | None, ssh: bool, min_gpu_util: str | None,
            metrics_mode: str | None, metrics_ranks: str | None, max_runtime: str | None,
            budget: float | None, keep_alive: str, outputs_dir: str | None, sync_outputs: str | None,
@@ -318,7 +335,7 @@ def launch(obj: Context, dataset: str, gpu_types: tuple[str, ...], command: str 
         "gpu_count": gpu_count, "cloud_type": cloud_type, "spot": spot, "max_runtime_s": max_runtime,
         "budget_usd": budget, "keep_alive_s": keep_alive, "env": env, "min_cuda_version": min_cuda_version,
         "ssh": ssh or None, "connect": connect, "metrics": metrics_mode, "metrics_ranks": metrics_ranks,
-        "outputs": outputs_dir, "sync_outputs_s": sync_outputs,
+        "outputs": outputs_dir, "sync_outputs_s": sync_outputs, "nodes": nodes, "outputs_from": outputs_from,
     }
     if min_gpu_util:
         pct, _, duration = min_gpu_util.partition("/")
@@ -434,35 +451,51 @@ def runs(obj: Context, as_json: bool) -> None:
 @click.argument("run_ref", metavar="RUN")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until the run ends.")
 @click.option("--tail", type=int, default=None, help="Only the last N lines first.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line (seq, ts, stream, text).")
+@click.option("--node", type=click.IntRange(0, MAX_NODES - 1), default=None,
+              help="A run of several nodes: only node K's lines (every node's by default, each tagged [node K]).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line (seq, ts, stream, text; node "
+              "with several nodes).")
 @click.pass_obj
-def logs(obj: Context, run_ref: str, follow: bool, tail: int | None, as_json: bool) -> None:
+def logs(obj: Context, run_ref: str, follow: bool, tail: int | None, node: int | None, as_json: bool) -> None:
     """Print a run's log lines."""
-
-    def show(lines: list[Any]) -> int:
-        last = -1
-        for line in lines:
-            click.echo(line.model_dump_json() if as_json else line.text)
-            last = line.seq
-        return last
 
     async def go() -> None:
         async with obj.client() as client:
             run = await resolve_run(client, run_ref)
-            after = -1
+            several = run.spec.nodes > 1
+            if node is not None and node >= run.spec.nodes:
+                raise click.UsageError(f"run {run.id} has {run.spec.nodes} node(s), numbered from 0: no node {node}")
+            # Each node numbers its lines in its own range (NODE_SEQ_STRIDE apart): each range is followed apart,
+            # so a node that prints later is not skipped past.
+            ranks = [node] if node is not None else list(range(run.spec.nodes))
+            after = {k: k * NODE_SEQ_STRIDE - 1 for k in ranks}
+            before = {k: (k + 1) * NODE_SEQ_STRIDE if several else None for k in ranks}
+
+            def show(lines: list[LogLine]) -> None:
+                for line in sorted(lines, key=lambda x: x.ts) if len(ranks) > 1 else lines:
+                    k = node_of_seq(line.seq)
+                    if as_json:
+                        click.echo(json.dumps({**line.model_dump(mode="json"), **({"node": k} if several else {})}))
+                    else:
+                        click.echo(f"[node {k}] {line.text}" if several else line.text)
+                    after[k] = max(after[k], line.seq)
+
+            async def page(k: int, limit: int, last: bool = False) -> list[LogLine]:
+                got = await client.logs(run.id, after_seq=after[k], limit=limit, tail=last, before_seq=before[k])
+                return got.lines
+
             if tail:
-                page = await client.logs(run.id, limit=min(tail, 10_000), tail=True)
-                after = max(after, show(page.lines))
+                show([x for k in ranks for x in await page(k, min(tail, 10_000), last=True)])
             while True:
-                page = await client.logs(run.id, after_seq=after, limit=5000)
-                after = max(after, show(page.lines))
-                if len(page.lines) == 5000:
+                pages = {k: await page(k, 5000) for k in ranks}
+                show([x for lines in pages.values() for x in lines])
+                if any(len(lines) == 5000 for lines in pages.values()):
                     continue
                 if not follow:
                     return
                 run = await client.run(run.id)
                 if run.status.is_final:
-                    show((await client.logs(run.id, after_seq=after, limit=5000)).lines)
+                    show([x for k in ranks for x in await page(k, 5000)])
                     click.echo(f"-- run {run.status.value}: {run.status_reason or ''}", err=True)
                     return
                 await asyncio.sleep(1.0)

@@ -63,4 +63,8 @@ MIGRATIONS: list[str] = [
     CREATE TABLE output_syncs (
         run_id TEXT PRIMARY KEY, last_sync_at REAL, final_at REAL, requested_at REAL);
     """,
+    # (issue 27) a run of more than one pod: per node its pod, rank, status, GPU use and price (a JSON list)
+    """
+    ALTER TABLE runs ADD COLUMN nodes TEXT;
+    """,
 ]

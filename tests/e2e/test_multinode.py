@@ -1,0 +1,177 @@
+"""Runs of more than one pod on the local provider: N local pods with RunPod's cluster env, a stdlib two-node
+rendezvous over MASTER_ADDR:MASTER_PORT, logs from every node, metrics from node 0, one node's end ending all."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+from podtui.models import NODE_SEQ_STRIDE, node_of_seq
+
+from .helpers import group_alive
+
+# Node 0 listens on MASTER_ADDR:MASTER_PORT; every other node connects and sends its rank; node 0 sums the
+# ranks it received with its own and prints it as the loss (an all-reduce by hand). Every node prints its env
+# contract and a `step=` line: only node 0's may become a metric.
+RENDEZVOUS = r'''
+import json, os, socket, sys, time
+rank, nodes = int(os.environ["NODE_RANK"]), int(os.environ["NUM_NODES"])
+keys = ["MASTER_ADDR", "PRIMARY_ADDR", "MASTER_PORT", "PRIMARY_PORT", "NODE_RANK", "NUM_NODES", "NUM_TRAINERS",
+        "WORLD_SIZE", "PODTUI_TORCHRUN"]
+print("env " + json.dumps({k: os.environ.get(k) for k in keys}), flush=True)
+addr, port = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
+if rank == 0:
+    srv = socket.create_server((addr, port))
+    srv.settimeout(120)
+    total = 0
+    for _ in range(nodes - 1):
+        conn, _ = srv.accept()
+        total += int(conn.recv(16).decode())
+        conn.close()
+    print(f"step=1 loss={total + 10}", flush=True)
+else:
+    deadline = time.time() + 120
+    while True:
+        try:
+            conn = socket.create_connection((addr, port), timeout=5)
+            break
+        except OSError:
+            if time.time() > deadline:
+                sys.exit("no rendezvous")
+            time.sleep(0.2)
+    conn.sendall(str(rank).encode())
+    conn.close()
+    print("step=1 loss=999", flush=True)
+print(f"node {rank} done", flush=True)
+'''
+
+
+def workdir_with(tmp_path: Path, script: str) -> str:
+    work = tmp_path / "code"
+    work.mkdir(exist_ok=True)
+    (work / "rdv.py").write_text(script)
+    return str(work)
+
+
+async def all_logs(plane, run_id: str, node: int) -> list[dict]:
+    page = (await plane.http.get(f"/api/v1/runs/{run_id}/logs", params={
+        "after_seq": node * NODE_SEQ_STRIDE - 1, "before_seq": (node + 1) * NODE_SEQ_STRIDE, "limit": 5000})).json()
+    return list(page["lines"])
+
+
+async def wait_for(check, timeout: float = 90.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = await check()
+        if got:
+            return got
+        await asyncio.sleep(0.2)
+    raise AssertionError("timed out")
+
+
+async def test_two_local_nodes_meet_and_report_as_one_run(local_plane, tmp_path):
+    r = await local_plane.http.post("/api/v1/runs", json={
+        "dataset": "demo", "gpu_types": ["local"], "nodes": 2, "gpu_count": 2, "keep_alive_s": 0,
+        "workdir": workdir_with(tmp_path, RENDEZVOUS), "command": "python3 rdv.py"})
+    assert r.status_code == 201, r.text
+    run_id = r.json()["id"]
+    run = await local_plane.wait_status(run_id, {"succeeded", "failed", "lost", "terminated"}, timeout=120)
+    assert run["status"] == "succeeded", run["status_reason"]
+    assert run["spec"]["nodes"] == 2
+    envs = {}
+    for node in (0, 1):
+        lines = await all_logs(local_plane, run_id, node)
+        assert lines and all(node_of_seq(x["seq"]) == node for x in lines)
+        assert any(x["text"] == f"node {node} done" for x in lines)
+        env_line = next(x["text"] for x in lines if x["text"].startswith("env "))
+        envs[node] = json.loads(env_line[4:])
+    port = envs[0]["MASTER_PORT"]
+    for node, env in envs.items():
+        assert env["NODE_RANK"] == str(node)
+        assert env["MASTER_ADDR"] == env["PRIMARY_ADDR"] == "127.0.0.1"
+        assert env["MASTER_PORT"] == env["PRIMARY_PORT"] == port
+        assert (env["NUM_NODES"], env["NUM_TRAINERS"], env["WORLD_SIZE"]) == ("2", "2", "4")
+        assert env["PODTUI_TORCHRUN"] == (f"torchrun --nnodes=2 --node_rank={node} --nproc_per_node=2 "
+                                          f"--master_addr=127.0.0.1 --master_port={port}")
+    # the metric is node 0's (ranks 0 + 1 + 10); node 1's printed step=1 loss=999 is no metric
+    page = (await local_plane.http.get(f"/api/v1/runs/{run_id}/metrics")).json()
+    assert page["series"]["loss"]["values"] == [11.0]
+
+    async def node1_done():
+        run = (await local_plane.http.get(f"/api/v1/runs/{run_id}")).json()
+        return run if run["nodes"][1]["status"] == "succeeded" else None
+    run = await wait_for(node1_done, 60)
+    assert [n["rank"] for n in run["nodes"]] == [0, 1]
+
+    async def all_gone():
+        pods = await local_plane.runs.providers["local"].list_pods()
+        return not pods
+    await wait_for(all_gone, 60)
+
+
+async def test_one_node_failing_ends_every_node(local_plane, tmp_path):
+    script = "import os, sys, time\nif os.environ['NODE_RANK'] == '1':\n    print('node 1 breaks')\n" \
+             "    sys.exit(3)\nprint('node 0 waits', flush=True)\ntime.sleep(600)\n"
+    r = await local_plane.http.post("/api/v1/runs", json={
+        "dataset": "demo", "gpu_types": ["local"], "nodes": 2, "keep_alive_s": 0,
+        "workdir": workdir_with(tmp_path, script), "command": "python3 rdv.py"})
+    run_id = r.json()["id"]
+    run = await local_plane.wait_status(run_id, {"succeeded", "failed", "lost", "terminated"}, timeout=120)
+    assert run["status"] == "failed"
+    assert "node 1 failed (exit code 3)" in run["status_reason"], run["status_reason"]
+    provider = local_plane.runs.providers["local"]
+
+    async def ended():
+        state = await provider.get_pod(run["pod_id"])
+        return state.phase == "gone"
+    await wait_for(ended, 60)
+    for member in (await provider.get_pod(run["pod_id"])).nodes:
+        meta = json.loads((provider.pods_dir / member.pod_id / "pod.json").read_text())
+        assert not group_alive(int(meta["pid"]))
+
+
+async def test_terminate_ends_every_node(local_plane, tmp_path):
+    r = await local_plane.http.post("/api/v1/runs", json={
+        "dataset": "demo", "gpu_types": ["local"], "nodes": 3, "workdir": workdir_with(tmp_path, "print('x')\n"),
+        "command": "python3 rdv.py; sleep 600"})
+    run_id = r.json()["id"]
+
+    async def training():
+        run = (await local_plane.http.get(f"/api/v1/runs/{run_id}")).json()
+        lines = [await all_logs(local_plane, run_id, k) for k in range(3)]
+        return run if run["status"] == "training" and all(lines) else None
+    run = await wait_for(training, 120)
+    r = await local_plane.http.post(f"/api/v1/runs/{run_id}/terminate")
+    assert r.status_code == 200, r.text
+    provider = local_plane.runs.providers["local"]
+    state = await provider.get_pod(run["pod_id"])
+    assert state.phase == "gone" and len(state.nodes) == 3
+    assert all(n.phase == "gone" for n in state.nodes)
+
+
+async def test_a_node_lost_mid_run_ends_the_run_and_the_others(local_plane, tmp_path):
+    r = await local_plane.http.post("/api/v1/runs", json={
+        "dataset": "demo", "gpu_types": ["local"], "nodes": 2, "workdir": workdir_with(tmp_path, "print('x')\n"),
+        "command": "python3 rdv.py; sleep 600"})
+    run_id = r.json()["id"]
+
+    async def training():
+        run = (await local_plane.http.get(f"/api/v1/runs/{run_id}")).json()
+        return run if run["status"] == "training" and len(run["nodes"]) == 2 and run["nodes"][1]["pod_id"] else None
+    run = await wait_for(training, 120)
+    provider = local_plane.runs.providers["local"]
+    member = provider.pods_dir / run["nodes"][1]["pod_id"]  # the node vanishes as a host failure takes it
+    for pgid in (json.loads((member / "pod.json").read_text())["pid"],
+                 json.loads((member / "agent.json").read_text())["child_pgid"]):
+        os.killpg(int(pgid), signal.SIGKILL)
+    run = await local_plane.wait_status(run_id, {"succeeded", "failed", "lost", "terminated"}, timeout=60)
+    assert run["status"] in ("lost", "failed")
+    assert "node 1" in run["status_reason"] and "cannot train without it" in run["status_reason"]
+
+    async def ended():
+        return (await provider.get_pod(run["pod_id"])).phase == "gone"
+    await wait_for(ended, 60)
