@@ -7,8 +7,13 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
+
+import pytest
 
 from podtui.models import NODE_SEQ_STRIDE, node_of_seq
 
@@ -175,3 +180,63 @@ async def test_a_node_lost_mid_run_ends_the_run_and_the_others(local_plane, tmp_
     async def ended():
         return (await provider.get_pod(run["pod_id"])).phase == "gone"
     await wait_for(ended, 60)
+
+
+# -- real torchrun across two local nodes (CPU, gloo) ------------------------------------------------------
+
+TORCH_VENV = Path(tempfile.gettempdir()) / "podtui-test-torch"
+
+TRAIN = r'''
+import os
+import torch
+import torch.distributed as dist
+
+dist.init_process_group("gloo")
+rank, world = dist.get_rank(), dist.get_world_size()
+assert world == int(os.environ["WORLD_SIZE"]) == 4, (world, os.environ["WORLD_SIZE"])
+for step in (1, 2, 3):
+    loss = torch.tensor([float(rank + 1) * step])  # each rank's own loss; the run's is their mean
+    dist.all_reduce(loss, op=dist.ReduceOp.SUM)
+    if rank == 0:
+        print(f"step={step} loss={loss.item() / world}", flush=True)
+print(f"rank {rank} of {world} on node {os.environ['GROUP_RANK']} done", flush=True)
+dist.destroy_process_group()
+'''
+
+
+def torch_bin() -> Path:
+    """A scratch venv with torch 2.13.0 (CPU; the machine's wheel), made once; the test is skipped without it."""
+    bin_dir = TORCH_VENV / "bin"
+    if not (bin_dir / "torchrun").exists():
+        try:
+            subprocess.run([sys.executable, "-m", "venv", str(TORCH_VENV)], check=True, capture_output=True)
+            subprocess.run([str(bin_dir / "python"), "-m", "pip", "install", "-q", "torch==2.13.0"], check=True,
+                           capture_output=True, timeout=900)
+        except (subprocess.SubprocessError, OSError) as exc:
+            pytest.skip(f"torch 2.13.0 cannot be installed in a scratch venv here: {exc}")
+    check = subprocess.run([str(bin_dir / "python"), "-c", "import torch.distributed as d; assert d.is_available()"],
+                           capture_output=True)
+    if check.returncode != 0:
+        pytest.skip("torch.distributed is not available in the scratch venv")
+    return bin_dir
+
+
+@pytest.mark.timeout(900)
+async def test_real_torchrun_across_two_local_nodes_of_two_processes(local_plane, tmp_path):
+    bin_dir = await asyncio.to_thread(torch_bin)
+    r = await local_plane.http.post("/api/v1/runs", json={
+        "dataset": "demo", "gpu_types": ["local"], "nodes": 2, "gpu_count": 2, "keep_alive_s": 0,
+        "workdir": workdir_with(tmp_path, TRAIN), "env": {"GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1"},
+        "command": f"export PATH={bin_dir}:$PATH; $PODTUI_TORCHRUN rdv.py"})
+    assert r.status_code == 201, r.text
+    run_id = r.json()["id"]
+    run = await local_plane.wait_status(run_id, {"succeeded", "failed", "lost", "terminated"}, timeout=600)
+    texts = {k: [x["text"] for x in await all_logs(local_plane, run_id, k)] for k in (0, 1)}
+    assert run["status"] == "succeeded", (run["status_reason"], texts)
+    # the mean of the ranks' losses (1, 2, 3, 4) x step, all-reduced across both nodes, read from rank 0
+    page = (await local_plane.http.get(f"/api/v1/runs/{run_id}/metrics")).json()
+    assert page["series"]["loss"]["steps"] == [1, 2, 3]
+    assert page["series"]["loss"]["values"] == [2.5, 5.0, 7.5]
+    assert any(t.startswith("rank 0 of 4 on node 0 done") for t in texts[0])
+    assert any(t.startswith("rank 3 of 4 on node 1 done") or t.startswith("rank 2 of 4 on node 1 done")
+               for t in texts[1])
