@@ -237,6 +237,17 @@ class RunNode(_Model):
     """What this node bills per hour (RunPod: the member pod's `cost`)."""
 
 
+def node_line(node: RunNode) -> str:
+    """One node of a run as the run detail shows it."""
+    parts = [f"node {node.rank}", node.pod_id or "(no pod yet)", node.status]
+    if node.gpu_util is not None:
+        parts.append(f"GPU {node.gpu_util:.0f}%" + (f" (memory {node.gpu_mem:.0f}%)" if node.gpu_mem is not None
+                                                     else ""))
+    if node.price_per_hour is not None:
+        parts.append(f"${node.price_per_hour:.2f}/h")
+    return "  ".join(parts)
+
+
 class LaunchSpec(_Model):
     """What the user asks for when launching a run."""
 

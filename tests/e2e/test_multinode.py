@@ -117,6 +117,24 @@ async def test_two_local_nodes_meet_and_report_as_one_run(local_plane, tmp_path)
         return not pods
     await wait_for(all_gone, 60)
 
+    async def cli(*args: str) -> tuple[int, str, str]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "podtui.cli", "--server", local_plane.url, "--token",
+            local_plane.control.admin_token, *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        out, err = await proc.communicate()
+        return proc.returncode or 0, out.decode(), err.decode()
+
+    code, out, _ = await cli("logs", run_id, "--node", "1")
+    assert code == 0 and "[node 1] node 1 done" in out.splitlines()
+    assert all(line.startswith("[node 1] ") for line in out.splitlines())
+    code, out, _ = await cli("logs", run_id)
+    assert "[node 0] node 0 done" in out.splitlines() and "[node 1] node 1 done" in out.splitlines()
+    code, _, err = await cli("logs", run_id, "--node", "2")
+    assert code == 2 and f"run {run_id} has 2 node(s), numbered from 0: no node 2" in err
+    assert "Traceback" not in err
+    code, out, _ = await cli("runs")
+    assert "2x2 local" in out
+
 
 async def test_one_node_failing_ends_every_node(local_plane, tmp_path):
     script = "import os, sys, time\nif os.environ['NODE_RANK'] == '1':\n    print('node 1 breaks')\n" \
@@ -240,3 +258,47 @@ async def test_real_torchrun_across_two_local_nodes_of_two_processes(local_plane
     assert any(t.startswith("rank 0 of 4 on node 0 done") for t in texts[0])
     assert any(t.startswith("rank 3 of 4 on node 1 done") or t.startswith("rank 2 of 4 on node 1 done")
                for t in texts[1])
+
+
+OUTPUTS = ("import os\n"
+           "open(os.path.join(os.environ['PODTUI_OUTPUT_DIR'], 'r.txt'), 'w').write(os.environ['NODE_RANK'])\n")
+
+
+@pytest.mark.parametrize("outputs_from", ["0", "all"])
+async def test_outputs_come_from_node_0_or_from_every_node_under_its_folder(local_plane, tmp_path, outputs_from):
+    r = await local_plane.http.post("/api/v1/runs", json={
+        "dataset": "demo", "gpu_types": ["local"], "nodes": 2, "outputs_from": outputs_from,
+        "workdir": workdir_with(tmp_path, OUTPUTS), "command": "python3 rdv.py"})
+    assert r.status_code == 201, r.text
+    run_id = r.json()["id"]
+    run = await local_plane.wait_status(run_id, {"succeeded", "failed", "lost", "terminated"}, timeout=120)
+    assert run["status"] == "succeeded", run["status_reason"]
+    want = {"r.txt": "0"} if outputs_from == "0" else {"node0/r.txt": "0", "node1/r.txt": "1"}
+
+    async def home():
+        page = (await local_plane.http.get(f"/api/v1/runs/{run_id}/outputs")).json()
+        got = {f["path"] for f in page["files"] if f.get("home_at")}
+        return page if got == set(want) else None
+    page = await wait_for(home, 60)
+    for path, text in want.items():
+        assert (Path(page["folder"]) / path).read_text() == text
+    provider = local_plane.runs.providers["local"]
+
+    async def ended():  # both nodes end once the outputs are home (neither waits out the 30 min keep-alive)
+        return (await provider.get_pod(run["pod_id"])).phase == "gone"
+    await wait_for(ended, 60)
+
+
+async def test_what_several_nodes_cannot_be_is_refused_at_launch(local_plane):
+    base = {"dataset": "demo", "gpu_types": ["local"], "command": "true"}
+    for extra, status, said in [
+        ({"nodes": 2, "connect": "pull"}, 409, "needs push mode"),
+        ({"nodes": 2, "spot": True}, 422, "no spot pricing"),
+        ({"outputs_from": "all"}, 422, "outputs_from"),
+        ({"nodes": 0}, 422, "nodes"),
+        ({"nodes": 65}, 422, "nodes"),
+    ]:
+        r = await local_plane.http.post("/api/v1/runs", json={**base, **extra})
+        assert r.status_code == status, (extra, r.text)
+        assert said in r.json()["error"]["message"], (extra, r.text)
+    assert await local_plane.store.list_runs() == []

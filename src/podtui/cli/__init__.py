@@ -439,7 +439,8 @@ def runs(obj: Context, as_json: bool) -> None:
         for r in found:
             loss = "-" if r.last_loss is None else f"{r.last_loss:.4g}"
             age = format_duration((r.ended_at or now) - (r.started_at or r.created_at))
-            rows.append([r.id, r.name, r.provider, r.gpu_type or "-", r.status.value,
+            gpu = r.gpu_type or "-" if r.spec.nodes <= 1 else f"{r.spec.nodes}x{r.spec.gpu_count} {r.gpu_type or '-'}"
+            rows.append([r.id, r.name, r.provider, gpu, r.status.value,
                          "-" if r.last_step is None else str(r.last_step), loss, f"${r.spent_usd:.2f}", age,
                          (r.status_reason or "")[:60]])
         table(rows, ["ID", "NAME", "PROVIDER", "GPU", "STATUS", "STEP", "LOSS", "SPENT", "TIME", "REASON"])

@@ -17,6 +17,7 @@ from ..errors import ControlPlaneError
 from ..live import SPARK_POINTS, LiveRuns
 from ..messages import LogsArrived, MetricsArrived, RunEventArrived, RunUpdated
 from ..metric_names import TRAIN_LOSS_NAMES
+from ..models import NODE_SEQ_STRIDE
 from ..widgets.key_hints import KeyHints
 from ..widgets.log_view import Line, LogView
 from ..widgets.loss_chart import WAITING, LossChart, SeriesData, no_runs
@@ -184,7 +185,13 @@ class Dashboard(Screen[None]):
         """The selected run's whole curves (reduced for long runs), last log lines and events."""
         try:
             page = await self.client.metrics(run_id, max_points=CHART_POINTS)
-            logs = await self.client.logs(run_id, limit=2000, tail=True)
+            nodes = run.spec.nodes if (run := self.live.get(run_id)) is not None else 1
+            if nodes > 1:  # each node numbers its lines in its own range: the last lines of each, by time
+                lines = sorted([x for k in range(nodes) for x in (await self.client.logs(
+                    run_id, after_seq=k * NODE_SEQ_STRIDE - 1, before_seq=(k + 1) * NODE_SEQ_STRIDE,
+                    limit=max(200, 2000 // nodes), tail=True)).lines], key=lambda x: x.ts)
+            else:
+                lines = (await self.client.logs(run_id, limit=2000, tail=True)).lines
             events = await self.client.run_events(run_id)
         except ControlPlaneError as exc:
             self.notify(exc.message, severity="error")
@@ -199,7 +206,8 @@ class Dashboard(Screen[None]):
         notes = sorted((Line(None, e.ts, f"» {e.kind}: {e.message.splitlines()[0] if e.message else ''}")
                         for e in events), key=lambda line: line.ts)
         view = self.query_one(LogView)
-        view.reset(list(heapq.merge([Line(x.seq, x.ts, x.text) for x in logs.lines], notes,
+        view.tagged = nodes > 1
+        view.reset(list(heapq.merge([Line(x.seq, x.ts, x.text) for x in lines], notes,
                                     key=lambda line: line.ts)))
         view.border_title = f"logs · {self.live.name_of(run_id)}"
         if (run := self.live.get(run_id)) is not None:
@@ -318,7 +326,8 @@ class Dashboard(Screen[None]):
         boxes = self.query("#filter").results(Input)
         box = next(boxes, None)
         if box is None:
-            box = Input(placeholder="filter log lines (enter applies, esc clears)", id="filter")
+            box = Input(placeholder="filter log lines (node:K first: one node's; enter applies, esc clears)",
+                        id="filter")
             await self.query_one("#detail").mount(box)
         if not box.has_focus:
             self._focus_before_filter = self.app.focused
