@@ -99,7 +99,8 @@ async def test_one_read_per_pass_nodes_and_cost_and_terminate_deletes_the_cluste
     assert fake.clusters.live() == [] and fake.live_pods() == []
 
 
-async def test_a_member_lost_mid_run_ends_the_run_and_deletes_the_cluster(fake, tmp_path, planes):
+@pytest.mark.parametrize("how", ["lost", "error"])
+async def test_a_member_lost_mid_run_ends_the_run_and_deletes_the_cluster(fake, tmp_path, planes, how):
     plane = await plane_for(tmp_path, fake, planes)
     run_id = await launch(plane, nodes=2, command="sleep 600")
     ok = await wait_until(lambda: any(p.get("cluster") and p["status"] == "RUNNING" for p in fake.pods.values()), 20)
@@ -111,7 +112,11 @@ async def test_a_member_lost_mid_run_ends_the_run_and_deletes_the_cluster(fake, 
             break
         await asyncio.sleep(0.1)
     cluster_id = run["pod_id"].removeprefix("cluster:")
-    lost = fake.clusters.lose_member(cluster_id, 1)
+    if how == "lost":  # the host is gone: its pod vanishes
+        lost = fake.clusters.lose_member(cluster_id, 1)
+    else:  # RunPod puts the member in ERROR
+        lost = run["nodes"][1]["pod_id"]
+        fake.fail_pod(lost)
     run = await plane.wait_status(run_id, FINAL, timeout=30)
     assert run["status"] in ("lost", "failed")
     assert f"node 1 (pod {lost})" in run["status_reason"] and "cannot train without it" in run["status_reason"]

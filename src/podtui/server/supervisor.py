@@ -203,8 +203,8 @@ class Supervisor:
         changes: dict[int, dict[str, object]] = {}
         for node in state.nodes:
             status = said.get(node.rank, "starting")
-            if node.phase == "gone" and status not in ("succeeded", "failed"):
-                status = "gone"
+            if node.phase in ("gone", "exited") and status not in ("succeeded", "failed"):
+                status = "gone" if node.phase == "gone" else "exited"
             elif node.phase in ("running", "starting") and status in ("starting", "gone"):
                 status = "running"
             changes[node.rank] = {"pod_id": node.pod_id, "status": status, "gpu_util": node.gpu_util,
@@ -213,7 +213,8 @@ class Supervisor:
         known = {n.rank: n.model_dump(exclude={"rank"}) for n in run.nodes}
         if any(known.get(rank) != fields for rank, fields in changes.items()):
             await self.store.update_nodes(run.id, changes)
-        lost = [n for n in state.nodes if n.phase == "gone" and said.get(n.rank) != "succeeded"]
+        # A node whose container stopped (RunPod: EXITED, ERROR) is as lost as one whose pod is gone.
+        lost = [n for n in state.nodes if n.phase in ("gone", "exited") and said.get(n.rank) != "succeeded"]
         if not lost:
             return False
         first = lost[0]
