@@ -302,3 +302,23 @@ async def test_what_several_nodes_cannot_be_is_refused_at_launch(local_plane):
         assert r.status_code == status, (extra, r.text)
         assert said in r.json()["error"]["message"], (extra, r.text)
     assert await local_plane.store.list_runs() == []
+
+
+async def test_the_cli_launches_several_nodes_and_names_a_bad_count(local_plane):
+    async def cli(*args: str) -> tuple[int, str, str]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "podtui.cli", "--server", local_plane.url, "--token",
+            local_plane.control.admin_token, *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        out, err = await proc.communicate()
+        return proc.returncode or 0, out.decode(), err.decode()
+
+    code, out, err = await cli("launch", "--dataset", "demo", "--nodes", "2", "--gpu-count", "3", "--keep-alive", "0",
+                               "--command", "echo $PODTUI_TORCHRUN", "--wait", "--json")
+    assert code == 0, err
+    run = json.loads(out)
+    assert run["status"] == "succeeded" and run["spec"]["nodes"] == 2 and len(run["nodes"]) == 2
+    code, out, _ = await cli("logs", run["id"], "--node", "0")
+    assert any(line.startswith("[node 0] torchrun --nnodes=2 --node_rank=0 --nproc_per_node=3 "
+                               "--master_addr=127.0.0.1 --master_port=") for line in out.splitlines()), out
+    code, _, err = await cli("launch", "--dataset", "demo", "--nodes", "0", "--command", "true")
+    assert code == 2 and "--nodes: must be at least 1" in err and "Traceback" not in err
