@@ -293,8 +293,7 @@ async def test_what_several_nodes_cannot_be_is_refused_at_launch(local_plane):
     base = {"dataset": "demo", "gpu_types": ["local"], "command": "true"}
     for extra, status, said in [
         ({"nodes": 2, "connect": "pull"}, 409, "needs push mode"),
-        ({"nodes": 2, "spot": True}, 422, "no spot pricing"),
-        ({"outputs_from": "all"}, 422, "outputs_from"),
+        ({"nodes": 2, "spot": True}, 409, "no spot pricing"),
         ({"nodes": 0}, 422, "nodes"),
         ({"nodes": 65}, 422, "nodes"),
     ]:

@@ -156,7 +156,7 @@ async def test_refusals_name_the_reason(fake, tmp_path, planes):
     assert run["status"] == "failed" and "no capacity" in run["status_reason"], run["status_reason"]
     r = await plane.http.post("/api/v1/runs", json={"dataset": "demo", "gpu_types": [GPU_A6000], "nodes": 2,
                                                     "provider": "runpod", "cloud_type": "COMMUNITY"})
-    assert r.status_code == 422 and "Secure Cloud only" in r.json()["error"]["message"]
+    assert r.status_code == 409 and "Secure Cloud only" in r.json()["error"]["message"]
     r = await plane.http.post("/api/v1/runs", json={"dataset": "demo", "gpu_types": [GPU_A6000], "nodes": 2,
                                                     "provider": "runpod", "gpu_count": 9})
     assert r.status_code == 422 and "gpu_count" in r.json()["error"]["message"]

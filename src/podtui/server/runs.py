@@ -152,20 +152,17 @@ class RunService:
     @staticmethod
     def check_nodes(spec: LaunchSpec, provider_name: str) -> None:
         """Refuse what a run of more than one pod cannot be (before anything is created)."""
-        if spec.nodes <= 1:
-            if spec.outputs_from == "all":
-                raise ApiError(422, "invalid_spec", "outputs_from: `all` brings every node's outputs home; a run "
-                               "of one pod has only node 0 (use it with --nodes 2 or more)")
+        if spec.nodes <= 1:  # (outputs_from `all` of one pod is node 0's)
             return
         if spec.connect == "pull":
             raise ApiError(409, "connect", f"a run of {spec.nodes} nodes needs push mode (every node reports to "
                            "the control plane at its public URL); pull mode reaches one pod only. Set "
                            "PODTUI_PUBLIC_URL to a public https URL and launch with --connect push")
         if spec.spot:
-            raise ApiError(422, "invalid_for_provider", "spot: a multi-node run is a RunPod cluster, and clusters "
+            raise ApiError(409, "invalid_for_provider", "spot: a multi-node run is a RunPod cluster, and clusters "
                            "have no spot pricing; launch without --spot")
         if provider_name == "runpod" and spec.cloud_type == "COMMUNITY":
-            raise ApiError(422, "invalid_for_provider", "cloud_type: RunPod clusters run in Secure Cloud only; "
+            raise ApiError(409, "invalid_for_provider", "cloud_type: RunPod clusters run in Secure Cloud only; "
                            "launch with --cloud SECURE")
 
     def _spawn(self, coro: asyncio.Future[None] | object) -> None:
