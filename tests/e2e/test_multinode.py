@@ -78,10 +78,11 @@ async def wait_for(check, timeout: float = 90.0):
     raise AssertionError("timed out")
 
 
-async def test_two_local_nodes_meet_and_report_as_one_run(local_plane, tmp_path):
+@pytest.mark.parametrize("connect", ["push", "pull"])
+async def test_two_local_nodes_meet_and_report_as_one_run(local_plane, tmp_path, connect):
     r = await local_plane.http.post("/api/v1/runs", json={
         "dataset": "demo", "gpu_types": ["local"], "nodes": 2, "gpu_count": 2, "keep_alive_s": 0,
-        "workdir": workdir_with(tmp_path, RENDEZVOUS), "command": "python3 rdv.py"})
+        "workdir": workdir_with(tmp_path, RENDEZVOUS), "command": "python3 rdv.py", "connect": connect})
     assert r.status_code == 201, r.text
     run_id = r.json()["id"]
     run = await local_plane.wait_status(run_id, {"succeeded", "failed", "lost", "terminated"}, timeout=120)
@@ -264,15 +265,17 @@ OUTPUTS = ("import os\n"
            "open(os.path.join(os.environ['PODTUI_OUTPUT_DIR'], 'r.txt'), 'w').write(os.environ['NODE_RANK'])\n")
 
 
-@pytest.mark.parametrize("outputs_from", ["0", "all"])
-async def test_outputs_come_from_node_0_or_from_every_node_under_its_folder(local_plane, tmp_path, outputs_from):
+@pytest.mark.parametrize(("outputs_from", "connect"), [("0", "push"), ("all", "push"), ("0", "pull")])
+async def test_outputs_come_from_node_0_or_from_every_node_under_its_folder(local_plane, tmp_path, outputs_from,
+                                                                           connect):
     r = await local_plane.http.post("/api/v1/runs", json={
-        "dataset": "demo", "gpu_types": ["local"], "nodes": 2, "outputs_from": outputs_from,
+        "dataset": "demo", "gpu_types": ["local"], "nodes": 2, "outputs_from": outputs_from, "connect": connect,
         "workdir": workdir_with(tmp_path, OUTPUTS), "command": "python3 rdv.py"})
     assert r.status_code == 201, r.text
     run_id = r.json()["id"]
     run = await local_plane.wait_status(run_id, {"succeeded", "failed", "lost", "terminated"}, timeout=120)
-    assert run["status"] == "succeeded", run["status_reason"]
+    events = (await local_plane.http.get(f"/api/v1/runs/{run_id}/events")).json()
+    assert run["status"] == "succeeded", (run["status_reason"], [(e["kind"], e["message"][:200]) for e in events])
     want = {"r.txt": "0"} if outputs_from == "0" else {"node0/r.txt": "0", "node1/r.txt": "1"}
 
     async def home():
@@ -292,7 +295,7 @@ async def test_outputs_come_from_node_0_or_from_every_node_under_its_folder(loca
 async def test_what_several_nodes_cannot_be_is_refused_at_launch(local_plane):
     base = {"dataset": "demo", "gpu_types": ["local"], "command": "true"}
     for extra, status, said in [
-        ({"nodes": 2, "connect": "pull"}, 409, "needs push mode"),
+        ({"nodes": 2, "connect": "pull", "outputs_from": "all"}, 409, "from node 0 only"),
         ({"nodes": 2, "spot": True}, 409, "no spot pricing"),
         ({"nodes": 0}, 422, "nodes"),
         ({"nodes": 65}, 422, "nodes"),
@@ -321,3 +324,26 @@ async def test_the_cli_launches_several_nodes_and_names_a_bad_count(local_plane)
                                "--master_addr=127.0.0.1 --master_port=") for line in out.splitlines()), out
     code, _, err = await cli("launch", "--dataset", "demo", "--nodes", "0", "--command", "true")
     assert code == 2 and "--nodes: must be at least 1" in err and "Traceback" not in err
+
+
+async def test_pull_mode_reaches_each_node_of_a_cluster_through_runpods_proxy(plane):
+    """Every member of a cluster exposes the run's port; node k is reached at its own pod's proxy address (the
+    pull path itself is the local test's above: the fake proxy serves one port per machine, so members cannot
+    run side by side behind it)."""
+    from podtui.models import LaunchSpec, Run, RunNode, RunStatus
+    from podtui.providers.runpod import RunPodProvider
+
+    provider = RunPodProvider("test-key", "http://127.0.0.1:9")
+    plane.runs.providers["runpod"] = provider
+    try:
+        run = Run(id="r1", name="r", provider="runpod", status=RunStatus.training, dataset_id="d",
+                  created_at=time.time(), pod_id="cluster:cl1", pod_port=8419,
+                  spec=LaunchSpec(dataset="demo", gpu_types=["x"], nodes=2, connect="pull"),
+                  nodes=[RunNode(rank=0, pod_id="podzero"), RunNode(rank=1, pod_id="podone")])
+        puller = plane.runs.puller
+        assert puller.url_of(run, 0) == "https://podzero-8419.proxy.runpod.net"
+        assert puller.url_of(run, 1) == "https://podone-8419.proxy.runpod.net"
+        assert puller.url_of(run.model_copy(update={"nodes": []}), 1) is None  # not named yet: waited for
+    finally:
+        del plane.runs.providers["runpod"]
+        await provider.close()

@@ -1319,7 +1319,8 @@ class Agent:
         from_all = (env.get("PODTUI_OUTPUTS_FROM") or "0") == "all"
         several = _count_of(env.get("NUM_NODES") or env.get("PODTUI_NODES")) > 1
         self.output_prefix = f"node{self.node}/" if from_all and several else ""
-        if link is None and (self.node == 0 or from_all):  # outputs come from node 0 unless asked for all
+        self.outputs_wanted = self.node == 0 or from_all  # outputs come from node 0 unless asked for all
+        if link is None and self.outputs_wanted:
             self.sender = OutputSender(self, env["PODTUI_URL"], env["PODTUI_RUN_ID"], env["PODTUI_TOKEN"])
 
     # lines and metrics
@@ -1647,7 +1648,7 @@ class Agent:
         files, refused = scan_outputs(self.output_dir)
         if not files and not refused:
             return  # nothing to bring home: the pod ends at once, as it always did
-        if self.sender is None and not isinstance(self.link, PullLink):
+        if not getattr(self, "outputs_wanted", True):
             return  # node k > 0 of a run whose outputs come from node 0 only
         if self.sender is not None:
             self.sender.bound(until)  # a periodic pass under way ends by then (and starts no new file)

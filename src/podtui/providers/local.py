@@ -155,14 +155,28 @@ class LocalProvider:
         # The group is written first: a control plane that dies halfway finds (and can end) what started.
         self._write_meta(group_dir, {"members": members, "run_id": request.run_id, "name": request.name,
                                      "created_at": time.time()}, "group.json")
+        # Ports handed out but not yet listened on: a free port asked for again may come back the same.
+        taken = {int(request.env.get("PODTUI_POD_PORT") or 0)}
         port = str(free_local_port())
+        while int(port) in taken:
+            port = str(free_local_port())
+        taken.add(int(port))
         common = {"MASTER_ADDR": "127.0.0.1", "PRIMARY_ADDR": "127.0.0.1", "MASTER_PORT": port,
                   "PRIMARY_PORT": port, "NODE_ADDR": "127.0.0.1", "HOST_NODE_ADDR": f"127.0.0.1:{port}",
                   "NUM_NODES": str(request.nodes), "NUM_TRAINERS": str(request.gpu_count),
                   "WORLD_SIZE": str(request.nodes * request.gpu_count)}
         try:
             for rank, member in enumerate(members):
-                proc = self._start(member, request, {**common, "NODE_RANK": str(rank)}, {"group": group_id})
+                node_env: dict[str, str] = {**common, "NODE_RANK": str(rank)}
+                meta: dict[str, Any] = {"group": group_id}
+                if request.env.get("PODTUI_CONNECT") == "pull" and rank > 0:  # each node its own port here
+                    port_of_node = free_local_port()
+                    while port_of_node in taken:
+                        port_of_node = free_local_port()
+                    taken.add(port_of_node)
+                    node_env["PODTUI_POD_PORT"] = str(port_of_node)
+                    meta["pod_port"] = port_of_node
+                proc = self._start(member, request, node_env, meta)
                 await on_attempt(LaunchAttempt(LOCAL_GPU, True, f"started node {rank}: local pod {member} "
                                                                 f"(pid {proc.pid})"))
         except ProviderError:
@@ -290,8 +304,11 @@ class LocalProvider:
         return [s for s in states if s.phase != "gone"]
 
     def pod_endpoint(self, pod_id: str, port: int) -> str:
-        """Where a pull-mode local pod listens: its own free port on this machine."""
-        return f"http://127.0.0.1:{port}"
+        """Where a pull-mode local pod listens: its own free port on this machine (a group's node k > 0: the
+        port it was given, in its pod.json)."""
+        own = (self._meta(pod_id) or {}).get("pod_port") if "/" not in pod_id and not pod_id.startswith(".") \
+            else None
+        return f"http://127.0.0.1:{own if isinstance(own, int) else port}"
 
     async def pod_logs(self, pod_id: str, tail: int = 50) -> list[dict[str, str]]:
         """The last lines the pod's boot process printed (its pod.log)."""

@@ -154,10 +154,9 @@ class RunService:
         """Refuse what a run of more than one pod cannot be (before anything is created)."""
         if spec.nodes <= 1:  # (outputs_from `all` of one pod is node 0's)
             return
-        if spec.connect == "pull":
-            raise ApiError(409, "connect", f"a run of {spec.nodes} nodes needs push mode (every node reports to "
-                           "the control plane at its public URL); pull mode reaches one pod only. Set "
-                           "PODTUI_PUBLIC_URL to a public https URL and launch with --connect push")
+        if spec.connect == "pull" and spec.outputs_from == "all":
+            raise ApiError(409, "connect", "outputs_from: in pull mode outputs come home from node 0 only; launch "
+                           "with --outputs-from 0, or in push mode (--connect push, a public https URL)")
         if spec.spot:
             raise ApiError(409, "invalid_for_provider", "spot: a multi-node run is a RunPod cluster, and clusters "
                            "have no spot pricing; launch without --spot")
@@ -290,7 +289,7 @@ class RunService:
             event=("booting", f"{what} on {pod.gpu_type} at ${pod.price_per_hour:.3f}/h"))
         self.forget_deadline(run.id)  # after the store has the start and price
         if updated is not None and run.connect == "pull":
-            self.puller.follow(run.id)
+            self.puller.follow(run.id, spec.nodes)
             if self.outputs_syncer is not None:
                 self.outputs_syncer.follow(run.id)
         if updated is None:
