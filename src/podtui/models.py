@@ -235,6 +235,10 @@ class RunNode(_Model):
     gpu_mem: float | None = None
     price_per_hour: float | None = None
     """What this node bills per hour (RunPod: the member pod's `cost`)."""
+    spent_usd: float = 0.0
+    """What this node has cost so far (its rate over the supervisor's passes while the run lives)."""
+    updated_at: float | None = None
+    """When the supervisor last looked at this node (the cost accrues from there)."""
 
 
 def node_line(node: RunNode) -> str:
@@ -245,6 +249,8 @@ def node_line(node: RunNode) -> str:
                                                      else ""))
     if node.price_per_hour is not None:
         parts.append(f"${node.price_per_hour:.2f}/h")
+    if node.spent_usd:
+        parts.append(f"${node.spent_usd:.2f} spent")
     return "  ".join(parts)
 
 

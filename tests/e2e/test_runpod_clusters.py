@@ -93,6 +93,9 @@ async def test_one_read_per_pass_nodes_and_cost_and_terminate_deletes_the_cluste
     await asyncio.sleep(1.0)  # about three supervisor passes
     polled = [r for r in fake.requests[before:] if r.startswith("GET /v2/")]
     assert polled and all(r == "GET /v2/pods?includeClusterPods=true" for r in polled), polled
+    run = await run_of(plane, run_id)  # each node's cost so far; together about the run's
+    assert all(n["spent_usd"] > 0 for n in run["nodes"])
+    assert sum(n["spent_usd"] for n in run["nodes"]) <= run["spent_usd"] + 1e-6
     r = await plane.http.post(f"/api/v1/runs/{run_id}/terminate")
     assert r.status_code == 200, r.text
     assert f"DELETE /v2/clusters/{cluster_id}" in fake.requests

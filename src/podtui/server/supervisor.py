@@ -200,8 +200,14 @@ class Supervisor:
         that had not reported success, ends the run and every other node (training across nodes cannot go on
         without it; a retry relaunches the whole group). True when the run was ended."""
         said = {n.rank: n.status for n in run.nodes}
+        known_nodes = {n.rank: n for n in run.nodes}
+        now = time.time()
         changes: dict[int, dict[str, object]] = {}
         for node in state.nodes:
+            before = known_nodes.get(node.rank)
+            spent = 0.0 if before is None else before.spent_usd
+            if before is not None and before.updated_at is not None and before.price_per_hour:
+                spent += before.price_per_hour * max(0.0, now - before.updated_at) / 3600.0
             status = said.get(node.rank, "starting")
             if node.phase in ("gone", "exited") and status not in ("succeeded", "failed"):
                 status = "gone" if node.phase == "gone" else "exited"
@@ -209,10 +215,9 @@ class Supervisor:
                 status = "running"
             changes[node.rank] = {"pod_id": node.pod_id, "status": status, "gpu_util": node.gpu_util,
                                   "gpu_mem": node.gpu_mem,
-                                  "price_per_hour": node.price_per_hour if node.phase != "gone" else 0.0}
-        known = {n.rank: n.model_dump(exclude={"rank"}) for n in run.nodes}
-        if any(known.get(rank) != fields for rank, fields in changes.items()):
-            await self.store.update_nodes(run.id, changes)
+                                  "price_per_hour": node.price_per_hour if node.phase != "gone" else 0.0,
+                                  "spent_usd": round(spent, 6), "updated_at": now}
+        await self.store.update_nodes(run.id, changes)  # the cost moves on every pass
         # A node whose container stopped (RunPod: EXITED, ERROR) is as lost as one whose pod is gone.
         lost = [n for n in state.nodes if n.phase in ("gone", "exited") and said.get(n.rank) != "succeeded"]
         if not lost:
