@@ -189,6 +189,10 @@ async def test_a_node_lost_mid_run_ends_the_run_and_the_others(local_plane, tmp_
     run = await wait_for(training, 120)
     provider = local_plane.runs.providers["local"]
     member = provider.pods_dir / run["nodes"][1]["pod_id"]  # the node vanishes as a host failure takes it
+
+    async def command_started():  # the agent has started node 1's command (its process group is known)
+        return (member / "agent.json").exists()
+    await wait_for(command_started, 60)
     for pgid in (json.loads((member / "pod.json").read_text())["pid"],
                  json.loads((member / "agent.json").read_text())["child_pgid"]):
         os.killpg(int(pgid), signal.SIGKILL)
