@@ -37,3 +37,20 @@ def test_bad_values_fall_back_instead_of_crashing():
 def test_line_numbers_of_nodes_never_meet():
     assert AGENT_STRIDE == NODE_SEQ_STRIDE
     assert node_of_seq(0) == 0 and node_of_seq(NODE_SEQ_STRIDE - 1) == 0 and node_of_seq(3 * NODE_SEQ_STRIDE) == 3
+
+
+def test_only_node_0_ends_a_quiet_command_as_stalled(tmp_path):
+    """torchrun's ranks other than 0 often print nothing: a quiet node k > 0 is no stall (the run's own output and
+    the control plane, which sees every node's, decide)."""
+    from podtui.bootstrap import agent as agent_module
+
+    def agent_of(rank: str):
+        env = {"PODTUI_HOME": str(tmp_path / rank), "PODTUI_STALL_TIMEOUT_S": "60", "NUM_NODES": "2",
+               "NODE_RANK": rank}
+        agent = agent_module.Agent(["true"], env=env, link=agent_module.PullLink())
+        agent.status = "training"
+        agent.last_line_at -= 3600
+        return agent
+
+    assert agent_of("0").guard_reason(agent_module.time.time()).startswith("stalled")
+    assert agent_of("1").guard_reason(agent_module.time.time()) is None

@@ -1488,7 +1488,10 @@ class Agent:
             return "max runtime reached"
         if self.plane_deadline is not None and now >= self.plane_deadline:
             return "the run's time or budget limit reached"
-        if self.stall_limit > 0 and self.status == "training" and now - self.last_line_at >= self.stall_limit:
+        # Node k > 0 of a run (its ranks often print nothing) is never stalled alone: node 0 watches the run's
+        # output here, and the control plane every node's.
+        if self.stall_limit > 0 and not self.node and self.status == "training" and \
+                now - self.last_line_at >= self.stall_limit:
             return f"stalled: no output for {int(now - self.last_line_at)} s"
         return None
 
