@@ -533,8 +533,8 @@ async def test_a_two_node_run_from_the_form_shows_its_nodes_and_ends_with_both(s
         await wait_for(pilot, lambda: len(app.live.runs[run_id].nodes) == 2
                        and all(n.pod_id for n in app.live.runs[run_id].nodes)
                        and app.live.runs[run_id].status.value == "training", timeout=60)
-        table = dash.query_one("#runs", DataTable)
-        assert "2x1 local" in [str(c) for c in table.get_row_at(0)]
+        table = dash.query_one("#runs", DataTable)  # (the table redraws on its own beat)
+        await wait_for(pilot, lambda: "2x1 local" in [str(c) for c in table.get_row_at(0)])
         table.focus()
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, RunDetailScreen))

@@ -14,6 +14,7 @@ def test_one_pod_gets_single_node_defaults():
                                       "--master_addr=127.0.0.1 --master_port=29500")
     assert "NCCL_SOCKET_IFNAME" not in env
     assert node_rank_of({"PODTUI_NODES": "1", "NODE_RANK": "3"}) == 0  # a stray NODE_RANK on one pod
+    assert node_rank_of({"PODTUI_NODES": "1", "NUM_NODES": "2", "NODE_RANK": "1"}) == 0  # the user's own env
 
 
 def test_a_cluster_node_keeps_runpods_values_and_gets_nccl_on_ens1():

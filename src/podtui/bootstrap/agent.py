@@ -100,8 +100,9 @@ def cluster_env(env: typing.Mapping[str, str]) -> dict:
 
 
 def node_rank_of(env: typing.Mapping[str, str]) -> int:
-    """This pod's node in a run of more than one (0 on a single pod)."""
-    if _count_of(env.get("NUM_NODES") or env.get("PODTUI_NODES")) <= 1:
+    """This pod's node in a run of more than one (0 on a single pod: podtui's PODTUI_NODES first, so a user's own
+    NUM_NODES on one pod changes nothing)."""
+    if _count_of(env.get("PODTUI_NODES") or env.get("NUM_NODES")) <= 1:
         return 0
     try:
         return max(0, min(255, int(env.get("NODE_RANK") or 0)))
@@ -1317,7 +1318,7 @@ class Agent:
         """Pull mode: the control plane says the final sync is home (POST /v1/outputs/done)."""
         self.sender: OutputSender | None = None
         from_all = (env.get("PODTUI_OUTPUTS_FROM") or "0") == "all"
-        several = _count_of(env.get("NUM_NODES") or env.get("PODTUI_NODES")) > 1
+        several = _count_of(env.get("PODTUI_NODES") or env.get("NUM_NODES")) > 1
         self.output_prefix = f"node{self.node}/" if from_all and several else ""
         self.outputs_wanted = self.node == 0 or from_all  # outputs come from node 0 unless asked for all
         if link is None and self.outputs_wanted:
