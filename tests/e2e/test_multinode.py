@@ -351,3 +351,25 @@ async def test_pull_mode_reaches_each_node_of_a_cluster_through_runpods_proxy(pl
     finally:
         del plane.runs.providers["runpod"]
         await provider.close()
+
+
+async def test_each_node_boots_once_and_a_boot_past_that_is_a_restart(plane):
+    """A node may fetch its start script after another has started downloading (it booted later): that is no
+    container restart; a boot past one per node is."""
+    from podtui.models import LaunchSpec, Run, RunStatus
+    from podtui.tokens import hash_token, new_token
+
+    record = await plane.store.find_dataset("demo")
+    token = new_token()
+    run = Run(id="twonodes01", name="t", provider="local", status=RunStatus.booting, created_at=time.time(),
+              spec=LaunchSpec(dataset="demo", gpu_types=["local"], command="true", nodes=2),
+              dataset_id=record.dataset.id)
+    await plane.store.create_run(run, hash_token(token))
+    auth = {"Authorization": f"Bearer {token}"}
+    r = await plane.http.get(f"/api/v1/boot/{run.id}/script", headers=auth)
+    assert r.status_code == 200
+    await plane.store.update_run(run.id, status=RunStatus.downloading)  # node 0 downloads
+    r = await plane.http.get(f"/api/v1/boot/{run.id}/script", headers=auth)  # node 1 boots now
+    assert r.status_code == 200, r.text
+    r = await plane.http.get(f"/api/v1/boot/{run.id}/script", headers=auth)  # a third boot: a restart
+    assert r.status_code == 410 and r.json()["error"]["code"] == "container_restarted"
