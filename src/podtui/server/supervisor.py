@@ -218,12 +218,14 @@ class Supervisor:
                                   "price_per_hour": node.price_per_hour if node.phase != "gone" else 0.0,
                                   "spent_usd": round(spent, 6), "updated_at": now}
         await self.store.update_nodes(run.id, changes)  # the cost moves on every pass
-        # A node whose container stopped (RunPod: EXITED, ERROR) is as lost as one whose pod is gone.
-        lost = [n for n in state.nodes if n.phase in ("gone", "exited") and said.get(n.rank) != "succeeded"]
+        # A node whose container stopped (RunPod: EXITED, ERROR) is as lost as one whose pod is gone. (One that
+        # reported its failure has ended the run already: RunService.take_node_report.)
+        lost = [n for n in state.nodes if n.phase in ("gone", "exited")
+                and said.get(n.rank) not in ("succeeded", "failed")]
         if not lost:
             return False
         first = lost[0]
-        failed = first.exit_code not in (None, 0) or said.get(first.rank) == "failed"
+        failed = first.exit_code not in (None, 0)
         reason = (f"node {first.rank} (pod {first.pod_id}) is gone without reporting an end"
                   + (f" ({first.detail})" if first.detail else "")
                   + f"; the other {len(state.nodes) - 1} node(s) cannot train without it: ending them")
