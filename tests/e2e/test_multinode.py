@@ -373,3 +373,33 @@ async def test_each_node_boots_once_and_a_boot_past_that_is_a_restart(plane):
     assert r.status_code == 200, r.text
     r = await plane.http.get(f"/api/v1/boot/{run.id}/script", headers=auth)  # a third boot: a restart
     assert r.status_code == 410 and r.json()["error"]["code"] == "container_restarted"
+
+
+async def test_budget_and_stall_act_on_the_whole_group(tmp_path):
+    """The group bills every node's price: a $3 budget at $1/s per node is reached in about 1.5 s, not 3 s; the
+    control plane's stall guardrail watches every node's output (node 1 printing keeps the run from being called
+    stalled at 3 s; its max runtime ends it)."""
+    from tests.support import make_settings, start_plane
+
+    plane = await start_plane(make_settings(tmp_path, supervisor_interval_s=0.3, local_price_per_hour=3600.0,
+                                            stall_timeout_s=3.0))
+    try:
+        r = await plane.http.post("/api/v1/runs", json={
+            "dataset": "demo", "gpu_types": ["local"], "nodes": 2, "command": "sleep 60", "budget_usd": 3.0})
+        run_id = r.json()["id"]
+        run = await plane.wait_status(run_id, {"terminated", "failed", "succeeded", "lost"}, timeout=60)
+        assert run["status"] == "terminated" and "budget of $3.00 reached" in run["status_reason"]
+        assert run["price_per_hour"] == 7200.0  # two nodes at $3600/h each
+        assert run["ended_at"] - run["started_at"] < 2.9  # before one node alone would have cost $3 (3 s)
+
+        r = await plane.http.post("/api/v1/runs", json={
+            "dataset": "demo", "gpu_types": ["local"], "nodes": 2, "max_runtime_s": "6s",
+            "command": 'if [ "$NODE_RANK" = 1 ]; then while true; do echo tick; sleep 0.5; done; else sleep 60; fi'})
+        run_id = r.json()["id"]
+        run = await plane.wait_status(run_id, {"terminated", "failed", "succeeded", "lost"}, timeout=60)
+        assert run["status"] == "terminated" and "max runtime" in run["status_reason"], run["status_reason"]
+    finally:
+        for run in await plane.store.list_runs(live_only=True):
+            await plane.http.post(f"/api/v1/runs/{run.id}/terminate")
+        await plane.http.aclose()
+        await plane.control.stop()
