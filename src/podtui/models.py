@@ -285,6 +285,46 @@ def cuda_of_image(image: str) -> str | None:
     return f"{int(match.group(1))}.{match.group(2)}" if match else None
 
 
+MAX_NODES = 64
+NODE_SEQ_STRIDE = 10**12
+"""Node k of a run numbers its log lines from k * NODE_SEQ_STRIDE (the agent's constant of the same name)."""
+
+
+def node_of_seq(seq: int) -> int:
+    """The node that printed a run's log line number `seq`."""
+    return seq // NODE_SEQ_STRIDE
+
+
+class RunNode(_Model):
+    """One pod of a run of more than one (node 0 is the primary: the run's metrics and outputs)."""
+
+    rank: int
+    pod_id: str | None = None
+    status: str = "starting"
+    """The node's state: starting, running, training, succeeded, failed, gone."""
+    gpu_util: float | None = None
+    gpu_mem: float | None = None
+    price_per_hour: float | None = None
+    """What this node bills per hour (RunPod: the member pod's `cost`)."""
+    spent_usd: float = 0.0
+    """What this node has cost so far (its rate over the supervisor's passes while the run lives)."""
+    updated_at: float | None = None
+    """When the supervisor last looked at this node (the cost accrues from there)."""
+
+
+def node_line(node: RunNode) -> str:
+    """One node of a run as the run detail shows it."""
+    parts = [f"node {node.rank}", node.pod_id or "(no pod yet)", node.status]
+    if node.gpu_util is not None:
+        parts.append(f"GPU {node.gpu_util:.0f}%" + (f" (memory {node.gpu_mem:.0f}%)" if node.gpu_mem is not None
+                                                     else ""))
+    if node.price_per_hour is not None:
+        parts.append(f"${node.price_per_hour:.2f}/h")
+    if node.spent_usd:
+        parts.append(f"${node.spent_usd:.2f} spent")
+    return "  ".join(parts)
+
+
 class LaunchSpec(_Model):
     """What the user asks for when launching a run."""
 
@@ -347,6 +387,11 @@ class LaunchSpec(_Model):
     dataset_changed_ok: bool = False
     """Launch even though the local dataset changed since it was registered: it is hashed again and registered
     anew under its name (otherwise such a launch is refused before any pod is made)."""
+    nodes: int = Field(1, ge=1, le=MAX_NODES)
+    """Pods (nodes) of the run, each with gpu_count GPUs; more than one is a RunPod cluster (POST /v2/clusters) or
+    that many local pods, every one with the torchrun env ($PODTUI_TORCHRUN)."""
+    outputs_from: Literal["0", "all"] = "0"
+    """Whose outputs come home: node 0's, or every node's (under node<k>/)."""
 
     @field_validator("env")
     @classmethod
@@ -497,6 +542,8 @@ class Run(_Model):
     """When the pod began getting its dataset (it reported downloading)."""
     data_wait_until: float | None = None
     """When it began training."""
+    nodes: list[RunNode] = Field(default_factory=list)
+    """Per node, for a run of more than one pod ([] for one pod)."""
 
     @property
     def status_label(self) -> str:
@@ -658,6 +705,8 @@ class Report(_Model):
     """How the pod read the run's metrics: which formats, and where their steps came from."""
     pod_end_failed: str | None = Field(None, max_length=MAX_POD_END_FAILED)
     """The pod asked its provider to end it and is still running: the control plane ends it with the user's key."""
+    node: int | None = Field(None, ge=0, le=255)
+    """Which node of a run of more than one pod reports (absent: node 0)."""
 
 
 class ReportReply(_Model):

@@ -64,6 +64,8 @@ class ReportBatch:
     """How the pod read the metrics; None when the report did not say."""
     pod_end_failed: str | None = None
     """The pod could not end itself: what it said."""
+    node: int = 0
+    """The node that reports (runs of more than one pod)."""
 
     @classmethod
     def from_report(cls, run_id: str, report: Report) -> ReportBatch:
@@ -77,7 +79,7 @@ class ReportBatch:
         return cls(metric_rows, log_rows, _newest_loss(metric_rows), report.status, report.exit_code, report.error,
                    None if progress is None else progress_json(progress.bytes_done, progress.bytes_total),
                    report.stopped, None if report.live is None else live_json(report.live), report.metrics_source,
-                   report.pod_end_failed)
+                   report.pod_end_failed, report.node or 0)
 
 
 def progress_json(done: int, total: int) -> str:
@@ -125,6 +127,7 @@ class _Report(Struct, forbid_unknown_fields=True, gc=False):
     live: Annotated[list[Annotated[str, Meta(max_length=MAX_LIVE_ROW)]], Meta(max_length=MAX_LIVE_ROWS)] | None = None
     metrics_source: Annotated[str, Meta(max_length=MAX_METRICS_SOURCE)] | None = None
     pod_end_failed: Annotated[str, Meta(max_length=MAX_POD_END_FAILED)] | None = None
+    node: Annotated[int, Meta(ge=0, le=255)] | None = None
 
 
 _decoder = msgspec.json.Decoder(_Report)
@@ -146,7 +149,7 @@ def parse_report_json(run_id: str, body: bytes) -> ReportBatch | None:
                        report.error, None if progress is None else progress_json(progress.bytes_done,
                                                                                  progress.bytes_total),
                        report.stopped, None if report.live is None else live_json(report.live), report.metrics_source,
-                       report.pod_end_failed)
+                       report.pod_end_failed, report.node or 0)
 
 
 def _newest_loss(rows: list[MetricRow]) -> tuple[int, float] | None:

@@ -31,9 +31,9 @@ Faults and knobs a test can set (all per instance):
   is aborted without an answer), "hang" (sleeps `opts.get("seconds", 35)`, then the request is processed and
   answered normally), "garbage" (200, application/json, a body that is not JSON). Faults queue in order; the
   faulted request is recorded in `calls` as "fault:<kind>" (a hang also records the call itself).
-- `create_fault: str | None`: one shot for the next POST /v2/pods, applied AFTER the pod has really been created
-  (the answer is lost, the pod exists): "500", "502", "reset", "hang" (sleeps `hang_s`, default 35, then 504
-  problem), "garbage" (201 with a body that is not JSON).
+- `create_fault: str | None`: one shot for the next POST /v2/pods or POST /v2/clusters, applied AFTER the pod
+  (or cluster) has really been created (the answer is lost, it exists): "500", "502", "reset", "hang" (sleeps
+  `hang_s`, default 35, then 504 problem), "garbage" (201 with a body that is not JSON).
 - `list_lag_s: float`: a pod younger than this is missing from GET /v2/pods and GET /v2/pods/{id} (404) and its
   logs (404); DELETE and actions find it (RunPod's read side lags a create).
 - `zero_cost_at_create: bool`: the 201 answer and the pod while PROVISIONING report cost 0.0.
@@ -90,8 +90,10 @@ queue_fault(kind, **opts); check_response(operation_id, status, body); response_
 gpus / data_centers (editable catalog copies); wrapper_entrypoint, server_entrypoint, runpodctl, bin_dir (paths);
 the knobs above; network_volumes (records by id: the document's NetworkVolume), served by the network-volume
 routes, and a create's `mounts.network` placed in its volume's data center (Secure Cloud only).
-Module constants: GPU_4090, GPU_A6000, GPU_A100, NO_CAPACITY, WRAPPER_BANNER, SERVING_LINE, DEFAULT_CMD,
-OPENAPI (the parsed document), OPERATIONS, schema_errors(pointer, instance).
+`clusters` (FakeClusters, tests/fakes/runpod_clusters.py: `/v2/clusters*`, members as pods with
+`cluster {id, rank, ip}`, listed by GET /v2/pods only with includeClusterPods=true, refused by the pod endpoints
+that change or delete, 409). Module constants: GPU_4090, GPU_A6000, GPU_A100, NO_CAPACITY, WRAPPER_BANNER,
+SERVING_LINE, DEFAULT_CMD, OPENAPI (the parsed document), OPERATIONS, schema_errors(pointer, instance).
 """
 
 from __future__ import annotations
@@ -122,6 +124,8 @@ from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
+
+from .runpod_clusters import CLUSTER_OPS, FakeClusters
 
 # -- the document ----------------------------------------------------------------------------------------------
 
@@ -432,7 +436,7 @@ def _operations() -> dict[str, Operation]:
 
 OPERATIONS = _operations()
 ROUTED = ("listPods", "createPod", "getPod", "updatePod", "deletePod", "podAction", "getPodLogs", "listGpuTypes",
-          "getGpuType", "listDataCenters", "getDataCenter")
+          "getGpuType", "listDataCenters", "getDataCenter", *CLUSTER_OPS)
 ROUTED += ("getSshKeys", "updateSshKeys")
 # Network volumes (issue 25), from the document's "Network Volumes" operations and its Mounts/NetworkMount rules.
 VOLUME_OPS = ("listNetworkVolumes", "createNetworkVolume", "getNetworkVolume", "updateNetworkVolume",
@@ -544,6 +548,8 @@ class FakeRunPodV2:
         self._runner: web.AppRunner | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._stopping = False
+        self.clusters = FakeClusters(self)
+        """`/v2/clusters*` (tests/fakes/runpod_clusters.py): `clusters.spending_limit`, `clusters.lose_member`."""
 
     # -- server ----------------------------------------------------------------------------------------------
 
@@ -853,12 +859,20 @@ class FakeRunPodV2:
     async def _dispatch(self, request: web.Request, op: Operation, path_id: str | None, query: dict[str, Any],
                         body: Any) -> Reply:
         pid = path_id or ""
-        if op.id == "listPods":
-            return Reply(200, {"pods": [self._view(p) for p in self.pods.values() if self._visible(p)]})
+        if op.id == "listPods":  # cluster members only when asked for (the parameter's default is false)
+            members = bool(query.get("includeClusterPods"))
+            return Reply(200, {"pods": [self._view(p) for p in self.pods.values()
+                                        if self._visible(p) and (members or not p.get("cluster"))]})
+        if op.id == "createCluster":
+            return await self._create(request, body, cluster=True)
+        if op.id in CLUSTER_OPS:
+            return await self.clusters.dispatch(op.id, pid, body)
         if op.id == "getPod":
             return Reply(200, self._view(self._pod(pid, lag=True)))
         if op.id == "createPod":
             return await self._create(request, body)
+        if op.id in ("updatePod", "deletePod", "podAction"):
+            self.clusters.refuse_member(self._pod(pid))
         if op.id == "updatePod":
             return Reply(200, self._update(self._pod(pid), body))
         if op.id == "deletePod":
@@ -949,9 +963,8 @@ class FakeRunPodV2:
             raise Problem(404, f"pod {pod_id} not found")
         return pod
 
-    async def _create(self, request: web.Request, body: dict[str, Any]) -> Reply:
-        pod = self._place(body)
-        view = self._view(pod)
+    async def _create(self, request: web.Request, body: dict[str, Any], cluster: bool = False) -> Reply:
+        view = self.clusters.create(body) if cluster else self._view(self._place(body))
         fault, self.create_fault = self.create_fault, None
         if fault is None:
             return Reply(201, view)
@@ -1311,6 +1324,7 @@ class FakeRunPodV2:
         home = self._home(pod["id"])
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PODTUI_", "RUNPOD_"))}
         env.update(pod["env"])
+        env.update(pod.get("_cluster_env") or {})  # a cluster member: RunPod's cluster env
         path = env.get("PATH", os.environ.get("PATH", ""))
         env.update(HOME=str(home), RUNPOD_POD_ID=pod["id"], RUNPOD_API_KEY=pod["_key"],
                    RUNPOD_GPU_COUNT=str(pod.get("gpu", {}).get("count", 0)), RUNPOD_DC_ID=pod["dataCenterId"],

@@ -510,3 +510,46 @@ async def test_a_remapped_key_works_and_help_shows_it(tmp_path):
         await pilot.press("ctrl+x")  # the remapped key asks to terminate
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         await pilot.press("escape")
+
+
+async def test_a_two_node_run_from_the_form_shows_its_nodes_and_ends_with_both(settings):
+    """--nodes in the form: the runs table says nodes x GPUs, the run detail each node, ctrl+d ends them all."""
+    import io
+
+    from rich.console import Console
+    from textual.widgets import DataTable, Input, Static
+
+    from podtui.screens.run_detail import RunDetailScreen
+
+    app = PodtuiApp(settings)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await open_the_launch_form(app, pilot)
+        app.screen.query_one("#nodes", Input).value = "2"
+        app.screen.query_one("#command", Input).value = "echo node $NODE_RANK of $NUM_NODES; sleep 120"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: not isinstance(app.screen, LaunchScreen))
+        dash = app.dashboard
+        await wait_for(pilot, lambda: len(app.live.runs) == 1)
+        run_id = next(iter(app.live.runs))
+        await wait_for(pilot, lambda: len(app.live.runs[run_id].nodes) == 2
+                       and all(n.pod_id for n in app.live.runs[run_id].nodes)
+                       and app.live.runs[run_id].status.value == "training", timeout=60)
+        table = dash.query_one("#runs", DataTable)  # (the table redraws on its own beat)
+        await wait_for(pilot, lambda: "2x1 local" in [str(c) for c in table.get_row_at(0)])
+        table.focus()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunDetailScreen))
+        console = Console(width=150, record=True, file=io.StringIO())
+        console.print(app.screen.query_one("#facts", Static).content)
+        facts = console.export_text()
+        assert "2 nodes x 1 local (2 GPUs)" in facts
+        nodes = app.live.runs[run_id].nodes
+        assert f"node 0  {nodes[0].pod_id}" in facts and f"node 1  {nodes[1].pod_id}" in facts
+        await pilot.press("ctrl+d")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await wait_for(pilot, lambda: app.live.runs[run_id].status.value == "terminated", timeout=60)
+        pods = settings.data_dir / "pods"
+        for node in nodes:
+            pid = json.loads((pods / node.pod_id / "pod.json").read_text())["pid"]
+            await wait_for(pilot, lambda pid=pid: not group_alive(pid), timeout=30)

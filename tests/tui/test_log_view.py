@@ -29,3 +29,27 @@ async def test_another_run_shows_its_last_lines_while_following():
         view.reset(lines(300))
         await pilot.pause(0.2)
         assert not view.is_vertical_scroll_end
+
+
+async def test_a_runs_nodes_are_tagged_filtered_and_each_followed_apart():
+    """Nodes number their lines in their own ranges: node 0's next line after node 1's is no resend, and no
+    gap; each line says its node, and `node:1` keeps node 1's."""
+    from podtui.models import NODE_SEQ_STRIDE
+
+    app = Logs()
+    async with app.run_test(size=(60, 20)) as pilot:
+        view = app.query_one(LogView)
+        view.tagged = True
+        view.reset([Line(0, 1.0, "a0"), Line(NODE_SEQ_STRIDE, 1.5, "b0")])
+        view.add([Line(1, 2.0, "a1"), Line(NODE_SEQ_STRIDE + 1, 2.5, "b1"), Line(1, 2.6, "a1 again")])
+        view.flush()
+        await pilot.pause(0.1)
+        shown = list(view.lines)
+        assert shown == ["[node 0] a0", "[node 1] b0", "[node 0] a1", "[node 1] b1"]
+        assert view.missing == 0
+        view.filter_text = "node:1"
+        await pilot.pause(0.1)
+        assert list(view.lines) == ["[node 1] b0", "[node 1] b1"]
+        view.filter_text = "node:0 a1"
+        await pilot.pause(0.1)
+        assert list(view.lines) == ["[node 0] a1"]

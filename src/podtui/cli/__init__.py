@@ -23,7 +23,18 @@ from pydantic import ValidationError
 from ..client import Client, ControlPlaneError, ControlPlaneUnreachable
 from ..config import Settings, load_settings, resolve_admin_token
 from ..fmt import data_wait_text, format_bytes, format_duration, outputs_line
-from ..models import LaunchSpec, OrphanPod, Run, RunEvent, RunStatus, spec_problems
+from ..models import (
+    MAX_NODES,
+    NODE_SEQ_STRIDE,
+    LaunchSpec,
+    LogLine,
+    OrphanPod,
+    Run,
+    RunEvent,
+    RunStatus,
+    node_of_seq,
+    spec_problems,
+)
 from ..plane_link import PlaneLink
 
 T = TypeVar("T")
@@ -339,7 +350,13 @@ def gpus(obj: Context, provider: str | None, refresh: bool, cloud_type: str, gpu
 @click.option("--workdir", type=click.Path(exists=True, file_okay=False), help="Code folder shipped to the pod.")
 @click.option("--image", help="Container image.")
 @click.option("--provider", type=click.Choice(["local", "runpod"]), help="Where the pod runs.")
-@click.option("--gpu-count", type=int, default=1, show_default=True)
+@click.option("--gpu-count", type=int, default=1, show_default=True, help="GPUs per node.")
+@click.option("--nodes", type=int, default=1, show_default=True, help="Pods (nodes) of the run, each with "
+              "--gpu-count GPUs: more than one is a RunPod Instant Cluster (or that many local pods). Every pod "
+              "gets MASTER_ADDR, NODE_RANK, NUM_NODES, ... and $PODTUI_TORCHRUN: --command '$PODTUI_TORCHRUN "
+              "train.py' runs on 1 GPU, 8, or N nodes.")
+@click.option("--outputs-from", type=click.Choice(["0", "all"]), default="0", show_default=True,
+              help="Whose outputs come home: node 0's, or every node's (under node<k>/).")
 @click.option("--cloud", "cloud_type", type=click.Choice(["SECURE", "COMMUNITY", "ALL"]), default="SECURE",
               show_default=True)
 @click.option("--spot", is_flag=True, help="Interruptible (spot) pricing: RunPod's GraphQL API, retired early 2027.")
@@ -379,7 +396,8 @@ def gpus(obj: Context, provider: str | None, refresh: bool, cloud_type: str, gpu
 @click.option("--json", "as_json", is_flag=True, help="Print the (final) run as JSON.")
 @click.pass_obj
 def launch(obj: Context, dataset: str, gpu_types: tuple[str, ...], command: str | None, workdir: str | None,
-           image: str | None, provider: str | None, gpu_count: int, cloud_type: str, spot: bool,
+           image: str | None, provider: str | None, gpu_count: int, nodes: int, outputs_from: str,
+           cloud_type: str, spot: bool,
            min_cuda_version: str | None, connect: str | None, ssh: bool, min_gpu_util: str | None,
            metrics_mode: str | None, metrics_ranks: str | None, max_runtime: str | None,
            budget: float | None, keep_alive: str, outputs_dir: str | None, sync_outputs: str | None,
@@ -405,6 +423,7 @@ def launch(obj: Context, dataset: str, gpu_types: tuple[str, ...], command: str 
         "ssh": ssh or None, "connect": connect, "metrics": metrics_mode, "metrics_ranks": metrics_ranks,
         "outputs": outputs_dir, "sync_outputs_s": sync_outputs, "retries": retries,
         "retry_failed": retry_failed or None, "dataset_changed_ok": dataset_changed_ok or None, "volume": volume,
+        "nodes": nodes, "outputs_from": outputs_from,
     }
     if min_gpu_util:
         pct, _, duration = min_gpu_util.partition("/")
@@ -600,7 +619,8 @@ def runs(obj: Context, as_json: bool) -> None:
         for r in found:
             loss = "-" if r.last_loss is None else f"{r.last_loss:.4g}"
             age = format_duration((r.ended_at or now) - (r.started_at or r.created_at))
-            rows.append([r.id, r.name, r.provider, r.gpu_type or "-", r.status_label, attempts_cell(r),
+            gpu = r.gpu_type or "-" if r.spec.nodes <= 1 else f"{r.spec.nodes}x{r.spec.gpu_count} {r.gpu_type or '-'}"
+            rows.append([r.id, r.name, r.provider, gpu, r.status_label, attempts_cell(r),
                          "-" if r.last_step is None else str(r.last_step), loss, f"${r.spent_usd:.2f}", age,
                          data_wait_text(r.data_wait_s, r.data_wait_usd), (r.status_reason or "")[:60]])
         table(rows, ["ID", "NAME", "PROVIDER", "GPU", "STATUS", "TRY", "STEP", "LOSS", "SPENT", "TIME", "DATA WAIT",
@@ -616,29 +636,46 @@ def runs(obj: Context, as_json: bool) -> None:
 @click.argument("run_ref", metavar="RUN")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until the run ends.")
 @click.option("--tail", type=int, default=None, help="Only the last N lines first.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line (seq, ts, stream, text).")
+@click.option("--node", type=click.IntRange(0, MAX_NODES - 1), default=None,
+              help="A run of several nodes: only node K's lines (every node's by default, each tagged [node K]).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line (seq, ts, stream, text; node "
+              "with several nodes).")
 @click.pass_obj
-def logs(obj: Context, run_ref: str, follow: bool, tail: int | None, as_json: bool) -> None:
+def logs(obj: Context, run_ref: str, follow: bool, tail: int | None, node: int | None, as_json: bool) -> None:
     """Print a run's log lines."""
-
-    def show(lines: list[Any]) -> int:
-        last = -1
-        for line in lines:
-            click.echo(line.model_dump_json() if as_json else line.text)
-            last = line.seq
-        return last
 
     async def go() -> None:
         async with obj.client() as client:
             run = await resolve_run(client, run_ref)
-            after = -1
+            several = run.spec.nodes > 1
+            if node is not None and node >= run.spec.nodes:
+                raise click.UsageError(f"run {run.id} has {run.spec.nodes} node(s), numbered from 0: no node {node}")
+            # Each node numbers its lines in its own range (NODE_SEQ_STRIDE apart): each range is followed apart,
+            # so a node that prints later is not skipped past.
+            ranks = [node] if node is not None else list(range(run.spec.nodes))
+            after = {k: k * NODE_SEQ_STRIDE - 1 for k in ranks}
+            before = {k: (k + 1) * NODE_SEQ_STRIDE if several else None for k in ranks}
+
+            def show(lines: list[LogLine]) -> None:
+                for line in sorted(lines, key=lambda x: x.ts) if len(ranks) > 1 else lines:
+                    # one pod's later attempts number their lines from 10**12 up too (issue 26): node 0 all the same
+                    k = node_of_seq(line.seq) if several else ranks[0]
+                    if as_json:
+                        click.echo(json.dumps({**line.model_dump(mode="json"), **({"node": k} if several else {})}))
+                    else:
+                        click.echo(f"[node {k}] {line.text}" if several else line.text)
+                    after[k] = max(after[k], line.seq)
+
+            async def page(k: int, limit: int, last: bool = False) -> list[LogLine]:
+                got = await client.logs(run.id, after_seq=after[k], limit=limit, tail=last, before_seq=before[k])
+                return got.lines
+
             if tail:
-                page = await client.logs(run.id, limit=min(tail, 10_000), tail=True)
-                after = max(after, show(page.lines))
+                show([x for k in ranks for x in await page(k, min(tail, 10_000), last=True)])
             link = PlaneLink(client.url)
             while True:
                 try:
-                    page = await client.logs(run.id, after_seq=after, limit=5000)
+                    pages = {k: await page(k, 5000) for k in ranks}
                 except ControlPlaneUnreachable:
                     if not follow:
                         raise
@@ -648,8 +685,8 @@ def logs(obj: Context, run_ref: str, follow: bool, tail: int | None, as_json: bo
                     continue
                 if link.answered():
                     click.echo(f"-- the control plane at {client.url} answers again", err=True)
-                after = max(after, show(page.lines))
-                if len(page.lines) == 5000:
+                show([x for lines in pages.values() for x in lines])
+                if any(len(lines) == 5000 for lines in pages.values()):
                     continue
                 if not follow:
                     return
@@ -658,7 +695,7 @@ def logs(obj: Context, run_ref: str, follow: bool, tail: int | None, as_json: bo
                 except ControlPlaneUnreachable:
                     continue  # the next read says it and waits
                 if run.status.is_final:
-                    show((await client.logs(run.id, after_seq=after, limit=5000)).lines)
+                    show([x for k in ranks for x in await page(k, 5000)])
                     click.echo(f"-- run {run.status.value}: {run.status_reason or ''}", err=True)
                     return
                 await asyncio.sleep(1.0)

@@ -40,6 +40,9 @@ class PodRequest:
     """A RunPod network volume to mount at `volume_path`; the pod then goes to `data_center_ids`, Secure Cloud."""
     volume_path: str = "/workspace"
     data_center_ids: list[str] = field(default_factory=list)
+    nodes: int = 1
+    """Pods of the run; more than one is one group (a RunPod cluster; local: that many processes) with one id,
+    each node getting NODE_RANK, NUM_NODES, MASTER_ADDR and MASTER_PORT from the provider."""
 
 
 @dataclass
@@ -49,6 +52,20 @@ class Pod:
     pod_id: str
     gpu_type: str
     price_per_hour: float
+
+
+@dataclass
+class NodeState:
+    """One pod of a group (a cluster member) as its provider says it is now."""
+
+    rank: int
+    pod_id: str
+    phase: PodPhase
+    price_per_hour: float | None = None
+    exit_code: int | None = None
+    gpu_util: float | None = None
+    gpu_mem: float | None = None
+    detail: str = ""
 
 
 @dataclass
@@ -65,6 +82,9 @@ class PodState:
     """Mean GPU utilisation over the pod's GPUs, percent (RunPod's runtime), when the provider reports it."""
     gpu_mem: float | None = None
     """Mean GPU memory use, percent."""
+    nodes: list[NodeState] = field(default_factory=list)
+    """A group's members (one pod: empty). The group is `running` while any member runs; the supervisor decides
+    what a member gone means for the run."""
 
 
 @dataclass

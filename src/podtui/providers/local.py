@@ -13,6 +13,7 @@ import os
 import secrets
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..models import GpuOffer, LaunchSpec
-from .base import AttemptCallback, LaunchAttempt, Pod, PodRequest, PodState, ProviderError
+from .base import AttemptCallback, LaunchAttempt, NodeState, Pod, PodRequest, PodState, ProviderError
 
 LOCAL_GPU = "local"
 _DROPPED_ENV = ("RUNPOD_API_KEY", "PODTUI_ADMIN_TOKEN", "PODTUI_RUNPOD_API_KEY",
@@ -71,6 +72,13 @@ def group_alive(pgid: int) -> bool:
     return False
 
 
+def free_local_port() -> int:
+    """A TCP port free on 127.0.0.1 now (node 0's rendezvous port)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def _signal_group(pgid: int, sig: int) -> None:
     try:
         os.killpg(pgid, sig)
@@ -105,17 +113,26 @@ class LocalProvider:
                 f"{', '.join(spec.gpu_types)}); launch with --gpu local, or set RUNPOD_API_KEY for RunPod's GPUs"]
 
     async def create_pod(self, request: PodRequest, on_attempt: AttemptCallback) -> Pod:
-        """Start the boot command as a new process group."""
+        """Start the boot command as a new process group (with request.nodes > 1: one per node, as one group)."""
         if LOCAL_GPU not in request.gpu_types:
             wanted = ", ".join(request.gpu_types)
             raise ProviderError(f"the local provider offers only the GPU type `local` (asked: {wanted})")
+        if request.nodes > 1:
+            return await self._create_group(request, on_attempt)
         pod_id = f"local-{request.run_id}-{secrets.token_hex(2)}"
+        proc = self._start(pod_id, request, {}, {})
+        await on_attempt(LaunchAttempt(LOCAL_GPU, True, f"started local pod {pod_id} (pid {proc.pid})"))
+        return Pod(pod_id=pod_id, gpu_type=LOCAL_GPU, price_per_hour=self.price_per_hour)
+
+    def _start(self, pod_id: str, request: PodRequest, node_env: dict[str, str],
+               meta: dict[str, Any]) -> subprocess.Popen[bytes]:
         pod_dir = self.pods_dir / pod_id
         pod_dir.mkdir(parents=True, exist_ok=False)
         env = {k: v for k, v in os.environ.items() if k not in _DROPPED_ENV and not k.startswith("PODTUI_")}
         # The pod finds the same Python podtui runs on first (the demo trainer and the agent need python3).
         env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "/usr/bin:/bin")
         env.update(request.env)
+        env.update(node_env)
         env.update(PODTUI_HOME=str(pod_dir), PODTUI_LOCAL="1", RUNPOD_POD_ID=pod_id, HOME=str(pod_dir))
         argv = shlex.split(request.start_command)
         with open(pod_dir / "pod.log", "ab") as out:
@@ -126,15 +143,62 @@ class LocalProvider:
                 raise ProviderError(f"cannot start a local pod: {exc}") from exc
         self._procs[pod_id] = proc
         self._write_meta(pod_dir, {"pid": proc.pid, "start": process_start_time(proc.pid),
-                                   "run_id": request.run_id, "name": request.name, "created_at": time.time()})
-        await on_attempt(LaunchAttempt(LOCAL_GPU, True, f"started local pod {pod_id} (pid {proc.pid})"))
-        return Pod(pod_id=pod_id, gpu_type=LOCAL_GPU, price_per_hour=self.price_per_hour)
+                                   "run_id": request.run_id, "name": request.name, "created_at": time.time(),
+                                   **meta})
+        return proc
+
+    async def _create_group(self, request: PodRequest, on_attempt: AttemptCallback) -> Pod:
+        """N local pods as one group, with the cluster env RunPod gives its nodes: node 0 hosts the
+        rendezvous on 127.0.0.1 at a free port."""
+        group_id = f"local-{request.run_id}-{secrets.token_hex(2)}"
+        group_dir = self.pods_dir / group_id
+        group_dir.mkdir(parents=True, exist_ok=False)
+        members = [f"{group_id}-n{rank}" for rank in range(request.nodes)]
+        # The group is written first: a control plane that dies halfway finds (and can end) what started.
+        self._write_meta(group_dir, {"members": members, "run_id": request.run_id, "name": request.name,
+                                     "created_at": time.time()}, "group.json")
+        # Ports handed out but not yet listened on: a free port asked for again may come back the same.
+        taken = {int(request.env.get("PODTUI_POD_PORT") or 0)}
+        port = str(free_local_port())
+        while int(port) in taken:
+            port = str(free_local_port())
+        taken.add(int(port))
+        common = {"MASTER_ADDR": "127.0.0.1", "PRIMARY_ADDR": "127.0.0.1", "MASTER_PORT": port,
+                  "PRIMARY_PORT": port, "NODE_ADDR": "127.0.0.1", "HOST_NODE_ADDR": f"127.0.0.1:{port}",
+                  "NUM_NODES": str(request.nodes), "NUM_TRAINERS": str(request.gpu_count),
+                  "WORLD_SIZE": str(request.nodes * request.gpu_count)}
+        try:
+            for rank, member in enumerate(members):
+                node_env: dict[str, str] = {**common, "NODE_RANK": str(rank)}
+                meta: dict[str, Any] = {"group": group_id}
+                if request.env.get("PODTUI_CONNECT") == "pull" and rank > 0:  # each node its own port here
+                    port_of_node = free_local_port()
+                    while port_of_node in taken:
+                        port_of_node = free_local_port()
+                    taken.add(port_of_node)
+                    node_env["PODTUI_POD_PORT"] = str(port_of_node)
+                    meta["pod_port"] = port_of_node
+                proc = self._start(member, request, node_env, meta)
+                await on_attempt(LaunchAttempt(LOCAL_GPU, True, f"started node {rank}: local pod {member} "
+                                                                f"(pid {proc.pid})"))
+        except ProviderError:
+            await self.terminate_pod(group_id)  # no half group left running
+            raise
+        return Pod(pod_id=group_id, gpu_type=LOCAL_GPU, price_per_hour=self.price_per_hour * request.nodes)
+
+    def _members(self, pod_id: str) -> list[str] | None:
+        """A group's member pods, or None when pod_id is a single pod."""
+        try:
+            meta = json.loads((self.pods_dir / pod_id / "group.json").read_text())
+            return [str(m) for m in meta["members"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
 
     @staticmethod
-    def _write_meta(pod_dir: Path, meta: dict[str, Any]) -> None:
-        tmp = pod_dir / "pod.json.tmp"
+    def _write_meta(pod_dir: Path, meta: dict[str, Any], name: str = "pod.json") -> None:
+        tmp = pod_dir / f"{name}.tmp"
         tmp.write_text(json.dumps(meta))
-        tmp.replace(pod_dir / "pod.json")
+        tmp.replace(pod_dir / name)
 
     def _meta(self, pod_id: str) -> dict[str, Any] | None:
         try:
@@ -148,9 +212,30 @@ class LocalProvider:
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
+    def _group_state(self, group_id: str, members: list[str]) -> PodState:
+        """A group runs while any node does; its nodes say which ended and how."""
+        nodes = []
+        for rank, member in enumerate(members):
+            st = self._state(member) if (self.pods_dir / member / "pod.json").exists() else \
+                PodState(member, "gone", detail="never started")
+            nodes.append(NodeState(rank, member, st.phase, st.price_per_hour, st.exit_code, detail=st.detail))
+        running = [n for n in nodes if n.phase == "running"]
+        failed = next((n for n in nodes if n.phase == "gone" and n.exit_code not in (None, 0)), None)
+        detail = "; ".join(f"node {n.rank}: {n.detail}" for n in nodes if n.phase == "gone")
+        try:
+            name = str(json.loads((self.pods_dir / group_id / "group.json").read_text()).get("name", ""))
+        except (OSError, ValueError):
+            name = ""
+        return PodState(group_id, "running" if running else "gone",
+                        price_per_hour=self.price_per_hour * len(running), name=name,
+                        exit_code=None if failed is None else failed.exit_code, detail=detail, nodes=nodes)
+
     def _state(self, pod_id: str) -> PodState:
         if "/" in pod_id or pod_id.startswith("."):
             return PodState(pod_id, "gone", detail="not a local pod id")
+        members = self._members(pod_id)
+        if members is not None:
+            return self._group_state(pod_id, members)
         meta = self._meta(pod_id)
         if meta is None:
             return PodState(pod_id, "gone", detail="no such local pod")
@@ -175,7 +260,15 @@ class LocalProvider:
         return self._state(pod_id)
 
     async def terminate_pod(self, pod_id: str) -> None:
-        """SIGTERM the pod's groups, SIGKILL them after the grace period; returns once they are gone."""
+        """SIGTERM the pod's groups, SIGKILL them after the grace period; returns once they are gone (a group
+        of pods: every node)."""
+        members = self._members(pod_id) if "/" not in pod_id and not pod_id.startswith(".") else None
+        if members is not None:
+            ends = await asyncio.gather(*(self.terminate_pod(m) for m in members), return_exceptions=True)
+            failed = [str(e) for e in ends if isinstance(e, BaseException)]
+            if failed:
+                raise ProviderError("; ".join(failed))
+            return
         meta = self._meta(pod_id)
         if meta is None or self._state(pod_id).phase == "gone":
             self._procs.pop(pod_id, None)
@@ -207,17 +300,25 @@ class LocalProvider:
         """Every local pod still running."""
         if not self.pods_dir.is_dir():
             return []
-        states = [self._state(p.name) for p in sorted(self.pods_dir.iterdir()) if (p / "pod.json").exists()]
+        ids = [p.name for p in sorted(self.pods_dir.iterdir()) if (p / "group.json").exists()
+               or ((p / "pod.json").exists() and "group" not in (self._meta(p.name) or {}))]
+        states = [self._state(pod_id) for pod_id in ids]  # a group's members are listed as their group
         return [s for s in states if s.phase != "gone"]
 
     def pod_endpoint(self, pod_id: str, port: int) -> str:
-        """Where a pull-mode local pod listens: its own free port on this machine."""
-        return f"http://127.0.0.1:{port}"
+        """Where a pull-mode local pod listens: its own free port on this machine (a group's node k > 0: the
+        port it was given, in its pod.json)."""
+        own = (self._meta(pod_id) or {}).get("pod_port") if "/" not in pod_id and not pod_id.startswith(".") \
+            else None
+        return f"http://127.0.0.1:{own if isinstance(own, int) else port}"
 
     async def pod_logs(self, pod_id: str, tail: int = 50) -> list[dict[str, str]]:
         """The last lines the pod's boot process printed (its pod.log)."""
         if "/" in pod_id or pod_id.startswith("."):
             return []
+        members = self._members(pod_id)
+        if members:  # a group: node 0's boot
+            pod_id = members[0]
         try:
             with open(self.pods_dir / pod_id / "pod.log", "rb") as f:
                 f.seek(0, os.SEEK_END)

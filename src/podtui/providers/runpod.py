@@ -36,6 +36,7 @@ from .base import (
     ProviderError,
 )
 from .runpod_api import DEFAULT_API_URL, ApiProblem, KeyRejected, RunPodApi, Unanswered
+from .runpod_cluster import RunPodClusters, is_cluster
 from .runpod_spot import SpotRental
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,8 @@ def create_body(request: PodRequest, gpu_type: str, cloud: str) -> dict[str, Any
 def candidates(request: PodRequest) -> list[tuple[str, str]]:
     """(GPU type, cloud) in the order to try; `ALL` tries Secure then Community for each GPU type."""
     clouds = ["SECURE", "COMMUNITY"] if request.cloud_type == "ALL" else [request.cloud_type]
+    if request.nodes > 1:  # a cluster has no cloud: Secure Cloud
+        clouds = ["SECURE"]
     return [(gpu, cloud) for gpu in request.gpu_types for cloud in clouds]
 
 
@@ -136,6 +139,9 @@ class RunPodProvider:
         self._spot_ids: set[str] = set()
         """Spot pods (GraphQL-created): v2 may not list, read or delete them (undocumented), so they are looked up
         and ended through GraphQL before they count as gone."""
+
+        self.clusters = RunPodClusters(self.api, gone_grace_s, terminate_confirm_s, backoff_s)
+        """Runs of more than one pod: RunPod Instant Clusters (runpod_cluster.py)."""
 
     # -- network volumes (issue 25) ---------------------------------------------------------------
 
@@ -243,8 +249,9 @@ class RunPodProvider:
             if offer is None:
                 problems.append(f"gpu_types: RunPod has no GPU type {gpu!r} (`podtui gpus --provider runpod` "
                                 "lists them)")
-            elif spec.gpu_count > self.max_count(gpu, spec.cloud_type, offer.max_gpu_count):
-                most = self.max_count(gpu, spec.cloud_type, offer.max_gpu_count)
+            elif spec.gpu_count > self.max_count(gpu, cloud := "SECURE" if spec.nodes > 1 else spec.cloud_type,
+                                                 offer.max_gpu_count):
+                most = self.max_count(gpu, cloud, offer.max_gpu_count)
                 problems.append(f"gpu_count: RunPod puts at most {most} x {gpu} on one pod "
                                 f"({spec.cloud_type.lower()} cloud)")
             elif spec.cloud_type == "SECURE" and offer.secure_price is None and not spec.spot:
@@ -302,8 +309,9 @@ class RunPodProvider:
             self._created[pod_id] = time.monotonic()
             if request.spot:
                 self._spot_ids.add(pod_id)
-            price = await self._price(created, gpu_type, cloud, request.gpu_count)
-            await on_attempt(LaunchAttempt(gpu_type, True, f"pod {pod_id} created in {cloud.lower()} cloud"
+            price = await self._price(created, gpu_type, cloud, request.gpu_count) * request.nodes
+            what = f"pod {pod_id}" if request.nodes <= 1 else f"{pod_id} ({request.nodes} pods)"
+            await on_attempt(LaunchAttempt(gpu_type, True, f"{what} created in {cloud.lower()} cloud"
                                            f"{' (spot)' if request.spot else ''} at ${price:.3f}/h"))
             return Pod(pod_id=pod_id, gpu_type=gpu_type, price_per_hour=price)
         if every_403 and tried:
@@ -335,12 +343,15 @@ class RunPodProvider:
             try:
                 if request.spot:
                     return await self.spot.rent(request, gpu_type, cloud)
+                if request.nodes > 1:
+                    return await self.clusters.create(request, gpu_type)
                 created = await self.api.json("POST", "/v2/pods", json=create_body(request, gpu_type, cloud))
                 if not isinstance(created, dict) or not created.get("id"):
                     raise Unanswered(f"RunPod answered the create without a pod id: {str(created)[:200]}")
                 return created
             except Unanswered as exc:
-                found = await self._find_by_name(request.name)
+                found = await (self._find_cluster_by_name(request.name) if request.nodes > 1
+                               else self._find_by_name(request.name))
                 if found is not None:
                     await on_attempt(LaunchAttempt(gpu_type, True, f"{exc}; the create went through: found pod "
                                                    f"{found['id']} by its name"))
@@ -368,9 +379,23 @@ class RunPodProvider:
         return round(highest * count, 4) or 10.0 * count
 
     async def find_pod_by_name(self, name: str) -> PodState | None:
-        """A live pod with this name, looked for over find_window_s (RunPod's listing lags a create)."""
+        """A live pod (or cluster) with this name, looked for over find_window_s (RunPod's listing lags a
+        create)."""
         found = await self._find_by_name(name)
-        return state_of(found) if found is not None else None
+        if found is None:
+            cluster = await self._find_cluster_by_name(name)
+            return None if cluster is None else PodState(pod_id=str(cluster["id"]), phase="starting", name=name)
+        return state_of(found)
+
+    async def _find_cluster_by_name(self, name: str) -> dict[str, Any] | None:
+        """A cluster by name, a few times over find_window_s (as pods: the listing may lag a create)."""
+        deadline = time.monotonic() + self.find_window_s
+        delay = max(0.2, self.find_window_s / 8)
+        while True:
+            found = await self.clusters.find_by_name(name)
+            if found is not None or time.monotonic() + delay > deadline:
+                return found
+            await asyncio.sleep(delay)
 
     async def _find_by_name(self, name: str) -> dict[str, Any] | None:
         """Look for a pod by name a few times over find_window_s (RunPod's listing lags a create)."""
@@ -422,7 +447,9 @@ class RunPodProvider:
         return {"id": pod_id, "status": status, "cost": found.get("costPerHr")}
 
     async def get_pod(self, pod_id: str) -> PodState:
-        """Phase, billed rate and GPU use of a pod (`gone` on a 404 or TERMINATED)."""
+        """Phase, billed rate and GPU use of a pod (`gone` on a 404 or TERMINATED); of a cluster, its nodes'."""
+        if is_cluster(pod_id):
+            return await self.clusters.get(pod_id)
         pod = await self._get_raw(pod_id)
         if pod is None:
             return PodState(pod_id=pod_id, phase="gone", detail="not found (404)")
@@ -433,8 +460,15 @@ class RunPodProvider:
         misses in a row past the grace period after its create."""
         if not pod_ids:
             return {}
-        listed = {str(p.get("id")): p for p in await self._list_raw()}
-        states: dict[str, PodState] = {}
+        clusters = [p for p in pod_ids if is_cluster(p)]
+        pod_ids = [p for p in pod_ids if not is_cluster(p)]
+        if clusters:  # the one list call brings the clusters' members too
+            everything = await self.clusters.list_members()
+            states = await self.clusters.poll(clusters, [p for p in everything if p.get("cluster")])
+            listed = {str(p.get("id")): p for p in everything if not p.get("cluster")}
+        else:
+            states = {}
+            listed = {str(p.get("id")): p for p in await self._list_raw()} if pod_ids else {}
         for pod_id in pod_ids:
             if pod_id in listed:
                 self._misses.pop(pod_id, None)
@@ -457,7 +491,11 @@ class RunPodProvider:
         return states
 
     async def terminate_pod(self, pod_id: str) -> None:
-        """DELETE, then confirm by a 404 (retrying the delete meanwhile) within terminate_confirm_s."""
+        """DELETE, then confirm by a 404 (retrying the delete meanwhile) within terminate_confirm_s (a cluster:
+        DELETE /v2/clusters/{id}, confirmed when no member is left)."""
+        if is_cluster(pod_id):
+            await self.clusters.terminate(pod_id)
+            return
         deadline = time.monotonic() + self.terminate_confirm_s
         delay = self.backoff_s
         while True:
@@ -491,7 +529,11 @@ class RunPodProvider:
             delay = min(delay * 2, 10.0)
 
     async def stop_pod(self, pod_id: str) -> None:
-        """Stop the pod: GPU billing ends; its disk is kept (and billed) until it is terminated."""
+        """Stop the pod: GPU billing ends; its disk is kept (and billed) until it is terminated. A cluster has no
+        stop: it is deleted."""
+        if is_cluster(pod_id):
+            await self.clusters.terminate(pod_id)
+            return
         try:
             await self.api.send("POST", f"/v2/pods/{pod_id}/action", json={"action": "stop"})
         except ApiProblem as exc:
@@ -504,8 +546,9 @@ class RunPodProvider:
 
     async def list_pods(self) -> list[PodState]:
         """Pods of this account whose name carries podtui's prefix."""
-        return [state_of(p) for p in await self._list_raw()
-                if str(p.get("name", "")).startswith(POD_NAME_PREFIX)]
+        pods = [state_of(p) for p in await self._list_raw()]
+        pods += await self.clusters.list_states()
+        return [p for p in pods if p.name.startswith(POD_NAME_PREFIX)]
 
     async def pod_logs(self, pod_id: str, tail: int = 50, wait_s: float = 2.0,
                        idle_s: float = 0.3) -> list[dict[str, str]]:
@@ -513,6 +556,14 @@ class RunPodProvider:
 
         RunPod streams them as Server-Sent Events and keeps following: the tail is read until the stream has been
         quiet for idle_s (or wait_s has passed), both sources at once."""
+        if is_cluster(pod_id):  # node 0's
+            try:
+                primary = await self.clusters.primary(pod_id)
+            except ProviderError as exc:
+                return [{"ts": "", "source": "system", "line": f"(cannot read the cluster: {exc})"}]
+            if primary is None:
+                return []
+            pod_id = primary
         cached = self._logs_cache.get((pod_id, tail))
         if cached and time.monotonic() - cached[0] < LOGS_TTL_S:  # two streams count against RunPod's quota
             return cached[1]

@@ -173,6 +173,9 @@ class LaunchScreen(Dialog[Run | None]):
                     yield Label("retry a failing command")
                     yield Select[str]([("no", "no"), ("yes", "yes")], value="no", allow_blank=False,
                                       id="retry_failed")
+                with Vertical():  # more than one: a RunPod cluster, or that many local pods
+                    yield Label("nodes (each with the GPU count)")
+                    yield Input(value="1", id="nodes", type="integer")
             yield Static("", id="error")
             with Horizontal(id="buttons"):
                 yield Button("Launch (ctrl+s)", variant="success", id="launch")
@@ -314,7 +317,8 @@ class LaunchScreen(Dialog[Run | None]):
             "provider": self.query_one("#provider", Select).value,
             "gpu_types": list(self.query_one(OffersTable).picked),
             "command": text("command"), "workdir": text("workdir"), "image": text("image"),
-            "gpu_count": text("gpu_count") or 1, "cloud_type": self.query_one("#cloud_type", Select).value,
+            "gpu_count": text("gpu_count") or 1, "nodes": text("nodes") or 1,
+            "cloud_type": self.query_one("#cloud_type", Select).value,
             "name": text("name"), "max_runtime_s": text("max_runtime"), "budget_usd": text("budget"),
             "keep_alive_s": text("keep_alive") or 0,
             "outputs": text("outputs"), "sync_outputs_s": text("sync_outputs"), "retries": text("retries"),

@@ -20,6 +20,7 @@ from ..fmt import data_wait_text, format_bytes, format_duration, outputs_line
 from ..handler_errors import ReportsHandlerErrors
 from ..live import LiveRuns
 from ..messages import EndPodAsked, RunEventArrived, RunUpdated
+from ..models import node_line
 from ..widgets.key_hints import KeyHints
 from ..widgets.keys import bindings
 from ..widgets.palette import event_style, status_style, theme_colour
@@ -89,7 +90,9 @@ def run_facts(app: App[object], run: Run, now: float) -> Table:
         ("pod", f"{run.provider} {run.pod_id or '(none yet)'}"),
         ("connect", "pull: the control plane reaches the pod's port " + (f"{run.pod_port} " if run.pod_port else "")
          + "(no public URL needed)" if run.connect == "pull" else "push: the pod reports to the control plane's URL"),
-        ("GPU", f"{run.gpu_type or '-'} x{spec.gpu_count}{cloud}  (tried in order: {', '.join(spec.gpu_types)})"),
+        ("GPU", f"{run.gpu_type or '-'} x{spec.gpu_count}{cloud}  (tried in order: {', '.join(spec.gpu_types)})"
+         if spec.nodes <= 1 else f"{spec.nodes} nodes x {spec.gpu_count} {run.gpu_type or '-'} "
+         f"({spec.nodes * spec.gpu_count} GPUs){cloud}  (tried in order: {', '.join(spec.gpu_types)})"),
         ("cost", f"{price}, ${run.cost_at(now):.2f} spent" + (f" over {run.attempt} attempts" if run.attempt > 1
                                                                   else "")),
         *([("attempts", attempts_text(run, now))] if run.spec.retries or run.attempt > 1 else []),
@@ -97,6 +100,7 @@ def run_facts(app: App[object], run: Run, now: float) -> Table:
          f"{run.gpu_util:.0f}% compute, {run.gpu_mem or 0:.0f}% memory (as {run.provider} reports it)"
          + (f"; warns below {spec.min_gpu_util_pct:.0f}% for {format_duration(spec.min_gpu_util_s)}"
             if spec.min_gpu_util_pct is not None else "")),
+        *([("nodes", "\n".join(node_line(n) for n in run.nodes) or "(starting)")] if spec.nodes > 1 else []),
         ("time", f"created {clock(run.created_at)}, started {clock(run.started_at)}, "
                  f"ended {clock(run.ended_at)}; {format_duration((run.ended_at or now) - started)}"),
         ("progress", "-" if run.last_step is None else

@@ -89,6 +89,8 @@ def retry_refusal(run: Run, limits: Limits, now: float, waiting: bool = False) -
     and budget and max runtime not reached over every attempt so far. `waiting`: the lost attempt is already
     closed and the run waits for its next pod (its attempt number is the next one's)."""
     retries = run.spec.retries or 0
+    if run.spec.nodes > 1:  # one node lost ends the whole group: relaunching all of it is not built yet
+        return "a run of more than one pod is not retried yet: its nodes end together"
     if retries <= 0:
         return "retries are off (--retries 0)"
     if run.attempt - (1 if waiting else 0) > retries:

@@ -111,37 +111,45 @@ class Puller:
         self.runs = runs
         self.secret = ensure_secret(settings, "pod_secret").encode()
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._started: set[tuple[str, int]] = set()
+        """Nodes k > 0 this control plane started (node 0's start is the run's `pod_started` event)."""
 
     def token(self, run_id: str) -> str:
         """The pod token of a run (never logged or shown)."""
         return pod_token(self.secret, run_id)
 
-    def follow(self, run_id: str) -> None:
-        """Start following a run (once)."""
-        task = self._tasks.get(run_id)
-        if task is None or task.done():
-            self._tasks[run_id] = asyncio.create_task(self._follow(run_id), name=f"pull-{run_id}")
+    def follow(self, run_id: str, nodes: int = 1) -> None:
+        """Start following a run (once): each of its nodes through its own port."""
+        for node in range(nodes):
+            key = run_id if node == 0 else f"{run_id}/{node}"
+            task = self._tasks.get(key)
+            if task is None or task.done():
+                self._tasks[key] = asyncio.create_task(self._follow(run_id, node), name=f"pull-{key}")
 
     async def resume(self) -> None:
         """After a restart: follow every live pull-mode run that has a pod."""
         for run in await self.store.list_runs(live_only=True):
             if run.connect == "pull" and run.pod_id:
-                self.follow(run.id)
+                self.follow(run.id, run.spec.nodes)
 
     async def stop(self) -> None:
         for task in self._tasks.values():
             task.cancel()
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
 
-    def url_of(self, run: Run) -> str | None:
+    def url_of(self, run: Run, node: int = 0) -> str | None:
+        """Where a run's pod (of several: node `node`'s) listens; None while unknown."""
         provider = self.runs.providers.get(run.provider)
         endpoint = getattr(provider, "pod_endpoint", None)
-        if endpoint is None or not run.pod_id or not run.pod_port:
+        pod_id = run.pod_id
+        if run.spec.nodes > 1:  # a member's own port (the supervisor's first pass names the members)
+            pod_id = next((n.pod_id for n in run.nodes if n.rank == node), None)
+        if endpoint is None or not pod_id or not run.pod_port:
             return None
-        url: str = endpoint(run.pod_id, run.pod_port)
+        url: str = endpoint(pod_id, run.pod_port)
         return url
 
-    async def _follow(self, run_id: str) -> None:
+    async def _follow(self, run_id: str, node: int = 0) -> None:
         failures = 0
         said: set[str] = set()
 
@@ -157,23 +165,35 @@ class Puller:
                 return
             if not self._worth_pulling(run):
                 return
-            url = self.url_of(run)
+            url = self.url_of(run, node)
             if url is None:
+                if run.spec.nodes > 1 and run.pod_id:  # the members are named on the supervisor's next pass
+                    await asyncio.sleep(RETRY_S[0])
+                    continue
                 return
             link = PodLink(url, self.token(run_id))
+            who = f"node {node}'s pod" if node else "the pod"
             try:
                 state = await link.state()
                 if not state.get("started"):
-                    if await self.store.has_event(run_id, "pod_started", since=run.started_at):  # this pod's
+                    if (await self.store.has_event(run_id, "pod_started", since=run.started_at) if node == 0
+                            else (run_id, node) in self._started):  # this pod's start (an attempt's)
                         # The agent lost its state: the container restarted (RunPod restarts a container whose
                         # process exited). Starting again would train from scratch under the same numbers.
                         self.runs.container_restarted(run)
                         return
-                    await tell("pull", "the pod answers on its port; uploading inputs")
-                    await self.store.start_data_wait(run_id, time.time())  # the pod bills while this uploads
-                    await self._upload_inputs(run, link, state)
+                    await tell("pull", f"{who} answers on its port; uploading inputs")
+                    if node == 0:
+                        await self.store.start_data_wait(run_id, time.time())  # the pod bills while this uploads
+                    await self._upload_inputs(run, link, state, progress=node == 0)
                     await link.call("POST", "/v1/start", content=b"{}")
-                    await self.store.add_event(run_id, "pod_started", "inputs uploaded and checked; the pod starts")
+                    if node:
+                        self._started.add((run_id, node))
+                        await self.store.add_event(run_id, "node_started", f"node {node}: inputs uploaded and "
+                                                   "checked; the pod starts")
+                    else:
+                        await self.store.add_event(run_id, "pod_started", "inputs uploaded and checked; the pod "
+                                                   "starts")
                 failures = 0
                 if await self._pull_reports(run_id, link):
                     failures = 0
@@ -181,7 +201,7 @@ class Puller:
                 run = await self.store.get_run(run_id)
                 if not self._worth_pulling(run):  # the pod ended with its run: nothing to wait for
                     return
-                await tell("pull", f"waiting for the pod's agent to answer on its port ({exc})")
+                await tell("pull", f"waiting for {who}'s agent to answer on its port ({exc})")
                 log.debug("run %s: pod not reachable: %s", run_id, exc)
             except DatasetError as exc:  # the dataset changed or vanished here: the pod cannot get it
                 await self.store.add_event(run_id, "pull_failed", str(exc))
@@ -267,7 +287,7 @@ class Puller:
                                   await asyncio.to_thread(sha256_file, resume), path=str(resume)))
         return uploads
 
-    async def _upload_inputs(self, run: Run, link: PodLink, state: dict[str, Any]) -> None:
+    async def _upload_inputs(self, run: Run, link: PodLink, state: dict[str, Any], progress: bool = True) -> None:
         uploads = await self.inputs(run)
         total = sum(u.size for u in uploads if u.slot != "script")
         have = state.get("inputs") or {}
@@ -281,7 +301,7 @@ class Puller:
             if offset > upload.size:
                 offset = 0
             async for sent in send_input(link, upload, offset, self.settings.upload_chunk_bytes):
-                if upload.slot != "script":
+                if upload.slot != "script" and progress:  # the run's download bar is node 0's
                     await self._progress(run.id, done_bytes + sent, total)
             answer = await link.call_until_done("POST", f"/v1/inputs/{upload.slot}/done", content=b"{}",
                                                 params={"sha256": upload.sha256, "size": upload.size})

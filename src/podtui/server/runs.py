@@ -37,6 +37,10 @@ BUSY_BACKLOG = 64
 """Writes queued in the store past which agents are asked to report less often."""
 
 
+NODES_END_GRACE_S = 30.0
+"""After node 0's command ended (no keep-alive), how long the other nodes of its run may still report."""
+
+
 def slow_down(backlog: int) -> float | None:
     """How often agents should report while the store has `backlog` writes queued: as usual (None) below
     BUSY_BACKLOG, then a gap growing with the backlog (0.25 s at 64, 2 s from 512 on): their batches grow and the
@@ -67,6 +71,8 @@ class RunService:
         self._deadlines_forgotten = 0
         """Counts forget_deadline calls: a deadline computed across one is not cached (it may be stale)."""
         self._ending: dict[str, asyncio.Future[None]] = {}
+        self._node_said: dict[tuple[str, int], str] = {}
+        """The status each node k > 0 of a run last reported (written to the run's nodes when it changes)."""
         self.puller: Any = None
         """The Puller (server/puller.py), set by the app: follows pull-mode runs."""
         self.outputs: Any = None
@@ -105,8 +111,9 @@ class RunService:
         connect = spec.connect or self.settings.default_connect(provider_name)
         if connect == "pull" and getattr(provider, "pod_endpoint", None) is None:
             raise ApiError(409, "connect", f"the {provider_name} provider cannot be reached in pull mode")
-        spec = spec.model_copy(update={"connect": connect, "retries": spec.retries if spec.retries is not None
-                                       else default_retries(provider_name)})
+        retries = spec.retries if spec.retries is not None else 0 if spec.nodes > 1 else default_retries(provider_name)
+        spec = spec.model_copy(update={"connect": connect, "retries": retries})
+        self.check_nodes(spec, provider_name)
         problem = connect == "push" and public_url_problem(self.settings.public_url, provider_name,
                                                            self.settings.allow_loopback_public_url)
         if problem:
@@ -162,6 +169,21 @@ class RunService:
         if problems:
             raise ApiError(422, "invalid_for_provider", "; ".join(problems))
 
+    @staticmethod
+    def check_nodes(spec: LaunchSpec, provider_name: str) -> None:
+        """Refuse what a run of more than one pod cannot be (before anything is created)."""
+        if spec.nodes <= 1:  # (outputs_from `all` of one pod is node 0's)
+            return
+        if spec.connect == "pull" and spec.outputs_from == "all":
+            raise ApiError(409, "connect", "outputs_from: in pull mode outputs come home from node 0 only; launch "
+                           "with --outputs-from 0, or in push mode (--connect push, a public https URL)")
+        if spec.spot:
+            raise ApiError(409, "invalid_for_provider", "spot: a multi-node run is a RunPod cluster, and clusters "
+                           "have no spot pricing; launch without --spot")
+        if provider_name == "runpod" and spec.cloud_type == "COMMUNITY":
+            raise ApiError(409, "invalid_for_provider", "cloud_type: RunPod clusters run in Secure Cloud only; "
+                           "launch with --cloud SECURE")
+
     def _spawn(self, coro: asyncio.Future[None] | object) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
         self._tasks.add(task)
@@ -201,6 +223,18 @@ class RunService:
         if run.spec.max_runtime_s:  # what earlier attempts left of it
             env["PODTUI_MAX_RUNTIME_S"] = str(max(1, int(run.spec.max_runtime_s - run.runtime_at(time.time()))))
         env.update(self.outputs_env(run))
+        env.update(self.nodes_env(run, provider))
+        return env
+
+    @staticmethod
+    def nodes_env(run: Run, provider: Provider) -> dict[str, str]:
+        """What the agent builds the torchrun env from (MASTER_ADDR, NODE_RANK, ...: see agent.cluster_env).
+        The per-node values come from the provider (RunPod sets them on a cluster's nodes), never from here."""
+        env = {"PODTUI_NODES": str(run.spec.nodes), "PODTUI_GPU_COUNT": str(run.spec.gpu_count)}
+        if run.spec.nodes > 1:
+            env["PODTUI_OUTPUTS_FROM"] = run.spec.outputs_from
+            if provider.name == "runpod":  # NCCL over the cluster's interface (the agent: unless the user set one)
+                env["PODTUI_CLUSTER"] = "runpod"
         return env
 
     def outputs_env(self, run: Run) -> dict[str, str]:
@@ -260,7 +294,7 @@ class RunService:
             start_command=BOOT_COMMAND, env=self.pod_env(run, provider, ingest_token),
             container_disk_gb=spec.container_disk_gb, ssh=spec.ssh,
             ports=[f"{run.pod_port}/http"] if run.connect == "pull" and provider.name != "local" else [],
-            min_cuda_version=spec.min_cuda_version or cuda_of_image(spec.image),
+            min_cuda_version=spec.min_cuda_version or cuda_of_image(spec.image), nodes=spec.nodes,
         )
         volume = self._volumes.pop(run.id, None)
         if volume is not None:
@@ -285,13 +319,16 @@ class RunService:
             await self.store.finish_run(run.id, RunStatus.failed, f"no pod: internal error ({exc})")
             return None
         await self.store.record_pod(provider.name, pod.pod_id, run.id, pod.gpu_type, pod.price_per_hour, "running")
+        what = f"pod {pod.pod_id}" if spec.nodes <= 1 else f"{spec.nodes} nodes ({pod.pod_id})"
+        if spec.nodes > 1:
+            await self.store.update_nodes(run.id, {rank: {"status": "starting"} for rank in range(spec.nodes)})
         updated = await self.store.update_run(
             run.id, only_if_live=True, status=RunStatus.booting, pod_id=pod.pod_id, gpu_type=pod.gpu_type,
             price_per_hour=pod.price_per_hour, started_at=time.time(),
-            event=("booting", f"pod {pod.pod_id} on {pod.gpu_type} at ${pod.price_per_hour:.3f}/h"))
+            event=("booting", f"{what} on {pod.gpu_type} at ${pod.price_per_hour:.3f}/h"))
         self.forget_deadline(run.id)  # after the store has the start and price
         if updated is not None and run.connect == "pull":
-            self.puller.follow(run.id)
+            self.puller.follow(run.id, spec.nodes)
             if self.outputs_syncer is not None:
                 self.outputs_syncer.follow(run.id)
         if updated is None:
@@ -398,6 +435,8 @@ class RunService:
     async def take_report(self, run_id: str, batch: ReportBatch) -> ReportReply:
         """A pod's report, pushed or pulled: stored; when it says the command ended, the run ends; and the reply the
         pod acts on (stop, the run's status, how long it may still run). NotFound for an unknown run."""
+        if batch.node:
+            return await self.take_node_report(run_id, batch)
         result = await self.store.apply_report(run_id, batch, time.time())
         status = result.status
         if batch.pod_end_failed:
@@ -416,6 +455,39 @@ class RunService:
                            deadline_in_s=None if deadline is None else round(deadline - time.time(), 1),
                            min_interval_s=slow_down(self.store.backlog))
 
+    async def take_node_report(self, run_id: str, batch: ReportBatch) -> ReportReply:
+        """A report of node k > 0 of a run of more than one pod: its log lines (their numbers are its own) and
+        heartbeat; no metrics, progress or live rows (node 0's are the run's). Its success is noted; its failure
+        ends the run and every node (training across nodes cannot go on without it)."""
+        node, said = batch.node, batch.status
+        batch.metric_rows, batch.loss, batch.progress_json, batch.live_json = [], None, None, None
+        batch.metrics_source = None
+        batch.status = said if said in ("downloading", "training") else None
+        result = await self.store.apply_report(run_id, batch, time.time())
+        status = result.status
+        if said and self._node_said.get((run_id, node)) != said:
+            await self.store.update_nodes(run_id, {node: {"status": said}})
+            self._node_said[(run_id, node)] = said
+        if said == "failed" and status.is_live:
+            if batch.stopped:
+                reason, end = f"{batch.stopped} (enforced by node {node})", RunStatus.terminated
+            else:
+                last = [line for line in (batch.error or "").splitlines()[1:]
+                        if line.strip() and " [podtui] " not in line]
+                reason = (f"node {node} failed (exit code {batch.exit_code})" + (f": {last[-1][:300]}" if last else "")
+                          + "; the other nodes cannot go on without it")
+                end = RunStatus.failed
+                if batch.error:
+                    await self.store.add_event(run_id, "failure_tail", f"node {node}: {batch.error[-8000:]}")
+            self.terminate_soon(run_id, reason, end)
+            status = end
+        in_keep_alive = status in (RunStatus.succeeded, RunStatus.failed) and result.keep_alive_until is not None
+        stop = status.is_final and not in_keep_alive and said not in ("succeeded", "failed")
+        deadline = await self.pod_deadline(run_id) if status.is_live else None
+        return ReportReply(accepted_metrics=0, accepted_logs=result.accepted_logs, run_status=status, stop=stop,
+                           deadline_in_s=None if deadline is None else round(deadline - time.time(), 1),
+                           min_interval_s=slow_down(self.store.backlog))
+
     async def pod_reported_end(self, run: Run, status: RunStatus, exit_code: int | None,
                                error: str | None, stopped: str | None = None) -> Run:
         """The agent says the command ended: finish the run (keeping the ingest token through keep-alive)."""
@@ -425,6 +497,10 @@ class RunService:
         ended_by_limit = bool(stopped) and status != RunStatus.succeeded
         refusal: str | None = None
         until = time.time() + keep if keep > 0 and not ended_by_limit else None
+        if until is None and run.spec.nodes > 1 and not ended_by_limit:
+            # The other nodes end about now too: their last lines and reports still come in (the token lives
+            # until the group is gone, at most this long).
+            until = time.time() + NODES_END_GRACE_S
         if status == RunStatus.succeeded:
             reason = "the training command succeeded"
         elif ended_by_limit:

@@ -204,6 +204,8 @@ class Supervisor:
                 await self.store.finish_run(run.id, status, reason)
                 self.runs.drop_bundle(run.id)
             return  # an exited pod still exists: the finished-runs pass terminates it
+        if state.nodes and await self.check_nodes(run, state):
+            return
         if state.price_per_hour and abs(state.price_per_hour - (run.price_per_hour or 0.0)) > 1e-6:
             run = await self.store.update_run(
                 run.id, price_per_hour=state.price_per_hour, event=(
@@ -224,6 +226,44 @@ class Supervisor:
             await self.store.record_gpu_use(run.id, state.gpu_util, state.gpu_mem, step, now)
             await self.watch_gpu_use(run, state, now)
         await self.enforce_limits(run, now)
+
+    async def check_nodes(self, run: Run, state: PodState) -> bool:
+        """A group's nodes: recorded on the run (pod, status, GPU use, price); a node gone while the run lives,
+        that had not reported success, ends the run and every other node (training across nodes cannot go on
+        without it; a retry relaunches the whole group). True when the run was ended."""
+        said = {n.rank: n.status for n in run.nodes}
+        known_nodes = {n.rank: n for n in run.nodes}
+        now = time.time()
+        changes: dict[int, dict[str, object]] = {}
+        for node in state.nodes:
+            before = known_nodes.get(node.rank)
+            spent = 0.0 if before is None else before.spent_usd
+            if before is not None and before.updated_at is not None and before.price_per_hour:
+                spent += before.price_per_hour * max(0.0, now - before.updated_at) / 3600.0
+            status = said.get(node.rank, "starting")
+            if node.phase in ("gone", "exited") and status not in ("succeeded", "failed"):
+                status = "gone" if node.phase == "gone" else "exited"
+            elif node.phase in ("running", "starting") and status in ("starting", "gone"):
+                status = "running"
+            changes[node.rank] = {"pod_id": node.pod_id, "status": status, "gpu_util": node.gpu_util,
+                                  "gpu_mem": node.gpu_mem,
+                                  "price_per_hour": node.price_per_hour if node.phase != "gone" else 0.0,
+                                  "spent_usd": round(spent, 6), "updated_at": now}
+        await self.store.update_nodes(run.id, changes)  # the cost moves on every pass
+        # A node whose container stopped (RunPod: EXITED, ERROR) is as lost as one whose pod is gone. (One that
+        # reported its failure has ended the run already: RunService.take_node_report.)
+        lost = [n for n in state.nodes if n.phase in ("gone", "exited")
+                and said.get(n.rank) not in ("succeeded", "failed")]
+        if not lost:
+            return False
+        first = lost[0]
+        failed = first.exit_code not in (None, 0)
+        reason = (f"node {first.rank} (pod {first.pod_id}) is gone without reporting an end"
+                  + (f" ({first.detail})" if first.detail else "")
+                  + f"; the other {len(state.nodes) - 1} node(s) cannot train without it: ending them")
+        log.info("run %s: %s", run.id, reason)
+        self.runs.terminate_soon(run.id, reason, RunStatus.failed if failed else RunStatus.lost)
+        return True
 
     async def watch_gpu_use(self, run: Run, state: PodState, now: float) -> None:
         """A warning when training keeps the GPUs below the run's --min-gpu-util for its duration."""

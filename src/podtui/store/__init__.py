@@ -32,6 +32,7 @@ from ..models import (
     Report,
     Run,
     RunEvent,
+    RunNode,
     RunStatus,
 )
 from ..report_rows import ReportBatch
@@ -54,7 +55,7 @@ _RUN_COLUMNS = (
     "id, name, provider, status, status_reason, spec, dataset_id, pod_id, gpu_type, price_per_hour, created_at, "
     "started_at, ended_at, last_heartbeat, exit_code, progress, last_step, last_loss, last_loss_nan, "
     "keep_alive_until, last_activity, gpu_util, gpu_mem, pod_port, metrics_source, live, pod_end_failed, attempts, "
-    "data_wait_from, data_wait_until"
+    "data_wait_from, data_wait_until, nodes"
 )
 SEQ_SPAN = 10**12
 """Log line numbers of attempt N start at (N - 1) x SEQ_SPAN: each new pod's agent counts from 0 again, and a
@@ -130,7 +131,7 @@ def _row_to_run(row: Sequence[Any]) -> Run:
     (rid, name, provider, status, reason, spec, dataset_id, pod_id, gpu_type, price, created, started, ended,
      heartbeat, exit_code, progress, last_step, last_loss, last_loss_nan, keep_alive_until, last_activity,
      gpu_util, gpu_mem, pod_port, metrics_source, live, pod_end_failed, attempts, data_wait_from,
-     data_wait_until) = row
+     data_wait_until, nodes) = row
     loss = math.nan if last_loss_nan else last_loss
     return Run(
         id=rid, name=name, provider=provider, status=RunStatus(status), status_reason=reason,
@@ -142,6 +143,7 @@ def _row_to_run(row: Sequence[Any]) -> Run:
         live=json.loads(live) if live else [], pod_end_failed=pod_end_failed,
         ended_attempts=[Attempt.model_validate(a) for a in json.loads(attempts)] if attempts else [],
         data_wait_from=data_wait_from, data_wait_until=data_wait_until,
+        nodes=[RunNode.model_validate(n) for n in json.loads(nodes)] if nodes else [],
     )
 
 
@@ -493,6 +495,31 @@ class Store(Engine):
             return await self._write(job)
         finally:
             self._ingest.pop(run_id, None)
+
+    async def update_nodes(self, run_id: str, changes: dict[int, dict[str, Any]]) -> bool:
+        """Merge `changes` (per node rank, its fields) into a run's nodes; one write, a feed row only when
+        something changed. True when it did."""
+        now = time.time()
+
+        def job(db: sqlite3.Connection) -> bool:
+            row = _one(db, "SELECT nodes FROM runs WHERE id = ?", (run_id,))
+            if row is None:
+                raise NotFound(f"no run {run_id}")
+            nodes = {int(n["rank"]): n for n in (json.loads(row[0]) if row[0] else [])}
+            changed = False
+            for rank, fields in changes.items():
+                node = nodes.setdefault(rank, RunNode(rank=rank).model_dump())
+                for key, value in fields.items():
+                    if node.get(key) != value:
+                        node[key] = value
+                        changed = True
+            if changed:
+                text = json.dumps([nodes[k] for k in sorted(nodes)])
+                _exec(db, "UPDATE runs SET nodes = ? WHERE id = ?", (text, run_id))
+                _feed(db, run_id, "run", None, None, now)
+            return changed
+
+        return await self._write(job)
 
     async def record_gpu_use(self, run_id: str, util: float | None, mem: float | None, step: int,
                              now: float) -> None:

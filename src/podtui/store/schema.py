@@ -91,4 +91,8 @@ MIGRATIONS: list[str] = [
     ALTER TABLE runs ADD COLUMN data_wait_from REAL;
     ALTER TABLE runs ADD COLUMN data_wait_until REAL;
     """,
+    # 12 (issue 27): a run of more than one pod: per node its pod, rank, status, GPU use and price (a JSON list)
+    """
+    ALTER TABLE runs ADD COLUMN nodes TEXT;
+    """,
 ]

@@ -4,6 +4,7 @@ the run is drawing now (a tqdm bar) as the last rows, replaced in place rather t
 
 from __future__ import annotations
 
+import re
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -12,7 +13,10 @@ from textual.geometry import Size
 from textual.reactive import reactive
 from textual.widgets import Log
 
+from ..models import node_of_seq
+
 MAX_LINES = 10_000
+NODE_FILTER = re.compile(r"^\s*node:(\d{1,3})\b\s*(.*)$", re.IGNORECASE)
 
 
 @dataclass
@@ -34,7 +38,8 @@ class LogView(Log):
     follow: reactive[bool] = reactive(True)
     """Scroll to each new line."""
     filter_text: reactive[str] = reactive("")
-    """Only lines containing this text (case-insensitive) are shown."""
+    """Only lines containing this text (case-insensitive) are shown; `node:K` first keeps node K's lines only
+    (a run of several nodes)."""
     show_timestamps: reactive[bool] = reactive(False)
     """Prefix lines with their time."""
 
@@ -43,6 +48,10 @@ class LogView(Log):
         self.history: deque[Line] = deque(maxlen=MAX_LINES)
         self.pending: list[Line] = []
         self.last_seq: int | None = None
+        self.last_seqs: dict[int, int] = {}
+        """Per node, the last line number shown (each node numbers its lines in its own range)."""
+        self.tagged = False
+        """The run has several nodes: each line shows its node."""
         self.missing = 0
         self.live: list[str] = []
         self._live_shown = 0
@@ -57,6 +66,7 @@ class LogView(Log):
         self.history.clear()
         self.pending.clear()
         self.last_seq = None
+        self.last_seqs = {}
         self.missing = 0
         self.live, self._live_shown, self._live_dirty = [], 0, False
         self.clear()
@@ -69,12 +79,15 @@ class LogView(Log):
         """Queue lines (written on the next flush); a skipped seq adds a `… N lines missing …` line."""
         for line in lines:
             if line.seq is not None:
-                if self.last_seq is not None and line.seq <= self.last_seq:
+                node = node_of_seq(line.seq)
+                last = self.last_seqs.get(node)
+                if last is not None and line.seq <= last:
                     continue  # already shown (a resend)
-                if self.last_seq is not None and line.seq > self.last_seq + 1:
-                    gap = line.seq - self.last_seq - 1
+                if last is not None and line.seq > last + 1:
+                    gap = line.seq - last - 1
                     self.missing += gap
                     self.pending.append(Line(None, line.ts, f"… {gap} lines missing …"))
+                self.last_seqs[node] = line.seq
                 self.last_seq = line.seq
             self.pending.append(line)
 
@@ -99,12 +112,27 @@ class LogView(Log):
         self.add([Line(None, time.time(), f"» {text}")])
 
     def _format(self, line: Line) -> str:
+        text = line.text
+        if self.tagged and line.seq is not None:
+            text = f"[node {node_of_seq(line.seq)}] {text}"
         if self.show_timestamps:
-            return time.strftime("%H:%M:%S ", time.localtime(line.ts)) + line.text
-        return line.text
+            return time.strftime("%H:%M:%S ", time.localtime(line.ts)) + text
+        return text
+
+    def _filters(self) -> tuple[int | None, str]:
+        """(node, text) of the filter: `node:1 loss` keeps node 1's lines with `loss`."""
+        m = NODE_FILTER.match(self.filter_text)
+        if m is None:
+            return None, self.filter_text.lower()
+        return int(m.group(1)), m.group(2).lower()
 
     def _visible(self, line: Line) -> bool:
-        return not self.filter_text or self.filter_text.lower() in line.text.lower()
+        if not self.filter_text:
+            return True
+        node, text = self._filters()
+        if node is not None and line.seq is not None and node_of_seq(line.seq) != node:
+            return False
+        return not text or text in line.text.lower()
 
     def set_live(self, rows: list[str]) -> None:
         """The rows the run is drawing now (shown on the next flush, in place of the last ones)."""
@@ -141,7 +169,8 @@ class LogView(Log):
 
     def _show_live(self) -> None:
         self._live_dirty = False
-        rows = [row for row in self.live if not self.filter_text or self.filter_text.lower() in row.lower()]
+        node, text = self._filters()  # the rows being drawn are node 0's
+        rows = [row for row in self.live if node in (None, 0) and (not text or text in row.lower())]
         if rows:
             self.write_lines(rows, scroll_end=False)
             self._live_shown = len(rows)

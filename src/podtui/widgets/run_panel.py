@@ -122,7 +122,15 @@ class RunPanel(Vertical):
         assert self.client is not None
         try:
             page = await self.client.metrics(run_id, max_points=CHART_POINTS)
-            logs = await self.client.logs(run_id, limit=2000, tail=True)
+            nodes = run.spec.nodes if (run := self.live.get(run_id)) is not None and hasattr(run, "spec") else 1
+            if nodes > 1:  # each node numbers its lines in its own range: the last lines of each, by time
+                from ..models import NODE_SEQ_STRIDE  # loaded with the client by now
+
+                lines = sorted([x for k in range(nodes) for x in (await self.client.logs(
+                    run_id, after_seq=k * NODE_SEQ_STRIDE - 1, before_seq=(k + 1) * NODE_SEQ_STRIDE,
+                    limit=max(200, 2000 // nodes), tail=True)).lines], key=lambda x: x.ts)
+            else:
+                lines = (await self.client.logs(run_id, limit=2000, tail=True)).lines
             events = await self.client.run_events(run_id)
         except ControlPlaneError as exc:
             self.notify(exc.message, severity="error")
@@ -138,7 +146,8 @@ class RunPanel(Vertical):
         notes = sorted((Line(None, e.ts, f"» {e.kind}: {e.message.splitlines()[0] if e.message else ''}")
                         for e in self._events_shown.values()), key=lambda line: line.ts)
         view = self.logs
-        view.reset(list(heapq.merge([Line(x.seq, x.ts, x.text) for x in logs.lines], notes,
+        view.tagged = nodes > 1
+        view.reset(list(heapq.merge([Line(x.seq, x.ts, x.text) for x in lines], notes,
                                     key=lambda line: line.ts)))
         view.border_title = f"logs · {self.live.name_of(run_id)}"
         if (run := self.live.get(run_id)) is not None:
@@ -214,7 +223,8 @@ class RunPanel(Vertical):
         """Show the filter box and focus it."""
         box = next(self.query("#filter").results(Input), None)
         if box is None:
-            box = Input(placeholder="filter log lines (enter applies, esc clears)", id="filter")
+            box = Input(placeholder="filter log lines (node:K first: one node's; enter applies, esc clears)",
+                        id="filter")
             await self.mount(box)
         if not box.has_focus:
             self._focus_before_filter = self.app.focused

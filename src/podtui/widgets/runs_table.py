@@ -69,7 +69,11 @@ def run_cells(app: App[object], run: Run | StoredRun, losses: list[float], now: 
     loss = "-" if run.last_loss is None else f"{run.last_loss:.4g}"
     price = "-" if run.price_per_hour is None else f"{run.price_per_hour:.2f}"
     started = run.started_at or run.created_at
-    return [cut(run.name, NAME_WIDTH), run.provider, short_gpu(run.gpu_type), gpu_use(app, run), status,
+    gpu = short_gpu(run.gpu_type)
+    spec = getattr(run, "spec", None)  # the store's runs on the first frame have none: the control plane's do
+    if spec is not None and spec.nodes > 1:  # nodes x GPUs each
+        gpu = f"{spec.nodes}x{spec.gpu_count} {gpu}"
+    return [cut(run.name, NAME_WIDTH), run.provider, gpu, gpu_use(app, run), status,
             "-" if run.last_step is None else str(run.last_step), loss,
             Text(sparkline(losses, 8), theme_colour(app, "text-primary")),
             price, f"{run.cost_at(now):.2f}", format_duration((run.ended_at or now) - started)]

@@ -26,7 +26,7 @@ later than the control plane would), PODTUI_METRICS_FILE, PODTUI_METRICS (auto |
 from the output), PODTUI_METRICS_RANKS (0 | all), PODTUI_REPORT_INTERVAL_S, PODTUI_GRACE_S.
 
 A package of one idea per module (patterns, terminal, metrics, outbox, links, report, outputs, output_names,
-reading, pod_end, supervisor, pod_port, __main__), shipped to pods as one deterministic zipapp (bootstrap/zipapp.py):
-pods fetch it (push) or get it in their env (pull). Its modules import the standard library and each other only,
-and run on Python 3.8.
+reading, pod_end, nodes, supervisor, pod_port, __main__), shipped to pods as one deterministic zipapp
+(bootstrap/zipapp.py): pods fetch it (push) or get it in their env (pull). Its modules import the standard library
+and each other only, and run on Python 3.8.
 """

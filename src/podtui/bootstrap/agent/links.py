@@ -93,6 +93,8 @@ class Reporter(threading.Thread):
             "logs": [i for k, i in items if k == "l"],
             "heartbeat_ts": time.time(),
         }
+        if agent.node:
+            payload["node"] = agent.node
         if agent.progress is not None:
             payload["progress"] = {"bytes_done": agent.progress[0], "bytes_total": agent.progress[1]}
         if agent.status:

@@ -27,6 +27,7 @@ class CommandOutput:
     output_lock: threading.Lock
     seq_lock: threading.Lock
     seq: int
+    node: int
     tail: collections.deque
     last_line_at: float
     live: list
@@ -58,6 +59,8 @@ class CommandOutput:
             self.reporter.wake.set()
 
     def add_points(self, points: typing.Iterable, now: float) -> None:
+        if self.node:  # a run's metrics come from node 0 (its rank 0): the other nodes repeat or split them
+            return
         for name, step, value in points:
             if 0 <= step < 2**63:
                 self.outbox.add("m", {"name": name, "step": step, "value": json_value(value), "ts": now})

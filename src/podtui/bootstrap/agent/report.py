@@ -40,6 +40,9 @@ class Field(typing.NamedTuple):
     of: typing.Any = None
 
 
+MAX_NODE = 255
+"""The highest node rank a report may name (runs of more than one pod)."""
+
 POINT = {
     "name": Field("string", True, min_length=1, max_length=MAX_METRIC_NAME),
     "step": Field("integer", True, 0, INT64_MAX),
@@ -74,5 +77,6 @@ REPORT = {
     "live": Field("array", max_length=MAX_LIVE_ROWS, of=Field("string", max_length=MAX_LIVE_ROW)),
     "metrics_source": Field("string", max_length=MAX_METRICS_SOURCE),
     "pod_end_failed": Field("string", max_length=MAX_POD_END_FAILED),
+    "node": Field("integer", minimum=0, maximum=MAX_NODE),
 }
 """A report: every key may be left out (a heartbeat alone is `{"heartbeat_ts": ...}`); no other key is taken."""

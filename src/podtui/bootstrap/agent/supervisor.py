@@ -15,6 +15,7 @@ import typing
 
 from .links import PullLink, PushLink, Reporter
 from .metrics import MetricReader
+from .nodes import NODE_SEQ_STRIDE, cluster_env, count_of, node_rank_of
 from .outbox import Outbox
 from .outputs import OutputSender, scan_outputs
 from .pod_end import PodEnd
@@ -59,7 +60,8 @@ class Agent(CommandOutput, PodEnd):
         self.outbox = Outbox(os.path.join(self.home, "outbox.spill"))
         self.reporter = Reporter(self, float(env.get("PODTUI_REPORT_INTERVAL_S") or 1.0))
         self.seq_lock = threading.Lock()
-        self.seq = 0
+        self.node = node_rank_of(env)
+        self.seq = self.node * NODE_SEQ_STRIDE
         self.tail: collections.deque = collections.deque(maxlen=TAIL_LINES)
         self.reader = MetricReader(env.get("PODTUI_METRICS") or "auto", env.get("PODTUI_METRICS_RANKS") or "0")
         self.outputs = {"stdout": Output(), "stderr": Output()}
@@ -85,7 +87,11 @@ class Agent(CommandOutput, PodEnd):
         self.outputs_done = threading.Event()
         """Pull mode: the control plane says the final sync is home (POST /v1/outputs/done)."""
         self.sender: OutputSender | None = None
-        if link is None:
+        from_all = (env.get("PODTUI_OUTPUTS_FROM") or "0") == "all"
+        several = count_of(env.get("PODTUI_NODES") or env.get("NUM_NODES")) > 1
+        self.output_prefix = f"node{self.node}/" if from_all and several else ""
+        self.outputs_wanted = self.node == 0 or from_all  # outputs come from node 0 unless asked for all
+        if link is None and self.outputs_wanted:
             self.sender = OutputSender(self, env["PODTUI_URL"], env["PODTUI_RUN_ID"], env["PODTUI_TOKEN"])
 
 
@@ -126,7 +132,10 @@ class Agent(CommandOutput, PodEnd):
             return "max runtime reached"
         if self.plane_deadline is not None and now >= self.plane_deadline:
             return "the run's time or budget limit reached"
-        if self.stall_limit > 0 and self.status == "training" and now - self.last_line_at >= self.stall_limit:
+        # Node k > 0 of a run (its ranks often print nothing) is never stalled alone: node 0 watches the run's
+        # output here, and the control plane every node's.
+        if self.stall_limit > 0 and not self.node and self.status == "training" and \
+                now - self.last_line_at >= self.stall_limit:
             return f"stalled: no output for {int(now - self.last_line_at)} s"
         return None
 
@@ -152,6 +161,7 @@ class Agent(CommandOutput, PodEnd):
         self.reporter.start()
         env = dict(os.environ, PYTHONUNBUFFERED="1", PODTUI_METRICS_FILE=self.metrics_file,
                    PODTUI_OUTPUT_DIR=self.output_dir)
+        env.update(cluster_env(env))
         try:
             os.makedirs(self.output_dir, exist_ok=True)
         except OSError as exc:
@@ -253,6 +263,8 @@ class Agent(CommandOutput, PodEnd):
         files, refused = scan_outputs(self.output_dir)
         if not files and not refused:
             return  # nothing to bring home: the pod ends at once, as it always did
+        if not getattr(self, "outputs_wanted", True):
+            return  # node k > 0 of a run whose outputs come from node 0 only
         if self.sender is not None:
             self.sender.bound(until)  # a periodic pass under way ends by then (and starts no new file)
             try:
