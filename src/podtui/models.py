@@ -28,6 +28,8 @@ from pydantic import (
     model_validator,
 )
 
+from .bootstrap.agent.nodes import NODE_SEQ_STRIDE as NODE_SEQ_STRIDE  # the agent numbers each node's lines
+from .bootstrap.agent.nodes import node_of_seq as node_of_seq
 from .bootstrap.agent.report import (  # the report's limits, defined once, with the agent that sends it
     INT64_MAX,
     MAX_BATCH_LINES,
@@ -286,15 +288,6 @@ def cuda_of_image(image: str) -> str | None:
 
 
 MAX_NODES = 64
-NODE_SEQ_STRIDE = 10**12
-"""Node k of a run numbers its log lines from k * NODE_SEQ_STRIDE (the agent's constant of the same name)."""
-
-
-def node_of_seq(seq: int) -> int:
-    """The node that printed a run's log line number `seq`."""
-    return seq // NODE_SEQ_STRIDE
-
-
 class RunNode(_Model):
     """One pod of a run of more than one (node 0 is the primary: the run's metrics and outputs)."""
 

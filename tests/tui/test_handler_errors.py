@@ -85,6 +85,6 @@ async def test_a_worker_that_fails_unexpectedly_is_reported(tmp_path):
             raise RuntimeError("orphans exploded")
 
         app.client.orphans = broken_orphans
-        app.dashboard.check_orphans()
+        app.check_orphans()
         await wait_for(pilot, lambda: any("orphans exploded" in s for s in said(app)))
         assert app.is_running

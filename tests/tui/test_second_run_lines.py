@@ -64,7 +64,7 @@ async def test_an_event_replayed_by_the_feed_shows_once(tmp_path):
         view = app.dashboard.query_one(LogView)
         await wait_for(pilot, lambda: any(line.text == "hello" for line in view.history))
         events = await app.client.run_events(run.id)
-        app.dashboard.load_selected(run.id)  # the first page again, then the feed's copy of each event
+        app.dashboard.panel.load_selected(run.id)  # the first page again, then the feed's copy of each event
         await pilot.pause(0.5)
         for event in events:
             app.take_entry(RunEventAdded(event=event))

@@ -8,7 +8,7 @@ from podtui.config import SETTING_GROUPS, Settings, load_settings
 def test_every_setting_is_in_one_group():
     grouped = [name for group in SETTING_GROUPS.values() for name in group.model_fields]
     assert sorted(grouped) == sorted(Settings.model_fields) and len(grouped) == len(set(grouped))
-    assert list(SETTING_GROUPS) == ["server", "RunPod", "pod limits", "TUI"]
+    assert list(SETTING_GROUPS) == ["server", "RunPod", "pod limits", "TUI", "dataset sources"]
     assert "keymap" in SETTING_GROUPS["TUI"].model_fields and "port" in SETTING_GROUPS["server"].model_fields
 
 

@@ -752,8 +752,8 @@ def outputs(obj: Context, run_ref: str, to_dir: str | None, force: bool, sync_no
     """List a run's outputs (files brought home from its pod), copy them out, or ask for a sync now."""
     from pathlib import Path
 
+    from ..bootstrap.agent.output_names import output_name_problem
     from ..output_copies import plan_copy, read_record, write_record
-    from ..output_names import output_name_problem
 
     async def go() -> None:
         async with obj.client() as client:

@@ -13,7 +13,7 @@ from textual.geometry import Size
 from textual.reactive import reactive
 from textual.widgets import Log
 
-from ..models import node_of_seq
+from ..bootstrap.agent.nodes import node_of_seq  # stdlib only: nothing heavy before the first frame
 
 MAX_LINES = 10_000
 NODE_FILTER = re.compile(r"^\s*node:(\d{1,3})\b\s*(.*)$", re.IGNORECASE)

@@ -14,6 +14,7 @@ from textual.reactive import reactive
 from textual.widget import Widget
 from textual.widgets import Input, ProgressBar, Static
 
+from ..bootstrap.agent.nodes import NODE_SEQ_STRIDE
 from ..errors import ControlPlaneError
 from ..live import Follow, LiveRuns
 from ..messages import LogsArrived, MetricsArrived, RunEventArrived, RunUpdated
@@ -124,8 +125,6 @@ class RunPanel(Vertical):
             page = await self.client.metrics(run_id, max_points=CHART_POINTS)
             nodes = run.spec.nodes if (run := self.live.get(run_id)) is not None and hasattr(run, "spec") else 1
             if nodes > 1:  # each node numbers its lines in its own range: the last lines of each, by time
-                from ..models import NODE_SEQ_STRIDE  # loaded with the client by now
-
                 lines = sorted([x for k in range(nodes) for x in (await self.client.logs(
                     run_id, after_seq=k * NODE_SEQ_STRIDE - 1, before_seq=(k + 1) * NODE_SEQ_STRIDE,
                     limit=max(200, 2000 // nodes), tail=True)).lines], key=lambda x: x.ts)
@@ -139,6 +138,10 @@ class RunPanel(Vertical):
             return
         loss = next((page.series[n] for n in LOSS_NAMES if n in page.series), None)
         self.chart.set_series(page.series, resume_steps(loss.steps, loss.attempts) if loss and loss.attempts else [])
+        if getattr(run, "attempt", 1) > len(self.chart.resumes) + 1:
+            # a later attempt whose first points have not come yet (the lost pod's last ones may come after its
+            # attempt_lost event): the next ones mark it, and bring the series again
+            self.chart.resume_pending = True
         self.chart.border_title = f"loss · {self.live.name_of(run_id)}"
         # The run's events among its lines by time; the lines keep their own order (by seq: a resorted line would
         # look like a resend to the view).
@@ -203,7 +206,13 @@ class RunPanel(Vertical):
 
     def on_metrics_arrived(self, message: MetricsArrived) -> None:
         if message.run_id in (self.run_id, self.compare_id):
+            pending = self.chart.resume_pending
             self.chart.add_points(message.points, compare=message.run_id != self.run_id)
+            if pending and not self.chart.resume_pending and self.client is not None:
+                # The new pod's first points: the series again from the control plane, where a later attempt's
+                # values replace the steps it redid and each resume is marked at its own first step (the feed's
+                # order around the attempt's events marks it only roughly).
+                self.load_selected(message.run_id)
 
     def on_logs_arrived(self, message: LogsArrived) -> None:
         if message.run_id == self.run_id:

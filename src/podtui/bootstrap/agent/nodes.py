@@ -13,6 +13,11 @@ import typing
 
 NODE_SEQ_STRIDE = 10 ** 12
 """Node k's log lines are numbered from k * NODE_SEQ_STRIDE, so one run's nodes never share a number."""
+
+
+def node_of_seq(seq: int) -> int:
+    """The node that printed a run's log line number `seq` (the control plane and the TUI read it back)."""
+    return seq // NODE_SEQ_STRIDE
 DEFAULT_MASTER_PORT = "29500"
 
 
