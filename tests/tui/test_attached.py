@@ -2,7 +2,6 @@
 when (the figures greyed), back live when it answers again; the launch form says it instead of loading forever."""
 
 import asyncio
-import time
 
 from textual.widgets import Select, Static
 
@@ -10,15 +9,7 @@ from podtui.app import PodtuiApp
 from podtui.screens.launch import LaunchScreen
 from podtui.widgets.loss_chart import LossChart
 from tests.support import Plane, free_port, make_settings, start_plane
-
-
-async def wait_for(pilot, predicate, timeout=45.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await pilot.pause(0.1)
-    raise AssertionError("condition not met in time")
+from tests.tui.test_app import wait_for
 
 
 def status_of(app: PodtuiApp) -> str:

@@ -2,7 +2,6 @@
 selection moved ended a user's dashboard with a traceback)."""
 
 import logging
-import time
 
 from podtui.app import PodtuiApp
 from podtui.messages import PlaneLinkChanged
@@ -10,15 +9,7 @@ from podtui.screens.dashboard import Dashboard
 from podtui.widgets.log_view import LogView
 from podtui.widgets.loss_chart import LossChart
 from tests.support import make_settings
-
-
-async def wait_for(pilot, predicate, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await pilot.pause(0.1)
-    raise AssertionError("condition not met in time")
+from tests.tui.test_app import wait_for
 
 
 def said(app) -> list[str]:
