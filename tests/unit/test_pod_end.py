@@ -81,7 +81,8 @@ async def test_the_agent_stays_up_after_asking_and_says_the_pod_could_not_end(fa
         assert ("RunPod answered 404" if denied else "RunPod answered 204") in first
         asks = [c for c in fake.calls if c in ("DELETE /v2/pods/{id}", "denied:deletePod")]
         assert len(asks) >= 2  # asked again, with backoff
-        assert "graphql:unauthorized" in fake.calls  # runpodctl was tried, ended nothing, proved nothing
+        # runpodctl (retired GraphQL, REST v1) is never run on RunPod, even when a command is given
+        assert "graphql:unauthorized" not in fake.calls and not any("/v1/pods" in c for c in fake.calls)
     finally:
         proc.kill()
         _, err = await proc.communicate()

@@ -113,7 +113,7 @@ class Provider(Protocol):
 
     name: str
     self_terminate_command: str
-    """Shell command a pod runs to end itself when its own API call fails (RunPod: runpodctl remove pod ...;
+    """Shell command a pod runs to end itself (RunPod: none, its agent asks REST v2 and waits for its own end;
     local: empty, exit)."""
 
     async def list_offers(self, refresh: bool = False, cloud: str = "SECURE", count: int = 1) -> list[GpuOffer]:

@@ -41,7 +41,6 @@ from .runpod_spot import SpotRental
 
 log = logging.getLogger(__name__)
 
-SELF_TERMINATE = "runpodctl remove pod $RUNPOD_POD_ID"
 OFFERS_TTL_S = 60.0
 STOCK_RANK = {"NONE": 0, "LOW": 1, "MEDIUM": 2, "HIGH": 3}
 CATALOG_PARAMS = {"include": "AVAILABILITY", "product": "POD"}
@@ -117,7 +116,9 @@ class RunPodProvider:
     """Pods on RunPod."""
 
     name = "runpod"
-    self_terminate_command = SELF_TERMINATE
+    self_terminate_command = ""
+    """None: a RunPod pod ends itself through REST v2 (DELETE /v2/pods/$RUNPOD_POD_ID with its own key). runpodctl
+    speaks GraphQL (retired early 2027) or REST v1 (retired), and no command's success proves a pod ended."""
 
     def __init__(self, api_key: str, api_url: str = DEFAULT_API_URL, retries: int = 3, backoff_s: float = 1.0,
                  terminate_confirm_s: float = 60.0, find_window_s: float = 15.0, timeout_s: float = 30.0,

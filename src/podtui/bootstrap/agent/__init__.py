@@ -18,7 +18,7 @@ Environment: PODTUI_URL, PODTUI_RUN_ID, PODTUI_TOKEN (the run's ingest token), P
 PODTUI_KEEP_ALIVE_S, PODTUI_RUNPOD_API_URL (a RunPod pod asks to end itself with DELETE /v2/pods/$RUNPOD_POD_ID
 and its own pod-scoped RUNPOD_API_KEY, then stays up, idle, until it ends: only its own end proves it, and past
 PODTUI_END_PROOF_S (default 120) it tells the control plane `pod_end_failed` and asks again with backoff),
-PODTUI_TERMINATE_CMD (how another provider's pod ends itself; on RunPod one more try, never a proof; empty = exit),
+PODTUI_TERMINATE_CMD (how another provider's pod ends itself; never used on RunPod; empty = exit),
 PODTUI_UNREACHABLE_LIMIT_S (while the command runs, default 12 h), PODTUI_UNDELIVERED_KEEP_S (after it ends, how
 long undelivered reports keep the pod, default 30 min), PODTUI_MAX_RUNTIME_S and PODTUI_STALL_TIMEOUT_S (the pod
 enforces them itself, and the deadline the control plane sends in its replies: the budget; PODTUI_LIMIT_GRACE_S

@@ -75,8 +75,6 @@ class PodEnd:
         while True:
             said = self.end_pod_through_api()
             asks += 1
-            if self.terminate_cmd:  # runpodctl speaks APIs RunPod retires: one more try, never a proof
-                self.run_terminate_cmd()
             time.sleep(self.end_proof if asks == 1 else min(600.0, self.end_proof * 2 ** (asks - 1)))
             detail = (f"the pod could not end itself; it bills until podtui ends it (RunPod answered {said} to "
                       f"its DELETE, asked {asks} time(s); still running {int(time.time() - first)} s after the "
