@@ -35,9 +35,10 @@ from .base import (
     PodState,
     ProviderError,
 )
-from .runpod_api import DEFAULT_API_URL, ApiProblem, KeyRejected, RunPodApi, Unanswered
+from .runpod_api import DEFAULT_API_URL, ApiProblem, KeyRejected, RunPodApi, Unanswered, end_until_gone
 from .runpod_cluster import RunPodClusters, is_cluster
 from .runpod_spot import SpotRental
+from .runpod_volumes import RunPodVolumes
 
 log = logging.getLogger(__name__)
 
@@ -141,38 +142,10 @@ class RunPodProvider:
         """Spot pods (GraphQL-created): v2 may not list, read or delete them (undocumented), so they are looked up
         and ended through GraphQL before they count as gone."""
 
+        self.volumes = RunPodVolumes(self.api)
+        """Network volumes (runpod_volumes.py)."""
         self.clusters = RunPodClusters(self.api, gone_grace_s, terminate_confirm_s, backoff_s)
         """Runs of more than one pod: RunPod Instant Clusters (runpod_cluster.py)."""
-
-    # -- network volumes (issue 25) ---------------------------------------------------------------
-
-    async def list_volumes(self) -> list[dict[str, Any]]:
-        """The account's network volumes (`NetworkVolume`: id, name, size, dataCenter, type)."""
-        try:
-            found = await self.api.json("GET", "/v2/network-volumes")
-        except ProviderError as exc:
-            raise ProviderError(f"RunPod did not list the network volumes: {exc}") from None
-        volumes = found.get("networkVolumes") if isinstance(found, dict) else None
-        return [v for v in volumes or [] if isinstance(v, dict)]
-
-    async def create_volume(self, body: dict[str, Any]) -> dict[str, Any]:
-        """Create a network volume (`CreateNetworkVolumeRequest`); it bills until deleted."""
-        created = await self.api.json("POST", "/v2/network-volumes", json=body)
-        if not isinstance(created, dict) or "id" not in created:
-            raise ProviderError("RunPod's answer to creating the volume had no id")
-        return created
-
-    async def gpus_in_data_center(self, data_center: str) -> dict[str, str]:
-        """GPU type id -> availability (HIGH, MEDIUM, LOW, NONE) in one data center (a volume's)."""
-        found = await self.api.json("GET", f"/v2/catalog/datacenters/{data_center}",
-                                    params={"include": "GPU_AVAILABILITY"})
-        gpus = found.get("gpuAvailability") if isinstance(found, dict) else None
-        return {str(g["id"]): str(g.get("availability") or "NONE") for g in gpus or []
-                if isinstance(g, dict) and "id" in g}
-
-    async def delete_volume(self, volume_id: str) -> None:
-        """Delete a network volume and everything on it."""
-        await self.api.json("DELETE", f"/v2/network-volumes/{volume_id}")
 
     # -- offers ----------------------------------------------------------------------------------
 
@@ -497,37 +470,24 @@ class RunPodProvider:
         if is_cluster(pod_id):
             await self.clusters.terminate(pod_id)
             return
-        deadline = time.monotonic() + self.terminate_confirm_s
-        delay = self.backoff_s
-        while True:
-            problem: ProviderError | None = None
+
+        async def ask(deadline: float) -> None:
             try:
                 await self.api.send("DELETE", f"/v2/pods/{pod_id}", deadline=deadline)
             except ApiProblem as exc:
-                if exc.status not in (404,):
-                    problem = exc
-                elif pod_id in self._spot_ids:  # v2 may not delete a GraphQL spot pod: end it where it was made
-                    try:
-                        await self.spot.terminate(pod_id)
-                    except ProviderError as spot_exc:
-                        problem = spot_exc
-            except ProviderError as exc:
-                problem = exc
-            try:
-                pod = await self._get_raw(pod_id, deadline=deadline)
-                if pod is None or phase_of(pod) == "gone":
-                    self._created.pop(pod_id, None)
-                    return
-            except ProviderError as exc:
-                problem = exc
-            if isinstance(problem, KeyRejected):
-                raise problem
-            if time.monotonic() >= deadline:
-                raise ProviderError(f"RunPod has not confirmed that pod {pod_id} is gone"
-                                    f"{f' ({problem})' if problem else ''}; check the RunPod console (podtui "
-                                    "keeps trying)")
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
+                if exc.status != 404:
+                    raise
+                if pod_id in self._spot_ids:  # v2 may not delete a GraphQL spot pod: end it where it was made
+                    await self.spot.terminate(pod_id)
+
+        async def gone(deadline: float) -> bool:
+            pod = await self._get_raw(pod_id, deadline=deadline)
+            if pod is None or phase_of(pod) == "gone":
+                self._created.pop(pod_id, None)
+                return True
+            return False
+
+        await end_until_gone(f"pod {pod_id}", ask, gone, self.terminate_confirm_s, self.backoff_s)
 
     async def stop_pod(self, pod_id: str) -> None:
         """Stop the pod: GPU billing ends; its disk is kept (and billed) until it is terminated. A cluster has no

@@ -15,6 +15,7 @@ import email.utils
 import logging
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -221,3 +222,29 @@ class RunPodApi:
         if status >= 500:
             return Unanswered(str(problem))
         return problem
+
+
+async def end_until_gone(what: str, ask: Callable[[float], Awaitable[None]], gone: Callable[[float], Awaitable[bool]],
+                         confirm_s: float, backoff_s: float) -> None:
+    """Ask RunPod to end something (`ask`, retried) until `gone` confirms it within confirm_s; both get the
+    deadline (a monotonic time). A rejected key stops at once; past the deadline, ProviderError naming `what`."""
+    deadline = time.monotonic() + confirm_s
+    delay = backoff_s
+    while True:
+        problem: ProviderError | None = None
+        try:
+            await ask(deadline)
+        except ProviderError as exc:
+            problem = exc
+        try:
+            if await gone(deadline):
+                return
+        except ProviderError as exc:
+            problem = exc
+        if isinstance(problem, KeyRejected):
+            raise problem
+        if time.monotonic() >= deadline:
+            raise ProviderError(f"RunPod has not confirmed that {what} is gone{f' ({problem})' if problem else ''}; "
+                                "check the RunPod console (podtui keeps trying)")
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 10.0)

@@ -17,13 +17,12 @@ their `cost` summed, and ending it is `DELETE /v2/clusters/{id}`, confirmed once
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import Any
 
 from .base import NodeState, PodPhase, PodRequest, PodState, ProviderError
-from .runpod_api import ApiProblem, KeyRejected, RunPodApi, Unanswered
+from .runpod_api import ApiProblem, RunPodApi, Unanswered, end_until_gone
 
 log = logging.getLogger(__name__)
 
@@ -245,36 +244,27 @@ class RunPodClusters:
     async def terminate(self, pod_id: str) -> None:
         """DELETE /v2/clusters/{id}, retried, until no member is left (the cluster's pods answer 404, or list
         none still alive) within terminate_confirm_s."""
-        deadline = time.monotonic() + self.terminate_confirm_s
-        delay = self.backoff_s
         cluster_id = pod_id[len(CLUSTER_PREFIX):]
-        while True:
-            problem: ProviderError | None = None
+
+        async def ask(deadline: float) -> None:
             try:
                 await self.api.send("DELETE", f"/v2/clusters/{cluster_id}", deadline=deadline)
             except ApiProblem as exc:
                 if exc.status != 404:
-                    problem = exc
-            except ProviderError as exc:
-                problem = exc
-            try:
-                members = await self.members(pod_id)
-                alive = [m for m in members or [] if _PHASES.get(str(m.get("status"))) != "gone"]
-                if not alive:  # and no member still listed among the account's pods (RunPod ends them after)
-                    listed = await self.list_members()
-                    alive = [m for m in listed if str((m.get("cluster") or {}).get("id")) == cluster_id
-                             and _PHASES.get(str(m.get("status"))) != "gone"]
-                if not alive:
-                    for table in (self._created, self._seen, self._misses, self._names):
-                        table.pop(pod_id, None)
-                    return
-            except ProviderError as exc:
-                problem = exc
-            if isinstance(problem, KeyRejected):
-                raise problem
-            if time.monotonic() >= deadline:
-                raise ProviderError(f"RunPod has not confirmed that cluster {cluster_id} and its pods are gone"
-                                    f"{f' ({problem})' if problem else ''}; check the RunPod console (podtui "
-                                    "keeps trying)")
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
+                    raise
+
+        async def gone(deadline: float) -> bool:
+            members = await self.members(pod_id)
+            alive = [m for m in members or [] if _PHASES.get(str(m.get("status"))) != "gone"]
+            if not alive:  # and no member still listed among the account's pods (RunPod ends them after)
+                listed = await self.list_members()
+                alive = [m for m in listed if str((m.get("cluster") or {}).get("id")) == cluster_id
+                         and _PHASES.get(str(m.get("status"))) != "gone"]
+            if alive:
+                return False
+            for table in (self._created, self._seen, self._misses, self._names):
+                table.pop(pod_id, None)
+            return True
+
+        await end_until_gone(f"cluster {cluster_id} and its pods", ask, gone, self.terminate_confirm_s,
+                             self.backoff_s)

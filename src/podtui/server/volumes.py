@@ -64,7 +64,7 @@ class VolumeService:
 
     def _runpod(self) -> Any:
         provider = self.providers.get("runpod")
-        if provider is None or not hasattr(provider, "list_volumes"):
+        if provider is None or not hasattr(provider, "volumes"):
             raise ApiError(409, "provider_unavailable", "RunPod network volumes need a RunPod key: set "
                            "RUNPOD_API_KEY where the control plane runs and restart it (local volumes: "
                            "--provider local)")
@@ -83,7 +83,7 @@ class VolumeService:
                                             used_bytes=used))
         if provider == "runpod" or (provider is None and "runpod" in self.providers):
             try:
-                raw = await self._runpod().list_volumes()
+                raw = await self._runpod().volumes.list()
             except ProviderError as exc:
                 raise ApiError(502, "provider_error", str(exc)) from None
             for v in raw:
@@ -129,7 +129,7 @@ class VolumeService:
         if body.type:
             request["type"] = body.type
         try:
-            made = await runpod.create_volume(request)
+            made = await runpod.volumes.create(request)
         except ProviderError as exc:  # RunPod's 4xx (a tier the data center lacks): the request, not RunPod
             status = 409 if 400 <= getattr(exc, "status", 500) < 500 else 502
             raise ApiError(status, "provider_error", f"RunPod did not create the volume: {exc}") from None
@@ -148,7 +148,7 @@ class VolumeService:
             await asyncio.to_thread(shutil.rmtree, local_root(self.settings) / volume.name)
         else:
             try:
-                await self._runpod().delete_volume(volume.id)
+                await self._runpod().volumes.delete(volume.id)
             except ProviderError as exc:
                 raise ApiError(502, "provider_error", f"RunPod did not delete the volume: {exc}") from None
         await self.store.forget_volume(provider, volume.name)
@@ -174,7 +174,7 @@ class VolumeService:
     async def _check_gpus_there(self, spec: LaunchSpec, volume: Volume) -> None:
         """The pod can only run where its volume is: refuse when none of the GPU types is in stock there."""
         try:
-            there = await self._runpod().gpus_in_data_center(volume.data_center)
+            there = await self._runpod().volumes.gpus_in_data_center(volume.data_center)
         except ProviderError:
             return  # the create itself will say; the catalog is advice
         usable = [g for g in spec.gpu_types if there.get(g, "NONE") != "NONE"]
