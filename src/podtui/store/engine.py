@@ -58,6 +58,14 @@ def _exec(db: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> int:
 
 
 
+def _feed(db: sqlite3.Connection, run_id: str, kind: str, lo: int | None, hi: int | None, now: float) -> None:
+    _exec(db, "INSERT INTO feed (run_id, kind, lo, hi, ts) VALUES (?, ?, ?, ?, ?)", (run_id, kind, lo, hi, now))
+
+
+class NotFound(LookupError):
+    """No such row."""
+
+
 class Engine:
     """The connections, the writer task and the checkpoints; create with `await Store.open(path)`."""
 
