@@ -6,7 +6,6 @@ description agree on them (its keys' limits come from the agent's report schema,
 
 from __future__ import annotations
 
-import math
 import re
 import time
 from collections.abc import Callable
@@ -14,23 +13,19 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AfterValidator,
-    BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
-    PlainSerializer,
     Strict,
     ValidationError,
     WithJsonSchema,
     computed_field,
     field_validator,
-    model_validator,
 )
 
-from .bootstrap.agent.nodes import NODE_SEQ_STRIDE as NODE_SEQ_STRIDE  # the agent numbers each node's lines
-from .bootstrap.agent.nodes import node_of_seq as node_of_seq
-from .bootstrap.agent.report import (  # the report's limits, defined once, with the agent that sends it
+from ..bootstrap.agent.nodes import NODE_SEQ_STRIDE as NODE_SEQ_STRIDE  # the agent numbers each node's lines
+from ..bootstrap.agent.nodes import node_of_seq as node_of_seq
+from ..bootstrap.agent.report import (  # the report's limits, defined once, with the agent that sends it
     INT64_MAX,
     MAX_BATCH_LINES,
     MAX_BATCH_POINTS,
@@ -43,65 +38,31 @@ from .bootstrap.agent.report import (  # the report's limits, defined once, with
     MAX_STOP_REASON,
     MAX_TIMESTAMP,
 )
-from .stored_runs import POD_END_FAILED_LABEL
+from ..stored_runs import POD_END_FAILED_LABEL
+from .base import (
+    Int64,
+    MetricValue,
+    ReportedValue,
+    Timestamp,
+    _Model,
+    json_number,
+)
+from .datasets import Dataset, DatasetCreate, DatasetPush, Volume, VolumeCreate
+from .pages import (
+    DoctorCheck,
+    ErrorBody,
+    ErrorDetail,
+    Health,
+    MetricSeries,
+    MetricsPage,
+    OutputFile,
+    OutputsPage,
+    OutputsSummary,
+)
 
 MAX_LOG_LINE = 16 * 1024
 TRUNCATION_MARKER = " …[truncated by podtui: line over 16 KiB]"
 MAX_REPORT_BYTES = 1024 * 1024
-
-_NON_FINITE = {"nan": math.nan, "inf": math.inf, "+inf": math.inf, "-inf": -math.inf,
-               "infinity": math.inf, "+infinity": math.inf, "-infinity": -math.inf}
-
-
-def _number(value: Any) -> Any:
-    """Accept ints and floats (and the strings NaN/Infinity/-Infinity); refuse booleans and other strings."""
-    if isinstance(value, bool):
-        raise ValueError("must be a number, not a boolean")
-    if isinstance(value, str):
-        try:
-            return _NON_FINITE[value.strip().lower()]
-        except KeyError:
-            raise ValueError("must be a number (or one of the strings NaN, Infinity, -Infinity)") from None
-    if isinstance(value, int | float):
-        return float(value)
-    raise ValueError("must be a number")
-
-
-def _from_json_number(value: float | str) -> float:
-    return float(value) if isinstance(value, float) else _NON_FINITE[value.lower()]
-
-
-def json_number(value: float) -> float | str:
-    """JSON has no NaN or infinity: they travel as the strings NaN, Infinity and -Infinity."""
-    if math.isfinite(value):
-        return value
-    if math.isnan(value):
-        return "NaN"
-    return "Infinity" if value > 0 else "-Infinity"
-
-
-# Hot-path types (a report carries thousands) are pydantic-native and strict: no Python call per value,
-# booleans refused as numbers, fractions refused as steps.
-MetricValue = Annotated[
-    float, BeforeValidator(_number), PlainSerializer(json_number, return_type=Any, when_used="json")
-]
-"""A metric value: any float including NaN and infinities (they are signals, e.g. a diverging loss)."""
-ReportedValue = Annotated[
-    Annotated[float, Strict()] | Literal["NaN", "Infinity", "-Infinity", "nan", "inf", "-inf"],
-    AfterValidator(_from_json_number), PlainSerializer(json_number, return_type=Any, when_used="json"),
-]
-"""A metric value as a pod sends it: a JSON number, a NaN/Infinity literal, or one of those as a string."""
-Timestamp = Annotated[float, Strict(), Field(ge=0, le=MAX_TIMESTAMP, allow_inf_nan=False)]
-"""Seconds since the epoch, finite; booleans are refused."""
-Int64 = Annotated[int, Strict(), Field(ge=0, le=INT64_MAX)]
-"""A non-negative 64-bit integer (SQLite's INTEGER range); booleans and fractions are refused."""
-
-
-class _Model(BaseModel):
-    """Schemas build on first use, not at import: the TUI paints its first frame before it needs any."""
-
-    model_config = ConfigDict(defer_build=True)
-
 
 class RunStatus(StrEnum):
     """Where a run is in its life (DESIGN.md, A run's life)."""
@@ -131,102 +92,6 @@ LIVE_STATUSES = frozenset(
     {RunStatus.pending, RunStatus.provisioning, RunStatus.booting, RunStatus.downloading, RunStatus.training}
 )
 POD_REPORTABLE = ("downloading", "training", "succeeded", "failed")
-
-
-class Dataset(_Model):
-    """A registered file or directory that pods download through tokens."""
-
-    id: str
-    """Derived from the name and the content (sha256): a changed file is a new dataset, and two names with the
-    same content are two datasets."""
-    name: str
-    path: str
-    kind: Literal["file", "dir", "url", "s3", "hf"]
-    """file, dir: on the control plane's machine; url, s3, hf: fetched by the pod from their source."""
-    size_bytes: int
-    file_count: int
-    sha256: str
-    created_at: float
-    source: str | None = None
-    """What was registered, as the user gave it: the local path (a URL or hf:// / s3:// for remote sources)."""
-    revision: str | None = None
-    """The pinned revision of a remote source (a Hub commit); None for local files."""
-    cached_on: list[str] = Field(default_factory=list)
-    """Where a copy is cached besides its source: volume names."""
-
-
-class DatasetCreate(_Model):
-    """Register a dataset: an absolute path on the control plane's machine, or a source pods fetch themselves."""
-
-    # exactly one of path and source (neither may be null: leave the other out)
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"oneOf": [{"required": ["path"]},
-                                                                           {"required": ["source"]}]})
-    path: str = Field(None, min_length=1, max_length=4096, pattern=r"^/")  # type: ignore[assignment]
-    """An absolute path on the control plane's machine."""
-    source: str = Field(None, min_length=6, max_length=4096,  # type: ignore[assignment]
-                        pattern=r"^(https?|s3|hf)://[^\x00-\x20\x7f-\x9f]+$")
-    """Instead of a path: https://…, s3://BUCKET/KEY-or-PREFIX, hf://datasets/ORG/NAME[@REV][/GLOB] or
-    hf://ORG/MODEL[@REV][/GLOB]."""
-    name: str | None = Field(None, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    s3_endpoint_url: str | None = Field(None, max_length=1000, pattern=r"^https?://[^\x00-\x20\x7f-\x9f]+$")
-    """For an s3:// source: an S3-compatible endpoint (the control plane's setting when omitted)."""
-
-    @model_validator(mode="after")
-    def _one_of(self) -> DatasetCreate:
-        if (self.path is None) == (self.source is None):
-            raise ValueError("give either path (a file or folder on the control plane's machine) or source "
-                             "(https://, s3://, hf://)")
-        return self
-
-    @field_validator("path", mode="before")
-    @classmethod
-    def _absolute(cls, value: Any) -> Any:
-        if isinstance(value, str) and not value.startswith("/"):
-            raise ValueError(f"give an absolute path (the control plane does not share your working directory): "
-                             f"{value[:200]!r}")
-        return value
-
-
-class Volume(_Model):
-    """Storage that outlives pods: a RunPod network volume, or a folder under the data dir (local provider)."""
-
-    name: str
-    provider: Literal["local", "runpod"]
-    id: str
-    """RunPod's volume id; the name for a local volume."""
-    data_center: str | None = None
-    size_gb: int | None = None
-    type: str | None = None
-    """STANDARD or HIGH_PERFORMANCE (RunPod)."""
-    price_per_month: float | None = None
-    """US dollars a month at RunPod's list price ($0.07/GB for the first TB, $0.05 beyond)."""
-    path: str | None = None
-    """Where a local volume's folder is."""
-    used_bytes: int | None = None
-    """Bytes in a local volume's folder."""
-    in_use_by: list[str] = Field(default_factory=list)
-    """Runs whose pods use it now."""
-    cached: list[str] = Field(default_factory=list)
-    """Datasets known to be cached on it."""
-
-
-class VolumeCreate(_Model):
-    """Create a volume."""
-
-    model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    provider: Literal["local", "runpod"] | None = None
-    size_gb: int | None = Field(None, ge=10, le=4096)
-    """RunPod: 10 to 4096 GB (it can grow later, never shrink)."""
-    data_center: str | None = Field(None, min_length=1, max_length=40, pattern=r"^[A-Za-z0-9-]+$")
-    type: Literal["STANDARD", "HIGH_PERFORMANCE"] | None = None
-
-
-class DatasetPush(_Model):
-    """Push a local dataset onto a RunPod network volume."""
-
-    model_config = ConfigDict(extra="forbid")
-    volume: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 class GpuOffer(_Model):
@@ -719,100 +584,9 @@ class ReportReply(_Model):
     """Someone asked for the outputs now (`podtui outputs RUN --sync`, key `o`): the pod sends what changed."""
 
 
-class MetricSeries(_Model):
-    """One metric of a run, as parallel arrays (compact for long runs)."""
-
-    steps: list[int]
-    values: list[MetricValue]
-    ts: list[float]
-    downsampled: bool = False
-    attempts: list[int] = Field(default_factory=list)
-    """Which attempt (pod) each point came from (--retries): a later attempt's value replaces an earlier one's."""
-
-
-class MetricsPage(_Model):
-    """A run's metrics by name."""
-
-    run_id: str
-    series: dict[str, MetricSeries]
-
-
 class LogsPage(_Model):
     """A page of a run's log lines, oldest first."""
 
     run_id: str
     lines: list[LogLine]
     next_after_seq: int | None
-
-
-class Health(_Model):
-    """Answer of /healthz."""
-
-    status: str
-    version: str
-
-
-class DoctorCheck(_Model):
-    """One check of `podtui doctor`, made by the CLI or by the control plane."""
-
-    name: str
-    status: Literal["ok", "warn", "fail"]
-    message: str
-
-
-class ErrorDetail(_Model):
-    """What went wrong and what to do."""
-
-    code: str
-    message: str
-
-
-class ErrorBody(_Model):
-    """Every error answer of the control plane."""
-
-    error: ErrorDetail
-
-
-class OutputFile(_Model):
-    """One file of a run's outputs on the control plane: the version home (hash checked), and one moving."""
-
-    path: str
-    """Relative to the run's outputs folder."""
-    size: int | None = None
-    """Bytes of the version home (None while no version is home yet)."""
-    sha256: str | None = None
-    mtime: float | None = None
-    """When the pod last changed the version home (the pod's clock)."""
-    home_at: float | None = None
-    """When that version arrived and its sha256 matched."""
-    moving_size: int | None = None
-    """Size of a newer version on its way (None when nothing moves)."""
-    received: int = 0
-    """Bytes of that version received so far."""
-
-
-class OutputsSummary(_Model):
-    """A run's outputs at a glance: what is home, what still moves, and the pod's last moment."""
-
-    files_home: int = 0
-    bytes_home: int = 0
-    files_moving: int = 0
-    bytes_moving: int = 0
-    bytes_received: int = 0
-    state: Literal["none", "moving", "synced", "home"] = "none"
-    """none: nothing yet; moving: a sync is under way; synced: a sync finished while the run goes on; home: the
-    final sync after the command ended is complete."""
-    last_sync_at: float | None = None
-    final_at: float | None = None
-    pod_until: float | None = None
-    """When the pod ends at the latest if the outputs are not home by then (the keep-alive bound)."""
-
-
-class OutputsPage(_Model):
-    """A run's outputs: its files and a summary."""
-
-    run_id: str
-    folder: str
-    """Where they are on the control plane's machine."""
-    files: list[OutputFile]
-    summary: OutputsSummary
