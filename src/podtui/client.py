@@ -106,9 +106,19 @@ class Client:
 
     async def push_dataset(self, name: str, volume: str) -> AsyncIterator[dict[str, Any]]:
         """Push a local dataset onto a RunPod volume: yields progress ({done, total}), then {result} or {error}."""
-        path = f"/api/v1/datasets/{quote(name, safe='')}/push"
+        async for item in self._json_lines(f"/api/v1/datasets/{quote(name, safe='')}/push", {"volume": volume}):
+            yield item
+
+    async def fetch_volume_outputs(self, run_id: str) -> AsyncIterator[dict[str, Any]]:
+        """Fetch the outputs a run wrote to its volume home: yields progress ({done, total}), then {result} or
+        {error}."""
+        async for item in self._json_lines(f"/api/v1/runs/{quote(run_id, safe='')}/outputs/fetch", {}):
+            yield item
+
+    async def _json_lines(self, path: str, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """POST, and the answer's JSON lines as they come."""
         try:
-            async with self._http.stream("POST", path, json={"volume": volume}, timeout=None) as response:
+            async with self._http.stream("POST", path, json=body, timeout=None) as response:
                 if response.status_code >= 400:
                     await response.aread()
                     raise _error_of(response)
@@ -212,9 +222,11 @@ class Client:
         data = await self._call("GET", f"/api/v1/runs/{run_id}/events", params={"after_id": after_id})
         return [RunEvent.model_validate(e) for e in data]
 
-    async def outputs(self, run_id: str) -> OutputsPage:
-        """A run's outputs: the files home, what still moves, the summary."""
-        return OutputsPage.model_validate(await self._call("GET", f"/api/v1/runs/{run_id}/outputs"))
+    async def outputs(self, run_id: str, fresh: bool = False) -> OutputsPage:
+        """A run's outputs: the files home, what still moves, the summary (and those on its volume; `fresh`:
+        listed now)."""
+        return OutputsPage.model_validate(await self._call("GET", f"/api/v1/runs/{run_id}/outputs",
+                                                           params={"fresh": "1"} if fresh else None))
 
     async def sync_outputs(self, run_id: str) -> dict[str, Any]:
         """Ask for a live run's outputs now."""

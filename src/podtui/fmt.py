@@ -59,6 +59,17 @@ def outputs_line(page: Any, more_may_come: bool = True, now: float | None = None
     return text
 
 
+def volume_outputs_line(volume: Any) -> str:
+    """Where a run's outputs are on its volume (`--outputs-on-volume`): "outputs on volume data: 2 files,
+    1.2 GiB in s3://vol/podtui/outputs/RUN/ (/workspace/podtui/outputs/RUN/ in a pod)"."""
+    n = len(volume.files)
+    size = format_bytes(sum(f.size or 0 for f in volume.files))
+    text = f"outputs on volume {volume.volume}: {n} file{'s' if n != 1 else ''}, {size} in {volume.location}"
+    if volume.location != volume.path:
+        text += f" ({volume.path} in a pod)"
+    return text + (f"; {volume.note}" if volume.note else "")
+
+
 def data_wait_text(wait_s: float | None, wait_usd: float | None, still: bool = False) -> str:
     """A run's wait for its data: `1m05s ($0.12)`, `3s so far`, or `-`."""
     if wait_s is None:

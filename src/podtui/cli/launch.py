@@ -13,7 +13,7 @@ import click
 from pydantic import ValidationError
 
 from ..client import Client, ControlPlaneError, ControlPlaneUnreachable
-from ..fmt import format_duration, outputs_line
+from ..fmt import format_duration, outputs_line, volume_outputs_line
 from ..models import LaunchSpec, Run, RunEvent, RunStatus
 from ..plane_link import PlaneLink
 from . import Context, emit_json, launch_problems, run_async
@@ -64,6 +64,9 @@ from . import Context, emit_json, launch_problems, run_async
 @click.option("--volume", help="Mount this volume (`podtui volumes`): datasets are cached on it and reused by "
               "later runs with no transfer; HF_HOME points into it. RunPod: the pod runs in the volume's data "
               "center, Secure Cloud.")
+@click.option("--outputs-on-volume", is_flag=True, help="With --volume: the command writes its outputs to the "
+              "volume (podtui/outputs/RUN/), where they stay with nothing sent through this machine; `podtui "
+              "outputs RUN` says where, `--to DIR` fetches them.")
 @click.option("--dataset-changed-ok", is_flag=True, help="Launch even though the local dataset changed since it "
               "was registered: hash it again and register it as it is now (otherwise the launch is refused).")
 @click.option("--name", help="Run name.")
@@ -77,7 +80,8 @@ def launch(obj: Context, dataset: str, gpu_types: tuple[str, ...], command: str 
            min_cuda_version: str | None, connect: str | None, ssh: bool, min_gpu_util: str | None,
            metrics_mode: str | None, metrics_ranks: str | None, max_runtime: str | None,
            budget: float | None, keep_alive: str, outputs_dir: str | None, sync_outputs: str | None,
-           retries: int | None, retry_failed: bool, volume: str | None, dataset_changed_ok: bool, name: str | None,
+           retries: int | None, retry_failed: bool, volume: str | None, outputs_on_volume: bool,
+           dataset_changed_ok: bool, name: str | None,
            env_pairs: tuple[str, ...], wait: bool,
            as_json: bool) -> None:
     """Launch a run."""
@@ -91,6 +95,9 @@ def launch(obj: Context, dataset: str, gpu_types: tuple[str, ...], command: str 
     gpus = list(gpu_types) or (["local"] if chosen_provider == "local" else [])
     if not gpus:
         raise click.UsageError("give at least one --gpu (see `podtui gpus`)")
+    if outputs_on_volume and not volume:
+        raise click.UsageError("--outputs-on-volume writes the outputs to a volume: choose it with --volume NAME "
+                               "(`podtui volumes` lists them)")
     fields: dict[str, Any] = {
         "dataset": dataset, "gpu_types": gpus, "command": command,
         "workdir": os.path.abspath(workdir) if workdir else None, "provider": provider, "name": name,
@@ -99,7 +106,7 @@ def launch(obj: Context, dataset: str, gpu_types: tuple[str, ...], command: str 
         "ssh": ssh or None, "connect": connect, "metrics": metrics_mode, "metrics_ranks": metrics_ranks,
         "outputs": outputs_dir, "sync_outputs_s": sync_outputs, "retries": retries,
         "retry_failed": retry_failed or None, "dataset_changed_ok": dataset_changed_ok or None, "volume": volume,
-        "nodes": nodes, "outputs_from": outputs_from,
+        "nodes": nodes, "outputs_from": outputs_from, "outputs_on_volume": outputs_on_volume or None,
     }
     if min_gpu_util:
         pct, _, duration = min_gpu_util.partition("/")
@@ -215,6 +222,9 @@ async def follow_outputs(client: Client, run: Run, poll_s: float = 1.0) -> None:
     shown = ""
     while True:
         page = await client.outputs(run.id)
+        if page.volume is not None:  # --outputs-on-volume: they stay there; nothing to wait for
+            click.echo(f"  {volume_outputs_line(page.volume)}")
+            return
         line = outputs_line(page)
         if line != shown and page.summary.state != "none":
             click.echo(f"  {line}")

@@ -10,13 +10,14 @@ from typing import Any
 import click
 
 from ..client import ControlPlaneError
-from ..fmt import format_bytes, outputs_line
+from ..fmt import format_bytes, outputs_line, volume_outputs_line
 from . import Context, emit_json, resolve_run, run_async, table
 
 
 @click.command()
 @click.argument("run_ref", metavar="RUN")
 @click.option("--to", "to_dir", type=click.Path(file_okay=False), help="Copy the files that are home into DIR "
+              "(a run with --outputs-on-volume: fetched from its volume first) "
               "(resumable; sha256 checked; identical files are skipped).")
 @click.option("--force", is_flag=True, help="With --to: also replace files changed in DIR since the last copy, "
               "and files podtui did not put there.")
@@ -24,7 +25,8 @@ from . import Context, emit_json, resolve_run, run_async, table
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
 def outputs(obj: Context, run_ref: str, to_dir: str | None, force: bool, sync_now: bool, as_json: bool) -> None:
-    """List a run's outputs (files brought home from its pod), copy them out, or ask for a sync now."""
+    """List a run's outputs (files brought home from its pod, or left on its volume with --outputs-on-volume),
+    copy them out, or ask for a sync now."""
     from pathlib import Path
 
     from ..bootstrap.agent.output_names import output_name_problem
@@ -38,7 +40,9 @@ def outputs(obj: Context, run_ref: str, to_dir: str | None, force: bool, sync_no
                 if not as_json:
                     click.echo(f"asked {run.name} ({run.id}) for its outputs; `podtui outputs {run.id}` shows them "
                                "as they arrive")
-            page = await client.outputs(run.id)
+            if to_dir is not None and run.spec.outputs_on_volume:
+                await fetch_from_volume(client, run.id, as_json)
+            page = await client.outputs(run.id, fresh=True)
             if to_dir is not None:
                 folder = Path(to_dir)
                 record = read_record(folder)  # what earlier copies wrote: a file changed since is the user's
@@ -84,9 +88,40 @@ def outputs(obj: Context, run_ref: str, to_dir: str | None, force: bool, sync_no
                     f"moving {format_bytes(f.received)}/{format_bytes(f.moving_size)}"
                 rows.append([f.path, "-" if f.size is None else format_bytes(f.size), (f.sha256 or "-")[:16], when,
                              moving])
+            if page.volume is not None:
+                on_volume = [[f.path, format_bytes(f.size or 0), time.strftime(
+                    "%Y-%m-%d %H:%M:%S", time.localtime(f.mtime)) if f.mtime else "-"] for f in page.volume.files]
+                if on_volume:
+                    table(on_volume, ["ON THE VOLUME", "SIZE", "CHANGED AT"])
+                click.echo(volume_outputs_line(page.volume))
+                if not page.files:
+                    return
+                click.echo("fetched here:")
             if rows:
                 table(rows, ["NAME", "SIZE", "SHA256", "HOME AT", ""])
             click.echo(outputs_line(page, run.pod_in_use(time.time()))
                        + (f"  ({page.folder})" if page.files else ""))
 
     run_async(go)
+
+
+async def fetch_from_volume(client: Any, run_id: str, quiet: bool) -> None:
+    """Bring the outputs a run wrote to its volume home (progress on a terminal's stderr); files that could not be
+    fetched are named on stderr, and nothing at all is an error."""
+    import sys
+
+    async for line in client.fetch_volume_outputs(run_id):
+        if "error" in line:
+            raise ControlPlaneError(f"cannot fetch the outputs from the volume: {line['error']}")
+        if "result" in line:
+            done = line["result"]
+            if sys.stderr.isatty():
+                click.echo("", err=True)
+            if not quiet:
+                click.echo(f"fetched from the volume: {done['fetched']} file(s), {format_bytes(done['bytes'])}"
+                           + (f"; {done['skipped']} already here" if done["skipped"] else ""), err=True)
+            for failed in done["failed"]:
+                click.echo(f"not fetched: {failed}", err=True)
+            return
+        if sys.stderr.isatty() and not quiet:
+            click.echo(f"\r  {format_bytes(line['done'])} of {format_bytes(line['total'])}", nl=False, err=True)

@@ -250,6 +250,9 @@ class LaunchSpec(_Model):
     that many local pods, every one with the torchrun env ($PODTUI_TORCHRUN)."""
     outputs_from: Literal["0", "all"] = "0"
     """Whose outputs come home: node 0's, or every node's (under node<k>/)."""
+    outputs_on_volume: bool = False
+    """Write the outputs to the volume (`<mount>/podtui/outputs/<run id>/`, needs `volume`): they stay there,
+    nothing goes through this machine unless `podtui outputs RUN --to DIR` fetches them."""
 
     @field_validator("env")
     @classmethod

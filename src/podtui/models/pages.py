@@ -93,6 +93,22 @@ class OutputsSummary(_Model):
     """When the pod ends at the latest if the outputs are not home by then (the keep-alive bound)."""
 
 
+class VolumeOutputs(_Model):
+    """Where a run's outputs are on its volume (`launch --outputs-on-volume`), and what is there."""
+
+    volume: str
+    provider: Literal["local", "runpod"]
+    path: str
+    """The folder as the pod sees it: `<mount>/podtui/outputs/<run id>/`."""
+    location: str
+    """Where to find it from here: a local volume's folder, or `s3://<volume id>/podtui/outputs/<run id>/` on
+    RunPod's S3 API."""
+    files: list[OutputFile] = Field(default_factory=list)
+    """The files there now (size, mtime; a sha256 once fetched home)."""
+    note: str | None = None
+    """Why the files could not be listed (no S3 API key, the S3 API refused), or how to fetch them."""
+
+
 class OutputsPage(_Model):
     """A run's outputs: its files and a summary."""
 
@@ -101,3 +117,5 @@ class OutputsPage(_Model):
     """Where they are on the control plane's machine."""
     files: list[OutputFile]
     summary: OutputsSummary
+    volume: VolumeOutputs | None = None
+    """With `--outputs-on-volume`: the outputs on the volume (`files` then lists what was fetched home)."""

@@ -37,7 +37,20 @@ from ..models import (
 )
 from ..providers.base import ProviderError
 from ..store import NotFound, Store
-from . import auth, dataset_fetched, doctor, downloads, events, ingest, keys, outputs_api, push, uplink, volumes
+from . import (
+    auth,
+    dataset_fetched,
+    doctor,
+    downloads,
+    events,
+    ingest,
+    keys,
+    outputs_api,
+    push,
+    uplink,
+    volume_outputs,
+    volumes,
+)
 from .datasets import DatasetError, scan_dataset
 from .responses import ApiError, json_response, query_flag, query_int, read_model
 from .runs import RunService
@@ -446,12 +459,16 @@ ROUTES: tuple[Route, ...] = (
           "Echo a nonce this control plane minted (once)", response=doctor.Nonce),
     # outputs (issue 13): the admin side, then the pod's side in push mode
     Route("GET", RUN + "/outputs", outputs_api.list_outputs, auth.ADMIN, "A run's outputs and what still moves",
-          response=OutputsPage),
+          response=OutputsPage, params=(Param("fresh", enum=("1",), description="list a volume's outputs now "
+                                              "(else a listing up to 10 s old may answer)"),)),
     Route("GET", RUN + "/outputs/file", outputs_api.output_file, auth.ADMIN,
           "One output file that is home (Range, If-Range; X-Podtui-Sha256)", content_type="application/octet-stream",
           params=(Param("path", description="the file's path in the run's outputs"),)),
     Route("POST", RUN + "/outputs/sync", outputs_api.sync_now, auth.ADMIN, "Bring a live run's outputs home now",
           response=dict, status=202),
+    Route("POST", RUN + "/outputs/fetch", volume_outputs.fetch_outputs, auth.ADMIN, "Fetch the outputs a run "
+          "wrote to its volume (--outputs-on-volume) home; streams JSON lines (progress, then result or error)",
+          content_type="application/x-ndjson"),
     Route("POST", RUN + "/outputs/offer", outputs_api.offer, auth.POD, "The pod's listing of its outputs: what "
           "to send", response=dict),
     Route("PUT", RUN + "/outputs/upload", outputs_api.upload, auth.POD, "A piece of an output file at an offset",

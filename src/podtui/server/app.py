@@ -25,12 +25,13 @@ from .doctor import NONCES
 from .events import FeedTail
 from .guardrails import Limits
 from .outputs import Outputs
-from .outputs_api import OUTPUTS, SYNCER
+from .outputs_api import OUTPUTS, SYNCER, VOLUME_OUTPUTS
 from .outputs_sync import OutputsSyncer
 from .puller import Puller
 from .responses import ApiError, describe_validation, error_response
 from .runs import RunService
 from .supervisor import Supervisor
+from .volume_outputs import VolumeOutputsService
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,7 @@ def create_app(settings: Settings, store: Store, providers: dict[str, Provider],
     syncer = OutputsSyncer(store, outputs, runs, settings.upload_chunk_bytes)
     runs.outputs, runs.outputs_syncer = outputs, syncer
     app[OUTPUTS], app[SYNCER] = outputs, syncer
+    app[VOLUME_OUTPUTS] = VolumeOutputsService(settings, store, runs.volumes, outputs)
     app[NONCES] = {}
     streams: set[asyncio.Task[Any]] = set()
     app[keys.STREAMS] = streams

@@ -274,9 +274,10 @@ class Outputs:
         await self.say_once(run_id, "output_failed", message)
         raise OutputRefused(507, "write_failed", message) from None
 
-    async def complete(self, run_id: str, name: str, size: int, mtime: float, sha256: str) -> OutputFile:
+    async def complete(self, run_id: str, name: str, size: int, mtime: float, sha256: str | None) -> OutputFile:
         """The pod sent the last byte: check the sha256, then put the file in place; 422 on a mismatch (the
-        partial is dropped: a wrong byte cannot be found by offset)."""
+        partial is dropped: a wrong byte cannot be found by offset). None: no sha256 to check against (a file
+        fetched from a volume), the one computed here is recorded."""
         target = self.target(run_id, name)
         key = (run_id, name)
         async with self._lock(run_id, name):
@@ -292,7 +293,7 @@ class Outputs:
                 hashing = _Hashing(size, await asyncio.to_thread(sha256_of, partial, size))
             got = hashing.digest.hexdigest()
             self._hashing.pop(key, None)
-            if got != sha256.lower():
+            if sha256 is not None and got != sha256.lower():
                 partial.unlink(missing_ok=True)
                 await self.store.output_not_moving(run_id, name)
                 await self.store.add_event(run_id, "output_mismatch", f"{name!r} arrived with another sha256 than "

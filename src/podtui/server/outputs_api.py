@@ -33,6 +33,8 @@ from .responses import ApiError, json_response, read_body
 
 OUTPUTS: web.AppKey[Outputs] = web.AppKey("outputs")
 SYNCER: web.AppKey[Any] = web.AppKey("outputs_syncer")
+VOLUME_OUTPUTS: web.AppKey[Any] = web.AppKey("volume_outputs")
+"""VolumeOutputsService (server/volume_outputs.py): outputs written to a volume (--outputs-on-volume)."""
 END_AFTER_FINAL_S = 30.0
 """After the final sync, how long the pod has to end itself before the supervisor ends it."""
 
@@ -157,6 +159,8 @@ async def list_outputs(request: web.Request) -> web.Response:
     """A run's outputs: name, size, sha256, time, and what still moves."""
     run = await _admin_run(request)
     page: OutputsPage = await request.app[OUTPUTS].page(run)
+    if run.spec.outputs_on_volume and run.spec.volume:
+        page.volume = await request.app[VOLUME_OUTPUTS].describe(run, fresh=request.query.get("fresh") == "1")
     return json_response(page)
 
 
@@ -178,6 +182,10 @@ async def sync_now(request: web.Request) -> web.Response:
     """Ask for the outputs now: a push-mode pod hears it in its next report's reply; a pull-mode pod's files
     are fetched at once."""
     run = await _admin_run(request)
+    if run.spec.outputs_on_volume:
+        raise ApiError(409, "outputs_on_volume", f"run {run.id} writes its outputs to volume {run.spec.volume}, "
+                       "where they stay: `podtui outputs RUN` lists them, `podtui outputs RUN --to DIR` fetches "
+                       "them")
     if not run.status.is_live or not run.pod_id:
         raise ApiError(409, "run_not_live", f"run {run.id} has no running command ({run.status.value}): its "
                        "outputs move by themselves when the command ends; `podtui outputs RUN` lists them")

@@ -77,6 +77,8 @@ class OutputsSyncer:
                 run = await self.store.get_run(run_id)
             except NotFound:
                 return
+            if run.spec.outputs_on_volume:
+                return  # they stay on the volume: nothing comes through this machine unless fetched
             if run.status.is_final:
                 await self._final(run)
                 return

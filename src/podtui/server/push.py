@@ -50,19 +50,25 @@ def s3_endpoint(settings: Settings, volume: Volume) -> str:
     return settings.runpod_s3_url.replace("{dc}", (volume.data_center or "").lower())
 
 
-def push_blocking(record: DatasetRecord, volume: Volume, settings: Settings, progress: PushProgress) -> dict[str, Any]:
-    """Upload the dataset's files, then `.complete`; returns what was done (blocking: run it in a thread)."""
+def volume_s3_client(settings: Settings, volume: Volume) -> Any:
+    """A boto3 S3 client of RunPod's S3 API for the volume's data center (RunPod's S3 API key)."""
     import boto3  # deferred: ~0.3 s
-    from boto3.s3.transfer import TransferConfig
     from botocore.config import Config
-    from botocore.exceptions import BotoCoreError, ClientError
 
-    dataset = record.dataset
-    client = boto3.session.Session().client(
+    return boto3.session.Session().client(
         "s3", endpoint_url=s3_endpoint(settings, volume), aws_access_key_id=settings.runpod_s3_access_key,
         aws_secret_access_key=settings.runpod_s3_secret, region_name=(volume.data_center or "us-east-1").lower(),
         config=Config(signature_version="s3v4", s3={"addressing_style": "path"},
                       retries={"max_attempts": 8, "mode": "standard"}))  # RunPod advises retrying its 502s
+
+
+def push_blocking(record: DatasetRecord, volume: Volume, settings: Settings, progress: PushProgress) -> dict[str, Any]:
+    """Upload the dataset's files, then `.complete`; returns what was done (blocking: run it in a thread)."""
+    from boto3.s3.transfer import TransferConfig
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    dataset = record.dataset
+    client = volume_s3_client(settings, volume)
     transfer = TransferConfig(multipart_threshold=PART_BYTES, multipart_chunksize=PART_BYTES, max_concurrency=4)
     key = cache_key(dataset, "")
     prefix = f"podtui/datasets/{key}"

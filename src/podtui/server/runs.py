@@ -154,8 +154,11 @@ class RunService:
         if volume is not None:
             self._volumes[run.id] = volume
             where = f" in {volume.data_center}, Secure Cloud (the pod runs there)" if volume.data_center else ""
-            await self.store.add_event(run.id, "volume", f"volume {volume.name} mounted at "
-                                       f"{self.volumes.mount_path(volume)}{where}: datasets cached there")
+            mount = self.volumes.mount_path(volume)
+            outputs = f"; outputs written to {mount}/podtui/outputs/{run.id}/ (they stay there)" \
+                if spec.outputs_on_volume else ""
+            await self.store.add_event(run.id, "volume", f"volume {volume.name} mounted at {mount}{where}: datasets "
+                                       f"cached there{outputs}")
         log.info("run %s launched on %s with dataset %s", run_id, provider_name, record.dataset.name)
         self._spawn(self._provision(run, provider, ingest_token))
         return run
@@ -297,9 +300,15 @@ class RunService:
             min_cuda_version=spec.min_cuda_version or cuda_of_image(spec.image), nodes=spec.nodes,
         )
         volume = self._volumes.pop(run.id, None)
+        if volume is None and spec.volume:  # a replacement pod (--retries, a restart) mounts the run's volume too
+            try:
+                volume = await self.volumes.find(spec.volume, provider.name)
+            except ApiError as exc:
+                await self.store.finish_run(run.id, RunStatus.failed, f"no pod: {exc.message}")
+                return None
         if volume is not None:
             self.volumes.attach(request, volume)
-            request.env.update(self.volumes.env(volume))
+            request.env.update(self.volumes.env(volume, run))
 
         async def on_attempt(attempt: LaunchAttempt) -> None:
             kind = "attempt" if attempt.ok else "attempt_failed"

@@ -4,7 +4,8 @@
   the volume's data center, Secure Cloud.
 - Local provider: a folder `<data dir>/volumes/<name>/`, the same contract with no account.
 
-Layout on a volume (both): `podtui/datasets/<key>/` (content-addressed, `.complete` last), `podtui/hf` (HF_HOME).
+Layout on a volume (both): `podtui/datasets/<key>/` (content-addressed, `.complete` last), `podtui/hf` (HF_HOME),
+`podtui/outputs/<run id>/` (a run's outputs with --outputs-on-volume).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from ..config import Settings
-from ..models import LaunchSpec, Volume, VolumeCreate
+from ..models import LaunchSpec, Run, Volume, VolumeCreate
 from ..providers.base import PodRequest, Provider, ProviderError
 from ..store import Store
 from . import keys
@@ -36,6 +37,11 @@ def runpod_price_per_month(size_gb: int | None) -> float | None:
     if size_gb is None:
         return None
     return round(min(size_gb, 1000) * 0.07 + max(0, size_gb - 1000) * 0.05, 2)
+
+
+def volume_outputs_key(run_id: str) -> str:
+    """Where a run's outputs go on its volume, relative to the mount (RunPod's S3 API: the key prefix)."""
+    return f"podtui/outputs/{run_id}"
 
 
 def local_root(settings: Settings) -> Path:
@@ -159,6 +165,10 @@ class VolumeService:
     async def for_launch(self, spec: LaunchSpec, provider: str) -> Volume | None:
         """The launch's volume, checked before anything is created."""
         if not spec.volume:
+            if spec.outputs_on_volume:
+                raise ApiError(422, "outputs_on_volume", "outputs_on_volume: the outputs go to a volume, and none "
+                               "was chosen; launch with --volume NAME too (`podtui volumes` lists them, `podtui "
+                               "volumes create NAME` makes one)")
             return None
         volume = await self.find(spec.volume, provider)
         if provider == "runpod" and spec.cloud_type == "COMMUNITY":
@@ -199,11 +209,14 @@ class VolumeService:
         request.data_center_ids = [volume.data_center] if volume.data_center else []
         request.cloud_type = "SECURE"
 
-    def env(self, volume: Volume) -> dict[str, str]:
+    def env(self, volume: Volume, run: Run | None = None) -> dict[str, str]:
         """The pod's env for its volume: where it is, and HF_HOME inside it (models the trainer downloads are
-        cached there too)."""
+        cached there too); with --outputs-on-volume, the outputs folder there (the agent's $PODTUI_OUTPUT_DIR)."""
         mount = self.mount_path(volume)
-        return {"PODTUI_VOLUME": mount, "PODTUI_VOLUME_NAME": volume.name, "HF_HOME": f"{mount}/podtui/hf"}
+        env = {"PODTUI_VOLUME": mount, "PODTUI_VOLUME_NAME": volume.name, "HF_HOME": f"{mount}/podtui/hf"}
+        if run is not None and run.spec.outputs_on_volume:
+            env["PODTUI_VOLUME_OUTPUTS"] = f"{mount}/{volume_outputs_key(run.id)}"
+        return env
 
 
 # -- HTTP handlers ----------------------------------------------------------------------------------

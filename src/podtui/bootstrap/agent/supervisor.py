@@ -91,6 +91,13 @@ class Agent(CommandOutput, PodEnd):
         several = count_of(env.get("PODTUI_NODES") or env.get("NUM_NODES")) > 1
         self.output_prefix = f"node{self.node}/" if from_all and several else ""
         self.outputs_wanted = self.node == 0 or from_all  # outputs come from node 0 unless asked for all
+        # --outputs-on-volume: the command writes them straight to the volume, where they stay (nothing moves);
+        # node k > 0 of a run whose outputs are node 0's keeps its own folder (no two nodes write one file).
+        self.outputs_on_volume = ""
+        if env.get("PODTUI_VOLUME_OUTPUTS") and self.outputs_wanted:
+            self.outputs_on_volume = os.path.join(env["PODTUI_VOLUME_OUTPUTS"], self.output_prefix)
+            self.output_dir = self.outputs_on_volume.rstrip("/")
+            self.outputs_wanted = False
         if link is None and self.outputs_wanted:
             self.sender = OutputSender(self, env["PODTUI_URL"], env["PODTUI_RUN_ID"], env["PODTUI_TOKEN"])
 
@@ -261,6 +268,11 @@ class Agent(CommandOutput, PodEnd):
         """After the command: the final sync (push), or wait for the control plane's (pull); the keep-alive
         bounds it, and the pod ends as soon as it is complete."""
         files, refused = scan_outputs(self.output_dir)
+        if self.outputs_on_volume:
+            self.note(f"outputs stay on the volume: {len(files)} file(s), {sum(f[2] for f in files)} bytes in "
+                      f"{self.output_dir}; ending the pod")
+            self.send_notes(min(until, time.time() + 10))
+            return
         if not files and not refused:
             return  # nothing to bring home: the pod ends at once, as it always did
         if not getattr(self, "outputs_wanted", True):

@@ -1,0 +1,104 @@
+"""`launch --volume VOL --outputs-on-volume` on the local provider: the command writes its outputs straight to
+`<volume>/podtui/outputs/<run id>/`, nothing comes home by itself (push or pull), `podtui outputs RUN` says where
+they are, and `podtui outputs RUN --to DIR` fetches them (sha256 recorded) and copies them out."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+
+import pytest
+
+ENDED = {"succeeded", "failed", "lost", "terminated"}
+WRITE = ("python3 -c \"import os;d=os.environ['PODTUI_OUTPUT_DIR'];os.makedirs(d+'/sub',exist_ok=True);"
+         "open(d+'/model.bin','wb').write(bytes(range(256))*4000);open(d+'/sub/note.txt','w').write('hi');"
+         "print('wrote to', d)\"")
+
+
+async def launch(plane, **spec):
+    body = {"dataset": "demo", "gpu_types": ["local"], "command": WRITE, "keep_alive_s": 120, "volume": "keep",
+            "outputs_on_volume": True, **spec}
+    r = await plane.http.post("/api/v1/runs", json=body)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+async def succeeded(plane, run_id):
+    run = await plane.wait_status(run_id, ENDED, timeout=120)
+    events = (await plane.http.get(f"/api/v1/runs/{run_id}/events")).json()
+    assert run["status"] == "succeeded", (run["status_reason"], events)
+    return run, events
+
+
+@pytest.mark.parametrize("connect", ["push", "pull"])
+async def test_outputs_stay_on_the_volume_and_are_fetched_on_request(local_plane, tmp_path, connect):
+    from click.testing import CliRunner
+
+    from podtui.cli import main
+
+    plane = local_plane
+    assert (await plane.http.post("/api/v1/volumes", json={"name": "keep", "provider": "local"})).status_code == 201
+    run = await launch(plane, connect=connect)
+    rid = run["id"]
+    assert run["spec"]["outputs_on_volume"] is True
+    done, events = await succeeded(plane, rid)
+    folder = plane.control.settings.data_dir / "volumes" / "keep" / "podtui" / "outputs" / rid
+    model = bytes(range(256)) * 4000
+    assert (folder / "model.bin").read_bytes() == model and (folder / "sub" / "note.txt").read_text() == "hi"
+    said = " ".join(e["message"] for e in events)
+    assert f"outputs written to {folder}/ (they stay there)" in said
+    # the pod ended at once: nothing was waiting to come home through this machine
+    lines = (await plane.http.get(f"/api/v1/runs/{rid}/logs", params={"limit": 1000})).json()["lines"]
+    assert any("outputs stay on the volume: 2 file(s)" in line["text"] for line in lines), lines[-5:]
+
+    page = (await plane.http.get(f"/api/v1/runs/{rid}/outputs")).json()
+    assert page["files"] == [] and page["summary"]["state"] == "none"
+    assert not (plane.control.settings.data_dir / "outputs" / rid).exists()
+    vol = page["volume"]
+    assert vol["volume"] == "keep" and vol["path"] == f"{folder}/" and vol["location"] == f"{folder}/"
+    assert [(f["path"], f["size"]) for f in vol["files"]] == [("model.bin", len(model)), ("sub/note.txt", 2)]
+    r = await plane.http.post(f"/api/v1/runs/{rid}/outputs/sync")
+    assert r.status_code == 409 and "--to DIR" in r.json()["error"]["message"]
+
+    env = {"PODTUI_SERVER": plane.url, "PODTUI_ADMIN_TOKEN": plane.control.admin_token,
+           "PODTUI_CONFIG_FILE": str(tmp_path / "none.toml"), "NO_PROXY": "127.0.0.1"}
+    out = await asyncio.to_thread(CliRunner().invoke, main, ["outputs", rid], env=env)
+    assert out.exit_code == 0, out.output
+    assert "ON THE VOLUME" in out.output and "model.bin" in out.output
+    assert f"outputs on volume keep: 2 files, 1000.0 KiB in {folder}/" in out.output
+
+    copy = tmp_path / "copy"
+    out = await asyncio.to_thread(CliRunner().invoke, main, ["outputs", rid, "--to", str(copy)], env=env)
+    assert out.exit_code == 0, out.output
+    assert (copy / "model.bin").read_bytes() == model and (copy / "sub" / "note.txt").read_text() == "hi"
+    page = (await plane.http.get(f"/api/v1/runs/{rid}/outputs")).json()
+    home = {f["path"]: f["sha256"] for f in page["files"]}
+    assert home == {"model.bin": hashlib.sha256(model).hexdigest(), "sub/note.txt": hashlib.sha256(b"hi").hexdigest()}
+    # a second fetch moves nothing
+    async with plane.http.stream("POST", f"/api/v1/runs/{rid}/outputs/fetch") as answer:
+        result = [json.loads(line) async for line in answer.aiter_lines() if line.strip()][-1]["result"]
+    assert (result["fetched"], result["skipped"], result["bytes"]) == (0, 2, 0)
+
+
+async def test_outputs_on_volume_needs_a_volume(local_plane, tmp_path):
+    from click.testing import CliRunner
+
+    from podtui.cli import main
+
+    r = await local_plane.http.post("/api/v1/runs", json={"dataset": "demo", "gpu_types": ["local"],
+                                                          "outputs_on_volume": True})
+    assert r.status_code == 422 and "--volume NAME" in r.json()["error"]["message"], r.text
+    assert await local_plane.store.list_runs() == []
+    env = {"PODTUI_SERVER": local_plane.url, "PODTUI_ADMIN_TOKEN": local_plane.control.admin_token,
+           "PODTUI_CONFIG_FILE": str(tmp_path / "none.toml"), "NO_PROXY": "127.0.0.1"}
+    out = await asyncio.to_thread(CliRunner().invoke, main, ["launch", "--dataset", "demo", "--provider", "local",
+                                                             "--outputs-on-volume"], env=env)
+    assert out.exit_code == 2 and "--volume NAME" in out.output and "Traceback" not in out.output
+    # a run without it has nothing to fetch from a volume
+    r = await local_plane.http.post("/api/v1/runs", json={"dataset": "demo", "gpu_types": ["local"],
+                                                          "command": "true", "keep_alive_s": 0})
+    rid = r.json()["id"]
+    r = await local_plane.http.post(f"/api/v1/runs/{rid}/outputs/fetch")
+    assert r.status_code == 409 and "no --outputs-on-volume" in r.json()["error"]["message"]
+    await local_plane.wait_status(rid, ENDED, timeout=60)
