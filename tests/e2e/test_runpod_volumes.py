@@ -148,3 +148,81 @@ async def test_a_dataset_larger_than_the_container_disk_needs_a_volume(tmp_path,
     await wait_until(lambda: fake.live_pods())
     await plane.http.post(f"/api/v1/runs/{r.json()['id']}/terminate")
     await plane.wait_status(r.json()["id"], {"terminated"}, timeout=60)
+
+
+async def test_outputs_on_a_network_volume_are_listed_and_fetched_through_its_s3_api(tmp_path, fake,  # noqa: F811
+                                                                                       planes):  # noqa: F811
+    import hashlib
+    import json
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    s3 = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    s3.start()
+    try:
+        host, port = s3.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        plane = await plane_for(tmp_path, fake, planes, runpod_s3_url=endpoint, runpod_s3_access_key="user_test",
+                                runpod_s3_secret="rps_test")
+        made = (await plane.http.post("/api/v1/volumes", json={"name": "out", "provider": "runpod", "size_gb": 20,
+                                                               "data_center": "US-KS-2"})).json()
+        client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="user_test",
+                              aws_secret_access_key="rps_test", region_name="us-east-1")
+        client.create_bucket(Bucket=made["id"])
+        r = await plane.http.post("/api/v1/runs", json={"dataset": "demo", "gpu_types": [GPU_4090], "volume": "out",
+                                                        "outputs_on_volume": True, "command": "true"})
+        assert r.status_code == 201, r.text
+        rid = r.json()["id"]
+        await wait_until(lambda: any(call == "POST /v2/pods" for call, _ in fake.bodies))
+        body = next(b for call, b in fake.bodies if call == "POST /v2/pods")
+        assert body["env"]["PODTUI_VOLUME_OUTPUTS"] == f"/workspace/podtui/outputs/{rid}"
+        assert body["mounts"] == {"network": [{"volumeId": made["id"], "path": "/workspace"}]}
+        # what the pod's command wrote under /workspace/podtui/outputs/<run>/ is, for RunPod's S3 API, this:
+        model = bytes(range(256)) * 40_000
+        client.put_object(Bucket=made["id"], Key=f"podtui/outputs/{rid}/model.safetensors", Body=model)
+        client.put_object(Bucket=made["id"], Key=f"podtui/outputs/{rid}/logs/train.txt", Body=b"done\n")
+        client.put_object(Bucket=made["id"], Key="podtui/outputs/other-run/x.bin", Body=b"not ours")
+
+        page = (await plane.http.get(f"/api/v1/runs/{rid}/outputs", params={"fresh": "1"})).json()
+        vol = page["volume"]
+        assert vol["location"] == f"s3://{made['id']}/podtui/outputs/{rid}/"
+        assert vol["path"] == f"/workspace/podtui/outputs/{rid}/"
+        assert [(f["path"], f["size"]) for f in vol["files"]] == [("logs/train.txt", 5), ("model.safetensors",
+                                                                                         len(model))]
+        assert page["files"] == []
+
+        async with plane.http.stream("POST", f"/api/v1/runs/{rid}/outputs/fetch") as answer:
+            assert answer.status_code == 200
+            lines = [json.loads(line) async for line in answer.aiter_lines() if line.strip()]
+        result = lines[-1]["result"]
+        assert (result["fetched"], result["bytes"], result["failed"]) == (2, len(model) + 5, []), lines
+        page = (await plane.http.get(f"/api/v1/runs/{rid}/outputs")).json()
+        assert {f["path"]: f["sha256"] for f in page["files"]} == {
+            "model.safetensors": hashlib.sha256(model).hexdigest(),
+            "logs/train.txt": hashlib.sha256(b"done\n").hexdigest()}
+        home = plane.control.settings.data_dir / "outputs" / rid / "model.safetensors"
+        assert home.read_bytes() == model
+        r = await plane.http.get(f"/api/v1/runs/{rid}/outputs/file", params={"path": "logs/train.txt"})
+        assert r.content == b"done\n"
+        await plane.http.post(f"/api/v1/runs/{rid}/terminate")
+        await plane.wait_status(rid, {"terminated"}, timeout=60)
+    finally:
+        s3.stop()
+
+
+async def test_outputs_on_a_network_volume_without_the_s3_key_say_what_is_missing(tmp_path, fake,  # noqa: F811
+                                                                                    planes):  # noqa: F811
+    plane = await plane_for(tmp_path, fake, planes)
+    await plane.http.post("/api/v1/volumes", json={"name": "out", "provider": "runpod", "size_gb": 20,
+                                                   "data_center": "US-KS-2"})
+    r = await plane.http.post("/api/v1/runs", json={"dataset": "demo", "gpu_types": [GPU_4090], "volume": "out",
+                                                    "outputs_on_volume": True, "command": "true"})
+    rid = r.json()["id"]
+    page = (await plane.http.get(f"/api/v1/runs/{rid}/outputs")).json()
+    assert "PODTUI_RUNPOD_S3_ACCESS_KEY" in page["volume"]["note"] and page["volume"]["files"] == []
+    async with plane.http.stream("POST", f"/api/v1/runs/{rid}/outputs/fetch") as answer:
+        lines = [line async for line in answer.aiter_lines() if line.strip()]
+    assert "S3 API key" in lines[-1] and "error" in lines[-1]
+    await plane.http.post(f"/api/v1/runs/{rid}/terminate")
+    await plane.wait_status(rid, {"terminated"}, timeout=60)
