@@ -42,7 +42,7 @@ async def test_outputs_stay_on_the_volume_and_are_fetched_on_request(local_plane
     run = await launch(plane, connect=connect)
     rid = run["id"]
     assert run["spec"]["outputs_on_volume"] is True
-    done, events = await succeeded(plane, rid)
+    _, events = await succeeded(plane, rid)
     folder = plane.control.settings.data_dir / "volumes" / "keep" / "podtui" / "outputs" / rid
     model = bytes(range(256)) * 4000
     assert (folder / "model.bin").read_bytes() == model and (folder / "sub" / "note.txt").read_text() == "hi"
