@@ -60,3 +60,32 @@ async def test_the_form_says_what_a_large_local_dataset_costs_through_the_uplink
         assert "podtui datasets push big --volume VOL" in str(preview.render())
         form.query_one("#provider", Select).value = "local"  # a local pod: nothing goes through the uplink
         await wait_for(pilot, lambda: "uplink" not in str(preview.render()))
+
+
+async def test_the_forms_outputs_on_the_volume_needs_a_volume_and_reaches_the_spec(tmp_path, monkeypatch):
+    from textual.widgets import Checkbox, Static
+
+    monkeypatch.setenv("DEMO_STEPS", "5")
+    settings = make_settings(tmp_path)
+    (settings.data_dir / "volumes" / "keep" / "podtui" / "datasets").mkdir(parents=True)
+    app = PodtuiApp(settings)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await open_the_launch_form(app, pilot)
+        form = app.screen
+        assert isinstance(form, LaunchScreen)
+        await wait_for(pilot, lambda: [v.name for v in form.volumes] == ["keep"])
+        form.query_one("#outputs_on_volume", Checkbox).value = True
+        await pilot.press("ctrl+s")
+        await pilot.pause(0.2)
+        assert isinstance(app.screen, LaunchScreen)  # refused here, nothing launched
+        assert "choose the volume first" in str(form.query_one("#error", Static).render())
+        form.query_one("#volume", Select).value = "keep"
+        assert form.spec().outputs_on_volume is True and form.spec().volume == "keep"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: len(app.live.runs) == 1)
+        run = next(iter(app.live.runs.values()))
+        assert run.spec.outputs_on_volume is True
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not app.live.runs[run.id].status.is_final:
+            await pilot.pause(0.2)
+        assert app.live.runs[run.id].status.value == "succeeded"

@@ -11,7 +11,7 @@ from rich.markup import escape
 from textual import events, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import Button, Input, Label, Select, Static
+from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
 from ..errors import ControlPlaneError, ControlPlaneUnreachable
 from ..fmt import format_bytes
@@ -82,6 +82,7 @@ class LaunchScreen(Dialog[Run | None]):
     LaunchScreen Label { margin-top: 1; color: $text-muted; }
     LaunchScreen #preview { height: auto; max-height: 7; color: $text-muted; background: $boost; padding: 0 1; }
     LaunchScreen #error { color: $error; height: auto; margin-top: 1; }
+    LaunchScreen #outputs_on_volume { margin-top: 1; }
     LaunchScreen Horizontal { height: auto; }
     LaunchScreen Horizontal > Vertical { width: 1fr; height: auto; margin-right: 1; }
     LaunchScreen #buttons { margin: 1 0; }
@@ -165,6 +166,7 @@ class LaunchScreen(Dialog[Run | None]):
                 with Vertical():
                     yield Label("volume (datasets cached there)")
                     yield Select[str]([], id="volume", prompt="(none)")
+                    yield Checkbox("outputs on the volume (they stay there)", id="outputs_on_volume", compact=True)
             with Horizontal(classes="fields"):
                 with Vertical():
                     yield Label("retries: new pods for a lost one (empty: 2 on RunPod, 0 local)")
@@ -327,6 +329,7 @@ class LaunchScreen(Dialog[Run | None]):
             "connect": None if self.query_one("#connect", Select).value == "auto"
             else self.query_one("#connect", Select).value,
             "volume": volume if isinstance(volume := self.query_one("#volume", Select).value, str) else None,
+            "outputs_on_volume": self.query_one("#outputs_on_volume", Checkbox).value or None,
         }
         if fields["dataset"] is Select.BLANK:
             fields["dataset"] = ""
@@ -343,6 +346,9 @@ class LaunchScreen(Dialog[Run | None]):
             return
         try:
             spec = self.spec()
+            if spec.outputs_on_volume and not spec.volume:
+                self.show_error("outputs on the volume: choose the volume first (or untick it)")
+                return
         except ValidationError as exc:
             if any(e["loc"][:1] == ("gpu_types",) for e in exc.errors()):
                 self.show_error("pick at least one GPU type (space in the table)")

@@ -16,7 +16,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
 from ..errors import ControlPlaneError
-from ..fmt import data_wait_text, format_bytes, format_duration, outputs_line
+from ..fmt import data_wait_text, format_bytes, format_duration, outputs_line, volume_outputs_line
 from ..handler_errors import ReportsHandlerErrors
 from ..live import LiveRuns
 from ..messages import EndPodAsked, RunEventArrived, RunUpdated
@@ -115,7 +115,9 @@ def run_facts(app: App[object], run: Run, now: float) -> Table:
         ("workdir", spec.workdir or "-"),
         ("image", spec.image if run.provider != "local" else "- (a local pod runs on this machine, in no image)"),
         ("limits", limits),
-        ("outputs", f"{spec.outputs}/ in the workdir: home when the command ends"
+        ("outputs", f"on volume {spec.volume}, podtui/outputs/{run.id}/: they stay there (`podtui outputs "
+                    f"{run.id} --to DIR` fetches them)" if spec.outputs_on_volume else
+                    f"{spec.outputs}/ in the workdir: home when the command ends"
                     + (f", and every {format_duration(spec.sync_outputs_s)} while it runs" if spec.sync_outputs_s
                        else "")),
         ("env", ", ".join(sorted(spec.env)) or "-"),  # names only: values may be secrets
@@ -248,16 +250,19 @@ class RunDetailScreen(ReportsHandlerErrors, Screen[None]):
         more_may_come = run is None or run.pod_in_use(time.time())
         style = theme_colour(self.app, "text-success") if page.summary.state == "home" else ""
         head = Text(outputs_line(page, more_may_come), style)
-        for f in page.files[:8]:
+        files = page.files
+        if page.volume is not None and not page.files:  # --outputs-on-volume: what is there (none fetched yet)
+            head, files = Text(volume_outputs_line(page.volume)), page.volume.files
+        for f in files[:8]:
             size = "-" if f.size is None else format_bytes(f.size)
             moving = "" if f.moving_size is None else \
                 f"  moving {format_bytes(f.received)}/{format_bytes(f.moving_size)}"
             table.add_row(f.path, size, (f.sha256 or "")[:16], clock(f.home_at) + moving)
-        if len(page.files) > 8:
-            table.add_row(f"… {len(page.files) - 8} more (`podtui outputs {self.run_id}`)", "", "", "")
+        if len(files) > 8:
+            table.add_row(f"… {len(files) - 8} more (`podtui outputs {self.run_id}`)", "", "", "")
         grid = Table.grid()
         grid.add_row(head)
-        if page.files:
+        if files:
             grid.add_row(table)
         self.query_one("#outputs", Static).update(grid)
 
