@@ -19,8 +19,9 @@ What it does:
   file's, or the one recorded at an https file's first fetch). `.complete` is written last, then the folder is
   renamed into place; a pod that loses that race uses the winner's copy and drops its own.
 - Progress goes to stdout as `##podtui progress DONE TOTAL` (the agent's download bar); the dataset's path is
-  written to the file named by the second argument; the digests go back to the control plane when it can be
-  reached (push mode), so an https file's sha256 is held to from then on.
+  written to the file named by the second argument; the digests go back to the control plane (push mode: posted;
+  pull mode: `dataset-fetched.json` beside that file, which the control plane reads through the pod's port), so
+  an https file's sha256 is held to from then on.
 """
 
 import hashlib
@@ -261,13 +262,21 @@ def fetch_dataset(plan):
     return path_in(final), digests, max(0, total - before), False
 
 
-def report(plan, digests, moved, hit, seconds):
-    """Tell the control plane what was fetched (push mode only; nothing depends on it arriving)."""
+def report(plan, digests, moved, hit, seconds, keep=None):
+    """Tell the control plane what was fetched: posted in push mode (nothing depends on it arriving); kept in
+    the file `keep` for pull mode, where the control plane reads it from the pod's port."""
+    said = {"sha256": digests, "bytes_moved": moved, "cache_hit": hit, "seconds": seconds, "key": plan["key"],
+            "volume": plan.get("volume")}
+    if keep:
+        try:
+            with open(keep, "w") as f:
+                json.dump(said, f)
+        except OSError as e:
+            _log("could not keep the dataset's digests (%s)" % e)
     url, token, run_id = (os.environ.get(k) for k in ("PODTUI_URL", "PODTUI_TOKEN", "PODTUI_RUN_ID"))
     if not (url and token and run_id):
         return
-    body = json.dumps({"sha256": digests, "bytes_moved": moved, "cache_hit": hit, "seconds": seconds,
-                       "key": plan["key"], "volume": plan.get("volume")}).encode()
+    body = json.dumps(said).encode()
     req = urllib.request.Request(url.rstrip("/") + "/api/v1/runs/%s/dataset-fetched" % run_id, data=body,
                                  method="POST", headers={"Authorization": "Bearer " + token,
                                                          "Content-Type": "application/json"})
@@ -295,7 +304,7 @@ def main(argv):
     else:
         _log("dataset %s fetched from its source: %d bytes in %.1f s, sha256 checked" % (plan.get("name"), moved,
                                                                                         seconds))
-    report(plan, digests, moved, hit, seconds)
+    report(plan, digests, moved, hit, seconds, os.path.join(os.path.dirname(path_file), "dataset-fetched.json"))
     with open(path_file, "w") as f:
         f.write(path)
     return 0

@@ -1,5 +1,6 @@
 """The start script's inputs for a dataset the pod fetches from its source (https, S3, the Hub) with fetch.py:
-into a content-addressed cache, on the run's volume when it has one, so a later run there moves no byte."""
+into a content-addressed cache, on the run's volume when it has one, so a later run there moves no byte; and, in
+pull mode with a volume, a local dataset the control plane uploaded into that same cache (or found there)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,63 @@ PODTUI_DATASET_PATH=$(cat "$DIR/dataset-path")
 echo "##podtui progress $DATASET_SIZE $DATASET_SIZE"
 log "dataset ready at $PODTUI_DATASET_PATH"
 """
+
+
+VOLUME_INPUTS = r"""echo "##podtui status downloading"
+# Pull mode with a volume: the dataset is in the volume's cache (the control plane asked the pod and uploaded
+# nothing), or its files were uploaded onto the volume ($PODTUI_UPLOADS) and are renamed into the cache here.
+printf '%s' "$CACHE_PLAN" | python3 -c 'import base64,sys;sys.stdout.buffer.write(base64.b64decode(sys.stdin.read()))' \
+  > "$DIR/cache-plan.json"
+python3 - "$DIR/cache-plan.json" "$DIR/dataset-path" "$DIR/dataset-fetched.json" <<'PODTUI_PLACE_PY_END'
+import json, os, shutil, sys, time
+plan_file, path_file, fetched_file = sys.argv[1:4]
+with open(plan_file) as f:
+    plan = json.load(f)
+final = os.path.join(os.environ["PODTUI_VOLUME"], "podtui", "datasets", plan["key"])
+uploads = os.environ.get("PODTUI_UPLOADS", "")
+hit = os.path.isfile(os.path.join(final, ".complete"))
+stamp = lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+if not hit:
+    missing = [slot for slot, _ in plan["files"] if not os.path.isfile(os.path.join(uploads, slot))]
+    if missing:
+        sys.exit("%s [podtui] dataset %s: not in the volume's cache and not uploaded (%d file(s) missing: the cache "
+                 "changed since the control plane looked); launch again" % (stamp(), plan["name"], len(missing)))
+    partial = "%s.partial-%s" % (final, os.path.basename(uploads.rstrip("/")))
+    shutil.rmtree(partial, ignore_errors=True)
+    for slot, rel in plan["files"]:
+        parts = rel.split("/")
+        if rel.startswith("/") or any(p in ("", ".", "..") for p in parts):
+            sys.exit("unsafe path in the plan: %r" % rel)
+        dest = os.path.join(partial, *parts)
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        os.replace(os.path.join(uploads, slot), dest)  # the same file system: a rename, no copy
+    with open(os.path.join(partial, ".complete"), "w") as f:  # last: the folder is whole (each file's sha256 was
+        json.dump({"sha256": plan["sha256"], "at": time.time(), "uploaded": True}, f)  # checked on arrival)
+    try:
+        os.rename(partial, final)
+    except OSError:
+        if not os.path.isfile(os.path.join(final, ".complete")):
+            raise
+        shutil.rmtree(partial, ignore_errors=True)  # another pod put the same key there first: use its copy
+if uploads.startswith(os.path.join(os.environ["PODTUI_VOLUME"], "podtui", "uploads", "")):
+    shutil.rmtree(uploads, ignore_errors=True)  # this pod's own upload folder (empty, or pieces not needed)
+print("%s [podtui] dataset %s %s" % (stamp(), plan["name"], "found whole in the volume's cache: 0 bytes uploaded"
+                                      if hit else "uploaded into the volume's cache, sha256 checked"), flush=True)
+with open(path_file, "w") as f:
+    f.write(os.path.join(final, plan["single"]) if plan.get("single") else final)
+with open(fetched_file, "w") as f:
+    json.dump({"sha256": {}, "bytes_moved": 0 if hit else plan["size"], "cache_hit": hit, "key": plan["key"],
+               "volume": plan.get("volume"), "uploaded": True}, f)
+PODTUI_PLACE_PY_END
+PODTUI_DATASET_PATH=$(cat "$DIR/dataset-path")
+echo "##podtui progress $DATASET_SIZE $DATASET_SIZE"
+log "dataset ready at $PODTUI_DATASET_PATH"
+"""
+
+
+def volume_inputs(bundle_block: str) -> str:
+    """The inputs part of a pull-mode start script whose local dataset goes through the volume's cache."""
+    return VOLUME_INPUTS + "\n" + bundle_block
 
 
 def fetcher_source() -> str:

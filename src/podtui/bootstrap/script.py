@@ -29,7 +29,7 @@ import zlib
 from typing import Any
 
 from ..models import Dataset
-from .remote_inputs import fetch_inputs, plan_value
+from .remote_inputs import fetch_inputs, plan_value, volume_inputs
 from .zipapp import agent_zipapp
 
 BOOT_COMMAND = "bash -c source${IFS}<(echo${IFS}$PODTUI_BOOT|base64${IFS}-d)"
@@ -268,10 +268,12 @@ log "training command finished"
 def render_start_script(*, run_id: str, dataset: Dataset, dataset_file: str, download_token: str,
                         pod_url: str, command: str, has_bundle: bool,
                         pulled_files: list[tuple[str, str]] | None = None, has_resume: bool = False,
-                        fetch_plan: dict[str, Any] | None = None) -> str:
+                        fetch_plan: dict[str, Any] | None = None,
+                        cache_plan: dict[str, Any] | None = None) -> str:
     """The start script for one run (served to its pod only, over its ingest token; or, in pull mode, uploaded
     to its port with `pulled_files` = [(input slot, path under the data folder)]). With `fetch_plan` the pod
-    fetches the dataset from its source itself (remote_inputs.py)."""
+    fetches the dataset from its source itself (remote_inputs.py); with `cache_plan` (pull mode, a volume) a
+    local dataset is in the volume's cache or uploaded into it."""
     variables = {
         "DL_TOKEN": download_token,
         "DL_URL": f"{pod_url}/api/datasets/download",
@@ -286,8 +288,12 @@ def render_start_script(*, run_id: str, dataset: Dataset, dataset_file: str, dow
     }
     if fetch_plan is not None:
         variables.update(FETCH_PLAN=plan_value(fetch_plan), DATASET_SOURCE=dataset.source or dataset.path)
+    if cache_plan is not None:
+        variables["CACHE_PLAN"] = plan_value(cache_plan)
     lines = "\n".join(f"{key}={shlex.quote(value)}" for key, value in variables.items())
-    if fetch_plan is not None:  # the dataset comes from its source; only the bundle as the mode brings it
+    if cache_plan is not None:
+        inputs = volume_inputs(PULL_INPUTS[PULL_INPUTS.index('if [ "$HAS_BUNDLE" = 1 ]'):])
+    elif fetch_plan is not None:  # the dataset comes from its source; only the bundle as the mode brings it
         block = PUSH_INPUTS if pulled_files is None else PULL_INPUTS
         inputs = fetch_inputs(block[block.index('if [ "$HAS_BUNDLE" = 1 ]'):])
     elif pulled_files is None:

@@ -31,12 +31,13 @@ from ..config import Settings, ensure_secret
 from ..digest import sha256_file
 from ..models import DownloadProgress, Report, Run, RunStatus
 from ..report_rows import ReportBatch
-from ..store import NotFound, Store
+from ..store import DatasetRecord, NotFound, Store
+from .dataset_fetched import DatasetFetched, record_fetch
 from .datasets import DatasetError, resolve_served_file
 from .ingest import parse_report
 from .responses import ApiError
 from .runs import RunService
-from .sources import fetch_plan, is_remote
+from .sources import cache_key, fetch_plan, is_remote
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,8 @@ class Puller:
         self.runs = runs
         self.secret = ensure_secret(settings, "pod_secret").encode()
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._fetched: set[str] = set()
+        """Runs whose pod's word on their dataset was read (dataset-fetched.json through the port)."""
         self._started: set[tuple[str, int]] = set()
         """Nodes k > 0 this control plane started (node 0's start is the run's `pod_started` event)."""
 
@@ -195,7 +198,7 @@ class Puller:
                         await self.store.add_event(run_id, "pod_started", "inputs uploaded and checked; the pod "
                                                    "starts")
                 failures = 0
-                if await self._pull_reports(run_id, link):
+                if await self._pull_reports(run_id, link, node):
                     failures = 0
             except PodUnreachable as exc:
                 run = await self.store.get_run(run_id)
@@ -224,7 +227,7 @@ class Puller:
         """A live run, or a finished one whose pod is kept alive (it still sends heartbeats)."""
         return run.pod_in_use(time.time())
 
-    async def _pull_reports(self, run_id: str, link: PodLink) -> bool:
+    async def _pull_reports(self, run_id: str, link: PodLink, node: int = 0) -> bool:
         """Pull, store and acknowledge reports until the run is over (True) or the pod stops answering."""
         while True:
             response = await link.call("GET", "/v1/outbox", params={"wait": POLL_WAIT_S},
@@ -251,18 +254,44 @@ class Puller:
                     answer = (await self.runs.take_report(run_id, batch)).model_dump(mode="json")
                 except ApiError:
                     answer = {"error": exc.message}
+            if node == 0 and report.get("status") in ("training", "succeeded", "failed") and \
+                    run_id not in self._fetched:  # the dataset is in place: what the pod said about it
+                await self._read_fetched(run_id, link)
             await link.call("POST", "/v1/ack", json={"seq": number, "reply": answer})
+
+    async def _read_fetched(self, run_id: str, link: PodLink) -> None:
+        """What the pod's start script or fetcher said once the dataset was in place (the sha256s of an https
+        file's first fetch, held to by later fetches; the volume's cache): recorded as a pushed one is."""
+        answer = await link.call("GET", "/v1/fetched")
+        if answer.status_code != 200:
+            log.info("run %s: the pod said nothing about its dataset (%s)", run_id, answer.status_code)
+            return
+        self._fetched.add(run_id)
+        try:
+            body = DatasetFetched.model_validate(answer.json())
+        except ValueError as exc:
+            log.warning("run %s: the pod's word on its dataset is unreadable: %s", run_id, exc)
+            return
+        await record_fetch(self.store, await self.store.get_run(run_id), body)
 
     # -- inputs ------------------------------------------------------------------------------------
 
-    async def inputs(self, run: Run) -> list[Upload]:
-        """What the pod needs: the start script, the dataset's files, the code bundle."""
+    async def inputs(self, run: Run, link: PodLink | None = None) -> list[Upload]:
+        """What the pod needs: the start script, the dataset's files, the code bundle. With a volume, a local
+        dataset goes through the volume's cache: nothing of it when the pod finds it there (`GET /v1/cache/<key>`),
+        else its files, which the start script renames into the cache for the next run."""
         record = await self.store.find_dataset(run.dataset_id)
-        plan = None
+        plan = cache_plan = None
         if is_remote(record.dataset.kind):  # the pod fetches it from its source: nothing of it goes through here
             plan = await asyncio.to_thread(fetch_plan, record.dataset, record.root, record.manifest, self.settings)
+            if run.spec.volume:
+                plan["volume"] = run.spec.volume
+        elif run.spec.volume and link is not None:
+            cache_plan = await self._cache_plan(run, record, link)
         files = [] if plan else [(f"data-{i}", entry) for i, entry in enumerate(record.manifest)]
-        if plan:
+        if cache_plan is not None and cache_plan["cached"]:
+            files = []
+        if plan or cache_plan is not None:
             placed = []
         elif record.dataset.kind == "file":
             placed = [(files[0][0], record.manifest[0]["path"])]
@@ -272,7 +301,7 @@ class Puller:
             run_id=run.id, dataset=record.dataset, dataset_file=record.manifest[0]["path"], download_token="",
             pod_url="", command=run.spec.command or "", has_bundle=bool(run.spec.workdir),
             pulled_files=placed, has_resume=self.runs.retries.resume_archive(run.id).is_file(),
-            fetch_plan=plan).encode()
+            fetch_plan=plan, cache_plan=cache_plan).encode()
         uploads = [Upload("script", len(script), hashlib.sha256(script).hexdigest(), data=script)]
         for slot, entry in files:
             path = await asyncio.to_thread(resolve_served_file, record.root, entry)
@@ -287,8 +316,21 @@ class Puller:
                                   await asyncio.to_thread(sha256_file, resume), path=str(resume)))
         return uploads
 
+    async def _cache_plan(self, run: Run, record: DatasetRecord, link: PodLink) -> dict[str, Any]:
+        """Ask the pod whether its volume's cache has the dataset; the plan the start script places it by."""
+        key = cache_key(record.dataset, "")
+        answer = await link.call("GET", f"/v1/cache/{key}")
+        found = answer.json() if answer.status_code == 200 else {}
+        if not found.get("volume"):
+            raise ValueError(f"the pod has no volume mounted (it answered {answer.status_code} about its cache)")
+        single = record.manifest[0]["path"] if record.dataset.kind == "file" else None
+        return {"name": record.dataset.name, "key": key, "single": single, "volume": run.spec.volume,
+                "cached": bool(found.get("cached")), "size": record.dataset.size_bytes,
+                "files": [[f"data-{i}", e["path"]] for i, e in enumerate(record.manifest)],
+                "sha256": {e["path"]: e["sha256"] for e in record.manifest}}
+
     async def _upload_inputs(self, run: Run, link: PodLink, state: dict[str, Any], progress: bool = True) -> None:
-        uploads = await self.inputs(run)
+        uploads = await self.inputs(run, link)
         total = sum(u.size for u in uploads if u.slot != "script")
         have = state.get("inputs") or {}
         done_bytes = 0

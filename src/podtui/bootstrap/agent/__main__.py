@@ -22,6 +22,7 @@ def pull_main(env: typing.Mapping[str, str]) -> int:
     link = PullLink()
     port = PodPort(home, env["PODTUI_POD_TOKEN"], link)
     port.serve(int(env.get("PODTUI_POD_PORT") or 8419))
+    os.environ["PODTUI_UPLOADS"] = port.data_dir  # the start script takes the dataset's uploaded files from there
     agent = Agent(["bash", port.path("script")], env, link=link)
     port.output_dir, port.outputs_done = agent.output_dir, agent.outputs_done
     signal.signal(signal.SIGTERM, agent.on_signal)

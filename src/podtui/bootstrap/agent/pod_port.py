@@ -23,6 +23,20 @@ MAX_CHUNK = 32 * 1024 * 1024  # one PUT of an input; well inside the proxy's 100
 MAX_JSON = 64 * 1024
 MAX_WAIT = 25.0
 SLOT = re.compile(r"^(script|bundle|resume|data-[0-9]{1,6})$")
+CACHE_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{7,127}$")
+MAX_FETCHED = 16 * 1024 * 1024  # dataset-fetched.json: a sha256 per file of the dataset
+
+
+def uploads_dir(home: str, env: typing.Mapping[str, str]) -> str:
+    """Where a dataset's uploaded files land: on the pod's volume when it has one (the start script then renames
+    them into the volume's cache, on the same file system: no copy, and the container disk never holds them),
+    else beside the other inputs. One folder per run and node: two pods never share one."""
+    volume = env.get("PODTUI_VOLUME") or ""
+    if not volume:
+        return os.path.join(home, "inputs")
+    rank = env.get("NODE_RANK") or "0"
+    name = re.sub(r"[^A-Za-z0-9_-]", "_", "%s-n%s" % (env.get("PODTUI_RUN_ID") or "run", rank))[:80]
+    return os.path.join(volume, "podtui", "uploads", name)
 
 
 class BoundedServer(http.server.ThreadingHTTPServer):
@@ -53,8 +67,12 @@ class PodPort:
     token; bodies are bounded; files are named by fixed slots, never by a path from the network."""
 
     def __init__(self, home: str, token: str, link: PullLink) -> None:
+        self.home = home
         self.dir = os.path.join(home, "inputs")
         os.makedirs(self.dir, exist_ok=True)
+        self.volume = os.environ.get("PODTUI_VOLUME") or ""
+        self.data_dir = uploads_dir(home, os.environ)
+        os.makedirs(self.data_dir, exist_ok=True)
         self.token = token.encode()
         self.link = link
         self.lock = threading.Lock()
@@ -102,7 +120,7 @@ class PodPort:
         return typing.cast(tuple, job["answer"])
 
     def path(self, slot: str) -> str:
-        return os.path.join(self.dir, slot)
+        return os.path.join(self.data_dir if slot.startswith("data-") else self.dir, slot)
 
     def size(self, slot: str) -> int:
         try:
@@ -111,9 +129,29 @@ class PodPort:
             return 0
 
     def state(self) -> dict:
-        names = sorted(n for n in os.listdir(self.dir) if SLOT.match(n))
+        names = sorted(set(n for d in (self.dir, self.data_dir) for n in os.listdir(d) if SLOT.match(n)))
         return {"started": self.started.is_set(),
                 "inputs": {n: {"size": self.size(n), "done": self.done.get(n, False)} for n in names}}
+
+    def cached(self, key: str) -> dict:
+        """Whether the volume's cache holds a dataset whole (`.complete` is written last)."""
+        if not self.volume:
+            return {"volume": False, "cached": False}
+        marker = os.path.join(self.volume, "podtui", "datasets", key, ".complete")
+        return {"volume": True, "cached": os.path.isfile(marker)}
+
+    def fetched(self) -> typing.Optional[dict]:
+        """What the start script or the fetcher said about the dataset once it was in place (the sha256s of a
+        first fetch, bytes moved, a cache hit), or None before."""
+        path = os.path.join(self.home, "dataset-fetched.json")
+        try:
+            if os.path.getsize(path) > MAX_FETCHED:
+                return None
+            with open(path) as f:
+                found = json.load(f)
+        except (OSError, ValueError):
+            return None
+        return found if isinstance(found, dict) else None
 
     def put(self, slot: str, offset: int, data: bytes) -> tuple:
         with self.lock:
@@ -261,6 +299,14 @@ class PodPort:
                         self.answer(200, {"seq": pending[0], "report": json.loads(pending[1])})
                 elif parts[:2] == ["v1", "outputs"] and len(parts) <= 3:
                     self.outputs(parts[2:], query)
+                elif len(parts) == 3 and parts[:2] == ["v1", "cache"] and CACHE_KEY.match(parts[2]):
+                    self.answer(200, pod.cached(parts[2]))
+                elif parts == ["v1", "fetched"]:
+                    found = pod.fetched()
+                    if found is None:
+                        self.answer(204)
+                    else:
+                        self.answer(200, found)
                 else:
                     self.answer(404, {"error": "no such route"})
 
