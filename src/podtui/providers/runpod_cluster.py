@@ -50,6 +50,10 @@ def cluster_body(request: PodRequest, gpu_type: str) -> dict[str, Any]:
     }
     if request.ssh:
         body["startSsh"] = True
+    if request.network_volume_id:  # the document: `mounts` mounts the network volume on every member; a cluster
+        # is placed in one data center, which must be the volume's
+        body["mounts"] = {"network": [{"volumeId": request.network_volume_id, "path": request.volume_path}]}
+        body["dataCenterIds"] = list(request.data_center_ids)
     return body
 
 
