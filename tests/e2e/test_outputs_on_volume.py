@@ -102,3 +102,36 @@ async def test_outputs_on_volume_needs_a_volume(local_plane, tmp_path):
     r = await local_plane.http.post(f"/api/v1/runs/{rid}/outputs/fetch")
     assert r.status_code == 409 and "no --outputs-on-volume" in r.json()["error"]["message"]
     await local_plane.wait_status(rid, ENDED, timeout=60)
+
+
+RESUMING = ("python3 -c \"import os,time;d=os.environ['PODTUI_OUTPUT_DIR'];c=os.path.join(d,'ckpt.txt');"
+            "print('volume', os.environ.get('PODTUI_VOLUME'), 'attempt', os.environ['PODTUI_ATTEMPT'], flush=True);"
+            "print('resumed from', open(c).read(), flush=True) if os.path.exists(c) else "
+            "(open(c,'w').write('step 7'), print('checkpoint written', flush=True), time.sleep(120))\"")
+
+
+async def test_a_replacement_pod_mounts_the_volume_and_finds_the_outputs_there(local_plane):
+    import os
+    import signal
+
+    from .test_retries_local import pod_groups, wait_for
+
+    plane = local_plane
+    await plane.http.post("/api/v1/volumes", json={"name": "keep", "provider": "local"})
+    run = await launch(plane, command=RESUMING, retries=1, keep_alive_s=0)
+    rid = run["id"]
+
+    async def written():
+        lines = (await plane.http.get(f"/api/v1/runs/{rid}/logs", params={"limit": 1000})).json()["lines"]
+        found = any(line["text"] == "checkpoint written" for line in lines)
+        return (await plane.http.get(f"/api/v1/runs/{rid}")).json() if found else None
+
+    first = await wait_for(written, 60, "the first attempt's checkpoint")
+    for pgid in pod_groups(plane, first["pod_id"]):
+        os.killpg(pgid, signal.SIGKILL)
+    done = await plane.wait_status(rid, ENDED, timeout=180)
+    assert done["status"] == "succeeded" and done["attempt"] == 2, done["status_reason"]
+    lines = [x["text"] for x in (await plane.http.get(f"/api/v1/runs/{rid}/logs", params={"limit": 1000})).json()[
+        "lines"]]
+    volume = plane.control.settings.data_dir / "volumes" / "keep"
+    assert f"volume {volume} attempt 2" in lines and "resumed from step 7" in lines, lines
