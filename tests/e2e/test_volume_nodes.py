@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import os
 
+import pytest
+
 from tests.e2e import test_runpod as base
 from tests.e2e.test_runpod import FINAL, events_of, plane_for, wait_until
 from tests.fakes.runpod_v2 import GPU_4090, GPU_A100
@@ -55,15 +57,17 @@ async def test_a_cluster_mounts_the_network_volume_on_every_node_in_its_data_cen
     assert any("volume shared mounted at /workspace in US-KS-2" in e["message"] for e in events)
 
 
-async def test_local_nodes_share_the_volumes_cache_and_write_their_outputs_there(local_plane, tmp_path):
+@pytest.mark.parametrize("connect", ["push", "pull"])
+async def test_local_nodes_share_the_volumes_cache_and_write_their_outputs_there(local_plane, tmp_path, connect):
     plane = local_plane
+    outputs_from = "all" if connect == "push" else "0"  # pull mode brings node 0's only
     assert (await plane.http.post("/api/v1/volumes", json={"name": "v", "provider": "local"})).status_code == 201
     data = os.urandom(500_000)
     (tmp_path / "d.bin").write_bytes(data)
     await plane.http.post("/api/v1/datasets", json={"path": str(tmp_path / "d.bin"), "name": "d"})
     r = await plane.http.post("/api/v1/runs", json={
         "dataset": "d", "gpu_types": ["local"], "nodes": 2, "volume": "v", "outputs_on_volume": True,
-        "outputs_from": "all", "command": WRITE, "keep_alive_s": 0})
+        "outputs_from": outputs_from, "command": WRITE, "keep_alive_s": 0, "connect": connect})
     assert r.status_code == 201, r.text
     run_id = r.json()["id"]
     run = await plane.wait_status(run_id, FINAL, timeout=120)
@@ -74,6 +78,16 @@ async def test_local_nodes_share_the_volumes_cache_and_write_their_outputs_there
     assert len([p for p in cache.iterdir()]) == 1  # one copy for both nodes, no partial left
     out = volume / "podtui" / "outputs" / run_id
     want = hashlib.sha256(data).hexdigest()
-    assert (out / "node0" / "rank0.txt").read_text() == want and (out / "node1" / "rank1.txt").read_text() == want
     page = (await plane.http.get(f"/api/v1/runs/{run_id}/outputs")).json()
-    assert sorted(f["path"] for f in page["volume"]["files"]) == ["node0/rank0.txt", "node1/rank1.txt"]
+    if outputs_from == "all":
+        assert (out / "node0" / "rank0.txt").read_text() == want
+        assert (out / "node1" / "rank1.txt").read_text() == want
+        assert sorted(f["path"] for f in page["volume"]["files"]) == ["node0/rank0.txt", "node1/rank1.txt"]
+    else:  # node 1 kept its own folder: no two nodes write one file
+        assert (out / "rank0.txt").read_text() == want
+        assert [f["path"] for f in page["volume"]["files"]] == ["rank0.txt"]
+        said = [e["message"] for e in events if e["kind"] == "dataset"]
+        # node 0's word (whichever node renamed its upload into the cache first, the other found it there)
+        assert any("uploaded into the cache on volume v" in m or "found whole in the cache on volume v" in m
+                   for m in said), said
+    assert not (volume / "podtui" / "uploads").exists() or not any((volume / "podtui" / "uploads").iterdir())

@@ -239,6 +239,9 @@ class Puller:
                 continue
             got = response.json()
             number, report = int(got["seq"]), got["report"]
+            if node == 0 and report.get("status") in ("training", "succeeded", "failed") and \
+                    run_id not in self._fetched:  # the dataset is in place: what the pod said of it, before the run
+                await self._read_fetched(run_id, link)  # may end with this report
             try:
                 reply = await self.runs.take_report(run_id, parse_report(run_id, json.dumps(report).encode()))
                 answer = reply.model_dump(mode="json")
@@ -254,9 +257,6 @@ class Puller:
                     answer = (await self.runs.take_report(run_id, batch)).model_dump(mode="json")
                 except ApiError:
                     answer = {"error": exc.message}
-            if node == 0 and report.get("status") in ("training", "succeeded", "failed") and \
-                    run_id not in self._fetched:  # the dataset is in place: what the pod said about it
-                await self._read_fetched(run_id, link)
             await link.call("POST", "/v1/ack", json={"seq": number, "reply": answer})
 
     async def _read_fetched(self, run_id: str, link: PodLink) -> None:
