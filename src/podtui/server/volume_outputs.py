@@ -87,7 +87,7 @@ class VolumeOutputsService:
     async def describe(self, run: Run, fresh: bool = False) -> VolumeOutputs:
         """Where the run's outputs are on its volume, and the files there now (a note when they cannot be listed)."""
         cached = self._listed.get(run.id)
-        if cached is not None and not fresh and time.monotonic() - cached[0] < LIST_TTL_S:
+        if cached is not None and not fresh and run.provider != "local" and time.monotonic() - cached[0] < LIST_TTL_S:
             return cached[1]
         page, _ = await self._describe(run)
         return page

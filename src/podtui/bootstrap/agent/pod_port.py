@@ -71,8 +71,7 @@ class PodPort:
         self.dir = os.path.join(home, "inputs")
         os.makedirs(self.dir, exist_ok=True)
         self.volume = os.environ.get("PODTUI_VOLUME") or ""
-        self.data_dir = uploads_dir(home, os.environ)
-        os.makedirs(self.data_dir, exist_ok=True)
+        self.data_dir = uploads_dir(home, os.environ)  # made by the first piece that comes
         self.token = token.encode()
         self.link = link
         self.lock = threading.Lock()
@@ -129,7 +128,8 @@ class PodPort:
             return 0
 
     def state(self) -> dict:
-        names = sorted(set(n for d in (self.dir, self.data_dir) for n in os.listdir(d) if SLOT.match(n)))
+        names = sorted(set(n for d in (self.dir, self.data_dir) if os.path.isdir(d)
+                           for n in os.listdir(d) if SLOT.match(n)))
         return {"started": self.started.is_set(),
                 "inputs": {n: {"size": self.size(n), "done": self.done.get(n, False)} for n in names}}
 
@@ -162,6 +162,7 @@ class PodPort:
                 return 409, {"size": have, "error": f"expected offset {have}"}
             if self.received + len(data) > self.limit:
                 return 413, {"error": f"inputs over {self.limit} bytes"}
+            os.makedirs(os.path.dirname(self.path(slot)), exist_ok=True)
             with open(self.path(slot), "ab") as f:
                 f.write(data)
             self.received += len(data)
