@@ -256,9 +256,9 @@ class PodtuiApp(ReportsHandlerErrors, App[int]):
         yield from super().get_system_commands(screen)
         if self.dashboard is None:
             return
-        for action in palette_actions():  # the dashboard's, from the action table
-            yield SystemCommand(action.command or action.id, action.tooltip,
-                                getattr(self.dashboard, f"action_{action.action}"))
+        for action in palette_actions():  # the dashboard's and its panel's, from the action table
+            holder = self.dashboard.panel if action.scope == "panel" else self.dashboard
+            yield SystemCommand(action.command or action.id, action.tooltip, getattr(holder, f"action_{action.action}"))
 
     def action_help(self) -> None:
         """Show every key (the run detail's and the launch form's own ones too), as [keymap] sets them."""
