@@ -1380,14 +1380,15 @@ class FakeRunPodV2:
         proc = self.procs.pop(pod_id, None)
         if proc is None:
             return
-        groups = {proc.pid}
+        groups = [proc.pid]  # the container's own group (the agent) first: a real container dies at once, and an
+        # agent that outlived its command by a moment reported the command's death as the run's failure
         pod = self.pods.get(pod_id)
         started = (pod or {}).get("_container_t0") or 0.0
         for agent in (self._home(pod_id) / "podtui" / "agent.json", self._home(pod_id) / "agent.json"):
             with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
                 if agent.stat().st_mtime >= started - 1:  # written by this container run, not a stale group id
-                    groups.add(int(json.loads(agent.read_text())["child_pgid"]))
-        for pgid in groups:
+                    groups.append(int(json.loads(agent.read_text())["child_pgid"]))
+        for pgid in dict.fromkeys(groups):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pgid, signal.SIGKILL)  # a stopped or deleted container is gone at once
         with contextlib.suppress(subprocess.TimeoutExpired):
