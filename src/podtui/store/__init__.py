@@ -24,13 +24,13 @@ from ..models import (
     LogLine,
     Report,
     Run,
-    RunEvent,
     RunNode,
     RunStatus,
 )
 from ..report_rows import ReportBatch
 from .datasets import DatasetQueries, DatasetRecord
 from .engine import Engine, NotFound, StoreUnavailable, _exec, _feed, _one
+from .events import EventQueries, _event
 from .feed import FeedItem, FeedQueries
 from .outputs import OutputQueries
 from .rows import _RUN_COLUMNS, _fetch_run, _none_to_nan, _row_to_run
@@ -80,10 +80,6 @@ def _data_wait(db: sqlite3.Connection, run_id: str, new_status: RunStatus, now: 
     if new_status == RunStatus.training:
         return {"data_wait_until": now} if started else {"data_wait_from": now, "data_wait_until": now}
     return {}
-
-
-
-
 
 
 _INSERT_CHUNKS = (192, 48, 12, 3, 1)
@@ -144,14 +140,7 @@ def _insert_attempt_metrics(db: sqlite3.Connection, run_id: str, attempt: int, r
     return added
 
 
-def _event(db: sqlite3.Connection, run_id: str, kind: str, message: str, now: float) -> int:
-    eid = _exec(db, "INSERT INTO run_events (run_id, ts, kind, message) VALUES (?, ?, ?, ?)",
-                (run_id, now, kind, message))
-    _feed(db, run_id, "run_event", eid, eid, now)
-    return eid
-
-
-class Store(DatasetQueries, FeedQueries, OutputQueries, TokenQueries, Engine):
+class Store(EventQueries, DatasetQueries, FeedQueries, OutputQueries, TokenQueries, Engine):
     """The queries: datasets, runs, events, pods, tokens, reports, metrics, logs and the live feed."""
 
     def __init__(self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
@@ -370,24 +359,6 @@ class Store(DatasetQueries, FeedQueries, OutputQueries, TokenQueries, Engine):
             "(value IS NULL OR value > 1.7e308 OR value < -1.7e308) ORDER BY step LIMIT 1",
             (run_id, *TRAIN_LOSS_NAMES))
         return (int(rows[0][0]), _none_to_nan(rows[0][1])) if rows else None
-
-    async def has_event(self, run_id: str, kind: str, since: float | None = None) -> bool:
-        """Whether a run has an event of this kind (e.g. a budget warning already given), at `since` or later."""
-        rows = await self._read("SELECT 1 FROM run_events WHERE run_id = ? AND kind = ? AND ts >= ? LIMIT 1",
-                                (run_id, kind, since or 0.0))
-        return bool(rows)
-
-    async def add_event(self, run_id: str, kind: str, message: str) -> int:
-        """Record something that happened to a run."""
-        now = time.time()
-        return await self._write(lambda db: _event(db, run_id, kind, message, now))
-
-    async def list_events(self, run_id: str, after_id: int = 0, limit: int = 1000) -> list[RunEvent]:
-        """A run's events, oldest first."""
-        rows = await self._read(
-            "SELECT id, run_id, ts, kind, message FROM run_events WHERE run_id = ? AND id > ? ORDER BY id LIMIT ?",
-            (run_id, after_id, limit))
-        return [RunEvent(id=r[0], run_id=r[1], ts=r[2], kind=r[3], message=r[4]) for r in rows]
 
     # -- pods -------------------------------------------------------------------------------
 
