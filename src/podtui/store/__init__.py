@@ -32,6 +32,7 @@ from .datasets import DatasetQueries, DatasetRecord
 from .engine import Engine, NotFound, StoreUnavailable, _exec, _feed, _one
 from .events import EventQueries, _event
 from .feed import FeedItem, FeedQueries
+from .inserts import _insert_rows
 from .outputs import OutputQueries
 from .rows import _RUN_COLUMNS, _fetch_run, _none_to_nan, _row_to_run
 from .tokens import TokenCheck, TokenQueries
@@ -80,45 +81,6 @@ def _data_wait(db: sqlite3.Connection, run_id: str, new_status: RunStatus, now: 
     if new_status == RunStatus.training:
         return {"data_wait_until": now} if started else {"data_wait_from": now, "data_wait_until": now}
     return {}
-
-
-_INSERT_CHUNKS = (192, 48, 12, 3, 1)
-"""Rows per INSERT statement: few distinct statements (each stays in the statement cache), few steps per batch,
-and at most 960 parameters (SQLite before 3.32 allowed 999)."""
-
-
-_COLUMNS = {"metrics": "(run_id, name, step, value, ts)", "logs": "(run_id, seq, ts, stream, text)"}
-
-
-def _insert_sql(table: str, n: int) -> str:
-    return f"INSERT OR IGNORE INTO {table} {_COLUMNS[table]} VALUES " + ", ".join(["(?, ?, ?, ?, ?)"] * n)
-
-
-_INSERT_SQL = {(table, n): _insert_sql(table, n) for table in ("metrics", "logs") for n in _INSERT_CHUNKS}
-
-
-def _insert_rows(db: sqlite3.Connection, run_id: str, table: str, rows: list[tuple[Any, ...]], now: float) -> int:
-    """INSERT OR IGNORE rows (5 columns) and feed the rowid range of the new ones.
-
-    Multi-row statements, not executemany: the sqlite3 module takes the GIL back between the rows of an
-    executemany, and the event loop thread holds it for milliseconds at a time, so the writer waited on the GIL
-    more than on SQLite. With one writer the new rows' rowids are contiguous, ending at the last insert's."""
-    added = 0
-    last_rowid = 0
-    i = 0
-    for n in _INSERT_CHUNKS:
-        while len(rows) - i >= n:
-            cur = db.execute(_INSERT_SQL[table, n], [value for row in rows[i:i + n] for value in row])
-            try:
-                if cur.rowcount > 0:
-                    added += cur.rowcount
-                    last_rowid = cur.lastrowid or 0
-            finally:
-                cur.close()
-            i += n
-    if added:
-        _feed(db, run_id, table, last_rowid - added + 1, last_rowid, now)
-    return added
 
 
 def _insert_attempt_metrics(db: sqlite3.Connection, run_id: str, attempt: int, rows: list[tuple[Any, ...]],
