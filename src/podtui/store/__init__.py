@@ -17,7 +17,6 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from ..metric_names import TRAIN_LOSS_NAMES
 from ..models import (
     LIVE_STATUSES,
     Attempt,
@@ -33,8 +32,9 @@ from .engine import Engine, NotFound, StoreUnavailable, _exec, _feed, _one
 from .events import EventQueries, _event
 from .feed import FeedItem, FeedQueries
 from .inserts import _insert_rows
+from .metrics import MetricQueries, _insert_attempt_metrics
 from .outputs import OutputQueries
-from .rows import _RUN_COLUMNS, _fetch_run, _none_to_nan, _row_to_run
+from .rows import _RUN_COLUMNS, _fetch_run, _row_to_run
 from .tokens import TokenCheck, TokenQueries
 
 __all__ = ["DatasetRecord", "FeedItem", "NotFound", "ReportResult", "Store", "StoreUnavailable", "TokenCheck"]
@@ -83,26 +83,7 @@ def _data_wait(db: sqlite3.Connection, run_id: str, new_status: RunStatus, now: 
     return {}
 
 
-def _insert_attempt_metrics(db: sqlite3.Connection, run_id: str, attempt: int, rows: list[tuple[Any, ...]],
-                            now: float) -> int:
-    """A later attempt's points: where it redoes steps (it resumed from an older checkpoint), its values replace
-    the earlier attempts' from its first step of each metric on; the new rows carry their attempt."""
-    first: dict[str, int] = {}
-    for row in rows:
-        name, step = row[1], row[2]
-        if name not in first or step < first[name]:
-            first[name] = step
-    for name, step in first.items():
-        _exec(db, "DELETE FROM metrics WHERE run_id = ? AND name = ? AND step >= ? AND attempt < ?",
-              (run_id, name, step, attempt))
-    before = _one(db, "SELECT coalesce(max(rowid), 0) FROM metrics", ())
-    added = _insert_rows(db, run_id, "metrics", rows, now)
-    if added:
-        _exec(db, "UPDATE metrics SET attempt = ? WHERE rowid > ?", (attempt, before[0] if before else 0))
-    return added
-
-
-class Store(EventQueries, DatasetQueries, FeedQueries, OutputQueries, TokenQueries, Engine):
+class Store(MetricQueries, EventQueries, DatasetQueries, FeedQueries, OutputQueries, TokenQueries, Engine):
     """The queries: datasets, runs, events, pods, tokens, reports, metrics, logs and the live feed."""
 
     def __init__(self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
@@ -313,15 +294,6 @@ class Store(EventQueries, DatasetQueries, FeedQueries, OutputQueries, TokenQueri
         finally:
             self._ingest.pop(run_id, None)
 
-    async def first_nonfinite_loss(self, run_id: str) -> tuple[int, float] | None:
-        """(step, value) of a run's first NaN or infinite training loss (NaN is stored as NULL), or None."""
-        names = ",".join("?" * len(TRAIN_LOSS_NAMES))
-        rows = await self._read(
-            f"SELECT step, value FROM metrics WHERE run_id = ? AND name IN ({names}) AND "
-            "(value IS NULL OR value > 1.7e308 OR value < -1.7e308) ORDER BY step LIMIT 1",
-            (run_id, *TRAIN_LOSS_NAMES))
-        return (int(rows[0][0]), _none_to_nan(rows[0][1])) if rows else None
-
     # -- pods -------------------------------------------------------------------------------
 
     async def record_pod(self, provider: str, pod_id: str, run_id: str, gpu_type: str | None,
@@ -412,23 +384,6 @@ class Store(EventQueries, DatasetQueries, FeedQueries, OutputQueries, TokenQueri
         return await self._write(job)
 
     # -- reading metrics and logs -------------------------------------------------------------
-
-    async def metric_rows(self, run_id: str, name: str | None = None,
-                          after_step: int | None = None) -> dict[str, list[tuple[int, float, float, int]]]:
-        """A run's metrics as {name: [(step, value, ts, attempt), ...]} ordered by step."""
-        sql = "SELECT name, step, value, ts, attempt FROM metrics WHERE run_id = ?"
-        params: list[Any] = [run_id]
-        if name is not None:
-            sql += " AND name = ?"
-            params.append(name)
-        if after_step is not None:
-            sql += " AND step > ?"
-            params.append(after_step)
-        sql += " ORDER BY name, step"
-        out: dict[str, list[tuple[int, float, float, int]]] = {}
-        for n, step, value, ts, attempt in await self._read(sql, params):
-            out.setdefault(n, []).append((step, _none_to_nan(value), ts, attempt))
-        return out
 
     async def log_lines(self, run_id: str, after_seq: int = -1, limit: int = 1000, tail: bool = False,
                         before_seq: int | None = None) -> list[LogLine]:
