@@ -20,7 +20,6 @@ import aiosqlite
 from ..models import (
     LIVE_STATUSES,
     Attempt,
-    LogLine,
     Report,
     Run,
     RunNode,
@@ -32,12 +31,15 @@ from .engine import Engine, NotFound, StoreUnavailable, _exec, _feed, _one
 from .events import EventQueries, _event
 from .feed import FeedItem, FeedQueries
 from .inserts import _insert_rows
+from .logs import SEQ_SPAN, LogQueries
 from .metrics import MetricQueries, _insert_attempt_metrics
 from .outputs import OutputQueries
 from .rows import _RUN_COLUMNS, _fetch_run, _row_to_run
 from .tokens import TokenCheck, TokenQueries
 
-__all__ = ["DatasetRecord", "FeedItem", "NotFound", "ReportResult", "Store", "StoreUnavailable", "TokenCheck"]
+__all__ = [
+    "SEQ_SPAN", "DatasetRecord", "FeedItem", "NotFound", "ReportResult", "Store", "StoreUnavailable", "TokenCheck",
+]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -50,9 +52,6 @@ _STATUS_RANK = {
     RunStatus.downloading: 3,
     RunStatus.training: 4,
 }
-SEQ_SPAN = 10**12
-"""Log line numbers of attempt N start at (N - 1) x SEQ_SPAN: each new pod's agent counts from 0 again, and a
-run's lines stay in order and unique across its attempts."""
 _UPDATABLE = {
     "status", "status_reason", "pod_id", "gpu_type", "price_per_hour", "started_at", "ended_at",
     "last_heartbeat", "exit_code", "keep_alive_until", "ingest_revoked_at", "gpu_util", "gpu_mem", "pod_port",
@@ -83,7 +82,9 @@ def _data_wait(db: sqlite3.Connection, run_id: str, new_status: RunStatus, now: 
     return {}
 
 
-class Store(MetricQueries, EventQueries, DatasetQueries, FeedQueries, OutputQueries, TokenQueries, Engine):
+class Store(
+    LogQueries, MetricQueries, EventQueries, DatasetQueries, FeedQueries, OutputQueries, TokenQueries, Engine,
+):
     """The queries: datasets, runs, events, pods, tokens, reports, metrics, logs and the live feed."""
 
     def __init__(self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
@@ -385,18 +386,3 @@ class Store(MetricQueries, EventQueries, DatasetQueries, FeedQueries, OutputQuer
 
     # -- reading metrics and logs -------------------------------------------------------------
 
-    async def log_lines(self, run_id: str, after_seq: int = -1, limit: int = 1000, tail: bool = False,
-                        before_seq: int | None = None) -> list[LogLine]:
-        """A run's log lines with after_seq < seq (< before_seq), oldest first; with tail, the last `limit` of
-        them, else the first."""
-        bound = "" if before_seq is None else " AND seq < ?"
-        params: tuple[Any, ...] = (run_id, after_seq) + (() if before_seq is None else (before_seq,)) + (limit,)
-        if tail:
-            rows = await self._read(
-                f"SELECT seq, ts, stream, text FROM (SELECT * FROM logs WHERE run_id = ? AND seq > ?{bound} "
-                "ORDER BY seq DESC LIMIT ?) ORDER BY seq", params)
-        else:
-            rows = await self._read(
-                f"SELECT seq, ts, stream, text FROM logs WHERE run_id = ? AND seq > ?{bound} ORDER BY seq LIMIT ?",
-                params)
-        return [LogLine(seq=r[0], ts=r[1], stream=r[2], text=r[3]) for r in rows]
