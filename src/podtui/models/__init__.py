@@ -25,19 +25,6 @@ from pydantic import (
 
 from ..bootstrap.agent.nodes import NODE_SEQ_STRIDE as NODE_SEQ_STRIDE  # the agent numbers each node's lines
 from ..bootstrap.agent.nodes import node_of_seq as node_of_seq
-from ..bootstrap.agent.report import (  # the report's limits, defined once, with the agent that sends it
-    INT64_MAX,
-    MAX_BATCH_LINES,
-    MAX_BATCH_POINTS,
-    MAX_LIVE_ROW,
-    MAX_LIVE_ROWS,
-    MAX_METRIC_NAME,
-    MAX_METRICS_SOURCE,
-    MAX_POD_END_FAILED,
-    MAX_REPORT_ERROR,
-    MAX_STOP_REASON,
-    MAX_TIMESTAMP,
-)
 from ..stored_runs import POD_END_FAILED_LABEL
 from .base import (
     Int64,
@@ -48,6 +35,24 @@ from .base import (
     json_number,
 )
 from .datasets import Dataset, DatasetCreate, DatasetPush, Volume, VolumeCreate
+from .limits import (
+    INT64_MAX,
+    MAX_BATCH_LINES,
+    MAX_BATCH_POINTS,
+    MAX_DURATION_S,
+    MAX_LIVE_ROW,
+    MAX_LIVE_ROWS,
+    MAX_LOG_LINE,
+    MAX_METRIC_NAME,
+    MAX_METRICS_SOURCE,
+    MAX_NODES,
+    MAX_POD_END_FAILED,
+    MAX_REPORT_BYTES,
+    MAX_REPORT_ERROR,
+    MAX_STOP_REASON,
+    MAX_TIMESTAMP,
+    TRUNCATION_MARKER,
+)
 from .pages import (
     DoctorCheck,
     ErrorBody,
@@ -60,9 +65,6 @@ from .pages import (
     OutputsSummary,
 )
 
-MAX_LOG_LINE = 16 * 1024
-TRUNCATION_MARKER = " …[truncated by podtui: line over 16 KiB]"
-MAX_REPORT_BYTES = 1024 * 1024
 
 class RunStatus(StrEnum):
     """Where a run is in its life (DESIGN.md, A run's life)."""
@@ -124,7 +126,6 @@ def parse_duration(value: Any) -> Any:
     return value
 
 
-MAX_DURATION_S = 30 * 86400
 Duration = Annotated[
     float, BeforeValidator(parse_duration), Field(ge=0, le=MAX_DURATION_S),
     # The documented string forms stay within 30 days: 999999s, 9999m, 719h, 29d (the parser takes up to 30d).
@@ -152,7 +153,6 @@ def cuda_of_image(image: str) -> str | None:
     return f"{int(match.group(1))}.{match.group(2)}" if match else None
 
 
-MAX_NODES = 64
 class RunNode(_Model):
     """One pod of a run of more than one (node 0 is the primary: the run's metrics and outputs)."""
 
