@@ -64,6 +64,7 @@ from .pages import (
     OutputsPage,
     OutputsSummary,
 )
+from .report import POD_REPORTABLE, DownloadProgress, LogLine, MetricPoint, Report
 from .spec import DEFAULT_IMAGE, Duration, EnvName, EnvValue, LaunchSpec, cuda_of_image, parse_duration
 
 
@@ -94,9 +95,6 @@ class RunStatus(StrEnum):
 LIVE_STATUSES = frozenset(
     {RunStatus.pending, RunStatus.provisioning, RunStatus.booting, RunStatus.downloading, RunStatus.training}
 )
-POD_REPORTABLE = ("downloading", "training", "succeeded", "failed")
-
-
 class GpuOffer(_Model):
     """One GPU type a provider offers, with live prices per GPU-hour and stock."""
 
@@ -185,14 +183,6 @@ def spec_problems(exc: ValidationError, name_of: Callable[[str], str]) -> str:
             said = str(err["msg"]).removeprefix("Value error, ")
         problems.append(f"{name_of(field)}: {said}")
     return "; ".join(dict.fromkeys(problems))
-
-
-class DownloadProgress(_Model):
-    """Bytes of the dataset a pod has downloaded."""
-
-    model_config = ConfigDict(extra="forbid")
-    bytes_done: Int64
-    bytes_total: Int64
 
 
 class Attempt(_Model):
@@ -366,57 +356,6 @@ class RunEvent(_Model):
     ts: float
     kind: str
     message: str
-
-
-class MetricPoint(_Model):
-    """One value of one metric at one step."""
-
-    model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=MAX_METRIC_NAME)
-    step: Int64
-    value: ReportedValue
-    ts: Timestamp
-
-
-def _truncate(text: Any) -> Any:
-    if isinstance(text, str) and len(text) > MAX_LOG_LINE:
-        return text[:MAX_LOG_LINE] + TRUNCATION_MARKER
-    return text
-
-
-class LogLine(_Model):
-    """One line of a pod's output."""
-
-    model_config = ConfigDict(extra="forbid")
-    seq: Int64
-    ts: Timestamp
-    stream: Literal["stdout", "stderr", "system"] = "stdout"
-    text: Annotated[str, BeforeValidator(_truncate)]
-
-
-class Report(_Model):
-    """What a pod posts about once a second: new metrics and log lines, status, progress, heartbeat."""
-
-    model_config = ConfigDict(extra="forbid")
-    metrics: list[MetricPoint] = Field(default_factory=list, max_length=MAX_BATCH_POINTS)
-    logs: list[LogLine] = Field(default_factory=list, max_length=MAX_BATCH_LINES)
-    status: Literal["downloading", "training", "succeeded", "failed"] | None = None
-    exit_code: Annotated[int, Strict(), Field(ge=-255, le=255)] | None = None
-    error: str | None = Field(None, max_length=MAX_REPORT_ERROR)
-    stopped: str | None = Field(None, max_length=MAX_STOP_REASON)
-    """Why the pod ended the command itself at the run's own limit (max runtime, budget, stall): the run is then
-    terminated, as if the control plane had ended it."""
-    progress: DownloadProgress | None = None
-    heartbeat_ts: Timestamp | None = None
-    live: list[Annotated[str, Field(max_length=MAX_LIVE_ROW)]] | None = Field(None, max_length=MAX_LIVE_ROWS)
-    """The progress rows the command is drawing now (a bar redrawn with \\r), as a terminal shows them; [] when
-    none. Sent when they change: they are no log lines until the command leaves them."""
-    metrics_source: str | None = Field(None, max_length=MAX_METRICS_SOURCE)
-    """How the pod read the run's metrics: which formats, and where their steps came from."""
-    pod_end_failed: str | None = Field(None, max_length=MAX_POD_END_FAILED)
-    """The pod asked its provider to end it and is still running: the control plane ends it with the user's key."""
-    node: int | None = Field(None, ge=0, le=255)
-    """Which node of a run of more than one pod reports (absent: node 0)."""
 
 
 class ReportReply(_Model):
