@@ -59,6 +59,7 @@ from .pages import (
     ErrorBody,
     ErrorDetail,
     Health,
+    LogsPage,
     MetricSeries,
     MetricsPage,
     OutputFile,
@@ -129,9 +130,3 @@ def spec_problems(exc: ValidationError, name_of: Callable[[str], str]) -> str:
     return "; ".join(dict.fromkeys(problems))
 
 
-class LogsPage(_Model):
-    """A page of a run's log lines, oldest first."""
-
-    run_id: str
-    lines: list[LogLine]
-    next_after_seq: int | None
