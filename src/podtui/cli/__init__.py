@@ -30,9 +30,9 @@ from ..models import (
     OrphanPod,
     Run,
     node_of_seq,
-    spec_problems,
 )
 from ..plane_link import PlaneLink
+from ..wording import spec_problems
 
 T = TypeVar("T")
 
