@@ -70,16 +70,3 @@ from .pages import (
 from .report import POD_REPORTABLE, DownloadProgress, LogLine, MetricPoint, Report
 from .run import LIVE_STATUSES, Attempt, Run, RunEvent, RunNode, RunStatus
 from .spec import DEFAULT_IMAGE, Duration, EnvName, EnvValue, LaunchSpec, cuda_of_image, parse_duration
-
-
-def node_line(node: RunNode) -> str:
-    """One node of a run as the run detail shows it."""
-    parts = [f"node {node.rank}", node.pod_id or "(no pod yet)", node.status]
-    if node.gpu_util is not None:
-        parts.append(f"GPU {node.gpu_util:.0f}%" + (f" (memory {node.gpu_mem:.0f}%)" if node.gpu_mem is not None
-                                                     else ""))
-    if node.price_per_hour is not None:
-        parts.append(f"${node.price_per_hour:.2f}/h")
-    if node.spent_usd:
-        parts.append(f"${node.spent_usd:.2f} spent")
-    return "  ".join(parts)

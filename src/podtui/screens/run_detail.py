@@ -20,7 +20,6 @@ from ..fmt import data_wait_text, format_bytes, format_duration, outputs_line
 from ..handler_errors import ReportsHandlerErrors
 from ..live import LiveRuns
 from ..messages import EndPodAsked, RunEventArrived, RunUpdated
-from ..models import node_line
 from ..widgets.key_hints import KeyHints
 from ..widgets.keys import bindings
 from ..widgets.palette import event_style, status_style, theme_colour
@@ -29,7 +28,7 @@ if TYPE_CHECKING:
     from textual.app import App
 
     from ..client import Client
-    from ..models import OutputsPage, Run, RunEvent
+    from ..models import OutputsPage, Run, RunEvent, RunNode
 
 
 SHORT = 36
@@ -44,6 +43,19 @@ TIME_WIDTH = 19
 def clock(ts: float | None) -> str:
     """Local date and time of a timestamp ("-" when unset)."""
     return "-" if ts is None else datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def node_line(node: RunNode) -> str:
+    """One node of a run as the run detail shows it."""
+    parts = [f"node {node.rank}", node.pod_id or "(no pod yet)", node.status]
+    if node.gpu_util is not None:
+        parts.append(f"GPU {node.gpu_util:.0f}%" + (f" (memory {node.gpu_mem:.0f}%)" if node.gpu_mem is not None
+                                                     else ""))
+    if node.price_per_hour is not None:
+        parts.append(f"${node.price_per_hour:.2f}/h")
+    if node.spent_usd:
+        parts.append(f"${node.spent_usd:.2f} spent")
+    return "  ".join(parts)
 
 
 def metrics_note(run: Run) -> str:
