@@ -1,4 +1,4 @@
-"""Wording the CLI and the TUI both show: a launch spec's problems in words.
+"""Wording the CLI and the TUI both show: a run's status as the user reads it, a launch spec's problems in words.
 
 Core and light: no textual, and nothing heavy at import (the pydantic models only where a function needs them).
 """
@@ -10,6 +10,18 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
+
+    from .models import Run
+    from .stored_runs import StoredRun
+
+POD_END_FAILED_LABEL = "pod end failed"
+"""A run's status where its pod could not end itself: shown in red until podtui has ended it."""
+
+
+def status_label(run: Run | StoredRun) -> str:
+    """The status as the user reads it: a pod that could not end itself outranks how the run ended."""
+    return POD_END_FAILED_LABEL if run.pod_end_failed else run.status.value
+
 
 _SPEC_PATTERNS = {
     "name": "letters, digits, `.`, `_` and `-`, starting with a letter or digit",

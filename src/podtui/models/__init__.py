@@ -25,8 +25,10 @@ from pydantic import (
 
 from ..bootstrap.agent.nodes import NODE_SEQ_STRIDE as NODE_SEQ_STRIDE  # the agent numbers each node's lines
 from ..bootstrap.agent.nodes import node_of_seq as node_of_seq
-from ..stored_runs import POD_END_FAILED_LABEL
-from ..wording import spec_problems  # its wording is the CLI's and the launch form's; importable here as before
+from ..wording import (  # its wording is the CLI's and the launch form's; importable here as before
+    POD_END_FAILED_LABEL,
+    spec_problems,
+)
 from .api import GpuOffer, OrphanPod, PodLogLine, PodLogs, ReportReply
 from .base import (
     Int64,

@@ -7,7 +7,6 @@ from enum import StrEnum
 
 from pydantic import Field, computed_field
 
-from ..stored_runs import POD_END_FAILED_LABEL
 from .base import MetricValue, _Model
 from .report import DownloadProgress
 from .spec import LaunchSpec
@@ -118,11 +117,6 @@ class Run(_Model):
     """When it began training."""
     nodes: list[RunNode] = Field(default_factory=list)
     """Per node, for a run of more than one pod ([] for one pod)."""
-
-    @property
-    def status_label(self) -> str:
-        """The status as the user reads it: a pod that could not end itself outranks how the run ended."""
-        return POD_END_FAILED_LABEL if self.pod_end_failed else self.status.value
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -23,6 +23,7 @@ from ..messages import EndPodAsked, RunEventArrived, RunUpdated
 from ..widgets.key_hints import KeyHints
 from ..widgets.keys import bindings
 from ..widgets.palette import event_style, status_style, theme_colour
+from ..wording import status_label
 
 if TYPE_CHECKING:
     from textual.app import App
@@ -87,7 +88,7 @@ def run_facts(app: App[object], run: Run, now: float) -> Table:
         status.append(f"  {run.status_reason}", "dim")
     if run.pod_end_failed:
         status = Text(run.status.value, status_style(app, run.status.value))
-        status.append(f"  {run.pod_end_failed}", status_style(app, run.status_label))
+        status.append(f"  {run.pod_end_failed}", status_style(app, status_label(run)))
     started = run.started_at or run.created_at
     price = "-" if run.price_per_hour is None else f"${run.price_per_hour:.2f}/h"
     limits = ", ".join(part for part in (
