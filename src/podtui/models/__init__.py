@@ -1,31 +1,18 @@
-"""Pydantic models shared by the store, the control plane, the client, the CLI and the TUI.
+"""Pydantic models shared by the store, the control plane, the client, the CLI and the TUI, one module per domain:
+limits, spec (the launch spec), run (a run and its events), report (what a pod reports), api (the pods' and offers'
+bodies, the answer to a report), pages (what the API answers for reading a run), datasets (and volumes), base (the
+common base and value types). Every name is importable from here.
 
-The validation limits of the pod report live here, not in handlers, so every route and the OpenAPI
-description agree on them (its keys' limits come from the agent's report schema, bootstrap/agent/report.py).
+The validation limits of the pod report live here (models/limits.py), not in handlers, so every route and the
+OpenAPI description agree on them (its keys' limits come from the agent's report schema, bootstrap/agent/report.py).
+Wording the CLI and the TUI show is in podtui/wording.py, the CLI's and the screens' own next to them.
 """
 
 from __future__ import annotations
 
-import re
-import time
-from collections.abc import Callable
-from enum import StrEnum
-from typing import Annotated, Any, Literal
-
-from pydantic import (
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    Strict,
-    ValidationError,
-    WithJsonSchema,
-    computed_field,
-    field_validator,
-)
-
 from ..bootstrap.agent.nodes import NODE_SEQ_STRIDE as NODE_SEQ_STRIDE  # the agent numbers each node's lines
 from ..bootstrap.agent.nodes import node_of_seq as node_of_seq
-from ..wording import (  # its wording is the CLI's and the launch form's; importable here as before
+from ..wording import (  # the wording's home is podtui/wording.py; importable here as before
     POD_END_FAILED_LABEL,
     spec_problems,
 )
