@@ -1332,7 +1332,20 @@ class FakeRunPodV2:
                    PATH=f"{self.bin_dir}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{path}")
         for private, public in pod["_tcp_ports"].items():
             env[f"RUNPOD_TCP_PORT_{private}"] = str(public)
+        for mount in (pod.get("mounts") or {}).get("network") or []:
+            # The network volume mounted at its path: a folder per volume here, shared by every pod mounting it,
+            # and the pod's settings that name a place under the mount path name the same place in that folder
+            folder = self.volume_dir(mount["volumeId"])
+            for key, value in list(env.items()):
+                if value == mount["path"] or value.startswith(mount["path"].rstrip("/") + "/"):
+                    env[key] = str(folder) + value[len(mount["path"].rstrip("/")):]
         return env
+
+    def volume_dir(self, volume_id: str) -> Path:
+        """Where an executed pod finds a network volume's files (made on first use)."""
+        folder = self.workdir / "volumes" / volume_id
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
 
     def _start_container(self, pod: dict[str, Any]) -> None:
         pod["_exited_at"] = None
