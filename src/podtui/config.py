@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .settings_sources import (
+    LOG_FILE,
+    STORE_FILE,
     config_file_path,
     default_data_dir,
     default_provider,
@@ -228,12 +230,12 @@ class Settings(ServerSettings, RunPodSettings, PodLimitSettings, TuiSettings, So
     @property
     def store_path(self) -> Path:
         """The SQLite file."""
-        return self.data_dir / "podtui.db"
+        return self.data_dir / STORE_FILE
 
     @property
     def log_file(self) -> Path:
         """podtui's log file (the TUI never logs to the terminal)."""
-        return self.data_dir / "podtui.log"
+        return self.data_dir / LOG_FILE
 
     @property
     def local_url(self) -> str:

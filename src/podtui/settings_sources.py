@@ -20,6 +20,10 @@ from typing import Any
 import platformdirs
 
 ENV_PREFIX = "PODTUI_"
+STORE_FILE = "podtui.db"
+"""The SQLite store's file in the data dir."""
+LOG_FILE = "podtui.log"
+"""podtui's log file in the data dir."""
 
 ENV_NAMES: dict[str, tuple[str, ...]] = {
     "runpod_api_key": ("RUNPOD_API_KEY", "PODTUI_RUNPOD_API_KEY"),
@@ -123,8 +127,8 @@ class StartSettings:
 
     @property
     def store_path(self) -> Path:
-        return self.data_dir / "podtui.db"
+        return self.data_dir / STORE_FILE
 
     @property
     def log_file(self) -> Path:
-        return self.data_dir / "podtui.log"
+        return self.data_dir / LOG_FILE
