@@ -33,7 +33,7 @@ from _common import percentile, start_plane
 from podtui.store.schema import MIGRATIONS
 
 POINTS = 100
-CHUNKS = (192, 48, 12, 3, 1)  # rows per INSERT statement, as store/__init__.py `_INSERT_CHUNKS`
+CHUNKS = (192, 48, 12, 3, 1)  # rows per INSERT statement, as store/inserts.py `_INSERT_CHUNKS`
 
 
 def report(run_step: int) -> bytes:

@@ -1,7 +1,8 @@
 """TUI benchmarks (issues 5 and 16), each against a peer measured in the same run:
 
-- start: to the first frame of the dashboard (embedded control plane included, a RunPod key set; nothing of aiohttp,
-  httpx, the pydantic models or numpy imported by then), to "usable": the runs table showing a run the store
+- start: to the first frame of the dashboard (embedded control plane included, a RunPod key set; the app made as
+  `podtui` makes it, from `StartSettings`; nothing of aiohttp, httpx, pydantic or numpy imported by then), to
+  "usable": the runs table showing a run the store
   already held (read straight from the store for the first frame; time from process start until the RunsTable has
   that row), and to "live": the embedded control plane answers and the feed joins, all vs a minimal Textual app's
   first frame, timed in turn (one of each per round); and usable when a control plane already serves on the port
@@ -65,7 +66,7 @@ PODTUI = textwrap.dedent("""
     import sys, time
     from pathlib import Path
     from podtui.app import PodtuiApp
-    from podtui.config import Settings
+    from podtui.settings_sources import StartSettings
 
     class FirstFrame(PodtuiApp):
         # Textual runs PodtuiApp.on_mount too (handlers run along the MRO): calling super() would build a
@@ -78,19 +79,20 @@ PODTUI = textwrap.dedent("""
                 self.call_after_refresh(self.done)
                 return
             assert "runpod" not in sys.modules, "the runpod SDK was imported at start"
-            early = [m for m in ("aiohttp", "httpx", "podtui.models", "numpy") if m in sys.modules]
+            early = [m for m in ("aiohttp", "httpx", "pydantic", "podtui.models", "numpy") if m in sys.modules]
             assert not early, f"imported before the first frame: {early}"
             print(time.time())  # the first frame is on screen
             self.exit(0)
 
-    FirstFrame(Settings(data_dir=Path(sys.argv[1]), port=0, runpod_api_key="rpa-bench-not-a-key")).run(headless=True)
+    start = StartSettings.read(data_dir=Path(sys.argv[1]), port=0, runpod_api_key="rpa-bench-not-a-key")
+    FirstFrame(start).run(headless=True)
 """)
 
 PODTUI_USABLE = textwrap.dedent("""
     import sys, time
     from pathlib import Path
     from podtui.app import PodtuiApp
-    from podtui.config import Settings
+    from podtui.settings_sources import StartSettings
     from podtui.widgets.runs_table import RunsTable
 
     add_row = RunsTable.add_row
@@ -112,7 +114,8 @@ PODTUI_USABLE = textwrap.dedent("""
             self.exit(0)
 
     port = int(sys.argv[3]) if len(sys.argv) > 3 else 0  # a control plane serving there: attach to it
-    Usable(Settings(data_dir=Path(sys.argv[1]), port=port, runpod_api_key="rpa-bench-not-a-key")).run(headless=True)
+    start = StartSettings.read(data_dir=Path(sys.argv[1]), port=port, runpod_api_key="rpa-bench-not-a-key")
+    Usable(start).run(headless=True)
 """)
 
 
@@ -121,7 +124,7 @@ PODTUI_LIVE = textwrap.dedent("""
     import sys, time
     from pathlib import Path
     from podtui.app import PodtuiApp
-    from podtui.config import Settings
+    from podtui.settings_sources import StartSettings
     from podtui.screens.dashboard import Dashboard
 
     attach = Dashboard.attach
@@ -137,7 +140,8 @@ PODTUI_LIVE = textwrap.dedent("""
             print(time.time())
             self.exit(0)
 
-    Live(Settings(data_dir=Path(sys.argv[1]), port=0, runpod_api_key="rpa-bench-not-a-key")).run(headless=True)
+    start = StartSettings.read(data_dir=Path(sys.argv[1]), port=0, runpod_api_key="rpa-bench-not-a-key")
+    Live(start).run(headless=True)
 """)
 
 

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-Scope = Literal["app", "dashboard", "detail", "launch", "offers", "help", "quit", "confirm"]
+Scope = Literal["app", "dashboard", "panel", "detail", "launch", "offers", "help", "quit", "confirm"]
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,8 @@ class Action:
     tooltip: str
     """What it does, in a line (help, the palette)."""
     scope: Scope
-    """The screen (or widget) whose bindings it is; `app` ones hold on every screen."""
+    """The screen (or widget) whose bindings it is; `app` ones hold on every screen, `panel` ones (the shown run's
+    chart and logs: `RunPanel`'s actions) are bound on the dashboard, so they hold wherever its focus is."""
     show: bool = True
     """Shown on the key line."""
     key_display: str | None = None
@@ -54,25 +55,25 @@ ACTIONS: tuple[Action, ...] = (
     Action("run.kill", "ctrl+k", "terminate(False)", "Kill", "Terminate the run's pod without asking", "dashboard",
            show=False),
     Action("run.stop", "s", "stop", "Stop", "Stop the run's pod (asks)", "dashboard", command="run: stop"),
-    Action("logs.focus", "l", "focus_logs", "Logs", "Focus the log stream", "dashboard"),
-    Action("logs.filter", "slash", "filter", "Filter", "Filter log lines", "dashboard", key_display="/",
+    Action("run.back", "escape", "unzoom", "Back", "Leave the full-width view", "dashboard", show=False),
+    Action("logs.focus", "l", "focus_logs", "Logs", "Focus the log stream", "panel"),
+    Action("logs.filter", "slash", "filter", "Filter", "Filter log lines", "panel", key_display="/",
            command="logs: filter"),
-    Action("logs.follow", "f", "follow", "Follow", "Follow new log lines on/off", "dashboard",
+    Action("logs.follow", "f", "follow", "Follow", "Follow new log lines on/off", "panel",
            command="logs: follow"),
-    Action("logs.timestamps", "t", "timestamps", "Times", "Timestamps on/off", "dashboard", show=False,
+    Action("logs.timestamps", "t", "timestamps", "Times", "Timestamps on/off", "panel", show=False,
            command="logs: timestamps"),
-    Action("chart.log_y", "g", "log_y", "Log-y", "Logarithmic y axis on/off", "dashboard", command="chart: log-y"),
-    Action("chart.smooth_more", "plus", "smoothing(0.1)", "Smooth+", "More smoothing", "dashboard", show=False,
+    Action("chart.log_y", "g", "log_y", "Log-y", "Logarithmic y axis on/off", "panel", command="chart: log-y"),
+    Action("chart.smooth_more", "plus", "smoothing(0.1)", "Smooth+", "More smoothing", "panel", show=False,
            key_display="+"),
-    Action("chart.smooth_less", "minus", "smoothing(-0.1)", "Smooth-", "Less smoothing", "dashboard", show=False,
+    Action("chart.smooth_less", "minus", "smoothing(-0.1)", "Smooth-", "Less smoothing", "panel", show=False,
            key_display="-"),
-    Action("chart.x_axis", "x", "x_axis", "Step/time", "x axis by step or wall time", "dashboard", show=False,
+    Action("chart.x_axis", "x", "x_axis", "Step/time", "x axis by step or wall time", "panel", show=False,
            command="chart: step / wall time"),
-    Action("logs.older", "h", "older_logs", "Older", "Page in older log lines from the store", "dashboard",
+    Action("logs.older", "h", "older_logs", "Older", "Page in older log lines from the store", "panel",
            show=False, command="logs: older"),
     Action("chart.compare", "c", "compare", "Compare",
-           "Overlay this run's loss on the next run you select (again: clear)", "dashboard", command="run: compare"),
-    Action("run.back", "escape", "unzoom", "Back", "Leave the full-width view", "dashboard", show=False),
+           "Overlay this run's loss on the next run you select (again: clear)", "panel", command="run: compare"),
     Action("detail.back", "escape", "app.pop_screen", "Back", "Back to the dashboard", "detail"),
     Action("detail.terminate", "ctrl+d", "terminate", "Terminate", "Terminate the pod (asks)", "detail"),
     Action("detail.stop", "s", "stop", "Stop", "Stop the pod (asks)", "detail"),
@@ -92,11 +93,11 @@ ACTIONS: tuple[Action, ...] = (
 )
 BY_ID = {a.id: a for a in ACTIONS}
 
-HELP_SCOPES: tuple[Scope, ...] = ("app", "dashboard", "detail", "launch")
+HELP_SCOPES: tuple[Scope, ...] = ("app", "dashboard", "panel", "detail", "launch")
 """The screens whose keys the help screen lists (a key listed once: the first screen's)."""
 
 ACTIVE_TOGETHER: tuple[frozenset[Scope], ...] = (
-    frozenset({"app", "dashboard"}), frozenset({"app", "detail"}), frozenset({"app", "launch", "offers"}),
+    frozenset({"app", "dashboard", "panel"}), frozenset({"app", "detail"}), frozenset({"app", "launch", "offers"}),
     frozenset({"app", "help"}), frozenset({"app", "quit"}), frozenset({"app", "confirm"}),
 )
 """The scopes whose bindings hold at the same time (a screen's own, the app's, and its widgets')."""
@@ -118,7 +119,7 @@ def help_actions() -> list[Action]:
     listed: list[Action] = []
     for scope in HELP_SCOPES:
         keys = {a.keys for a in listed}
-        listed += [a for a in in_scope(scope) if scope in ("app", "dashboard") or a.keys not in keys]
+        listed += [a for a in in_scope(scope) if scope in ("app", "dashboard", "panel") or a.keys not in keys]
     return listed
 
 

@@ -20,7 +20,6 @@ from textual.app import App, SystemCommand
 from textual.screen import Screen
 
 from .actions import keymap_problems, palette_actions
-from .config import Settings, config_file_path, public_url_problem, resolve_admin_token
 from .errors import ControlPlaneError, ControlPlaneUnreachable
 from .fmt import format_duration
 from .handler_errors import ReportsHandlerErrors, report_handler_error
@@ -32,11 +31,13 @@ from .screens.confirm import ConfirmScreen
 from .screens.dashboard import Dashboard
 from .screens.help import HelpScreen
 from .screens.quit import QuitChoice, QuitScreen
+from .settings_sources import StartSettings, config_file_path
 from .stored_runs import read_runs
 from .widgets.keys import bindings, help_bindings
 
 if TYPE_CHECKING:
     from .client import Client
+    from .config import Settings
     from .feed import FeedEntry
     from .models import RunEvent
     from .server.app import ControlPlane
@@ -51,10 +52,13 @@ class PodtuiApp(ReportsHandlerErrors, App[int]):
     CSS_PATH = Path(__file__).with_name("podtui.tcss")  # absolute: subclasses elsewhere find it too
     BINDINGS = bindings("app")
 
-    def __init__(self, settings: Settings, server: str | None = None, token: str | None = None,
+    def __init__(self, settings: Settings | StartSettings, server: str | None = None, token: str | None = None,
                  token_given_as: str = "--token") -> None:
         super().__init__()
-        self.settings = settings
+        self.start = settings
+        """What the first frame needs (the data dir, the keymap, the log): `StartSettings`, read without pydantic,
+        or the settings themselves when they are given loaded."""
+        self._settings: Settings | None = None if isinstance(settings, StartSettings) else settings
         self.server = server
         self.token = token
         self.token_given_as = token_given_as
@@ -71,6 +75,16 @@ class PodtuiApp(ReportsHandlerErrors, App[int]):
         self.link: PlaneLink | None = None
         """Whether an attached control plane answers (None when embedded: it runs in this process)."""
 
+    @property
+    def settings(self) -> Settings:
+        """The settings, validated: loaded right after the first frame (`connect`), or here when asked before."""
+        if self._settings is None:
+            from .config import load_settings
+
+            assert isinstance(self.start, StartSettings)
+            self._settings = load_settings(**self.start.overrides)
+        return self._settings
+
     raise_handler_errors_headless = True
     """Under a test's Pilot (headless), a handler's exception still fails the test, as Textual does it."""
 
@@ -80,7 +94,7 @@ class PodtuiApp(ReportsHandlerErrors, App[int]):
                 (self.is_headless and self.raise_handler_errors_headless):
             super()._handle_exception(error)
             return
-        report_handler_error(self, error, self.settings.log_file)
+        report_handler_error(self, error, self.start.log_file)
 
     @property
     def embedded(self) -> bool:
@@ -91,20 +105,29 @@ class PodtuiApp(ReportsHandlerErrors, App[int]):
         """The dashboard is the first screen (no blank default screen painted and replaced), with this machine's
         runs read straight from its store (read-only) on its first frame, before the control plane has started."""
         if self.server is None:
-            self.live.load_stored(read_runs(self.settings.store_path))
+            self.live.load_stored(read_runs(self.start.store_path))
         self.dashboard = Dashboard(self.live, self.follow, self.default_provider, "starting the control plane…"
                                    if self.server is None else f"connecting to {self.server}…")
         return self.dashboard
 
     def on_mount(self) -> None:
-        if self.settings.keymap:
-            self.set_keymap(self.settings.keymap)
+        if self.start.keymap:
+            self.set_keymap(self.start.keymap)
         # The dashboard paints first; the control plane starts (or is reached) right after, in a worker.
         self.call_after_refresh(self.connect)
 
     @work(exclusive=True, group="connect", exit_on_error=False)
     async def connect(self) -> None:
-        """Start the embedded control plane (or reach --server), then feed the dashboard."""
+        """Load the settings, start the embedded control plane (or reach --server), then feed the dashboard."""
+        try:
+            await asyncio.to_thread(lambda: self.settings)  # pydantic: after the first frame
+        except ValueError as exc:  # a broken config.toml or variable: said as the command line says it
+            from rich.text import Text  # Textual prints it on stderr at exit, lines whole as the verbs print them
+
+            self.exit(1, return_code=1, message=Text(f"Error: {exc}", no_wrap=True, overflow="ignore"))
+            return
+        from .config import resolve_admin_token
+
         url = self.server
         # one resolution for the dashboard and every CLI verb: --token, PODTUI_ADMIN_TOKEN, config, the token file
         token, token_source = resolve_admin_token(self.settings, self.token, self.token_given_as)
@@ -192,6 +215,8 @@ class PodtuiApp(ReportsHandlerErrors, App[int]):
         parts = [f"provider {self.default_provider}", where]
         if not self.embedded:  # unreachable: said first, so a narrow status line cuts the provider, not the time
             return " · ".join(parts if self.link is None or self.link.reachable else parts[::-1])
+        from .config import public_url_problem
+
         if not self.settings.runpod_api_key:
             parts.append("no RunPod key: local pods only")
         elif self.settings.default_connect("runpod") == "pull":
@@ -256,13 +281,13 @@ class PodtuiApp(ReportsHandlerErrors, App[int]):
         yield from super().get_system_commands(screen)
         if self.dashboard is None:
             return
-        for action in palette_actions():  # the dashboard's, from the action table
-            yield SystemCommand(action.command or action.id, action.tooltip,
-                                getattr(self.dashboard, f"action_{action.action}"))
+        for action in palette_actions():  # the dashboard's and its panel's, from the action table
+            holder = self.dashboard.panel if action.scope == "panel" else self.dashboard
+            yield SystemCommand(action.command or action.id, action.tooltip, getattr(holder, f"action_{action.action}"))
 
     def action_help(self) -> None:
         """Show every key (the run detail's and the launch form's own ones too), as [keymap] sets them."""
-        self.push_screen(HelpScreen(help_bindings(self.settings.keymap)))
+        self.push_screen(HelpScreen(help_bindings(self.start.keymap)))
 
     async def action_quit(self) -> None:
         """Textual's own quit (the command palette's "Quit") asks like `q` when pods still run."""
@@ -379,7 +404,8 @@ class PodtuiApp(ReportsHandlerErrors, App[int]):
             await self.plane.stop()
 
 
-def run_tui(settings: Settings, server: str | None, token: str | None, token_given_as: str = "--token") -> int:
+def run_tui(settings: Settings | StartSettings, server: str | None, token: str | None,
+            token_given_as: str = "--token") -> int:
     """Run the app; the log goes to the data dir's log file, never onto the screen. A [keymap] that names no
     binding, or takes a key another binding owns, is refused before the screen opens."""
     if problems := keymap_problems(settings.keymap):
@@ -389,7 +415,7 @@ def run_tui(settings: Settings, server: str | None, token: str | None, token_giv
     app = PodtuiApp(settings, server, token, token_given_as)
     result = app.run()
     if result == BACKGROUND:  # the embedded control plane has stopped: a headless one takes over its port
-        return serve_in_background(settings)
+        return serve_in_background(app.settings)
     note = exit_note(app)
     if note:
         print(note)

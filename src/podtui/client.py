@@ -358,7 +358,7 @@ class Client:
                     elif line.startswith("data:"):
                         data += line[5:].strip()
                     elif line == "" and event_id is not None:
-                        entry = parse_entry(kind, json.loads(data or "{}"))
+                        entry = parse_entry(kind, data or "{}")
                         if entry is not None:
                             await items.put((event_id, entry))
                         event_id, kind, data = None, "message", ""

@@ -1,44 +1,35 @@
-"""Settings: environment variables `PODTUI_*`, then the TOML file `config.toml` in the user config dir.
+"""Settings: environment variables `PODTUI_*`, then the TOML file `config.toml` in the user config dir, validated.
 
-The environment wins over the file. `PODTUI_CONFIG_FILE` points at another file.
+The environment wins over the file. `PODTUI_CONFIG_FILE` points at another file. Reading the sources is
+`settings_sources.py` (standard library: the dashboard's first frame reads them before pydantic loads).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_origin
 from urllib.parse import urlsplit
 
-import platformdirs
-from pydantic import AliasChoices, BaseModel, Field, ValidationError, field_validator
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    TomlConfigSettingsSource,
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .settings_sources import (
+    LOG_FILE,
+    STORE_FILE,
+    config_file_path,
+    default_data_dir,
+    default_provider,
+    env_names,
+    env_values,
+    file_values,
 )
 
 GiB = 1024**3
 MiB = 1024**2
 ADMIN_TOKEN_FILE = "admin_token"
-
-
-def default_config_file() -> Path:
-    """The TOML file read when `PODTUI_CONFIG_FILE` is not set."""
-    return Path(platformdirs.user_config_dir("podtui")) / "config.toml"
-
-
-def config_file_path() -> Path:
-    """The TOML file settings are read from: `PODTUI_CONFIG_FILE`, else the default one (either may not exist)."""
-    return Path(os.environ.get("PODTUI_CONFIG_FILE") or default_config_file())
-
-
-def default_data_dir() -> Path:
-    """Where the store, the admin token and local pods live by default."""
-    return Path(platformdirs.user_data_dir("podtui"))
 
 
 class ServerSettings(BaseModel):
@@ -111,7 +102,7 @@ class RunPodSettings(BaseModel):
     """RunPod: the API key and URLs, and how the control plane reaches a pod in pull mode."""
 
     runpod_api_key: str | None = Field(
-        None, validation_alias=AliasChoices("RUNPOD_API_KEY", "PODTUI_RUNPOD_API_KEY", "runpod_api_key")
+        None, validation_alias=AliasChoices(*env_names("runpod_api_key"), "runpod_api_key")
     )
     """RunPod API key (env `RUNPOD_API_KEY`); the runpod SDK does not read the env var itself."""
 
@@ -204,7 +195,7 @@ class SourceSettings(BaseModel):
     Credentials come from the standard AWS chain on this machine; pods get presigned URLs, never a secret."""
 
     hf_endpoint: str = Field("https://huggingface.co", pattern=r"^https?://[^\s]+$",
-                             validation_alias=AliasChoices("HF_ENDPOINT", "PODTUI_HF_ENDPOINT", "hf_endpoint"))
+                             validation_alias=AliasChoices(*env_names("hf_endpoint"), "hf_endpoint"))
     """The Hugging Face Hub (env `HF_ENDPOINT`) for hf:// dataset sources."""
 
     runpod_s3_url: str = Field("https://s3api-{dc}.runpod.io/", pattern=r"^https?://[^\s]+$")
@@ -217,41 +208,34 @@ class SourceSettings(BaseModel):
     runpod_s3_secret: str | None = Field(None, repr=False)
     """RunPod's S3 API secret (env `PODTUI_RUNPOD_S3_SECRET`, `rps_…`)."""
 
-    hf_token: str | None = Field(None, validation_alias=AliasChoices("HF_TOKEN", "PODTUI_HF_TOKEN", "hf_token"),
+    hf_token: str | None = Field(None, validation_alias=AliasChoices(*env_names("hf_token"), "hf_token"),
                                  repr=False)
     """A Hub token (env `HF_TOKEN`) for private or gated hf:// sources; a pod gets it only in its start script,
     served over its ingest token, never in the pod's create request."""
 
 
-class Settings(ServerSettings, RunPodSettings, PodLimitSettings, TuiSettings, SourceSettings, BaseSettings):
+class Settings(ServerSettings, RunPodSettings, PodLimitSettings, TuiSettings, SourceSettings):
     """Everything podtui can be told, in groups (server, RunPod, pod limits, TUI: one class each, above); the
     names users set are the fields' own, flat as before: `PODTUI_PORT`, `port = 8765` in config.toml. See
-    DESIGN.md (Interfaces) for the names users rely on."""
+    DESIGN.md (Interfaces) for the names users rely on. Made with keywords, those win over the environment, which
+    wins over the file."""
 
-    model_config = SettingsConfigDict(env_prefix="PODTUI_", extra="ignore", validate_default=True)
+    model_config = ConfigDict(extra="ignore", validate_default=True)
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=config_file_path()))
+    def __init__(self, **values: Any) -> None:
+        super().__init__(**{**file_values(config_file_path()), **_decoded(env_values()), **values})
 
     # -- derived values -------------------------------------------------------------------------
 
     @property
     def store_path(self) -> Path:
         """The SQLite file."""
-        return self.data_dir / "podtui.db"
+        return self.data_dir / STORE_FILE
 
     @property
     def log_file(self) -> Path:
         """podtui's log file (the TUI never logs to the terminal)."""
-        return self.data_dir / "podtui.log"
+        return self.data_dir / LOG_FILE
 
     @property
     def local_url(self) -> str:
@@ -278,15 +262,27 @@ class Settings(ServerSettings, RunPodSettings, PodLimitSettings, TuiSettings, So
     @property
     def default_provider(self) -> str:
         """The provider used when a launch names none."""
-        if self.provider:
-            return self.provider
-        return "runpod" if self.runpod_api_key else "local"
+        return default_provider(self.provider, self.runpod_api_key)
 
 
 SETTING_GROUPS: dict[str, type[BaseModel]] = {"server": ServerSettings, "RunPod": RunPodSettings,
                                               "pod limits": PodLimitSettings, "TUI": TuiSettings,
                                               "dataset sources": SourceSettings}
 """The settings' groups by title, in the order the docs list them."""
+
+
+def _decoded(env: dict[str, str]) -> dict[str, Any]:
+    """Environment values as the settings take them: a list or table setting is given as JSON
+    (`PODTUI_KEYMAP='{"run.new": "a"}'`)."""
+    out: dict[str, Any] = dict(env)
+    for name, value in env.items():
+        field = Settings.model_fields.get(name)
+        if field is not None and get_origin(field.annotation) in (list, dict):
+            try:
+                out[name] = json.loads(value)
+            except ValueError:
+                raise ValueError(f"{env_names(name)[0]} must be JSON (a list or table), not {value[:80]!r}") from None
+    return out
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -37,13 +37,9 @@ def main() -> None:
 
         cli()
         return
-    from .config import load_settings
-
-    try:
-        settings = load_settings()
-    except ValueError as exc:  # as click says it for the verbs
-        print(f"Error: {exc}", file=sys.stderr)
-        sys.exit(1)
     from .app import run_tui
+    from .settings_sources import StartSettings
 
-    sys.exit(run_tui(settings, *dashboard))
+    # pydantic and the settings' validation load after the first frame: a setting that is wrong is said then, and
+    # podtui exits as the verbs do (exit code 1, "Error: …")
+    sys.exit(run_tui(StartSettings.read(), *dashboard))

@@ -2,13 +2,14 @@
 sends as Server-Sent Events, and what `Client.events` yields.
 
 On the wire each entry is an SSE event named by its kind (`run`, `run_event`, `metrics`, `logs`) whose data is
-`wire()`; `parse_entry(kind, data)` reads it back. The wire shapes are the API's (docs/architecture.md): a `run`
-event's data is the run itself.
+`wire()`, JSON written straight from the model; `parse_entry(kind, data)` validates it straight back (no dict
+between: the path of one metric point in docs/architecture.md). The wire shapes are the API's: a `run` event's
+data is the run itself.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -19,13 +20,13 @@ class _Entry(BaseModel):
     model_config = ConfigDict(frozen=True)
     kind: ClassVar[str]
 
-    def wire(self) -> dict[str, Any]:
-        """The SSE data of this entry."""
-        return self.model_dump(mode="json")
+    def wire(self) -> bytes:
+        """The SSE data of this entry (JSON)."""
+        return self.__pydantic_serializer__.to_json(self)
 
     @classmethod
-    def from_wire(cls, data: dict[str, Any]) -> _Entry:
-        return cls.model_validate(data)
+    def from_wire(cls, data: str | bytes) -> _Entry:
+        return cls.model_validate_json(data)
 
 
 class RunChanged(_Entry):
@@ -34,12 +35,12 @@ class RunChanged(_Entry):
     kind: ClassVar[str] = "run"
     run: Run
 
-    def wire(self) -> dict[str, Any]:
-        return self.run.model_dump(mode="json")
+    def wire(self) -> bytes:
+        return self.run.__pydantic_serializer__.to_json(self.run)
 
     @classmethod
-    def from_wire(cls, data: dict[str, Any]) -> RunChanged:
-        return cls(run=Run.model_validate(data))
+    def from_wire(cls, data: str | bytes) -> RunChanged:
+        return cls(run=Run.model_validate_json(data))
 
 
 class RunEventAdded(_Entry):
@@ -69,7 +70,7 @@ FeedEntry = RunChanged | RunEventAdded | MetricsAdded | LogsAdded
 KINDS: dict[str, type[_Entry]] = {c.kind: c for c in (RunChanged, RunEventAdded, MetricsAdded, LogsAdded)}
 
 
-def parse_entry(kind: str, data: dict[str, Any]) -> FeedEntry | None:
+def parse_entry(kind: str, data: str | bytes) -> FeedEntry | None:
     """An entry from its SSE event name and data; None for a kind this version does not know (a newer server)."""
     cls = KINDS.get(kind)
     return None if cls is None else cls.from_wire(data)  # type: ignore[return-value]

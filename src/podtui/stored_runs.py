@@ -20,8 +20,6 @@ COLUMNS = ("id, name, provider, status, gpu_type, gpu_util, price_per_hour, crea
            "last_step, last_loss, last_loss_nan, progress")
 LATER_COLUMNS = ", pod_end_failed"
 """Columns of later migrations: a store the control plane has not migrated yet is read without them."""
-POD_END_FAILED_LABEL = "pod end failed"
-"""A run's status where its pod could not end itself: shown in red until podtui has ended it."""
 
 
 class StoredStatus(str):
@@ -63,11 +61,6 @@ class StoredRun:
     progress: StoredProgress | None = None
     live: list[str] = field(default_factory=list)
     pod_end_failed: str | None = None
-
-    @property
-    def status_label(self) -> str:
-        """The status as the user reads it, as `models.Run.status_label`."""
-        return POD_END_FAILED_LABEL if self.pod_end_failed else self.status.value
 
     def cost_at(self, now: float) -> float:
         """Cost so far, as `models.Run.cost_at` counts it."""

@@ -395,8 +395,8 @@ async def test_a_pod_that_shows_up_after_its_run_failed_is_terminated(fake, tmp_
     run = await plane.wait_status(run_id, {"failed"}, timeout=20)
     assert run["pod_id"] is None and len(fake.live_pods()) == 1  # it bills, and no run holds it
     assert await wait_until(lambda: not fake.live_pods(), 20), fake.live_pods()
-    ended = [e["message"] for e in await events_of(plane, run_id) if e["kind"] == "pod_terminated"]
-    assert ended and "carries this run's name" in ended[0]
+    ended = await wait_event(plane, run_id, "pod_terminated")  # written once RunPod confirmed it gone (later)
+    assert "carries this run's name" in ended["message"]
 
 
 async def test_a_second_pod_of_one_run_is_terminated(fake, tmp_path, planes):

@@ -226,3 +226,69 @@ async def test_outputs_on_a_network_volume_without_the_s3_key_say_what_is_missin
     assert "S3 API key" in lines[-1] and "error" in lines[-1]
     await plane.http.post(f"/api/v1/runs/{rid}/terminate")
     await plane.wait_status(rid, {"terminated"}, timeout=60)
+
+
+LIST_HF = ("python3 -c \"import hashlib,os;p=os.environ['PODTUI_DATASET_PATH'];print('at', p);"
+           "print('hf', os.environ.get('HF_HOME'));"
+           "[print('file', os.path.relpath(os.path.join(d,f),p), hashlib.sha256(open(os.path.join(d,f),'rb')"
+           ".read()).hexdigest()) for d,_,fs in os.walk(p) for f in fs if not f.startswith('.')]\"")
+
+
+async def test_a_hub_dataset_goes_hub_to_volume_never_through_this_machine_and_the_next_run_finds_it(
+        tmp_path, fake, planes):  # noqa: F811
+    """Issue 25's end: a RunPod launch with a Hugging Face dataset and a network volume. The pod (the fake's
+    executed container, the volume mounted at /workspace as a folder every pod mounting it shares) fetches the
+    files from the Hub itself into the volume's cache; the control plane serves no dataset byte; a second run on
+    the same volume finds them there and asks the Hub for none."""
+    import hashlib
+    import os
+
+    from tests.fakes.hf_hub import FakeHub, HubRepo
+
+    hub = FakeHub()
+    await hub.start()
+    try:
+        fake.execute = True
+        plane = await plane_for(tmp_path, fake, planes, hf_endpoint=hub.url)
+        shards = {f"data/train-{i:05d}.parquet": os.urandom(600_000 + i) for i in range(3)}
+        repo = HubRepo(files={"README.md": b"# corpus\n", **shards}, lfs=set(shards))
+        hub.repos[("dataset", "podtui/corpus")] = repo
+        r = await plane.http.post("/api/v1/datasets", json={"source": "hf://datasets/podtui/corpus/data/*"})
+        assert r.status_code == 201, r.text
+        r = await plane.http.post("/api/v1/volumes", json={"name": "cache", "provider": "runpod", "size_gb": 100,
+                                                           "data_center": "EU-RO-1"})
+        assert r.status_code == 201, r.text
+        volume = fake.volume_dir(r.json()["id"])
+
+        async def run_once() -> tuple[dict, list[str], list[str]]:
+            hub.requests.clear()
+            r = await plane.http.post("/api/v1/runs", json={
+                "dataset": "corpus", "gpu_types": [GPU_4090], "provider": "runpod", "volume": "cache",
+                "command": LIST_HF, "keep_alive_s": 0})
+            assert r.status_code == 201, r.text
+            run = await plane.wait_status(r.json()["id"], {"succeeded", "failed", "lost", "terminated"},
+                                          timeout=120)
+            lines = [x["text"] for x in (await plane.http.get(f"/api/v1/runs/{run['id']}/logs",
+                                                              params={"limit": 5000})).json()["lines"]]
+            resolved = [path for _, path, _ in hub.requests if "/resolve/" in path]
+            assert run["status"] == "succeeded", (run["status_reason"], lines[-20:])
+            for path, data in shards.items():
+                assert f"file {path} {hashlib.sha256(data).hexdigest()}" in lines
+            assert not any("README" in t for t in lines)
+            assert (await plane.store.download_token_stats(run["id"]))[0]["uses"] == 0  # no byte from here
+            return run, lines, resolved
+
+        _, lines, resolved = await run_once()
+        assert len(resolved) == len(shards) and all(f"/resolve/{repo.commit}/" in p for p in resolved)
+        at = next(t for t in lines if t.startswith("at "))[3:]
+        assert at.startswith(str(volume / "podtui" / "datasets")), at  # on the volume, not the pod's disk
+        assert f"hf {volume}/podtui/hf" in lines  # models the trainer downloads are cached there too
+
+        second, lines, resolved = await run_once()
+        assert resolved == []  # found whole on the volume: nothing asked of the Hub
+        assert next(t for t in lines if t.startswith("at "))[3:] == at
+        said = [e["message"] for e in (await plane.http.get(f"/api/v1/runs/{second['id']}/events")).json()]
+        assert any("0 bytes moved" in m for m in said), said
+        await wait_until(lambda: not fake.live_pods(), 30)
+    finally:
+        await hub.stop()

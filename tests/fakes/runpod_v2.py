@@ -1332,7 +1332,20 @@ class FakeRunPodV2:
                    PATH=f"{self.bin_dir}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{path}")
         for private, public in pod["_tcp_ports"].items():
             env[f"RUNPOD_TCP_PORT_{private}"] = str(public)
+        for mount in (pod.get("mounts") or {}).get("network") or []:
+            # The network volume mounted at its path: a folder per volume here, shared by every pod mounting it,
+            # and the pod's settings that name a place under the mount path name the same place in that folder
+            folder = self.volume_dir(mount["volumeId"])
+            for key, value in list(env.items()):
+                if value == mount["path"] or value.startswith(mount["path"].rstrip("/") + "/"):
+                    env[key] = str(folder) + value[len(mount["path"].rstrip("/")):]
         return env
+
+    def volume_dir(self, volume_id: str) -> Path:
+        """Where an executed pod finds a network volume's files (made on first use)."""
+        folder = self.workdir / "volumes" / volume_id
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
 
     def _start_container(self, pod: dict[str, Any]) -> None:
         pod["_exited_at"] = None
@@ -1380,14 +1393,15 @@ class FakeRunPodV2:
         proc = self.procs.pop(pod_id, None)
         if proc is None:
             return
-        groups = {proc.pid}
+        groups = [proc.pid]  # the container's own group (the agent) first: a real container dies at once, and an
+        # agent that outlived its command by a moment reported the command's death as the run's failure
         pod = self.pods.get(pod_id)
         started = (pod or {}).get("_container_t0") or 0.0
         for agent in (self._home(pod_id) / "podtui" / "agent.json", self._home(pod_id) / "agent.json"):
             with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
                 if agent.stat().st_mtime >= started - 1:  # written by this container run, not a stale group id
-                    groups.add(int(json.loads(agent.read_text())["child_pgid"]))
-        for pgid in groups:
+                    groups.append(int(json.loads(agent.read_text())["child_pgid"]))
+        for pgid in dict.fromkeys(groups):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pgid, signal.SIGKILL)  # a stopped or deleted container is gone at once
         with contextlib.suppress(subprocess.TimeoutExpired):

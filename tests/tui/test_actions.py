@@ -11,6 +11,7 @@ from podtui.screens.launch import LaunchScreen
 from podtui.screens.quit import QuitScreen
 from podtui.screens.run_detail import RunDetailScreen
 from podtui.widgets.offers_table import OffersTable
+from podtui.widgets.run_panel import RunPanel
 from tests.support import make_settings
 
 HOLDERS = {"app": PodtuiApp, "dashboard": Dashboard, "detail": RunDetailScreen, "launch": LaunchScreen,
@@ -19,14 +20,18 @@ HOLDERS = {"app": PodtuiApp, "dashboard": Dashboard, "detail": RunDetailScreen, 
 
 def test_every_screens_bindings_are_the_tables_and_every_action_exists():
     assert len(BY_ID) == len(ACTIONS)  # ids are unique
-    for scope, holder in HOLDERS.items():
-        assert [b.id for b in holder.BINDINGS] == [a.id for a in in_scope(scope)], scope
+    # the panel's keys are bound on the dashboard (they hold wherever its focus is) and run on its RunPanel
+    assert [b.id for b in Dashboard.BINDINGS] == [a.id for a in in_scope("dashboard") + in_scope("panel")]
+    for scope, holder in {**HOLDERS, "panel": RunPanel}.items():
+        if scope not in ("dashboard", "panel"):
+            assert [b.id for b in holder.BINDINGS] == [a.id for a in in_scope(scope)], scope
         for action in in_scope(scope):
             name = action.action.split("(")[0]
             target = PodtuiApp if name.startswith("app.") else holder
             assert hasattr(target, f"action_{name.removeprefix('app.')}"), (scope, action.id)
     for action in palette_actions():
-        assert action.scope == "dashboard" and hasattr(Dashboard, f"action_{action.action}")
+        holder = {"dashboard": Dashboard, "panel": RunPanel}[action.scope]
+        assert hasattr(holder, f"action_{action.action}")
 
 
 @pytest.mark.parametrize(("keymap", "named"), [

@@ -451,10 +451,10 @@ async def test_compare_overlays_the_first_run_on_the_next_one_and_c_again_clears
                        and "loss" in chart.compare)
         await pilot.press("c")
         await pilot.pause(0.3)
-        assert chart.compare == {} and dash.compare_with is None  # cleared, not a comparison of run-b with itself
+        assert chart.compare == {} and dash.panel.compare_id is None  # cleared, not a comparison of run-b with itself
         commands = {c.title: c.callback for c in app.get_system_commands(dash)}
         assert commands["run: open"] == dash.action_open_run  # it was zoom's
-        assert commands["run: zoom"] == dash.action_zoom and commands["run: compare"] == dash.action_compare
+        assert commands["run: zoom"] == dash.action_zoom and commands["run: compare"] == dash.panel.action_compare
         for run in (a, b):
             await app.client.terminate(run.id)
 

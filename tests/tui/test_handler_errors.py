@@ -8,6 +8,7 @@ from podtui.messages import PlaneLinkChanged
 from podtui.screens.dashboard import Dashboard
 from podtui.widgets.log_view import LogView
 from podtui.widgets.loss_chart import LossChart
+from podtui.widgets.run_panel import RunPanel
 from tests.support import make_settings
 from tests.tui.test_app import wait_for
 
@@ -23,7 +24,7 @@ async def test_a_failing_action_and_handler_are_reported_and_the_app_goes_on(tmp
     def broken_handler(self, message):
         raise KeyError("boom in a handler")
 
-    monkeypatch.setattr(Dashboard, "action_log_y", broken_action)
+    monkeypatch.setattr(RunPanel, "action_log_y", broken_action)
     monkeypatch.setattr(Dashboard, "on_plane_link_changed", broken_handler, raising=False)
     app = PodtuiApp(make_settings(tmp_path))
     app.raise_handler_errors_headless = False  # as a user's terminal runs it

@@ -1,5 +1,6 @@
 """The dashboard's start: its first frame shows the runs the store holds, read straight from SQLite, before the
-control plane starts; nothing on the way to that frame loads aiohttp, httpx or the pydantic models."""
+control plane starts; nothing on the way to that frame loads aiohttp, httpx or pydantic (the settings are validated
+right after it)."""
 
 import asyncio
 import subprocess
@@ -18,7 +19,7 @@ FIRST_FRAME = textwrap.dedent("""
     import sys
     from pathlib import Path
     from podtui.app import PodtuiApp
-    from podtui.config import Settings
+    from podtui.settings_sources import StartSettings
     from podtui.widgets.runs_table import RunsTable
 
     class FirstFrame(PodtuiApp):
@@ -28,12 +29,12 @@ FIRST_FRAME = textwrap.dedent("""
         def done(self):
             table = self.dashboard.query_one(RunsTable)
             rows = [str(table.get_row(key)[0]) for key in table.rows]
-            loaded = sorted(m for m in ("aiohttp", "httpx", "podtui.models", "podtui.client", "podtui.server", "numpy")
-                            if m in sys.modules)
+            loaded = sorted(m for m in ("aiohttp", "httpx", "pydantic", "podtui.models", "podtui.config",
+                                        "podtui.client", "podtui.server", "numpy") if m in sys.modules)
             print(rows, loaded, table.cursor_row)
             self.exit(0)
 
-    FirstFrame(Settings(data_dir=Path(sys.argv[1]), port=0)).run(headless=True)
+    FirstFrame(StartSettings.read(data_dir=Path(sys.argv[1]), port=0)).run(headless=True)
 """)
 
 
@@ -109,3 +110,22 @@ async def test_before_the_control_plane_answers_its_stored_live_runs_are_guarded
         await pilot.press("t")
         await wait_for(pilot, lambda: any("podtui stays open" in str(n.message) for n in app._notifications))
         assert app.is_running and not isinstance(app.screen, QuitScreen)
+
+
+async def test_a_setting_that_is_wrong_is_said_right_after_the_first_frame_and_podtui_exits_1(tmp_path, monkeypatch,
+                                                                                             capfd):
+    """Validated after the first frame (pydantic is not on the way to it): podtui exits as the verbs do."""
+    from podtui.app import PodtuiApp
+    from podtui.settings_sources import StartSettings
+
+    monkeypatch.setenv("PODTUI_CONFIG_FILE", str(tmp_path / "none.toml"))
+    monkeypatch.setenv("PODTUI_PORT", "eighty")
+    app = PodtuiApp(StartSettings.read(data_dir=tmp_path / "data"))
+    async with app.run_test(size=(100, 30)) as pilot:
+        for _ in range(100):
+            if app._exit:
+                break
+            await pilot.pause(0.05)
+    assert app.return_code == 1 and app.plane is None
+    said = capfd.readouterr().err  # printed at exit, as `podtui` prints it
+    assert said.startswith("Error: podtui settings are invalid") and "PODTUI_PORT (environment): port:" in said, said

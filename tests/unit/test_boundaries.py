@@ -8,7 +8,7 @@ from pathlib import Path
 
 CORE = ["podtui.models", "podtui.store", "podtui.server.app", "podtui.server.api", "podtui.providers.local",
         "podtui.bootstrap.script", "podtui.client", "podtui.config", "podtui.tokens", "podtui.actions",
-        "podtui.stored_runs"]
+        "podtui.stored_runs", "podtui.wording"]
 
 
 def test_core_imports_without_textual():

@@ -33,10 +33,11 @@ def test_the_environment_names_the_server_unless_an_option_does(monkeypatch):
     assert dashboard_args(["--server", "http://opt:2"]) == ("http://opt:2", "env-token")
 
 
-def test_the_dashboards_way_loads_no_verb_no_http_client_no_models():
-    code = ("import sys\nimport podtui.entry\nfrom podtui.app import run_tui\nfrom podtui.config import load_settings\n"
-            "load_settings()\n"
-            "early = [m for m in ('click', 'httpx', 'aiohttp', 'podtui.models', 'podtui.cli') if m in sys.modules]\n"
+def test_the_dashboards_way_loads_no_verb_no_http_client_no_models_no_pydantic():
+    code = ("import sys\nimport podtui.entry\nfrom podtui.app import run_tui\n"
+            "from podtui.settings_sources import StartSettings\nStartSettings.read()\n"
+            "early = [m for m in ('click', 'httpx', 'aiohttp', 'pydantic', 'podtui.models', 'podtui.config',"
+            " 'podtui.cli') if m in sys.modules]\n"
             "assert not early, early\n")
     subprocess.run([sys.executable, "-c", code], check=True, env={"PODTUI_CONFIG_FILE": "/nonexistent.toml"})
 

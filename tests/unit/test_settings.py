@@ -34,3 +34,33 @@ def test_the_names_users_set_are_unchanged(tmp_path, monkeypatch):
     monkeypatch.setenv("PODTUI_PUBLIC_URL", "ftp://pods.example.com")
     with pytest.raises(ValueError, match="public URL must be an http"):
         load_settings()
+
+
+def test_the_sources_read_without_pydantic_agree_with_the_settings(tmp_path, monkeypatch):
+    """The first frame reads the data dir, keymap and provider with the standard library (settings_sources.py);
+    Settings validates the same sources after it: both see the same values, with the same precedence."""
+    from podtui.settings_sources import StartSettings
+
+    config = tmp_path / "config.toml"
+    config.write_text(f'data_dir = "{tmp_path / "from-file"}"\nprovider = "local"\nHF_TOKEN = "hf-from-file"\n'
+                      '[keymap]\n"run.new" = "m"\n')
+    for name in list(__import__("os").environ):
+        if name.startswith(("PODTUI_", "HF_")) or name == "RUNPOD_API_KEY":
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("PODTUI_CONFIG_FILE", str(config))
+    monkeypatch.setenv("podtui_data_dir", str(tmp_path / "from-env"))  # names match ignoring case, as before
+    monkeypatch.setenv("PODTUI_RUNPOD_API_KEY", "rpa-second-name")
+    monkeypatch.setenv("RUNPOD_API_KEY", "rpa-first-name")  # RunPod's own name wins over podtui's
+    monkeypatch.setenv("PODTUI_DATASET_ROOTS", f'["{tmp_path}"]')  # a list: JSON, as before
+    start, settings = StartSettings.read(), load_settings()
+    assert start.data_dir == settings.data_dir == tmp_path / "from-env"
+    assert start.keymap == settings.keymap == {"run.new": "m"}
+    assert start.default_provider == settings.default_provider == "local"
+    assert settings.runpod_api_key == "rpa-first-name" and settings.hf_token == "hf-from-file"
+    assert settings.dataset_roots == [tmp_path]
+    assert Settings(data_dir=tmp_path / "given").data_dir == tmp_path / "given"  # keywords win
+    assert StartSettings.read(data_dir=tmp_path / "given").data_dir == tmp_path / "given"
+    monkeypatch.setenv("PODTUI_KEYMAP", "not json")
+    with pytest.raises(ValueError, match="PODTUI_KEYMAP must be JSON"):
+        load_settings()
+    assert StartSettings.read().keymap == {}  # the first frame goes on; the settings say what is wrong right after

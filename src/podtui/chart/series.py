@@ -61,8 +61,16 @@ class Series:
         self._smooth = None
         self._blocks.clear()
 
-    def extend(self, steps: list[int], values: list[float], ts: list[float]) -> None:
-        if not steps:
+    def add(self, points: Sequence[Point]) -> None:
+        """Append one metric's points (the live feed's), read straight into the columns."""
+        n = len(points)
+        self.extend(np.fromiter((p.step for p in points), np.float64, n),
+                    np.fromiter((float(p.value) for p in points), np.float64, n),
+                    np.fromiter((p.ts for p in points), np.float64, n))
+
+    def extend(self, steps: Sequence[float] | np.ndarray, values: Sequence[float] | np.ndarray,
+               ts: Sequence[float] | np.ndarray) -> None:
+        if not len(steps):
             return
         new = [np.asarray(a, dtype=np.float64) for a in (steps, values, ts)]
         if len(self.steps) and new[0].min() <= self.steps[-1]:
@@ -152,12 +160,9 @@ def build_series(data: Mapping[str, Columns]) -> dict[str, Series]:
     return built
 
 
-def grouped(points: Iterable[Point]) -> dict[str, tuple[list[int], list[float], list[float]]]:
-    """Points by metric name, as the columns `Series.extend` appends."""
-    columns: dict[str, tuple[list[int], list[float], list[float]]] = {}
+def by_name(points: Iterable[Point]) -> dict[str, list[Point]]:
+    """Points by metric name, in their order (each list goes to its metric's `Series.add`)."""
+    named: dict[str, list[Point]] = {}
     for p in points:
-        steps, values, times = columns.setdefault(p.name, ([], [], []))
-        steps.append(p.step)
-        values.append(float(p.value))
-        times.append(p.ts)
-    return columns
+        named.setdefault(p.name, []).append(p)
+    return named

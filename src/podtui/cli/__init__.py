@@ -30,9 +30,9 @@ from ..models import (
     OrphanPod,
     Run,
     node_of_seq,
-    spec_problems,
 )
 from ..plane_link import PlaneLink
+from ..wording import spec_problems, status_label
 
 T = TypeVar("T")
 
@@ -363,7 +363,7 @@ def runs(obj: Context, as_json: bool) -> None:
             loss = "-" if r.last_loss is None else f"{r.last_loss:.4g}"
             age = format_duration((r.ended_at or now) - (r.started_at or r.created_at))
             gpu = r.gpu_type or "-" if r.spec.nodes <= 1 else f"{r.spec.nodes}x{r.spec.gpu_count} {r.gpu_type or '-'}"
-            rows.append([r.id, r.name, r.provider, gpu, r.status_label, attempts_cell(r),
+            rows.append([r.id, r.name, r.provider, gpu, status_label(r), attempts_cell(r),
                          "-" if r.last_step is None else str(r.last_step), loss, f"${r.spent_usd:.2f}", age,
                          data_wait_text(r.data_wait_s, r.data_wait_usd), (r.status_reason or "")[:60]])
         table(rows, ["ID", "NAME", "PROVIDER", "GPU", "STATUS", "TRY", "STEP", "LOSS", "SPENT", "TIME", "DATA WAIT",

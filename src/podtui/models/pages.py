@@ -10,6 +10,7 @@ from pydantic import (
 )
 
 from .base import MetricValue, _Model
+from .report import LogLine
 
 
 class MetricSeries(_Model):
@@ -28,6 +29,14 @@ class MetricsPage(_Model):
 
     run_id: str
     series: dict[str, MetricSeries]
+
+
+class LogsPage(_Model):
+    """A page of a run's log lines, oldest first."""
+
+    run_id: str
+    lines: list[LogLine]
+    next_after_seq: int | None
 
 
 class Health(_Model):

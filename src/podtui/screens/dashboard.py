@@ -32,7 +32,7 @@ UNREACHABLE = "The control plane does not answer yet: its runs show once it does
 class Dashboard(ReportsHandlerErrors, Screen[None]):
     """The main screen."""
 
-    BINDINGS = bindings("dashboard")
+    BINDINGS = bindings("dashboard", "panel")
     DEFAULT_CSS = """
     Dashboard #main { height: 1fr; }
     Dashboard RunsTable { width: 56%; }
@@ -73,11 +73,6 @@ class Dashboard(ReportsHandlerErrors, Screen[None]):
     def selected(self) -> str | None:
         """The run the panel shows."""
         return self.panel.run_id
-
-    @property
-    def compare_with(self) -> str | None:
-        """The run overlaid on the chart."""
-        return self.panel.compare_id
 
     @property
     def client(self) -> Client:
@@ -195,48 +190,9 @@ class Dashboard(ReportsHandlerErrors, Screen[None]):
         if (run := self._selected_run()) is not None:
             self.post_message(EndPodAsked(run.id, stopping=True))
 
-    # the panel's keys (bound here: they hold wherever the focus is on this screen)
-    def action_focus_logs(self) -> None:
-        """Focus the log stream (arrows scroll it)."""
-        self.panel.logs.focus()
-
-    async def action_filter(self) -> None:
-        """Show the log filter box."""
-        await self.panel.open_filter()
-
-    def action_follow(self) -> None:
-        """Follow new lines on/off."""
-        self.panel.logs.follow = not self.panel.logs.follow
-
-    def action_timestamps(self) -> None:
-        """Timestamps on/off."""
-        self.panel.logs.show_timestamps = not self.panel.logs.show_timestamps
-
-    def action_log_y(self) -> None:
-        """Log-y on/off."""
-        self.panel.chart.log_y = not self.panel.chart.log_y
-
-    def action_smoothing(self, delta: float) -> None:
-        """More or less smoothing."""
-        chart = self.panel.chart
-        chart.smoothing = round(min(0.99, max(0.0, chart.smoothing + delta)), 2)
-
-    def action_x_axis(self) -> None:
-        """x by step or by wall time."""
-        self.panel.chart.by_time = not self.panel.chart.by_time
-
-    def action_older_logs(self) -> None:
-        """Page in the log lines before the oldest one shown."""
-        self.panel.load_older()
-
-    def action_compare(self) -> None:
-        """Overlay the selected run's loss on the next run selected; `c` again clears the comparison."""
-        if self.compare_with is not None or self.selected is None:
-            self.panel.compare_id = None
-            self.notify("comparison cleared")
-            return
-        self.panel.compare_id = self.selected
-        self.notify(f"{self.live.name_of(self.selected)}'s loss goes over the next run you select (c again: clear)")
+    async def action_panel(self, action: str) -> None:
+        """The panel's keys (the action table's `panel` ones): bound here, they hold wherever this screen's focus is."""
+        await self.panel.run_action(action)
 
     def action_open_run(self) -> None:
         """The selected run's detail screen."""

@@ -16,9 +16,10 @@ from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 from ..errors import ControlPlaneError, ControlPlaneUnreachable
 from ..fmt import format_bytes
 from ..messages import PlaneLinkChanged
-from ..models import Dataset, GpuOffer, LaunchSpec, Run, Volume, spec_problems
+from ..models import Dataset, GpuOffer, LaunchSpec, Run, Volume
 from ..widgets.keys import bindings
 from ..widgets.offers_table import OffersTable
+from ..wording import spec_problems
 from .dialog import Dialog
 
 if TYPE_CHECKING:

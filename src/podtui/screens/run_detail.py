@@ -20,16 +20,16 @@ from ..fmt import data_wait_text, format_bytes, format_duration, outputs_line, v
 from ..handler_errors import ReportsHandlerErrors
 from ..live import LiveRuns
 from ..messages import EndPodAsked, RunEventArrived, RunUpdated
-from ..models import node_line
 from ..widgets.key_hints import KeyHints
 from ..widgets.keys import bindings
 from ..widgets.palette import event_style, status_style, theme_colour
+from ..wording import status_label
 
 if TYPE_CHECKING:
     from textual.app import App
 
     from ..client import Client
-    from ..models import OutputsPage, Run, RunEvent
+    from ..models import OutputsPage, Run, RunEvent, RunNode
 
 
 SHORT = 36
@@ -44,6 +44,19 @@ TIME_WIDTH = 19
 def clock(ts: float | None) -> str:
     """Local date and time of a timestamp ("-" when unset)."""
     return "-" if ts is None else datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def node_line(node: RunNode) -> str:
+    """One node of a run as the run detail shows it."""
+    parts = [f"node {node.rank}", node.pod_id or "(no pod yet)", node.status]
+    if node.gpu_util is not None:
+        parts.append(f"GPU {node.gpu_util:.0f}%" + (f" (memory {node.gpu_mem:.0f}%)" if node.gpu_mem is not None
+                                                     else ""))
+    if node.price_per_hour is not None:
+        parts.append(f"${node.price_per_hour:.2f}/h")
+    if node.spent_usd:
+        parts.append(f"${node.spent_usd:.2f} spent")
+    return "  ".join(parts)
 
 
 def metrics_note(run: Run) -> str:
@@ -75,7 +88,7 @@ def run_facts(app: App[object], run: Run, now: float) -> Table:
         status.append(f"  {run.status_reason}", "dim")
     if run.pod_end_failed:
         status = Text(run.status.value, status_style(app, run.status.value))
-        status.append(f"  {run.pod_end_failed}", status_style(app, run.status_label))
+        status.append(f"  {run.pod_end_failed}", status_style(app, status_label(run)))
     started = run.started_at or run.created_at
     price = "-" if run.price_per_hour is None else f"${run.price_per_hour:.2f}/h"
     limits = ", ".join(part for part in (

@@ -15,7 +15,6 @@ from bisect import bisect_right
 from collections import Counter
 from dataclasses import dataclass
 
-import orjson
 from aiohttp import web
 
 from ..feed import FeedEntry
@@ -103,7 +102,7 @@ async def _stream(response: web.StreamResponse, store: Store, tail: FeedTail, af
 
 def _event(fid: int, entry: FeedEntry) -> bytes:
     """One entry as an SSE event, its feed id as the event's id."""
-    return b"id: %d\nevent: %s\ndata: %s\n\n" % (fid, entry.kind.encode(), orjson.dumps(entry.wire()))
+    return b"id: %d\nevent: %s\ndata: %s\n\n" % (fid, entry.kind.encode(), entry.wire())
 
 
 @dataclass(slots=True)

@@ -1,5 +1,6 @@
 """The store's engine: two aiosqlite connections on one WAL file, one writer task that group-commits, passive
-checkpoints on a timer, and the migrations. The queries (store/__init__.py) run through `_write` and `_read`.
+checkpoints on a timer, and the migrations. The queries (a module per domain, composed into `Store` in
+store/__init__.py) run through `_write`, `_read` and `_read_with`; nothing else touches aiosqlite's internals.
 
 Writes go through the writer task: every queued write runs inside one transaction, each in its own SAVEPOINT, so
 a bad write rolls back alone and a batch costs one fsync. Reads use the second connection (WAL lets them run
@@ -235,10 +236,15 @@ class Engine:
         return outcomes
 
     async def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        # One hop to the reader's thread, its cursor closed there: a statement left open between hops met
+        # the WAL checkpoint (same connection) and failed it with "database table is locked" under load.
+        return await self._read_with(_all, sql, params)
+
+    async def _read_with(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(connection, *args)` on the reader's thread, in one hop (reads that belong together, e.g. a feed
+        batch and the rows it names). The engine is the only code that reaches into aiosqlite's connection."""
         try:
-            # One hop to the reader's thread, its cursor closed there: a statement left open between hops met
-            # the WAL checkpoint (same connection) and failed it with "database table is locked" under load.
-            return await self._r._execute(_all, self._r._conn, sql, params)
+            return await self._r._execute(fn, self._r._conn, *args)
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(f"the store cannot be read: {exc}") from exc
 

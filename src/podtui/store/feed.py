@@ -8,7 +8,7 @@ from typing import Any
 
 from ..feed import FeedEntry, LogsAdded, MetricsAdded, RunChanged, RunEventAdded
 from ..models import LogLine, MetricPoint, Run, RunEvent
-from .engine import Engine, NotFound, StoreUnavailable, _all
+from .engine import Engine, NotFound, _all
 from .rows import _RUN_COLUMNS, _none_to_nan, _row_to_run
 
 
@@ -52,12 +52,9 @@ class FeedQueries(Engine):
             params.extend(sorted(full))
         sql += " ORDER BY id LIMIT ?"
         params.append(limit)
-        try:
-            # One hop to the reader's thread for the batch and every row it names: a hop per entry (a run change
-            # each report) cost more than the reads, times every watcher.
-            rows, runs, events, ranges = await self._r._execute(_read_feed, self._r._conn, sql, params)
-        except sqlite3.OperationalError as exc:
-            raise StoreUnavailable(f"the store cannot be read: {exc}") from exc
+        # One hop to the reader's thread for the batch and every row it names: a hop per entry (a run change
+        # each report) cost more than the reads, times every watcher.
+        rows, runs, events, ranges = await self._read_with(_read_feed, sql, params)
         return [item for item in _items(rows, runs, events, ranges) if isinstance(item, FeedItem)]
 
     async def feed_tail(self, after_id: int, limit: int,
@@ -66,11 +63,7 @@ class FeedQueries(Engine):
         and log lines built for the runs in `full` (every run when None), the others as bare `FeedRow`s; the id of
         the last row read (`after_id` when none); and whether there may be more (`limit` rows came)."""
         sql = "SELECT id, run_id, kind, lo, hi FROM feed WHERE id > ? ORDER BY id LIMIT ?"
-        try:
-            rows, runs, events, ranges = await self._r._execute(_read_feed, self._r._conn, sql, [after_id, limit],
-                                                                full)
-        except sqlite3.OperationalError as exc:
-            raise StoreUnavailable(f"the store cannot be read: {exc}") from exc
+        rows, runs, events, ranges = await self._read_with(_read_feed, sql, [after_id, limit], full)
         return _items(rows, runs, events, ranges), (rows[-1][0] if rows else after_id), len(rows) == limit
 
 

@@ -11,14 +11,16 @@ from ..actions import Action, Scope, help_actions, in_scope
 
 
 def binding(action: Action, key: str | None = None) -> Binding:
-    """One action as a Textual binding (with another key when given)."""
-    return Binding(key or action.keys, action.action, action.description, show=action.show,
+    """One action as a Textual binding (with another key when given); a `panel` one asks the dashboard to run it
+    on its `RunPanel` (`Dashboard.action_panel`)."""
+    name = f"panel({action.action!r})" if action.scope == "panel" else action.action
+    return Binding(key or action.keys, name, action.description, show=action.show,
                    key_display=None if key else action.key_display, id=action.id, tooltip=action.tooltip)
 
 
-def bindings(scope: Scope) -> list[BindingType]:
-    """A screen's (or widget's) BINDINGS."""
-    return [binding(a) for a in in_scope(scope)]
+def bindings(*scopes: Scope) -> list[BindingType]:
+    """A screen's (or widget's) BINDINGS: its scopes' actions."""
+    return [binding(a) for scope in scopes for a in in_scope(scope)]
 
 
 def help_bindings(keymap: Mapping[str, str]) -> list[Binding]:

@@ -142,8 +142,8 @@ class LossChart(Widget):
             if losses:
                 self.resumes.append(min(losses))
                 self.resume_pending = False
-        for name, (steps, values, times) in _series().grouped(points).items():
-            target.setdefault(name, _series().Series()).extend(steps, values, times)
+        for name, named in _series().by_name(points).items():
+            target.setdefault(name, _series().Series()).add(named)
         self.mark_dirty()
 
     def set_compare(self, name: str, series: Mapping[str, Columns]) -> None:

@@ -6,11 +6,13 @@ from __future__ import annotations
 from textual.app import App
 from textual.color import Color, ColorParseError
 
-STATUS_LOOK = {  # RunStatus value -> (theme variable, bold)
+from ..wording import POD_END_FAILED_LABEL
+
+STATUS_LOOK = {  # a run status label (wording.status_label) -> (theme variable, bold)
     "pending": ("foreground-muted", False), "provisioning": ("text-warning", False),
     "booting": ("text-warning", False), "downloading": ("text-primary", False), "training": ("text-success", True),
     "succeeded": ("text-success", False), "failed": ("text-error", True), "terminated": ("text-secondary", False),
-    "lost": ("text-error", False), "pod end failed": ("text-error", True),
+    "lost": ("text-error", False), POD_END_FAILED_LABEL: ("text-error", True),
 }
 EVENT_LOOK = {  # run event kind -> (theme variable, bold)
     "attempt_failed": ("text-warning", False), "terminate_failed": ("text-error", True),

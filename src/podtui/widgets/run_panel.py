@@ -226,6 +226,49 @@ class RunPanel(Vertical):
             if event.kind == "attempt_lost":  # the next points come from the new pod: mark where it resumed
                 self.chart.resume_pending = True
 
+    # -- keys (the action table's `panel` actions, bound on the dashboard) ------------------------
+
+    def action_focus_logs(self) -> None:
+        """Focus the log stream (arrows scroll it)."""
+        self.logs.focus()
+
+    async def action_filter(self) -> None:
+        """Show the log filter box."""
+        await self.open_filter()
+
+    def action_follow(self) -> None:
+        """Follow new lines on/off."""
+        self.logs.follow = not self.logs.follow
+
+    def action_timestamps(self) -> None:
+        """Timestamps on/off."""
+        self.logs.show_timestamps = not self.logs.show_timestamps
+
+    def action_log_y(self) -> None:
+        """Log-y on/off."""
+        self.chart.log_y = not self.chart.log_y
+
+    def action_smoothing(self, delta: float) -> None:
+        """More or less smoothing."""
+        self.chart.smoothing = round(min(0.99, max(0.0, self.chart.smoothing + delta)), 2)
+
+    def action_x_axis(self) -> None:
+        """x by step or by wall time."""
+        self.chart.by_time = not self.chart.by_time
+
+    def action_older_logs(self) -> None:
+        """Page in the log lines before the oldest one shown."""
+        self.load_older()
+
+    def action_compare(self) -> None:
+        """Overlay the shown run's loss on the next run shown; `c` again clears the comparison."""
+        if self.compare_id is not None or self.run_id is None:
+            self.compare_id = None
+            self.notify("comparison cleared")
+            return
+        self.compare_id = self.run_id
+        self.notify(f"{self.live.name_of(self.run_id)}'s loss goes over the next run you select (c again: clear)")
+
     # -- the log filter ------------------------------------------------------------------------
 
     async def open_filter(self) -> None:

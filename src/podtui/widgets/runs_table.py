@@ -15,6 +15,7 @@ from textual import events
 from textual.widgets import DataTable
 
 from ..fmt import format_duration, sparkline
+from ..wording import status_label
 from .palette import status_style, theme_colour
 
 if TYPE_CHECKING:  # the models load with the control plane's runs; the first frame shows the store's (StoredRun)
@@ -63,7 +64,8 @@ def gpu_use(app: App[object], run: Run | StoredRun) -> str | Text:
 
 def run_cells(app: App[object], run: Run | StoredRun, losses: list[float], now: float) -> list[str | Text]:
     """The row of one run."""
-    status = Text(run.status_label, status_style(app, run.status_label))
+    label = status_label(run)
+    status = Text(label, status_style(app, label))
     if run.status == "downloading" and run.progress and run.progress.bytes_total:
         status.append(f" {100 * run.progress.bytes_done / run.progress.bytes_total:.0f}%")
     loss = "-" if run.last_loss is None else f"{run.last_loss:.4g}"
