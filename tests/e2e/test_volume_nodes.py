@@ -18,9 +18,14 @@ from tests.fakes.runpod_v2 import GPU_4090, GPU_A100
 fake = base.fake
 planes = base.planes
 
-WRITE = ("python3 -c \"import hashlib,os;d=os.environ['PODTUI_OUTPUT_DIR'];p=os.environ['PODTUI_DATASET_PATH'];"
-         "os.makedirs(d,exist_ok=True);r=os.environ['NODE_RANK'];"
-         "open(os.path.join(d,'rank'+r+'.txt'),'w').write(hashlib.sha256(open(p,'rb').read()).hexdigest())\"")
+# Each rank writes its file; rank 0 then waits for rank 1's mark on the shared volume (a barrier, as training's
+# last all-reduce is: node 0's end ends the run and its other nodes).
+WRITE = ("python3 -c \"import hashlib,os,time;d=os.environ['PODTUI_OUTPUT_DIR'];p=os.environ['PODTUI_DATASET_PATH'];"
+         "os.makedirs(d,exist_ok=True);r=os.environ['NODE_RANK'];v=os.environ['PODTUI_VOLUME'];"
+         "open(os.path.join(d,'rank'+r+'.txt'),'w').write(hashlib.sha256(open(p,'rb').read()).hexdigest());"
+         "open(os.path.join(v,'done-'+os.environ['PODTUI_RUN_ID']+'-'+r),'w').close();"
+         "[time.sleep(0.1) for _ in range(600) if r == '0' and "
+         "not os.path.exists(os.path.join(v,'done-'+os.environ['PODTUI_RUN_ID']+'-1'))]\"")
 
 
 async def test_a_cluster_mounts_the_network_volume_on_every_node_in_its_data_center(tmp_path, fake, planes):

@@ -221,6 +221,10 @@ class Agent(CommandOutput, PodEnd):
                      "error": f"exit code {code}; last lines:\n" + "\n".join(self.tail)}
             self.note(f"command failed with exit code {code}")
         self.status = None
+        if self.outputs_on_volume:  # said before the final report, so it arrives whatever the keep-alive
+            files, _ = scan_outputs(self.output_dir)
+            self.note(f"outputs stay on the volume: {len(files)} file(s), {sum(f[2] for f in files)} bytes in "
+                      f"{self.output_dir}")
         # Everything is delivered, then the pod ends; undelivered, it waits at most undelivered_keep for the
         # control plane (a laptop that sleeps) and ends all the same.
         # A pod past its own limit does not bill another half hour for a report: a minute at most.
@@ -267,12 +271,9 @@ class Agent(CommandOutput, PodEnd):
     def bring_outputs_home(self, until: float) -> None:
         """After the command: the final sync (push), or wait for the control plane's (pull); the keep-alive
         bounds it, and the pod ends as soon as it is complete."""
-        files, refused = scan_outputs(self.output_dir)
         if self.outputs_on_volume:
-            self.note(f"outputs stay on the volume: {len(files)} file(s), {sum(f[2] for f in files)} bytes in "
-                      f"{self.output_dir}; ending the pod")
-            self.send_notes(min(until, time.time() + 10))
-            return
+            return  # they stay there (said before the final report): nothing to bring home
+        files, refused = scan_outputs(self.output_dir)
         if not files and not refused:
             return  # nothing to bring home: the pod ends at once, as it always did
         if not getattr(self, "outputs_wanted", True):
