@@ -116,7 +116,7 @@ class VolumeOutputsService:
         except VolumeUnreadable as exc:
             page.note = str(exc)
         if volume is not None and page.files and not page.note:
-            page.note = "they stay on the volume; `podtui outputs RUN --to DIR` fetches them here"
+            page.note = f"they stay on the volume; `podtui outputs {run.id} --to DIR` fetches them here"
         self._listed[run.id] = (time.monotonic(), page, volume)
         return page, volume
 
