@@ -1,12 +1,16 @@
-"""Wording the CLI and the TUI both show: a run's status as the user reads it, a launch spec's problems in words.
+"""Wording the CLI and the TUI both show: a run's status as the user reads it, a launch spec's problems in words,
+a run's outputs and its wait for data in a line.
 
 Core and light: no textual, and nothing heavy at import (the pydantic models only where a function needs them).
 """
 
 from __future__ import annotations
 
+import time as _time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from .fmt import format_bytes, format_duration
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
@@ -69,3 +73,39 @@ def spec_problems(exc: ValidationError, name_of: Callable[[str], str]) -> str:
             said = str(err["msg"]).removeprefix("Value error, ")
         problems.append(f"{name_of(field)}: {said}")
     return "; ".join(dict.fromkeys(problems))
+
+
+def outputs_line(page: Any, more_may_come: bool = True, now: float | None = None) -> str:
+    """One line for a run's outputs: "outputs: 3 files, 1.2 GiB, home", or what still moves and until when;
+    "none yet" while `more_may_come` (`Run.pod_in_use`), else "none"."""
+    s = page.summary
+    now = _time.time() if now is None else now
+    text = f"outputs: {s.files_home} file{'s' if s.files_home != 1 else ''}, {format_bytes(s.bytes_home)}"
+    if s.state == "home":
+        return text + ", home"
+    if s.state == "moving":
+        text += f"; {s.files_moving} moving ({format_bytes(s.bytes_received)} of {format_bytes(s.bytes_moving)})"
+    elif s.state == "none":
+        text = "outputs: none yet" if more_may_come else "outputs: none"
+    if s.pod_until:
+        text += f"; the pod ends in {format_duration(max(0.0, s.pod_until - now))} at the latest (keep-alive)"
+    return text
+
+
+def volume_outputs_line(volume: Any) -> str:
+    """Where a run's outputs are on its volume (`--outputs-on-volume`): "outputs on volume data: 2 files,
+    1.2 GiB in s3://vol/podtui/outputs/RUN/ (/workspace/podtui/outputs/RUN/ in a pod)"."""
+    n = len(volume.files)
+    size = format_bytes(sum(f.size or 0 for f in volume.files))
+    text = f"outputs on volume {volume.volume}: {n} file{'s' if n != 1 else ''}, {size} in {volume.location}"
+    if volume.location != volume.path:
+        text += f" ({volume.path} in a pod)"
+    return text + (f"; {volume.note}" if volume.note else "")
+
+
+def data_wait_text(wait_s: float | None, wait_usd: float | None, still: bool = False) -> str:
+    """A run's wait for its data: `1m05s ($0.12)`, `3s so far`, or `-`."""
+    if wait_s is None:
+        return "-"
+    cost = f" (${wait_usd:.2f})" if wait_usd else ""
+    return f"{format_duration(wait_s)}{cost}" + (" so far" if still else "")

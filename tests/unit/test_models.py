@@ -78,8 +78,8 @@ def test_a_limit_of_zero_is_no_limit():
 
 
 def test_outputs_say_none_yet_only_while_more_can_come():
-    from podtui.fmt import outputs_line
     from podtui.models import OutputsPage, OutputsSummary, Run, RunStatus
+    from podtui.wording import outputs_line
 
     now = 1_800_000_000.0
     run = Run(id="r1", name="r", provider="local", status=RunStatus.training, dataset_id="d", created_at=now,

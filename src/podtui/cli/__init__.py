@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from ..client import Client, ControlPlaneError, ControlPlaneUnreachable
 from ..config import Settings, load_settings, resolve_admin_token
-from ..fmt import data_wait_text, format_bytes, format_duration
+from ..fmt import format_bytes, format_duration
 from ..models import (
     MAX_NODES,
     NODE_SEQ_STRIDE,
@@ -32,7 +32,7 @@ from ..models import (
     node_of_seq,
 )
 from ..plane_link import PlaneLink
-from ..wording import spec_problems, status_label
+from ..wording import data_wait_text, spec_problems, status_label
 
 T = TypeVar("T")
 

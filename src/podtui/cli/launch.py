@@ -13,9 +13,10 @@ import click
 from pydantic import ValidationError
 
 from ..client import Client, ControlPlaneError, ControlPlaneUnreachable
-from ..fmt import format_duration, outputs_line, volume_outputs_line
+from ..fmt import format_duration
 from ..models import LaunchSpec, Run, RunEvent, RunStatus
 from ..plane_link import PlaneLink
+from ..wording import outputs_line, volume_outputs_line
 from . import Context, emit_json, launch_problems, run_async
 
 

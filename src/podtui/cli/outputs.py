@@ -10,7 +10,8 @@ from typing import Any
 import click
 
 from ..client import ControlPlaneError
-from ..fmt import format_bytes, outputs_line, volume_outputs_line
+from ..fmt import format_bytes
+from ..wording import outputs_line, volume_outputs_line
 from . import Context, emit_json, resolve_run, run_async, table
 
 

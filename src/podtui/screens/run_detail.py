@@ -16,14 +16,14 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
 from ..errors import ControlPlaneError
-from ..fmt import data_wait_text, format_bytes, format_duration, outputs_line, volume_outputs_line
+from ..fmt import format_bytes, format_duration
 from ..handler_errors import ReportsHandlerErrors
 from ..live import LiveRuns
 from ..messages import EndPodAsked, RunEventArrived, RunUpdated
 from ..widgets.key_hints import KeyHints
 from ..widgets.keys import bindings
 from ..widgets.palette import event_style, status_style, theme_colour
-from ..wording import status_label
+from ..wording import data_wait_text, outputs_line, status_label, volume_outputs_line
 
 if TYPE_CHECKING:
     from textual.app import App
