@@ -159,19 +159,24 @@ class LaunchScreen(Dialog[Run | None]):
                     yield Input(value="30m", id="keep_alive")  # the bound for bringing outputs home
             with Horizontal(classes="fields"):
                 with Vertical():
-                    yield Label("outputs folder (in the workdir; comes home)")
-                    yield Input(value=LaunchSpec.model_fields["outputs"].default, id="outputs")
+                    yield Label("outputs folder (comes home)")  # a label fits a third of the form at 160 columns
+                    yield Input(value=LaunchSpec.model_fields["outputs"].default, id="outputs",
+                                tooltip="The folder in the workdir the command writes its outputs to; they come home")
                 with Vertical():
-                    yield Label("sync outputs every (empty: when the command ends)")
-                    yield Input(placeholder="e.g. 15m", id="sync_outputs")
+                    yield Label("sync outputs (empty: at the end)")
+                    yield Input(placeholder="e.g. 15m", id="sync_outputs",
+                                tooltip="Bring the outputs home this often while the command runs "
+                                        "(empty: when it ends)")
                 with Vertical():
                     yield Label("volume (datasets cached there)")
                     yield Select[str]([], id="volume", prompt="(none)")
                     yield Checkbox("outputs on the volume (they stay there)", id="outputs_on_volume", compact=True)
             with Horizontal(classes="fields"):
                 with Vertical():
-                    yield Label("retries: new pods for a lost one (empty: 2 on RunPod, 0 local)")
-                    yield Input(placeholder="e.g. 2", id="retries", type="integer")
+                    yield Label("retries (empty: RunPod 2, local 0)")
+                    yield Input(placeholder="e.g. 2", id="retries", type="integer",
+                                tooltip="New pods for a lost one, resuming from its last checkpoint "
+                                        "(empty: 2 on RunPod, 0 local)")
                 with Vertical():
                     yield Label("retry a failing command")
                     yield Select[str]([("no", "no"), ("yes", "yes")], value="no", allow_blank=False,
