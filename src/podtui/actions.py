@@ -9,7 +9,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-Scope = Literal["app", "dashboard", "panel", "detail", "launch", "offers", "help", "quit", "confirm"]
+Scope = Literal["app", "dashboard", "panel", "detail", "launch", "offers", "help", "quit", "confirm",
+                "volumes"]
 
 
 @dataclass(frozen=True)
@@ -74,11 +75,17 @@ ACTIONS: tuple[Action, ...] = (
            show=False, command="logs: older"),
     Action("chart.compare", "c", "compare", "Compare",
            "Overlay this run's loss on the next run you select (again: clear)", "panel", command="run: compare"),
+    Action("volumes.open", "v", "volumes", "Volumes", "The volumes, their cost and the datasets cached on them",
+           "dashboard", show=False, command="volumes: show"),
     Action("detail.back", "escape", "app.pop_screen", "Back", "Back to the dashboard", "detail"),
     Action("detail.terminate", "ctrl+d", "terminate", "Terminate", "Terminate the pod (asks)", "detail"),
     Action("detail.stop", "s", "stop", "Stop", "Stop the pod (asks)", "detail"),
     Action("detail.sync_outputs", "o", "sync_outputs", "Outputs now",
            "Bring the run's outputs home now (while its command runs)", "detail"),
+    Action("volumes.back", "escape", "app.pop_screen", "Back", "Back to the dashboard", "volumes"),
+    Action("volumes.delete", "d,delete", "delete_volume", "Delete",
+           "Delete a volume and all on it (in the volumes view; asks; kept while a pod uses it)", "volumes"),
+    Action("volumes.refresh", "r", "refresh", "Refresh", "List the volumes again (in the volumes view)", "volumes"),
     Action("launch.cancel", "escape", "cancel", "Cancel", "Close without launching", "launch"),
     Action("launch.submit", "ctrl+s", "launch", "Launch", "Launch the run (in the launch form)", "launch"),
     Action("offers.pick", "space", "toggle_pick", "Pick GPU", "Add/remove as a fallback", "offers"),
@@ -93,12 +100,13 @@ ACTIONS: tuple[Action, ...] = (
 )
 BY_ID = {a.id: a for a in ACTIONS}
 
-HELP_SCOPES: tuple[Scope, ...] = ("app", "dashboard", "panel", "detail", "launch")
+HELP_SCOPES: tuple[Scope, ...] = ("app", "dashboard", "panel", "detail", "volumes", "launch")
 """The screens whose keys the help screen lists (a key listed once: the first screen's)."""
 
 ACTIVE_TOGETHER: tuple[frozenset[Scope], ...] = (
     frozenset({"app", "dashboard", "panel"}), frozenset({"app", "detail"}), frozenset({"app", "launch", "offers"}),
     frozenset({"app", "help"}), frozenset({"app", "quit"}), frozenset({"app", "confirm"}),
+    frozenset({"app", "volumes"}),
 )
 """The scopes whose bindings hold at the same time (a screen's own, the app's, and its widgets')."""
 
@@ -114,8 +122,8 @@ def in_scope(scope: Scope) -> list[Action]:
 
 
 def help_actions() -> list[Action]:
-    """What the help screen lists: the app's keys, the dashboard's, then the run detail's and the launch form's
-    that use other keys."""
+    """What the help screen lists: the app's keys, the dashboard's, then the run detail's, the volumes view's and
+    the launch form's that use other keys."""
     listed: list[Action] = []
     for scope in HELP_SCOPES:
         keys = {a.keys for a in listed}

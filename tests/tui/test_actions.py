@@ -10,12 +10,14 @@ from podtui.screens.help import HelpScreen
 from podtui.screens.launch import LaunchScreen
 from podtui.screens.quit import QuitScreen
 from podtui.screens.run_detail import RunDetailScreen
+from podtui.screens.volumes import VolumesScreen
 from podtui.widgets.offers_table import OffersTable
 from podtui.widgets.run_panel import RunPanel
 from tests.support import make_settings
 
 HOLDERS = {"app": PodtuiApp, "dashboard": Dashboard, "detail": RunDetailScreen, "launch": LaunchScreen,
-           "offers": OffersTable, "help": HelpScreen, "quit": QuitScreen, "confirm": ConfirmScreen}
+           "offers": OffersTable, "help": HelpScreen, "quit": QuitScreen, "confirm": ConfirmScreen,
+           "volumes": VolumesScreen}
 
 
 def test_every_screens_bindings_are_the_tables_and_every_action_exists():

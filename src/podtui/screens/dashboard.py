@@ -203,6 +203,15 @@ class Dashboard(ReportsHandlerErrors, Screen[None]):
 
         self.app.push_screen(RunDetailScreen(self._client, self.live, run.id))
 
+    def action_volumes(self) -> None:
+        """The volumes view."""
+        if self._client is None:
+            self.notify("the control plane is still starting", severity="warning")
+            return
+        from .volumes import VolumesScreen
+
+        self.app.push_screen(VolumesScreen(self._client, self.live, self.default_provider))
+
     def action_zoom(self) -> None:
         """Show the selected run full width."""
         self.add_class("zoomed")
