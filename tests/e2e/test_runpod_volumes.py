@@ -4,9 +4,45 @@ Secure Cloud."""
 
 from __future__ import annotations
 
+import pytest
+
 from tests.fakes.runpod_v2 import GPU_4090, GPU_A100
 
 from .test_runpod import fake, plane_for, planes, wait_until  # noqa: F401  (fixtures)
+
+
+class S3Volume:
+    """A control plane on the fake RunPod whose volumes' S3 API is moto's server, and a boto3 client for it."""
+
+    def __init__(self, tmp_path, runpod, made_planes, endpoint: str) -> None:
+        self.tmp_path, self.runpod, self.made_planes, self.endpoint = tmp_path, runpod, made_planes, endpoint
+        self.plane = None
+        self.client = None
+
+    async def volume(self, name: str) -> dict:
+        """A RunPod network volume made through the control plane; its bucket (the volume itself) made in moto."""
+        import boto3
+
+        self.plane = await plane_for(self.tmp_path, self.runpod, self.made_planes, runpod_s3_url=self.endpoint,
+                                     runpod_s3_access_key="user_test", runpod_s3_secret="rps_test")
+        made = (await self.plane.http.post("/api/v1/volumes", json={"name": name, "provider": "runpod",
+                                                                    "size_gb": 20, "data_center": "US-KS-2"})).json()
+        self.client = boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id="user_test",
+                                   aws_secret_access_key="rps_test", region_name="us-east-1")
+        self.client.create_bucket(Bucket=made["id"])  # RunPod's bucket is the volume itself
+        return made
+
+
+@pytest.fixture
+def s3_volume(tmp_path, fake, planes):  # noqa: F811
+    """moto's S3 server as the volumes' S3 API (`S3Volume.volume` makes one)."""
+    from moto.server import ThreadedMotoServer
+
+    s3 = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    s3.start()
+    host, port = s3.get_host_and_port()
+    yield S3Volume(tmp_path, fake, planes, f"http://{host}:{port}")
+    s3.stop()
 
 
 async def test_network_volume_lifecycle_and_a_launch_that_mounts_it(tmp_path, fake, planes):  # noqa: F811
@@ -63,63 +99,50 @@ async def test_network_volume_lifecycle_and_a_launch_that_mounts_it(tmp_path, fa
     assert r.status_code == 404
 
 
-async def test_datasets_push_lands_where_a_pod_looks_and_resumes(tmp_path, fake, planes):  # noqa: F811
+async def test_datasets_push_lands_where_a_pod_looks_and_resumes(tmp_path, s3_volume):
     import asyncio
     import json
 
-    import boto3
     from click.testing import CliRunner
-    from moto.server import ThreadedMotoServer
 
     from podtui.cli import main
 
-    s3 = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    s3.start()
-    try:
-        host, port = s3.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
-        plane = await plane_for(tmp_path, fake, planes, runpod_s3_url=endpoint, runpod_s3_access_key="user_test",
-                                runpod_s3_secret="rps_test")
-        made = (await plane.http.post("/api/v1/volumes", json={"name": "vol", "provider": "runpod", "size_gb": 20,
-                                                               "data_center": "US-KS-2"})).json()
-        client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="user_test",
-                              aws_secret_access_key="rps_test", region_name="us-east-1")
-        client.create_bucket(Bucket=made["id"])  # RunPod's bucket is the volume itself
-        folder = tmp_path / "set"
-        (folder / "sub").mkdir(parents=True)
-        (folder / "a.bin").write_bytes(b"a" * 700_000)
-        (folder / "sub" / "b.bin").write_bytes(b"b" * 1000)
-        r = await plane.http.post("/api/v1/datasets", json={"path": str(folder), "name": "set"})
-        assert r.status_code == 201
+    made = await s3_volume.volume("vol")
+    plane, client = s3_volume.plane, s3_volume.client
+    folder = tmp_path / "set"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.bin").write_bytes(b"a" * 700_000)
+    (folder / "sub" / "b.bin").write_bytes(b"b" * 1000)
+    r = await plane.http.post("/api/v1/datasets", json={"path": str(folder), "name": "set"})
+    assert r.status_code == 201
 
-        async with plane.http.stream("POST", "/api/v1/datasets/set/push", json={"volume": "vol"}) as answer:
-            assert answer.status_code == 200
-            lines = [json.loads(line) async for line in answer.aiter_lines() if line.strip()]
-        result = lines[-1]["result"]
-        assert result["uploaded_bytes"] == 701_000 and result["skipped_bytes"] == 0, lines
-        keys = sorted(o["Key"] for o in client.list_objects_v2(Bucket=made["id"])["Contents"])
-        prefix = f"podtui/datasets/{result['key']}"
-        assert keys == [f"{prefix}/.complete", f"{prefix}/a.bin", f"{prefix}/sub/b.bin"]
-        marker = json.loads(client.get_object(Bucket=made["id"], Key=f"{prefix}/.complete")["Body"].read())
-        assert set(marker["sha256"]) == {"a.bin", "sub/b.bin"}
-        listed = {d["name"]: d for d in (await plane.http.get("/api/v1/datasets")).json()}
-        assert listed["set"]["cached_on"] == ["vol"]
+    async with plane.http.stream("POST", "/api/v1/datasets/set/push", json={"volume": "vol"}) as answer:
+        assert answer.status_code == 200
+        lines = [json.loads(line) async for line in answer.aiter_lines() if line.strip()]
+    result = lines[-1]["result"]
+    assert result["uploaded_bytes"] == 701_000 and result["skipped_bytes"] == 0, lines
+    keys = sorted(o["Key"] for o in client.list_objects_v2(Bucket=made["id"])["Contents"])
+    prefix = f"podtui/datasets/{result['key']}"
+    assert keys == [f"{prefix}/.complete", f"{prefix}/a.bin", f"{prefix}/sub/b.bin"]
+    marker = json.loads(client.get_object(Bucket=made["id"], Key=f"{prefix}/.complete")["Body"].read())
+    assert set(marker["sha256"]) == {"a.bin", "sub/b.bin"}
+    listed = {d["name"]: d for d in (await plane.http.get("/api/v1/datasets")).json()}
+    assert listed["set"]["cached_on"] == ["vol"]
 
-        # a push broken off before .complete resumes file by file; a whole one is not sent again
-        client.delete_object(Bucket=made["id"], Key=f"{prefix}/.complete")
-        env = {"PODTUI_SERVER": plane.url, "PODTUI_ADMIN_TOKEN": plane.control.admin_token,
-               "PODTUI_CONFIG_FILE": str(tmp_path / "none.toml"), "NO_PROXY": "127.0.0.1"}
-        out = await asyncio.to_thread(CliRunner().invoke, main, ["datasets", "push", "set", "--volume", "vol"],
-                                      env=env)
-        assert out.exit_code == 0, out.output
-        assert "set is on vol: 0 B sent, 684.6 KiB already there" in out.output
+    # a push broken off before .complete resumes file by file; a whole one is not sent again
+    client.delete_object(Bucket=made["id"], Key=f"{prefix}/.complete")
+    env = {"PODTUI_SERVER": plane.url, "PODTUI_ADMIN_TOKEN": plane.control.admin_token,
+           "PODTUI_CONFIG_FILE": str(tmp_path / "none.toml"), "NO_PROXY": "127.0.0.1"}
+    out = await asyncio.to_thread(CliRunner().invoke, main, ["datasets", "push", "set", "--volume", "vol"],
+                                  env=env)
+    assert out.exit_code == 0, out.output
+    assert "set is on vol: 0 B sent, 684.6 KiB already there" in out.output
 
-        r = await plane.http.post("/api/v1/datasets/set/push", json={"volume": "nope"})
-        assert r.status_code == 404
-        r = await plane.http.post("/api/v1/datasets/demo/push", json={})
-        assert r.status_code == 422
-    finally:
-        s3.stop()
+    r = await plane.http.post("/api/v1/datasets/set/push", json={"volume": "nope"})
+    assert r.status_code == 404
+    r = await plane.http.post("/api/v1/datasets/demo/push", json={})
+    assert r.status_code == 422
+
 
 
 async def test_a_dataset_larger_than_the_container_disk_needs_a_volume(tmp_path, fake, planes):  # noqa: F811
@@ -150,65 +173,51 @@ async def test_a_dataset_larger_than_the_container_disk_needs_a_volume(tmp_path,
     await plane.wait_status(r.json()["id"], {"terminated"}, timeout=60)
 
 
-async def test_outputs_on_a_network_volume_are_listed_and_fetched_through_its_s3_api(tmp_path, fake,  # noqa: F811
-                                                                                       planes):  # noqa: F811
+async def test_outputs_on_a_network_volume_are_listed_and_fetched_through_its_s3_api(tmp_path, fake, s3_volume):  # noqa: F811
     import hashlib
     import json
 
-    import boto3
-    from moto.server import ThreadedMotoServer
 
-    s3 = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    s3.start()
-    try:
-        host, port = s3.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
-        plane = await plane_for(tmp_path, fake, planes, runpod_s3_url=endpoint, runpod_s3_access_key="user_test",
-                                runpod_s3_secret="rps_test")
-        made = (await plane.http.post("/api/v1/volumes", json={"name": "out", "provider": "runpod", "size_gb": 20,
-                                                               "data_center": "US-KS-2"})).json()
-        client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="user_test",
-                              aws_secret_access_key="rps_test", region_name="us-east-1")
-        client.create_bucket(Bucket=made["id"])
-        r = await plane.http.post("/api/v1/runs", json={"dataset": "demo", "gpu_types": [GPU_4090], "volume": "out",
-                                                        "outputs_on_volume": True, "command": "true"})
-        assert r.status_code == 201, r.text
-        rid = r.json()["id"]
-        await wait_until(lambda: any(call == "POST /v2/pods" for call, _ in fake.bodies))
-        body = next(b for call, b in fake.bodies if call == "POST /v2/pods")
-        assert body["env"]["PODTUI_VOLUME_OUTPUTS"] == f"/workspace/podtui/outputs/{rid}"
-        assert body["mounts"] == {"network": [{"volumeId": made["id"], "path": "/workspace"}]}
-        # what the pod's command wrote under /workspace/podtui/outputs/<run>/ is, for RunPod's S3 API, this:
-        model = bytes(range(256)) * 40_000
-        client.put_object(Bucket=made["id"], Key=f"podtui/outputs/{rid}/model.safetensors", Body=model)
-        client.put_object(Bucket=made["id"], Key=f"podtui/outputs/{rid}/logs/train.txt", Body=b"done\n")
-        client.put_object(Bucket=made["id"], Key="podtui/outputs/other-run/x.bin", Body=b"not ours")
+    made = await s3_volume.volume("out")
+    plane, client = s3_volume.plane, s3_volume.client
+    r = await plane.http.post("/api/v1/runs", json={"dataset": "demo", "gpu_types": [GPU_4090], "volume": "out",
+                                                    "outputs_on_volume": True, "command": "true"})
+    assert r.status_code == 201, r.text
+    rid = r.json()["id"]
+    await wait_until(lambda: any(call == "POST /v2/pods" for call, _ in fake.bodies))
+    body = next(b for call, b in fake.bodies if call == "POST /v2/pods")
+    assert body["env"]["PODTUI_VOLUME_OUTPUTS"] == f"/workspace/podtui/outputs/{rid}"
+    assert body["mounts"] == {"network": [{"volumeId": made["id"], "path": "/workspace"}]}
+    # what the pod's command wrote under /workspace/podtui/outputs/<run>/ is, for RunPod's S3 API, this:
+    model = bytes(range(256)) * 40_000
+    client.put_object(Bucket=made["id"], Key=f"podtui/outputs/{rid}/model.safetensors", Body=model)
+    client.put_object(Bucket=made["id"], Key=f"podtui/outputs/{rid}/logs/train.txt", Body=b"done\n")
+    client.put_object(Bucket=made["id"], Key="podtui/outputs/other-run/x.bin", Body=b"not ours")
 
-        page = (await plane.http.get(f"/api/v1/runs/{rid}/outputs", params={"fresh": "1"})).json()
-        vol = page["volume"]
-        assert vol["location"] == f"s3://{made['id']}/podtui/outputs/{rid}/"
-        assert vol["path"] == f"/workspace/podtui/outputs/{rid}/"
-        assert [(f["path"], f["size"]) for f in vol["files"]] == [("logs/train.txt", 5), ("model.safetensors",
-                                                                                         len(model))]
-        assert page["files"] == []
+    page = (await plane.http.get(f"/api/v1/runs/{rid}/outputs", params={"fresh": "1"})).json()
+    vol = page["volume"]
+    assert vol["location"] == f"s3://{made['id']}/podtui/outputs/{rid}/"
+    assert vol["path"] == f"/workspace/podtui/outputs/{rid}/"
+    assert [(f["path"], f["size"]) for f in vol["files"]] == [("logs/train.txt", 5), ("model.safetensors",
+                                                                                     len(model))]
+    assert page["files"] == []
 
-        async with plane.http.stream("POST", f"/api/v1/runs/{rid}/outputs/fetch") as answer:
-            assert answer.status_code == 200
-            lines = [json.loads(line) async for line in answer.aiter_lines() if line.strip()]
-        result = lines[-1]["result"]
-        assert (result["fetched"], result["bytes"], result["failed"]) == (2, len(model) + 5, []), lines
-        page = (await plane.http.get(f"/api/v1/runs/{rid}/outputs")).json()
-        assert {f["path"]: f["sha256"] for f in page["files"]} == {
-            "model.safetensors": hashlib.sha256(model).hexdigest(),
-            "logs/train.txt": hashlib.sha256(b"done\n").hexdigest()}
-        home = plane.control.settings.data_dir / "outputs" / rid / "model.safetensors"
-        assert home.read_bytes() == model
-        r = await plane.http.get(f"/api/v1/runs/{rid}/outputs/file", params={"path": "logs/train.txt"})
-        assert r.content == b"done\n"
-        await plane.http.post(f"/api/v1/runs/{rid}/terminate")
-        await plane.wait_status(rid, {"terminated"}, timeout=60)
-    finally:
-        s3.stop()
+    async with plane.http.stream("POST", f"/api/v1/runs/{rid}/outputs/fetch") as answer:
+        assert answer.status_code == 200
+        lines = [json.loads(line) async for line in answer.aiter_lines() if line.strip()]
+    result = lines[-1]["result"]
+    assert (result["fetched"], result["bytes"], result["failed"]) == (2, len(model) + 5, []), lines
+    page = (await plane.http.get(f"/api/v1/runs/{rid}/outputs")).json()
+    assert {f["path"]: f["sha256"] for f in page["files"]} == {
+        "model.safetensors": hashlib.sha256(model).hexdigest(),
+        "logs/train.txt": hashlib.sha256(b"done\n").hexdigest()}
+    home = plane.control.settings.data_dir / "outputs" / rid / "model.safetensors"
+    assert home.read_bytes() == model
+    r = await plane.http.get(f"/api/v1/runs/{rid}/outputs/file", params={"path": "logs/train.txt"})
+    assert r.content == b"done\n"
+    await plane.http.post(f"/api/v1/runs/{rid}/terminate")
+    await plane.wait_status(rid, {"terminated"}, timeout=60)
+
 
 
 async def test_outputs_on_a_network_volume_without_the_s3_key_say_what_is_missing(tmp_path, fake,  # noqa: F811
