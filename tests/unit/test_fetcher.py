@@ -44,3 +44,21 @@ async def test_resumes_a_partial_file_and_checks_the_whole_sha256(tmp_path):
         assert not dest.exists()
     finally:
         await server.stop()
+
+
+async def test_a_body_cut_short_is_resumed_from_the_last_byte_written(tmp_path, capsys):
+    server = FileServer()
+    await server.start()
+    try:
+        data = os.urandom(5 * fetch.BLOCK + 1234)
+        server.files["f.bin"] = ServedFile(data)
+        server.cut_after = 2 * fetch.BLOCK + 77  # mid-block: the bytes of the block read so far are kept too
+        entry = {"path": "f.bin", "url": f"{server.url}/f.bin", "size": len(data), "etag": server.files["f.bin"].etag}
+        dest = tmp_path / "f.bin"
+        sha = await asyncio.to_thread(fetch.fetch_file, entry, str(dest), Bar())
+        assert sha == hashlib.sha256(data).hexdigest() and dest.read_bytes() == data
+        assert [r for _, _, r in server.requests] == [None, f"bytes={2 * fetch.BLOCK + 77}-"]
+        assert server.bytes_sent == len(data)  # no byte twice
+        assert f"broke off at {2 * fetch.BLOCK + 77} of {len(data)} bytes; resuming" in capsys.readouterr().out
+    finally:
+        await server.stop()

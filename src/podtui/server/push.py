@@ -26,9 +26,9 @@ from .sources import cache_key, is_remote
 
 PART_BYTES = 8 * 1024 * 1024
 """Multipart part size (RunPod asks for multipart above 500 MB), 10 parts at a time: boto3's own defaults. 64 MiB
-parts 4 at a time went 0.65-0.71x `upload_file` to the same endpoint in bench/push.py (fewer bytes in flight, and
-a long last wave); a retry of a small part is cheap, and boto3 grows the parts of a file that would need more than
-10,000."""
+parts 4 at a time went 0.65x (median) `upload_file` to the same endpoint in bench/push.py (likely fewer bytes in
+flight and a long last wave); a retry of a small part is cheap, and boto3 grows the parts of a file that would
+need more than 10,000."""
 CONCURRENCY = 10
 
 
