@@ -1,7 +1,8 @@
-"""Shared bits of the benchmarks: free ports, the helper control plane, percentiles."""
+"""Shared bits of the benchmarks: free ports, the helper control plane, percentiles, a dataset file of a size."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -34,3 +35,15 @@ def percentile(values: list[float], p: float) -> float:
         return float("nan")
     k = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
     return ordered[k]
+
+
+def write_dataset(path: Path, size: int) -> str:
+    """A file of `size` pseudo-random bytes (fast: one random MiB repeated with a counter); its sha256."""
+    block = os.urandom(1 << 20)
+    digest = hashlib.sha256()
+    with path.open("wb") as f:
+        for i in range(0, size, 1 << 20):
+            piece = (i.to_bytes(8, "big") + block)[: min(1 << 20, size - i)]
+            f.write(piece)
+            digest.update(piece)
+    return digest.hexdigest()

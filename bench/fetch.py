@@ -12,7 +12,6 @@ shared machine).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -22,6 +21,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import write_dataset
 
 from podtui.server.runs import free_port
 
@@ -38,17 +40,6 @@ web.run_app(app, host="127.0.0.1", port=int(sys.argv[2]), print=None, access_log
 """
 
 
-def write_file(path: Path, size: int) -> str:
-    block = os.urandom(1 << 20)
-    digest = hashlib.sha256()
-    with path.open("wb") as f:
-        for i in range(0, size, 1 << 20):
-            piece = (i.to_bytes(8, "big") + block)[: min(1 << 20, size - i)]
-            f.write(piece)
-            digest.update(piece)
-    return digest.hexdigest()
-
-
 def main(size_mib: int, rounds: int, fetcher: Path) -> int:
     if shutil.which("curl") is None:
         raise SystemExit("needs curl (apt-get install curl)")
@@ -56,7 +47,7 @@ def main(size_mib: int, rounds: int, fetcher: Path) -> int:
         root = Path(tmp)
         data = root / "data.bin"
         size = size_mib * 1024 * 1024
-        want = write_file(data, size)
+        want = write_dataset(data, size)
         port = free_port()
         server = subprocess.Popen([sys.executable, "-c", SERVER, str(data), str(port)])
         url = f"http://127.0.0.1:{port}/data.bin"

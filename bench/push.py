@@ -34,7 +34,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._common import free_port  # noqa: E402
+from bench._common import free_port, write_dataset  # noqa: E402
 from tests.fakes.runpod_v2 import FakeRunPodV2  # noqa: E402
 
 KEY, SECRET = "user_bench", "rps_bench"
@@ -55,18 +55,6 @@ client = boto3.session.Session().client("s3", endpoint_url=sys.argv[1], aws_acce
     config=Config(signature_version="s3v4", s3={"addressing_style": "path"}))
 client.upload_file(sys.argv[4], sys.argv[5], sys.argv[6])
 """
-
-
-def write_dataset(path: Path, size: int) -> str:
-    """A file of `size` pseudo-random bytes (one random MiB with a counter); its sha256."""
-    block = os.urandom(1 << 20)
-    digest = hashlib.sha256()
-    with path.open("wb") as f:
-        for i in range(0, size, 1 << 20):
-            piece = (i.to_bytes(8, "big") + block)[: min(1 << 20, size - i)]
-            f.write(piece)
-            digest.update(piece)
-    return digest.hexdigest()
 
 
 def wait_for(url: str, proc: subprocess.Popen[Any], what: str) -> None:

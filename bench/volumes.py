@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import json
 import os
 import re
@@ -29,24 +28,15 @@ from pathlib import Path
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import write_dataset
+
 from podtui.config import Settings
 from podtui.server.app import ControlPlane
 
 ENDED = {"succeeded", "failed", "lost", "terminated"}
 SHA = ("python3 -c \"import hashlib,os;h=hashlib.sha256();f=open(os.environ['PODTUI_DATASET_PATH'],'rb');"
        "[h.update(b) for b in iter(lambda: f.read(1<<20), b'')];print('sha', h.hexdigest())\"")
-
-
-def write_dataset(path: Path, size: int) -> str:
-    """A file of `size` pseudo-random bytes (fast: one random MiB repeated with a counter); its sha256."""
-    block = os.urandom(1 << 20)
-    digest = hashlib.sha256()
-    with path.open("wb") as f:
-        for i in range(0, size, 1 << 20):
-            piece = (i.to_bytes(8, "big") + block)[: min(1 << 20, size - i)]
-            f.write(piece)
-            digest.update(piece)
-    return digest.hexdigest()
 
 
 async def one_run(http: httpx.AsyncClient) -> dict[str, object]:
