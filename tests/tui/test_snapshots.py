@@ -103,26 +103,30 @@ def test_log_view_marks_a_gap(snap_compare, app):
     assert snap_compare(app, terminal_size=SIZE, run_before=gap)
 
 
-def test_run_detail_screen(snap_compare, app):
-    async def open_run(pilot):
-        await ready(pilot)
-        await pilot.press("enter")
-        await until(pilot, lambda: type(pilot.app.screen).__name__ == "RunDetailScreen"
-                    and pilot.app.screen.query_one("#events").row_count > 0)
-        await pilot.pause(0.5)
+async def open_run(pilot) -> None:
+    """The selected run's detail, its events loaded."""
+    await ready(pilot)
+    await pilot.press("enter")
+    await until(pilot, lambda: type(pilot.app.screen).__name__ == "RunDetailScreen"
+                and pilot.app.screen.query_one("#events").row_count > 0)
+    await pilot.pause(0.5)
 
+
+async def open_launch(pilot) -> None:
+    """The launch form, its GPU offers and dataset loaded."""
+    await ready(pilot)
+    await pilot.press("n")
+    await until(pilot, lambda: isinstance(pilot.app.screen, LaunchScreen)
+                and pilot.app.screen.query_one(OffersTable).row_count > 0
+                and pilot.app.screen.query_one("#dataset", Select).value != Select.BLANK)
+    await no_blink(pilot)
+
+
+def test_run_detail_screen(snap_compare, app):
     assert snap_compare(app, terminal_size=SIZE, run_before=open_run)
 
 
 def test_launch_screen(snap_compare, app):
-    async def open_launch(pilot):
-        await ready(pilot)
-        await pilot.press("n")
-        await until(pilot, lambda: isinstance(pilot.app.screen, LaunchScreen)
-                    and pilot.app.screen.query_one(OffersTable).row_count > 0
-                    and pilot.app.screen.query_one("#dataset", Select).value != Select.BLANK)
-        await no_blink(pilot)
-
     assert snap_compare(app, terminal_size=SIZE, run_before=open_launch)
 
 

@@ -6,7 +6,6 @@ import asyncio
 
 import pytest
 from rich.cells import cell_len
-from textual.widgets import Select
 
 from podtui.app import PodtuiApp
 from podtui.models import LaunchSpec, Run, RunStatus
@@ -14,10 +13,9 @@ from podtui.screens.launch import LaunchScreen
 from podtui.screens.quit import QuitScreen
 from podtui.server.app import ensure_demo_dataset
 from podtui.store import Store
-from podtui.widgets.offers_table import OffersTable
 from podtui.widgets.runs_table import RunsTable
 from tests.support import make_settings
-from tests.tui.test_snapshots import T0, no_blink, populate, ready, until
+from tests.tui.test_snapshots import T0, open_launch, open_run, populate, pressing, ready, until
 
 SIZES = {"80x24": (80, 24), "160x45": (160, 45)}
 
@@ -36,26 +34,11 @@ def test_dashboard(snap_compare, app, size):
 
 @pytest.mark.parametrize("size", SIZES)
 def test_launch_form(snap_compare, app, size):
-    async def open_launch(pilot):
-        await ready(pilot)
-        await pilot.press("n")
-        await until(pilot, lambda: isinstance(pilot.app.screen, LaunchScreen)
-                    and pilot.app.screen.query_one(OffersTable).row_count > 0
-                    and pilot.app.screen.query_one("#dataset", Select).value != Select.BLANK)
-        await no_blink(pilot)
-
     assert snap_compare(app, terminal_size=SIZES[size], run_before=open_launch)
 
 
 @pytest.mark.parametrize("size", SIZES)
 def test_run_detail(snap_compare, app, size):
-    async def open_run(pilot):
-        await ready(pilot)
-        await pilot.press("enter")
-        await until(pilot, lambda: type(pilot.app.screen).__name__ == "RunDetailScreen"
-                    and pilot.app.screen.query_one("#events").row_count > 0)
-        await pilot.pause(0.5)
-
     assert snap_compare(app, terminal_size=SIZES[size], run_before=open_run)
 
 
@@ -72,12 +55,7 @@ def test_quit_dialog(snap_compare, app, size):
 
 @pytest.mark.parametrize("size", SIZES)
 def test_help(snap_compare, app, size):
-    async def press(pilot):
-        await ready(pilot)
-        await pilot.press("question_mark")
-        await pilot.pause(0.5)
-
-    assert snap_compare(app, terminal_size=SIZES[size], run_before=press)
+    assert snap_compare(app, terminal_size=SIZES[size], run_before=pressing("question_mark"))
 
 
 LONG_NAMES = ["nanteaux-wave-12", "demo-lr-sweep-03", "bert-finetune-large", "demo-snap-2"]
