@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from tests.support import Plane, RecordingProvider, make_settings, settle, start_plane
+from tests.support import Plane, RecordingProvider, make_settings, start_plane, stop_local_plane
 
 
 @pytest.fixture
@@ -25,10 +24,4 @@ async def local_plane(tmp_path: Path) -> AsyncIterator[Plane]:
     """A control plane with the real local provider."""
     p = await start_plane(make_settings(tmp_path))
     yield p
-    # live runs, and ended ones whose pod stays for the keep-alive (a failed test left such a pod running)
-    for run in await p.store.list_runs():
-        if run.pod_in_use(time.time()):
-            await p.http.post(f"/api/v1/runs/{run.id}/terminate")
-    await settle(p)
-    await p.http.aclose()
-    await p.control.stop()
+    await stop_local_plane(p)

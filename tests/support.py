@@ -130,3 +130,26 @@ async def start_plane(settings: Settings, providers: dict[str, Any] | None = Non
     http = httpx.AsyncClient(base_url=control.url, headers={"Authorization": f"Bearer {control.admin_token}"},
                              trust_env=False, timeout=30)
     return Plane(control, http)
+
+
+async def wait_for(check: Any, timeout: float = 30.0, what: str = "", every: float = 0.2) -> Any:
+    """Await `check()` every `every` seconds until it gives something truthy, and return that; fail after
+    `timeout` seconds saying `what` did not come."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = await check()
+        if got:
+            return got
+        await asyncio.sleep(every)
+    raise AssertionError(f"not within {timeout} s{': ' + what if what else ''}")
+
+
+async def stop_local_plane(plane: Plane) -> None:
+    """Stop a control plane with the real local provider: its live runs, and ended ones whose pod stays for the
+    keep-alive (a failed test left such a pod running), are terminated first."""
+    for run in await plane.store.list_runs():
+        if run.pod_in_use(time.time()):
+            await plane.http.post(f"/api/v1/runs/{run.id}/terminate")
+    await settle(plane)
+    await plane.http.aclose()
+    await plane.control.stop()

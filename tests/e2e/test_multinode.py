@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from podtui.models import NODE_SEQ_STRIDE, node_of_seq
+from tests.support import wait_for
 
 from .helpers import group_alive
 
@@ -66,16 +67,6 @@ async def all_logs(plane, run_id: str, node: int) -> list[dict]:
     page = (await plane.http.get(f"/api/v1/runs/{run_id}/logs", params={
         "after_seq": node * NODE_SEQ_STRIDE - 1, "before_seq": (node + 1) * NODE_SEQ_STRIDE, "limit": 5000})).json()
     return list(page["lines"])
-
-
-async def wait_for(check, timeout: float = 90.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = await check()
-        if got:
-            return got
-        await asyncio.sleep(0.2)
-    raise AssertionError("timed out")
 
 
 @pytest.mark.parametrize("connect", ["push", "pull"])

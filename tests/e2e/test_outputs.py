@@ -23,7 +23,7 @@ import pytest
 from podtui.server import outputs as outputs_module
 from podtui.server.outputs import OutputRefused
 from podtui.server.outputs_api import OUTPUTS
-from tests.support import Plane, make_settings, start_plane
+from tests.support import Plane, make_settings, start_plane, wait_for
 
 
 def sha256_of(path: Path) -> str:
@@ -41,16 +41,6 @@ async def outputs_of(plane: Plane, run_id: str) -> dict[str, Any]:
     r = await plane.http.get(f"/api/v1/runs/{run_id}/outputs")
     assert r.status_code == 200, r.text
     return dict(r.json())
-
-
-async def wait_for(check: Any, timeout: float = 30.0, every: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = await check()
-        if got:
-            return got
-        await asyncio.sleep(every)
-    raise AssertionError(f"not within {timeout} s")
 
 
 def pod_dir(plane: Plane, run: dict[str, Any]) -> Path:
@@ -82,7 +72,7 @@ async def test_the_demo_model_comes_home_and_the_pod_ends(local_plane):
     async def pod_gone() -> bool:
         return (await provider.get_pod(done["pod_id"])).phase == "gone"
 
-    await wait_for(pod_gone, 10, 0.1)
+    await wait_for(pod_gone, 10, every=0.1)
     assert time.time() - ended_home < 10
     events = [e["kind"] for e in (await plane.http.get(f"/api/v1/runs/{run['id']}/events")).json()]
     assert "outputs_home" in events
@@ -139,7 +129,7 @@ async def test_a_sync_that_cannot_finish_ends_at_the_keep_alive_bound(local_plan
     async def pod_gone() -> bool:
         return (await provider.get_pod(done["pod_id"])).phase == "gone"
 
-    await wait_for(pod_gone, 12, 0.2)
+    await wait_for(pod_gone, 12)
     assert time.time() <= done["keep_alive_until"] + 8
     page = await outputs_of(plane, run["id"])
     assert page["summary"]["state"] != "home" and page["summary"]["files_home"] == 0

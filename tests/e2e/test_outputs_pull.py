@@ -50,7 +50,7 @@ async def test_pull_mode_brings_the_model_home_and_syncs_on_request(local_plane)
     async def pod_gone() -> bool:
         return (await provider.get_pod(done["pod_id"])).phase == "gone"
 
-    await wait_for(pod_gone, 10, 0.1)  # ended on the control plane's word, not at the 30 min keep-alive
+    await wait_for(pod_gone, 10, every=0.1)  # ended on the control plane's word, not at the 30 min keep-alive
 
 
 async def test_outputs_through_the_proxy_with_hiccups(cloud, tmp_path):  # noqa: F811

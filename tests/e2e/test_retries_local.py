@@ -11,13 +11,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support import Plane, make_settings, settle, start_plane
+from tests.support import Plane, make_settings, start_plane, stop_local_plane, wait_for
 
 from .helpers import group_alive
 
@@ -29,12 +28,7 @@ async def priced_plane(tmp_path: Path) -> Any:
     """The real local provider billing $3.60/h (a cent a minute... a tenth of a cent a second), so costs show."""
     p = await start_plane(make_settings(tmp_path, local_price_per_hour=3.6))
     yield p
-    for run in await p.store.list_runs():
-        if run.pod_in_use(time.time()):
-            await p.http.post(f"/api/v1/runs/{run.id}/terminate")
-    await settle(p)
-    await p.http.aclose()
-    await p.control.stop()
+    await stop_local_plane(p)
 
 
 def pod_groups(plane: Plane, pod_id: str) -> list[int]:
@@ -45,16 +39,6 @@ def pod_groups(plane: Plane, pod_id: str) -> list[int]:
     if agent.exists():
         groups.append(int(json.loads(agent.read_text())["child_pgid"]))
     return groups
-
-
-async def wait_for(check: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = await check()
-        if got:
-            return got
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"not within {timeout}s: {what}")
 
 
 async def all_logs(plane: Plane, run_id: str) -> list[dict[str, Any]]:
