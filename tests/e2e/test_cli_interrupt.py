@@ -90,7 +90,7 @@ async def test_launch_wait_rides_out_a_control_plane_restart(tmp_path):
     control plane is unreachable, keeps asking, and follows the run to its end when it answers again."""
     import threading
 
-    from tests.support import free_port, make_settings, settle, start_plane
+    from tests.support import free_port, make_settings, start_plane, stop_local_plane
 
     port = free_port()
     settings = make_settings(tmp_path, port=port)
@@ -121,16 +121,14 @@ async def test_launch_wait_rides_out_a_control_plane_restart(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
-        await settle(plane)
-        await plane.http.aclose()
-        await plane.control.stop()
+        await stop_local_plane(plane)
 
 
 async def test_logs_follow_rides_out_a_control_plane_restart(tmp_path):
     """`podtui logs RUN --follow` ended with an error when the control plane went away; it keeps following."""
     import threading
 
-    from tests.support import free_port, make_settings, settle, start_plane
+    from tests.support import free_port, make_settings, start_plane, stop_local_plane
 
     port = free_port()
     plane = await start_plane(make_settings(tmp_path, port=port))
@@ -166,6 +164,4 @@ async def test_logs_follow_rides_out_a_control_plane_restart(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
-        await settle(plane)
-        await plane.http.aclose()
-        await plane.control.stop()
+        await stop_local_plane(plane)
