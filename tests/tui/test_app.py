@@ -16,7 +16,7 @@ from podtui.widgets.offers_table import OffersTable
 from tests.support import free_port, make_settings
 
 
-async def wait_for(pilot, predicate, timeout=45.0):
+async def wait_for(pilot, predicate, timeout=60.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():

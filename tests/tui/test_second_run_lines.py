@@ -1,7 +1,6 @@
 """Starting a second run shows each of its lines and events once (a line showed twice when a second run
 started)."""
 
-import time
 from collections import Counter
 
 from podtui.app import PodtuiApp
@@ -9,15 +8,7 @@ from podtui.screens.launch import LaunchScreen
 from podtui.widgets.log_view import LogView
 from podtui.widgets.offers_table import OffersTable
 from tests.support import make_settings
-
-
-async def wait_for(pilot, predicate, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError("condition not met in time")
+from tests.tui.test_app import wait_for
 
 
 async def launch_from_the_form(app, pilot, command):
