@@ -11,28 +11,43 @@ from tests.support import make_settings
 from .test_app import open_the_launch_form, wait_for
 
 
+def app_with_a_local_volume(tmp_path, name):
+    """The app, on a data dir holding a local volume `name` (its cache folder made), and its settings."""
+    settings = make_settings(tmp_path)
+    (settings.data_dir / "volumes" / name / "podtui" / "datasets").mkdir(parents=True)
+    return PodtuiApp(settings), settings
+
+
+async def form_offering(app, pilot, volume) -> LaunchScreen:
+    """The launch form, open, once it offers the volume."""
+    await open_the_launch_form(app, pilot)
+    form = app.screen
+    assert isinstance(form, LaunchScreen)
+    await wait_for(pilot, lambda: [v.name for v in form.volumes] == [volume])
+    return form
+
+
+async def ended(app, pilot, run_id) -> str:
+    """The run's status once it has ended (a minute at most)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not app.live.runs[run_id].status.is_final:
+        await pilot.pause(0.2)
+    return app.live.runs[run_id].status.value
+
+
 async def test_the_form_launches_on_a_local_volume(tmp_path, monkeypatch):
     monkeypatch.setenv("DEMO_STEPS", "5")
-    settings = make_settings(tmp_path)
-    (settings.data_dir / "volumes" / "cache" / "podtui" / "datasets").mkdir(parents=True)
-    app = PodtuiApp(settings)
+    app, settings = app_with_a_local_volume(tmp_path, "cache")
     async with app.run_test(size=(160, 45)) as pilot:
-        await open_the_launch_form(app, pilot)
-        form = app.screen
-        assert isinstance(form, LaunchScreen)
-        volume = form.query_one("#volume", Select)
-        await wait_for(pilot, lambda: [v.name for v in form.volumes] == ["cache"])
-        volume.value = "cache"
+        form = await form_offering(app, pilot, "cache")
+        form.query_one("#volume", Select).value = "cache"
         assert form.spec().volume == "cache"
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: not isinstance(app.screen, LaunchScreen))
         await wait_for(pilot, lambda: len(app.live.runs) == 1)
         run = next(iter(app.live.runs.values()))
         assert run.spec.volume == "cache"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not app.live.runs[run.id].status.is_final:
-            await pilot.pause(0.2)
-        assert app.live.runs[run.id].status.value == "succeeded"
+        assert await ended(app, pilot, run.id) == "succeeded"
         cached = list((settings.data_dir / "volumes" / "cache" / "podtui" / "datasets").iterdir())
         assert len(cached) == 1 and (cached[0] / ".complete").is_file()
 
@@ -66,14 +81,9 @@ async def test_the_forms_outputs_on_the_volume_needs_a_volume_and_reaches_the_sp
     from textual.widgets import Checkbox, Static
 
     monkeypatch.setenv("DEMO_STEPS", "5")
-    settings = make_settings(tmp_path)
-    (settings.data_dir / "volumes" / "keep" / "podtui" / "datasets").mkdir(parents=True)
-    app = PodtuiApp(settings)
+    app, _ = app_with_a_local_volume(tmp_path, "keep")
     async with app.run_test(size=(160, 45)) as pilot:
-        await open_the_launch_form(app, pilot)
-        form = app.screen
-        assert isinstance(form, LaunchScreen)
-        await wait_for(pilot, lambda: [v.name for v in form.volumes] == ["keep"])
+        form = await form_offering(app, pilot, "keep")
         form.query_one("#outputs_on_volume", Checkbox).value = True
         await pilot.press("ctrl+s")
         await pilot.pause(0.2)
@@ -85,7 +95,4 @@ async def test_the_forms_outputs_on_the_volume_needs_a_volume_and_reaches_the_sp
         await wait_for(pilot, lambda: len(app.live.runs) == 1)
         run = next(iter(app.live.runs.values()))
         assert run.spec.outputs_on_volume is True
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not app.live.runs[run.id].status.is_final:
-            await pilot.pause(0.2)
-        assert app.live.runs[run.id].status.value == "succeeded"
+        assert await ended(app, pilot, run.id) == "succeeded"
