@@ -28,6 +28,17 @@ async def test_unknown_routes_and_methods_are_json(plane):
     assert r.status_code in (400, 404)
 
 
+async def test_bad_query_parameters_are_400s_that_say_what_is_allowed(plane):
+    for path, params, words in (
+            ("/api/v1/gpus", {"count": "two"}, "count must be an integer"),
+            ("/api/v1/gpus", {"count": "9"}, "count must be between 1 and 8"),
+            ("/api/v1/gpus", {"cloud": "moon"}, "cloud must be SECURE, COMMUNITY or ALL"),
+    ):
+        r = await plane.http.get(path, params=params)
+        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_query", (path, params)
+        assert words in r.json()["error"]["message"], (path, params)
+
+
 async def test_openapi_covers_every_route(plane):
     spec = (await plane.http.get("/api/v1/openapi.json")).json()
     assert spec["openapi"].startswith("3.")

@@ -132,12 +132,7 @@ async def list_gpus(request: web.Request) -> web.Response:
     cloud = request.query.get("cloud", "SECURE")
     if cloud not in ("SECURE", "COMMUNITY", "ALL"):
         raise ApiError(400, "invalid_query", "cloud must be SECURE, COMMUNITY or ALL")
-    try:
-        count = int(request.query.get("count", "1"))
-    except ValueError:
-        count = 0
-    if not 1 <= count <= 8:
-        raise ApiError(400, "invalid_query", "count must be a whole number of GPUs from 1 to 8")
+    count = query_int(request, "count", 1, 1, 8) or 1
     names = [wanted] if wanted else list(runs.providers)
     offers: list[GpuOffer] = []
     for name in names:
