@@ -454,7 +454,7 @@ ROUTES: tuple[Route, ...] = (
           "Echo a nonce this control plane minted (once)", response=doctor.Nonce),
     # outputs (issue 13): the admin side, then the pod's side in push mode
     Route("GET", RUN + "/outputs", outputs_api.list_outputs, auth.ADMIN, "A run's outputs and what still moves",
-          response=OutputsPage, params=(Param("fresh", enum=("1",), description="list a volume's outputs now "
+          response=OutputsPage, params=(Param("fresh", enum=FLAG, description="list a volume's outputs now "
                                               "(else a listing up to 10 s old may answer)"),)),
     Route("GET", RUN + "/outputs/file", outputs_api.output_file, auth.ADMIN,
           "One output file that is home (Range, If-Range; X-Podtui-Sha256)", content_type="application/octet-stream",
