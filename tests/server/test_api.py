@@ -33,6 +33,7 @@ async def test_bad_query_parameters_are_400s_that_say_what_is_allowed(plane):
             ("/api/v1/gpus", {"count": "two"}, "count must be an integer"),
             ("/api/v1/gpus", {"count": "9"}, "count must be between 1 and 8"),
             ("/api/v1/gpus", {"cloud": "moon"}, "cloud must be SECURE, COMMUNITY or ALL"),
+            ("/api/v1/volumes", {"provider": "aws"}, "provider must be local or runpod"),
     ):
         r = await plane.http.get(path, params=params)
         assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_query", (path, params)

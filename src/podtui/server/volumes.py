@@ -228,7 +228,7 @@ def _service(request: web.Request) -> VolumeService:
 def _provider_param(request: web.Request) -> str | None:
     provider = request.query.get("provider")
     if provider not in (None, "local", "runpod"):
-        raise ApiError(422, "invalid_query", "provider is local or runpod")
+        raise ApiError(400, "invalid_query", "provider must be local or runpod")
     return provider
 
 
