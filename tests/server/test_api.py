@@ -3,6 +3,7 @@
 import asyncio
 
 import httpx
+import pytest
 
 from podtui.server.api import ROUTES
 
@@ -140,3 +141,15 @@ async def test_terminate_during_provisioning_still_ends_the_pod(plane):
             break
         await asyncio.sleep(0.05)
     assert provider.terminated == [f"rec-{run_id}"] and not provider.alive
+
+
+async def test_a_refused_token_on_a_streamed_answer_names_where_the_token_came_from(plane):
+    from podtui.client import Client
+    from podtui.errors import ControlPlaneError
+
+    async with Client(plane.url, "wrong", token_source="--token") as client:
+        with pytest.raises(ControlPlaneError) as refused:
+            async for _ in client.push_dataset("demo", "vol1"):
+                pass
+    assert refused.value.status == 401 and "the admin token from --token is not this control plane's" in str(
+        refused.value)
