@@ -280,7 +280,8 @@ async def boot_script(request: web.Request) -> web.Response:
     run = await store.get_run(run_id)
     if run.status.is_final:
         raise ApiError(410, "run_ended", f"run {run_id} has ended ({run.status.value})")
-    if run.status in (RunStatus.downloading, RunStatus.training) and await _booted(store, run) >= run.spec.nodes:
+    if run.status in (RunStatus.downloading, RunStatus.training) and \
+            await store.count_events(run.id, "boot") >= run.spec.nodes:
         # The container started again on the same pod (RunPod restarts a container whose main process exits):
         # booting again would train from scratch, bill twice, and its log lines would reuse stored numbers.
         # (A run of N nodes boots N times: a node may boot after another has started downloading.)
@@ -305,11 +306,6 @@ async def boot_script(request: web.Request) -> web.Response:
         has_resume=_runs(request).retries.resume_archive(run.id).is_file(), fetch_plan=plan)
     await store.update_run(run.id, only_if_live=True, event=("boot", "the pod fetched its start script"))
     return web.Response(text=script, content_type="text/x-shellscript", headers={"Cache-Control": "no-store"})
-
-
-async def _booted(store: Store, run: Run) -> int:
-    """How many times the run's pods fetched their start script."""
-    return sum(1 for event in await store.list_events(run.id) if event.kind == "boot")
 
 
 async def boot_agent(request: web.Request) -> web.Response:
