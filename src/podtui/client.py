@@ -121,7 +121,7 @@ class Client:
             async with self._http.stream("POST", path, json=body, timeout=None) as response:
                 if response.status_code >= 400:
                     await response.aread()
-                    raise _error_of(response)
+                    raise _error_of(response, self.token_source)
                 async for line in response.aiter_lines():
                     if line.strip():
                         yield json.loads(line)
@@ -381,7 +381,7 @@ _FeedItem = tuple[int, FeedEntry | None] | _Connected | BaseException | None
 None (ended)."""
 
 
-def _error_of(response: httpx.Response, token_source: str = "") -> ControlPlaneError:
+def _error_of(response: httpx.Response, token_source: str) -> ControlPlaneError:
     try:
         body = response.json()
         error = body["error"]

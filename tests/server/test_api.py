@@ -3,6 +3,7 @@
 import asyncio
 
 import httpx
+import pytest
 
 from podtui.server.api import ROUTES
 
@@ -26,6 +27,18 @@ async def test_unknown_routes_and_methods_are_json(plane):
     assert r.status_code == 404
     r = await plane.http.get("/api/v1/runs/x/metrics", params={"max_points": "many"})
     assert r.status_code in (400, 404)
+
+
+async def test_bad_query_parameters_are_400s_that_say_what_is_allowed(plane):
+    for path, params, words in (
+            ("/api/v1/gpus", {"count": "two"}, "count must be an integer"),
+            ("/api/v1/gpus", {"count": "9"}, "count must be between 1 and 8"),
+            ("/api/v1/gpus", {"cloud": "moon"}, "cloud must be SECURE, COMMUNITY or ALL"),
+            ("/api/v1/volumes", {"provider": "aws"}, "provider must be local or runpod"),
+    ):
+        r = await plane.http.get(path, params=params)
+        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_query", (path, params)
+        assert words in r.json()["error"]["message"], (path, params)
 
 
 async def test_openapi_covers_every_route(plane):
@@ -128,3 +141,15 @@ async def test_terminate_during_provisioning_still_ends_the_pod(plane):
             break
         await asyncio.sleep(0.05)
     assert provider.terminated == [f"rec-{run_id}"] and not provider.alive
+
+
+async def test_a_refused_token_on_a_streamed_answer_names_where_the_token_came_from(plane):
+    from podtui.client import Client
+    from podtui.errors import ControlPlaneError
+
+    async with Client(plane.url, "wrong", token_source="--token") as client:
+        with pytest.raises(ControlPlaneError) as refused:
+            async for _ in client.push_dataset("demo", "vol1"):
+                pass
+    assert refused.value.status == 401 and "the admin token from --token is not this control plane's" in str(
+        refused.value)

@@ -149,11 +149,13 @@ class Run(_Model):
 
     def cost_at(self, now: float) -> float:
         """Cost so far: price per hour x billed time (until the run ended, or now), over every attempt."""
-        earlier = sum(a.cost_usd for a in self.ended_attempts)
+        return sum(a.cost_usd for a in self.ended_attempts) + self.attempt_cost_at(now)
+
+    def attempt_cost_at(self, now: float) -> float:
+        """The current (or last) attempt's cost so far: its pod's price per hour x its billed time."""
         if self.price_per_hour is None or self.started_at is None:
-            return earlier
-        end = self.ended_at or now
-        return earlier + max(0.0, end - self.started_at) / 3600.0 * self.price_per_hour
+            return 0.0
+        return max(0.0, (self.ended_at or now) - self.started_at) / 3600.0 * self.price_per_hour
 
     def runtime_at(self, now: float) -> float:
         """Billed time so far over every attempt (what --max-runtime counts), seconds."""
@@ -175,8 +177,7 @@ class Run(_Model):
         """Every pod of the run so far, the current one last (its cost counted until now)."""
         out = list(self.ended_attempts)
         if self.pod_id:
-            now = time.time()
-            cost = self.cost_at(now) - sum(a.cost_usd for a in self.ended_attempts)
+            cost = self.attempt_cost_at(time.time())
             out.append(Attempt(pod_id=self.pod_id, gpu=self.gpu_type, started_at=self.started_at,
                                ended_at=self.ended_at, reason=self.status_reason if self.ended_at else None,
                                cost_usd=round(cost, 6), price_per_hour=self.price_per_hour))

@@ -132,12 +132,7 @@ async def list_gpus(request: web.Request) -> web.Response:
     cloud = request.query.get("cloud", "SECURE")
     if cloud not in ("SECURE", "COMMUNITY", "ALL"):
         raise ApiError(400, "invalid_query", "cloud must be SECURE, COMMUNITY or ALL")
-    try:
-        count = int(request.query.get("count", "1"))
-    except ValueError:
-        count = 0
-    if not 1 <= count <= 8:
-        raise ApiError(400, "invalid_query", "count must be a whole number of GPUs from 1 to 8")
+    count = query_int(request, "count", 1, 1, 8) or 1
     names = [wanted] if wanted else list(runs.providers)
     offers: list[GpuOffer] = []
     for name in names:
@@ -285,7 +280,8 @@ async def boot_script(request: web.Request) -> web.Response:
     run = await store.get_run(run_id)
     if run.status.is_final:
         raise ApiError(410, "run_ended", f"run {run_id} has ended ({run.status.value})")
-    if run.status in (RunStatus.downloading, RunStatus.training) and await _booted(store, run) >= run.spec.nodes:
+    if run.status in (RunStatus.downloading, RunStatus.training) and \
+            await store.count_events(run.id, "boot") >= run.spec.nodes:
         # The container started again on the same pod (RunPod restarts a container whose main process exits):
         # booting again would train from scratch, bill twice, and its log lines would reuse stored numbers.
         # (A run of N nodes boots N times: a node may boot after another has started downloading.)
@@ -310,11 +306,6 @@ async def boot_script(request: web.Request) -> web.Response:
         has_resume=_runs(request).retries.resume_archive(run.id).is_file(), fetch_plan=plan)
     await store.update_run(run.id, only_if_live=True, event=("boot", "the pod fetched its start script"))
     return web.Response(text=script, content_type="text/x-shellscript", headers={"Cache-Control": "no-store"})
-
-
-async def _booted(store: Store, run: Run) -> int:
-    """How many times the run's pods fetched their start script."""
-    return sum(1 for event in await store.list_events(run.id) if event.kind == "boot")
 
 
 async def boot_agent(request: web.Request) -> web.Response:
@@ -459,7 +450,7 @@ ROUTES: tuple[Route, ...] = (
           "Echo a nonce this control plane minted (once)", response=doctor.Nonce),
     # outputs (issue 13): the admin side, then the pod's side in push mode
     Route("GET", RUN + "/outputs", outputs_api.list_outputs, auth.ADMIN, "A run's outputs and what still moves",
-          response=OutputsPage, params=(Param("fresh", enum=("1",), description="list a volume's outputs now "
+          response=OutputsPage, params=(Param("fresh", enum=FLAG, description="list a volume's outputs now "
                                               "(else a listing up to 10 s old may answer)"),)),
     Route("GET", RUN + "/outputs/file", outputs_api.output_file, auth.ADMIN,
           "One output file that is home (Range, If-Range; X-Podtui-Sha256)", content_type="application/octet-stream",

@@ -9,7 +9,7 @@ import secrets
 import shlex
 import shutil
 import time
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 from aiohttp import web
@@ -46,6 +46,12 @@ async def check_store(store: Store) -> DoctorCheck:
                  message=f"schema {version}, expected {store.latest_schema()}: restart the control plane to migrate")
 
 
+def _unreadable(root: str, manifest: list[dict[str, Any]]) -> list[str]:
+    """The dataset's files the control plane cannot read (blocking: up to 200,000 files, run it in a thread)."""
+    return [f"{entry['path']} is not readable by the control plane (check its permissions)" for entry in manifest
+            if not os.access(os.path.join(root, *entry["path"].split("/")), os.R_OK)]
+
+
 async def check_datasets(store: Store, settings: Settings) -> list[DoctorCheck]:
     """One check per registered dataset. A changed or deleted one warns (launches with it are refused) and says
     the two ways out; an unreadable or oversized one fails."""
@@ -65,11 +71,7 @@ async def check_datasets(store: Store, settings: Settings) -> list[DoctorCheck]:
                 f"{change}; launches with it are refused until you register it again (`{again}`) or remove it "
                 f"(`podtui datasets rm {dataset.name}`)")))
             continue
-        problems = []
-        for entry in record.manifest:
-            real = os.path.join(record.root, *entry["path"].split("/"))
-            if not os.access(real, os.R_OK):
-                problems.append(f"{entry['path']} is not readable by the control plane (check its permissions)")
+        problems = await asyncio.to_thread(_unreadable, record.root, record.manifest)
         if dataset.size_bytes > settings.dataset_size_limit:
             problems.append(f"{dataset.size_bytes} bytes, over the size limit {settings.dataset_size_limit}: raise "
                             "PODTUI_DATASET_SIZE_LIMIT")

@@ -29,7 +29,7 @@ from ..store import NotFound, Store
 from . import keys
 from .auth import check_ingest
 from .outputs import MAX_FILES_PER_OFFER, OutputRefused, Outputs
-from .responses import ApiError, json_response, read_body
+from .responses import ApiError, json_response, query_flag, read_body
 
 OUTPUTS: web.AppKey[Outputs] = web.AppKey("outputs")
 SYNCER: web.AppKey[Any] = web.AppKey("outputs_syncer")
@@ -158,9 +158,10 @@ async def _admin_run(request: web.Request) -> Run:
 async def list_outputs(request: web.Request) -> web.Response:
     """A run's outputs: name, size, sha256, time, and what still moves."""
     run = await _admin_run(request)
+    fresh = query_flag(request, "fresh")
     page: OutputsPage = await request.app[OUTPUTS].page(run)
     if run.spec.outputs_on_volume and run.spec.volume:
-        page.volume = await request.app[VOLUME_OUTPUTS].describe(run, fresh=request.query.get("fresh") == "1")
+        page.volume = await request.app[VOLUME_OUTPUTS].describe(run, fresh=fresh)
     return json_response(page)
 
 

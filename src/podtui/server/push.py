@@ -21,6 +21,7 @@ from ..models import DatasetPush, Volume
 from ..store import DatasetRecord, NotFound
 from . import keys
 from .datasets import DatasetError, resolve_served_file
+from .job_lines import answer_job_lines
 from .responses import ApiError, read_model
 from .sources import cache_key, is_remote
 
@@ -132,21 +133,15 @@ async def push_dataset(request: web.Request) -> web.StreamResponse:
                        "(user_…) and PODTUI_RUNPOD_S3_SECRET (rps_…) where the control plane runs (runpod.io: "
                        "Settings > S3 API Keys) and restart it")
     progress = PushProgress(total=record.dataset.size_bytes)
-    answer = web.StreamResponse(headers={"Content-Type": "application/x-ndjson", "Cache-Control": "no-store"})
-    await answer.prepare(request)
-    job = asyncio.ensure_future(asyncio.to_thread(push_blocking, record, volume, settings, progress))
-    try:
-        while not job.done():
-            await asyncio.wait([job], timeout=0.5)
-            await answer.write(json.dumps({"done": progress.done, "total": progress.total}).encode() + b"\n")
-        try:
-            result = job.result()
-        except DatasetError as exc:
-            await answer.write(json.dumps({"error": str(exc)}).encode() + b"\n")
-            return answer
+
+    async def finish(result: dict[str, Any]) -> dict[str, Any]:
         await store.record_volume_dataset("runpod", volume.name, result["key"], record.dataset.id)
-        await answer.write(json.dumps({"result": result}).encode() + b"\n")
-    finally:
+        return result
+
+    def stop() -> None:
         progress.cancelled = True  # a client gone: the upload thread stops at its next piece
-    await answer.write_eof()
-    return answer
+
+    # OSError: a file that vanished or could not be read while it went up
+    return await answer_job_lines(request, lambda: asyncio.to_thread(push_blocking, record, volume, settings,
+                                                                     progress),
+                                  progress, (DatasetError, OSError), finish, stop)

@@ -122,9 +122,7 @@ class Retries:
         current = await self.store.get_run(run.id)
         if not current.status.is_live or current.pod_id != lost_pod:
             return  # ended (the user, a guardrail, the pod's own last report) while its pod was being ended
-        cost = 0.0
-        if current.price_per_hour and current.started_at:
-            cost = max(0.0, now - current.started_at) / 3600.0 * current.price_per_hour
+        cost = current.attempt_cost_at(now)
         ended = Attempt(pod_id=lost_pod, gpu=current.gpu_type, started_at=current.started_at, ended_at=now,
                         reason=reason, cost_usd=round(cost, 6), price_per_hour=current.price_per_hour)
         total = (current.spec.retries or 0) + 1

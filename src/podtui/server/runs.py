@@ -21,7 +21,7 @@ from ..config import Settings, public_url_problem
 from ..models import LaunchSpec, ReportReply, Run, RunStatus, Volume, cuda_of_image
 from ..providers.base import POD_NAME_PREFIX, LaunchAttempt, PodRequest, Provider, ProviderError
 from ..report_rows import ReportBatch
-from ..store import NotFound, Store
+from ..store import NotFound, ReportResult, Store
 from ..tokens import hash_token, new_token
 from .dataset_launch import dataset_for_launch, room_problem
 from .demo import DEMO_COMMAND, DEMO_NAME, DEMO_WORKDIR
@@ -39,6 +39,13 @@ BUSY_BACKLOG = 64
 
 NODES_END_GRACE_S = 30.0
 """After node 0's command ended (no keep-alive), how long the other nodes of its run may still report."""
+
+
+def last_words(error: str | None) -> str | None:
+    """A failed command's own last line in its error tail (up to 300 characters): not the tail's first line, the
+    start script's (it names only `bash -c "$TRAIN_COMMAND"`), nor podtui's own lines."""
+    last = [line for line in (error or "").splitlines()[1:] if line.strip() and " [podtui] " not in line]
+    return last[-1][:300] if last else None
 
 
 def slow_down(backlog: int) -> float | None:
@@ -454,15 +461,8 @@ class RunService:
             run = await self.pod_reported_end(await self.store.get_run(run_id), RunStatus(batch.status),
                                               batch.exit_code, batch.error, batch.stopped)
             status = run.status
-        # After its command ended the pod may live to bring its outputs home (succeeded or failed) until then.
-        in_keep_alive = status in (RunStatus.succeeded, RunStatus.failed) and result.keep_alive_until is not None
-        stop = status.is_final and not in_keep_alive and batch.status not in ("succeeded", "failed")
-        deadline = await self.pod_deadline(run_id) if status.is_live else None
         asked = self.outputs is not None and run_id in self.outputs.asked
-        return ReportReply(accepted_metrics=result.accepted_metrics, accepted_logs=result.accepted_logs,
-                           run_status=status, stop=stop, sync_outputs=asked,
-                           deadline_in_s=None if deadline is None else round(deadline - time.time(), 1),
-                           min_interval_s=slow_down(self.store.backlog))
+        return await self._reply(run_id, status, result, batch.status, result.accepted_metrics, sync_outputs=asked)
 
     async def take_node_report(self, run_id: str, batch: ReportBatch) -> ReportReply:
         """A report of node k > 0 of a run of more than one pod: its log lines (their numbers are its own) and
@@ -481,19 +481,25 @@ class RunService:
             if batch.stopped:
                 reason, end = f"{batch.stopped} (enforced by node {node})", RunStatus.terminated
             else:
-                last = [line for line in (batch.error or "").splitlines()[1:]
-                        if line.strip() and " [podtui] " not in line]
-                reason = (f"node {node} failed (exit code {batch.exit_code})" + (f": {last[-1][:300]}" if last else "")
+                last = last_words(batch.error)
+                reason = (f"node {node} failed (exit code {batch.exit_code})" + (f": {last}" if last else "")
                           + "; the other nodes cannot go on without it")
                 end = RunStatus.failed
                 if batch.error:
                     await self.store.add_event(run_id, "failure_tail", f"node {node}: {batch.error[-8000:]}")
             self.terminate_soon(run_id, reason, end)
             status = end
+        return await self._reply(run_id, status, result, said, 0)
+
+    async def _reply(self, run_id: str, status: RunStatus, result: ReportResult, said: str | None,
+                     accepted_metrics: int, sync_outputs: bool = False) -> ReportReply:
+        """The reply a reporting pod acts on: whether to stop, the run's status, how long it may still run."""
+        # After its command ended the pod may live to bring its outputs home (succeeded or failed) until then.
         in_keep_alive = status in (RunStatus.succeeded, RunStatus.failed) and result.keep_alive_until is not None
         stop = status.is_final and not in_keep_alive and said not in ("succeeded", "failed")
         deadline = await self.pod_deadline(run_id) if status.is_live else None
-        return ReportReply(accepted_metrics=0, accepted_logs=result.accepted_logs, run_status=status, stop=stop,
+        return ReportReply(accepted_metrics=accepted_metrics, accepted_logs=result.accepted_logs, run_status=status,
+                           stop=stop, sync_outputs=sync_outputs,
                            deadline_in_s=None if deadline is None else round(deadline - time.time(), 1),
                            min_interval_s=slow_down(self.store.backlog))
 
@@ -527,9 +533,9 @@ class RunService:
                 refusal = self.retries.refusal(run)
             # The command's own last words, not the start script's line about where it failed (it names only
             # `bash -c "$TRAIN_COMMAND"`); the whole tail is the run's failure_tail event.
-            last = [line for line in (error or "").splitlines()[1:] if line.strip() and " [podtui] " not in line]
+            last = last_words(error)
             if last:
-                reason += f": {last[-1][:300]}"
+                reason += f": {last}"
             if run.spec.retry_failed and refusal:
                 reason += f"; no new pod: {refusal}"
         finished = await self.store.finish_run(run.id, status, reason, exit_code=exit_code,

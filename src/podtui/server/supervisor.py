@@ -127,8 +127,8 @@ class Supervisor:
         if warning and not await self.store.has_event(run.id, "budget_warning"):
             await self.store.add_event(run.id, "budget_warning", warning)
         first_bad = None
-        if run.last_loss is not None and not math.isfinite(run.last_loss):
-            first_bad = await self.store.first_nonfinite_loss(run.id)
+        if self.limits.stop_on_nan and run.last_loss is not None and not math.isfinite(run.last_loss):
+            first_bad = await self.store.first_nonfinite_loss(run.id)  # only the NaN guard names it
         reason = stop_reason(run, self.limits, now, self.awake_since, first_bad)
         if reason is None:
             return

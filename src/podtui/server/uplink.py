@@ -38,15 +38,20 @@ class DataEstimate(BaseModel):
     """What to tell the user before launching, when it matters."""
 
 
+def _waited_for_data(run: Run) -> bool:
+    """A RunPod run with no volume whose data wait ended: its dataset's size over that wait may be a sample."""
+    wait = run.data_wait_s
+    return run.provider == "runpod" and not run.spec.volume and run.data_wait_until is not None and \
+        wait is not None and wait > 0
+
+
 def measured_uplink(runs: list[Run], sizes: dict[str, tuple[str, int]]) -> float | None:
     """The median bytes/s of earlier RunPod runs whose local dataset came through this machine."""
     samples = []
     for run in runs:
         kind, size = sizes.get(run.dataset_id, ("", 0))
         wait = run.data_wait_s
-        if run.provider != "runpod" or run.spec.volume or kind not in ("file", "dir") or size < MIN_SAMPLE_BYTES:
-            continue
-        if run.data_wait_until is None or not wait or wait <= 0:
+        if not _waited_for_data(run) or wait is None or kind not in ("file", "dir") or size < MIN_SAMPLE_BYTES:
             continue
         samples.append(size / wait)
     return statistics.median(samples) if samples else None
@@ -82,7 +87,7 @@ async def estimate(request: web.Request) -> web.Response:
     answer = DataEstimate(dataset=dataset.name, size_bytes=dataset.size_bytes, through_this_machine=through)
     if not through:
         return json_response(answer)
-    runs = await store.list_runs()
+    runs = [run for run in await store.list_runs() if _waited_for_data(run)]  # the datasets of these only
     sizes: dict[str, tuple[str, int]] = {}
     for run in runs:
         if run.dataset_id not in sizes:

@@ -13,7 +13,6 @@ A file already home at the same size and modification time is not fetched again.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -31,6 +30,7 @@ from ..models import OutputFile, Run, Volume
 from ..models.pages import VolumeOutputs
 from ..store import NotFound, Store
 from . import keys
+from .job_lines import answer_job_lines
 from .outputs import OutputRefused, Outputs
 from .outputs_api import OUTPUTS, VOLUME_OUTPUTS
 from .push import volume_s3_client
@@ -253,28 +253,16 @@ async def fetch_outputs(request: web.Request) -> web.StreamResponse:
                        "--outputs-on-volume): `podtui outputs RUN` lists them")
     service = request.app[VOLUME_OUTPUTS]
     progress = FetchProgress()
-    answer = web.StreamResponse(headers={"Content-Type": "application/x-ndjson", "Cache-Control": "no-store"})
-    await answer.prepare(request)
-    job = asyncio.ensure_future(service.fetch_home(run, progress))
-    try:
-        while not job.done():
-            await asyncio.wait([job], timeout=0.5)
-            await answer.write(json.dumps({"done": progress.done, "total": progress.total}).encode() + b"\n")
-        try:
-            job.result()
-        except VolumeUnreadable as exc:
-            await answer.write(json.dumps({"error": str(exc)}).encode() + b"\n")
-            return answer
+
+    async def finish(_: None) -> dict[str, Any]:
         folder = request.app[OUTPUTS].run_dir(run.id)
         if progress.files:
             await request.app[keys.STORE].add_event(run.id, "outputs_home", f"outputs fetched from volume "
                                                     f"{run.spec.volume}: {progress.files} file(s), "
                                                     f"{format_bytes(progress.done)} in {folder}")
-        await answer.write(json.dumps({"result": {"fetched": progress.files, "skipped": progress.skipped,
-                                                  "bytes": progress.done, "failed": progress.failed,
-                                                  "folder": str(folder)}}).encode() + b"\n")
-    finally:
-        if not job.done():
-            job.cancel()  # the client went away: what arrived stays in the partials, the next fetch resumes
-    await answer.write_eof()
-    return answer
+        return {"fetched": progress.files, "skipped": progress.skipped, "bytes": progress.done,
+                "failed": progress.failed, "folder": str(folder)}
+
+    # a client gone: the job is cancelled; what arrived stays in the partials, the next fetch resumes
+    return await answer_job_lines(request, lambda: service.fetch_home(run, progress), progress, (VolumeUnreadable,),
+                                  finish)

@@ -76,14 +76,15 @@ class VolumeService:
                            "--provider local)")
         return provider
 
-    async def list(self, provider: str | None = None) -> list[Volume]:
-        """Volumes of one provider, or of every provider configured."""
+    async def list(self, provider: str | None = None, name: str | None = None) -> list[Volume]:
+        """Volumes of one provider, or of every provider configured; with `name`, only the one of that name (or
+        RunPod id): a launch or a lookup then walks no other local volume's folder to size it."""
         found: list[Volume] = []
         if provider in (None, "local"):
             root = local_root(self.settings)
             if root.is_dir():
                 for entry in sorted(root.iterdir()):
-                    if entry.is_dir() and _NAME.match(entry.name):
+                    if entry.is_dir() and _NAME.match(entry.name) and name in (None, entry.name):
                         used = await asyncio.to_thread(_folder_bytes, entry)
                         found.append(Volume(name=entry.name, provider="local", id=entry.name, path=str(entry),
                                             used_bytes=used))
@@ -93,6 +94,8 @@ class VolumeService:
             except ProviderError as exc:
                 raise ApiError(502, "provider_error", str(exc)) from None
             for v in raw:
+                if name is not None and name not in (v.get("name"), v.get("id")):
+                    continue
                 size = v.get("size") if isinstance(v.get("size"), int) else None
                 found.append(Volume(name=str(v.get("name") or v.get("id")), provider="runpod", id=str(v["id"]),
                                     data_center=v.get("dataCenter"), size_gb=size, type=v.get("type"),
@@ -103,13 +106,13 @@ class VolumeService:
         for volume in found:
             volume.in_use_by = [r.id for r in runs if r.spec.volume == volume.name and r.provider == volume.provider
                                 and r.pod_in_use(now)]
-            volume.cached = sorted({name for prov, vol, name in cached
+            volume.cached = sorted({dataset for prov, vol, dataset in cached
                                     if prov == volume.provider and vol == volume.name})
         return found
 
     async def find(self, name: str, provider: str) -> Volume:
         """A volume by name (or RunPod id); 404 naming the command that lists them."""
-        for volume in await self.list(provider):
+        for volume in await self.list(provider, name):
             if name in (volume.name, volume.id):
                 return volume
         hint = "podtui volumes create NAME" + (" --size GB --dc DC" if provider == "runpod" else " --provider local")
@@ -129,7 +132,7 @@ class VolumeService:
         if body.size_gb is None or not body.data_center:
             raise ApiError(422, "volume_spec", "a RunPod network volume needs --size GB (10-4096) and --dc DATA_CENTER "
                            "(e.g. EU-RO-1; pods using it run there, Secure Cloud)")
-        if any(v.name == body.name for v in await self.list("runpod")):
+        if any(v.name == body.name for v in await self.list("runpod", body.name)):
             raise ApiError(409, "volume_exists", f"a RunPod network volume named {body.name} exists")
         request: dict[str, Any] = {"name": body.name, "size": body.size_gb, "dataCenter": body.data_center}
         if body.type:
@@ -228,7 +231,7 @@ def _service(request: web.Request) -> VolumeService:
 def _provider_param(request: web.Request) -> str | None:
     provider = request.query.get("provider")
     if provider not in (None, "local", "runpod"):
-        raise ApiError(422, "invalid_query", "provider is local or runpod")
+        raise ApiError(400, "invalid_query", "provider must be local or runpod")
     return provider
 
 

@@ -26,6 +26,11 @@ class EventQueries(Engine):
                                 (run_id, kind, since or 0.0))
         return bool(rows)
 
+    async def count_events(self, run_id: str, kind: str) -> int:
+        """How many events of this kind a run has (e.g. how many times its pods fetched their start script)."""
+        rows = await self._read("SELECT count(*) FROM run_events WHERE run_id = ? AND kind = ?", (run_id, kind))
+        return int(rows[0][0])
+
     async def add_event(self, run_id: str, kind: str, message: str) -> int:
         """Record something that happened to a run."""
         now = time.time()

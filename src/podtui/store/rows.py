@@ -19,10 +19,6 @@ _RUN_COLUMNS = (
 )
 
 
-def _nan_to_none(value: float) -> float | None:
-    return None if math.isnan(value) else value
-
-
 def _none_to_nan(value: float | None) -> float:
     return math.nan if value is None else value
 

@@ -26,6 +26,11 @@ _UPDATABLE = {
 }
 
 
+def _revoke_download_tokens(db: sqlite3.Connection, run_id: str, now: float) -> None:
+    """The run's download tokens stop working (its run ended, or its pod was lost)."""
+    _exec(db, "UPDATE download_tokens SET revoked_at = ? WHERE run_id = ? AND revoked_at IS NULL", (now, run_id))
+
+
 class RunQueries(Engine):
     """Runs (a part of `Store`)."""
 
@@ -116,8 +121,7 @@ class RunQueries(Engine):
                          live = NULL WHERE id = ?""",
                   (status.value, reason, now, exit_code, keep_alive_until,
                    None if keep_alive_until else now, run_id))
-            _exec(db, "UPDATE download_tokens SET revoked_at = ? WHERE run_id = ? AND revoked_at IS NULL",
-                  (now, run_id))
+            _revoke_download_tokens(db, run_id, now)
             _event(db, run_id, status.value, reason, now)
             _feed(db, run_id, "run", None, None, now)
             return _fetch_run(db, run_id)
@@ -145,8 +149,7 @@ class RunQueries(Engine):
                          gpu_util = NULL, gpu_mem = NULL, exit_code = NULL, ingest_token_hash = ?,
                          ingest_revoked_at = NULL WHERE id = ?""",
                   (json.dumps(attempts), RunStatus.provisioning.value, ingest_token_hash, run_id))
-            _exec(db, "UPDATE download_tokens SET revoked_at = ? WHERE run_id = ? AND revoked_at IS NULL",
-                  (now, run_id))
+            _revoke_download_tokens(db, run_id, now)
             seq = len(attempts) * SEQ_SPAN
             _insert_rows(db, run_id, "logs", [(run_id, seq, now, "system", boundary)], now)
             _event(db, run_id, event[0], event[1], now)
