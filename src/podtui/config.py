@@ -366,11 +366,6 @@ def ensure_admin_token(settings: Settings) -> str:
     return settings.admin_token or ensure_secret(settings, ADMIN_TOKEN_FILE)
 
 
-def read_admin_token(settings: Settings) -> str | None:
-    """The admin token a local client uses: the setting, else the data dir's file, else None."""
-    return resolve_admin_token(settings)[0]
-
-
 def resolve_admin_token(settings: Settings, given: str | None = None, given_as: str = "--token") -> tuple[
         str | None, str]:
     """The admin token every client (the dashboard and each CLI verb) uses, and where it came from, for the error
