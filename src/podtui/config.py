@@ -292,7 +292,9 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         raise ValueError("podtui settings are invalid:\n" + "\n".join(
-            setting_problem(path, err) for err in exc.errors())) from exc
+            setting_problem(path, err) for err in exc.errors())
+            + "\nCorrect each value where it is set (that line of the file, or that variable), or remove it for "
+              "its default.") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"podtui settings are invalid: {path} is not valid TOML: {exc}") from exc
     except OSError as exc:
