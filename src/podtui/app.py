@@ -256,9 +256,10 @@ class PodtuiApp(ReportsHandlerErrors, App[int]):
     def take_entry(self, entry: FeedEntry) -> None:
         """One live feed entry: into the app's runs first, then to every screen on the stack."""
         self.live.apply(entry)
-        for screen in self.screen_stack:
-            screen.post_message(message_for(entry))
-        if isinstance(told := message_for(entry), RunEventArrived):
+        told = None
+        for screen in self.screen_stack:  # a message each: a message is handled by one pump
+            screen.post_message(told := message_for(entry))
+        if isinstance(told, RunEventArrived):
             self.tell_event(told.event)
 
     def tell_event(self, event: RunEvent) -> None:

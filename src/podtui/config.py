@@ -292,7 +292,9 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         raise ValueError("podtui settings are invalid:\n" + "\n".join(
-            setting_problem(path, err) for err in exc.errors())) from exc
+            setting_problem(path, err) for err in exc.errors())
+            + "\nCorrect each value where it is set (that line of the file, or that variable), or remove it for "
+              "its default.") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"podtui settings are invalid: {path} is not valid TOML: {exc}") from exc
     except OSError as exc:
@@ -364,11 +366,6 @@ def unknown_settings(path: Path) -> list[str]:
 def ensure_admin_token(settings: Settings) -> str:
     """Return the admin token, creating it (mode 0600) in the data dir on first start."""
     return settings.admin_token or ensure_secret(settings, ADMIN_TOKEN_FILE)
-
-
-def read_admin_token(settings: Settings) -> str | None:
-    """The admin token a local client uses: the setting, else the data dir's file, else None."""
-    return resolve_admin_token(settings)[0]
 
 
 def resolve_admin_token(settings: Settings, given: str | None = None, given_as: str = "--token") -> tuple[

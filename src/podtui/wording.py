@@ -34,8 +34,9 @@ _SPEC_PATTERNS = {
     "workdir": "an absolute path",
     "provider": "local or runpod",
     "env": "names of letters, digits and _ (not starting with a digit)",
+    "data_center": "a RunPod data center id like EU-RO-1",
 }
-"""What a LaunchSpec field's pattern asks for, in words."""
+"""What a LaunchSpec (or VolumeCreate) field's pattern asks for, in words."""
 _DURATION_FIELDS = {"max_runtime_s", "keep_alive_s", "sync_outputs_s", "min_gpu_util_s"}
 
 
@@ -45,9 +46,9 @@ def _plain(number: Any) -> str:
 
 
 def spec_problems(exc: ValidationError, name_of: Callable[[str], str]) -> str:
-    """A LaunchSpec's problems as a person reads them, each named by `name_of(field)` (a CLI option, a form's
-    label): in words, where pydantic shows a regular expression, or a limit in seconds for a duration typed in
-    days."""
+    """A LaunchSpec's (or a VolumeCreate's) problems as a person reads them, each named by `name_of(field)` (a CLI
+    option, a form's label): in words, where pydantic shows a regular expression, or a limit in seconds for a
+    duration typed in days."""
     from .models.limits import MAX_DURATION_S  # the models are loaded already: `exc` is theirs
 
     problems = []

@@ -2,7 +2,7 @@
 
 from textual.app import App, ComposeResult
 
-from podtui.widgets.log_view import Line, LogView
+from podtui.widgets.log_view import Line, LogView, parse_filter
 
 
 class Logs(App[None]):
@@ -53,3 +53,10 @@ async def test_a_runs_nodes_are_tagged_filtered_and_each_followed_apart():
         view.filter_text = "node:0 a1"
         await pilot.pause(0.1)
         assert list(view.lines) == ["[node 0] a1"]
+
+
+def test_a_filter_is_parsed_into_its_node_and_its_text():
+    assert parse_filter("Loss") == (None, "loss")
+    assert parse_filter(" node:1  Eval") == (1, "eval")
+    assert parse_filter("NODE:12") == (12, "")
+    assert parse_filter("node:x loss") == (None, "node:x loss")

@@ -129,3 +129,4 @@ async def test_a_setting_that_is_wrong_is_said_right_after_the_first_frame_and_p
     assert app.return_code == 1 and app.plane is None
     said = capfd.readouterr().err  # printed at exit, as `podtui` prints it
     assert said.startswith("Error: podtui settings are invalid") and "PODTUI_PORT (environment): port:" in said, said
+    assert "Correct each value where it is set" in said, said  # and what to do about it

@@ -5,6 +5,7 @@ control plane's refusal shown as it says it). Snapshots at 80x24 and 160x45."""
 import asyncio
 import io
 import threading
+import time
 
 import pytest
 from rich.console import Console
@@ -197,3 +198,24 @@ async def test_runpod_not_answering_leaves_the_local_volumes_shown(tmp_path):
         assert [r[0] for r in rows(screen)] == ["scratch"]
         told = [n for n in app._notifications if n.severity == "error"]
         assert told and "RunPod" in told[-1].message, [n.message for n in app._notifications]
+
+
+async def test_deleting_a_volume_names_the_run_outputs_on_it(app):
+    """The question named the cached datasets but not the outputs a run wrote to the volume (--outputs-on-volume),
+    which are nowhere else."""
+    from podtui.feed import RunChanged
+    from podtui.models import Run, RunStatus
+
+    async with app.run_test(size=(160, 45)) as pilot:
+        screen = await open_volumes(pilot)
+        run = Run(id="out0000001", name="kept-outputs", provider="local", status=RunStatus.succeeded,
+                  dataset_id="d", created_at=time.time(),
+                  spec=LaunchSpec(dataset="demo", gpu_types=["local"], command="true", volume="scratch",
+                                  outputs_on_volume=True))
+        app.take_entry(RunChanged(run=run))
+        await pilot.press("down", "d")  # scratch
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        question = str(app.screen.query_one("#question", Static).render())
+        assert "outputs of 1 run(s)" in question and "podtui outputs out0000001 --to DIR" in question
+        await pilot.press("n")
+        await wait_for(pilot, lambda: app.screen is screen)

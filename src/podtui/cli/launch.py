@@ -140,12 +140,9 @@ def launch(obj: Context, dataset: str, gpu_types: tuple[str, ...], command: str 
                 return 0
             if not as_json:
                 click.echo(f"launched {run.name} ({run.id}) on {run.provider}")
-            try:
-                run = await follow_run(client, run.id, quiet=as_json)
-                if not as_json:
-                    await follow_outputs(client, run)
-            except asyncio.CancelledError:
-                raise
+            run = await follow_run(client, run.id, quiet=as_json)
+            if not as_json:
+                await follow_outputs(client, run)
             if as_json:
                 emit_json(run)
             return 0 if run.status == RunStatus.succeeded else 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
 import click
@@ -28,11 +29,6 @@ from . import Context, emit_json, resolve_run, run_async, table
 def outputs(obj: Context, run_ref: str, to_dir: str | None, force: bool, sync_now: bool, as_json: bool) -> None:
     """List a run's outputs (files brought home from its pod, or left on its volume with --outputs-on-volume),
     copy them out, or ask for a sync now."""
-    from pathlib import Path
-
-    from ..bootstrap.agent.output_names import output_name_problem
-    from ..output_copies import plan_copy, read_record, write_record
-
     async def go() -> None:
         async with obj.client() as client:
             run = await resolve_run(client, run_ref)
@@ -45,39 +41,7 @@ def outputs(obj: Context, run_ref: str, to_dir: str | None, force: bool, sync_no
                 await fetch_from_volume(client, run.id, as_json)
             page = await client.outputs(run.id, fresh=True)
             if to_dir is not None:
-                folder = Path(to_dir)
-                record = read_record(folder)  # what earlier copies wrote: a file changed since is the user's
-                copied: list[dict[str, Any]] = []
-                kept: list[str] = []
-                for f in page.files:
-                    if f.size is None or f.sha256 is None or output_name_problem(f.path):
-                        if f.size is not None:  # a bad name: download_output refuses it with the reason
-                            await client.download_output(run.id, f, folder)
-                        continue
-                    plan = await asyncio.to_thread(plan_copy, folder / f.path, f.sha256, record.get(f.path))
-                    if plan in ("changed", "foreign") and not force:
-                        why = "changed since the last copy" if plan == "changed" else "not copied there by podtui"
-                        kept.append(f.path)
-                        copied.append({"path": f.path, "to": str(folder / f.path), "copied": False, "sha256": f.sha256,
-                                       "kept": plan})
-                        if not as_json:
-                            click.echo(f"kept {folder / f.path}: {why} (--force replaces it)", err=True)
-                        continue
-                    path, fresh = await client.download_output(run.id, f, folder)
-                    record[f.path] = f.sha256
-                    write_record(folder, record)
-                    copied.append({"path": f.path, "to": str(path), "copied": fresh, "sha256": f.sha256})
-                    if not as_json:
-                        click.echo(f"{'copied ' if fresh else 'already there '}{f.path} -> {path}")
-                if as_json:
-                    emit_json({"run_id": run.id, "files": copied})
-                elif not copied:
-                    click.echo("no output is home yet")
-                if kept:
-                    many = len(kept) > 1
-                    raise ControlPlaneError(f"{len(kept)} file{'s' if many else ''} in {folder} not replaced "
-                                            f"(changed there since the last copy, or not podtui's): "
-                                            f"{', '.join(kept[:5])}; --force replaces {'them' if many else 'it'}")
+                await copy_outputs(client, run.id, page, Path(to_dir), force, as_json)
                 return
             if as_json:
                 emit_json(page)
@@ -104,6 +68,46 @@ def outputs(obj: Context, run_ref: str, to_dir: str | None, force: bool, sync_no
                        + (f"  ({page.folder})" if page.files else ""))
 
     run_async(go)
+
+
+async def copy_outputs(client: Any, run_id: str, page: Any, folder: Path, force: bool, as_json: bool) -> None:
+    """Copy the files that are home into `folder`, never over one the user changed there since the last copy (or
+    one podtui did not put there) without `force`; those kept are an error that names them."""
+    from ..bootstrap.agent.output_names import output_name_problem
+    from ..output_copies import plan_copy, read_record, write_record
+
+    record = read_record(folder)  # what earlier copies wrote: a file changed since is the user's
+    copied: list[dict[str, Any]] = []
+    kept: list[str] = []
+    for f in page.files:
+        if f.size is None or f.sha256 is None or output_name_problem(f.path):
+            if f.size is not None:  # a bad name: download_output refuses it with the reason
+                await client.download_output(run_id, f, folder)
+            continue
+        plan = await asyncio.to_thread(plan_copy, folder / f.path, f.sha256, record.get(f.path))
+        if plan in ("changed", "foreign") and not force:
+            why = "changed since the last copy" if plan == "changed" else "not copied there by podtui"
+            kept.append(f.path)
+            copied.append({"path": f.path, "to": str(folder / f.path), "copied": False, "sha256": f.sha256,
+                           "kept": plan})
+            if not as_json:
+                click.echo(f"kept {folder / f.path}: {why} (--force replaces it)", err=True)
+            continue
+        path, fresh = await client.download_output(run_id, f, folder)
+        record[f.path] = f.sha256
+        write_record(folder, record)
+        copied.append({"path": f.path, "to": str(path), "copied": fresh, "sha256": f.sha256})
+        if not as_json:
+            click.echo(f"{'copied ' if fresh else 'already there '}{f.path} -> {path}")
+    if as_json:
+        emit_json({"run_id": run_id, "files": copied})
+    elif not copied:
+        click.echo("no output is home yet")
+    if kept:
+        many = len(kept) > 1
+        raise ControlPlaneError(f"{len(kept)} file{'s' if many else ''} in {folder} not replaced "
+                                f"(changed there since the last copy, or not podtui's): "
+                                f"{', '.join(kept[:5])}; --force replaces {'them' if many else 'it'}")
 
 
 async def fetch_from_volume(client: Any, run_id: str, quiet: bool) -> None:

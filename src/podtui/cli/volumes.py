@@ -9,6 +9,11 @@ import click
 
 from ..fmt import format_bytes
 from ..models import VolumeCreate
+from ..wording import spec_problems
+
+OPTION_OF_FIELD = {"name": "NAME", "size_gb": "--size", "data_center": "--dc", "type": "--type",
+                   "provider": "--provider"}
+"""`volumes create`'s argument or option of a VolumeCreate field, for its problems."""
 
 
 def register(main: click.Group) -> None:
@@ -65,8 +70,7 @@ def volumes_create(obj: Any, name: str, size_gb: int | None, data_center: str | 
         body = VolumeCreate.model_validate({"name": name, "size_gb": size_gb, "data_center": data_center,
                                             "type": volume_type, "provider": provider})
     except ValidationError as exc:
-        raise click.UsageError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
-                                         for e in exc.errors(include_url=False))) from None
+        raise click.UsageError(spec_problems(exc, lambda field: OPTION_OF_FIELD.get(field, field))) from None
 
     async def go() -> None:
         async with obj.client() as client:

@@ -84,11 +84,10 @@ def run_facts(app: App[object], run: Run, now: float) -> Table:
     """The run's facts as two columns of label/value pairs."""
     spec = run.spec
     status = Text(run.status.value, status_style(app, run.status.value))
-    if run.status_reason:
-        status.append(f"  {run.status_reason}", "dim")
-    if run.pod_end_failed:
-        status = Text(run.status.value, status_style(app, run.status.value))
+    if run.pod_end_failed:  # it outranks how the run ended: the pod still bills
         status.append(f"  {run.pod_end_failed}", status_style(app, status_label(run)))
+    elif run.status_reason:
+        status.append(f"  {run.status_reason}", "dim")
     started = run.started_at or run.created_at
     price = "-" if run.price_per_hour is None else f"${run.price_per_hour:.2f}/h"
     limits = ", ".join(part for part in (

@@ -272,6 +272,11 @@ class VolumesScreen(ReportsHandlerErrors, Screen[None]):
                         "first", severity="warning", timeout=10)
             return
         cached = f" The {len(volume.cached)} dataset(s) cached on it go too." if volume.cached else ""
+        outputs = [r for r in self.live.runs.values() if r.provider == volume.provider
+                   and r.spec.volume == volume.name and r.spec.outputs_on_volume]
+        if outputs:  # nowhere else: --outputs-on-volume sent nothing home
+            cached += (f" So do the outputs of {len(outputs)} run(s) written to it (`podtui outputs "
+                       f"{outputs[0].id} --to DIR` copies them here first).")
         bill = f" Its {price_text(volume)}/month billing ends." if volume.provider == "runpod" else ""
         question = f"Delete {volume.provider} volume [b]{volume.name}[/b] and everything on it?{cached}{bill}"
 

@@ -19,6 +19,14 @@ MAX_LINES = 10_000
 NODE_FILTER = re.compile(r"^\s*node:(\d{1,3})\b\s*(.*)$", re.IGNORECASE)
 
 
+def parse_filter(text: str) -> tuple[int | None, str]:
+    """(node, lower-case text) of a log filter: `node:1 loss` keeps node 1's lines with `loss`."""
+    m = NODE_FILTER.match(text)
+    if m is None:
+        return None, text.lower()
+    return int(m.group(1)), m.group(2).lower()
+
+
 @dataclass
 class Line:
     """One line as shown."""
@@ -56,6 +64,8 @@ class LogView(Log):
         self.live: list[str] = []
         self._live_shown = 0
         self._live_dirty = False
+        self._filter: tuple[int | None, str] = (None, "")
+        """`filter_text` parsed, once per change (not once per line shown)."""
 
     def on_mount(self) -> None:
         self.border_title = "logs"
@@ -119,17 +129,8 @@ class LogView(Log):
             return time.strftime("%H:%M:%S ", time.localtime(line.ts)) + text
         return text
 
-    def _filters(self) -> tuple[int | None, str]:
-        """(node, text) of the filter: `node:1 loss` keeps node 1's lines with `loss`."""
-        m = NODE_FILTER.match(self.filter_text)
-        if m is None:
-            return None, self.filter_text.lower()
-        return int(m.group(1)), m.group(2).lower()
-
     def _visible(self, line: Line) -> bool:
-        if not self.filter_text:
-            return True
-        node, text = self._filters()
+        node, text = self._filter
         if node is not None and line.seq is not None and node_of_seq(line.seq) != node:
             return False
         return not text or text in line.text.lower()
@@ -169,7 +170,7 @@ class LogView(Log):
 
     def _show_live(self) -> None:
         self._live_dirty = False
-        node, text = self._filters()  # the rows being drawn are node 0's
+        node, text = self._filter  # the rows being drawn are node 0's
         rows = [row for row in self.live if node in (None, 0) and (not text or text in row.lower())]
         if rows:
             self.write_lines(rows, scroll_end=False)
@@ -189,7 +190,8 @@ class LogView(Log):
         if self.follow:
             self.call_after_refresh(self.scroll_end, animate=False, immediate=True, x_axis=False)
 
-    def watch_filter_text(self) -> None:
+    def watch_filter_text(self, text: str) -> None:
+        self._filter = parse_filter(text)
         self._rewrite()
 
     def watch_show_timestamps(self) -> None:

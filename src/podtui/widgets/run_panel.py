@@ -123,7 +123,7 @@ class RunPanel(Vertical):
         assert self.client is not None
         try:
             page = await self.client.metrics(run_id, max_points=CHART_POINTS)
-            nodes = run.spec.nodes if (run := self.live.get(run_id)) is not None and hasattr(run, "spec") else 1
+            nodes = run.spec.nodes if (run := self.live.get(run_id)) is not None else 1
             if nodes > 1:  # each node numbers its lines in its own range: the last lines of each, by time
                 lines = sorted([x for k in range(nodes) for x in (await self.client.logs(
                     run_id, after_seq=k * NODE_SEQ_STRIDE - 1, before_seq=(k + 1) * NODE_SEQ_STRIDE,

@@ -94,6 +94,9 @@ class RunsTable(DataTable[str | Text]):
         self.border_title = "runs"
         self._shown: tuple[list[Run | StoredRun], dict[str, list[float]]] = ([], {})
         self._refit = False
+        self._widest: dict[str, int] = {}
+        """Each column's widest cell since the last resize: a loss going from "2.263" to "0.2963" and back made
+        the $/h column come and go every half second."""
         self._set_columns(COLUMNS)
         self.app.theme_changed_signal.subscribe(self, lambda _: self.show(*self._shown))
 
@@ -101,6 +104,7 @@ class RunsTable(DataTable[str | Text]):
         """Fitted again from scratch: rows fitted to a width the table had while laid out keep their cut cells
         and column widths otherwise."""
         self._refit = True
+        self._widest = {}
         self.show(*self._shown)
 
     def _set_columns(self, columns: tuple[str, ...]) -> None:
@@ -111,10 +115,11 @@ class RunsTable(DataTable[str | Text]):
     def fitting(self, rows: list[list[str | Text]]) -> tuple[str, ...]:
         """The columns to show: all of them, less the first of DROPPED_FIRST while the rows are wider than the
         table; past those, the names are cut shorter (in `rows`), down to MIN_NAME_WIDTH."""
-        widths = {column: cell_len(column) for column in COLUMNS}
+        widths = {column: max(cell_len(column), self._widest.get(column, 0)) for column in COLUMNS}
         for cells in rows:
             for column, value in zip(COLUMNS, cells, strict=True):
                 widths[column] = max(widths[column], value.cell_len if isinstance(value, Text) else cell_len(value))
+        self._widest = dict(widths)
         room = self.scrollable_content_region.width
         pad = 2 * self.cell_padding
         shown = list(COLUMNS)
