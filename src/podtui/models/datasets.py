@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import (
@@ -59,6 +60,15 @@ class DatasetCreate(_Model):
             raise ValueError("give either path (a file or folder on the control plane's machine) or source "
                              "(https://, s3://, hf://)")
         return self
+
+    @field_validator("source", mode="before")
+    @classmethod
+    def _a_source(cls, value: Any) -> Any:
+        """A source of a kind podtui fetches, with something after its scheme (said in words, not as a pattern)."""
+        if isinstance(value, str) and not re.match(r"^(https?|s3|hf)://\S", value):
+            raise ValueError("write https://HOST/PATH, s3://BUCKET/KEY-or-PREFIX, hf://datasets/ORG/NAME[@REV][/GLOB] "
+                             f"or hf://ORG/MODEL[@REV][/GLOB], not {value[:200]!r}")
+        return value
 
     @field_validator("path", mode="before")
     @classmethod

@@ -256,6 +256,11 @@ def _scan_hf(source: str, name: str | None, settings: Settings) -> ScannedDatase
     except (HfHubHTTPError, OSError, ValueError) as exc:  # ValueError: the client's own id checks
         raise SourceError(f"the Hub at {settings.hf_endpoint} failed listing {repo.repo_id}: {exc}",
                           status=409) from None
+    except SourceError:
+        raise
+    except Exception as exc:  # the client's transport errors (its own httpx's) share no base class to import
+        raise SourceError(f"cannot reach the Hub at {settings.hf_endpoint} ({type(exc).__name__}: {exc}); check "
+                          "this machine's network, or set HF_ENDPOINT to a Hub it can reach") from None
     if not manifest:
         raise SourceError(f"{source}: no file of {repo.repo_id} at {commit[:12]} matches {repo.glob!r}",
                           status=404)
