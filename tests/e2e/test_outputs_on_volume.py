@@ -59,7 +59,7 @@ async def test_outputs_stay_on_the_volume_and_are_fetched_on_request(local_plane
     assert vol["volume"] == "keep" and vol["path"] == f"{folder}/" and vol["location"] == f"{folder}/"
     assert [(f["path"], f["size"]) for f in vol["files"]] == [("model.bin", len(model)), ("sub/note.txt", 2)]
     r = await plane.http.post(f"/api/v1/runs/{rid}/outputs/sync")
-    assert r.status_code == 409 and "--to DIR" in r.json()["error"]["message"]
+    assert r.status_code == 409 and f"`podtui outputs {rid} --to DIR`" in r.json()["error"]["message"]
 
     env = {"PODTUI_SERVER": plane.url, "PODTUI_ADMIN_TOKEN": plane.control.admin_token,
            "PODTUI_CONFIG_FILE": str(tmp_path / "none.toml"), "NO_PROXY": "127.0.0.1"}

@@ -106,7 +106,7 @@ async def test_volume_errors_are_plain(local_plane):
     r = await local_plane.http.post("/api/v1/volumes", json={"name": "v1", "provider": "local"})
     assert r.status_code == 201
     r = await local_plane.http.post("/api/v1/volumes", json={"name": "v1", "provider": "local"})
-    assert r.status_code == 409
+    assert r.status_code == 409 and "launch with --volume v1 to use it" in r.json()["error"]["message"]
     r = await local_plane.http.post("/api/v1/volumes", json={"name": "../x", "provider": "local"})
     assert r.status_code == 422
     r = await local_plane.http.post("/api/v1/volumes", json={"name": "rp", "provider": "runpod", "size_gb": 10,

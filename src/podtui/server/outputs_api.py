@@ -185,10 +185,10 @@ async def sync_now(request: web.Request) -> web.Response:
     run = await _admin_run(request)
     if run.spec.outputs_on_volume:
         raise ApiError(409, "outputs_on_volume", f"run {run.id} writes its outputs to volume {run.spec.volume}, "
-                       "where they stay: `podtui outputs RUN` lists them, `podtui outputs RUN --to DIR` fetches "
-                       "them")
+                       f"where they stay: `podtui outputs {run.id}` lists them, `podtui outputs {run.id} --to DIR` "
+                       "fetches them")
     if not run.status.is_live or not run.pod_id:
         raise ApiError(409, "run_not_live", f"run {run.id} has no running command ({run.status.value}): its "
-                       "outputs move by themselves when the command ends; `podtui outputs RUN` lists them")
+                       f"outputs move by themselves when the command ends; `podtui outputs {run.id}` lists them")
     request.app[SYNCER].ask(run)
     return json_response({"run_id": run.id, "asked": True, "connect": run.connect}, status=202)

@@ -125,7 +125,8 @@ class VolumeService:
         if provider == "local":
             path = local_root(self.settings) / body.name
             if path.exists():
-                raise ApiError(409, "volume_exists", f"a local volume named {body.name} exists ({path})")
+                raise ApiError(409, "volume_exists", f"a local volume named {body.name} exists ({path}): launch with "
+                               f"--volume {body.name} to use it, or give the new one another name")
             (path / "podtui" / "datasets").mkdir(parents=True)
             return Volume(name=body.name, provider="local", id=body.name, path=str(path), used_bytes=0)
         runpod = self._runpod()
@@ -133,7 +134,8 @@ class VolumeService:
             raise ApiError(422, "volume_spec", "a RunPod network volume needs --size GB (10-4096) and --dc DATA_CENTER "
                            "(e.g. EU-RO-1; pods using it run there, Secure Cloud)")
         if any(v.name == body.name for v in await self.list("runpod", body.name)):
-            raise ApiError(409, "volume_exists", f"a RunPod network volume named {body.name} exists")
+            raise ApiError(409, "volume_exists", f"a RunPod network volume named {body.name} exists: launch with "
+                           f"--volume {body.name} to use it, or give the new one another name")
         request: dict[str, Any] = {"name": body.name, "size": body.size_gb, "dataCenter": body.data_center}
         if body.type:
             request["type"] = body.type
