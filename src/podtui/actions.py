@@ -49,7 +49,7 @@ ACTIONS: tuple[Action, ...] = (
     Action("run.new", "n", "new_run", "New run", "Open the launch form", "dashboard", command="run: new"),
     Action("run.open", "enter", "open_run", "Open run", "The selected run's launch spec, pod, cost and events",
            "dashboard", command="run: open"),
-    Action("run.zoom", "z", "zoom", "Zoom", "Chart and logs full width (esc: back)", "dashboard", show=False,
+    Action("run.zoom", "z", "zoom", "Zoom", "Chart and logs full width (z again or esc: back)", "dashboard", show=False,
            command="run: zoom"),
     Action("run.terminate", "ctrl+d", "terminate", "Terminate", "Terminate the run's pod (asks)", "dashboard",
            command="run: terminate"),

@@ -68,3 +68,16 @@ def test_the_dashboard_does_not_start_with_a_keymap_that_takes_quit(tmp_path, mo
     assert run_tui(make_settings(tmp_path, keymap={"run.new": "q"}), None, None) == 2
     err = capsys.readouterr().err
     assert "'run.new'" in err and "'app.quit'" in err and "no-config.toml" in err
+
+
+async def test_z_zooms_and_z_again_or_escape_comes_back(tmp_path):
+    app = PodtuiApp(make_settings(tmp_path))
+    async with app.run_test(size=(120, 40)) as pilot:
+        dash = app.dashboard
+        for back in ("z", "escape"):
+            await pilot.press("z")
+            await pilot.pause(0.1)
+            assert dash.has_class("zoomed")
+            await pilot.press(back)
+            await pilot.pause(0.1)
+            assert not dash.has_class("zoomed"), back

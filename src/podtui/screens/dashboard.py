@@ -213,8 +213,11 @@ class Dashboard(ReportsHandlerErrors, Screen[None]):
         self.app.push_screen(VolumesScreen(self._client, self.live, self.default_provider))
 
     def action_zoom(self) -> None:
-        """Show the selected run full width."""
-        self.add_class("zoomed")
+        """Show the selected run full width; again: back to the runs table."""
+        if self.has_class("zoomed"):
+            self.action_unzoom()
+        else:
+            self.add_class("zoomed")
 
     def action_unzoom(self) -> None:
         """Back to the runs table."""
