@@ -63,7 +63,9 @@ class Agent(CommandOutput, PodEnd):
         self.node = node_rank_of(env)
         self.seq = self.node * NODE_SEQ_STRIDE
         self.tail: collections.deque = collections.deque(maxlen=TAIL_LINES)
-        self.reader = MetricReader(env.get("PODTUI_METRICS") or "auto", env.get("PODTUI_METRICS_RANKS") or "0")
+        # A run's metrics are node 0's (add_points drops the others'): node k > 0 does not parse its lines for them.
+        self.reader = MetricReader("off" if self.node else env.get("PODTUI_METRICS") or "auto",
+                                   env.get("PODTUI_METRICS_RANKS") or "0")
         self.outputs = {"stdout": Output(), "stderr": Output()}
         self.output_lock = threading.Lock()
         self.live: list = []  # the progress rows being drawn now, as sent last
