@@ -168,12 +168,12 @@ class OutputSender:
             self.deadline = deadline
             root = self.agent.output_dir
             files, refused = scan_outputs(root)
-            prefix = getattr(self.agent, "output_prefix", "")
+            prefix = self.agent.output_prefix
             if prefix:  # --outputs-from all: each node's outputs under node<k>/
                 files = [(prefix + n, p, s, m) for n, p, s, m in files]
                 refused = [(prefix + n, w) for n, w in refused]
             # Only node 0's final pass is the run's: another node's must not cut node 0's keep-alive short.
-            final = final and not getattr(self.agent, "node", 0)
+            final = final and not self.agent.node
             for name, why in refused:
                 self.note_once(f"output {name!r} not sent: {why}")
             offer = json.dumps({"files": [{"path": n, "size": s, "mtime": m} for n, _, s, m in files][:10000],

@@ -273,13 +273,11 @@ class Agent(CommandOutput, PodEnd):
     def bring_outputs_home(self, until: float) -> None:
         """After the command: the final sync (push), or wait for the control plane's (pull); the keep-alive
         bounds it, and the pod ends as soon as it is complete."""
-        if self.outputs_on_volume:
-            return  # they stay there (said before the final report): nothing to bring home
+        if not self.outputs_wanted:
+            return  # they stay on the volume (said before the final report), or node 0 brings the run's home
         files, refused = scan_outputs(self.output_dir)
         if not files and not refused:
             return  # nothing to bring home: the pod ends at once, as it always did
-        if not getattr(self, "outputs_wanted", True):
-            return  # node k > 0 of a run whose outputs come from node 0 only
         if self.sender is not None:
             self.sender.bound(until)  # a periodic pass under way ends by then (and starts no new file)
             try:
