@@ -125,6 +125,7 @@ from jsonschema.exceptions import ValidationError
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+from . import serve_on_loopback
 from .runpod_clusters import CLUSTER_OPS, FakeClusters
 
 # -- the document ----------------------------------------------------------------------------------------------
@@ -557,12 +558,8 @@ class FakeRunPodV2:
         """Serve on 127.0.0.1:0; returns the base url (no trailing slash, no /v2)."""
         app = web.Application(client_max_size=8 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
+        self._runner, self.url = await serve_on_loopback(app, handle_signals=False, shutdown_timeout=0.5,
+                                                         access_log=None)
         self.bin_dir.mkdir(parents=True, exist_ok=True)
         for path, text in ((self.runpodctl, RUNPODCTL.replace("/usr/bin/env python3", sys.executable)),
                            (self.wrapper_entrypoint, WRAPPER_ENTRYPOINT), (self.server_entrypoint, SERVER_ENTRYPOINT)):
