@@ -103,7 +103,6 @@ class Agent(CommandOutput, PodEnd):
         if link is None and self.outputs_wanted:
             self.sender = OutputSender(self, env["PODTUI_URL"], env["PODTUI_RUN_ID"], env["PODTUI_TOKEN"])
 
-
     # life and death (the reading: reading.py; the pod's end: pod_end.py)
     def gone(self, reason: str) -> None:
         """The control plane ended the run, or cannot be reached for too long: stop the command."""
@@ -162,7 +161,6 @@ class Agent(CommandOutput, PodEnd):
         self.note(f"received signal {signum}; stopping the command (grace {self.grace:.0f} s)")
         self.signalled = True  # the pod is being stopped: the last report must go out within the grace
         self.stop_child()
-
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self.on_signal)
