@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from . import serve_on_loopback
+
 
 @dataclass
 class ServedFile:
@@ -77,12 +79,8 @@ class FileServer:
     async def start(self) -> str:
         app = web.Application()
         app.router.add_route("*", "/files/{name}", self.handle)
-        self.runner = web.AppRunner(app)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}/files"
+        self.runner, base = await serve_on_loopback(app)
+        self.url = f"{base}/files"
         return self.url
 
     async def stop(self) -> None:

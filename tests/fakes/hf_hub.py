@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from . import serve_on_loopback
+
 
 @dataclass
 class HubRepo:
@@ -127,12 +129,7 @@ class FakeHub:
         for prefix in ("/datasets", ""):
             app.router.add_route("*", prefix + "/{org}/{name}/resolve/{rev}/{path:.+}", self.resolve)
         app.router.add_route("*", "/cdn/{sha}", self.cdn)
-        self.runner = web.AppRunner(app)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
+        self.runner, self.url = await serve_on_loopback(app)
         return self.url
 
     async def stop(self) -> None:

@@ -135,23 +135,10 @@ class FakeClusters:
         cost = rate * per_pod * count
         if cost > self.spending_limit:
             raise Problem(400, CLUSTER_LIMIT.format(cost=cost, limit=self.spending_limit))
-        requested = list(body.get("dataCenterIds") or [])
-        known = {dc["id"] for dc in fake.data_centers}
-        unknown = [d for d in requested if d not in known]
-        if unknown:
-            raise Problem(400, f"unknown data center {unknown[0]!r}")
-        candidates = [dc for dc in fake.data_centers if not requested or dc["id"] in requested]
         mounts = body.get("mounts") or {}
         if "persistent" in mounts and "network" in mounts:
             raise Problem(400, "mounts.persistent and mounts.network are mutually exclusive")
-        for mount in mounts.get("network") or []:  # as on pod create: every member where the volume is
-            volume = fake.network_volumes.get(mount["volumeId"])
-            if volume is None:
-                raise Problem(400, f"network volume {mount['volumeId']!r} not found")
-            if requested and volume["dataCenter"] not in requested:
-                raise Problem(400, f"network volume {volume['id']} is in {volume['dataCenter']}, not in "
-                                   f"dataCenterIds {requested}")
-            candidates = [dc for dc in candidates if dc["id"] == volume["dataCenter"]]
+        candidates = fake._data_centers_for(body, "SECURE")  # as on pod create: every member where the volume is
         placed = next((dc for dc in candidates if fake._has_capacity(gpu["id"], "SECURE", dc["id"])), None)
         if placed is None:
             raise Problem(400, NO_CAPACITY)

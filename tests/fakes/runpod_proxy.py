@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from . import serve_on_loopback
 from .runpod_v2 import FakeRunPodV2, cloudflare_html
 
 
@@ -41,11 +42,7 @@ class FakeRunPodProxy:
     async def start(self) -> str:
         app = web.Application(client_max_size=self.body_limit + 1)
         app.router.add_route("*", "/{target}/{tail:.*}", self.handle)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+        self._runner, self.url = await serve_on_loopback(app, handle_signals=False, access_log=None)
         self._session = aiohttp.ClientSession(auto_decompress=False)
         return self.url
 

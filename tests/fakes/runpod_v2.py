@@ -125,6 +125,7 @@ from jsonschema.exceptions import ValidationError
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+from . import serve_on_loopback
 from .runpod_clusters import CLUSTER_OPS, FakeClusters
 
 # -- the document ----------------------------------------------------------------------------------------------
@@ -557,12 +558,8 @@ class FakeRunPodV2:
         """Serve on 127.0.0.1:0; returns the base url (no trailing slash, no /v2)."""
         app = web.Application(client_max_size=8 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
+        self._runner, self.url = await serve_on_loopback(app, handle_signals=False, shutdown_timeout=0.5,
+                                                         access_log=None)
         self.bin_dir.mkdir(parents=True, exist_ok=True)
         for path, text in ((self.runpodctl, RUNPODCTL.replace("/usr/bin/env python3", sys.executable)),
                            (self.wrapper_entrypoint, WRAPPER_ENTRYPOINT), (self.server_entrypoint, SERVER_ENTRYPOINT)):
@@ -983,6 +980,27 @@ class FakeRunPodV2:
             raise Problem(504, "upstream request timeout")
         raise _Raw(web.Response(status=201, body=GARBAGE, content_type="application/json"))
 
+    def _data_centers_for(self, body: dict[str, Any], cloud: str) -> list[dict[str, Any]]:
+        """Where a pod or cluster create may land: its dataCenterIds (all when none), narrowed to its network
+        volume's (Secure Cloud only)."""
+        requested = list(body.get("dataCenterIds") or [])
+        known = {dc["id"] for dc in self.data_centers}
+        unknown = [d for d in requested if d not in known]
+        if unknown:
+            raise Problem(400, f"unknown data center {unknown[0]!r}")
+        candidates = [dc for dc in self.data_centers if not requested or dc["id"] in requested]
+        for mount in (body.get("mounts") or {}).get("network") or []:  # it goes where its volume is
+            volume = self.network_volumes.get(mount["volumeId"])
+            if volume is None:
+                raise Problem(400, f"network volume {mount['volumeId']!r} not found")
+            if cloud != "SECURE":
+                raise Problem(400, "network volumes are available on Secure Cloud only")
+            if requested and volume["dataCenter"] not in requested:
+                raise Problem(400, f"network volume {volume['id']} is in {volume['dataCenter']}, not in "
+                                   f"dataCenterIds {requested}")
+            candidates = [dc for dc in candidates if dc["id"] == volume["dataCenter"]]
+        return candidates
+
     def _place(self, body: dict[str, Any]) -> dict[str, Any]:
         """Cross-field rules (400), balance (402), pool access (403), placement (400), then the pod record."""
         gpu_req, cpu_req = body.get("gpu"), body.get("cpu")
@@ -1004,22 +1022,7 @@ class FakeRunPodV2:
         if self.no_balance:
             raise Problem(402, "insufficient balance: add funds to deploy this pod")
         cloud = body.get("cloud", "SECURE")
-        requested = list(body.get("dataCenterIds") or [])
-        known = {dc["id"] for dc in self.data_centers}
-        unknown = [d for d in requested if d not in known]
-        if unknown:
-            raise Problem(400, f"unknown data center {unknown[0]!r}")
-        candidates = [dc for dc in self.data_centers if not requested or dc["id"] in requested]
-        for mount in mounts.get("network") or []:  # the pod goes where its volume is, Secure Cloud only
-            volume = self.network_volumes.get(mount["volumeId"])
-            if volume is None:
-                raise Problem(400, f"network volume {mount['volumeId']!r} not found")
-            if cloud != "SECURE":
-                raise Problem(400, "network volumes are available on Secure Cloud only")
-            if requested and volume["dataCenter"] not in requested:
-                raise Problem(400, f"network volume {volume['id']} is in {volume['dataCenter']}, not in "
-                                   f"dataCenterIds {requested}")
-            candidates = [dc for dc in candidates if dc["id"] == volume["dataCenter"]]
+        candidates = self._data_centers_for(body, cloud)
         if body.get("globalNetworking"):
             candidates = [dc for dc in candidates if dc["globalNetwork"]]
         if gpu_req is not None:

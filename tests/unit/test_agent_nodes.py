@@ -58,3 +58,18 @@ def test_only_node_0_ends_a_quiet_command_as_stalled(tmp_path):
 
     assert agent_of("0").guard_reason(time.time()).startswith("stalled")
     assert agent_of("1").guard_reason(time.time()) is None
+
+
+def test_a_node_other_than_0_sends_no_metrics_and_does_not_parse_for_them(tmp_path):
+    from podtui.bootstrap.agent.links import PullLink
+    from podtui.bootstrap.agent.supervisor import Agent
+
+    def read(rank: str) -> tuple:
+        """(the metrics sent, how they were read) after one JSON line."""
+        env = {"PODTUI_HOME": str(tmp_path / rank), "NUM_NODES": "2", "NODE_RANK": rank}
+        agent = Agent(["true"], env=env, link=PullLink())
+        agent.line("stdout", '{"step": 1, "loss": 0.5}')
+        return [item["name"] for kind, item in agent.outbox.peek()[0] if kind == "m"], agent.reader.sources
+
+    assert read("0") == (["loss"], ["JSON lines, step from their step field"])
+    assert read("1") == ([], [])

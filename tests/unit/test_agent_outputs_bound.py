@@ -14,7 +14,8 @@ from podtui.bootstrap.agent import outputs as agent
 def sender_over(folder: Path, names: list[str]) -> agent.OutputSender:
     for name in names:
         (folder / name).write_text(name)
-    pod = SimpleNamespace(output_dir=str(folder), signalled=False, note=lambda text: None)
+    pod = SimpleNamespace(output_dir=str(folder), output_prefix="", node=0, signalled=False,
+                          note=lambda text: None)
     sender = agent.OutputSender(pod, "http://127.0.0.1:9", "run1", "token")  # type: ignore[arg-type]
     plan = {"files": [{"path": n, "action": "send", "offset": 0} for n in names]}
     sender.call = lambda method, route, query=None, body=b"": (200, plan if route == "offer" else {})

@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 import time
+import types
 import urllib.parse
 import urllib.request
 
@@ -103,7 +104,7 @@ async def test_long_hashing_answers_202_within_the_proxy_limit_and_is_asked_agai
     assert port.jobs == {}
 
 
-async def test_a_large_input_is_checked_off_the_request(pod):
+async def test_a_large_input_is_checked_off_the_request(pod, slow_inputs):
     from podtui.server.puller import PodLink
 
     port, _, url, _ = pod
@@ -121,3 +122,44 @@ async def test_a_large_input_is_checked_off_the_request(pod):
     finally:
         await link.close()
     assert answer.status_code == 200 and answer.json()["done"] is True and port.done["data-0"]
+
+
+
+class SlowDigest:
+    """A sha256 fed at disk speed, as a large input is (pod_port's only: the test's own hashes stay fast)."""
+
+    def __init__(self) -> None:
+        self.inner = hashlib.sha256()
+
+    def update(self, block: bytes) -> None:
+        time.sleep(0.5)
+        self.inner.update(block)
+
+    def hexdigest(self) -> str:
+        return self.inner.hexdigest()
+
+
+@pytest.fixture
+def slow_inputs(monkeypatch):
+    monkeypatch.setattr(pod_port, "hashlib", types.SimpleNamespace(sha256=SlowDigest))
+
+
+def test_asking_again_while_an_input_is_checked_answers_202_at_once(pod, slow_inputs):
+    """Checking a large input holds the port's lock for the whole hash; the control plane's next ask must still
+    get its 202 within answer_within (RunPod's proxy ends a request at 100 s), not wait for the hash."""
+    port, _, url, _ = pod
+    port.answer_within = 0.2
+    data = os.urandom(3 * PIECE)  # read in three blocks: 1.5 s of hashing
+    assert port.put("data-0", 0, data)[0] == 200
+    query = urllib.parse.urlencode({"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)})
+
+    def done() -> int:
+        request = urllib.request.Request(f"{url}/v1/inputs/data-0/done?{query}", data=b"{}", method="POST",
+                                         headers={"Authorization": "Bearer pod-token"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+
+    assert done() == 202
+    asked = time.monotonic()
+    assert done() == 202
+    assert time.monotonic() - asked < 1.0

@@ -78,11 +78,6 @@ log "dataset ready at $PODTUI_DATASET_PATH"
 """
 
 
-def volume_inputs(bundle_block: str) -> str:
-    """The inputs part of a pull-mode start script whose local dataset goes through the volume's cache."""
-    return VOLUME_INPUTS + "\n" + bundle_block
-
-
 def fetcher_source() -> str:
     """bootstrap/fetch.py, as the start script writes it on the pod."""
     text = (Path(__file__).parent / "fetch.py").read_text()
@@ -96,6 +91,6 @@ def plan_value(plan: dict[str, Any]) -> str:
     return base64.b64encode(json.dumps(plan, separators=(",", ":")).encode()).decode()
 
 
-def fetch_inputs(bundle_block: str) -> str:
-    """The inputs part of the start script: the fetch, then the code bundle as the connection mode brings it."""
-    return FETCH_INPUTS.replace("__FETCH_PY__", fetcher_source().rstrip("\n")) + "\n" + bundle_block
+def fetch_inputs() -> str:
+    """The dataset part of the start script's inputs: fetch.py written on the pod and run."""
+    return FETCH_INPUTS.replace("__FETCH_PY__", fetcher_source().rstrip("\n"))

@@ -29,7 +29,7 @@ import zlib
 from typing import Any
 
 from ..models import Dataset
-from .remote_inputs import fetch_inputs, plan_value, volume_inputs
+from .remote_inputs import VOLUME_INPUTS, fetch_inputs, plan_value
 from .zipapp import agent_zipapp
 
 BOOT_COMMAND = "bash -c source${IFS}<(echo${IFS}$PODTUI_BOOT|base64${IFS}-d)"
@@ -120,7 +120,7 @@ def boot_env_value() -> str:
     return base64.b64encode(BOOT_SNIPPET.encode()).decode()
 
 
-PUSH_INPUTS = r"""echo "##podtui status downloading"
+PUSH_DATASET = r"""echo "##podtui status downloading"
 log "downloading dataset $DATASET_NAME ($DATASET_SIZE bytes) from $PODTUI_URL"
 if [ "$DATASET_KIND" = file ]; then
   PODTUI_DATASET_PATH="$DATA/$DATASET_FILE"
@@ -138,7 +138,9 @@ fi
 echo "##podtui progress $DATASET_SIZE $DATASET_SIZE"
 log "dataset ready at $PODTUI_DATASET_PATH (sha256 checked)"
 
-if [ "$HAS_BUNDLE" = 1 ]; then
+"""
+
+PUSH_CODE = r"""if [ "$HAS_BUNDLE" = 1 ]; then
   log "fetching the code bundle"
   fetch "$PODTUI_URL/api/v1/boot/$PODTUI_RUN_ID/bundle" "$DIR/bundle.tar.gz" pod
   tar -xzf "$DIR/bundle.tar.gz" -C "$WORK"
@@ -153,7 +155,7 @@ rm -f "$DIR/.curl-dl" "$DIR/.wget-dl"
 
 """
 
-PULL_INPUTS = r"""echo "##podtui status downloading"
+PULL_DATASET = r"""echo "##podtui status downloading"
 # Pull mode: the control plane uploaded every input into $DIR/inputs (sha256 checked by the agent on arrival).
 log "placing the uploaded dataset $DATASET_NAME ($DATASET_SIZE bytes)"
 while read -r slot rel; do
@@ -169,7 +171,9 @@ else
 fi
 echo "##podtui progress $DATASET_SIZE $DATASET_SIZE"
 log "dataset ready at $PODTUI_DATASET_PATH"
-if [ "$HAS_BUNDLE" = 1 ]; then
+"""
+
+PULL_CODE = r"""if [ "$HAS_BUNDLE" = 1 ]; then
   tar -xzf "$DIR/inputs/bundle" -C "$WORK"
   rm -f "$DIR/inputs/bundle"
 fi
@@ -291,19 +295,20 @@ def render_start_script(*, run_id: str, dataset: Dataset, dataset_file: str, dow
     if cache_plan is not None:
         variables["CACHE_PLAN"] = plan_value(cache_plan)
     lines = "\n".join(f"{key}={shlex.quote(value)}" for key, value in variables.items())
+    code = PUSH_CODE if pulled_files is None and cache_plan is None else PULL_CODE  # as the mode brings it
     if cache_plan is not None:
-        inputs = volume_inputs(PULL_INPUTS[PULL_INPUTS.index('if [ "$HAS_BUNDLE" = 1 ]'):])
-    elif fetch_plan is not None:  # the dataset comes from its source; only the bundle as the mode brings it
-        block = PUSH_INPUTS if pulled_files is None else PULL_INPUTS
-        inputs = fetch_inputs(block[block.index('if [ "$HAS_BUNDLE" = 1 ]'):])
+        dataset_part = VOLUME_INPUTS + "\n"
+    elif fetch_plan is not None:  # the dataset comes from its source
+        dataset_part = fetch_inputs() + "\n"
     elif pulled_files is None:
-        inputs = PUSH_INPUTS
+        dataset_part = PUSH_DATASET
     else:
         for _, rel in pulled_files:
             if "\n" in rel or rel.startswith("/") or ".." in rel.split("/"):
                 raise ValueError(f"unsafe dataset path {rel!r}")
         listing = "\n".join(f"{slot} {rel}" for slot, rel in pulled_files)
-        inputs = PULL_INPUTS.replace("__FILES__", listing)
+        dataset_part = PULL_DATASET.replace("__FILES__", listing)
+    inputs = dataset_part + code
     return (START_SCRIPT.replace("__RUN_ID__", run_id).replace("__INPUTS__", inputs)
             .replace("__VARIABLES__", lines))
 

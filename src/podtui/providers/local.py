@@ -186,13 +186,18 @@ class LocalProvider:
             raise
         return Pod(pod_id=group_id, gpu_type=LOCAL_GPU, price_per_hour=self.price_per_hour * request.nodes)
 
-    def _members(self, pod_id: str) -> list[str] | None:
-        """A group's member pods, or None when pod_id is a single pod."""
+    def _group(self, pod_id: str) -> tuple[list[str], str] | None:
+        """A group's member pods and name, or None when pod_id is a single pod."""
         try:
             meta = json.loads((self.pods_dir / pod_id / "group.json").read_text())
-            return [str(m) for m in meta["members"]]
+            return [str(m) for m in meta["members"]], str(meta.get("name", ""))
         except (OSError, ValueError, KeyError, TypeError):
             return None
+
+    def _members(self, pod_id: str) -> list[str] | None:
+        """A group's member pods, or None when pod_id is a single pod."""
+        group = self._group(pod_id)
+        return None if group is None else group[0]
 
     @staticmethod
     def _write_meta(pod_dir: Path, meta: dict[str, Any], name: str = "pod.json") -> None:
@@ -212,7 +217,7 @@ class LocalProvider:
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
-    def _group_state(self, group_id: str, members: list[str]) -> PodState:
+    def _group_state(self, group_id: str, members: list[str], name: str) -> PodState:
         """A group runs while any node does; its nodes say which ended and how."""
         nodes = []
         for rank, member in enumerate(members):
@@ -222,10 +227,6 @@ class LocalProvider:
         running = [n for n in nodes if n.phase == "running"]
         failed = next((n for n in nodes if n.phase == "gone" and n.exit_code not in (None, 0)), None)
         detail = "; ".join(f"node {n.rank}: {n.detail}" for n in nodes if n.phase == "gone")
-        try:
-            name = str(json.loads((self.pods_dir / group_id / "group.json").read_text()).get("name", ""))
-        except (OSError, ValueError):
-            name = ""
         return PodState(group_id, "running" if running else "gone",
                         price_per_hour=self.price_per_hour * len(running), name=name,
                         exit_code=None if failed is None else failed.exit_code, detail=detail, nodes=nodes)
@@ -233,9 +234,9 @@ class LocalProvider:
     def _state(self, pod_id: str) -> PodState:
         if "/" in pod_id or pod_id.startswith("."):
             return PodState(pod_id, "gone", detail="not a local pod id")
-        members = self._members(pod_id)
-        if members is not None:
-            return self._group_state(pod_id, members)
+        group = self._group(pod_id)
+        if group is not None:
+            return self._group_state(pod_id, *group)
         meta = self._meta(pod_id)
         if meta is None:
             return PodState(pod_id, "gone", detail="no such local pod")

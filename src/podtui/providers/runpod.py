@@ -19,6 +19,7 @@ import json
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -363,25 +364,27 @@ class RunPodProvider:
 
     async def _find_cluster_by_name(self, name: str) -> dict[str, Any] | None:
         """A cluster by name, a few times over find_window_s (as pods: the listing may lag a create)."""
-        deadline = time.monotonic() + self.find_window_s
-        delay = max(0.2, self.find_window_s / 8)
-        while True:
-            found = await self.clusters.find_by_name(name)
-            if found is not None or time.monotonic() + delay > deadline:
-                return found
-            await asyncio.sleep(delay)
+        return await self._look_a_while(lambda: self.clusters.find_by_name(name))
 
     async def _find_by_name(self, name: str) -> dict[str, Any] | None:
         """Look for a pod by name a few times over find_window_s (RunPod's listing lags a create)."""
-        deadline = time.monotonic() + self.find_window_s
-        delay = max(0.2, self.find_window_s / 8)
-        while True:
+
+        async def look() -> dict[str, Any] | None:
             try:
                 pods = await self._list_raw()
             except ProviderError as exc:
                 log.warning("looking for pod %s: %s", name, exc)
-                pods = []
-            found = next((p for p in pods if p.get("name") == name and phase_of(p) != "gone"), None)
+                return None
+            return next((p for p in pods if p.get("name") == name and phase_of(p) != "gone"), None)
+
+        return await self._look_a_while(look)
+
+    async def _look_a_while(self, look: Callable[[], Awaitable[dict[str, Any] | None]]) -> dict[str, Any] | None:
+        """look() until it finds something or find_window_s has passed."""
+        deadline = time.monotonic() + self.find_window_s
+        delay = max(0.2, self.find_window_s / 8)
+        while True:
+            found = await look()
             if found is not None or time.monotonic() + delay > deadline:
                 return found
             await asyncio.sleep(delay)

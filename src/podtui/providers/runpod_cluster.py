@@ -37,6 +37,11 @@ def is_cluster(pod_id: str) -> bool:
     return pod_id.startswith(CLUSTER_PREFIX)
 
 
+def cluster_id_of(pod_id: str) -> str:
+    """RunPod's id of the cluster that podtui's pod id names."""
+    return pod_id[len(CLUSTER_PREFIX):]
+
+
 def cluster_body(request: PodRequest, gpu_type: str) -> dict[str, Any]:
     """A `CreateClusterRequest` for one GPU type: every member gets the same container config."""
     ports = list(request.ports)
@@ -158,7 +163,7 @@ class RunPodClusters:
     async def _get(self, pod_id: str) -> dict[str, Any] | None:
         """GET /v2/clusters/{id}; None on a 404."""
         try:
-            cluster = await self.api.json("GET", f"/v2/clusters/{pod_id[len(CLUSTER_PREFIX):]}")
+            cluster = await self.api.json("GET", f"/v2/clusters/{cluster_id_of(pod_id)}")
         except ApiProblem as exc:
             if exc.status == 404:
                 return None
@@ -170,7 +175,7 @@ class RunPodClusters:
     async def members(self, pod_id: str) -> list[dict[str, Any]] | None:
         """GET /v2/clusters/{id}/pods: every member as a Pod; None on a 404 (no such cluster)."""
         try:
-            data = await self.api.json("GET", f"/v2/clusters/{pod_id[len(CLUSTER_PREFIX):]}/pods")
+            data = await self.api.json("GET", f"/v2/clusters/{cluster_id_of(pod_id)}/pods")
         except ApiProblem as exc:
             if exc.status == 404:
                 return None
@@ -248,7 +253,7 @@ class RunPodClusters:
     async def terminate(self, pod_id: str) -> None:
         """DELETE /v2/clusters/{id}, retried, until no member is left (the cluster's pods answer 404, or list
         none still alive) within terminate_confirm_s."""
-        cluster_id = pod_id[len(CLUSTER_PREFIX):]
+        cluster_id = cluster_id_of(pod_id)
 
         async def ask(deadline: float) -> None:
             try:

@@ -18,6 +18,8 @@ NODE_SEQ_STRIDE = 10 ** 12
 def node_of_seq(seq: int) -> int:
     """The node that printed a run's log line number `seq` (the control plane and the TUI read it back)."""
     return seq // NODE_SEQ_STRIDE
+
+
 DEFAULT_MASTER_PORT = "29500"
 
 

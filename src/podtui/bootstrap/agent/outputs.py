@@ -97,6 +97,19 @@ class Refused(Exception):
     """The control plane will not take a file (cap, disk full, a bad name): not retried in this sync."""
 
 
+def answer_of(raw: bytes) -> typing.Any:
+    """The control plane's JSON answer ({} for an empty body or one that is not JSON)."""
+    try:
+        return json.loads(raw or b"{}")
+    except ValueError:
+        return {}
+
+
+def refusal_of(answer: dict, status: int) -> str:
+    """Why the control plane refused: its error's message, else the status."""
+    return str((answer.get("error") or {}).get("message") or f"HTTP {status}")
+
+
 class OutputSender:
     """Push mode: sends what is new or changed in the outputs folder to the control plane, in pieces that resume
     from what the control plane has after any interruption, each file finished with its sha256."""
@@ -151,10 +164,7 @@ class OutputSender:
         except (OSError, http.client.HTTPException) as exc:
             self.drop()
             raise OSError(f"{type(exc).__name__}: {exc}") from None
-        try:
-            return resp.status, json.loads(raw or b"{}")
-        except ValueError:
-            return resp.status, {}
+        return resp.status, answer_of(raw)
 
     def note_once(self, text: str) -> None:
         if text not in self.said:
@@ -168,12 +178,12 @@ class OutputSender:
             self.deadline = deadline
             root = self.agent.output_dir
             files, refused = scan_outputs(root)
-            prefix = getattr(self.agent, "output_prefix", "")
+            prefix = self.agent.output_prefix
             if prefix:  # --outputs-from all: each node's outputs under node<k>/
                 files = [(prefix + n, p, s, m) for n, p, s, m in files]
                 refused = [(prefix + n, w) for n, w in refused]
             # Only node 0's final pass is the run's: another node's must not cut node 0's keep-alive short.
-            final = final and not getattr(self.agent, "node", 0)
+            final = final and not self.agent.node
             for name, why in refused:
                 self.note_once(f"output {name!r} not sent: {why}")
             offer = json.dumps({"files": [{"path": n, "size": s, "mtime": m} for n, _, s, m in files][:10000],
@@ -252,7 +262,7 @@ class OutputSender:
                 if status == 409 and isinstance(obj.get("received"), int):
                     offset, digest = obj["received"], None
                     continue
-                raise Refused(str((obj.get("error") or {}).get("message") or f"HTTP {status}"))
+                raise Refused(refusal_of(obj, status))
             except OSError as exc:
                 if not os.path.exists(path):
                     return False  # deleted while it was sent: the next sync knows
@@ -307,16 +317,13 @@ class OutputSender:
                 hasher.join()
         if hashed != [length]:
             raise OSError(f"{name} changed while it was sent")
-        try:
-            obj = json.loads(raw or b"{}")
-        except ValueError:
-            obj = {}
+        obj = answer_of(raw)
         if resp.status == 200 and obj.get("received") == offset + length:
             return offset + length, running
         if resp.status == 409 and isinstance(obj.get("received"), int):
             return int(obj["received"]), None
         if resp.status in (400, 413, 422, 507):
-            raise Refused(str((obj.get("error") or {}).get("message") or f"HTTP {resp.status}"))
+            raise Refused(refusal_of(obj, resp.status))
         if resp.status in (401, 403, 404, 410):
             raise Refused(f"the control plane answered {resp.status}")
         raise OSError(f"HTTP {resp.status}")

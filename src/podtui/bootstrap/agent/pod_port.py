@@ -94,11 +94,14 @@ class PodPort:
         100 s (524), so past this the pod answers 202 and the control plane asks again."""
         self.jobs: dict = {}
         """Long work under way, by what it is for: {"done": Event, "answer": (status, body)}."""
+        self.jobs_lock = threading.Lock()
+        """Not `lock`: the work itself may hold that for minutes (finish hashes under it), and asking again must
+        still answer 202 at once."""
 
     def in_background(self, key: tuple, work: typing.Callable[[], tuple]) -> tuple | None:
         """Run `work` (returning (status, body)) off the request; its answer when done within answer_within
         seconds, else None: the caller answers 202 and the same request later finds the same work."""
-        with self.lock:
+        with self.jobs_lock:
             job: typing.Any = self.jobs.get(key)
             if job is None:
                 job = self.jobs[key] = {"done": threading.Event(), "answer": None}
@@ -113,7 +116,7 @@ class PodPort:
                 threading.Thread(target=run, daemon=True, name="pod-work").start()
         if not job["done"].wait(self.answer_within):
             return None
-        with self.lock:
+        with self.jobs_lock:
             if self.jobs.get(key) is job:
                 del self.jobs[key]
         return typing.cast(tuple, job["answer"])

@@ -63,7 +63,9 @@ class Agent(CommandOutput, PodEnd):
         self.node = node_rank_of(env)
         self.seq = self.node * NODE_SEQ_STRIDE
         self.tail: collections.deque = collections.deque(maxlen=TAIL_LINES)
-        self.reader = MetricReader(env.get("PODTUI_METRICS") or "auto", env.get("PODTUI_METRICS_RANKS") or "0")
+        # A run's metrics are node 0's (add_points drops the others'): node k > 0 does not parse its lines for them.
+        self.reader = MetricReader("off" if self.node else env.get("PODTUI_METRICS") or "auto",
+                                   env.get("PODTUI_METRICS_RANKS") or "0")
         self.outputs = {"stdout": Output(), "stderr": Output()}
         self.output_lock = threading.Lock()
         self.live: list = []  # the progress rows being drawn now, as sent last
@@ -100,7 +102,6 @@ class Agent(CommandOutput, PodEnd):
             self.outputs_wanted = False
         if link is None and self.outputs_wanted:
             self.sender = OutputSender(self, env["PODTUI_URL"], env["PODTUI_RUN_ID"], env["PODTUI_TOKEN"])
-
 
     # life and death (the reading: reading.py; the pod's end: pod_end.py)
     def gone(self, reason: str) -> None:
@@ -160,7 +161,6 @@ class Agent(CommandOutput, PodEnd):
         self.note(f"received signal {signum}; stopping the command (grace {self.grace:.0f} s)")
         self.signalled = True  # the pod is being stopped: the last report must go out within the grace
         self.stop_child()
-
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self.on_signal)
@@ -271,13 +271,11 @@ class Agent(CommandOutput, PodEnd):
     def bring_outputs_home(self, until: float) -> None:
         """After the command: the final sync (push), or wait for the control plane's (pull); the keep-alive
         bounds it, and the pod ends as soon as it is complete."""
-        if self.outputs_on_volume:
-            return  # they stay there (said before the final report): nothing to bring home
+        if not self.outputs_wanted:
+            return  # they stay on the volume (said before the final report), or node 0 brings the run's home
         files, refused = scan_outputs(self.output_dir)
         if not files and not refused:
             return  # nothing to bring home: the pod ends at once, as it always did
-        if not getattr(self, "outputs_wanted", True):
-            return  # node k > 0 of a run whose outputs come from node 0 only
         if self.sender is not None:
             self.sender.bound(until)  # a periodic pass under way ends by then (and starts no new file)
             try:
