@@ -105,7 +105,7 @@ def fetch_file(entry, dest, progress):
         if have > size:
             os.remove(dest)
             have = 0
-        if have > counted:
+        if have != counted:  # more on disk than counted (a resume), or less (removed: too long, or a 416)
             progress.add(have - counted)
             counted = have
         if have == size:
