@@ -63,6 +63,16 @@ def workdir_with(tmp_path: Path, script: str) -> str:
     return str(work)
 
 
+async def launch_nodes(plane, tmp_path, nodes: int, script: str, command: str = "python3 rdv.py",
+                       **spec) -> str:
+    """A run of `nodes` local pods running `command` in a workdir holding rdv.py; its id."""
+    r = await plane.http.post("/api/v1/runs", json={
+        "dataset": "demo", "gpu_types": ["local"], "nodes": nodes, "workdir": workdir_with(tmp_path, script),
+        "command": command, **spec})
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
 async def all_logs(plane, run_id: str, node: int) -> list[dict]:
     page = (await plane.http.get(f"/api/v1/runs/{run_id}/logs", params={
         "after_seq": node * NODE_SEQ_STRIDE - 1, "before_seq": (node + 1) * NODE_SEQ_STRIDE, "limit": 5000})).json()
@@ -71,11 +81,7 @@ async def all_logs(plane, run_id: str, node: int) -> list[dict]:
 
 @pytest.mark.parametrize("connect", ["push", "pull"])
 async def test_two_local_nodes_meet_and_report_as_one_run(local_plane, tmp_path, connect):
-    r = await local_plane.http.post("/api/v1/runs", json={
-        "dataset": "demo", "gpu_types": ["local"], "nodes": 2, "gpu_count": 2, "keep_alive_s": 0,
-        "workdir": workdir_with(tmp_path, RENDEZVOUS), "command": "python3 rdv.py", "connect": connect})
-    assert r.status_code == 201, r.text
-    run_id = r.json()["id"]
+    run_id = await launch_nodes(local_plane, tmp_path, 2, RENDEZVOUS, gpu_count=2, keep_alive_s=0, connect=connect)
     run = await local_plane.wait_status(run_id, {"succeeded", "failed", "lost", "terminated"}, timeout=120)
     assert run["status"] == "succeeded", run["status_reason"]
     assert run["spec"]["nodes"] == 2
@@ -131,10 +137,7 @@ async def test_two_local_nodes_meet_and_report_as_one_run(local_plane, tmp_path,
 async def test_one_node_failing_ends_every_node(local_plane, tmp_path):
     script = "import os, sys, time\nif os.environ['NODE_RANK'] == '1':\n    print('node 1 breaks')\n" \
              "    sys.exit(3)\nprint('node 0 waits', flush=True)\ntime.sleep(600)\n"
-    r = await local_plane.http.post("/api/v1/runs", json={
-        "dataset": "demo", "gpu_types": ["local"], "nodes": 2, "keep_alive_s": 0,
-        "workdir": workdir_with(tmp_path, script), "command": "python3 rdv.py"})
-    run_id = r.json()["id"]
+    run_id = await launch_nodes(local_plane, tmp_path, 2, script, keep_alive_s=0)
     run = await local_plane.wait_status(run_id, {"succeeded", "failed", "lost", "terminated"}, timeout=120)
     assert run["status"] == "failed"
     assert "node 1 failed (exit code 3)" in run["status_reason"], run["status_reason"]
@@ -150,10 +153,7 @@ async def test_one_node_failing_ends_every_node(local_plane, tmp_path):
 
 
 async def test_terminate_ends_every_node(local_plane, tmp_path):
-    r = await local_plane.http.post("/api/v1/runs", json={
-        "dataset": "demo", "gpu_types": ["local"], "nodes": 3, "workdir": workdir_with(tmp_path, "print('x')\n"),
-        "command": "python3 rdv.py; sleep 600"})
-    run_id = r.json()["id"]
+    run_id = await launch_nodes(local_plane, tmp_path, 3, "print('x')\n", "python3 rdv.py; sleep 600")
 
     async def training():
         run = (await local_plane.http.get(f"/api/v1/runs/{run_id}")).json()
@@ -169,10 +169,7 @@ async def test_terminate_ends_every_node(local_plane, tmp_path):
 
 
 async def test_a_node_lost_mid_run_ends_the_run_and_the_others(local_plane, tmp_path):
-    r = await local_plane.http.post("/api/v1/runs", json={
-        "dataset": "demo", "gpu_types": ["local"], "nodes": 2, "workdir": workdir_with(tmp_path, "print('x')\n"),
-        "command": "python3 rdv.py; sleep 600"})
-    run_id = r.json()["id"]
+    run_id = await launch_nodes(local_plane, tmp_path, 2, "print('x')\n", "python3 rdv.py; sleep 600")
 
     async def training():
         run = (await local_plane.http.get(f"/api/v1/runs/{run_id}")).json()
@@ -263,11 +260,7 @@ OUTPUTS = ("import os\n"
 @pytest.mark.parametrize(("outputs_from", "connect"), [("0", "push"), ("all", "push"), ("0", "pull")])
 async def test_outputs_come_from_node_0_or_from_every_node_under_its_folder(local_plane, tmp_path, outputs_from,
                                                                            connect):
-    r = await local_plane.http.post("/api/v1/runs", json={
-        "dataset": "demo", "gpu_types": ["local"], "nodes": 2, "outputs_from": outputs_from, "connect": connect,
-        "workdir": workdir_with(tmp_path, OUTPUTS), "command": "python3 rdv.py"})
-    assert r.status_code == 201, r.text
-    run_id = r.json()["id"]
+    run_id = await launch_nodes(local_plane, tmp_path, 2, OUTPUTS, outputs_from=outputs_from, connect=connect)
     run = await local_plane.wait_status(run_id, {"succeeded", "failed", "lost", "terminated"}, timeout=120)
     events = (await local_plane.http.get(f"/api/v1/runs/{run_id}/events")).json()
     assert run["status"] == "succeeded", (run["status_reason"], [(e["kind"], e["message"][:200]) for e in events])
