@@ -84,7 +84,7 @@ async def test_a_source_that_cannot_be_listed_says_why(local_plane, files):
     assert r.status_code == 422  # not a source the schema allows
     for bare in ("http://", "hf://", "s3://"):  # said in words, not as the schema's pattern
         r = await local_plane.http.post("/api/v1/datasets", json={"source": bare})
-        assert r.status_code == 422 and "write https://HOST/PATH, s3://BUCKET" in r.text, r.text
+        assert r.status_code == 422 and "source: write https://HOST/PATH, s3://BUCKET" in r.text, r.text
     local_plane.control.settings.hf_endpoint = "http://127.0.0.1:9"  # a Hub that does not answer: no 500
     r = await local_plane.http.post("/api/v1/datasets", json={"source": "hf://datasets/org/name"})
     assert r.status_code == 409 and "cannot reach the Hub at http://127.0.0.1:9" in r.json()["error"]["message"]

@@ -43,7 +43,7 @@ def describe_validation(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors(include_url=False)[:5]:
         where = ".".join(str(p) for p in err["loc"]) or "body"
-        parts.append(f"{where}: {err['msg']}")
+        parts.append(f"{where}: {str(err['msg']).removeprefix('Value error, ')}")  # a validator's own words
     more = len(exc.errors()) - 5
     if more > 0:
         parts.append(f"and {more} more")
