@@ -96,7 +96,8 @@ class RunsTable(DataTable[str | Text]):
         self._refit = False
         self._widest: dict[str, int] = {}
         """Each column's widest cell since the last resize: a loss going from "2.263" to "0.2963" and back made
-        the $/h column come and go every half second."""
+        the $/h column come and go every half second. Not the status's: it changes a few times in a run's life,
+        and "downloading 100%" held hid the $/h column for the rest of it."""
         self._set_columns(COLUMNS)
         self.app.theme_changed_signal.subscribe(self, lambda _: self.show(*self._shown))
 
@@ -119,7 +120,7 @@ class RunsTable(DataTable[str | Text]):
         for cells in rows:
             for column, value in zip(COLUMNS, cells, strict=True):
                 widths[column] = max(widths[column], value.cell_len if isinstance(value, Text) else cell_len(value))
-        self._widest = dict(widths)
+        self._widest = {column: width for column, width in widths.items() if column != "status"}
         room = self.scrollable_content_region.width
         pad = 2 * self.cell_padding
         shown = list(COLUMNS)
