@@ -246,7 +246,7 @@ async def test_real_torchrun_across_two_local_nodes_of_two_processes(local_plane
     assert run["status"] == "succeeded", (run["status_reason"], texts)
     # the mean of the ranks' losses (1, 2, 3, 4) x step, all-reduced across both nodes, read from rank 0
     page = (await local_plane.http.get(f"/api/v1/runs/{run_id}/metrics")).json()
-    assert page["series"]["loss"]["steps"] == [1, 2, 3]
+    assert page["series"]["loss"]["steps"] == [1, 2, 3], texts
     assert page["series"]["loss"]["values"] == [2.5, 5.0, 7.5]
     assert any(t.startswith("rank 0 of 4 on node 0 done") for t in texts[0])
     assert any(t.startswith("rank 3 of 4 on node 1 done") or t.startswith("rank 2 of 4 on node 1 done")
