@@ -199,8 +199,15 @@ TORCH_VENV = Path(tempfile.gettempdir()) / "podtui-test-torch"
 
 TRAIN = r'''
 import os
+import sys
 import torch
 import torch.distributed as dist
+
+
+def say(line):  # one write: print() writes the line and its end apart, and the ranks share the pipe
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
 
 dist.init_process_group("gloo")
 rank, world = dist.get_rank(), dist.get_world_size()
@@ -209,8 +216,8 @@ for step in (1, 2, 3):
     loss = torch.tensor([float(rank + 1) * step])  # each rank's own loss; the run's is their mean
     dist.all_reduce(loss, op=dist.ReduceOp.SUM)
     if rank == 0:
-        print(f"step={step} loss={loss.item() / world}", flush=True)
-print(f"rank {rank} of {world} on node {os.environ['GROUP_RANK']} done", flush=True)
+        say(f"step={step} loss={loss.item() / world}")
+say(f"rank {rank} of {world} on node {os.environ['GROUP_RANK']} done")
 dist.destroy_process_group()
 '''
 
