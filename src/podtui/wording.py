@@ -7,7 +7,7 @@ Core and light: no textual, and nothing heavy at import (the pydantic models onl
 from __future__ import annotations
 
 import time as _time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from .fmt import format_bytes, format_duration
@@ -15,7 +15,7 @@ from .fmt import format_bytes, format_duration
 if TYPE_CHECKING:
     from pydantic import ValidationError
 
-    from .models import Run
+    from .models import Run, Volume
     from .stored_runs import StoredRun
 
 POD_END_FAILED_LABEL = "pod end failed"
@@ -102,6 +102,23 @@ def volume_outputs_line(volume: Any) -> str:
     if volume.location != volume.path:
         text += f" ({volume.path} in a pod)"
     return text + (f"; {volume.note}" if volume.note else "")
+
+
+def volume_losses(volume: Volume, runs: Iterable[Run]) -> str:
+    """What deleting a volume takes with it, said before asking: the datasets cached on it, the outputs of runs
+    written to it (--outputs-on-volume sent them nowhere else) and how to copy those first, and its bill."""
+    said = []
+    if volume.cached:
+        said.append(f"The {len(volume.cached)} dataset(s) cached on it go too.")
+    outputs = [r.id for r in runs if r.provider == volume.provider and r.spec.volume == volume.name
+               and r.spec.outputs_on_volume]
+    if outputs:
+        said.append(f"So do the outputs of {len(outputs)} run(s) written to it, kept nowhere else ("
+                    + ", ".join(outputs[:5]) + (", …" if len(outputs) > 5 else "")
+                    + f"); `podtui outputs {outputs[0]} --to DIR` copies them here first.")
+    if volume.provider == "runpod" and volume.price_per_month is not None:
+        said.append(f"Its ${volume.price_per_month:.2f}/month billing ends.")
+    return " ".join(said)
 
 
 def data_wait_text(wait_s: float | None, wait_usd: float | None, still: bool = False) -> str:

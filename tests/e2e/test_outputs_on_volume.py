@@ -79,6 +79,13 @@ async def test_outputs_stay_on_the_volume_and_are_fetched_on_request(local_plane
     async with plane.http.stream("POST", f"/api/v1/runs/{rid}/outputs/fetch") as answer:
         result = [json.loads(line) async for line in answer.aiter_lines() if line.strip()][-1]["result"]
     assert (result["fetched"], result["skipped"], result["bytes"]) == (0, 2, 0)
+    # deleting the volume asks with the outputs it takes with it named (they are nowhere else)
+    out = await asyncio.to_thread(CliRunner().invoke, main, ["volumes", "rm", "keep", "--provider", "local"],
+                                  input="n\n", env=env)
+    assert out.exit_code == 0 and "kept" in out.output, out.output
+    assert f"So do the outputs of 1 run(s) written to it, kept nowhere else ({rid})" in out.output
+    assert f"`podtui outputs {rid} --to DIR` copies them here first" in out.output
+    assert (folder / "model.bin").is_file()
 
 
 async def test_outputs_on_volume_needs_a_volume(local_plane, tmp_path):

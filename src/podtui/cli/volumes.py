@@ -9,7 +9,7 @@ import click
 
 from ..fmt import format_bytes
 from ..models import VolumeCreate
-from ..wording import spec_problems
+from ..wording import spec_problems, volume_losses
 
 OPTION_OF_FIELD = {"name": "NAME", "size_gb": "--size", "data_center": "--dc", "type": "--type",
                    "provider": "--provider"}
@@ -95,9 +95,18 @@ def volumes_rm(obj: Any, name: str, provider: str | None, yes: bool) -> None:
     """Delete a volume and everything on it (refused while a pod uses it)."""
     from . import run_async
 
-    if not yes and not click.confirm(f"Delete volume {name} and everything on it?", default=False):
-        click.echo("kept")
-        return
+    async def losses() -> str:
+        async with obj.client() as client:
+            volume = next((v for v in await client.volumes(provider) if v.name == name), None)
+            # an unknown name gets the control plane's own answer from the delete below
+            return "" if volume is None else volume_losses(volume, await client.runs())
+
+    if not yes:
+        said = run_async(losses)
+        if not click.confirm(f"Delete volume {name} and everything on it?" + (f" {said}" if said else ""),
+                             default=False):
+            click.echo("kept")
+            return
 
     async def go() -> None:
         async with obj.client() as client:

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 from textual import events, on, work
@@ -23,6 +24,7 @@ from ..live import LiveRuns
 from ..messages import PlaneLinkChanged, RunUpdated
 from ..widgets.key_hints import KeyHints
 from ..widgets.keys import bindings
+from ..wording import volume_losses
 from .confirm import ConfirmScreen
 
 if TYPE_CHECKING:
@@ -271,14 +273,8 @@ class VolumesScreen(ReportsHandlerErrors, Screen[None]):
             self.notify(f"volume {volume.name} is in use by run(s) {', '.join(volume.in_use_by)}; terminate them "
                         "first", severity="warning", timeout=10)
             return
-        cached = f" The {len(volume.cached)} dataset(s) cached on it go too." if volume.cached else ""
-        outputs = [r for r in self.live.runs.values() if r.provider == volume.provider
-                   and r.spec.volume == volume.name and r.spec.outputs_on_volume]
-        if outputs:  # nowhere else: --outputs-on-volume sent nothing home
-            cached += (f" So do the outputs of {len(outputs)} run(s) written to it (`podtui outputs "
-                       f"{outputs[0].id} --to DIR` copies them here first).")
-        bill = f" Its {price_text(volume)}/month billing ends." if volume.provider == "runpod" else ""
-        question = f"Delete {volume.provider} volume [b]{volume.name}[/b] and everything on it?{cached}{bill}"
+        losses = volume_losses(volume, self.live.runs.values())
+        question = f"Delete {volume.provider} volume [b]{volume.name}[/b] and everything on it? {escape(losses)}"
 
         def answered(confirmed: bool | None) -> None:
             if confirmed:
