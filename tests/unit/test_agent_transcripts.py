@@ -172,6 +172,24 @@ def test_trainer_dicts_keep_their_step_when_the_two_streams_race():
     hf_expected(run.close())
 
 
+@pytest.mark.parametrize("moved", [-3, -2, 2, 3])
+def test_a_trainer_dict_read_apart_from_its_bar_keeps_its_step_by_its_epoch(moved):
+    # A busy pod reads one pipe a few chunks ahead of the other: a dict then sits beside another drawing of the
+    # bar. Once three dicts agree on the steps per epoch, each later one is held to epoch x steps per epoch.
+    in_order = replay("hf_trainer")
+    order = chunks("hf_trainer")
+    stdout_at = [i for i, (stream, _) in enumerate(order) if stream == "stdout"]
+    for i in stdout_at[4:]:  # the first dicts teach the steps per epoch: before them, the bar alone places
+        moved_order = order[:i] + order[i + 1:]
+        moved_order.insert(max(0, i + moved), order[i])
+        run = Replay()
+        for stream, data in moved_order:
+            run.feed(stream, data)
+        run.close()
+        for name in ("loss", "eval_loss", "learning_rate"):
+            assert run.series(name) == in_order.series(name), (i, moved, name)
+
+
 def test_trainer_dicts_without_a_bar_count_lines_as_before():
     run = Replay()
     for stream, data in chunks("hf_trainer"):

@@ -33,6 +33,15 @@ LOSS_BAR_WAIT_S = 10.0  # a dict read mid-bar waits this long for the bar to mov
 MAX_PENDING = 2000  # lines waiting for the bar to move, at most
 
 
+def epoch_slack(epoch: float, per_epoch: float) -> float:
+    """How far (in steps) a dict's step may lie from epoch x steps per epoch: half a step, and what the epoch's
+    printing rounded off: the Trainer prints it to 2 decimals or 4 significant digits ('2.25', '0.3333'; a
+    float read from short text keeps its digits in repr)."""
+    digits = len(repr(epoch).partition(".")[2])
+    rounded = max(0.005 if digits <= 2 else 0.5 * 10.0 ** -digits, 5e-4 * epoch)
+    return 0.5 + per_epoch * rounded
+
+
 class BarAt:
     """One drawing of the bar the run's training is counted on, and the global step it gives."""
 
@@ -77,7 +86,7 @@ class MetricReader:
         self.redrawn: tuple | None = None  # (step, time) of the axis drawn right after a clear, not yet taken
         self.pending: list = []  # lines without a step waiting for the axis: (values, time, rank, kind, BarAt)
         self.ready: list = []  # their points once placed, to be taken by `overdue`
-        self.per_epoch: float | None = None  # Trainer steps per epoch, once a dict met its bar
+        self.epoch_seen: list = []  # (step, epoch) of the latest Trainer dicts placed by their bar
         self.last_state: dict = {}
         self.half_drawn: set = set()  # rows whose drawing after a clear was read in part (no bar yet)
         self.bar_points: dict = {}  # (step, value) of each bar metric's last point
@@ -297,18 +306,53 @@ class MetricReader:
         oldest = self.pending.pop(0)  # a flood of lines at one drawing: the oldest keep the step they were read at
         return self.named(self.at_step(oldest, oldest[4].step, "read"), oldest[2])
 
+    @property
+    def per_epoch(self) -> float | None:
+        """The Trainer's steps per epoch, once the dicts placed by their bar agree on it: the step / epoch that
+        the most of them fit (each within its epoch's printed precision), when at least 3 and a third do.
+        Dicts read a drawing apart from their bar fit no common value, nor do a loop's whole epochs printed at
+        many steps (its dicts keep the bar's steps)."""
+        seen = self.epoch_seen
+        fits: list = []
+        for step, epoch in seen:
+            ratio = step / epoch
+            fit = [(s, e) for s, e in seen if abs(s - e * ratio) <= epoch_slack(e, ratio)]
+            if len(fit) > len(fits):
+                fits = fit
+        if len(fits) < 3 or 3 * len(fits) < len(seen):
+            return None
+        step, epoch = max(fits, key=lambda f: f[1])  # the latest epoch is the most precise
+        return step / epoch
+
+    def by_epoch(self, values: dict, step: int) -> int:
+        """A Trainer dict's step: where its bar placed it, unless its own epoch says otherwise. The dict goes to
+        stdout and the bar to stderr, two pipes read apart: a busy pod can read a dict a drawing or two early or
+        late, beside another step. Its epoch x steps per epoch holds it to its own step."""
+        epoch = values.get("epoch")
+        if not isinstance(epoch, float) or epoch <= 0:
+            return step
+        per_epoch = self.per_epoch
+        if step > 0:
+            self.epoch_seen = [*self.epoch_seen, (step, epoch)][-50:]
+        if per_epoch is None:
+            return step
+        expected = epoch * per_epoch
+        if abs(step - expected) <= epoch_slack(epoch, per_epoch):
+            return step
+        self.note("Hugging Face Trainer dicts read apart from their bar, step from epoch x steps per epoch")
+        return round(expected)
+
     def at_step(self, entry: tuple, step: int, how: str) -> list:
         """A waiting line's points at `step`, and the note saying which rule placed it."""
         values, _, _, kind, read = entry
+        if kind == "hf":
+            step = self.by_epoch(values, step)
         if read.metrics:
             late = how == "end" and step != read.step  # placed past the last drawing it was read beside
             self.note(f"{LABELS[kind]} without a step: " + ("the end of the loss bar's epoch (its last step not "
                       "drawn)" if late else "the step of the bar carrying the loss"))
         else:
             source = "the last counter of its progress bar" if how == "late" else "the trainer's progress bar"
-            epoch = values.get("epoch")
-            if how == "redrawn" and isinstance(epoch, float) and epoch > 0 and step > 0:
-                self.per_epoch = step / epoch
             self.note(f"Hugging Face Trainer dicts, step from {source}")  # beside a bare bar, dicts alone wait
         return [(name, step, value) for name, value in values.items()]
 
