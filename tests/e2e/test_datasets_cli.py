@@ -47,6 +47,9 @@ async def test_add_a_url_list_it_and_a_local_volume_from_the_cli(cli, tmp_path):
         assert "kept" in out.output
         out = await cli("volumes", "rm", "scratch", "--provider", "local", "--yes")
         assert out.exit_code == 0 and "deleted local volume scratch" in out.output
+        out = await cli("volumes", "rm", "scratch", "--provider", "local", stdin="")  # gone: nothing to ask about
+        assert out.exit_code == 1 and "Delete volume" not in out.output, out.output
+        assert "no local volume named 'scratch'" in out.output
         out = await cli("launch", "--dataset", "corpus", "--volume", "scratch", "--command", "true")
         assert out.exit_code == 1 and "no local volume named 'scratch'" in out.output
     finally:

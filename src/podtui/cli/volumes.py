@@ -95,18 +95,16 @@ def volumes_rm(obj: Any, name: str, provider: str | None, yes: bool) -> None:
     """Delete a volume and everything on it (refused while a pod uses it)."""
     from . import run_async
 
-    async def losses() -> str:
+    async def losses() -> str | None:
         async with obj.client() as client:
             volume = next((v for v in await client.volumes(provider) if v.name == name), None)
-            # an unknown name gets the control plane's own answer from the delete below
-            return "" if volume is None else volume_losses(volume, await client.runs())
+            return None if volume is None else volume_losses(volume, await client.runs())
 
-    if not yes:
-        said = run_async(losses)
-        if not click.confirm(f"Delete volume {name} and everything on it?" + (f" {said}" if said else ""),
-                             default=False):
-            click.echo("kept")
-            return
+    said = None if yes else run_async(losses)  # None: an unknown name, the delete gets the control plane's answer
+    question = f"Delete volume {name} and everything on it?" + (f" {said}" if said else "")
+    if said is not None and not click.confirm(question, default=False):
+        click.echo("kept")
+        return
 
     async def go() -> None:
         async with obj.client() as client:
