@@ -21,7 +21,13 @@ def _launch_wait(plane: Plane, **kwargs: object) -> subprocess.Popen[str]:
         [sys.executable, "-m", "podtui.cli", "--server", plane.url, "--token", plane.control.admin_token,
          "launch", "--dataset", "demo", "--gpu", "local", "--command", "sleep 120", "--budget", "5",
          "--name", "ctrlc", "--wait"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-        **kwargs)
+        preexec_fn=_hear_ctrl_c, **kwargs)
+
+
+def _hear_ctrl_c() -> None:
+    """A suite started in the background (`cmd &` in a script) ignores SIGINT, and so would the CLI it starts
+    (Python leaves an ignored SIGINT ignored): give the CLI the terminal's default."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 async def _wait_live(plane: Plane) -> str:
