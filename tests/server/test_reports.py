@@ -128,6 +128,8 @@ async def test_status_progress_and_final_report(plane):
     assert (await post(plane, run.id, token, report_body())).status_code == 200
     await plane.store.revoke_ingest_token(run.id)  # what the supervisor does once the pod is gone
     assert (await post(plane, run.id, token, report_body())).status_code == 401
+    r = await post(plane, run.id, token, {"live": ["x" * 1001]})  # a refused token is said first, whatever the body
+    assert r.status_code == 401 and r.json()["error"]["code"] == "token_revoked"
 
 
 async def test_live_rows_and_how_metrics_were_read_are_on_the_run_until_it_ends(plane):

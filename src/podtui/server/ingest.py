@@ -23,7 +23,10 @@ async def report(request: web.Request) -> web.Response:
         # until the control plane ends it. Its own token, and nothing else from the report, is taken.
         if exc.code != "token_revoked":
             raise
-        batch = parse_report(run_id, await read_body(request))
+        try:
+            batch = parse_report(run_id, await read_body(request))
+        except ApiError:
+            raise exc from None  # a refused token is said first, whatever the body
         if not batch.pod_end_failed:
             raise
         await request.app[keys.RUNS].pod_could_not_end(run_id, batch.pod_end_failed)

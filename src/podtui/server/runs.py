@@ -476,7 +476,8 @@ class RunService:
         status = result.status
         if said and self._node_said.get((run_id, node)) != said:
             await self.store.update_nodes(run_id, {node: {"status": said}})
-            self._node_said[(run_id, node)] = said
+            if status.is_live:  # an ended run's memory is dropped (drop_bundle): a late report is written again
+                self._node_said[(run_id, node)] = said
         if said == "failed" and status.is_live:
             if batch.stopped:
                 reason, end = f"{batch.stopped} (enforced by node {node})", RunStatus.terminated
@@ -548,9 +549,13 @@ class RunService:
         return finished
 
     def drop_bundle(self, run_id: str) -> None:
-        """The bundle is not needed once the run has ended."""
+        """What an ended run no longer needs: its bundle and resume archive, its cached deadline and what its
+        nodes last said (kept in memory for the server's life otherwise)."""
         self.bundle_path(run_id).unlink(missing_ok=True)
         self.retries.resume_archive(run_id).unlink(missing_ok=True)
+        self._deadlines.pop(run_id, None)
+        for key in [key for key in self._node_said if key[0] == run_id]:
+            del self._node_said[key]
 
     async def close(self) -> None:
         """Wait briefly for launches in flight (they record their pods), then cancel them."""
