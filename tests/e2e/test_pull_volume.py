@@ -21,13 +21,14 @@ SHOW = ("python3 -c \"import hashlib,os;p=os.environ['PODTUI_DATASET_PATH'];"
 
 
 def count_uploads(monkeypatch):
-    """Bytes the control plane PUTs to pods, by slot."""
+    """Bytes the control plane PUTs to pods, by slot (summed over pods and tries)."""
     sent: dict[str, int] = {}
     real = puller_module.send_input
 
     async def counting(link, upload, offset, chunk):
         async for done in real(link, upload, offset, chunk):
-            sent[upload.slot] = done
+            sent[upload.slot] = sent.get(upload.slot, 0) + done - offset
+            offset = done
             yield done
 
     monkeypatch.setattr(puller_module, "send_input", counting)

@@ -12,6 +12,7 @@ import os
 import pytest
 
 from tests.e2e import test_runpod as base
+from tests.e2e.test_pull_volume import count_uploads
 from tests.e2e.test_runpod import FINAL, events_of, plane_for, wait_until
 from tests.fakes.runpod_v2 import GPU_4090, GPU_A100
 
@@ -63,8 +64,10 @@ async def test_a_cluster_mounts_the_network_volume_on_every_node_in_its_data_cen
 
 
 @pytest.mark.parametrize("connect", ["push", "pull"])
-async def test_local_nodes_share_the_volumes_cache_and_write_their_outputs_there(local_plane, tmp_path, connect):
+async def test_local_nodes_share_the_volumes_cache_and_write_their_outputs_there(local_plane, tmp_path, connect,
+                                                                                 monkeypatch):
     plane = local_plane
+    sent = count_uploads(monkeypatch)
     outputs_from = "all" if connect == "push" else "0"  # pull mode brings node 0's only
     assert (await plane.http.post("/api/v1/volumes", json={"name": "v", "provider": "local"})).status_code == 201
     data = os.urandom(500_000)
@@ -92,7 +95,8 @@ async def test_local_nodes_share_the_volumes_cache_and_write_their_outputs_there
         assert (out / "rank0.txt").read_text() == want
         assert [f["path"] for f in page["volume"]["files"]] == ["rank0.txt"]
         said = [e["message"] for e in events if e["kind"] == "dataset"]
-        # node 0's word (whichever node renamed its upload into the cache first, the other found it there)
-        assert any("uploaded into the cache on volume v" in m or "found whole in the cache on volume v" in m
-                   for m in said), said
+        assert any("uploaded into the cache on volume v" in m for m in said), said  # node 0's word
+        # node 1 waited for node 0's copy on the shared volume: the dataset went through this machine once
+        assert sum(v for k, v in sent.items() if k.startswith("data-")) == len(data), sent
+        assert any("node 1 waits for node 0's upload" in e["message"] for e in events), events
     assert not (volume / "podtui" / "uploads").exists() or not any((volume / "podtui" / "uploads").iterdir())

@@ -46,6 +46,11 @@ PROXY_ANSWER_S = 90.0
 """The longest any request through RunPod's proxy waits (the proxy itself gives up at 100 s with a 524)."""
 ASK_AGAIN_S = 1.0
 RETRY_S = (1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0)
+NODE_CACHE_WAIT_S = 120.0  # after node 0's start: its start script renames its upload into the shared cache
+
+
+class RunEnded(Exception):
+    """The run ended while its pod was being waited for: nothing more to send it."""
 
 
 class PodUnreachable(RuntimeError):
@@ -188,7 +193,7 @@ class Puller:
                     await tell("pull", f"{who} answers on its port; uploading inputs")
                     if node == 0:
                         await self.store.start_data_wait(run_id, time.time())  # the pod bills while this uploads
-                    await self._upload_inputs(run, link, state, progress=node == 0)
+                    await self._upload_inputs(run, link, state, node)
                     await link.call("POST", "/v1/start", content=b"{}")
                     if node:
                         self._started.add((run_id, node))
@@ -206,6 +211,8 @@ class Puller:
                     return
                 await tell("pull", f"waiting for {who}'s agent to answer on its port ({exc})")
                 log.debug("run %s: pod not reachable: %s", run_id, exc)
+            except RunEnded:
+                return
             except DatasetError as exc:  # the dataset changed or vanished here: the pod cannot get it
                 await self.store.add_event(run_id, "pull_failed", str(exc))
                 self.runs.terminate_soon(run_id, f"cannot upload the dataset: {exc}", RunStatus.failed)
@@ -276,7 +283,7 @@ class Puller:
 
     # -- inputs ------------------------------------------------------------------------------------
 
-    async def inputs(self, run: Run, link: PodLink | None = None) -> list[Upload]:
+    async def inputs(self, run: Run, link: PodLink | None = None, node: int = 0) -> list[Upload]:
         """What the pod needs: the start script, the dataset's files, the code bundle. With a volume, a local
         dataset goes through the volume's cache: nothing of it when the pod finds it there (`GET /v1/cache/<key>`),
         else its files, which the start script renames into the cache for the next run."""
@@ -287,7 +294,7 @@ class Puller:
             if run.spec.volume:
                 plan["volume"] = run.spec.volume
         elif run.spec.volume and link is not None:
-            cache_plan = await self._cache_plan(run, record, link)
+            cache_plan = await self._cache_plan(run, record, link, node)
         files = [] if plan else [(f"data-{i}", entry) for i, entry in enumerate(record.manifest)]
         if cache_plan is not None and cache_plan["cached"]:
             files = []
@@ -316,21 +323,51 @@ class Puller:
                                   await asyncio.to_thread(sha256_file, resume), path=str(resume)))
         return uploads
 
-    async def _cache_plan(self, run: Run, record: DatasetRecord, link: PodLink) -> dict[str, Any]:
+    async def _cache_plan(self, run: Run, record: DatasetRecord, link: PodLink, node: int = 0) -> dict[str, Any]:
         """Ask the pod whether its volume's cache has the dataset; the plan the start script places it by."""
         key = cache_key(record.dataset, "")
-        answer = await link.call("GET", f"/v1/cache/{key}")
-        found = answer.json() if answer.status_code == 200 else {}
-        if not found.get("volume"):
-            raise ValueError(f"the pod has no volume mounted (it answered {answer.status_code} about its cache)")
+        found = await self._ask_cache(link, key)
+        if not found.get("cached") and node:
+            found = await self._node_0s_copy(run, link, key, node) or found
         single = record.manifest[0]["path"] if record.dataset.kind == "file" else None
         return {"name": record.dataset.name, "key": key, "single": single, "volume": run.spec.volume,
                 "cached": bool(found.get("cached")), "size": record.dataset.size_bytes,
                 "files": [[f"data-{i}", e["path"]] for i, e in enumerate(record.manifest)],
                 "sha256": {e["path"]: e["sha256"] for e in record.manifest}}
 
-    async def _upload_inputs(self, run: Run, link: PodLink, state: dict[str, Any], progress: bool = True) -> None:
-        uploads = await self.inputs(run, link)
+    @staticmethod
+    async def _ask_cache(link: PodLink, key: str) -> dict[str, Any]:
+        answer = await link.call("GET", f"/v1/cache/{key}")
+        found: dict[str, Any] = answer.json() if answer.status_code == 200 else {}
+        if not found.get("volume"):
+            raise ValueError(f"the pod has no volume mounted (it answered {answer.status_code} about its cache)")
+        return found
+
+    async def _node_0s_copy(self, run: Run, link: PodLink, key: str, node: int) -> dict[str, Any] | None:
+        """Node k > 0 mounts node 0's volume: rather than send the dataset through this machine's uplink once per
+        node while every pod bills, wait for node 0's upload (its start script renames it into the cache) and
+        find it there. None when it does not show within NODE_CACHE_WAIT_S of node 0's start: node k gets its
+        own upload then."""
+        await self.store.add_event(run.id, "pull", f"node {node} waits for node 0's upload into the volume's cache")
+        shown_by = None
+        while True:
+            fresh = await self.store.get_run(run.id)
+            if not self._worth_pulling(fresh):
+                raise RunEnded(run.id)
+            if shown_by is None and await self.store.has_event(run.id, "pod_started", since=fresh.started_at):
+                shown_by = time.monotonic() + NODE_CACHE_WAIT_S
+            if shown_by is not None:
+                found = await self._ask_cache(link, key)
+                if found.get("cached"):
+                    return found
+                if time.monotonic() > shown_by:
+                    await self.store.add_event(run.id, "pull", f"node 0's copy did not show in node {node}'s cache "
+                                               f"within {NODE_CACHE_WAIT_S:.0f} s; uploading the dataset to it")
+                    return None
+            await asyncio.sleep(ASK_AGAIN_S)
+
+    async def _upload_inputs(self, run: Run, link: PodLink, state: dict[str, Any], node: int = 0) -> None:
+        uploads = await self.inputs(run, link, node)
         total = sum(u.size for u in uploads if u.slot != "script")
         have = state.get("inputs") or {}
         done_bytes = 0
@@ -343,7 +380,7 @@ class Puller:
             if offset > upload.size:
                 offset = 0
             async for sent in send_input(link, upload, offset, self.settings.upload_chunk_bytes):
-                if upload.slot != "script" and progress:  # the run's download bar is node 0's
+                if upload.slot != "script" and not node:  # the run's download bar is node 0's
                     await self._progress(run.id, done_bytes + sent, total)
             answer = await link.call_until_done("POST", f"/v1/inputs/{upload.slot}/done", content=b"{}",
                                                 params={"sha256": upload.sha256, "size": upload.size})
