@@ -85,6 +85,9 @@ async def test_a_source_that_cannot_be_listed_says_why(local_plane, files):
     for bare in ("http://", "hf://", "s3://"):  # said in words, not as the schema's pattern
         r = await local_plane.http.post("/api/v1/datasets", json={"source": bare})
         assert r.status_code == 422 and "source: write https://HOST/PATH, s3://BUCKET" in r.text, r.text
+    # what the schema's pattern allows is not refused as a bad body (the fuzzer holds us to that): the Hub's words
+    r = await local_plane.http.post("/api/v1/datasets", json={"source": "hf://\u00a0x"})
+    assert r.status_code == 409 and "is not a Hub source" in r.json()["error"]["message"], r.text
     local_plane.control.settings.hf_endpoint = "http://127.0.0.1:9"  # a Hub that does not answer: no 500
     r = await local_plane.http.post("/api/v1/datasets", json={"source": "hf://datasets/org/name"})
     assert r.status_code == 409 and "cannot reach the Hub at http://127.0.0.1:9" in r.json()["error"]["message"]

@@ -32,6 +32,7 @@ async def test_unknown_routes_and_methods_are_json(plane):
 async def test_bad_query_parameters_are_400s_that_say_what_is_allowed(plane):
     for path, params, words in (
             ("/api/v1/gpus", {"count": "two"}, "count must be an integer"),
+            ("/api/v1/gpus", {"count": ""}, "count must be an integer, not ''"),  # the schema says integer
             ("/api/v1/gpus", {"count": "9"}, "count must be between 1 and 8"),
             ("/api/v1/gpus", {"cloud": "moon"}, "cloud must be SECURE, COMMUNITY or ALL"),
             ("/api/v1/volumes", {"provider": "aws"}, "provider must be local or runpod"),

@@ -65,7 +65,7 @@ class DatasetCreate(_Model):
     @classmethod
     def _a_source(cls, value: Any) -> Any:
         """A source of a kind podtui fetches, with something after its scheme (said in words, not as a pattern)."""
-        if isinstance(value, str) and not re.match(r"^(https?|s3|hf)://\S", value):
+        if isinstance(value, str) and not re.match(r"^(https?|s3|hf)://[^\x00-\x20\x7f-\x9f]", value):
             raise ValueError("write https://HOST/PATH, s3://BUCKET/KEY-or-PREFIX, hf://datasets/ORG/NAME[@REV][/GLOB] "
                              f"or hf://ORG/MODEL[@REV][/GLOB], not {value[:200]!r}")
         return value

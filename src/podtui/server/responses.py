@@ -80,7 +80,7 @@ def parse_model(body: bytes, model: type[M]) -> M:
 def query_int(request: web.Request, name: str, default: int | None, lo: int, hi: int) -> int | None:
     """An integer query parameter within [lo, hi]; 400 otherwise."""
     raw = request.query.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
     try:
         value = int(raw)
