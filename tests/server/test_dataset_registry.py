@@ -124,3 +124,23 @@ async def test_cli_lists_json_and_removes(plane, tmp_path):
     assert result.exit_code == 0 and "removed by-cli" in result.output
     result = await asyncio.to_thread(cli, "datasets", "rm", "by-cli")
     assert result.exit_code == 1 and "no dataset named 'by-cli'" in result.output
+    result = await asyncio.to_thread(cli, "datasets", "rm", "demo")
+    assert result.exit_code == 1 and "demo is podtui's built-in dataset" in result.output, result.output
+
+
+async def test_the_built_in_demo_is_neither_replaced_nor_removed(plane, tmp_path):
+    # A new user registered a folder as `demo`: the demo's trainer then read a folder and printed a traceback,
+    # and `datasets rm demo` removed the dataset `launch --help` says is always there.
+    before = {d["name"]: d["id"] for d in (await plane.http.get("/api/v1/datasets")).json()}
+    (tmp_path / "mine.txt").write_text("x\n")
+    r = await plane.http.post("/api/v1/datasets", json={"path": str(tmp_path / "mine.txt"), "name": "demo"})
+    assert r.status_code == 409 and r.json()["error"]["code"] == "reserved_name", r.text
+    assert "built-in dataset" in r.json()["error"]["message"] and "--name NAME" in r.json()["error"]["message"]
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "demo" / "a.txt").write_text("x\n")  # the name taken from the folder's
+    r = await plane.http.post("/api/v1/datasets", json={"path": str(tmp_path / "demo")})
+    assert r.status_code == 409 and r.json()["error"]["code"] == "reserved_name", r.text
+    r = await plane.http.delete("/api/v1/datasets/demo")
+    assert r.status_code == 409 and "cannot be removed" in r.json()["error"]["message"], r.text
+    after = {d["name"]: d["id"] for d in (await plane.http.get("/api/v1/datasets")).json()}
+    assert after["demo"] == before["demo"]

@@ -52,6 +52,7 @@ from . import (
     volumes,
 )
 from .datasets import DatasetError, scan_dataset
+from .demo import DEMO_NAME
 from .responses import ApiError, json_response, query_flag, query_int, read_model
 from .runs import RunService
 from .sources import fetch_plan, is_remote, local_fetch_plan, scan_source
@@ -93,12 +94,14 @@ async def list_datasets(request: web.Request) -> web.Response:
 async def add_dataset(request: web.Request) -> web.Response:
     """Register a file or directory (hashing it can take a while for large datasets)."""
     body = await read_model(request, DatasetCreate)
+    _not_the_demo(body.name or "")  # before a scan; a name taken from the folder's is checked after it
     settings = request.app[keys.SETTINGS]
     if body.source is not None:  # fetched by the pods from its source: listed here, never downloaded here
         try:
             scanned = await asyncio.to_thread(scan_source, body.source, body.name, settings, body.s3_endpoint_url)
         except DatasetError as exc:
             raise ApiError(getattr(exc, "status", 409), "invalid_source", str(exc)) from None
+        _not_the_demo(scanned.dataset.name)
         dataset = await _store(request).save_dataset(scanned.dataset, scanned.root, scanned.manifest)
         return json_response(dataset, status=201)
     try:
@@ -108,13 +111,24 @@ async def add_dataset(request: web.Request) -> web.Response:
         # 404: nothing there; 409: what is there cannot be a dataset (links out, too large, outside the roots)
         status = 404 if "does not exist" in str(exc) else 409
         raise ApiError(status, "invalid_dataset", str(exc)) from None
+    _not_the_demo(scanned.dataset.name)
     dataset = await _store(request).save_dataset(scanned.dataset, scanned.root, scanned.manifest)
     return json_response(dataset, status=201)
+
+
+def _not_the_demo(name: str, removing: bool = False) -> None:
+    """`demo` is the built-in dataset its trainer reads (`launch --dataset demo` always works): the API never
+    replaces or removes it."""
+    if name == DEMO_NAME:
+        said = "cannot be removed" if removing else "keeps its name: give yours another one (--name NAME)"
+        raise ApiError(409, "reserved_name", f"{DEMO_NAME} is podtui's built-in dataset (the demo's trainer reads "
+                       f"it) and {said}")
 
 
 async def remove_dataset(request: web.Request) -> web.Response:
     """Take a dataset's name out of the registry; its files stay, runs that used it keep showing it."""
     name = request.match_info["name"]
+    _not_the_demo(name, removing=True)
     try:
         versions = await _store(request).remove_dataset(name)
     except NotFound as exc:
