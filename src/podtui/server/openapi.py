@@ -42,7 +42,8 @@ def build_openapi(routes: Any) -> dict[str, Any]:
             if p.enum is not None:
                 schema["enum"] = list(p.enum)
             params.append({"name": p.name, "in": "query", "required": False, "schema": schema,
-                           "description": p.description})
+                           "description": p.description}
+                          | ({"allowEmptyValue": True} if p.kind == "integer" else {}))  # empty: as absent
         if params:
             op["parameters"] = params
         if route.body is not None:

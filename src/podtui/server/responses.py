@@ -78,9 +78,10 @@ def parse_model(body: bytes, model: type[M]) -> M:
 
 
 def query_int(request: web.Request, name: str, default: int | None, lo: int, hi: int) -> int | None:
-    """An integer query parameter within [lo, hi]; 400 otherwise."""
+    """An integer query parameter within [lo, hi]; 400 otherwise. Empty is absent (`?after_seq=`, as clients
+    write a None; the OpenAPI description says `allowEmptyValue`)."""
     raw = request.query.get(name)
-    if raw is None:
+    if raw is None or raw == "":
         return default
     try:
         value = int(raw)
