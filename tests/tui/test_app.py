@@ -67,6 +67,34 @@ async def test_launch_from_the_form_watch_the_chart_and_terminate(settings):
         assert any("there is nothing to stop" in str(n.message) for n in app._notifications)
 
 
+async def test_ctrl_s_before_the_form_has_loaded_launches_once_it_has(settings, monkeypatch):
+    # `n` then ctrl+s at once launches the demo: a newcomer's quick ctrl+s came before the datasets and offers,
+    # failed on a blank dataset, and the load then wiped the error: nothing happened and nothing was said.
+    from podtui.client import Client
+
+    real = Client.datasets
+
+    async def slow(self):
+        await asyncio.sleep(0.8)
+        return await real(self)
+
+    monkeypatch.setattr(Client, "datasets", slow)
+    app = PodtuiApp(settings)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await wait_for(pilot, lambda: app.dashboard is not None and app.dashboard._client is not None)
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, LaunchScreen))
+        await pilot.press("ctrl+s")
+        await pilot.pause(0.1)
+        from textual.widgets import Static
+        assert "launching once they are in" in str(app.screen.query_one("#error", Static).render())
+        await wait_for(pilot, lambda: not isinstance(app.screen, LaunchScreen))
+        await wait_for(pilot, lambda: len(app.live.runs) == 1)
+        run = next(iter(app.live.runs.values()))
+        assert run.spec.gpu_types == ["local"]
+        await app.client.terminate(run.id)
+
+
 async def test_quit_guard_with_a_live_run(settings):
     app = PodtuiApp(settings)
     async with app.run_test(size=(160, 45)) as pilot:

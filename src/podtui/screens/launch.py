@@ -103,6 +103,9 @@ class LaunchScreen(Dialog[Run | None]):
         self.all_offers: list[GpuOffer] = []
         self.unloaded: str | None = None
         """Why the datasets and offers did not load (None: they did, or are loading)."""
+        self.loaded = False
+        self.launch_when_loaded = False
+        """ctrl+s came before the datasets and offers did (`n` then ctrl+s launches the demo): launch once in."""
         self.volumes: list[Volume] = []
 
     def compose(self) -> ComposeResult:
@@ -205,6 +208,7 @@ class LaunchScreen(Dialog[Run | None]):
             self.all_offers = await self.client.gpus()
         except ControlPlaneError as exc:
             self.unloaded = exc.message
+            self.launch_when_loaded = False
             select.prompt = "control plane unreachable" if isinstance(exc, ControlPlaneUnreachable) else \
                 "datasets did not load"
             self.show_error(exc.message + (" The form loads once it answers again." if
@@ -221,6 +225,10 @@ class LaunchScreen(Dialog[Run | None]):
         if self.datasets:
             select.value = (demo or self.datasets[0]).id
         self.show_offers()
+        self.loaded = True
+        if self.launch_when_loaded:
+            self.launch_when_loaded = False
+            self.call_after_refresh(self.action_launch)  # once the choices above are on screen
 
     def on_plane_link_changed(self, message: PlaneLinkChanged) -> None:
         if message.reachable and self.unloaded is not None:
@@ -349,6 +357,10 @@ class LaunchScreen(Dialog[Run | None]):
         """Validate here, then ask the control plane."""
         if self.unloaded is not None:
             self.show_error(f"cannot launch: the form could not load. {self.unloaded}")
+            return
+        if not self.loaded:
+            self.launch_when_loaded = True
+            self.show_error("loading datasets and GPUs… launching once they are in")
             return
         try:
             spec = self.spec()
