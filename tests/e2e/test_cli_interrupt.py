@@ -24,6 +24,13 @@ def _launch_wait(plane: Plane, **kwargs: object) -> subprocess.Popen[str]:
         preexec_fn=_hear_ctrl_c, **kwargs)
 
 
+def _never_left(proc: subprocess.Popen[str]) -> None:
+    """A CLI that did not end in time is killed: it would follow its run long after the test."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
 def _hear_ctrl_c() -> None:
     """A suite started in the background (`cmd &` in a script) ignores SIGINT, and so would the CLI it starts
     (Python leaves an ignored SIGINT ignored): give the CLI the terminal's default."""
@@ -46,7 +53,10 @@ async def test_ctrl_c_says_the_pod_keeps_billing_and_how_to_follow_or_end_it(loc
     run_id = await _wait_live(plane)
     await asyncio.sleep(0.5)  # into the follow loop
     proc.send_signal(signal.SIGINT)
-    out, err = await asyncio.to_thread(proc.communicate, timeout=60)
+    try:
+        out, err = await asyncio.to_thread(proc.communicate, timeout=60)
+    finally:
+        _never_left(proc)
     assert proc.returncode == 130, (out, err)
     assert f"ctrlc ({run_id}) goes on" in err and "keeps running" in err
     assert "budget $5.00" in err
@@ -60,14 +70,15 @@ async def test_ctrl_c_says_the_pod_keeps_billing_and_how_to_follow_or_end_it(loc
 async def test_ctrl_c_at_a_terminal_asks_and_terminates_on_yes(local_plane):
     plane = local_plane
     master, slave = pty.openpty()
+    proc = _launch_wait(plane, stdin=slave)
     try:
-        proc = _launch_wait(plane, stdin=slave)
         run_id = await _wait_live(plane)
         await asyncio.sleep(0.5)
         proc.send_signal(signal.SIGINT)
         os.write(master, b"y\n")
         _out, err = await asyncio.to_thread(proc.communicate, timeout=60)
     finally:
+        _never_left(proc)
         os.close(slave)
         os.close(master)
     assert "Terminate ctrlc now? [y/N]" in err, err
