@@ -96,7 +96,7 @@ class LogView(Log):
                 if last is not None and line.seq > last + 1:
                     gap = line.seq - last - 1
                     self.missing += gap
-                    self.pending.append(Line(None, line.ts, f"… {gap} lines missing …"))
+                    self.pending.append(Line(None, line.ts, f"… {gap} line{'s' if gap != 1 else ''} missing …"))
                 self.last_seqs[node] = line.seq
                 self.last_seq = line.seq
             self.pending.append(line)
