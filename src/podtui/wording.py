@@ -6,6 +6,7 @@ Core and light: no textual, and nothing heavy at import (the pydantic models onl
 
 from __future__ import annotations
 
+import math
 import time as _time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -55,7 +56,9 @@ def spec_problems(exc: ValidationError, name_of: Callable[[str], str]) -> str:
     for err in exc.errors(include_url=False):
         field = str(err["loc"][0]) if err["loc"] else ""
         kind, ctx = err["type"], err.get("ctx") or {}
-        if kind == "string_pattern_mismatch":
+        if isinstance(err.get("input"), float) and not math.isfinite(err["input"]):
+            said = "must be a number (not nan or inf)"
+        elif kind == "string_pattern_mismatch":
             said = f"must be {_SPEC_PATTERNS.get(field, 'plain text without control characters')}"
         elif kind == "greater_than_equal":
             said = f"must be at least {_plain(ctx.get('ge'))}"

@@ -18,6 +18,7 @@ from podtui.cli import main
     (["--max-runtime", "abc"], "--max-runtime: 'abc' is not a duration"),
     (["--retries", "-1"], "--retries: must be at least 0"),
     (["--retries", "99"], "--retries: must be at most 20"),
+    (["--budget", "nan"], "--budget: must be a number (not nan or inf)"),  # it said 'must be at most 100000'
 ])
 def test_bad_launch_options_name_the_option(tmp_path, monkeypatch, args, said):
     monkeypatch.setenv("PODTUI_CONFIG_FILE", str(tmp_path / "none.toml"))
@@ -35,3 +36,13 @@ def test_a_server_that_is_not_a_url_says_what_to_give(tmp_path, monkeypatch):
     assert result.exit_code != 0
     assert "'notaurl' is not a control plane's URL: give one like http://127.0.0.1:8765" in result.output
     assert "UnsupportedProtocol" not in result.output and "Traceback" not in result.output
+
+
+def test_the_control_planes_refusal_names_the_option_typed():
+    from podtui.cli import options_named
+
+    said = options_named("gpu_types: the local provider offers only the GPU type `local` (asked: x); launch with "
+                         "--gpu local, or set RUNPOD_API_KEY; budget_usd: too much; volume: no such volume")
+    assert said == ("--gpu: the local provider offers only the GPU type `local` (asked: x); launch with --gpu local, "
+                    "or set RUNPOD_API_KEY; --budget: too much; --volume: no such volume")
+    assert options_named("node 1: not a field") == "node 1: not a field"

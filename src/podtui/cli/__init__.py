@@ -122,7 +122,23 @@ OPTION_OF_FIELD = {"gpu_types": "--gpu", "budget_usd": "--budget", "max_runtime_
 
 def launch_problems(exc: ValidationError) -> str:
     """A launch's bad options, named as the user typed them: `--budget: must be at least 0`."""
-    return spec_problems(exc, lambda field: OPTION_OF_FIELD.get(field, "--" + field.replace("_", "-")))
+    return spec_problems(exc, option_of)
+
+
+def option_of(field: str) -> str:
+    return OPTION_OF_FIELD.get(field, "--" + field.replace("_", "-"))
+
+
+def options_named(message: str) -> str:
+    """The control plane's refusal of a launch (`gpu_types: the local provider offers only …`) with each field
+    named as the option the user typed (`--gpu: …`)."""
+    from ..models import LaunchSpec
+
+    parts = []
+    for part in message.split("; "):
+        field, sep, rest = part.partition(": ")
+        parts.append(f"{option_of(field)}: {rest}" if sep and field in LaunchSpec.model_fields else part)
+    return "; ".join(parts)
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--server", envvar="PODTUI_SERVER", help="URL of a running control plane (default: the local one).")

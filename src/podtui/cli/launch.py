@@ -17,7 +17,7 @@ from ..fmt import format_duration
 from ..models import LaunchSpec, Run, RunEvent, RunStatus
 from ..plane_link import PlaneLink
 from ..wording import outputs_line, volume_outputs_line
-from . import Context, emit_json, launch_problems, run_async
+from . import Context, emit_json, launch_problems, options_named, run_async
 
 
 @click.command()
@@ -129,7 +129,12 @@ def launch(obj: Context, dataset: str, gpu_types: tuple[str, ...], command: str 
                 said = (await client.data_estimate(spec)).get("message")
                 if said:
                     click.echo(f"note: {said}", err=True)
-            run = await client.launch(spec)
+            try:
+                run = await client.launch(spec)
+            except ControlPlaneError as exc:
+                if exc.status != 422:
+                    raise
+                raise ControlPlaneError(options_named(exc.message), exc.status, exc.code) from None
             launched.append(run)
             if not wait:
                 if as_json:
