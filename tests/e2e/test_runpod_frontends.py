@@ -150,7 +150,7 @@ async def test_cli_launch_runs_and_terminate_against_v2(fake, tmp_path):
         assert fake.live_pods() == []
         code, out, err = await podtui(env, "launch", "--dataset", "demo", "--gpu", "NVIDIA GTX 280",
                                       "--provider", "runpod")
-        assert code != 0 and "gpu_types" in (out + err) and "Traceback" not in (out + err)
+        assert code != 0 and "--gpu: RunPod has no GPU type" in (out + err) and "Traceback" not in (out + err)
     finally:
         serve.terminate()
         await serve.wait()
