@@ -476,8 +476,7 @@ class RunService:
         status = result.status
         if said and self._node_said.get((run_id, node)) != said:
             await self.store.update_nodes(run_id, {node: {"status": said}})
-            if status.is_live:  # an ended run's memory is dropped (drop_bundle): a late report is written again
-                self._node_said[(run_id, node)] = said
+            self._node_said[(run_id, node)] = said
         if said == "failed" and status.is_live:
             if batch.stopped:
                 reason, end = f"{batch.stopped} (enforced by node {node})", RunStatus.terminated
@@ -549,12 +548,16 @@ class RunService:
         return finished
 
     def drop_bundle(self, run_id: str) -> None:
-        """What an ended run no longer needs: its bundle and resume archive, its cached deadline and what its
-        nodes last said (kept in memory for the server's life otherwise)."""
+        """The bundle is not needed once the run has ended."""
         self.bundle_path(run_id).unlink(missing_ok=True)
         self.retries.resume_archive(run_id).unlink(missing_ok=True)
-        self._deadlines.pop(run_id, None)
-        for key in [key for key in self._node_said if key[0] == run_id]:
+
+    def forget_ended(self, live: set[str]) -> None:
+        """Keep in memory only what runs with a live pod need (each supervisor pass): cached deadlines and what
+        nodes last said would otherwise grow with every run over the server's life."""
+        for run_id in [run_id for run_id in self._deadlines if run_id not in live]:
+            del self._deadlines[run_id]
+        for key in [key for key in self._node_said if key[0] not in live]:
             del self._node_said[key]
 
     async def close(self) -> None:

@@ -141,6 +141,7 @@ class Supervisor:
         now = time.time()
         live = [r for r in await self.store.list_runs(live_only=True)
                 if r.pod_id and r.provider in self.runs.providers]
+        self.runs.forget_ended({run.id for run in live})
         ended = [(name, pod_id, run_id) for name, pod_id, run_id in await self.store.pods_not_gone()
                  if name in self.runs.providers]
         wanted: dict[str, set[str]] = {}
