@@ -135,7 +135,9 @@ class Engine:
             except BaseException:
                 await db.execute("ROLLBACK")
                 raise
-            log.info("store migrated to schema %d", number)
+            log.debug("store migrated to schema %d", number)
+        if version < len(MIGRATIONS):
+            log.info("store at schema %d (from %d)", len(MIGRATIONS), version)
 
     async def schema_version(self) -> int:
         """The migration the file is at."""
