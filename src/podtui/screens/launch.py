@@ -173,10 +173,10 @@ class LaunchScreen(Dialog[Run | None]):
                 with Vertical():
                     yield Label("volume (datasets cached there)")
                     yield Select[str]([], id="volume", prompt="(none)")
-                    yield Checkbox("outputs on the volume (they stay there)", id="outputs_on_volume", compact=True)
+                    yield Checkbox("outputs stay on the volume", id="outputs_on_volume", compact=True)
             with Horizontal(classes="fields"):
                 with Vertical():
-                    yield Label("retries (empty: RunPod 2, local 0)")
+                    yield Label("retries (default 2; local 0)")
                     yield Input(placeholder="e.g. 2", id="retries", type="integer",
                                 tooltip="New pods for a lost one, resuming from its last checkpoint "
                                         "(empty: 2 on RunPod, 0 local)")
