@@ -103,6 +103,9 @@ class RunPanel(Vertical):
         self._show_compare()
         self.logs.reset()
         self._events_shown = {}
+        if run_id is not None:  # named at once: the titles told the last run's name until its data came
+            self.chart.border_title = f"loss · {self.live.name_of(run_id)}"
+            self.logs.border_title = f"logs · {self.live.name_of(run_id)}"
         if self.client is not None and run_id is not None:  # else attach() loads it
             self.load_selected(run_id)
         self.show_progress()
