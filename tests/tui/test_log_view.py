@@ -60,3 +60,15 @@ def test_a_filter_is_parsed_into_its_node_and_its_text():
     assert parse_filter(" node:1  Eval") == (1, "eval")
     assert parse_filter("NODE:12") == (12, "")
     assert parse_filter("node:x loss") == (None, "node:x loss")
+
+
+async def test_timestamps_are_not_added_to_a_line_that_says_its_own_time():
+    app = Logs()
+    async with app.run_test(size=(60, 20)):
+        view = app.query_one(LogView)
+        view.show_timestamps = True
+        stamped = view._format(Line(1, 0.0, "2026-12-07T11:50:17Z [podtui] training command finished"))
+        assert stamped == "2026-12-07T11:50:17Z [podtui] training command finished"  # it showed two times
+        plain = view._format(Line(2, 0.0, "step=1 loss=0.5"))
+        assert plain.endswith(" step=1 loss=0.5") and plain[:8].count(":") == 2
+        assert view._format(Line(None, 0.0, "» created: run created")) != "» created: run created"

@@ -16,6 +16,8 @@ from textual.widgets import Log
 from ..bootstrap.agent.nodes import node_of_seq  # stdlib only: nothing heavy before the first frame
 
 MAX_LINES = 10_000
+STAMPED = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ ")
+"""A line that says its own time (the start script's and the agent's): `t` adds no second one."""
 NODE_FILTER = re.compile(r"^\s*node:(\d{1,3})\b\s*(.*)$", re.IGNORECASE)
 
 
@@ -125,7 +127,7 @@ class LogView(Log):
         text = line.text
         if self.tagged and line.seq is not None:
             text = f"[node {node_of_seq(line.seq)}] {text}"
-        if self.show_timestamps:
+        if self.show_timestamps and not STAMPED.match(line.text):
             return time.strftime("%H:%M:%S ", time.localtime(line.ts)) + text
         return text
 
