@@ -388,13 +388,12 @@ def _error_of(response: httpx.Response, token_source: str) -> ControlPlaneError:
         message, code = str(error["message"]), str(error.get("code", ""))
     except (ValueError, KeyError, TypeError):
         message, code = f"HTTP {response.status_code}: {response.text[:200]}", ""
-    if response.status_code == 401 and code == "unauthorized":
+    if response.status_code == 401 and code == "unauthorized":  # said here, where the token came from is known
+        where = "give its token with --token or PODTUI_ADMIN_TOKEN (it is in the admin_token file of its data dir)"
         if token_source.startswith("none"):
-            message += f" (admin token: {token_source}; give this control plane's token with --token or " \
-                "PODTUI_ADMIN_TOKEN: it is in the admin_token file of its data dir)"
+            message = f"this control plane needs its admin token: {token_source}; {where}"
         elif token_source:
-            message += f" (the admin token from {token_source} is not this control plane's; give its token with " \
-                "--token or PODTUI_ADMIN_TOKEN: it is in the admin_token file of its data dir)"
+            message = f"the admin token from {token_source} is not this control plane's; {where}"
         else:
             message += " (pass --token or set PODTUI_ADMIN_TOKEN when the control plane runs elsewhere)"
     return ControlPlaneError(message, response.status_code, code)

@@ -34,3 +34,7 @@ async def test_the_cli_names_a_refused_token_file(plane, tmp_path, monkeypatch):
     assert result.exit_code == 1
     assert f"the admin token from the token file {data / 'admin_token'} is not this control plane's" in result.output
     assert "tok-zz93" not in result.output  # the token itself is never shown
+    (data / "admin_token").unlink()  # none at all: said once where it is, not twice
+    result = await asyncio.to_thread(CliRunner().invoke, main, ["--server", plane.url, "runs"])
+    assert result.exit_code == 1 and "this control plane needs its admin token: none found" in result.output
+    assert result.output.count("admin_token file") == 1, result.output
