@@ -126,6 +126,7 @@ def launch_problems(exc: ValidationError) -> str:
 
 
 def option_of(field: str) -> str:
+    """The launch option a LaunchSpec field is typed as."""
     return OPTION_OF_FIELD.get(field, "--" + field.replace("_", "-"))
 
 
@@ -139,6 +140,7 @@ def options_named(message: str) -> str:
         field, sep, rest = part.partition(": ")
         parts.append(f"{option_of(field)}: {rest}" if sep and field in LaunchSpec.model_fields else part)
     return "; ".join(parts)
+
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--server", envvar="PODTUI_SERVER", help="URL of a running control plane (default: the local one).")
