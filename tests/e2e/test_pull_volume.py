@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 
 from podtui.server import puller as puller_module
 from tests.fakes.file_server import FileServer, ServedFile
@@ -57,11 +58,25 @@ async def test_pull_mode_uses_the_volumes_cache_and_uploads_a_dataset_once(local
         (folder / name).write_bytes(data)
     assert (await plane.http.post("/api/v1/datasets", json={"path": str(folder), "name": "shards"})).status_code == 201
     volume = plane.control.settings.data_dir / "volumes" / "cache"
+    # what runs that died mid-upload left there a day ago goes; a folder still being written to stays
+    dead = [volume / "podtui" / "uploads" / "deadrun-n0", volume / "podtui" / "datasets" / "dir-0ld.partial-deadrun-n0"]
+    for folder in dead:
+        folder.mkdir(parents=True)
+        (folder / "data-0").write_bytes(b"x" * 1000)
+        for path in (folder / "data-0", folder):
+            os.utime(path, (time.time() - 2 * 86400,) * 2)
+    live = volume / "podtui" / "uploads" / "liverun-n0"
+    live.mkdir()
+    (live / "data-0").write_bytes(b"y")
 
     run, events, lines = await pulled_run(plane, "shards", volume="cache")
     said = [e["message"] for e in events if e["kind"] == "dataset"]
     assert run["status"] == "succeeded", (run["status_reason"], events)
     assert any("uploaded into the cache on volume cache" in m for m in said), (events, lines)
+    assert not any(folder.exists() for folder in dead) and (live / "data-0").is_file()
+    assert any("removed 2 upload folder(s) that runs which died mid-upload left" in t for t in lines), lines
+    (live / "data-0").unlink()
+    live.rmdir()
     assert sum(v for k, v in sent.items() if k.startswith("data-")) == sum(map(len, blobs.values()))
     at = next(t for t in lines if t.startswith("at "))[3:]
     cache = volume / "podtui" / "datasets"

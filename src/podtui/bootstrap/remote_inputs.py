@@ -64,6 +64,26 @@ if not hit:
         shutil.rmtree(partial, ignore_errors=True)  # another pod put the same key there first: use its copy
 if uploads.startswith(os.path.join(os.environ["PODTUI_VOLUME"], "podtui", "uploads", "")):
     shutil.rmtree(uploads, ignore_errors=True)  # this pod's own upload folder (empty, or pieces not needed)
+def untouched_for_a_day(path):  # a live upload or fetch writes all the time; a dead one's pieces bill on the volume
+    newest = os.path.getmtime(path)
+    for folder, _, names in os.walk(path):
+        for name in names:
+            try:
+                newest = max(newest, os.path.getmtime(os.path.join(folder, name)))
+            except OSError:
+                pass
+    return newest < time.time() - 86400
+swept = 0
+for parent, only in ((os.path.join(os.environ["PODTUI_VOLUME"], "podtui", "uploads"), ""),
+                     (os.path.dirname(final), ".partial-")):
+    for name in os.listdir(parent) if os.path.isdir(parent) else []:
+        path = os.path.join(parent, name)
+        if only in name and os.path.isdir(path) and untouched_for_a_day(path):
+            shutil.rmtree(path, ignore_errors=True)
+            swept += 1
+if swept:
+    print("%s [podtui] removed %d upload folder(s) that runs which died mid-upload left on the volume (nothing "
+          "written to them for a day)" % (stamp(), swept), flush=True)
 print("%s [podtui] dataset %s %s" % (stamp(), plan["name"], "found whole in the volume's cache: 0 bytes uploaded"
                                       if hit else "uploaded into the volume's cache, sha256 checked"), flush=True)
 with open(path_file, "w") as f:
