@@ -107,6 +107,18 @@ def volume_outputs_line(volume: Any) -> str:
     return text + (f"; {volume.note}" if volume.note else "")
 
 
+def fields_named(message: str, name_of: Callable[[str], str]) -> str:
+    """The control plane's refusal of a launch (`gpu_types: the local provider offers only …; …`) with each
+    LaunchSpec field it names as `name_of(field)` says (a CLI option, a form's label), as `spec_problems` does."""
+    from .models import LaunchSpec  # loaded already: a launch was asked for
+
+    parts = []
+    for part in message.split("; "):
+        field, sep, rest = part.partition(": ")
+        parts.append(f"{name_of(field)}: {rest}" if sep and field in LaunchSpec.model_fields else part)
+    return "; ".join(parts)
+
+
 def volume_losses(volume: Volume, runs: Iterable[Run]) -> str:
     """What deleting a volume takes with it, said before asking: the datasets cached on it, the outputs of runs
     written to it (--outputs-on-volume sent them nowhere else) and how to copy those first, and its bill."""

@@ -46,3 +46,11 @@ def test_the_control_planes_refusal_names_the_option_typed():
     assert said == ("--gpu: the local provider offers only the GPU type `local` (asked: x); launch with --gpu local, "
                     "or set RUNPOD_API_KEY; --budget: too much; --volume: no such volume")
     assert options_named("node 1: not a field") == "node 1: not a field"
+
+
+def test_the_launch_form_names_the_control_planes_fields_by_its_labels():
+    from podtui.screens.launch import label_of
+    from podtui.wording import fields_named
+
+    said = fields_named("gpu_types: RunPod has no GPU type 'x'; budget_usd: too much", label_of)
+    assert said == "GPU types: RunPod has no GPU type 'x'; budget $: too much"

@@ -32,7 +32,7 @@ from ..models import (
     node_of_seq,
 )
 from ..plane_link import PlaneLink
-from ..wording import data_wait_text, spec_problems, status_label
+from ..wording import data_wait_text, fields_named, spec_problems, status_label
 
 T = TypeVar("T")
 
@@ -131,15 +131,8 @@ def option_of(field: str) -> str:
 
 
 def options_named(message: str) -> str:
-    """The control plane's refusal of a launch (`gpu_types: the local provider offers only …`) with each field
-    named as the option the user typed (`--gpu: …`)."""
-    from ..models import LaunchSpec
-
-    parts = []
-    for part in message.split("; "):
-        field, sep, rest = part.partition(": ")
-        parts.append(f"{option_of(field)}: {rest}" if sep and field in LaunchSpec.model_fields else part)
-    return "; ".join(parts)
+    """The control plane's refusal of a launch with each field named as the option the user typed (`--gpu: …`)."""
+    return fields_named(message, option_of)
 
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})

@@ -19,7 +19,7 @@ from ..messages import PlaneLinkChanged
 from ..models import Dataset, GpuOffer, LaunchSpec, Run, Volume
 from ..widgets.keys import bindings
 from ..widgets.offers_table import OffersTable
-from ..wording import spec_problems
+from ..wording import fields_named, spec_problems
 from .dialog import Dialog
 
 if TYPE_CHECKING:
@@ -68,8 +68,13 @@ RUNPOD_ONLY = ("#image", "#cloud_type", "#pricing")
 LABEL_OF_FIELD = {"max_runtime_s": "max runtime", "budget_usd": "budget $", "keep_alive_s": "keep alive",
                   "gpu_count": "GPU count", "cloud_type": "cloud", "dataset": "dataset",
                   "outputs": "outputs folder", "sync_outputs_s": "sync outputs every", "retries": "retries",
-                  "retry_failed": "retry a failing command"}
+                  "retry_failed": "retry a failing command", "gpu_types": "GPU types"}
 """The form's label of a LaunchSpec field, where it is not the field's name with spaces."""
+
+
+def label_of(field: str) -> str:
+    """The form's label of a LaunchSpec field (its problems are named so, the form's and the control plane's)."""
+    return LABEL_OF_FIELD.get(field, field.replace("_", " "))
 
 
 class LaunchScreen(Dialog[Run | None]):
@@ -371,7 +376,7 @@ class LaunchScreen(Dialog[Run | None]):
             if any(e["loc"][:1] == ("gpu_types",) for e in exc.errors()):
                 self.show_error("pick at least one GPU type (space in the table)")
                 return
-            self.show_error(spec_problems(exc, lambda field: LABEL_OF_FIELD.get(field, field.replace("_", " "))))
+            self.show_error(spec_problems(exc, label_of))
             return
         self.show_error("launching…")
         self.submit(spec)
@@ -382,6 +387,6 @@ class LaunchScreen(Dialog[Run | None]):
         try:
             run = await self.client.launch(spec)
         except ControlPlaneError as exc:
-            self.show_error(exc.message)
+            self.show_error(fields_named(exc.message, label_of) if exc.status == 422 else exc.message)
             return
         self.dismiss(run)
