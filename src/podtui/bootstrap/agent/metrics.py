@@ -87,6 +87,7 @@ class MetricReader:
         self.pending: list = []  # lines without a step waiting for the axis: (values, time, rank, kind, BarAt)
         self.ready: list = []  # their points once placed, to be taken by `overdue`
         self.epoch_seen: list = []  # (step, epoch) of the latest Trainer dicts placed by their bar
+        self.per_epoch: float | None = None  # the Trainer's steps per epoch, once those dicts agree on it
         self.last_state: dict = {}
         self.half_drawn: set = set()  # rows whose drawing after a clear was read in part (no bar yet)
         self.bar_points: dict = {}  # (step, value) of each bar metric's last point
@@ -306,8 +307,7 @@ class MetricReader:
         oldest = self.pending.pop(0)  # a flood of lines at one drawing: the oldest keep the step they were read at
         return self.named(self.at_step(oldest, oldest[4].step, "read"), oldest[2])
 
-    @property
-    def per_epoch(self) -> float | None:
+    def agreed_per_epoch(self) -> float | None:
         """The Trainer's steps per epoch, once the dicts placed by their bar agree on it: the step / epoch that
         the most of them fit (each within its epoch's printed precision), when at least 3 and a third do.
         Dicts read a drawing apart from their bar fit no common value, nor do a loop's whole epochs printed at
@@ -331,9 +331,10 @@ class MetricReader:
         epoch = values.get("epoch")
         if not isinstance(epoch, float) or epoch <= 0:
             return step
-        per_epoch = self.per_epoch
+        per_epoch = self.per_epoch  # as the dicts before this one say
         if step > 0:
             self.epoch_seen = [*self.epoch_seen, (step, epoch)][-50:]
+            self.per_epoch = self.agreed_per_epoch()  # once per dict (O(n²) in the latest 50), not per read
         if per_epoch is None:
             return step
         expected = epoch * per_epoch
