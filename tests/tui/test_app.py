@@ -73,9 +73,10 @@ async def test_ctrl_s_before_the_form_has_loaded_launches_once_it_has(settings, 
     from podtui.client import Client
 
     real = Client.datasets
+    answer = asyncio.Event()  # the form's datasets come when the test says
 
     async def slow(self):
-        await asyncio.sleep(0.8)
+        await answer.wait()
         return await real(self)
 
     monkeypatch.setattr(Client, "datasets", slow)
@@ -88,6 +89,7 @@ async def test_ctrl_s_before_the_form_has_loaded_launches_once_it_has(settings, 
         await pilot.pause(0.1)
         from textual.widgets import Static
         assert "launching once they are in" in str(app.screen.query_one("#error", Static).render())
+        answer.set()
         await wait_for(pilot, lambda: not isinstance(app.screen, LaunchScreen))
         await wait_for(pilot, lambda: len(app.live.runs) == 1)
         run = next(iter(app.live.runs.values()))
