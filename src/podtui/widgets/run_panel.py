@@ -104,8 +104,7 @@ class RunPanel(Vertical):
         self.logs.reset()
         self._events_shown = {}
         if run_id is not None:  # named at once: the titles told the last run's name until its data came
-            self.chart.border_title = f"loss · {self.live.name_of(run_id)}"
-            self.logs.border_title = f"logs · {self.live.name_of(run_id)}"
+            self._titled(run_id)
         if self.client is not None and run_id is not None:  # else attach() loads it
             self.load_selected(run_id)
         self.show_progress()
@@ -119,6 +118,10 @@ class RunPanel(Vertical):
             self.load_compare(self.compare_id)
         else:
             self.chart.set_compare("", {})  # none, or not over itself
+
+    def _titled(self, run_id: str) -> None:
+        name = self.live.name_of(run_id)
+        self.chart.border_title, self.logs.border_title = f"loss · {name}", f"logs · {name}"
 
     @work(exclusive=True, group="selected", exit_on_error=False)
     async def load_selected(self, run_id: str) -> None:
@@ -145,7 +148,7 @@ class RunPanel(Vertical):
             # a later attempt whose first points have not come yet (the lost pod's last ones may come after its
             # attempt_lost event): the next ones mark it, and bring the series again
             self.chart.resume_pending = True
-        self.chart.border_title = f"loss · {self.live.name_of(run_id)}"
+        self._titled(run_id)  # again: a run selected before the live runs came is named by now
         # The run's events among its lines by time; the lines keep their own order (by seq: a resorted line would
         # look like a resend to the view).
         self._events_shown.update({e.id: e for e in events})  # and those the feed brought meanwhile
@@ -155,7 +158,6 @@ class RunPanel(Vertical):
         view.tagged = nodes > 1
         view.reset(list(heapq.merge([Line(x.seq, x.ts, x.text) for x in lines], notes,
                                     key=lambda line: line.ts)))
-        view.border_title = f"logs · {self.live.name_of(run_id)}"
         if (run := self.live.get(run_id)) is not None:
             view.set_live(run.live)
 
