@@ -73,14 +73,13 @@ def untouched_for_a_day(path):  # a live upload or fetch writes all the time; a 
             except OSError:
                 pass
     return newest < time.time() - 86400
-swept = 0
-for parent, only in ((os.path.join(os.environ["PODTUI_VOLUME"], "podtui", "uploads"), ""),
-                     (os.path.dirname(final), ".partial-")):
-    for name in os.listdir(parent) if os.path.isdir(parent) else []:
-        path = os.path.join(parent, name)
-        if only in name and os.path.isdir(path) and untouched_for_a_day(path):
-            shutil.rmtree(path, ignore_errors=True)
-            swept += 1
+listed = lambda folder: [os.path.join(folder, n) for n in os.listdir(folder)] if os.path.isdir(folder) else []
+dead = [path for path in listed(os.path.join(os.environ["PODTUI_VOLUME"], "podtui", "uploads"))
+        + [p for p in listed(os.path.dirname(final)) if ".partial-" in os.path.basename(p)]
+        if os.path.isdir(path) and untouched_for_a_day(path)]
+for path in dead:
+    shutil.rmtree(path, ignore_errors=True)
+swept = len(dead)
 if swept:
     print("%s [podtui] removed %d upload folder(s) that runs which died mid-upload left on the volume (nothing "
           "written to them for a day)" % (stamp(), swept), flush=True)
