@@ -47,6 +47,7 @@ PROXY_ANSWER_S = 90.0
 ASK_AGAIN_S = 1.0
 RETRY_S = (1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0)
 NODE_CACHE_WAIT_S = 120.0  # after node 0's start: its start script renames its upload into the shared cache
+NODE_0_UPLOADS_S = 3.0  # how often node k > 0 looks whether node 0's upload is done
 
 
 class RunEnded(Exception):
@@ -356,14 +357,16 @@ class Puller:
                 raise RunEnded(run.id)
             if shown_by is None and await self.store.has_event(run.id, "pod_started", since=fresh.started_at):
                 shown_by = time.monotonic() + NODE_CACHE_WAIT_S
-            if shown_by is not None:
-                found = await self._ask_cache(link, key)
-                if found.get("cached"):
-                    return found
-                if time.monotonic() > shown_by:
-                    await self.store.add_event(run.id, "pull", f"node 0's copy did not show in node {node}'s cache "
-                                               f"within {NODE_CACHE_WAIT_S:.0f} s; uploading the dataset to it")
-                    return None
+            if shown_by is None:  # node 0 still uploads (minutes, for a large dataset): look now and then
+                await asyncio.sleep(NODE_0_UPLOADS_S)
+                continue
+            found = await self._ask_cache(link, key)
+            if found.get("cached"):
+                return found
+            if time.monotonic() > shown_by:
+                await self.store.add_event(run.id, "pull", f"node 0's copy did not show in node {node}'s cache "
+                                           f"within {NODE_CACHE_WAIT_S:.0f} s; uploading the dataset to it")
+                return None
             await asyncio.sleep(ASK_AGAIN_S)
 
     async def _upload_inputs(self, run: Run, link: PodLink, state: dict[str, Any], node: int = 0) -> None:
