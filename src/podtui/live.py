@@ -5,6 +5,7 @@ textual here."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -48,8 +49,11 @@ class LiveRuns:
         return sorted(self.shown(), key=lambda r: r.created_at, reverse=True)
 
     def live(self) -> list[Run | StoredRun]:
-        """Runs whose pods may still bill."""
-        return [r for r in self.shown() if r.status.is_live]
+        """Runs whose pods may still bill: live ones, and ended ones whose pod stays to bring the outputs home
+        (quitting the TUI then would stop the control plane they come home to, and the pod would wait out its
+        keep-alive)."""
+        now = time.time()
+        return [r for r in self.shown() if r.pod_in_use(now)]
 
     def load_stored(self, runs: Iterable[StoredRun]) -> None:
         """The runs as the store held them at start (before the control plane answers)."""

@@ -18,7 +18,7 @@ LIVE = frozenset({"pending", "provisioning", "booting", "downloading", "training
 
 COLUMNS = ("id, name, provider, status, gpu_type, gpu_util, price_per_hour, created_at, started_at, ended_at, "
            "last_step, last_loss, last_loss_nan, progress")
-LATER_COLUMNS = ", pod_end_failed"
+LATER_COLUMNS = ", pod_end_failed, keep_alive_until"
 """Columns of later migrations: a store the control plane has not migrated yet is read without them."""
 
 
@@ -61,6 +61,11 @@ class StoredRun:
     progress: StoredProgress | None = None
     live: list[str] = field(default_factory=list)
     pod_end_failed: str | None = None
+    keep_alive_until: float | None = None
+
+    def pod_in_use(self, now: float) -> bool:
+        """Whether its pod may still bill, as `models.Run.pod_in_use` says: it lives, or stays to bring outputs home."""
+        return self.status.is_live or (self.keep_alive_until is not None and self.keep_alive_until > now)
 
     def cost_at(self, now: float) -> float:
         """Cost so far, as `models.Run.cost_at` counts it."""
@@ -93,6 +98,7 @@ def _run(row: tuple[object, ...]) -> StoredRun:
     (rid, name, provider, status, gpu_type, gpu_util, price, created, started, ended, last_step, last_loss,
      last_loss_nan, progress) = row[:14]
     pod_end_failed = _str(row[14]) if len(row) > 14 else None
+    keep_alive_until = _float(row[15]) if len(row) > 15 else None
     done_total = json.loads(progress) if isinstance(progress, str) else None
     return StoredRun(
         id=str(rid), name=str(name), provider=str(provider), status=StoredStatus(status), gpu_type=_str(gpu_type),
@@ -101,7 +107,7 @@ def _run(row: tuple[object, ...]) -> StoredRun:
         last_step=last_step if isinstance(last_step, int) else None,
         last_loss=math.nan if last_loss_nan else _float(last_loss),
         progress=StoredProgress(int(done_total["bytes_done"]), int(done_total["bytes_total"]))
-        if isinstance(done_total, dict) else None, pod_end_failed=pod_end_failed)
+        if isinstance(done_total, dict) else None, pod_end_failed=pod_end_failed, keep_alive_until=keep_alive_until)
 
 
 def _float(value: object) -> float | None:

@@ -18,3 +18,18 @@ def test_a_later_list_replaces_an_earlier_one_but_not_what_the_feed_brought():
     live.load([run(RunStatus.training), run(RunStatus.training, "r2")])  # the control plane's list, later
     assert live.get("r1").status == RunStatus.training  # the earlier list's copy was older
     assert live.get("r2").status == RunStatus.failed  # the feed's is newer than a list fetched around it
+
+
+def test_an_ended_run_whose_pod_brings_its_outputs_home_still_counts_as_billing():
+    # Quitting then stopped the control plane the outputs come home to, and the pod waited out its keep-alive.
+    from podtui.stored_runs import StoredRun, StoredStatus
+
+    live = LiveRuns()
+    home = run(RunStatus.succeeded).model_copy(update={"keep_alive_until": time.time() + 600})
+    done = run(RunStatus.succeeded, "r2").model_copy(update={"keep_alive_until": time.time() - 1})
+    live.load([home, done])
+    assert [r.id for r in live.live()] == ["r1"]
+    stored = StoredRun(id="s1", name="x", provider="local", status=StoredStatus("succeeded"), gpu_type=None,
+                       gpu_util=None, price_per_hour=None, created_at=0.0, started_at=None, ended_at=None,
+                       last_step=None, last_loss=None, keep_alive_until=time.time() + 600)
+    assert stored.pod_in_use(time.time()) and not stored.pod_in_use(time.time() + 601)
