@@ -317,7 +317,7 @@ class PodtuiApp(ReportsHandlerErrors, App[int]):
         self._quit_asking()
 
     def _quit_asking(self) -> None:
-        live = self.live.live()
+        live = self.live.pods_in_use()
         if not live:
             self.exit(0)
             return

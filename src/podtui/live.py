@@ -49,6 +49,10 @@ class LiveRuns:
         return sorted(self.shown(), key=lambda r: r.created_at, reverse=True)
 
     def live(self) -> list[Run | StoredRun]:
+        """Runs still going (their uptime and cost grow)."""
+        return [r for r in self.shown() if r.status.is_live]
+
+    def pods_in_use(self) -> list[Run | StoredRun]:
         """Runs whose pods may still bill: live ones, and ended ones whose pod stays to bring the outputs home
         (quitting the TUI then would stop the control plane they come home to, and the pod would wait out its
         keep-alive)."""

@@ -28,7 +28,7 @@ def test_an_ended_run_whose_pod_brings_its_outputs_home_still_counts_as_billing(
     home = run(RunStatus.succeeded).model_copy(update={"keep_alive_until": time.time() + 600})
     done = run(RunStatus.succeeded, "r2").model_copy(update={"keep_alive_until": time.time() - 1})
     live.load([home, done])
-    assert [r.id for r in live.live()] == ["r1"]
+    assert [r.id for r in live.pods_in_use()] == ["r1"] and live.live() == []  # no uptime grows: no redraw tick
     stored = StoredRun(id="s1", name="x", provider="local", status=StoredStatus("succeeded"), gpu_type=None,
                        gpu_util=None, price_per_hour=None, created_at=0.0, started_at=None, ended_at=None,
                        last_step=None, last_loss=None, keep_alive_until=time.time() + 600)
